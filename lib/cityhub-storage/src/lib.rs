@@ -1,0 +1,116 @@
+//! The storage contract of cityhub.
+//!
+//! Every backend (embedded SQLite, PostgreSQL) implements [`Store`]. The contract is deliberately
+//! small: entities are read by id or by [`EntityFilter`], and written only through [`Modifier`]s,
+//! pure functions from the current state of one entity to its next state. The backend runs each
+//! modifier inside a transaction, so a read-modify-write never races another writer, and it may
+//! commit many modifiers together (group commit) without the caller knowing.
+//!
+//! A write is acknowledged (its future resolves) only once it is durable.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ngsild_core::{Entity, NgsiLdError};
+use serde_json::Value;
+
+pub use ngsild_query::EntityFilter;
+
+/// A tenant name; the default tenant is the empty string.
+pub type Tenant = str;
+
+pub const DEFAULT_TENANT: &str = "";
+
+/// What a [`Modifier`] answers: the entity's next state (`None` deletes it).
+pub type Modification = Result<Option<Entity>, NgsiLdError>;
+
+/// A pure function from an entity's current state (`None` when it does not exist) to its next one.
+pub type Modifier = Box<dyn FnOnce(Option<Entity>) -> Modification + Send>;
+
+/// The effect of one successful modification, for the caller's reply and for notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub before: Option<Entity>,
+    pub after: Option<Entity>,
+}
+
+/// A page of query results.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub entities: Vec<Entity>,
+    /// The number of matching entities, when asked for.
+    pub total: Option<usize>,
+}
+
+/// How a query is paged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub offset: usize,
+    pub limit: usize,
+    pub count: bool,
+}
+
+/// A JSON-LD @context document hosted by the hub (the `/jsonldContexts` API).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredContext {
+    pub id: String,
+    /// `Hosted` (added through the API) or `Cached` (a remote context the hub fetched).
+    pub kind: String,
+    pub url: String,
+    pub document: Value,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub number_of_hits: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption, connection): nothing was written.
+    Backend(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Backend(why) => write!(f, "storage failure: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<StoreError> for NgsiLdError {
+    fn from(e: StoreError) -> Self {
+        NgsiLdError::internal(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether anything was ever written in this tenant (the default tenant always exists).
+    async fn tenant_exists(&self, tenant: &Tenant) -> Result<bool, StoreError>;
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError>;
+
+    async fn get_entity(&self, tenant: &Tenant, id: &str) -> Result<Option<Entity>, StoreError>;
+
+    /// Applies each modifier to its entity, all in one durable commit. Each answer is independent:
+    /// a modifier that returns an error leaves its entity unchanged and does not affect the others.
+    async fn modify(&self, tenant: &Tenant, modifications: Vec<(String, Modifier)>) -> Result<Vec<Result<Change, NgsiLdError>>, StoreError>;
+
+    /// Entities matching `filter`, ordered by id, one page of them.
+    async fn query(&self, tenant: &Tenant, filter: &EntityFilter, paging: Paging) -> Result<Page, StoreError>;
+
+    async fn put_context(&self, context: StoredContext) -> Result<(), StoreError>;
+    async fn get_context(&self, id: &str) -> Result<Option<StoredContext>, StoreError>;
+    async fn list_contexts(&self) -> Result<Vec<StoredContext>, StoreError>;
+    async fn delete_context(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// One modification on its own: the common case for single-entity requests.
+pub async fn modify_one(store: &dyn Store, tenant: &Tenant, id: &str, modifier: Modifier) -> Result<Change, NgsiLdError> {
+    let mut results = store.modify(tenant, vec![(id.to_owned(), modifier)]).await?;
+    results.pop().unwrap_or_else(|| Err(NgsiLdError::internal("the store answered no result")))
+}

@@ -1,0 +1,578 @@
+//! From request payloads to the stored form.
+//!
+//! Payloads arrive normalized or concise (clause 4.5), with names in the client's @context. This
+//! module expands names, makes every attribute's type explicit and validates it. Expansion happens
+//! in two steps so that merge operations can overlay a fragment on what is stored before
+//! validating: [`expand_fragment`] gives each attribute as a raw member map with expanded keys
+//! ([`RawAttribute`]), and [`build_attribute`] turns a raw map into an [`Attribute`].
+
+use indexmap::IndexMap;
+use ngsild_jsonld::Context;
+use serde_json::{Map, Value};
+
+use crate::error::{NgsiLdError, Result};
+use crate::model::{Attribute, AttributeKind, Entity};
+use crate::time::parse_datetime;
+use crate::validate::{check_name, check_uri, is_valid_scope};
+
+/// The NGSI-LD null: deletes what it is assigned to in a merge.
+pub const NGSI_LD_NULL: &str = "urn:ngsi-ld:null";
+
+/// One attribute instance as members with expanded keys and an explicit `type`.
+pub type RawAttribute = Map<String, Value>;
+
+/// An attribute as given in a fragment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeInput {
+    /// `null` or `"urn:ngsi-ld:null"`: delete it (merge operations only).
+    Delete,
+    Instances(Vec<RawAttribute>),
+}
+
+/// An entity or entity fragment as given in a request, names expanded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityInput {
+    pub id: Option<String>,
+    pub types: Vec<String>,
+    pub scope: Option<Vec<String>>,
+    pub attrs: IndexMap<String, AttributeInput>,
+}
+
+/// Members of an attribute that are not sub-attributes.
+const ATTRIBUTE_MEMBERS: &[&str] = &[
+    "type",
+    "value",
+    "object",
+    "objectList",
+    "languageMap",
+    "vocab",
+    "json",
+    "valueList",
+    "datasetId",
+    "observedAt",
+    "unitCode",
+    "objectType",
+    "createdAt",
+    "modifiedAt",
+    "deletedAt",
+    "instanceId",
+    "lang",
+    "previousValue",
+    "previousObject",
+    "previousLanguageMap",
+    "previousVocab",
+    "previousJson",
+    "previousValueList",
+    "previousObjectList",
+];
+
+/// Entity members that are not attributes.
+const ENTITY_MEMBERS: &[&str] = &["id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"];
+
+const GEOMETRY_TYPES: &[&str] = &["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"];
+
+/// Expands an entity or a fragment of one. Presence of `id` and `type` is the caller's rule.
+pub fn expand_fragment(body: &Map<String, Value>, ctx: &Context) -> Result<EntityInput> {
+    let mut input = EntityInput::default();
+    if let Some(id) = body.get("id").or_else(|| body.get("@id")) {
+        let id = id.as_str().ok_or_else(|| NgsiLdError::bad_request("the entity id must be a string"))?;
+        check_uri(id, "the entity id")?;
+        input.id = Some(id.to_owned());
+    }
+    if let Some(types) = body.get("type").or_else(|| body.get("@type")) {
+        input.types = expand_types(types, ctx)?;
+    }
+    if let Some(scope) = body.get("scope") {
+        input.scope = Some(parse_scope(scope)?);
+    }
+    for (name, value) in body {
+        if ENTITY_MEMBERS.contains(&name.as_str()) {
+            continue;
+        }
+        check_name(name, "attribute")?;
+        let iri = ctx.expand_term(name).into_owned();
+        let attr = expand_attribute_input(value, ctx).map_err(|e| prefix_detail(e, name))?;
+        input.attrs.insert(iri, attr);
+    }
+    Ok(input)
+}
+
+/// Expands a complete entity for creation: id and type are required, nothing may be deleted.
+pub fn expand_entity(body: &Map<String, Value>, ctx: &Context) -> Result<(Entity, EntityInput)> {
+    let input = expand_fragment(body, ctx)?;
+    let entity = entity_from_input(&input)?;
+    Ok((entity, input))
+}
+
+/// Builds a whole entity from an input that must carry id and type.
+pub fn entity_from_input(input: &EntityInput) -> Result<Entity> {
+    let id = input.id.clone().ok_or_else(|| NgsiLdError::bad_request("the entity has no id"))?;
+    if input.types.is_empty() {
+        return Err(NgsiLdError::bad_request("the entity has no type"));
+    }
+    let mut entity = Entity::new(id, input.types.clone());
+    entity.scope = input.scope.clone().unwrap_or_default();
+    for (name, attr) in &input.attrs {
+        let instances = match attr {
+            AttributeInput::Delete => {
+                return Err(NgsiLdError::bad_request(format!("attribute {name} cannot be null")));
+            }
+            AttributeInput::Instances(raws) => raws.iter().map(build_attribute).collect::<Result<Vec<_>>>()?,
+        };
+        check_unique_datasets(name, &instances)?;
+        entity.attrs.insert(name.clone(), instances);
+    }
+    Ok(entity)
+}
+
+pub fn check_unique_datasets(name: &str, instances: &[Attribute]) -> Result<()> {
+    for (i, a) in instances.iter().enumerate() {
+        if instances[..i].iter().any(|b| b.dataset_id == a.dataset_id) {
+            return Err(NgsiLdError::bad_request(format!(
+                "attribute {name} has two instances with the same datasetId {:?}",
+                a.dataset_id.as_deref().unwrap_or("(default)")
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn expand_types(types: &Value, ctx: &Context) -> Result<Vec<String>> {
+    let names: Vec<&str> = match types {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|t| t.as_str().ok_or_else(|| NgsiLdError::bad_request("an entity type must be a string")))
+            .collect::<Result<_>>()?,
+        _ => return Err(NgsiLdError::bad_request("the entity type must be a string or a non-empty array of strings")),
+    };
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        check_name(name, "entity type")?;
+        let iri = ctx.expand_term(name).into_owned();
+        if !out.contains(&iri) {
+            out.push(iri);
+        }
+    }
+    Ok(out)
+}
+
+pub fn parse_scope(scope: &Value) -> Result<Vec<String>> {
+    let scopes: Vec<String> = match scope {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| NgsiLdError::bad_request("a scope must be a string")))
+            .collect::<Result<_>>()?,
+        _ => return Err(NgsiLdError::bad_request("scope must be a string or an array of strings")),
+    };
+    if let Some(bad) = scopes.iter().find(|s| !is_valid_scope(s)) {
+        return Err(NgsiLdError::bad_request(format!("invalid scope {bad:?}")));
+    }
+    Ok(scopes)
+}
+
+fn prefix_detail(mut e: NgsiLdError, name: &str) -> NgsiLdError {
+    e.detail = format!("attribute {name}: {}", e.detail);
+    e
+}
+
+fn is_null(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some(NGSI_LD_NULL)
+}
+
+/// Expands one attribute's value as given in an entity body: an instance, an array of instances
+/// (multi-attribute) or a concise value.
+pub fn expand_attribute_input(value: &Value, ctx: &Context) -> Result<AttributeInput> {
+    if is_null(value) {
+        return Ok(AttributeInput::Delete);
+    }
+    if let Value::Array(items) = value {
+        if !items.is_empty() && items.iter().all(looks_like_attribute_instance) {
+            let raws = items.iter().map(|i| expand_raw_attribute(i, ctx)).collect::<Result<Vec<_>>>()?;
+            return Ok(AttributeInput::Instances(raws));
+        }
+    }
+    Ok(AttributeInput::Instances(vec![expand_raw_attribute(value, ctx)?]))
+}
+
+fn looks_like_attribute_instance(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| {
+        m.get("type").and_then(Value::as_str).is_some_and(|t| AttributeKind::from_name(t).is_some())
+            || ["value", "object", "objectList", "languageMap", "vocab", "json", "valueList"].iter().any(|k| m.contains_key(*k))
+    })
+}
+
+/// Expands one attribute instance (normalized or concise) to a raw map with expanded keys and an
+/// explicit `type`. Member values are not validated here: see [`build_attribute`].
+pub fn expand_raw_attribute(value: &Value, ctx: &Context) -> Result<RawAttribute> {
+    let Value::Object(members) = value else {
+        // Concise: a bare value is a Property.
+        let mut raw = Map::new();
+        raw.insert("type".into(), Value::String("Property".into()));
+        raw.insert("value".into(), value.clone());
+        return Ok(raw);
+    };
+    let mut raw = Map::new();
+    let explicit_kind = match members.get("type") {
+        Some(Value::String(t)) => match AttributeKind::from_name(t) {
+            Some(kind) => Some(kind),
+            None if GEOMETRY_TYPES.contains(&t.as_str()) && members.contains_key("coordinates") => {
+                // Concise GeoProperty: the geometry itself.
+                raw.insert("type".into(), Value::String("GeoProperty".into()));
+                raw.insert("value".into(), value.clone());
+                return Ok(raw);
+            }
+            None => return Err(NgsiLdError::bad_request(format!("unknown attribute type {t:?}"))),
+        },
+        Some(other) => return Err(NgsiLdError::bad_request(format!("an attribute type must be a string, not {other}"))),
+        None => None,
+    };
+    let kind = match explicit_kind {
+        Some(kind) => kind,
+        None => match infer_kind(members) {
+            Some(kind) => kind,
+            None => {
+                // Concise: an object without any value member is a Property whose value is it.
+                raw.insert("type".into(), Value::String("Property".into()));
+                raw.insert("value".into(), value.clone());
+                return Ok(raw);
+            }
+        },
+    };
+    raw.insert("type".into(), Value::String(kind.name().into()));
+    for (key, member) in members {
+        match key.as_str() {
+            "type" => {}
+            "vocab" | "objectType" => {
+                raw.insert(key.clone(), expand_vocab_value(member, ctx)?);
+            }
+            k if ATTRIBUTE_MEMBERS.contains(&k) => {
+                raw.insert(key.clone(), member.clone());
+            }
+            _ => {
+                check_name(key, "sub-attribute")?;
+                let iri = ctx.expand_term(key).into_owned();
+                let sub = if is_null(member) {
+                    Value::Null
+                } else {
+                    Value::Object(expand_raw_attribute(member, ctx).map_err(|e| prefix_detail(e, key))?)
+                };
+                raw.insert(iri, sub);
+            }
+        }
+    }
+    Ok(raw)
+}
+
+fn infer_kind(members: &Map<String, Value>) -> Option<AttributeKind> {
+    if let Some(v) = members.get("value") {
+        let is_geometry = v.get("type").and_then(Value::as_str).is_some_and(|t| GEOMETRY_TYPES.contains(&t)) && v.get("coordinates").is_some();
+        return Some(if is_geometry { AttributeKind::GeoProperty } else { AttributeKind::Property });
+    }
+    [
+        ("object", AttributeKind::Relationship),
+        ("objectList", AttributeKind::ListRelationship),
+        ("languageMap", AttributeKind::LanguageProperty),
+        ("vocab", AttributeKind::VocabProperty),
+        ("json", AttributeKind::JsonProperty),
+        ("valueList", AttributeKind::ListProperty),
+    ]
+    .into_iter()
+    .find_map(|(member, kind)| members.contains_key(member).then_some(kind))
+}
+
+fn expand_vocab_value(value: &Value, ctx: &Context) -> Result<Value> {
+    match value {
+        Value::String(s) => Ok(Value::String(ctx.expand_term(s).into_owned())),
+        Value::Array(items) => items.iter().map(|i| expand_vocab_value(i, ctx)).collect::<Result<Vec<_>>>().map(Value::Array),
+        Value::Null => Ok(Value::Null),
+        other => Err(NgsiLdError::bad_request(format!("a vocabulary value must be a string, not {other}"))),
+    }
+}
+
+/// Validates a raw attribute and builds it. System members (`createdAt`, `modifiedAt`, ...) in the
+/// input are ignored: the hub sets them.
+pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
+    let kind = raw
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(AttributeKind::from_name)
+        .ok_or_else(|| NgsiLdError::bad_request("an attribute needs a valid type"))?;
+    let member = kind.value_member();
+    let value = raw
+        .get(member)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| NgsiLdError::bad_request(format!("a {} needs a non-null {member}", kind.name())))?
+        .clone();
+    validate_value(kind, &value)?;
+    let mut attr = Attribute::new(kind, value);
+    if let Some(ds) = raw.get("datasetId").filter(|v| !v.is_null()) {
+        let ds = ds.as_str().ok_or_else(|| NgsiLdError::bad_request("datasetId must be a string"))?;
+        check_uri(ds, "datasetId")?;
+        attr.dataset_id = Some(ds.to_owned());
+    }
+    if let Some(at) = raw.get("observedAt").filter(|v| !v.is_null()) {
+        let at = at.as_str().filter(|s| parse_datetime(s).is_some());
+        attr.observed_at = Some(at.ok_or_else(|| NgsiLdError::bad_request("observedAt must be a DateTime"))?.to_owned());
+    }
+    if let Some(unit) = raw.get("unitCode").filter(|v| !v.is_null()) {
+        let unit = unit.as_str().ok_or_else(|| NgsiLdError::bad_request("unitCode must be a string"))?;
+        attr.unit_code = Some(unit.to_owned());
+    }
+    if let Some(object_type) = raw.get("objectType").filter(|v| !v.is_null()) {
+        if !kind.is_relationship() {
+            return Err(NgsiLdError::bad_request("objectType is only allowed on relationships"));
+        }
+        attr.object_type = Some(object_type.clone());
+    }
+    for (key, sub) in raw {
+        if ATTRIBUTE_MEMBERS.contains(&key.as_str()) || sub.is_null() {
+            continue;
+        }
+        let sub = sub.as_object().ok_or_else(|| NgsiLdError::bad_request(format!("sub-attribute {key} must be an object")))?;
+        attr.sub.insert(key.clone(), build_attribute(sub).map_err(|e| prefix_detail(e, key))?);
+    }
+    Ok(attr)
+}
+
+fn validate_value(kind: AttributeKind, value: &Value) -> Result<()> {
+    let bad = |why: &str| Err(NgsiLdError::bad_request(format!("invalid {}: {why}", kind.name())));
+    match kind {
+        AttributeKind::Property | AttributeKind::JsonProperty => Ok(()),
+        AttributeKind::Relationship => match value {
+            Value::String(s) => check_uri(s, "a relationship object"),
+            Value::Array(items) if !items.is_empty() => items.iter().try_for_each(|o| match o {
+                Value::String(s) => check_uri(s, "a relationship object"),
+                _ => bad("objects must be URIs"),
+            }),
+            _ => bad("object must be a URI or a non-empty array of URIs"),
+        },
+        AttributeKind::GeoProperty => validate_geometry(value).or_else(|why| bad(&why)),
+        AttributeKind::LanguageProperty => match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (lang, text) in map {
+                    let ok = text.is_string() || text.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+                    if !ok || lang.is_empty() {
+                        return bad("languageMap values must be strings");
+                    }
+                }
+                Ok(())
+            }
+            _ => bad("languageMap must be a non-empty object"),
+        },
+        AttributeKind::VocabProperty => match value {
+            Value::String(_) => Ok(()),
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => Ok(()),
+            _ => bad("vocab must be a string or an array of strings"),
+        },
+        AttributeKind::ListProperty => match value {
+            Value::Array(_) => Ok(()),
+            _ => bad("valueList must be an array"),
+        },
+        AttributeKind::ListRelationship => match value {
+            Value::Array(items) => items.iter().try_for_each(|item| {
+                let object = item.get("object").unwrap_or(item);
+                match object.as_str() {
+                    Some(s) => check_uri(s, "a relationship object"),
+                    None => bad("objectList items must be URIs"),
+                }
+            }),
+            _ => bad("objectList must be an array"),
+        },
+    }
+}
+
+/// Checks the shape of a GeoJSON geometry: a known type and coordinates nested as that type needs.
+pub fn validate_geometry(value: &Value) -> std::result::Result<(), String> {
+    let geometry_type = value.get("type").and_then(Value::as_str).ok_or("a geometry needs a type")?;
+    if geometry_type == "GeometryCollection" {
+        let geometries = value.get("geometries").and_then(Value::as_array).ok_or("a GeometryCollection needs geometries")?;
+        return geometries.iter().try_for_each(validate_geometry);
+    }
+    let coordinates = value.get("coordinates").ok_or("a geometry needs coordinates")?;
+    let depth = match geometry_type {
+        "Point" => 0,
+        "MultiPoint" | "LineString" => 1,
+        "MultiLineString" | "Polygon" => 2,
+        "MultiPolygon" => 3,
+        other => return Err(format!("unknown geometry type {other}")),
+    };
+    check_positions(coordinates, depth)?;
+    if geometry_type == "LineString" && coordinates.as_array().is_some_and(|a| a.len() < 2) {
+        return Err("a LineString needs at least two positions".into());
+    }
+    let rings: Vec<&Value> = match geometry_type {
+        "Polygon" => coordinates.as_array().map(|r| r.iter().collect()).unwrap_or_default(),
+        "MultiPolygon" => coordinates.as_array().map(|ps| ps.iter().filter_map(Value::as_array).flatten().collect()).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    for ring in rings {
+        let ring = ring.as_array().ok_or("a ring must be an array")?;
+        if ring.len() < 4 || ring.first() != ring.last() {
+            return Err("a polygon ring needs at least four positions and must be closed".into());
+        }
+    }
+    Ok(())
+}
+
+fn check_positions(value: &Value, depth: usize) -> std::result::Result<(), String> {
+    let items = value.as_array().ok_or("coordinates must be arrays")?;
+    if depth == 0 {
+        let ok = (2..=3).contains(&items.len()) && items.iter().all(Value::is_number);
+        let lon = items.first().and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let lat = items.get(1).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        if !ok || !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+            return Err(format!("invalid position {value}"));
+        }
+        return Ok(());
+    }
+    if items.is_empty() {
+        return Err("coordinates must not be empty".into());
+    }
+    items.iter().try_for_each(|i| check_positions(i, depth - 1))
+}
+
+/// The stored attribute back as a raw map (expanded keys, normalized, with system members), so a
+/// fragment can be overlaid on it.
+pub fn attribute_to_raw(attr: &Attribute) -> RawAttribute {
+    let mut raw = Map::new();
+    raw.insert("type".into(), Value::String(attr.kind.name().into()));
+    raw.insert(attr.kind.value_member().into(), attr.value.clone());
+    let optional = [
+        ("datasetId", attr.dataset_id.clone().map(Value::String)),
+        ("observedAt", attr.observed_at.clone().map(Value::String)),
+        ("unitCode", attr.unit_code.clone().map(Value::String)),
+        ("objectType", attr.object_type.clone()),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            raw.insert(key.into(), value);
+        }
+    }
+    for (name, sub) in &attr.sub {
+        raw.insert(name.clone(), Value::Object(attribute_to_raw(sub)));
+    }
+    raw
+}
+
+/// Overlays a fragment on a stored attribute (merge semantics): members given replace members
+/// stored, a null member removes one, sub-attributes merge the same way. Changing the attribute
+/// type replaces the value member too.
+pub fn merge_raw(base: &mut RawAttribute, patch: &RawAttribute) {
+    let kind_changes = patch.get("type").is_some_and(|t| Some(t) != base.get("type"));
+    if kind_changes {
+        for member in AttributeKind::ALL.map(AttributeKind::value_member) {
+            base.remove(member);
+        }
+    }
+    for (key, value) in patch {
+        if value.is_null() || value.as_str() == Some(NGSI_LD_NULL) {
+            base.remove(key);
+            continue;
+        }
+        let is_sub_attribute = !ATTRIBUTE_MEMBERS.contains(&key.as_str());
+        match (base.get_mut(key), value) {
+            (Some(Value::Object(existing)), Value::Object(sub_patch)) if is_sub_attribute => merge_raw(existing, sub_patch),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ngsild_jsonld::core_context;
+    use serde_json::json;
+
+    fn expand(v: Value) -> Result<Entity> {
+        expand_entity(v.as_object().unwrap(), &core_context()).map(|(e, _)| e)
+    }
+
+    const DEFAULT: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
+
+    #[test]
+    fn normalized_entity() {
+        let e = expand(json!({
+            "id": "urn:ngsi-ld:Building:1", "type": "Building",
+            "name": {"type": "Property", "value": "Tower", "observedAt": "2020-09-09T16:40:00.000Z",
+                     "source": {"type": "Relationship", "object": "urn:ngsi-ld:Sensor:1"}},
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [2.29, 48.85]}}
+        }))
+        .unwrap();
+        assert_eq!(e.types, vec![format!("{DEFAULT}Building")]);
+        let name = e.instance(&format!("{DEFAULT}name"), None).unwrap();
+        assert_eq!(name.value, json!("Tower"));
+        assert_eq!(name.sub[&format!("{DEFAULT}source")].kind, AttributeKind::Relationship);
+        assert_eq!(e.instance("https://uri.etsi.org/ngsi-ld/location", None).unwrap().kind, AttributeKind::GeoProperty);
+    }
+
+    #[test]
+    fn concise_entity() {
+        let e = expand(json!({
+            "id": "urn:x:1", "type": "T",
+            "n": 3, "o": {"object": "urn:x:2"}, "g": {"type": "Point", "coordinates": [1, 2]},
+            "l": {"languageMap": {"en": "hi"}}, "c": {"a": 1}
+        }))
+        .unwrap();
+        let kind = |n: &str| e.instance(&format!("{DEFAULT}{n}"), None).unwrap().kind;
+        assert_eq!(kind("n"), AttributeKind::Property);
+        assert_eq!(kind("o"), AttributeKind::Relationship);
+        assert_eq!(kind("g"), AttributeKind::GeoProperty);
+        assert_eq!(kind("l"), AttributeKind::LanguageProperty);
+        assert_eq!(e.instance(&format!("{DEFAULT}c"), None).unwrap().value, json!({"a": 1}));
+    }
+
+    #[test]
+    fn multi_instance_and_vocab() {
+        let e = expand(json!({
+            "id": "urn:x:1", "type": "T",
+            "speed": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "urn:ds:2"}],
+            "category": {"type": "VocabProperty", "vocab": ["a", "b"]}
+        }))
+        .unwrap();
+        assert_eq!(e.attrs[&format!("{DEFAULT}speed")].len(), 2);
+        assert_eq!(e.instance(&format!("{DEFAULT}category"), None).unwrap().value, json!([format!("{DEFAULT}a"), format!("{DEFAULT}b")]));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(expand(json!({"id": "x", "type": "T"})).is_err(), "id must be a URI");
+        assert!(expand(json!({"id": "urn:x:1"})).is_err(), "type is required");
+        assert!(expand(json!({"type": "T"})).is_err(), "id is required");
+        assert!(expand(json!({"id": "urn:x:1", "type": "T", "a": {"type": "Property"}})).is_err());
+        assert!(expand(json!({"id": "urn:x:1", "type": "T", "a": {"type": "Relationship", "object": "nope"}})).is_err());
+        assert!(expand(json!({"id": "urn:x:1", "type": "T", "a": {"type": "Weird", "value": 1}})).is_err());
+        assert!(expand(json!({"id": "urn:x:1", "type": "T", "a b": 1})).is_err());
+        assert!(expand(json!({"id": "urn:x:1", "type": "T", "a": null})).is_err());
+        assert!(expand(json!({"id": "urn:x:1", "type": "T",
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [200, 1]}}}))
+        .is_err());
+        assert!(expand(json!({"id": "urn:x:1", "type": "T",
+            "a": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2}]}))
+        .is_err(), "two default instances");
+    }
+
+    #[test]
+    fn geometry_validation() {
+        assert!(validate_geometry(&json!({"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,0]]]})).is_ok());
+        assert!(validate_geometry(&json!({"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,1]]]})).is_err());
+        assert!(validate_geometry(&json!({"type": "LineString", "coordinates": [[0,0]]})).is_err());
+        assert!(validate_geometry(&json!({"type": "Point", "coordinates": [[0,0]]})).is_err());
+    }
+
+    #[test]
+    fn merge_overlays_members_and_sub_attributes() {
+        let mut base = json!({"type": "Property", "value": 1, "unitCode": "KMH",
+            "s": {"type": "Property", "value": "a", "t": {"type": "Property", "value": 0}}})
+        .as_object()
+        .unwrap()
+        .clone();
+        let patch = json!({"value": 2, "unitCode": null, "s": {"value": "b"}}).as_object().unwrap().clone();
+        merge_raw(&mut base, &patch);
+        assert_eq!(Value::Object(base), json!({"type": "Property", "value": 2,
+            "s": {"type": "Property", "value": "b", "t": {"type": "Property", "value": 0}}}));
+    }
+}

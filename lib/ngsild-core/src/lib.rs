@@ -1,0 +1,19 @@
+//! The NGSI-LD data model and its rules, with no I/O.
+//!
+//! * [`model`]: entities and attributes in their stored (expanded) form.
+//! * [`error`]: NGSI-LD ProblemDetails errors.
+//! * [`validate`]: identifiers, names, dates.
+//! * [`expand`]: request payloads (normalized or concise) to the stored form.
+//! * [`render`]: the stored form to normalized, concise or keyValues output in a client's @context.
+//! * [`ops`]: what each provision operation does to an entity (append, update, merge, delete...).
+
+pub mod error;
+pub mod expand;
+pub mod model;
+pub mod ops;
+pub mod render;
+pub mod time;
+pub mod validate;
+
+pub use error::{ErrorKind, NgsiLdError, Result};
+pub use model::{Attribute, AttributeKind, Entity};

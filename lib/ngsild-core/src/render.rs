@@ -1,0 +1,254 @@
+//! From the stored form to what a client reads: normalized, concise or keyValues (clause 4.5),
+//! names compacted with the client's @context, system attributes on request, language maps
+//! resolved to one language when asked.
+
+use ngsild_jsonld::{Context, TypeMapping};
+use serde_json::{Map, Value};
+
+use crate::model::{Attribute, AttributeKind, Entity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Normalized,
+    Concise,
+    KeyValues,
+}
+
+/// Which members of an entity to show. Names are expanded IRIs, except the core members `id`,
+/// `type`, `scope` which `pick` and `omit` may name directly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    /// `attrs` / `pick` attribute names: only these (None = all).
+    pub only: Option<Vec<String>>,
+    /// `omit`: never these.
+    pub omit: Vec<String>,
+}
+
+impl Projection {
+    pub fn includes(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.iter().any(|n| n == name)) && !self.omit.iter().any(|n| n == name)
+    }
+
+    /// Core members obey `pick`/`omit` only when named there explicitly.
+    fn includes_core(&self, member: &str) -> bool {
+        let picked = self.only.as_ref().is_none_or(|only| {
+            only.iter().any(|n| n == member) || !only.iter().any(|n| matches!(n.as_str(), "id" | "type" | "scope"))
+        });
+        picked && !self.omit.iter().any(|n| n == member)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    pub format: Format,
+    pub sys_attrs: bool,
+    /// `lang`: a language preference list (`fr`, `en,fr;q=0.5`, `*`).
+    pub lang: Option<String>,
+    pub projection: Projection,
+}
+
+/// Renders an entity as a JSON object (without `@context`; the caller adds it where it belongs).
+pub fn render_entity(entity: &Entity, ctx: &Context, opts: &RenderOptions) -> Map<String, Value> {
+    let mut out = Map::new();
+    let proj = &opts.projection;
+    if proj.includes_core("id") {
+        out.insert("id".into(), Value::String(entity.id.clone()));
+    }
+    if proj.includes_core("type") {
+        out.insert("type".into(), compact_types(&entity.types, ctx));
+    }
+    if !entity.scope.is_empty() && proj.includes_core("scope") {
+        out.insert("scope".into(), one_or_many(entity.scope.iter().cloned().map(Value::String).collect()));
+    }
+    if opts.sys_attrs && opts.format != Format::KeyValues {
+        insert_opt(&mut out, "createdAt", &entity.created_at);
+        insert_opt(&mut out, "modifiedAt", &entity.modified_at);
+    }
+    for (name, instances) in &entity.attrs {
+        if !proj.includes(name) {
+            continue;
+        }
+        let rendered: Vec<Value> = instances.iter().map(|a| render_attribute(a, ctx, opts)).collect();
+        out.insert(ctx.compact_iri(name).into_owned(), one_or_many(rendered));
+    }
+    out
+}
+
+pub fn compact_types(types: &[String], ctx: &Context) -> Value {
+    one_or_many(types.iter().map(|t| Value::String(ctx.compact_iri(t).into_owned())).collect())
+}
+
+fn one_or_many(mut items: Vec<Value>) -> Value {
+    if items.len() == 1 {
+        items.pop().unwrap()
+    } else {
+        Value::Array(items)
+    }
+}
+
+fn insert_opt(out: &mut Map<String, Value>, key: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        out.insert(key.into(), Value::String(v.clone()));
+    }
+}
+
+/// Renders one attribute instance in the requested format.
+pub fn render_attribute(attr: &Attribute, ctx: &Context, opts: &RenderOptions) -> Value {
+    let language = match (&opts.lang, attr.kind) {
+        (Some(pref), AttributeKind::LanguageProperty) => pick_language(&attr.value, pref),
+        _ => None,
+    };
+    if opts.format == Format::KeyValues {
+        return match language {
+            Some((_, text)) => text,
+            None => compact_value(attr, ctx),
+        };
+    }
+    let mut out = Map::new();
+    if let Some((tag, text)) = language {
+        // A language map resolved to one language reads as a plain Property (clause 4.15).
+        if opts.format == Format::Normalized {
+            out.insert("type".into(), Value::String("Property".into()));
+        }
+        out.insert("value".into(), text);
+        out.insert("lang".into(), Value::String(tag));
+    } else {
+        if opts.format == Format::Normalized {
+            out.insert("type".into(), Value::String(attr.kind.name().into()));
+        }
+        out.insert(attr.kind.value_member().into(), compact_value(attr, ctx));
+    }
+    if let Some(object_type) = &attr.object_type {
+        out.insert("objectType".into(), compact_vocab(object_type, ctx));
+    }
+    if let Some(ds) = &attr.dataset_id {
+        out.insert("datasetId".into(), Value::String(ds.clone()));
+    }
+    insert_opt(&mut out, "observedAt", &attr.observed_at);
+    insert_opt(&mut out, "unitCode", &attr.unit_code);
+    if opts.sys_attrs {
+        insert_opt(&mut out, "createdAt", &attr.created_at);
+        insert_opt(&mut out, "modifiedAt", &attr.modified_at);
+    }
+    for (name, sub) in &attr.sub {
+        out.insert(ctx.compact_iri(name).into_owned(), render_attribute(sub, ctx, opts));
+    }
+    // Concise: a Property that carries nothing but its value is just the value.
+    if opts.format == Format::Concise && attr.kind == AttributeKind::Property && out.len() == 1 && !attr.value.is_object() {
+        return out.remove("value").unwrap_or(Value::Null);
+    }
+    Value::Object(out)
+}
+
+fn compact_value(attr: &Attribute, ctx: &Context) -> Value {
+    match attr.kind {
+        AttributeKind::VocabProperty => compact_vocab(&attr.value, ctx),
+        _ => attr.value.clone(),
+    }
+}
+
+fn compact_vocab(value: &Value, ctx: &Context) -> Value {
+    match value {
+        Value::String(iri) => Value::String(ctx.compact_iri(iri).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().map(|i| compact_vocab(i, ctx)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Picks the best text of a language map for a preference list like `en,fr;q=0.5` or `*`.
+pub fn pick_language(map: &Value, preference: &str) -> Option<(String, Value)> {
+    let map = map.as_object()?;
+    let mut prefs: Vec<(&str, f32)> = preference
+        .split(',')
+        .filter_map(|p| {
+            let mut parts = p.trim().split(';');
+            let tag = parts.next()?.trim();
+            let q = parts
+                .find_map(|param| param.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .unwrap_or(1.0);
+            (!tag.is_empty()).then_some((tag, q))
+        })
+        .collect();
+    prefs.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    for (tag, _) in &prefs {
+        if *tag == "*" {
+            break;
+        }
+        if let Some((key, text)) = map.iter().find(|(k, _)| k.eq_ignore_ascii_case(tag)) {
+            return Some((key.clone(), text.clone()));
+        }
+        if let Some((key, text)) = map.iter().find(|(k, _)| k.split('-').next().is_some_and(|base| base.eq_ignore_ascii_case(tag))) {
+            return Some((key.clone(), text.clone()));
+        }
+    }
+    map.get("@none").map(|t| ("@none".to_owned(), t.clone())).or_else(|| map.iter().next().map(|(k, v)| (k.clone(), v.clone())))
+}
+
+/// Whether a term's definition says its values are vocabulary terms (used by the q language and
+/// by callers compacting values).
+pub fn is_vocab_term(ctx: &Context, term: &str) -> bool {
+    ctx.term_definition(term).is_some_and(|d| d.type_mapping == Some(TypeMapping::Vocab))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expand::expand_entity;
+    use ngsild_jsonld::core_context;
+    use serde_json::json;
+
+    fn entity() -> Entity {
+        let body = json!({
+            "id": "urn:x:1", "type": "Building",
+            "name": {"type": "Property", "value": "Tower", "source": {"type": "Relationship", "object": "urn:s:1"}},
+            "street": {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}},
+            "height": {"type": "Property", "value": 300}
+        });
+        expand_entity(body.as_object().unwrap(), &core_context()).unwrap().0
+    }
+
+    #[test]
+    fn normalized_round_trip() {
+        let out = render_entity(&entity(), &core_context(), &RenderOptions::default());
+        assert_eq!(Value::Object(out), json!({
+            "id": "urn:x:1", "type": "Building",
+            "name": {"type": "Property", "value": "Tower", "source": {"type": "Relationship", "object": "urn:s:1"}},
+            "street": {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}},
+            "height": {"type": "Property", "value": 300}
+        }));
+    }
+
+    #[test]
+    fn key_values_concise_and_lang() {
+        let ctx = core_context();
+        let kv = render_entity(&entity(), &ctx, &RenderOptions { format: Format::KeyValues, ..Default::default() });
+        assert_eq!(kv["name"], json!("Tower"));
+        assert_eq!(kv["height"], json!(300));
+        let concise = render_entity(&entity(), &ctx, &RenderOptions { format: Format::Concise, ..Default::default() });
+        assert_eq!(concise["height"], json!(300));
+        assert_eq!(concise["name"], json!({"value": "Tower", "source": {"object": "urn:s:1"}}));
+        let nl = render_entity(&entity(), &ctx, &RenderOptions { lang: Some("nl".into()), ..Default::default() });
+        assert_eq!(nl["street"], json!({"type": "Property", "value": "Grote Markt", "lang": "nl"}));
+    }
+
+    #[test]
+    fn projection() {
+        let ctx = core_context();
+        let height = ctx.expand_term("height").into_owned();
+        let opts = RenderOptions { projection: Projection { only: Some(vec![height.clone()]), omit: vec![] }, ..Default::default() };
+        let out = render_entity(&entity(), &ctx, &opts);
+        assert_eq!(out.keys().collect::<Vec<_>>(), vec!["id", "type", "height"]);
+        let opts = RenderOptions { projection: Projection { only: None, omit: vec![height, "type".into()] }, ..Default::default() };
+        let out = render_entity(&entity(), &ctx, &opts);
+        assert_eq!(out.keys().collect::<Vec<_>>(), vec!["id", "name", "street"]);
+    }
+
+    #[test]
+    fn language_preferences() {
+        let map = json!({"en": "hello", "fr": "bonjour", "de-CH": "grüezi"});
+        assert_eq!(pick_language(&map, "fr").unwrap().0, "fr");
+        assert_eq!(pick_language(&map, "es,de;q=0.5").unwrap().0, "de-CH");
+        assert_eq!(pick_language(&map, "*").unwrap().0, "en");
+    }
+}
