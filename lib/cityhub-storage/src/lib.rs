@@ -96,7 +96,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies each modifier to its entity, all in one durable commit. Each answer is independent:
     /// a modifier that returns an error leaves its entity unchanged and does not affect the others.
-    async fn modify(&self, tenant: &Tenant, modifications: Vec<(String, Modifier)>) -> Result<Vec<Result<Change, NgsiLdError>>, StoreError>;
+    async fn modify(
+        &self,
+        tenant: &Tenant,
+        modifications: Vec<(String, Modifier)>,
+    ) -> Result<Vec<Result<Change, NgsiLdError>>, StoreError>;
 
     /// Entities matching `filter`, ordered by id, one page of them.
     async fn query(&self, tenant: &Tenant, filter: &EntityFilter, paging: Paging) -> Result<Page, StoreError>;
@@ -110,7 +114,12 @@ pub trait Store: Send + Sync + 'static {
 pub type DynStore = Arc<dyn Store>;
 
 /// One modification on its own: the common case for single-entity requests.
-pub async fn modify_one(store: &dyn Store, tenant: &Tenant, id: &str, modifier: Modifier) -> Result<Change, NgsiLdError> {
+pub async fn modify_one(
+    store: &dyn Store,
+    tenant: &Tenant,
+    id: &str,
+    modifier: Modifier,
+) -> Result<Change, NgsiLdError> {
     let mut results = store.modify(tenant, vec![(id.to_owned(), modifier)]).await?;
     results.pop().unwrap_or_else(|| Err(NgsiLdError::internal("the store answered no result")))
 }

@@ -71,7 +71,9 @@ impl ErrorKind {
     fn title(self) -> &'static str {
         match self {
             ErrorKind::InvalidRequest => "The request associated to the operation is syntactically invalid",
-            ErrorKind::BadRequestData => "The request includes input data which does not meet the requirements of the operation",
+            ErrorKind::BadRequestData => {
+                "The request includes input data which does not meet the requirements of the operation"
+            }
             ErrorKind::AlreadyExists => "The referred element already exists",
             ErrorKind::OperationNotSupported => "The operation is not supported",
             ErrorKind::ResourceNotFound => "The referred resource has not been found",

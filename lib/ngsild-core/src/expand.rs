@@ -67,9 +67,11 @@ const ATTRIBUTE_MEMBERS: &[&str] = &[
 ];
 
 /// Entity members that are not attributes.
-const ENTITY_MEMBERS: &[&str] = &["id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"];
+const ENTITY_MEMBERS: &[&str] =
+    &["id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"];
 
-const GEOMETRY_TYPES: &[&str] = &["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"];
+const GEOMETRY_TYPES: &[&str] =
+    &["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"];
 
 /// Expands an entity or a fragment of one. Presence of `id` and `type` is the caller's rule.
 pub fn expand_fragment(body: &Map<String, Value>, ctx: &Context) -> Result<EntityInput> {
@@ -199,7 +201,9 @@ pub fn expand_attribute_input(value: &Value, ctx: &Context) -> Result<AttributeI
 fn looks_like_attribute_instance(v: &Value) -> bool {
     v.as_object().is_some_and(|m| {
         m.get("type").and_then(Value::as_str).is_some_and(|t| AttributeKind::from_name(t).is_some())
-            || ["value", "object", "objectList", "languageMap", "vocab", "json", "valueList"].iter().any(|k| m.contains_key(*k))
+            || ["value", "object", "objectList", "languageMap", "vocab", "json", "valueList"]
+                .iter()
+                .any(|k| m.contains_key(*k))
     })
 }
 
@@ -225,7 +229,9 @@ pub fn expand_raw_attribute(value: &Value, ctx: &Context) -> Result<RawAttribute
             }
             None => return Err(NgsiLdError::bad_request(format!("unknown attribute type {t:?}"))),
         },
-        Some(other) => return Err(NgsiLdError::bad_request(format!("an attribute type must be a string, not {other}"))),
+        Some(other) => {
+            return Err(NgsiLdError::bad_request(format!("an attribute type must be a string, not {other}")))
+        }
         None => None,
     };
     let kind = match explicit_kind {
@@ -267,7 +273,8 @@ pub fn expand_raw_attribute(value: &Value, ctx: &Context) -> Result<RawAttribute
 
 fn infer_kind(members: &Map<String, Value>) -> Option<AttributeKind> {
     if let Some(v) = members.get("value") {
-        let is_geometry = v.get("type").and_then(Value::as_str).is_some_and(|t| GEOMETRY_TYPES.contains(&t)) && v.get("coordinates").is_some();
+        let is_geometry = v.get("type").and_then(Value::as_str).is_some_and(|t| GEOMETRY_TYPES.contains(&t))
+            && v.get("coordinates").is_some();
         return Some(if is_geometry { AttributeKind::GeoProperty } else { AttributeKind::Property });
     }
     [
@@ -285,7 +292,9 @@ fn infer_kind(members: &Map<String, Value>) -> Option<AttributeKind> {
 fn expand_vocab_value(value: &Value, ctx: &Context) -> Result<Value> {
     match value {
         Value::String(s) => Ok(Value::String(ctx.expand_term(s).into_owned())),
-        Value::Array(items) => items.iter().map(|i| expand_vocab_value(i, ctx)).collect::<Result<Vec<_>>>().map(Value::Array),
+        Value::Array(items) => {
+            items.iter().map(|i| expand_vocab_value(i, ctx)).collect::<Result<Vec<_>>>().map(Value::Array)
+        }
         Value::Null => Ok(Value::Null),
         other => Err(NgsiLdError::bad_request(format!("a vocabulary value must be a string, not {other}"))),
     }
@@ -314,7 +323,8 @@ pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
     }
     if let Some(at) = raw.get("observedAt").filter(|v| !v.is_null()) {
         let at = at.as_str().filter(|s| parse_datetime(s).is_some());
-        attr.observed_at = Some(at.ok_or_else(|| NgsiLdError::bad_request("observedAt must be a DateTime"))?.to_owned());
+        attr.observed_at =
+            Some(at.ok_or_else(|| NgsiLdError::bad_request("observedAt must be a DateTime"))?.to_owned());
     }
     if let Some(unit) = raw.get("unitCode").filter(|v| !v.is_null()) {
         let unit = unit.as_str().ok_or_else(|| NgsiLdError::bad_request("unitCode must be a string"))?;
@@ -330,7 +340,9 @@ pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
         if ATTRIBUTE_MEMBERS.contains(&key.as_str()) || sub.is_null() {
             continue;
         }
-        let sub = sub.as_object().ok_or_else(|| NgsiLdError::bad_request(format!("sub-attribute {key} must be an object")))?;
+        let sub = sub
+            .as_object()
+            .ok_or_else(|| NgsiLdError::bad_request(format!("sub-attribute {key} must be an object")))?;
         attr.sub.insert(key.clone(), build_attribute(sub).map_err(|e| prefix_detail(e, key))?);
     }
     Ok(attr)
@@ -387,7 +399,8 @@ fn validate_value(kind: AttributeKind, value: &Value) -> Result<()> {
 pub fn validate_geometry(value: &Value) -> std::result::Result<(), String> {
     let geometry_type = value.get("type").and_then(Value::as_str).ok_or("a geometry needs a type")?;
     if geometry_type == "GeometryCollection" {
-        let geometries = value.get("geometries").and_then(Value::as_array).ok_or("a GeometryCollection needs geometries")?;
+        let geometries =
+            value.get("geometries").and_then(Value::as_array).ok_or("a GeometryCollection needs geometries")?;
         return geometries.iter().try_for_each(validate_geometry);
     }
     let coordinates = value.get("coordinates").ok_or("a geometry needs coordinates")?;
@@ -404,7 +417,10 @@ pub fn validate_geometry(value: &Value) -> std::result::Result<(), String> {
     }
     let rings: Vec<&Value> = match geometry_type {
         "Polygon" => coordinates.as_array().map(|r| r.iter().collect()).unwrap_or_default(),
-        "MultiPolygon" => coordinates.as_array().map(|ps| ps.iter().filter_map(Value::as_array).flatten().collect()).unwrap_or_default(),
+        "MultiPolygon" => coordinates
+            .as_array()
+            .map(|ps| ps.iter().filter_map(Value::as_array).flatten().collect())
+            .unwrap_or_default(),
         _ => Vec::new(),
     };
     for ring in rings {
@@ -473,7 +489,9 @@ pub fn merge_raw(base: &mut RawAttribute, patch: &RawAttribute) {
         }
         let is_sub_attribute = !ATTRIBUTE_MEMBERS.contains(&key.as_str());
         match (base.get_mut(key), value) {
-            (Some(Value::Object(existing)), Value::Object(sub_patch)) if is_sub_attribute => merge_raw(existing, sub_patch),
+            (Some(Value::Object(existing)), Value::Object(sub_patch)) if is_sub_attribute => {
+                merge_raw(existing, sub_patch)
+            }
             _ => {
                 base.insert(key.clone(), value.clone());
             }
@@ -534,7 +552,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(e.attrs[&format!("{DEFAULT}speed")].len(), 2);
-        assert_eq!(e.instance(&format!("{DEFAULT}category"), None).unwrap().value, json!([format!("{DEFAULT}a"), format!("{DEFAULT}b")]));
+        assert_eq!(
+            e.instance(&format!("{DEFAULT}category"), None).unwrap().value,
+            json!([format!("{DEFAULT}a"), format!("{DEFAULT}b")])
+        );
     }
 
     #[test]
@@ -550,9 +571,12 @@ mod tests {
         assert!(expand(json!({"id": "urn:x:1", "type": "T",
             "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [200, 1]}}}))
         .is_err());
-        assert!(expand(json!({"id": "urn:x:1", "type": "T",
+        assert!(
+            expand(json!({"id": "urn:x:1", "type": "T",
             "a": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2}]}))
-        .is_err(), "two default instances");
+            .is_err(),
+            "two default instances"
+        );
     }
 
     #[test]
@@ -572,7 +596,10 @@ mod tests {
         .clone();
         let patch = json!({"value": 2, "unitCode": null, "s": {"value": "b"}}).as_object().unwrap().clone();
         merge_raw(&mut base, &patch);
-        assert_eq!(Value::Object(base), json!({"type": "Property", "value": 2,
-            "s": {"type": "Property", "value": "b", "t": {"type": "Property", "value": 0}}}));
+        assert_eq!(
+            Value::Object(base),
+            json!({"type": "Property", "value": 2,
+            "s": {"type": "Property", "value": "b", "t": {"type": "Property", "value": 0}}})
+        );
     }
 }

@@ -175,7 +175,9 @@ impl Entity {
 
     /// Removes one instance (or all, with `all`); returns how many were removed.
     pub fn remove_instances(&mut self, name: &str, dataset_id: Option<&str>, all: bool) -> usize {
-        let Some(instances) = self.attrs.get_mut(name) else { return 0 };
+        let Some(instances) = self.attrs.get_mut(name) else {
+            return 0;
+        };
         let before = instances.len();
         if all {
             instances.clear();

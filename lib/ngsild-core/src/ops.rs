@@ -4,7 +4,9 @@
 use serde_json::{json, Value};
 
 use crate::error::{NgsiLdError, Result};
-use crate::expand::{attribute_to_raw, build_attribute, check_unique_datasets, merge_raw, AttributeInput, EntityInput, RawAttribute};
+use crate::expand::{
+    attribute_to_raw, build_attribute, check_unique_datasets, merge_raw, AttributeInput, EntityInput, RawAttribute,
+};
 use crate::model::{Attribute, Entity};
 
 /// Which attributes an update changed and which it did not, with why (UpdateResult, clause 5.2.18).
@@ -70,7 +72,12 @@ fn build_all(name: &str, raws: &[RawAttribute]) -> Result<Vec<Attribute>> {
 
 /// Append Entity Attributes (5.6.3): adds attributes, overwriting instances with the same
 /// datasetId unless `no_overwrite`.
-pub fn append_attributes(entity: &mut Entity, input: &EntityInput, no_overwrite: bool, now: &str) -> Result<UpdateReport> {
+pub fn append_attributes(
+    entity: &mut Entity,
+    input: &EntityInput,
+    no_overwrite: bool,
+    now: &str,
+) -> Result<UpdateReport> {
     let mut report = UpdateReport::default();
     let mut built = Vec::new();
     for (name, attr) in &input.attrs {
@@ -81,7 +88,9 @@ pub fn append_attributes(entity: &mut Entity, input: &EntityInput, no_overwrite:
         let mut changed = false;
         for attr in instances {
             if no_overwrite && entity.instance(name, attr.dataset_id.as_deref()).is_some() {
-                report.not_updated.push((name.clone(), "attribute already exists and noOverwrite was requested".into()));
+                report
+                    .not_updated
+                    .push((name.clone(), "attribute already exists and noOverwrite was requested".into()));
                 continue;
             }
             entity.put_instance(name, attr, now);
@@ -127,9 +136,9 @@ pub fn update_attributes(entity: &mut Entity, input: &EntityInput, now: &str) ->
 /// Partial Attribute Update (5.6.4): merges a fragment into the existing instance.
 pub fn partial_update_attribute(entity: &mut Entity, name: &str, patch: &RawAttribute, now: &str) -> Result<()> {
     let dataset_id = patch.get("datasetId").and_then(Value::as_str);
-    let existing = entity
-        .instance(name, dataset_id)
-        .ok_or_else(|| NgsiLdError::not_found(format!("entity {} has no attribute {name} with that datasetId", entity.id)))?;
+    let existing = entity.instance(name, dataset_id).ok_or_else(|| {
+        NgsiLdError::not_found(format!("entity {} has no attribute {name} with that datasetId", entity.id))
+    })?;
     let mut raw = attribute_to_raw(existing);
     let mut patch = patch.clone();
     if patch.get("type") == raw.get("type") {
@@ -147,7 +156,10 @@ pub fn partial_update_attribute(entity: &mut Entity, name: &str, patch: &RawAttr
 pub fn replace_attribute(entity: &mut Entity, name: &str, raw: &RawAttribute, now: &str) -> Result<()> {
     let attr = build_attribute(raw)?;
     if entity.instance(name, attr.dataset_id.as_deref()).is_none() {
-        return Err(NgsiLdError::not_found(format!("entity {} has no attribute {name} with that datasetId", entity.id)));
+        return Err(NgsiLdError::not_found(format!(
+            "entity {} has no attribute {name} with that datasetId",
+            entity.id
+        )));
     }
     entity.put_instance(name, attr, now);
     entity.touch(now);
@@ -155,9 +167,18 @@ pub fn replace_attribute(entity: &mut Entity, name: &str, raw: &RawAttribute, no
 }
 
 /// Delete Entity Attribute (5.6.5).
-pub fn delete_attribute(entity: &mut Entity, name: &str, dataset_id: Option<&str>, delete_all: bool, now: &str) -> Result<()> {
+pub fn delete_attribute(
+    entity: &mut Entity,
+    name: &str,
+    dataset_id: Option<&str>,
+    delete_all: bool,
+    now: &str,
+) -> Result<()> {
     if entity.remove_instances(name, dataset_id, delete_all) == 0 {
-        return Err(NgsiLdError::not_found(format!("entity {} has no attribute {name} with that datasetId", entity.id)));
+        return Err(NgsiLdError::not_found(format!(
+            "entity {} has no attribute {name} with that datasetId",
+            entity.id
+        )));
     }
     entity.touch(now);
     Ok(())
@@ -217,7 +238,8 @@ mod tests {
     const D: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
 
     fn entity() -> Entity {
-        let body = json!({"id": "urn:x:1", "type": "T", "a": {"type": "Property", "value": 1, "unitCode": "KMH"}, "b": 2});
+        let body =
+            json!({"id": "urn:x:1", "type": "T", "a": {"type": "Property", "value": 1, "unitCode": "KMH"}, "b": 2});
         let mut e = expand_entity(body.as_object().unwrap(), &core_context()).unwrap().0;
         stamp_new_entity(&mut e, "2024-01-01T00:00:00Z");
         e
@@ -262,7 +284,12 @@ mod tests {
     #[test]
     fn merge_deletes_with_null_and_adds() {
         let mut e = entity();
-        merge_entity(&mut e, &frag(json!({"a": "urn:ngsi-ld:null", "c": {"value": 1}, "type": "U"})), "2024-01-02T00:00:00Z").unwrap();
+        merge_entity(
+            &mut e,
+            &frag(json!({"a": "urn:ngsi-ld:null", "c": {"value": 1}, "type": "U"})),
+            "2024-01-02T00:00:00Z",
+        )
+        .unwrap();
         assert!(e.instance(&format!("{D}a"), None).is_none());
         assert!(e.instance(&format!("{D}c"), None).is_some());
         assert_eq!(e.types, vec![format!("{D}T"), format!("{D}U")]);

@@ -135,7 +135,11 @@ pub fn render_attribute(attr: &Attribute, ctx: &Context, opts: &RenderOptions) -
         out.insert(ctx.compact_iri(name).into_owned(), render_attribute(sub, ctx, opts));
     }
     // Concise: a Property that carries nothing but its value is just the value.
-    if opts.format == Format::Concise && attr.kind == AttributeKind::Property && out.len() == 1 && !attr.value.is_object() {
+    if opts.format == Format::Concise
+        && attr.kind == AttributeKind::Property
+        && out.len() == 1
+        && !attr.value.is_object()
+    {
         return out.remove("value").unwrap_or(Value::Null);
     }
     Value::Object(out)
@@ -178,11 +182,15 @@ pub fn pick_language(map: &Value, preference: &str) -> Option<(String, Value)> {
         if let Some((key, text)) = map.iter().find(|(k, _)| k.eq_ignore_ascii_case(tag)) {
             return Some((key.clone(), text.clone()));
         }
-        if let Some((key, text)) = map.iter().find(|(k, _)| k.split('-').next().is_some_and(|base| base.eq_ignore_ascii_case(tag))) {
+        if let Some((key, text)) =
+            map.iter().find(|(k, _)| k.split('-').next().is_some_and(|base| base.eq_ignore_ascii_case(tag)))
+        {
             return Some((key.clone(), text.clone()));
         }
     }
-    map.get("@none").map(|t| ("@none".to_owned(), t.clone())).or_else(|| map.iter().next().map(|(k, v)| (k.clone(), v.clone())))
+    map.get("@none")
+        .map(|t| ("@none".to_owned(), t.clone()))
+        .or_else(|| map.iter().next().map(|(k, v)| (k.clone(), v.clone())))
 }
 
 /// Whether a term's definition says its values are vocabulary terms (used by the q language and
@@ -211,12 +219,15 @@ mod tests {
     #[test]
     fn normalized_round_trip() {
         let out = render_entity(&entity(), &core_context(), &RenderOptions::default());
-        assert_eq!(Value::Object(out), json!({
-            "id": "urn:x:1", "type": "Building",
-            "name": {"type": "Property", "value": "Tower", "source": {"type": "Relationship", "object": "urn:s:1"}},
-            "street": {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}},
-            "height": {"type": "Property", "value": 300}
-        }));
+        assert_eq!(
+            Value::Object(out),
+            json!({
+                "id": "urn:x:1", "type": "Building",
+                "name": {"type": "Property", "value": "Tower", "source": {"type": "Relationship", "object": "urn:s:1"}},
+                "street": {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}},
+                "height": {"type": "Property", "value": 300}
+            })
+        );
     }
 
     #[test]
@@ -236,10 +247,16 @@ mod tests {
     fn projection() {
         let ctx = core_context();
         let height = ctx.expand_term("height").into_owned();
-        let opts = RenderOptions { projection: Projection { only: Some(vec![height.clone()]), omit: vec![] }, ..Default::default() };
+        let opts = RenderOptions {
+            projection: Projection { only: Some(vec![height.clone()]), omit: vec![] },
+            ..Default::default()
+        };
         let out = render_entity(&entity(), &ctx, &opts);
         assert_eq!(out.keys().collect::<Vec<_>>(), vec!["id", "type", "height"]);
-        let opts = RenderOptions { projection: Projection { only: None, omit: vec![height, "type".into()] }, ..Default::default() };
+        let opts = RenderOptions {
+            projection: Projection { only: None, omit: vec![height, "type".into()] },
+            ..Default::default()
+        };
         let out = render_entity(&entity(), &ctx, &opts);
         assert_eq!(out.keys().collect::<Vec<_>>(), vec!["id", "name", "street"]);
     }

@@ -5,12 +5,16 @@ use crate::error::{NgsiLdError, Result};
 /// An entity id, datasetId or relationship object must be an absolute URI: a scheme, a colon and
 /// no white space or characters that RFC 3986 forbids.
 pub fn is_uri(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once(':') else { return false };
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
     let mut chars = scheme.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         && !rest.is_empty()
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`'))
+        && !s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+        })
 }
 
 pub fn check_uri(s: &str, what: &str) -> Result<()> {
@@ -28,7 +32,27 @@ pub fn is_valid_name(s: &str) -> bool {
         && !s.chars().any(|c| {
             c.is_whitespace()
                 || c.is_control()
-                || matches!(c, '<' | '>' | '"' | '\'' | '=' | ';' | '(' | ')' | '{' | '}' | '[' | ']' | '\\' | '|' | '^' | '`' | '&' | '!' | ',')
+                || matches!(
+                    c,
+                    '<' | '>'
+                        | '"'
+                        | '\''
+                        | '='
+                        | ';'
+                        | '('
+                        | ')'
+                        | '{'
+                        | '}'
+                        | '['
+                        | ']'
+                        | '\\'
+                        | '|'
+                        | '^'
+                        | '`'
+                        | '&'
+                        | '!'
+                        | ','
+                )
         })
 }
 

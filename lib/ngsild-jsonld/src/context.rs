@@ -143,7 +143,12 @@ impl Context {
         }
     }
 
-    fn apply_object(&mut self, map: &Map<String, Value>, loader: &dyn DocumentLoader, depth: usize) -> Result<(), ContextError> {
+    fn apply_object(
+        &mut self,
+        map: &Map<String, Value>,
+        loader: &dyn DocumentLoader,
+        depth: usize,
+    ) -> Result<(), ContextError> {
         if let Some(import) = map.get("@import") {
             self.apply(import, loader, depth + 1)?;
         }
@@ -196,7 +201,12 @@ impl Context {
         Ok(())
     }
 
-    fn resolve_definition_iri(&self, term: &str, iri: &str, local: &Map<String, Value>) -> Result<String, ContextError> {
+    fn resolve_definition_iri(
+        &self,
+        term: &str,
+        iri: &str,
+        local: &Map<String, Value>,
+    ) -> Result<String, ContextError> {
         if iri == term {
             // "name": "name" means "expand me against @vocab", not a self-reference.
             return Ok(self.vocab_relative(term));
@@ -228,7 +238,12 @@ impl Context {
         Ok(self.vocab_relative(value))
     }
 
-    fn local_or_active_iri(&self, term: &str, local: &Map<String, Value>, depth: usize) -> Result<Option<String>, ContextError> {
+    fn local_or_active_iri(
+        &self,
+        term: &str,
+        local: &Map<String, Value>,
+        depth: usize,
+    ) -> Result<Option<String>, ContextError> {
         let local_iri = match local.get(term) {
             Some(Value::String(s)) => Some(s.as_str()),
             Some(Value::Object(o)) => o.get("@id").and_then(Value::as_str),
@@ -384,10 +399,14 @@ mod tests {
     #[test]
     fn remote_documents_and_imports() {
         let mut docs = HashMap::new();
-        let user = json!(["http://ctx.test/a.jsonld", "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]);
+        let user =
+            json!(["http://ctx.test/a.jsonld", "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]);
         assert_eq!(Context::missing_documents(&user, &docs), vec!["http://ctx.test/a.jsonld".to_string()]);
         assert_eq!(Context::build(&user, &docs).unwrap_err(), ContextError::Missing("http://ctx.test/a.jsonld".into()));
-        docs.insert("http://ctx.test/a.jsonld".to_string(), json!({"@context": ["http://ctx.test/b.jsonld", {"a": "http://a.test/a"}]}));
+        docs.insert(
+            "http://ctx.test/a.jsonld".to_string(),
+            json!({"@context": ["http://ctx.test/b.jsonld", {"a": "http://a.test/a"}]}),
+        );
         assert_eq!(Context::missing_documents(&user, &docs), vec!["http://ctx.test/b.jsonld".to_string()]);
         docs.insert("http://ctx.test/b.jsonld".to_string(), json!({"@context": {"b": "http://b.test/b"}}));
         let ctx = Context::build(&user, &docs).unwrap();

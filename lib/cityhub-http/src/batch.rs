@@ -1,0 +1,324 @@
+//! `/entityOperations/{create,upsert,update,delete,merge}` (clause 5.6.7-5.6.10, 5.6.20).
+//!
+//! Every entity of a batch is checked and applied on its own; the whole batch is one call to the
+//! store, so it costs one durable commit.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use cityhub_storage::{Change, Modifier};
+use ngsild_core::expand::{entity_from_input, expand_fragment, EntityInput};
+use ngsild_core::ops;
+use ngsild_core::time::now;
+use ngsild_core::NgsiLdError;
+use ngsild_jsonld::Context;
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::request::{link_context, read_json_body, tenant, Params};
+use crate::response::{no_content, plain_json};
+use crate::SharedState;
+
+/// An entity id with why it failed.
+type Failure = (String, NgsiLdError);
+
+/// The outcome of one entity of a batch.
+type ItemResult = Result<(String, Option<Change>), Failure>;
+
+/// Reads a batch body: an array whose items each come with their active @context.
+async fn read_batch(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Vec<(Value, Result<Arc<Context>, NgsiLdError>)>, crate::ApiError> {
+    let (value, is_ld) = read_json_body(headers, body, false)?;
+    let Value::Array(items) = value else {
+        return Err(NgsiLdError::bad_request("a batch operation needs a JSON array").into());
+    };
+    if items.is_empty() {
+        return Err(NgsiLdError::bad_request("a batch operation needs at least one item").into());
+    }
+    let link = link_context(headers)?.map(Value::String);
+    let mut out = Vec::with_capacity(items.len());
+    for mut item in items {
+        let given = if is_ld { item.as_object_mut().and_then(|m| m.remove("@context")) } else { link.clone() };
+        let ctx = match (&given, is_ld) {
+            (Some(g), _) => state.contexts.resolve(g).await,
+            (None, true) if item.is_object() => {
+                Err(NgsiLdError::bad_request("an application/ld+json entity must contain @context"))
+            }
+            (None, _) => Ok(state.contexts.core()),
+        };
+        out.push((item, ctx));
+    }
+    Ok(out)
+}
+
+fn item_id(item: &Value) -> String {
+    item.get("id").or_else(|| item.get("@id")).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// Expands every item; items that fail are answered at once, the rest go to the store.
+fn expand_items(
+    items: Vec<(Value, Result<Arc<Context>, NgsiLdError>)>,
+    need_type: bool,
+) -> (Vec<(String, EntityInput)>, Vec<Failure>) {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (item, ctx) in items {
+        let id = item_id(&item);
+        let result = ctx.and_then(|ctx| {
+            let map = item.as_object().ok_or_else(|| NgsiLdError::bad_request("a batch item must be a JSON object"))?;
+            let input = expand_fragment(map, &ctx)?;
+            if input.id.is_none() {
+                return Err(NgsiLdError::bad_request("the entity has no id"));
+            }
+            if need_type && input.types.is_empty() {
+                return Err(NgsiLdError::bad_request("the entity has no type"));
+            }
+            Ok(input)
+        });
+        match result {
+            Ok(input) => ok.push((id, input)),
+            Err(e) => failed.push((id, e)),
+        }
+    }
+    (ok, failed)
+}
+
+async fn apply(
+    state: &SharedState,
+    tenant: &str,
+    modifications: Vec<(String, Modifier)>,
+) -> Result<Vec<ItemResult>, crate::ApiError> {
+    let ids: Vec<String> = modifications.iter().map(|(id, _)| id.clone()).collect();
+    let results = state.store.modify(tenant, modifications).await?;
+    Ok(ids.into_iter().zip(results).map(|(id, r)| r.map(|c| (id.clone(), Some(c))).map_err(|e| (id, e))).collect())
+}
+
+/// The BatchOperationResult body (clause 5.2.16).
+fn batch_result(successes: &[String], errors: &[(String, NgsiLdError)]) -> Value {
+    json!({
+        "success": successes,
+        "errors": errors.iter().map(|(id, e)| json!({"entityId": id, "error": e.problem_details()})).collect::<Vec<_>>(),
+    })
+}
+
+fn split(results: Vec<ItemResult>, mut errors: Vec<Failure>) -> (Vec<(String, Option<Change>)>, Vec<Failure>) {
+    let mut ok = Vec::new();
+    for r in results {
+        match r {
+            Ok(x) => ok.push(x),
+            Err(e) => errors.push(e),
+        }
+    }
+    (ok, errors)
+}
+
+/// 204 when everything succeeded, 207 with a BatchOperationResult otherwise.
+fn no_content_or_multi(successes: Vec<String>, errors: Vec<(String, NgsiLdError)>) -> Response {
+    if errors.is_empty() {
+        no_content()
+    } else {
+        plain_json(StatusCode::MULTI_STATUS, &batch_result(&successes, &errors))
+    }
+}
+
+/// POST /entityOperations/create
+pub async fn create(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    let tenant = tenant(&headers)?;
+    let items = read_batch(&state, &headers, &body).await?;
+    let (inputs, mut failed) = expand_items(items, true);
+    let mut modifications: Vec<(String, Modifier)> = Vec::new();
+    for (id, input) in inputs {
+        if modifications.iter().any(|(other, _)| other == &id) {
+            failed.push((id, NgsiLdError::already_exists("the entity appears twice in the batch")));
+            continue;
+        }
+        match entity_from_input(&input) {
+            Ok(mut entity) => modifications.push((
+                id,
+                Box::new(move |current| {
+                    if current.is_some() {
+                        return Err(NgsiLdError::already_exists(format!("entity {} already exists", entity.id)));
+                    }
+                    ops::stamp_new_entity(&mut entity, &now());
+                    Ok(Some(entity))
+                }),
+            )),
+            Err(e) => failed.push((id, e)),
+        }
+    }
+    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let created: Vec<String> = ok.into_iter().map(|(id, _)| id).collect();
+    if errors.is_empty() {
+        Ok(plain_json(StatusCode::CREATED, &json!(created)))
+    } else {
+        Ok(plain_json(StatusCode::MULTI_STATUS, &batch_result(&created, &errors)))
+    }
+}
+
+/// POST /entityOperations/upsert: creates what is new; replaces (default) or updates what exists.
+pub async fn upsert(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
+    let update_mode = params.has_option("update");
+    let tenant = tenant(&headers)?;
+    let items = read_batch(&state, &headers, &body).await?;
+    let (inputs, mut failed) = expand_items(items, true);
+    let mut modifications: Vec<(String, Modifier)> = Vec::new();
+    for (id, input) in inputs {
+        let entity = match entity_from_input(&input) {
+            Ok(e) => e,
+            Err(e) => {
+                failed.push((id, e));
+                continue;
+            }
+        };
+        modifications.push((
+            id,
+            Box::new(move |current| {
+                let now = now();
+                Ok(Some(match current {
+                    None => {
+                        let mut entity = entity;
+                        ops::stamp_new_entity(&mut entity, &now);
+                        entity
+                    }
+                    Some(mut existing) if update_mode => {
+                        ops::upsert_update(&mut existing, &input, false, &now)?;
+                        existing
+                    }
+                    Some(existing) => ops::replace_entity(&existing, entity, &now),
+                }))
+            }),
+        ));
+    }
+    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let created: Vec<String> =
+        ok.iter().filter(|(_, c)| c.as_ref().is_some_and(|c| c.before.is_none())).map(|(id, _)| id.clone()).collect();
+    if !errors.is_empty() {
+        let successes: Vec<String> = ok.into_iter().map(|(id, _)| id).collect();
+        return Ok(plain_json(StatusCode::MULTI_STATUS, &batch_result(&successes, &errors)));
+    }
+    if created.is_empty() {
+        Ok(no_content())
+    } else {
+        Ok(plain_json(StatusCode::CREATED, &json!(created)))
+    }
+}
+
+/// POST /entityOperations/update: appends attributes to existing entities (noOverwrite keeps
+/// what exists).
+pub async fn update(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
+    let no_overwrite = params.has_option("noOverwrite");
+    let tenant = tenant(&headers)?;
+    let items = read_batch(&state, &headers, &body).await?;
+    let (inputs, failed) = expand_items(items, false);
+    let modifications = inputs
+        .into_iter()
+        .map(|(id, input)| {
+            let missing = id.clone();
+            let modifier: Modifier = Box::new(move |current| {
+                let mut entity =
+                    current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
+                let report = ops::append_attributes(&mut entity, &input, no_overwrite, &now())?;
+                if !report.not_updated.is_empty()
+                    && report.updated.is_empty()
+                    && !input.attrs.is_empty()
+                    && !no_overwrite
+                {
+                    return Err(NgsiLdError::bad_request("no attribute could be updated"));
+                }
+                Ok(Some(entity))
+            });
+            (id, modifier)
+        })
+        .collect();
+    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    Ok(no_content_or_multi(ok.into_iter().map(|(id, _)| id).collect(), errors))
+}
+
+/// POST /entityOperations/merge
+pub async fn merge(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["options", "local"])?;
+    let tenant = tenant(&headers)?;
+    let items = read_batch(&state, &headers, &body).await?;
+    let (inputs, failed) = expand_items(items, false);
+    let modifications = inputs
+        .into_iter()
+        .map(|(id, input)| {
+            let missing = id.clone();
+            let modifier: Modifier = Box::new(move |current| {
+                let mut entity =
+                    current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
+                ops::merge_entity(&mut entity, &input, &now())?;
+                Ok(Some(entity))
+            });
+            (id, modifier)
+        })
+        .collect();
+    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    Ok(no_content_or_multi(ok.into_iter().map(|(id, _)| id).collect(), errors))
+}
+
+/// POST /entityOperations/delete: the body is an array of entity ids.
+pub async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    let tenant = tenant(&headers)?;
+    let (value, _) = read_json_body(&headers, &body, false)?;
+    let Value::Array(items) = value else {
+        return Err(NgsiLdError::bad_request("a batch delete needs a JSON array of entity ids").into());
+    };
+    if items.is_empty() {
+        return Err(NgsiLdError::bad_request("a batch delete needs at least one id").into());
+    }
+    let mut failed = Vec::new();
+    let mut modifications: Vec<(String, Modifier)> = Vec::new();
+    for item in items {
+        let id = item.as_str().unwrap_or("").to_owned();
+        if let Err(e) = ngsild_core::validate::check_uri(&id, "the entity id") {
+            failed.push((item.as_str().map(str::to_owned).unwrap_or_else(|| item.to_string()), e));
+            continue;
+        }
+        let missing = id.clone();
+        modifications.push((
+            id,
+            Box::new(move |current| match current {
+                Some(_) => Ok(None),
+                None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
+            }),
+        ));
+    }
+    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    Ok(no_content_or_multi(ok.into_iter().map(|(id, _)| id).collect(), errors))
+}

@@ -1,0 +1,617 @@
+//! `/entities`: create, retrieve, query, replace, merge, delete, purge, and attribute operations.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use cityhub_storage::{modify_one, EntityFilter, Modifier, Paging};
+use ngsild_core::expand::{entity_from_input, expand_fragment, expand_raw_attribute, AttributeInput};
+use ngsild_core::ops;
+use ngsild_core::render::render_entity;
+use ngsild_core::time::now;
+use ngsild_core::{ErrorKind, NgsiLdError};
+use ngsild_query::{GeoQuery, QExpr, ScopeExpr, TypeExpr};
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::request::{
+    accept, as_object, body_ld, existing_tenant, header_ld, render_options, tenant, Accept, Ld, Params,
+};
+use crate::response::{created, ld_json, no_content, path_segment, plain_json, with_header};
+use crate::SharedState;
+
+const CREATE_PARAMS: &[&str] = &["local"];
+const RETRIEVE_PARAMS: &[&str] = &[
+    "attrs",
+    "pick",
+    "omit",
+    "options",
+    "format",
+    "lang",
+    "geometryProperty",
+    "local",
+    "type",
+    "datasetId",
+    "join",
+    "joinLevel",
+    "containedBy",
+    "entityMap",
+    "via",
+];
+pub(crate) const QUERY_PARAMS: &[&str] = &[
+    "id",
+    "idPattern",
+    "type",
+    "attrs",
+    "pick",
+    "omit",
+    "q",
+    "scopeQ",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "geometryProperty",
+    "lang",
+    "limit",
+    "offset",
+    "count",
+    "options",
+    "format",
+    "local",
+    "csf",
+    "datasetId",
+    "expandValues",
+    "join",
+    "joinLevel",
+    "containedBy",
+    "entityMap",
+    "orderBy",
+    "collation",
+    "jsonKeys",
+];
+const APPEND_PARAMS: &[&str] = &["options", "local"];
+const PURGE_PARAMS: &[&str] = &["id", "idPattern", "type", "q", "scopeQ", "keep", "drop", "local"];
+
+fn location(id: &str) -> String {
+    format!("/ngsi-ld/v1/entities/{}", path_segment(id))
+}
+
+fn check_id(id: &str) -> Result<(), NgsiLdError> {
+    ngsild_core::validate::check_uri(id, "the entity id")
+}
+
+/// POST /entities
+pub async fn create(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), CREATE_PARAMS)?;
+    let tenant = tenant(&headers)?;
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let input = expand_fragment(&as_object(value, "an entity")?, &ld.ctx)?;
+    let mut entity = entity_from_input(&input)?;
+    let id = entity.id.clone();
+    let modifier: Modifier = Box::new(move |current| {
+        if current.is_some() {
+            return Err(NgsiLdError::already_exists(format!("entity {} already exists", entity.id)));
+        }
+        ops::stamp_new_entity(&mut entity, &now());
+        Ok(Some(entity))
+    });
+    modify_one(state.store.as_ref(), &tenant, &id, modifier).await?;
+    Ok(created(&location(&id)))
+}
+
+/// GET /entities/{id}
+pub async fn retrieve(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), RETRIEVE_PARAMS)?;
+    let accept = accept(&headers, true)?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let opts = render_options(&params, &ld.ctx)?;
+    let entity = state
+        .store
+        .get_entity(&tenant, &id)
+        .await?
+        .ok_or_else(|| NgsiLdError::not_found(format!("entity {id} not found")))?;
+    if let Some(types) = params.get("type") {
+        let types =
+            TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?;
+        if !types.matches(&entity.types) {
+            return Err(NgsiLdError::not_found(format!("entity {id} is not of the requested type")).into());
+        }
+    }
+    let rendered = render_entity(&entity, &ld.ctx, &opts);
+    if accept == Accept::GeoJson {
+        let geometry_property = geometry_property(&params, &ld);
+        let feature = geojson_feature(Value::Object(rendered), &entity, &geometry_property, &ld);
+        return Ok(ld_json(StatusCode::OK, feature, &ld, Accept::GeoJson));
+    }
+    Ok(ld_json(StatusCode::OK, Value::Object(rendered), &ld, accept))
+}
+
+fn geometry_property(params: &Params, ld: &Ld) -> String {
+    ld.ctx.expand_term(params.get("geometryProperty").unwrap_or("location")).into_owned()
+}
+
+/// Wraps a rendered entity as a GeoJSON Feature (clause 4.5.16).
+fn geojson_feature(rendered: Value, entity: &ngsild_core::Entity, geometry_property: &str, ld: &Ld) -> Value {
+    let geometry = entity.instance(geometry_property, None).map(|a| a.value.clone()).unwrap_or(Value::Null);
+    let mut properties = rendered;
+    let id = properties.as_object_mut().and_then(|m| m.remove("id")).unwrap_or(Value::String(entity.id.clone()));
+    json!({"id": id, "type": "Feature", "geometry": geometry, "properties": properties, "@context": ld.body_context()})
+}
+
+/// GET /entities
+pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
+    let accept = accept(&headers, true)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    run_query(&state, &tenant, &params, &ld, accept, true).await
+}
+
+/// POST /entityOperations/query: the same query, its terms in a Query body.
+pub async fn query_post(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let mut params =
+        Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "format", "local", "lang"])?;
+    let accept = accept(&headers, true)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let query = as_object(value, "a Query")?;
+    let mut extra = Vec::new();
+    for (key, value) in &query {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match key.as_str() {
+            "type" if !query.contains_key("entities") => extra.push(("type".to_owned(), text(value))),
+            "entities" => {
+                for selector in value.as_array().into_iter().flatten() {
+                    if let Some(t) = selector.get("type") {
+                        extra.push(("type".to_owned(), text(t)));
+                    }
+                    if let Some(id) = selector.get("id") {
+                        extra.push(("id".to_owned(), text(id)));
+                    }
+                    if let Some(p) = selector.get("idPattern") {
+                        extra.push(("idPattern".to_owned(), text(p)));
+                    }
+                }
+            }
+            "attrs" => extra.push((
+                "attrs".to_owned(),
+                value
+                    .as_array()
+                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
+                    .unwrap_or_else(|| text(value)),
+            )),
+            "q" | "scopeQ" | "lang" => extra.push((key.clone(), text(value))),
+            "geoQ" => {
+                for member in ["georel", "geometry", "geoproperty"] {
+                    if let Some(v) = value.get(member) {
+                        extra.push((member.to_owned(), text(v)));
+                    }
+                }
+                if let Some(c) = value.get("coordinates") {
+                    extra.push(("coordinates".to_owned(), c.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    for pair in extra {
+        params.push(pair);
+    }
+    run_query(&state, &tenant, &params, &ld, accept, false).await
+}
+
+/// Builds an [`EntityFilter`] from query parameters.
+pub(crate) fn entity_filter(params: &Params, ld: &Ld) -> Result<EntityFilter, NgsiLdError> {
+    let mut filter = EntityFilter::default();
+    if let Some(ids) = params.get("id") {
+        for id in ids.split(',') {
+            check_id(id)?;
+            filter.ids.push(id.to_owned());
+        }
+    }
+    if let Some(pattern) = params.get("idPattern") {
+        filter.id_pattern =
+            Some(regex::Regex::new(pattern).map_err(|e| NgsiLdError::bad_request(format!("invalid idPattern: {e}")))?);
+    }
+    if let Some(types) = params.get("type") {
+        filter.types =
+            Some(TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?);
+    }
+    if let Some(attrs) = params.get("attrs") {
+        filter.attrs = attrs.split(',').map(|a| ld.ctx.expand_term(a.trim()).into_owned()).collect();
+    }
+    if let Some(q) = params.get("q") {
+        filter.q = Some(QExpr::parse(q, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid q: {e}")))?);
+    }
+    if let Some(scope_q) = params.get("scopeQ") {
+        filter.scope_q =
+            Some(ScopeExpr::parse(scope_q).map_err(|e| NgsiLdError::bad_request(format!("invalid scopeQ: {e}")))?);
+    }
+    match (params.get("georel"), params.get("geometry"), params.get("coordinates")) {
+        (None, None, None) => {}
+        (Some(georel), Some(geometry), Some(coordinates)) => {
+            let geoproperty = ld.ctx.expand_term(params.get("geoproperty").unwrap_or("location")).into_owned();
+            filter.geo = Some(
+                GeoQuery::parse(georel, geometry, coordinates, &geoproperty)
+                    .map_err(|e| NgsiLdError::bad_request(format!("invalid geo-query: {e}")))?,
+            );
+        }
+        _ => return Err(NgsiLdError::bad_request("a geo-query needs georel, geometry and coordinates together")),
+    }
+    Ok(filter)
+}
+
+async fn run_query(
+    state: &SharedState,
+    tenant: &str,
+    params: &Params,
+    ld: &Ld,
+    accept: Accept,
+    needs_selector: bool,
+) -> ApiResult {
+    let filter = entity_filter(params, ld)?;
+    let selects = ["id", "idPattern", "type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
+    if needs_selector && !selects && !params.flag("local")? {
+        return Err(NgsiLdError::bad_request(
+            "a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query",
+        )
+        .into());
+    }
+    let opts = render_options(params, &ld.ctx)?;
+    let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
+    let count = params.flag("count")?;
+    if limit == 0 && !count {
+        return Err(NgsiLdError::bad_request("limit must be greater than zero unless count=true").into());
+    }
+    if limit > state.config.max_page_size {
+        return Err(NgsiLdError::new(
+            ErrorKind::TooManyResults,
+            format!("limit may be at most {}", state.config.max_page_size),
+        )
+        .into());
+    }
+    let offset = params.usize("offset")?.unwrap_or(0);
+    let page = state.store.query(tenant, &filter, Paging { offset, limit, count }).await?;
+    let geometry_property = geometry_property(params, ld);
+    let body: Vec<Value> = page
+        .entities
+        .iter()
+        .map(|e| {
+            let rendered = Value::Object(render_entity(e, &ld.ctx, &opts));
+            if accept == Accept::GeoJson {
+                let mut feature = geojson_feature(rendered, e, &geometry_property, ld);
+                feature.as_object_mut().map(|m| m.remove("@context"));
+                feature
+            } else {
+                rendered
+            }
+        })
+        .collect();
+    let mut response = if accept == Accept::GeoJson {
+        ld_json(
+            StatusCode::OK,
+            json!({"type": "FeatureCollection", "features": body, "@context": ld.body_context()}),
+            ld,
+            accept,
+        )
+    } else {
+        ld_json(StatusCode::OK, Value::Array(body), ld, accept)
+    };
+    if let Some(total) = page.total {
+        response = with_header(response, "ngsild-results-count", &total.to_string());
+    }
+    Ok(response)
+}
+
+/// DELETE /entities/{id}
+pub async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local", "type"])?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let missing = id.clone();
+    let modifier: Modifier = Box::new(move |current| match current {
+        Some(_) => Ok(None),
+        None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
+    });
+    modify_one(state.store.as_ref(), &tenant, &id, modifier).await?;
+    Ok(no_content())
+}
+
+/// Runs an operation on an existing entity, or answers 404.
+async fn modify_existing(
+    state: &SharedState,
+    tenant: &str,
+    id: &str,
+    op: impl FnOnce(&mut ngsild_core::Entity) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
+) -> Result<Option<ops::UpdateReport>, crate::ApiError> {
+    let missing = id.to_owned();
+    let report = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let report_out = report.clone();
+    let modifier: Modifier = Box::new(move |current| {
+        let mut entity = current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
+        *report_out.lock().unwrap() = op(&mut entity)?;
+        Ok(Some(entity))
+    });
+    modify_one(state.store.as_ref(), tenant, id, modifier).await?;
+    let report = report.lock().unwrap().take();
+    Ok(report)
+}
+
+fn update_response(report: Option<ops::UpdateReport>, ld: &Ld) -> Response {
+    match report {
+        Some(r) if !r.is_complete() => {
+            plain_json(StatusCode::MULTI_STATUS, &r.to_json(|n| ld.ctx.compact_iri(n).into_owned()))
+        }
+        _ => no_content(),
+    }
+}
+
+/// Reads a fragment body for an existing entity: id and type in it, if any, must agree.
+async fn fragment(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    id: &str,
+    merge_patch: bool,
+) -> Result<(ngsild_core::expand::EntityInput, Ld), crate::ApiError> {
+    let (value, ld) = body_ld(state, headers, body, merge_patch).await?;
+    let input = expand_fragment(&as_object(value, "an entity fragment")?, &ld.ctx)?;
+    if input.id.as_deref().is_some_and(|given| given != id) {
+        return Err(NgsiLdError::bad_request("the id in the body differs from the id in the URL").into());
+    }
+    Ok((input, ld))
+}
+
+/// PUT /entities/{id}
+pub async fn replace(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local", "type"])?;
+    check_id(&id)?;
+    let tenant = tenant(&headers)?;
+    let (mut input, _) = fragment(&state, &headers, &body, &id, false).await?;
+    input.id = Some(id.clone());
+    let replacement = entity_from_input(&input)?;
+    modify_existing(&state, &tenant, &id, move |entity| {
+        *entity = ops::replace_entity(entity, replacement, &now());
+        Ok(None)
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// PATCH /entities/{id}
+pub async fn merge(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local", "type", "options", "format"])?;
+    check_id(&id)?;
+    let tenant = tenant(&headers)?;
+    let (input, _) = fragment(&state, &headers, &body, &id, true).await?;
+    modify_existing(&state, &tenant, &id, move |entity| ops::merge_entity(entity, &input, &now()).map(|_| None))
+        .await?;
+    Ok(no_content())
+}
+
+/// POST /entities/{id}/attrs
+pub async fn append_attrs(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
+    check_id(&id)?;
+    let no_overwrite = params.has_option("noOverwrite");
+    let tenant = tenant(&headers)?;
+    let (input, ld) = fragment(&state, &headers, &body, &id, false).await?;
+    let report = modify_existing(&state, &tenant, &id, move |entity| {
+        ops::append_attributes(entity, &input, no_overwrite, &now()).map(Some)
+    })
+    .await?;
+    Ok(update_response(report, &ld))
+}
+
+/// PATCH /entities/{id}/attrs
+pub async fn update_attrs(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), APPEND_PARAMS)?;
+    check_id(&id)?;
+    let tenant = tenant(&headers)?;
+    let (input, ld) = fragment(&state, &headers, &body, &id, true).await?;
+    let report =
+        modify_existing(&state, &tenant, &id, move |entity| ops::update_attributes(entity, &input, &now()).map(Some))
+            .await?;
+    Ok(update_response(report, &ld))
+}
+
+/// The body of an attribute operation: one instance of the attribute, names expanded.
+async fn attribute_body(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    attr: &str,
+    merge_patch: bool,
+) -> Result<(String, ngsild_core::expand::RawAttribute), crate::ApiError> {
+    ngsild_core::validate::check_name(attr, "attribute")?;
+    let (value, ld) = body_ld(state, headers, body, merge_patch).await?;
+    let name = ld.ctx.expand_term(attr).into_owned();
+    if !value.is_object() {
+        return Err(NgsiLdError::bad_request("an attribute fragment must be a JSON object").into());
+    }
+    let raw = match ngsild_core::expand::expand_attribute_input(&value, &ld.ctx)? {
+        AttributeInput::Instances(mut instances) if instances.len() == 1 => instances.pop().unwrap_or_default(),
+        _ => expand_raw_attribute(&value, &ld.ctx)?,
+    };
+    Ok((name, raw))
+}
+
+/// PATCH /entities/{id}/attrs/{attr}
+pub async fn partial_update_attr(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((id, attr)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    check_id(&id)?;
+    let tenant = tenant(&headers)?;
+    let (value, ld) = body_ld(&state, &headers, &body, true).await?;
+    ngsild_core::validate::check_name(&attr, "attribute")?;
+    let name = ld.ctx.expand_term(&attr).into_owned();
+    let Value::Object(members) = value else {
+        return Err(NgsiLdError::bad_request("an attribute fragment must be a JSON object").into());
+    };
+    // A partial update names only the members it changes, so the type is not inferred here.
+    let mut patch = ngsild_core::expand::expand_raw_attribute(&Value::Object(members.clone()), &ld.ctx)?;
+    if !members.contains_key("type") {
+        patch.remove("type");
+    }
+    modify_existing(&state, &tenant, &id, move |entity| {
+        ops::partial_update_attribute(entity, &name, &patch, &now()).map(|_| None)
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// PUT /entities/{id}/attrs/{attr}
+pub async fn replace_attr(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((id, attr)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    check_id(&id)?;
+    let tenant = tenant(&headers)?;
+    let (name, raw_attr) = attribute_body(&state, &headers, &body, &attr, false).await?;
+    modify_existing(&state, &tenant, &id, move |entity| {
+        ops::replace_attribute(entity, &name, &raw_attr, &now()).map(|_| None)
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// DELETE /entities/{id}/attrs/{attr}
+pub async fn delete_attr(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((id, attr)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["datasetId", "deleteAll", "local", "lang"])?;
+    check_id(&id)?;
+    ngsild_core::validate::check_name(&attr, "attribute")?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let name = ld.ctx.expand_term(&attr).into_owned();
+    let dataset_id = params.get("datasetId").map(str::to_owned);
+    if let Some(ds) = &dataset_id {
+        ngsild_core::validate::check_uri(ds, "datasetId")?;
+    }
+    let delete_all = params.flag("deleteAll")?;
+    modify_existing(&state, &tenant, &id, move |entity| {
+        ops::delete_attribute(entity, &name, dataset_id.as_deref(), delete_all, &now()).map(|_| None)
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// DELETE /entities: purge the entities a query selects, or some of their attributes.
+pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), PURGE_PARAMS)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let keep = params.list("keep")?;
+    let drop = params.list("drop")?;
+    if keep.is_some() && drop.is_some() {
+        return Err(NgsiLdError::bad_request("keep and drop cannot be used together").into());
+    }
+    let selects = ["id", "idPattern", "type", "q", "scopeQ"].iter().any(|p| params.get(p).is_some());
+    if !selects && !params.flag("local")? {
+        return Err(NgsiLdError::bad_request(
+            "purge needs at least one of type, id, idPattern, q, scopeQ, or local=true",
+        )
+        .into());
+    }
+    let filter = entity_filter(&params, &ld)?;
+    let expand =
+        |names: Vec<String>| names.into_iter().map(|n| ld.ctx.expand_term(&n).into_owned()).collect::<Vec<_>>();
+    let keep = keep.map(expand);
+    let drop = drop.map(expand);
+    let mut ids = Vec::new();
+    let chunk = 1000;
+    loop {
+        let page =
+            state.store.query(&tenant, &filter, Paging { offset: ids.len(), limit: chunk, count: false }).await?;
+        let n = page.entities.len();
+        ids.extend(page.entities.into_iter().map(|e| e.id));
+        if n < chunk {
+            break;
+        }
+    }
+    let modifications = ids
+        .into_iter()
+        .map(|id| {
+            let keep = keep.clone();
+            let drop = drop.clone();
+            let modifier: Modifier = Box::new(move |current| {
+                let Some(mut entity) = current else {
+                    return Ok(None);
+                };
+                match (keep, drop) {
+                    (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
+                    (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
+                    (None, None) => return Ok(None),
+                }
+                entity.touch(&now());
+                Ok(Some(entity))
+            });
+            (id, modifier)
+        })
+        .collect();
+    state.store.modify(&tenant, modifications).await?;
+    Ok(no_content())
+}

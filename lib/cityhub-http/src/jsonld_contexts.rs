@@ -1,0 +1,195 @@
+//! `/jsonldContexts` (clause 5.13): a city hosts its own data models' @contexts on its hub, and
+//! sees the remote ones the hub has cached.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use bytes::Bytes;
+use cityhub_storage::StoredContext;
+use ngsild_core::{ErrorKind, NgsiLdError};
+use ngsild_jsonld::{core_context_document, is_core_context_url, CORE_CONTEXT_URL};
+use serde_json::{json, Value};
+
+use crate::contexts::{hosted_id, HOSTED_PATH};
+use crate::error::ApiResult;
+use crate::request::{read_json_body, Params};
+use crate::response::{created, no_content, plain_json};
+use crate::SharedState;
+
+const HOSTED: &str = "Hosted";
+const CACHED: &str = "Cached";
+const IMPLICIT: &str = "ImplicitlyCreated";
+
+fn details_flag(params: &Params) -> Result<bool, NgsiLdError> {
+    match params.get("details") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(NgsiLdError::bad_request(format!("details must be true or false, not {other:?}"))),
+    }
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost:1026");
+    format!("http://{host}")
+}
+
+struct Listed {
+    url: String,
+    local_id: String,
+    kind: &'static str,
+    created_at: String,
+    document: Value,
+}
+
+impl Listed {
+    fn details(&self, state: &SharedState) -> Value {
+        let usage = state.contexts.usage(&self.url);
+        let mut out = json!({"URL": self.url, "localId": self.local_id, "kind": self.kind, "createdAt": self.created_at, "numberOfHits": usage.hits});
+        if let Some(last) = usage.last_used_at {
+            out["lastUsage"] = Value::String(last);
+        }
+        out
+    }
+}
+
+/// Local id of a cached context: stable for its URL, safe in a path.
+fn cached_local_id(url: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in url.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("cached-{hash:016x}")
+}
+
+async fn all_contexts(state: &SharedState) -> Result<Vec<Listed>, NgsiLdError> {
+    let mut out: Vec<Listed> = state
+        .store
+        .list_contexts()
+        .await?
+        .into_iter()
+        .map(|c| Listed {
+            url: c.url,
+            local_id: c.id,
+            kind: if c.kind == IMPLICIT { IMPLICIT } else { HOSTED },
+            created_at: c.created_at,
+            document: c.document,
+        })
+        .collect();
+    out.extend(state.contexts.cached_contexts().into_iter().map(|c| Listed {
+        local_id: cached_local_id(&c.url),
+        url: c.url,
+        kind: CACHED,
+        created_at: c.created_at,
+        document: (*c.document).clone(),
+    }));
+    Ok(out)
+}
+
+/// GET /jsonldContexts
+pub async fn list(State(state): State<SharedState>, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["details", "kind"])?;
+    let details = details_flag(&params)?;
+    let kind = match params.get("kind") {
+        None => None,
+        Some(k @ (HOSTED | CACHED | IMPLICIT)) => Some(k.to_owned()),
+        Some(other) => return Err(NgsiLdError::bad_request(format!("unknown kind {other:?}")).into()),
+    };
+    let listed: Vec<Value> = all_contexts(&state)
+        .await?
+        .into_iter()
+        .filter(|c| kind.as_deref().is_none_or(|k| k == c.kind))
+        .map(|c| if details { c.details(&state) } else { Value::String(c.url) })
+        .collect();
+    Ok(plain_json(StatusCode::OK, &Value::Array(listed)))
+}
+
+/// POST /jsonldContexts: hosts a context document.
+pub async fn add(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &[])?;
+    let (document, _) = read_json_body(&headers, &body, false)?;
+    let valid = match document.get("@context") {
+        Some(Value::Object(_)) => true,
+        Some(Value::Array(items)) => items.iter().all(|i| i.is_string() || i.is_object()),
+        Some(Value::String(_)) => true,
+        _ => false,
+    };
+    if !valid || document.as_object().is_some_and(|m| m.len() != 1) {
+        return Err(NgsiLdError::bad_request(
+            "a hosted @context must be a JSON object with exactly one @context member",
+        )
+        .into());
+    }
+    // Resolving it now both validates it and caches the remote contexts it refers to.
+    state.contexts.resolve(&document["@context"]).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let path = format!("{HOSTED_PATH}{id}");
+    let url = format!("{}{path}", base_url(&headers));
+    state
+        .contexts
+        .put_hosted(StoredContext {
+            id,
+            kind: HOSTED.into(),
+            url,
+            document,
+            created_at: ngsild_core::time::now(),
+            last_used_at: None,
+            number_of_hits: 0,
+        })
+        .await?;
+    Ok(created(&path))
+}
+
+async fn find(state: &SharedState, id: &str) -> Result<Option<Listed>, NgsiLdError> {
+    let local = hosted_id(id).unwrap_or_else(|| id.to_owned());
+    Ok(all_contexts(state).await?.into_iter().find(|c| c.local_id == local || c.url == id))
+}
+
+/// GET /jsonldContexts/{id}: the document, or its bookkeeping with `details=true`.
+pub async fn serve(State(state): State<SharedState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["details"])?;
+    let details = details_flag(&params)?;
+    if is_core_context_url(&id) {
+        if details {
+            return Ok(plain_json(
+                StatusCode::OK,
+                &json!({"URL": CORE_CONTEXT_URL, "localId": "core", "kind": CACHED, "createdAt": "1970-01-01T00:00:00Z"}),
+            ));
+        }
+        return Ok(plain_json(StatusCode::OK, core_context_document()));
+    }
+    let found = find(&state, &id).await?.ok_or_else(|| NgsiLdError::not_found(format!("no @context {id}")))?;
+    if details {
+        return Ok(plain_json(StatusCode::OK, &found.details(&state)));
+    }
+    Ok(plain_json(StatusCode::OK, &found.document))
+}
+
+/// DELETE /jsonldContexts/{id}: a hosted context goes; a cached one is forgotten, or fetched
+/// again with `reload=true`.
+pub async fn delete(State(state): State<SharedState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["reload"])?;
+    let reload = params.flag("reload")?;
+    if is_core_context_url(&id) {
+        return Err(NgsiLdError::bad_request("the core @context cannot be deleted").into());
+    }
+    let found = find(&state, &id).await?.ok_or_else(|| NgsiLdError::not_found(format!("no @context {id}")))?;
+    match found.kind {
+        CACHED => {
+            state.contexts.evict_cached(&found.url, reload).await?;
+        }
+        _ if reload => {
+            return Err(NgsiLdError::bad_request("reload only applies to cached @contexts").into());
+        }
+        _ => {
+            if !state.store.delete_context(&found.local_id).await? {
+                return Err(NgsiLdError::new(ErrorKind::ResourceNotFound, format!("no @context {id}")).into());
+            }
+            state.contexts.invalidate();
+        }
+    }
+    Ok(no_content())
+}

@@ -1,0 +1,103 @@
+//! The NGSI-LD HTTP API of cityhub: a thin axum shell.
+//!
+//! Every handler follows the same flow: [`request::Ctx`] reads the headers (tenant, media types,
+//! @context) and the query string, the body is expanded by `ngsild_core::expand`, the change is a
+//! pure `ngsild_core::ops` function handed to the [`cityhub_storage::Store`], and the answer is
+//! rendered by `ngsild_core::render` in the client's @context.
+
+mod batch;
+mod contexts;
+mod entities;
+mod error;
+mod jsonld_contexts;
+mod request;
+mod response;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use cityhub_storage::DynStore;
+
+pub use contexts::ContextService;
+pub use error::ApiError;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body accepted; larger ones answer 413.
+    pub max_body_bytes: usize,
+    /// How long fetching one remote @context may take.
+    pub context_fetch_timeout: Duration,
+    /// How many remote @context documents are kept in memory.
+    pub context_cache_entries: u64,
+    /// The largest page a query may ask for.
+    pub max_page_size: usize,
+    /// The page size when a query names none.
+    pub default_page_size: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 8 * 1024 * 1024,
+            context_fetch_timeout: Duration::from_secs(5),
+            context_cache_entries: 1024,
+            max_page_size: 1000,
+            default_page_size: 20,
+        }
+    }
+}
+
+pub struct AppState {
+    pub store: DynStore,
+    pub contexts: ContextService,
+    pub config: HttpConfig,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(store: DynStore, config: HttpConfig) -> SharedState {
+        let contexts = ContextService::new(store.clone(), &config);
+        Arc::new(AppState { store, contexts, config })
+    }
+}
+
+/// The whole API under `/ngsi-ld/v1`, plus `/health`.
+pub fn router(state: SharedState) -> Router {
+    let api = Router::new()
+        .route("/entities", post(entities::create).get(entities::query).delete(entities::purge))
+        .route(
+            "/entities/{id}",
+            get(entities::retrieve).delete(entities::delete).put(entities::replace).patch(entities::merge),
+        )
+        .route("/entities/{id}/attrs", post(entities::append_attrs).patch(entities::update_attrs))
+        .route("/entities/{id}/attrs/", post(entities::append_attrs).patch(entities::update_attrs))
+        .route(
+            "/entities/{id}/attrs/{attr}",
+            axum::routing::patch(entities::partial_update_attr)
+                .put(entities::replace_attr)
+                .delete(entities::delete_attr),
+        )
+        .route("/entityOperations/create", post(batch::create))
+        .route("/entityOperations/upsert", post(batch::upsert))
+        .route("/entityOperations/update", post(batch::update))
+        .route("/entityOperations/delete", post(batch::delete))
+        .route("/entityOperations/merge", post(batch::merge))
+        .route("/entityOperations/query", post(entities::query_post))
+        .route("/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::add))
+        .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete));
+    Router::new()
+        .nest("/ngsi-ld/v1", api)
+        .route("/health", get(health))
+        .fallback(error::not_found_fallback)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}

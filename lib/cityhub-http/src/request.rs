@@ -1,0 +1,348 @@
+//! What every request carries besides its body: tenant, media types, @context, query parameters.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use ngsild_core::render::{Format, Projection, RenderOptions};
+use ngsild_core::{ErrorKind, NgsiLdError};
+use ngsild_jsonld::{Context, CORE_CONTEXT_URL};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const JSON: &str = "application/json";
+pub const JSON_LD: &str = "application/ld+json";
+pub const GEO_JSON: &str = "application/geo+json";
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
+const CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
+pub const TENANT_HEADER: &str = "NGSILD-Tenant";
+
+/// The media type a client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    Json,
+    JsonLd,
+    GeoJson,
+}
+
+/// The active @context of a request and the value to echo in the answer.
+#[derive(Clone)]
+pub struct Ld {
+    pub ctx: Arc<Context>,
+    /// What the client gave (a URL, an object, an array), or None for the core context alone.
+    pub given: Option<Value>,
+}
+
+impl Ld {
+    /// The URL for a `Link` header: the client's own when it gave one URL, the core's otherwise.
+    pub fn link_url(&self) -> String {
+        match &self.given {
+            Some(Value::String(url)) => url.clone(),
+            Some(Value::Array(items)) if items.len() == 1 => items[0].as_str().unwrap_or(CORE_CONTEXT_URL).to_owned(),
+            _ => CORE_CONTEXT_URL.to_owned(),
+        }
+    }
+
+    /// The `@context` member for an application/ld+json body.
+    pub fn body_context(&self) -> Value {
+        self.given.clone().unwrap_or_else(|| Value::String(CORE_CONTEXT_URL.to_owned()))
+    }
+}
+
+/// Query parameters, checked against what the endpoint understands.
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect();
+        if let Some((name, _)) = pairs.iter().find(|(name, _)| !allowed.contains(&name.as_str())) {
+            return Err(NgsiLdError::invalid_request(format!("unknown query parameter {name:?}")).into());
+        }
+        Ok(Params(pairs))
+    }
+
+    pub fn push(&mut self, pair: (String, String)) {
+        self.0.push(pair);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A comma-separated list parameter; empty items are an error.
+    pub fn list(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+        let items: Vec<String> = raw.split(',').map(|s| s.trim().to_owned()).collect();
+        if items.iter().any(String::is_empty) {
+            return Err(NgsiLdError::bad_request(format!("{name} has an empty item")).into());
+        }
+        Ok(Some(items))
+    }
+
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(NgsiLdError::bad_request(format!("{name} must be true or false, not {other:?}")).into()),
+        }
+    }
+
+    pub fn usize(&self, name: &str) -> Result<Option<usize>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| NgsiLdError::bad_request(format!("{name} must be a non-negative integer")).into())
+            })
+            .transpose()
+    }
+
+    /// The `options` list (comma-separated).
+    pub fn options(&self) -> Vec<&str> {
+        self.0.iter().filter(|(n, _)| n == "options").flat_map(|(_, v)| v.split(',')).map(str::trim).collect()
+    }
+
+    pub fn has_option(&self, option: &str) -> bool {
+        self.options().contains(&option)
+    }
+}
+
+/// The tenant a request names (the default tenant is "").
+pub fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(value) = headers.get(TENANT_HEADER) else {
+        return Ok(String::new());
+    };
+    let tenant = value.to_str().map_err(|_| NgsiLdError::bad_request("the tenant name is not valid text"))?.trim();
+    if tenant.len() > 128 || tenant.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(NgsiLdError::bad_request(format!("invalid tenant name {tenant:?}")).into());
+    }
+    Ok(tenant.to_owned())
+}
+
+/// Refuses reads on a tenant that was never written to.
+pub async fn existing_tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let tenant = tenant(headers)?;
+    if !tenant.is_empty() && !state.store.tenant_exists(&tenant).await? {
+        return Err(NgsiLdError::new(ErrorKind::NonexistentTenant, format!("tenant {tenant:?} does not exist")).into());
+    }
+    Ok(tenant)
+}
+
+/// The response media type from `Accept` (406 when none is acceptable).
+pub fn accept(headers: &HeaderMap, geo_allowed: bool) -> Result<Accept, ApiError> {
+    let Some(raw) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(Accept::Json);
+    };
+    let mut best: Option<(f32, Accept)> = None;
+    for item in raw.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
+        let kind = match media.as_str() {
+            JSON | "application/*" | "*/*" => Some(Accept::Json),
+            JSON_LD => Some(Accept::JsonLd),
+            GEO_JSON if geo_allowed => Some(Accept::GeoJson),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, kind));
+            }
+        }
+    }
+    best.map(|(_, k)| k)
+        .ok_or_else(|| NgsiLdError::new(ErrorKind::NotAcceptable, format!("cannot answer in any of {raw}")).into())
+}
+
+/// The @context URL of a `Link` header, if any.
+pub fn link_context(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    for value in headers.get_all(header::LINK) {
+        let Ok(text) = value.to_str() else { continue };
+        for link in text.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next().unwrap_or("").trim();
+            let is_context = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=").is_some_and(|rel| rel.trim_matches('"') == CONTEXT_REL)
+            });
+            if is_context {
+                let url = target.strip_prefix('<').and_then(|t| t.strip_suffix('>'));
+                return url
+                    .map(|u| Some(u.to_owned()))
+                    .ok_or_else(|| NgsiLdError::bad_request(format!("malformed Link header {text:?}")).into());
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The @context of a request without a body: the `Link` header's, or the core context.
+pub async fn header_ld(state: &AppState, headers: &HeaderMap) -> Result<Ld, ApiError> {
+    match link_context(headers)? {
+        Some(url) => {
+            let given = Value::String(url);
+            Ok(Ld { ctx: state.contexts.resolve(&given).await?, given: Some(given) })
+        }
+        None => Ok(Ld { ctx: state.contexts.core(), given: None }),
+    }
+}
+
+/// Reads a JSON body and its @context following clause 6.3.5: application/json takes the context
+/// from `Link` and must not carry `@context`; application/ld+json must carry `@context` and must not
+/// come with a `Link`.
+pub async fn body_ld(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    merge_patch_allowed: bool,
+) -> Result<(Value, Ld), ApiError> {
+    let (mut value, is_ld) = read_json_body(headers, body, merge_patch_allowed)?;
+    let link = link_context(headers)?;
+    let given = if is_ld {
+        let context = body_context(&mut value)?;
+        Some(context.ok_or_else(|| NgsiLdError::bad_request("an application/ld+json body must contain @context"))?)
+    } else {
+        link.map(Value::String)
+    };
+    let ctx = match &given {
+        Some(g) => state.contexts.resolve(g).await?,
+        None => state.contexts.core(),
+    };
+    Ok((value, Ld { ctx, given }))
+}
+
+/// Checks the media type and parses the body; answers whether it is application/ld+json. The
+/// @context rules of clause 6.3.5 that do not depend on the body's shape are enforced here.
+pub fn read_json_body(headers: &HeaderMap, body: &Bytes, merge_patch_allowed: bool) -> Result<(Value, bool), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let is_ld = match content_type.as_str() {
+        JSON => false,
+        MERGE_PATCH if merge_patch_allowed => false,
+        JSON_LD => true,
+        "" => return Err(NgsiLdError::new(ErrorKind::UnsupportedMediaType, "a Content-Type header is required").into()),
+        other => {
+            return Err(
+                NgsiLdError::new(ErrorKind::UnsupportedMediaType, format!("unsupported Content-Type {other}")).into()
+            )
+        }
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(NgsiLdError::invalid_request("the request body is empty").into());
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| NgsiLdError::invalid_request(format!("the request body is not valid JSON: {e}")))?;
+    if is_ld && link_context(headers)?.is_some() {
+        return Err(
+            NgsiLdError::bad_request("application/ld+json requests must not carry a JSON-LD Link header").into()
+        );
+    }
+    if !is_ld && contains_context(&value) {
+        return Err(
+            NgsiLdError::bad_request("an application/json body must not contain @context; use a Link header").into()
+        );
+    }
+    Ok((value, is_ld))
+}
+
+fn contains_context(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.contains_key("@context"),
+        Value::Array(items) => items.iter().any(|i| i.as_object().is_some_and(|m| m.contains_key("@context"))),
+        _ => false,
+    }
+}
+
+/// Takes `@context` out of a body (for an array, out of every element; they must agree).
+fn body_context(value: &mut Value) -> Result<Option<Value>, ApiError> {
+    match value {
+        Value::Object(map) => Ok(map.remove("@context")),
+        Value::Array(items) => {
+            let mut found: Option<Value> = None;
+            for item in items.iter_mut() {
+                if let Some(ctx) = item.as_object_mut().and_then(|m| m.remove("@context")) {
+                    found.get_or_insert(ctx);
+                } else {
+                    return Ok(None);
+                }
+            }
+            Ok(found)
+        }
+        _ => Ok(None),
+    }
+}
+
+pub fn as_object(value: Value, what: &str) -> Result<Map<String, Value>, ApiError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(NgsiLdError::bad_request(format!("{what} must be a JSON object")).into()),
+    }
+}
+
+/// Output options shared by retrieval and query: `options`, `format`, `lang`, `attrs`, `pick`,
+/// `omit`.
+pub fn render_options(params: &Params, ctx: &Context) -> Result<RenderOptions, ApiError> {
+    let mut format = Format::Normalized;
+    let mut sys_attrs = false;
+    for option in params.options() {
+        match option {
+            "keyValues" | "simplified" => format = Format::KeyValues,
+            "concise" => format = Format::Concise,
+            "normalized" => format = Format::Normalized,
+            "sysAttrs" => sys_attrs = true,
+            "" => {}
+            // Options of other operations are tolerated here (clients send them freely).
+            "noOverwrite" | "replace" | "update" | "temporalValues" | "aggregatedValues" => {}
+            other => return Err(NgsiLdError::bad_request(format!("unknown option {other:?}")).into()),
+        }
+    }
+    if let Some(f) = params.get("format") {
+        format = match f {
+            "keyValues" | "simplified" => Format::KeyValues,
+            "concise" => Format::Concise,
+            "normalized" => Format::Normalized,
+            other => return Err(NgsiLdError::bad_request(format!("unknown format {other:?}")).into()),
+        };
+    }
+    let expand_names = |names: Vec<String>| -> Result<Vec<String>, ApiError> {
+        names
+            .into_iter()
+            .map(|n| {
+                ngsild_core::validate::check_name(&n, "attribute")?;
+                Ok(match n.as_str() {
+                    "id" | "type" | "scope" => n,
+                    _ => ctx.expand_term(&n).into_owned(),
+                })
+            })
+            .collect()
+    };
+    let attrs = params.list("attrs")?.map(expand_names).transpose()?;
+    let pick = params.list("pick")?.map(expand_names).transpose()?;
+    let omit = params.list("omit")?.map(expand_names).transpose()?.unwrap_or_default();
+    if pick.is_some() && !omit.is_empty() {
+        return Err(NgsiLdError::bad_request("pick and omit cannot be used together").into());
+    }
+    let only = match (attrs, pick) {
+        (Some(a), Some(p)) => Some(
+            a.into_iter()
+                .filter(|n| p.contains(n))
+                .chain(p.iter().filter(|n| matches!(n.as_str(), "id" | "type" | "scope")).cloned())
+                .collect(),
+        ),
+        (a, p) => a.or(p),
+    };
+    Ok(RenderOptions {
+        format,
+        sys_attrs,
+        lang: params.get("lang").map(str::to_owned),
+        projection: Projection { only, omit },
+    })
+}

@@ -1,0 +1,93 @@
+//! Building responses: JSON bodies with the @context where the client wants it.
+
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::request::{Accept, Ld, GEO_JSON, JSON, JSON_LD};
+
+/// A JSON body; with `Accept::JsonLd` each object gets the `@context` member, otherwise the
+/// context travels in a `Link` header.
+pub fn ld_json(status: StatusCode, mut body: Value, ld: &Ld, accept: Accept) -> Response {
+    let content_type = match accept {
+        Accept::Json => JSON,
+        Accept::JsonLd => JSON_LD,
+        Accept::GeoJson => GEO_JSON,
+    };
+    let mut link = None;
+    match accept {
+        Accept::JsonLd => {
+            let ctx = ld.body_context();
+            match &mut body {
+                Value::Object(map) => {
+                    map.insert("@context".into(), ctx);
+                }
+                Value::Array(items) => {
+                    for item in items {
+                        if let Value::Object(map) = item {
+                            map.insert("@context".into(), ctx.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Accept::Json | Accept::GeoJson => {
+            link = Some(format!(
+                "<{}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"",
+                ld.link_url()
+            ));
+        }
+    }
+    let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LINK, link);
+    }
+    response
+}
+
+/// A plain JSON body with no @context (batch results, errors in 207s, ids).
+pub fn plain_json(status: StatusCode, body: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, JSON)], serde_json::to_vec(body).unwrap_or_default()).into_response()
+}
+
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub fn created(location: &str) -> Response {
+    let mut response = StatusCode::CREATED.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+pub fn with_header(mut response: Response, name: &'static str, value: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(HeaderName::from_static(name), v);
+    }
+    response
+}
+
+/// What must be escaped for an id to stand as one path segment; `:` stays readable because
+/// clients look for their URN in the `Location` they get back.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%');
+
+/// Escapes an id for use in a `Location` path segment.
+pub fn path_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, PATH_SEGMENT).to_string()
+}
