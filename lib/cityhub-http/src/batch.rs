@@ -46,6 +46,9 @@ async fn read_batch(
     for mut item in items {
         let given = if is_ld { item.as_object_mut().and_then(|m| m.remove("@context")) } else { link.clone() };
         let ctx = match (&given, is_ld) {
+            _ if !is_ld && item.get("@context").is_some() => {
+                Err(NgsiLdError::bad_request("an application/json entity must not contain @context; use a Link header"))
+            }
             (Some(g), _) => state.contexts.resolve(g).await,
             (None, true) if item.is_object() => {
                 Err(NgsiLdError::bad_request("an application/ld+json entity must contain @context"))

@@ -202,6 +202,11 @@ pub async fn body_ld(
     merge_patch_allowed: bool,
 ) -> Result<(Value, Ld), ApiError> {
     let (mut value, is_ld) = read_json_body(headers, body, merge_patch_allowed)?;
+    if !is_ld && contains_context(&value) {
+        return Err(
+            NgsiLdError::bad_request("an application/json body must not contain @context; use a Link header").into()
+        );
+    }
     let link = link_context(headers)?;
     let given = if is_ld {
         let context = body_context(&mut value)?;
@@ -243,11 +248,6 @@ pub fn read_json_body(headers: &HeaderMap, body: &Bytes, merge_patch_allowed: bo
     if is_ld && link_context(headers)?.is_some() {
         return Err(
             NgsiLdError::bad_request("application/ld+json requests must not carry a JSON-LD Link header").into()
-        );
-    }
-    if !is_ld && contains_context(&value) {
-        return Err(
-            NgsiLdError::bad_request("an application/json body must not contain @context; use a Link header").into()
         );
     }
     Ok((value, is_ld))

@@ -183,6 +183,18 @@ fn is_null(v: &Value) -> bool {
     v.is_null() || v.as_str() == Some(NGSI_LD_NULL)
 }
 
+/// Whether an attribute instance given in a merge or partial update asks for its own deletion:
+/// its value member is the NGSI-LD null (`{"@none": "urn:ngsi-ld:null"}` for a language map,
+/// `["urn:ngsi-ld:null"]` for lists).
+pub fn is_deletion(raw: &RawAttribute) -> bool {
+    AttributeKind::ALL.iter().any(|kind| match raw.get(kind.value_member()) {
+        Some(v) if is_null(v) => true,
+        Some(Value::Array(items)) => items.len() == 1 && is_null(&items[0]),
+        Some(Value::Object(map)) => map.len() == 1 && map.get("@none").is_some_and(is_null),
+        _ => false,
+    })
+}
+
 /// Expands one attribute's value as given in an entity body: an instance, an array of instances
 /// (multi-attribute) or a concise value.
 pub fn expand_attribute_input(value: &Value, ctx: &Context) -> Result<AttributeInput> {

@@ -5,9 +5,13 @@ use serde_json::{json, Value};
 
 use crate::error::{NgsiLdError, Result};
 use crate::expand::{
-    attribute_to_raw, build_attribute, check_unique_datasets, merge_raw, AttributeInput, EntityInput, RawAttribute,
+    attribute_to_raw, build_attribute, check_unique_datasets, is_deletion, merge_raw, AttributeInput, EntityInput,
+    RawAttribute,
 };
 use crate::model::{Attribute, Entity};
+
+/// `scope` as an attribute name: deleting it removes the entity's scopes.
+const SCOPE_IRI: &str = "https://uri.etsi.org/ngsi-ld/scope";
 
 /// Which attributes an update changed and which it did not, with why (UpdateResult, clause 5.2.18).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,6 +143,11 @@ pub fn partial_update_attribute(entity: &mut Entity, name: &str, patch: &RawAttr
     let existing = entity.instance(name, dataset_id).ok_or_else(|| {
         NgsiLdError::not_found(format!("entity {} has no attribute {name} with that datasetId", entity.id))
     })?;
+    if is_deletion(patch) {
+        entity.remove_instances(name, dataset_id, false);
+        entity.touch(now);
+        return Ok(());
+    }
     let mut raw = attribute_to_raw(existing);
     let mut patch = patch.clone();
     if patch.get("type") == raw.get("type") {
@@ -174,6 +183,14 @@ pub fn delete_attribute(
     delete_all: bool,
     now: &str,
 ) -> Result<()> {
+    if name == SCOPE_IRI {
+        if entity.scope.is_empty() {
+            return Err(NgsiLdError::not_found(format!("entity {} has no scope", entity.id)));
+        }
+        entity.scope.clear();
+        entity.touch(now);
+        return Ok(());
+    }
     if entity.remove_instances(name, dataset_id, delete_all) == 0 {
         return Err(NgsiLdError::not_found(format!(
             "entity {} has no attribute {name} with that datasetId",
@@ -197,6 +214,10 @@ pub fn merge_entity(entity: &mut Entity, input: &EntityInput, now: &str) -> Resu
             AttributeInput::Instances(raws) => {
                 for patch in raws {
                     let dataset_id = patch.get("datasetId").and_then(Value::as_str);
+                    if is_deletion(patch) {
+                        next.remove_instances(name, dataset_id, false);
+                        continue;
+                    }
                     let merged = match next.instance(name, dataset_id) {
                         Some(existing) => {
                             let mut raw = attribute_to_raw(existing);
@@ -293,6 +314,21 @@ mod tests {
         assert!(e.instance(&format!("{D}a"), None).is_none());
         assert!(e.instance(&format!("{D}c"), None).is_some());
         assert_eq!(e.types, vec![format!("{D}T"), format!("{D}U")]);
+    }
+
+    #[test]
+    fn ngsi_ld_null_deletes_one_instance() {
+        let mut e = entity();
+        let fragment = frag(json!({"a": [{"type": "Property", "value": 3, "datasetId": "urn:ds:1"}]}));
+        merge_entity(&mut e, &fragment, "t1").unwrap();
+        assert_eq!(e.attrs[&format!("{D}a")].len(), 2);
+        let fragment = frag(json!({"a": {"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ds:1"}}));
+        merge_entity(&mut e, &fragment, "t2").unwrap();
+        assert_eq!(e.attrs[&format!("{D}a")].len(), 1);
+        assert!(e.instance(&format!("{D}a"), None).is_some(), "the default instance stays");
+        let patch = json!({"languageMap": {"@none": "urn:ngsi-ld:null"}}).as_object().unwrap().clone();
+        partial_update_attribute(&mut e, &format!("{D}a"), &patch, "t3").unwrap();
+        assert!(!e.attrs.contains_key(&format!("{D}a")));
     }
 
     #[test]
