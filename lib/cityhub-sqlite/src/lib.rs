@@ -1,0 +1,319 @@
+//! The embedded storage backend of cityhub: one SQLite file in WAL mode.
+//!
+//! Writes go through a single writer thread that owns the write connection and commits in groups:
+//! it takes every modification queued while the previous commit was running, applies them all in
+//! one transaction and answers each caller only after that transaction is durable. Under load one
+//! fsync serves many requests; alone, a request pays exactly one. Reads run on a pool of read-only
+//! connections, concurrently with the writer (WAL).
+
+mod schema;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use cityhub_storage::{
+    Change, EntityFilter, Modification, Modifier, Page, Paging, Store, StoreError, StoredContext, Tenant,
+};
+use ngsild_core::{Entity, NgsiLdError};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::oneshot;
+
+/// How many modifications one commit takes at most; the rest wait for the next one.
+const MAX_GROUP: usize = 1024;
+/// Read connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+type ModifyAnswer = Result<Vec<Result<Change, NgsiLdError>>, StoreError>;
+
+enum Job {
+    Modify { tenant: String, modifications: Vec<(String, Modifier)>, reply: oneshot::Sender<ModifyAnswer> },
+    PutContext { context: StoredContext, reply: oneshot::Sender<Result<(), StoreError>> },
+    DeleteContext { id: String, reply: oneshot::Sender<Result<bool, StoreError>> },
+}
+
+impl Job {
+    fn size(&self) -> usize {
+        match self {
+            Job::Modify { modifications, .. } => modifications.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    commits: Arc<AtomicU64>,
+}
+
+fn backend<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir/cityhub.sqlite`.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("cityhub.sqlite");
+        let mut conn = Connection::open(&path).map_err(backend)?;
+        schema::configure_writer(&conn).map_err(backend)?;
+        schema::migrate(&mut conn).map_err(backend)?;
+        let (sender, receiver) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let thread_commits = commits.clone();
+        let handle = std::thread::Builder::new()
+            .name("cityhub-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, receiver, thread_commits))
+            .map_err(backend)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(Some(sender)),
+            writer_thread: Mutex::new(Some(handle)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            commits,
+        })
+    }
+
+    /// How many transactions the writer has committed (group commit makes this smaller than the
+    /// number of modifications under concurrent load).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer after the work already queued.
+    pub fn close(&self) {
+        self.writer.lock().unwrap().take();
+        if let Some(handle) = self.writer_thread.lock().unwrap().take() {
+            let _ = handle.join();
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        let guard = self.writer.lock().unwrap();
+        let sender = guard.as_ref().ok_or_else(|| backend("the store is closed"))?;
+        sender.send(job).map_err(|_| backend("the writer thread has stopped"))
+    }
+
+    /// Runs `f` on a read-only connection, off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match readers.lock().unwrap().pop() {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(backend)?;
+                    schema::configure_reader(&conn).map_err(backend)?;
+                    conn
+                }
+            };
+            let result = f(&conn);
+            let mut idle = readers.lock().unwrap();
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        let mut size = group[0].size();
+        while size < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    size += job.size();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        run_group(&mut conn, group, &commits);
+    }
+}
+
+/// An answer computed inside the transaction, sent only after it commits.
+enum Pending {
+    Modify(oneshot::Sender<ModifyAnswer>, Vec<Result<Change, NgsiLdError>>),
+    PutContext(oneshot::Sender<Result<(), StoreError>>),
+    DeleteContext(oneshot::Sender<Result<bool, StoreError>>, bool),
+}
+
+fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
+    let outcome = (|| -> Result<Vec<Pending>, rusqlite::Error> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut pending = Vec::with_capacity(group.len());
+        for job in group {
+            match job {
+                Job::Modify { tenant, modifications, reply } => {
+                    let mut answers = Vec::with_capacity(modifications.len());
+                    let mut wrote = false;
+                    for (id, modifier) in modifications {
+                        let answer = apply(&tx, &tenant, &id, modifier)?;
+                        wrote |= answer.is_ok();
+                        answers.push(answer);
+                    }
+                    if wrote && !tenant.is_empty() {
+                        tx.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
+                    }
+                    pending.push(Pending::Modify(reply, answers));
+                }
+                Job::PutContext { context, reply } => {
+                    schema::put_context(&tx, &context)?;
+                    pending.push(Pending::PutContext(reply));
+                }
+                Job::DeleteContext { id, reply } => {
+                    let deleted = tx.execute("DELETE FROM contexts WHERE id = ?1", [&id])? > 0;
+                    pending.push(Pending::DeleteContext(reply, deleted));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(pending)
+    })();
+    match outcome {
+        Ok(pending) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            for answer in pending {
+                match answer {
+                    Pending::Modify(reply, answers) => {
+                        let _ = reply.send(Ok(answers));
+                    }
+                    Pending::PutContext(reply) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    Pending::DeleteContext(reply, deleted) => {
+                        let _ = reply.send(Ok(deleted));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            // The transaction rolled back: nothing of this group was written. The replies were
+            // moved into the closure and dropped with it, which their receivers see as an error.
+            tracing::error!(error = %e, "a write group failed and was rolled back");
+        }
+    }
+}
+
+/// Applies one modifier inside the transaction. The outer error is a storage failure (aborts the
+/// group); the inner one is the modifier's refusal (this entity only).
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    id: &str,
+    modifier: Modifier,
+) -> Result<Result<Change, NgsiLdError>, rusqlite::Error> {
+    let before = schema::load_entity(tx, tenant, id)?;
+    let result: Modification = match catch_unwind(AssertUnwindSafe(|| modifier(before.clone()))) {
+        Ok(result) => result,
+        Err(_) => Err(NgsiLdError::internal(format!("the modification of {id} failed unexpectedly"))),
+    };
+    let after = match result {
+        Ok(after) => after,
+        Err(e) => return Ok(Err(e)),
+    };
+    match &after {
+        Some(entity) => {
+            if entity.id != id {
+                return Ok(Err(NgsiLdError::internal("a modification changed the entity id")));
+            }
+            schema::save_entity(tx, tenant, entity)?;
+        }
+        None if before.is_some() => schema::delete_entity(tx, tenant, id)?,
+        None => {}
+    }
+    Ok(Ok(Change { before, after }))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn tenant_exists(&self, tenant: &Tenant) -> Result<bool, StoreError> {
+        if tenant.is_empty() {
+            return Ok(true);
+        }
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            conn.query_row("SELECT 1 FROM tenants WHERE name = ?1", [&tenant], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT name FROM tenants ORDER BY name").map_err(backend)?;
+            let names = stmt.query_map([], |row| row.get(0)).map_err(backend)?;
+            names.collect::<Result<Vec<String>, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_entity(&self, tenant: &Tenant, id: &str) -> Result<Option<Entity>, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.read(move |conn| schema::load_entity(conn, &tenant, &id).map_err(backend)).await
+    }
+
+    async fn modify(&self, tenant: &Tenant, modifications: Vec<(String, Modifier)>) -> ModifyAnswer {
+        if modifications.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Modify { tenant: tenant.to_owned(), modifications, reply })?;
+        answer.await.map_err(|_| backend("the write was rolled back"))?
+    }
+
+    async fn query(&self, tenant: &Tenant, filter: &EntityFilter, paging: Paging) -> Result<Page, StoreError> {
+        let (tenant, filter) = (tenant.to_owned(), filter.clone());
+        self.read(move |conn| schema::query(conn, &tenant, &filter, paging).map_err(backend)).await
+    }
+
+    async fn put_context(&self, context: StoredContext) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::PutContext { context, reply })?;
+        answer.await.map_err(|_| backend("the write was rolled back"))?
+    }
+
+    async fn get_context(&self, id: &str) -> Result<Option<StoredContext>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| schema::get_context(conn, &id).map_err(backend)).await
+    }
+
+    async fn list_contexts(&self) -> Result<Vec<StoredContext>, StoreError> {
+        self.read(|conn| schema::list_contexts(conn).map_err(backend)).await
+    }
+
+    async fn delete_context(&self, id: &str) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::DeleteContext { id: id.to_owned(), reply })?;
+        answer.await.map_err(|_| backend("the write was rolled back"))?
+    }
+}
+
+#[cfg(test)]
+mod tests;
