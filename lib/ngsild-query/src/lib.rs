@@ -1,0 +1,58 @@
+//! NGSI-LD query languages, parsed and evaluated without I/O.
+//!
+//! A request's filters are parsed once into an [`EntityFilter`] whose names are already expanded
+//! with the request's @context; storage backends push what they can into their indexes and call
+//! [`EntityFilter::matches`] for the rest.
+
+pub mod geo;
+pub mod q;
+pub mod scope;
+pub mod types;
+
+use ngsild_core::Entity;
+
+pub use geo::GeoQuery;
+pub use q::QExpr;
+pub use scope::ScopeExpr;
+pub use types::TypeExpr;
+
+/// Where a query string failed to parse: a byte offset into the input and what was expected there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub position: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at position {}: {}", self.position, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Everything that selects entities in a query, names expanded.
+#[derive(Debug, Clone, Default)]
+pub struct EntityFilter {
+    /// Entity ids; empty = any.
+    pub ids: Vec<String>,
+    pub id_pattern: Option<regex::Regex>,
+    pub types: Option<TypeExpr>,
+    /// Expanded attribute names; an entity matches when it has at least one (empty = any).
+    pub attrs: Vec<String>,
+    pub q: Option<QExpr>,
+    pub scope_q: Option<ScopeExpr>,
+    pub geo: Option<GeoQuery>,
+}
+
+impl EntityFilter {
+    pub fn matches(&self, entity: &Entity) -> bool {
+        (self.ids.is_empty() || self.ids.iter().any(|id| id == &entity.id))
+            && self.id_pattern.as_ref().is_none_or(|re| re.is_match(&entity.id))
+            && self.types.as_ref().is_none_or(|t| t.matches(&entity.types))
+            && (self.attrs.is_empty() || self.attrs.iter().any(|a| entity.attrs.contains_key(a)))
+            && self.q.as_ref().is_none_or(|q| q.matches(entity))
+            && self.scope_q.as_ref().is_none_or(|s| s.matches(&entity.scope))
+            && self.geo.as_ref().is_none_or(|g| g.matches(entity))
+    }
+}
