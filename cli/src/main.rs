@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cityhub_http::{router, AppState, HttpConfig};
+use cityhub_http::{app, AppState, HttpConfig};
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
 use clap::{Args, Parser, Subcommand};
@@ -85,7 +85,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             context_fetch_timeout: std::time::Duration::from_secs(args.context_timeout_secs),
             ..HttpConfig::default()
         };
-        let app = router(AppState::new(store, config));
+        let app = app(AppState::new(store, config));
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -93,7 +93,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         tracing::info!(%address, data = %args.data.display(), "cityhub is serving NGSI-LD");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("cityhub stopped");
         anyhow::Ok(())
     })

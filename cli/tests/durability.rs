@@ -19,7 +19,7 @@ fn acknowledged_writes_survive_kill_9() {
         .map(|w| {
             let base = hub_ref.clone();
             std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
+                let client = http_client();
                 let mut acknowledged = Vec::new();
                 for i in 0..PER_WRITER {
                     let id = format!("urn:ngsi-ld:Counter:{w}-{i}");

@@ -161,6 +161,7 @@ fn create_errors_change_nothing() {
     );
     assert_problem(hub.get("/entities/urn:x:missing").send().unwrap(), 404, "ResourceNotFound");
     assert_problem(hub.get(&format!("/entities/{id}?invalid=1")).send().unwrap(), 400, "InvalidRequest");
+    assert_problem(hub.send_json(Method::PUT, "/entities", &json!({})).send().unwrap(), 405, "MethodNotAllowed");
 
     let (_, after) = hub.get_json(&format!("/entities/{id}?options=sysAttrs"));
     assert_eq!(before, after);
@@ -170,8 +171,7 @@ fn create_errors_change_nothing() {
 fn body_size_limit_answers_413() {
     let hub = Hub::start_with(&["--max-body-bytes", "1024"]);
     let big = json!({"id": "urn:x:big", "type": "T", "blob": "x".repeat(4096)});
-    let response = hub.post("/entities", &big);
-    assert_eq!(response.status(), 413);
+    assert_problem(hub.post("/entities", &big), 413, "PayloadTooLarge");
     assert_eq!(hub.get_json("/entities/urn:x:big").0, 404);
 }
 

@@ -57,7 +57,7 @@ impl Hub {
             }
         });
         let base = rx.recv_timeout(Duration::from_secs(30)).expect("cityhub announces its address within 30 s");
-        let client = Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client");
+        let client = http_client();
         Hub { child, base, data: data.to_path_buf(), _tempdir: None, client }
     }
 
@@ -113,6 +113,12 @@ impl Drop for Hub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A blocking HTTP client for tests (reqwest is built without a default TLS provider).
+pub fn http_client() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client")
 }
 
 pub fn json_of(response: Response) -> (u16, Value) {

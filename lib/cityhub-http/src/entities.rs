@@ -500,14 +500,10 @@ pub async fn partial_update_attr(
     let (value, ld) = body_ld(&state, &headers, &body, true).await?;
     ngsild_core::validate::check_name(&attr, "attribute")?;
     let name = ld.ctx.expand_term(&attr).into_owned();
-    let Value::Object(members) = value else {
+    if !value.is_object() {
         return Err(NgsiLdError::bad_request("an attribute fragment must be a JSON object").into());
-    };
-    // A partial update names only the members it changes, so the type is not inferred here.
-    let mut patch = ngsild_core::expand::expand_raw_attribute(&Value::Object(members.clone()), &ld.ctx)?;
-    if !members.contains_key("type") {
-        patch.remove("type");
     }
+    let patch = expand_raw_attribute(&value, &ld.ctx)?;
     modify_existing(&state, &tenant, &id, move |entity| {
         ops::partial_update_attribute(entity, &name, &patch, &now()).map(|_| None)
     })

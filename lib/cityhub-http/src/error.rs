@@ -36,3 +36,29 @@ pub type ApiResult<T = Response> = Result<T, ApiError>;
 pub async fn not_found_fallback(uri: axum::http::Uri) -> ApiError {
     ApiError(NgsiLdError::new(ErrorKind::ResourceNotFound, format!("no resource at {}", uri.path())))
 }
+
+/// The framework answers some errors itself (body too large, method not allowed, unreadable
+/// body) in plain text; clients of an NGSI-LD API expect ProblemDetails for every error.
+pub async fn problem_details_for_framework_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/ld+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::PayloadTooLarge,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorKind::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::UnsupportedMediaType,
+        StatusCode::NOT_FOUND => ErrorKind::ResourceNotFound,
+        s if s.is_server_error() => ErrorKind::InternalError,
+        _ => ErrorKind::InvalidRequest,
+    };
+    let detail = status.canonical_reason().unwrap_or("request refused").to_owned();
+    let mut out = ApiError(NgsiLdError::new(kind, detail)).into_response();
+    *out.status_mut() = status;
+    out
+}

@@ -20,6 +20,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use cityhub_storage::DynStore;
+use tower::Layer;
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 pub use contexts::ContextService;
 pub use error::ApiError;
@@ -66,6 +68,12 @@ impl AppState {
     }
 }
 
+/// The service to serve: the router behind trailing-slash normalisation (clients, the ETSI suite
+/// among them, write `/entities/` as often as `/entities`).
+pub fn app(state: SharedState) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router(state))
+}
+
 /// The whole API under `/ngsi-ld/v1`, plus `/health`.
 pub fn router(state: SharedState) -> Router {
     let api = Router::new()
@@ -75,7 +83,6 @@ pub fn router(state: SharedState) -> Router {
             get(entities::retrieve).delete(entities::delete).put(entities::replace).patch(entities::merge),
         )
         .route("/entities/{id}/attrs", post(entities::append_attrs).patch(entities::update_attrs))
-        .route("/entities/{id}/attrs/", post(entities::append_attrs).patch(entities::update_attrs))
         .route(
             "/entities/{id}/attrs/{attr}",
             axum::routing::patch(entities::partial_update_attr)
@@ -94,6 +101,7 @@ pub fn router(state: SharedState) -> Router {
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
         .fallback(error::not_found_fallback)
+        .layer(axum::middleware::map_response(error::problem_details_for_framework_errors))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }

@@ -66,6 +66,10 @@ const ATTRIBUTE_MEMBERS: &[&str] = &[
     "previousObjectList",
 ];
 
+/// Members that make an object without a value member an attribute fragment (for merges and
+/// partial updates) rather than a JSON value.
+const FRAGMENT_MEMBERS: &[&str] = &["datasetId", "observedAt", "unitCode", "objectType"];
+
 /// Entity members that are not attributes.
 const ENTITY_MEMBERS: &[&str] =
     &["id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"];
@@ -222,46 +226,32 @@ fn looks_like_attribute_instance(v: &Value) -> bool {
 /// Expands one attribute instance (normalized or concise) to a raw map with expanded keys and an
 /// explicit `type`. Member values are not validated here: see [`build_attribute`].
 pub fn expand_raw_attribute(value: &Value, ctx: &Context) -> Result<RawAttribute> {
-    let Value::Object(members) = value else {
-        // Concise: a bare value is a Property.
+    // Concise forms: a bare value, or an object that is a value (no attribute member at all), is
+    // the value of a Property (or of a GeoProperty when it is a geometry). The type is left to
+    // `build_attribute` to infer, so that a merge does not mistake inference for a change of type.
+    let value_only = || {
         let mut raw = Map::new();
-        raw.insert("type".into(), Value::String("Property".into()));
         raw.insert("value".into(), value.clone());
-        return Ok(raw);
+        raw
     };
-    let mut raw = Map::new();
-    let explicit_kind = match members.get("type") {
-        Some(Value::String(t)) => match AttributeKind::from_name(t) {
-            Some(kind) => Some(kind),
-            None if GEOMETRY_TYPES.contains(&t.as_str()) && members.contains_key("coordinates") => {
-                // Concise GeoProperty: the geometry itself.
-                raw.insert("type".into(), Value::String("GeoProperty".into()));
-                raw.insert("value".into(), value.clone());
-                return Ok(raw);
-            }
-            None => return Err(NgsiLdError::bad_request(format!("unknown attribute type {t:?}"))),
-        },
-        Some(other) => {
-            return Err(NgsiLdError::bad_request(format!("an attribute type must be a string, not {other}")))
+    let Value::Object(members) = value else { return Ok(value_only()) };
+    match members.get("type") {
+        Some(Value::String(t)) if AttributeKind::from_name(t).is_some() => {}
+        Some(Value::String(t)) if GEOMETRY_TYPES.contains(&t.as_str()) && members.contains_key("coordinates") => {
+            return Ok(value_only());
         }
-        None => None,
-    };
-    let kind = match explicit_kind {
-        Some(kind) => kind,
-        None => match infer_kind(members) {
-            Some(kind) => kind,
-            None => {
-                // Concise: an object without any value member is a Property whose value is it.
-                raw.insert("type".into(), Value::String("Property".into()));
-                raw.insert("value".into(), value.clone());
-                return Ok(raw);
-            }
-        },
-    };
-    raw.insert("type".into(), Value::String(kind.name().into()));
+        Some(Value::String(t)) => return Err(NgsiLdError::bad_request(format!("unknown attribute type {t:?}"))),
+        Some(other) => {
+            return Err(NgsiLdError::bad_request(format!("an attribute type must be a string, not {other}")));
+        }
+        None if infer_kind(members).is_none() && !FRAGMENT_MEMBERS.iter().any(|m| members.contains_key(*m)) => {
+            return Ok(value_only());
+        }
+        None => {}
+    }
+    let mut raw = Map::new();
     for (key, member) in members {
         match key.as_str() {
-            "type" => {}
             "vocab" | "objectType" => {
                 raw.insert(key.clone(), expand_vocab_value(member, ctx)?);
             }
@@ -315,11 +305,11 @@ fn expand_vocab_value(value: &Value, ctx: &Context) -> Result<Value> {
 /// Validates a raw attribute and builds it. System members (`createdAt`, `modifiedAt`, ...) in the
 /// input are ignored: the hub sets them.
 pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
-    let kind = raw
-        .get("type")
-        .and_then(Value::as_str)
-        .and_then(AttributeKind::from_name)
-        .ok_or_else(|| NgsiLdError::bad_request("an attribute needs a valid type"))?;
+    let kind = match raw.get("type") {
+        Some(t) => t.as_str().and_then(AttributeKind::from_name),
+        None => infer_kind(raw),
+    }
+    .ok_or_else(|| NgsiLdError::bad_request("an attribute needs a valid type or a value"))?;
     let member = kind.value_member();
     let value = raw
         .get(member)
