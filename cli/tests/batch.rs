@@ -66,10 +66,14 @@ fn batch_update_merge_and_delete() {
     assert_eq!(result["errors"][0]["entityId"], "urn:ngsi-ld:AirQualityObserved:9");
     assert_eq!(result["errors"][0]["error"]["status"], 404);
 
-    let keep = json!([{"id": "urn:ngsi-ld:AirQualityObserved:1", "pm25": 12.0}]);
-    assert_eq!(hub.post("/entityOperations/update?options=noOverwrite", &keep).status(), 204);
+    // noOverwrite keeps what exists, adds what is new, and reports the entity as not fully updated.
+    let keep = json!([{"id": "urn:ngsi-ld:AirQualityObserved:1", "pm25": 12.0, "o3": 1}]);
+    let (status, result) = json_of(hub.post("/entityOperations/update?options=noOverwrite", &keep));
+    assert_eq!(status, 207);
+    assert_eq!(result["errors"][0]["entityId"], "urn:ngsi-ld:AirQualityObserved:1");
+    assert!(result["errors"][0]["error"]["detail"].as_str().unwrap().contains("pm25"));
     let (_, e) = hub.get_json("/entities/urn:ngsi-ld:AirQualityObserved:1?options=keyValues");
-    assert_eq!(e["pm25"], 11.0, "noOverwrite keeps the stored value");
+    assert_eq!((e["pm25"].clone(), e["o3"].clone()), (json!(11.0), json!(1)));
 
     let merge = json!([{"id": "urn:ngsi-ld:AirQualityObserved:2", "pm25": {"unitCode": "GQ"}, "no2": 3}]);
     assert_eq!(hub.post("/entityOperations/merge", &merge).status(), 204);

@@ -39,7 +39,7 @@ fn hosted_context_lifecycle() {
     assert_problem(
         hub.send_json(Method::POST, "/jsonldContexts", &json!({"no": "context"})).send().unwrap(),
         400,
-        "BadRequestData",
+        "InvalidRequest",
     );
 
     assert_eq!(hub.delete(&format!("/jsonldContexts/{local_id}")).send().unwrap().status(), 204);

@@ -161,7 +161,12 @@ fn create_errors_change_nothing() {
     );
     assert_problem(hub.get("/entities/urn:x:missing").send().unwrap(), 404, "ResourceNotFound");
     assert_problem(hub.get(&format!("/entities/{id}?invalid=1")).send().unwrap(), 400, "InvalidRequest");
-    assert_problem(hub.send_json(Method::PUT, "/entities", &json!({})).send().unwrap(), 405, "MethodNotAllowed");
+    assert_problem(
+        hub.send_json(Method::POST, &format!("/entities/{id}"), &json!({})).send().unwrap(),
+        405,
+        "MethodNotAllowed",
+    );
+    assert_problem(hub.send_json(Method::PATCH, "/entities/", &json!({"a": 1})).send().unwrap(), 400, "BadRequestData");
 
     let (_, after) = hub.get_json(&format!("/entities/{id}?options=sysAttrs"));
     assert_eq!(before, after);
@@ -186,21 +191,25 @@ fn attribute_operations() {
     let response = hub.post(&format!("{path}/attrs?options=noOverwrite"), &json!({"brandName": "Kia", "fuel": 50}));
     let (status, report) = json_of(response);
     assert_eq!(status, 207);
-    assert_eq!(report["updated"], json!(["fuel"]));
-    assert_eq!(report["notUpdated"][0]["attributeName"], "brandName");
+    // UpdateResult names are the expanded IRIs (as the conformance suite expects).
+    assert_eq!(report["updated"], json!(["https://uri.etsi.org/ngsi-ld/default-context/fuel"]));
+    assert_eq!(report["notUpdated"][0]["attributeName"], "https://uri.etsi.org/ngsi-ld/default-context/brandName");
     let (_, e) = hub.get_json(&format!("{path}?options=keyValues&attrs=brandName,fuel"));
     assert_eq!((e["brandName"].clone(), e["fuel"].clone()), (json!("Mercedes"), json!(50)));
 
     // Append without noOverwrite replaces.
     assert_eq!(hub.post(&format!("{path}/attrs"), &json!({"brandName": "Kia"})).status(), 204);
 
-    // Update: only existing attributes.
-    let response =
-        hub.send_json(Method::PATCH, &format!("{path}/attrs"), &json!({"fuel": 40, "ghost": 1})).send().unwrap();
+    // Update: replaces what exists, adds what does not, and reports a scope the entity lacks.
+    let response = hub
+        .send_json(Method::PATCH, &format!("{path}/attrs"), &json!({"fuel": 40, "seats": 4, "scope": "/Seoul"}))
+        .send()
+        .unwrap();
     let (status, report) = json_of(response);
     assert_eq!(status, 207);
-    assert_eq!(report["updated"], json!(["fuel"]));
-    assert_eq!(report["notUpdated"][0]["attributeName"], "ghost");
+    assert_eq!(report["notUpdated"][0]["attributeName"], "https://uri.etsi.org/ngsi-ld/scope");
+    let (_, e) = hub.get_json(&format!("{path}?options=keyValues&attrs=fuel,seats"));
+    assert_eq!((e["fuel"].clone(), e["seats"].clone(), e.get("scope")), (json!(40), json!(4), None));
 
     // Partial update keeps the members it does not name.
     let response = hub.send_json(Method::PATCH, &format!("{path}/attrs/speed"), &json!({"value": 99})).send().unwrap();

@@ -3,7 +3,7 @@
 //! Every entity of a batch is checked and applied on its own; the whole batch is one call to the
 //! store, so it costs one durable commit.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -224,8 +224,8 @@ pub async fn upsert(
     }
 }
 
-/// POST /entityOperations/update: appends attributes to existing entities (noOverwrite keeps
-/// what exists).
+/// POST /entityOperations/update: updates existing entities; with noOverwrite, attributes that
+/// exist are kept and the entity is reported among the errors, while its new attributes are added.
 pub async fn update(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -237,28 +237,40 @@ pub async fn update(
     let tenant = tenant(&headers)?;
     let items = read_batch(&state, &headers, &body).await?;
     let (inputs, failed) = expand_items(items, false);
+    let mut reports = Vec::new();
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
             let missing = id.clone();
+            let report = Arc::new(Mutex::new(None));
+            reports.push((id.clone(), report.clone()));
             let modifier: Modifier = Box::new(move |current| {
                 let mut entity =
                     current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
-                let report = ops::append_attributes(&mut entity, &input, no_overwrite, &now())?;
-                if !report.not_updated.is_empty()
-                    && report.updated.is_empty()
-                    && !input.attrs.is_empty()
-                    && !no_overwrite
-                {
-                    return Err(NgsiLdError::bad_request("no attribute could be updated"));
-                }
+                let outcome = if no_overwrite {
+                    ops::append_attributes(&mut entity, &input, true, &now())?
+                } else {
+                    ops::update_attributes(&mut entity, &input, &now())?
+                };
+                *report.lock().unwrap() = Some(outcome);
                 Ok(Some(entity))
             });
             (id, modifier)
         })
         .collect();
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
-    Ok(no_content_or_multi(ok.into_iter().map(|(id, _)| id).collect(), errors))
+    let (ok, mut errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let mut successes = Vec::new();
+    for (id, _) in ok {
+        let report = reports.iter().find(|(rid, _)| rid == &id).and_then(|(_, r)| r.lock().unwrap().take());
+        match report {
+            Some(r) if !r.is_complete() => {
+                let names: Vec<&str> = r.not_updated.iter().map(|(n, _)| n.as_str()).collect();
+                errors.push((id, NgsiLdError::bad_request(format!("not updated: {}", names.join(", ")))));
+            }
+            _ => successes.push(id),
+        }
+    }
+    Ok(no_content_or_multi(successes, errors))
 }
 
 /// POST /entityOperations/merge

@@ -151,14 +151,14 @@ impl ContextService {
         let now = ngsild_core::time::now();
         let mut usage = self.usage.lock().unwrap();
         for url in urls.into_iter().filter(|u| !is_core_context_url(u)) {
-            let entry = usage.entry(url.to_owned()).or_default();
+            let entry = usage.entry(usage_key(url)).or_default();
             entry.hits += 1;
             entry.last_used_at = Some(now.clone());
         }
     }
 
     pub fn usage(&self, url: &str) -> Usage {
-        self.usage.lock().unwrap().get(url).cloned().unwrap_or_default()
+        self.usage.lock().unwrap().get(&usage_key(url)).cloned().unwrap_or_default()
     }
 
     pub fn cached_contexts(&self) -> Vec<CachedContext> {
@@ -202,10 +202,22 @@ impl ContextService {
     }
 }
 
-/// The local id of a hosted context URL (`.../ngsi-ld/v1/jsonldContexts/{id}`), on any host.
+/// The local id of a hosted context URL (`.../ngsi-ld/v1/jsonldContexts/{id}`), on any host, or
+/// given as the bare path that the `Location` of its creation answered.
 pub fn hosted_id(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
-    let path = &rest[rest.find('/')?..];
+    let path = match url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) {
+        Some(rest) => &rest[rest.find('/')?..],
+        None => url,
+    };
     let id = path.strip_prefix(HOSTED_PATH)?;
     (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
+}
+
+/// The key under which a context's usage is counted: hosted contexts by local id (they are
+/// reachable under several URLs), the others by URL.
+pub fn usage_key(url: &str) -> String {
+    match hosted_id(url) {
+        Some(id) => format!("hosted:{id}"),
+        None => url.to_owned(),
+    }
 }

@@ -42,7 +42,10 @@ struct Listed {
 
 impl Listed {
     fn details(&self, state: &SharedState) -> Value {
-        let usage = state.contexts.usage(&self.url);
+        let usage = match self.kind {
+            CACHED => state.contexts.usage(&self.url),
+            _ => state.contexts.usage(&format!("{HOSTED_PATH}{}", self.local_id)),
+        };
         let mut out = json!({"URL": self.url, "localId": self.local_id, "kind": self.kind, "createdAt": self.created_at, "numberOfHits": usage.hits});
         if let Some(last) = usage.last_used_at {
             out["lastUsage"] = Value::String(last);
@@ -118,13 +121,15 @@ pub async fn add(
         _ => false,
     };
     if !valid || document.as_object().is_some_and(|m| m.len() != 1) {
-        return Err(NgsiLdError::bad_request(
+        return Err(NgsiLdError::invalid_request(
             "a hosted @context must be a JSON object with exactly one @context member",
         )
         .into());
     }
-    // Resolving it now both validates it and caches the remote contexts it refers to.
-    state.contexts.resolve(&document["@context"]).await?;
+    // Inline term definitions must make a valid context; remote ones it imports are fetched when
+    // it is first used (they may not be reachable yet).
+    ngsild_jsonld::Context::build(&inline_only(&document["@context"]), &ngsild_jsonld::NoDocuments)
+        .map_err(|e| NgsiLdError::invalid_request(format!("invalid @context: {e}")))?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let path = format!("{HOSTED_PATH}{id}");
     let url = format!("{}{path}", base_url(&headers));
@@ -146,6 +151,15 @@ pub async fn add(
 async fn find(state: &SharedState, id: &str) -> Result<Option<Listed>, NgsiLdError> {
     let local = hosted_id(id).unwrap_or_else(|| id.to_owned());
     Ok(all_contexts(state).await?.into_iter().find(|c| c.local_id == local || c.url == id))
+}
+
+/// The inline parts of a context value, without the URLs it refers to.
+fn inline_only(context: &Value) -> Value {
+    match context {
+        Value::Array(items) => Value::Array(items.iter().filter(|i| !i.is_string()).cloned().collect()),
+        Value::String(_) => Value::Array(Vec::new()),
+        other => other.clone(),
+    }
 }
 
 /// GET /jsonldContexts/{id}: the document, or its bookkeeping with `details=true`.
@@ -174,9 +188,18 @@ pub async fn delete(State(state): State<SharedState>, Path(id): Path<String>, Ra
     let params = Params::parse(raw.as_deref(), &["reload"])?;
     let reload = params.flag("reload")?;
     if is_core_context_url(&id) {
+        // The core context is compiled in: reloading it is a no-op, deleting it is refused.
+        if reload {
+            return Ok(no_content());
+        }
         return Err(NgsiLdError::bad_request("the core @context cannot be deleted").into());
     }
-    let found = find(&state, &id).await?.ok_or_else(|| NgsiLdError::not_found(format!("no @context {id}")))?;
+    let Some(found) = find(&state, &id).await? else {
+        if reload {
+            return Err(NgsiLdError::bad_request(format!("no @context {id} to reload")).into());
+        }
+        return Err(NgsiLdError::not_found(format!("no @context {id}")).into());
+    };
     match found.kind {
         CACHED => {
             state.contexts.evict_cached(&found.url, reload).await?;

@@ -77,7 +77,14 @@ pub fn app(state: SharedState) -> NormalizePath<Router> {
 /// The whole API under `/ngsi-ld/v1`, plus `/health`.
 pub fn router(state: SharedState) -> Router {
     let api = Router::new()
-        .route("/entities", post(entities::create).get(entities::query).delete(entities::purge))
+        .route(
+            "/entities",
+            post(entities::create)
+                .get(entities::query)
+                .delete(entities::purge)
+                .put(entities::missing_id)
+                .patch(entities::missing_id),
+        )
         .route(
             "/entities/{id}",
             get(entities::retrieve).delete(entities::delete).put(entities::replace).patch(entities::merge),

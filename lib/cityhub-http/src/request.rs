@@ -202,6 +202,9 @@ pub async fn body_ld(
     merge_patch_allowed: bool,
 ) -> Result<(Value, Ld), ApiError> {
     let (mut value, is_ld) = read_json_body(headers, body, merge_patch_allowed)?;
+    if !value.is_object() {
+        return Err(NgsiLdError::invalid_request("the request body must be a JSON object").into());
+    }
     if !is_ld && contains_context(&value) {
         return Err(
             NgsiLdError::bad_request("an application/json body must not contain @context; use a Link header").into()

@@ -95,8 +95,7 @@ pub fn expand_fragment(body: &Map<String, Value>, ctx: &Context) -> Result<Entit
         if ENTITY_MEMBERS.contains(&name.as_str()) {
             continue;
         }
-        check_name(name, "attribute")?;
-        let iri = ctx.expand_term(name).into_owned();
+        let iri = expand_attribute_name(name, ctx)?;
         let attr = expand_attribute_input(value, ctx).map_err(|e| prefix_detail(e, name))?;
         input.attrs.insert(iri, attr);
     }
@@ -131,6 +130,16 @@ pub fn entity_from_input(input: &EntityInput) -> Result<Entity> {
     Ok(entity)
 }
 
+/// Expands an attribute name, refusing invalid names and names that are JSON-LD keywords.
+pub fn expand_attribute_name(name: &str, ctx: &Context) -> Result<String> {
+    check_name(name, "attribute")?;
+    let iri = ctx.expand_term(name).into_owned();
+    if iri.starts_with('@') {
+        return Err(NgsiLdError::bad_request(format!("{name:?} is a JSON-LD keyword, not an attribute name")));
+    }
+    Ok(iri)
+}
+
 pub fn check_unique_datasets(name: &str, instances: &[Attribute]) -> Result<()> {
     for (i, a) in instances.iter().enumerate() {
         if instances[..i].iter().any(|b| b.dataset_id == a.dataset_id) {
@@ -156,6 +165,9 @@ pub fn expand_types(types: &Value, ctx: &Context) -> Result<Vec<String>> {
     for name in names {
         check_name(name, "entity type")?;
         let iri = ctx.expand_term(name).into_owned();
+        if iri.starts_with('@') {
+            return Err(NgsiLdError::bad_request(format!("{name:?} is a JSON-LD keyword, not an entity type")));
+        }
         if !out.contains(&iri) {
             out.push(iri);
         }
@@ -191,11 +203,12 @@ fn is_null(v: &Value) -> bool {
 /// its value member is the NGSI-LD null (`{"@none": "urn:ngsi-ld:null"}` for a language map,
 /// `["urn:ngsi-ld:null"]` for lists).
 pub fn is_deletion(raw: &RawAttribute) -> bool {
+    let is_ngsi_ld_null = |v: &Value| v.as_str() == Some(NGSI_LD_NULL);
     AttributeKind::ALL.iter().any(|kind| match raw.get(kind.value_member()) {
-        Some(v) if is_null(v) => true,
-        Some(Value::Array(items)) => items.len() == 1 && is_null(&items[0]),
-        Some(Value::Object(map)) => map.len() == 1 && map.get("@none").is_some_and(is_null),
-        _ => false,
+        Some(Value::Array(items)) => items.len() == 1 && is_ngsi_ld_null(&items[0]),
+        Some(Value::Object(map)) => map.len() == 1 && map.get("@none").is_some_and(is_ngsi_ld_null),
+        Some(v) => is_ngsi_ld_null(v),
+        None => false,
     })
 }
 
@@ -226,6 +239,16 @@ fn looks_like_attribute_instance(v: &Value) -> bool {
 /// Expands one attribute instance (normalized or concise) to a raw map with expanded keys and an
 /// explicit `type`. Member values are not validated here: see [`build_attribute`].
 pub fn expand_raw_attribute(value: &Value, ctx: &Context) -> Result<RawAttribute> {
+    expand_raw(value, ctx, false)
+}
+
+/// Expands the body of a partial attribute update: always a set of members and sub-attributes,
+/// never a concise value.
+pub fn expand_attribute_fragment(value: &Value, ctx: &Context) -> Result<RawAttribute> {
+    expand_raw(value, ctx, true)
+}
+
+fn expand_raw(value: &Value, ctx: &Context, fragment: bool) -> Result<RawAttribute> {
     // Concise forms: a bare value, or an object that is a value (no attribute member at all), is
     // the value of a Property (or of a GeoProperty when it is a geometry). The type is left to
     // `build_attribute` to infer, so that a merge does not mistake inference for a change of type.
@@ -244,7 +267,10 @@ pub fn expand_raw_attribute(value: &Value, ctx: &Context) -> Result<RawAttribute
         Some(other) => {
             return Err(NgsiLdError::bad_request(format!("an attribute type must be a string, not {other}")));
         }
-        None if infer_kind(members).is_none() && !FRAGMENT_MEMBERS.iter().any(|m| members.contains_key(*m)) => {
+        None if !fragment
+            && infer_kind(members).is_none()
+            && !FRAGMENT_MEMBERS.iter().any(|m| members.contains_key(*m)) =>
+        {
             return Ok(value_only());
         }
         None => {}
@@ -259,8 +285,7 @@ pub fn expand_raw_attribute(value: &Value, ctx: &Context) -> Result<RawAttribute
                 raw.insert(key.clone(), member.clone());
             }
             _ => {
-                check_name(key, "sub-attribute")?;
-                let iri = ctx.expand_term(key).into_owned();
+                let iri = expand_attribute_name(key, ctx)?;
                 let sub = if is_null(member) {
                     Value::Null
                 } else {

@@ -29,6 +29,7 @@ pub fn check_uri(s: &str, what: &str) -> Result<()> {
 /// URLs. Expanded IRIs pass too.
 pub fn is_valid_name(s: &str) -> bool {
     !s.is_empty()
+        && !s.starts_with('@')
         && !s.chars().any(|c| {
             c.is_whitespace()
                 || c.is_control()
