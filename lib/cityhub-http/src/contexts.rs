@@ -209,7 +209,10 @@ pub fn hosted_id(url: &str) -> Option<String> {
         Some(rest) => &rest[rest.find('/')?..],
         None => url,
     };
-    let id = path.strip_prefix(HOSTED_PATH)?;
+    if !path.starts_with(HOSTED_PATH) && !path.starts_with("/ngsi-ld/") {
+        return None;
+    }
+    let (_, id) = path.rsplit_once("/jsonldContexts/")?;
     (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
 }
 
@@ -219,5 +222,19 @@ pub fn usage_key(url: &str) -> String {
     match hosted_id(url) {
         Some(id) => format!("hosted:{id}"),
         None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosted_context_urls() {
+        assert_eq!(hosted_id("http://hub:1026/ngsi-ld/v1/jsonldContexts/abc").as_deref(), Some("abc"));
+        assert_eq!(hosted_id("/ngsi-ld/v1/jsonldContexts/abc").as_deref(), Some("abc"));
+        assert_eq!(hosted_id("https://other.example/contexts/abc"), None);
+        assert_eq!(hosted_id("http://hub/ngsi-ld/v1/jsonldContexts/"), None);
+        assert_eq!(usage_key("http://a/ngsi-ld/v1/jsonldContexts/x"), usage_key("/ngsi-ld/v1/jsonldContexts/x"));
     }
 }

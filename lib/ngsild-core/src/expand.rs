@@ -275,6 +275,11 @@ fn expand_raw(value: &Value, ctx: &Context, fragment: bool) -> Result<RawAttribu
         }
         None => {}
     }
+    if let Some(member) =
+        AttributeKind::ALL.map(AttributeKind::value_member).into_iter().find(|m| members.get(*m) == Some(&Value::Null))
+    {
+        return Err(NgsiLdError::bad_request(format!("{member} cannot be null (urn:ngsi-ld:null deletes)")));
+    }
     let mut raw = Map::new();
     for (key, member) in members {
         match key.as_str() {
@@ -591,6 +596,9 @@ mod tests {
         assert!(expand(json!({"id": "urn:x:1"})).is_err(), "type is required");
         assert!(expand(json!({"type": "T"})).is_err(), "id is required");
         assert!(expand(json!({"id": "urn:x:1", "type": "T", "a": {"type": "Property"}})).is_err());
+        assert!(expand(json!({"id": "urn:x:1", "type": "T", "a": {"type": "Property", "value": null}})).is_err());
+        assert!(expand(json!({"id": "urn:x:1", "type": "type"})).is_err(), "type expands to @type");
+        assert!(expand(json!({"id": "urn:x:1", "type": "T", "@weird": 1})).is_err());
         assert!(expand(json!({"id": "urn:x:1", "type": "T", "a": {"type": "Relationship", "object": "nope"}})).is_err());
         assert!(expand(json!({"id": "urn:x:1", "type": "T", "a": {"type": "Weird", "value": 1}})).is_err());
         assert!(expand(json!({"id": "urn:x:1", "type": "T", "a b": 1})).is_err());
