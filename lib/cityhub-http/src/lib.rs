@@ -7,6 +7,7 @@
 
 mod batch;
 mod contexts;
+mod discovery;
 mod entities;
 mod error;
 mod jsonld_contexts;
@@ -102,6 +103,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/entityOperations/delete", post(batch::delete))
         .route("/entityOperations/merge", post(batch::merge))
         .route("/entityOperations/query", post(entities::query_post))
+        .route("/types", get(discovery::types))
+        .route("/types/{type}", get(discovery::type_info))
+        .route("/attributes", get(discovery::attributes))
+        .route("/attributes/{attr}", get(discovery::attribute_info))
         .route("/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::add))
         .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete));
     Router::new()
