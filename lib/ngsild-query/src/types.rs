@@ -1,4 +1,4 @@
-//! Entity type selection (clause 4.17): `A,B` (either), `A;B` (both), `A|B` (either), parentheses.
+//! Entity type selection (clause 4.17): `A,B` and `A|B` either, `A;B` both, parentheses.
 
 use ngsild_jsonld::Context;
 
@@ -14,16 +14,12 @@ pub enum TypeExpr {
 impl TypeExpr {
     /// Parses a type selection, expanding each type name with `ctx`.
     pub fn parse(input: &str, ctx: &Context) -> Result<TypeExpr, ParseError> {
-        // Placeholder grammar until the full parser lands: a comma/pipe separated list of names.
-        let mut alternatives = Vec::new();
-        for (i, part) in input.split([',', '|']).enumerate() {
-            let name = part.trim();
-            if name.is_empty() {
-                return Err(ParseError { position: i, message: "empty type name".into() });
-            }
-            alternatives.push(TypeExpr::Type(ctx.expand_term(name).into_owned()));
+        let mut p = Parser { input, pos: 0, ctx };
+        let expr = p.or_expr()?;
+        if p.pos < input.len() {
+            return Err(ParseError { position: p.pos, message: "expected ',', '|', ';' or the end".into() });
         }
-        Ok(if alternatives.len() == 1 { alternatives.pop().unwrap() } else { TypeExpr::Or(alternatives) })
+        Ok(expr)
     }
 
     pub fn matches(&self, types: &[String]) -> bool {
@@ -39,8 +35,99 @@ impl TypeExpr {
     pub fn as_type_list(&self) -> Option<Vec<&str>> {
         match self {
             TypeExpr::Type(t) => Some(vec![t.as_str()]),
-            TypeExpr::Or(any) => any.iter().map(|e| if let TypeExpr::Type(t) = e { Some(t.as_str()) } else { None }).collect(),
+            TypeExpr::Or(any) => {
+                any.iter().map(|e| if let TypeExpr::Type(t) = e { Some(t.as_str()) } else { None }).collect()
+            }
             TypeExpr::And(_) => None,
         }
+    }
+}
+
+struct Parser<'a> {
+    input: &'a str,
+    pos: usize,
+    ctx: &'a Context,
+}
+
+impl Parser<'_> {
+    fn eat(&mut self, c: char) -> bool {
+        let rest = &self.input[self.pos..];
+        let trimmed = rest.trim_start();
+        if trimmed.starts_with(c) {
+            self.pos += rest.len() - trimmed.len() + c.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn or_expr(&mut self) -> Result<TypeExpr, ParseError> {
+        let mut items = vec![self.and_expr()?];
+        while self.eat(',') || self.eat('|') {
+            items.push(self.and_expr()?);
+        }
+        Ok(if items.len() == 1 { items.pop().unwrap() } else { TypeExpr::Or(items) })
+    }
+
+    fn and_expr(&mut self) -> Result<TypeExpr, ParseError> {
+        let mut items = vec![self.primary()?];
+        while self.eat(';') {
+            items.push(self.primary()?);
+        }
+        Ok(if items.len() == 1 { items.pop().unwrap() } else { TypeExpr::And(items) })
+    }
+
+    fn primary(&mut self) -> Result<TypeExpr, ParseError> {
+        if self.eat('(') {
+            let inner = self.or_expr()?;
+            if !self.eat(')') {
+                return Err(ParseError { position: self.pos, message: "expected ')'".into() });
+            }
+            return Ok(inner);
+        }
+        let rest = &self.input[self.pos..];
+        let start = self.pos + (rest.len() - rest.trim_start().len());
+        let len = self.input[start..].find([',', '|', ';', '(', ')']).unwrap_or(self.input.len() - start);
+        let name = self.input[start..start + len].trim();
+        if name.is_empty() || !ngsild_core::validate::is_valid_name(name) {
+            return Err(ParseError { position: start, message: format!("expected a type name, found {name:?}") });
+        }
+        self.pos = start + len;
+        Ok(TypeExpr::Type(self.ctx.expand_term(name).into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ngsild_jsonld::core_context;
+
+    const D: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
+
+    fn types(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| format!("{D}{n}")).collect()
+    }
+
+    #[test]
+    fn selections() {
+        let ctx = core_context();
+        let t = |s: &str| TypeExpr::parse(s, &ctx).unwrap();
+        assert!(t("A,B").matches(&types(&["B"])));
+        assert!(t("A|B").matches(&types(&["A"])));
+        assert!(!t("A;B").matches(&types(&["A"])));
+        assert!(t("A;B").matches(&types(&["A", "B"])));
+        assert!(t("(A;B)|C").matches(&types(&["C"])));
+        assert!(!t("(A;B)|C").matches(&types(&["B"])));
+        assert_eq!(t("A,B").as_type_list().unwrap().len(), 2);
+        assert!(t("A;B").as_type_list().is_none());
+    }
+
+    #[test]
+    fn errors() {
+        let ctx = core_context();
+        assert_eq!(TypeExpr::parse("", &ctx).unwrap_err().position, 0);
+        assert_eq!(TypeExpr::parse("A,", &ctx).unwrap_err().position, 2);
+        assert_eq!(TypeExpr::parse("(A", &ctx).unwrap_err().position, 2);
+        assert!(TypeExpr::parse("A B", &ctx).is_err());
     }
 }
