@@ -131,6 +131,13 @@ pub async fn retrieve(
         }
     }
     let rendered = render_entity(&entity, &ld.ctx, &opts);
+    // Nothing left to show (attributes asked for that the entity lacks, a pick that matches
+    // nothing, an omit of everything) is answered as not found.
+    let asked_attrs = opts.projection.only.as_ref().filter(|_| !opts.projection.strict_core);
+    let lacks_asked = asked_attrs.is_some_and(|names| !names.iter().any(|n| entity.attrs.contains_key(n)));
+    if rendered.is_empty() || lacks_asked {
+        return Err(NgsiLdError::not_found(format!("entity {id} has nothing matching the requested projection")).into());
+    }
     if accept == Accept::GeoJson {
         let geometry_property = geometry_property(&params, &ld);
         let feature = geojson_feature(Value::Object(rendered), &entity, &geometry_property, &ld);
@@ -182,16 +189,26 @@ pub async fn query_post(
         match key.as_str() {
             "type" if !query.contains_key("entities") => extra.push(("type".to_owned(), text(value))),
             "entities" => {
-                for selector in value.as_array().into_iter().flatten() {
+                // Several selectors widen the query: their types and ids are alternatives.
+                let selectors = value.as_array().into_iter().flatten();
+                let mut types = Vec::new();
+                let mut ids = Vec::new();
+                for selector in selectors {
                     if let Some(t) = selector.get("type") {
-                        extra.push(("type".to_owned(), text(t)));
+                        types.push(text(t));
                     }
                     if let Some(id) = selector.get("id") {
-                        extra.push(("id".to_owned(), text(id)));
+                        ids.push(text(id));
                     }
                     if let Some(p) = selector.get("idPattern") {
                         extra.push(("idPattern".to_owned(), text(p)));
                     }
+                }
+                if !types.is_empty() {
+                    extra.push(("type".to_owned(), types.join(",")));
+                }
+                if !ids.is_empty() {
+                    extra.push(("id".to_owned(), ids.join(",")));
                 }
             }
             "attrs" => extra.push((
@@ -231,15 +248,22 @@ pub(crate) fn entity_filter(params: &Params, ld: &Ld) -> Result<EntityFilter, Ng
         }
     }
     if let Some(pattern) = params.get("idPattern") {
-        filter.id_pattern =
-            Some(regex::Regex::new(pattern).map_err(|e| NgsiLdError::bad_request(format!("invalid idPattern: {e}")))?);
-    }
-    if let Some(types) = params.get("type") {
+        // Doubled quantifiers are accepted by Rust's engine but not by the ECMAScript/POSIX ones
+        // clients write their patterns for; refusing them keeps a pattern's meaning portable.
+        let doubled = ["**", "++", "*+", "+*", "?*", "*?*"].iter().any(|q| pattern.contains(q));
+        let regex = regex::Regex::new(pattern).ok().filter(|_| !doubled);
+        filter.id_pattern = Some(regex.ok_or_else(|| NgsiLdError::bad_request(format!("invalid idPattern {pattern:?}")))?);
+    }    if let Some(types) = params.get("type") {
         filter.types =
             Some(TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?);
     }
     if let Some(attrs) = params.get("attrs") {
-        filter.attrs = attrs.split(',').map(|a| ld.ctx.expand_term(a.trim()).into_owned()).collect();
+        for name in attrs.split(',').map(str::trim) {
+            if matches!(name, "id" | "type" | "scope" | "@context") {
+                return Err(NgsiLdError::bad_request(format!("{name} is not an attribute")));
+            }
+            filter.attrs.push(ngsild_core::expand::expand_attribute_name(name, &ld.ctx)?);
+        }
     }
     if let Some(q) = params.get("q") {
         filter.q = Some(QExpr::parse(q, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid q: {e}")))?);
@@ -271,7 +295,9 @@ async fn run_query(
     needs_selector: bool,
 ) -> ApiResult {
     let filter = entity_filter(params, ld)?;
-    let selects = ["id", "idPattern", "type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
+    // Ids alone do not select (clause 5.7.2): a query names types, attributes, q, a geo-query or
+    // scopes.
+    let selects = ["type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
     if needs_selector && !selects && !params.flag("local")? {
         return Err(NgsiLdError::bad_request(
             "a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query",

@@ -304,7 +304,7 @@ pub fn render_options(params: &Params, ctx: &Context) -> Result<RenderOptions, A
             "" => {}
             // Options of other operations are tolerated here (clients send them freely).
             "noOverwrite" | "replace" | "update" | "temporalValues" | "aggregatedValues" => {}
-            other => return Err(NgsiLdError::bad_request(format!("unknown option {other:?}")).into()),
+            other => return Err(NgsiLdError::invalid_request(format!("unknown option {other:?}")).into()),
         }
     }
     if let Some(f) = params.get("format") {
@@ -312,7 +312,7 @@ pub fn render_options(params: &Params, ctx: &Context) -> Result<RenderOptions, A
             "keyValues" | "simplified" => Format::KeyValues,
             "concise" => Format::Concise,
             "normalized" => Format::Normalized,
-            other => return Err(NgsiLdError::bad_request(format!("unknown format {other:?}")).into()),
+            other => return Err(NgsiLdError::invalid_request(format!("unknown format {other:?}")).into()),
         };
     }
     let expand_names = |names: Vec<String>| -> Result<Vec<String>, ApiError> {
@@ -329,23 +329,19 @@ pub fn render_options(params: &Params, ctx: &Context) -> Result<RenderOptions, A
     };
     let attrs = params.list("attrs")?.map(expand_names).transpose()?;
     let pick = params.list("pick")?.map(expand_names).transpose()?;
-    let omit = params.list("omit")?.map(expand_names).transpose()?.unwrap_or_default();
-    if pick.is_some() && !omit.is_empty() {
-        return Err(NgsiLdError::bad_request("pick and omit cannot be used together").into());
+    let omit = params.list("omit")?.map(expand_names).transpose()?;
+    let given = [attrs.is_some(), pick.is_some(), omit.is_some()].iter().filter(|g| **g).count();
+    if given > 1 {
+        return Err(NgsiLdError::bad_request("attrs, pick and omit cannot be combined").into());
     }
-    let only = match (attrs, pick) {
-        (Some(a), Some(p)) => Some(
-            a.into_iter()
-                .filter(|n| p.contains(n))
-                .chain(p.iter().filter(|n| matches!(n.as_str(), "id" | "type" | "scope")).cloned())
-                .collect(),
-        ),
-        (a, p) => a.or(p),
-    };
+    let dataset_ids = params.list("datasetId")?.map(|ids| {
+        ids.into_iter().map(|id| if id == "@none" { None } else { Some(id) }).collect::<Vec<_>>()
+    });
+    let projection = Projection { strict_core: pick.is_some(), only: attrs.or(pick), omit: omit.unwrap_or_default(), dataset_ids };
     Ok(RenderOptions {
         format,
         sys_attrs,
         lang: params.get("lang").map(str::to_owned),
-        projection: Projection { only, omit },
+        projection,
     })
 }

@@ -23,6 +23,10 @@ pub struct Projection {
     pub only: Option<Vec<String>>,
     /// `omit`: never these.
     pub omit: Vec<String>,
+    /// With `pick`, `id` and `type` are shown only when picked; with `attrs` they always are.
+    pub strict_core: bool,
+    /// `datasetId`: only instances with one of these datasetIds (None = the default instance).
+    pub dataset_ids: Option<Vec<Option<String>>>,
 }
 
 impl Projection {
@@ -30,12 +34,13 @@ impl Projection {
         self.only.as_ref().is_none_or(|only| only.iter().any(|n| n == name)) && !self.omit.iter().any(|n| n == name)
     }
 
-    /// Core members obey `pick`/`omit` only when named there explicitly.
     fn includes_core(&self, member: &str) -> bool {
-        let picked = self.only.as_ref().is_none_or(|only| {
-            only.iter().any(|n| n == member) || !only.iter().any(|n| matches!(n.as_str(), "id" | "type" | "scope"))
-        });
+        let picked = !self.strict_core || self.only.as_ref().is_none_or(|only| only.iter().any(|n| n == member));
         picked && !self.omit.iter().any(|n| n == member)
+    }
+
+    fn includes_instance(&self, attr: &Attribute) -> bool {
+        self.dataset_ids.as_ref().is_none_or(|ids| ids.contains(&attr.dataset_id))
     }
 }
 
@@ -69,7 +74,11 @@ pub fn render_entity(entity: &Entity, ctx: &Context, opts: &RenderOptions) -> Ma
         if !proj.includes(name) {
             continue;
         }
-        let rendered: Vec<Value> = instances.iter().map(|a| render_attribute(a, ctx, opts)).collect();
+        let rendered: Vec<Value> =
+            instances.iter().filter(|a| proj.includes_instance(a)).map(|a| render_attribute(a, ctx, opts)).collect();
+        if rendered.is_empty() {
+            continue;
+        }
         out.insert(ctx.compact_iri(name).into_owned(), one_or_many(rendered));
     }
     out
@@ -248,17 +257,20 @@ mod tests {
         let ctx = core_context();
         let height = ctx.expand_term("height").into_owned();
         let opts = RenderOptions {
-            projection: Projection { only: Some(vec![height.clone()]), omit: vec![] },
+            projection: Projection { only: Some(vec![height.clone()]), ..Default::default() },
             ..Default::default()
         };
         let out = render_entity(&entity(), &ctx, &opts);
         assert_eq!(out.keys().collect::<Vec<_>>(), vec!["id", "type", "height"]);
         let opts = RenderOptions {
-            projection: Projection { only: None, omit: vec![height, "type".into()] },
+            projection: Projection { omit: vec![height.clone(), "type".into()], ..Default::default() },
             ..Default::default()
         };
         let out = render_entity(&entity(), &ctx, &opts);
         assert_eq!(out.keys().collect::<Vec<_>>(), vec!["id", "name", "street"]);
+        let picked = Projection { only: Some(vec![height]), strict_core: true, ..Default::default() };
+        let out = render_entity(&entity(), &ctx, &RenderOptions { projection: picked, ..Default::default() });
+        assert_eq!(out.keys().collect::<Vec<_>>(), vec!["height"], "pick shows id and type only when picked");
     }
 
     #[test]
