@@ -44,6 +44,7 @@ async fn all_entities(state: &SharedState, tenant: &str) -> Result<Vec<Entity>, 
     Ok(page.entities)
 }
 
+/// Types in IRI order (stable across calls); each type's attributes in the order first seen.
 fn type_summaries(entities: &[Entity]) -> IndexMap<String, TypeSummary> {
     let mut types: IndexMap<String, TypeSummary> = IndexMap::new();
     for e in entities {
@@ -58,6 +59,7 @@ fn type_summaries(entities: &[Entity]) -> IndexMap<String, TypeSummary> {
             }
         }
     }
+    types.sort_keys();
     types
 }
 

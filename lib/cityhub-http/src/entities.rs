@@ -252,8 +252,10 @@ pub(crate) fn entity_filter(params: &Params, ld: &Ld) -> Result<EntityFilter, Ng
         // clients write their patterns for; refusing them keeps a pattern's meaning portable.
         let doubled = ["**", "++", "*+", "+*", "?*", "*?*"].iter().any(|q| pattern.contains(q));
         let regex = regex::Regex::new(pattern).ok().filter(|_| !doubled);
-        filter.id_pattern = Some(regex.ok_or_else(|| NgsiLdError::bad_request(format!("invalid idPattern {pattern:?}")))?);
-    }    if let Some(types) = params.get("type") {
+        filter.id_pattern =
+            Some(regex.ok_or_else(|| NgsiLdError::bad_request(format!("invalid idPattern {pattern:?}")))?);
+    }
+    if let Some(types) = params.get("type") {
         filter.types =
             Some(TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?);
     }

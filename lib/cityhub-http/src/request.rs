@@ -334,14 +334,10 @@ pub fn render_options(params: &Params, ctx: &Context) -> Result<RenderOptions, A
     if given > 1 {
         return Err(NgsiLdError::bad_request("attrs, pick and omit cannot be combined").into());
     }
-    let dataset_ids = params.list("datasetId")?.map(|ids| {
-        ids.into_iter().map(|id| if id == "@none" { None } else { Some(id) }).collect::<Vec<_>>()
-    });
-    let projection = Projection { strict_core: pick.is_some(), only: attrs.or(pick), omit: omit.unwrap_or_default(), dataset_ids };
-    Ok(RenderOptions {
-        format,
-        sys_attrs,
-        lang: params.get("lang").map(str::to_owned),
-        projection,
-    })
+    let dataset_ids = params
+        .list("datasetId")?
+        .map(|ids| ids.into_iter().map(|id| if id == "@none" { None } else { Some(id) }).collect::<Vec<_>>());
+    let projection =
+        Projection { strict_core: pick.is_some(), only: attrs.or(pick), omit: omit.unwrap_or_default(), dataset_ids };
+    Ok(RenderOptions { format, sys_attrs, lang: params.get("lang").map(str::to_owned), projection })
 }

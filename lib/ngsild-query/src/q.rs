@@ -358,7 +358,7 @@ impl<'a> Parser<'a> {
             }
         }
         let token = self.rest()[..end].trim_end();
-        if token.is_empty() {
+        if token.is_empty() || token.starts_with(['=', '<', '>', '!', '~']) {
             return Err(self.error("a value"));
         }
         self.pos += end;
@@ -631,6 +631,7 @@ mod tests {
         assert_eq!(error_at("height>1,2"), 8);
         assert_eq!(error_at("name~=("), 6);
         assert_eq!(error_at("a==1)"), 4);
+        assert_eq!(error_at("a>>1"), 2);
     }
 
     #[test]
