@@ -187,7 +187,6 @@ pub async fn query_post(
             other => other.to_string(),
         };
         match key.as_str() {
-            "type" if !query.contains_key("entities") => extra.push(("type".to_owned(), text(value))),
             "entities" => {
                 // Several selectors widen the query: their types and ids are alternatives.
                 let selectors = value.as_array().into_iter().flatten();
