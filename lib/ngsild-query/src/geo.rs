@@ -153,6 +153,40 @@ fn polygon(v: &Value) -> Option<Polygon<f64>> {
     Some(Polygon::new(exterior, interiors))
 }
 
+/// A longitude/latitude box: `(min_lon, max_lon, min_lat, max_lat)`.
+pub type BoundingBox = (f64, f64, f64, f64);
+
+/// The bounding box of a GeoJSON geometry.
+pub fn bounding_box(value: &Value) -> Option<BoundingBox> {
+    let rect = geo::BoundingRect::bounding_rect(&to_geometry(value)?)?;
+    Some((rect.min().x, rect.max().x, rect.min().y, rect.max().y))
+}
+
+/// Metres in one degree of latitude (and of longitude at the equator), on the mean sphere.
+const METRES_PER_DEGREE: f64 = 111_195.0;
+
+impl GeoQuery {
+    /// A box that every matching geometry intersects, for a spatial index; `None` when the
+    /// relation can match anywhere (`disjoint`, `near` with only a minimum distance).
+    pub fn search_box(&self) -> Option<BoundingBox> {
+        match &self.rel {
+            GeoRel::Disjoint | GeoRel::Near { max_distance: None, .. } => None,
+            GeoRel::Near { max_distance: Some(d), .. } => {
+                let Geometry::Point(p) = &self.reference else { return None };
+                // A little slack so rounding never drops a point right on the circle.
+                let dlat = d / METRES_PER_DEGREE * 1.01 + 1e-9;
+                let cos = p.y().to_radians().cos();
+                let dlon = if cos < 1e-6 { 180.0 } else { (dlat / cos).min(180.0) };
+                Some((p.x() - dlon, p.x() + dlon, (p.y() - dlat).max(-90.0), (p.y() + dlat).min(90.0)))
+            }
+            _ => {
+                let rect = geo::BoundingRect::bounding_rect(&self.reference)?;
+                Some((rect.min().x, rect.max().x, rect.min().y, rect.max().y))
+            }
+        }
+    }
+}
+
 /// A GeoJSON geometry as a `geo` geometry (positions are longitude, latitude).
 pub fn to_geometry(value: &Value) -> Option<Geometry<f64>> {
     let coordinates = value.get("coordinates")?;
@@ -236,6 +270,21 @@ mod tests {
         assert!(query("equals", "Polygon", "[[[0,0],[2,0],[2,2],[0,2],[0,0]]]").matches(&area));
         let line = at(json!({"type": "LineString", "coordinates": [[-1, 1], [3, 1]]}));
         assert!(query("intersects", "Polygon", "[[[0,0],[2,0],[2,2],[0,2],[0,0]]]").matches(&line));
+    }
+
+    #[test]
+    fn search_boxes_cover_every_match() {
+        let near = query("near;maxDistance==1200", "Point", "[0,0]");
+        let (min_lon, max_lon, min_lat, max_lat) = near.search_box().unwrap();
+        assert!(min_lat < -0.0107 && max_lat > 0.0107 && min_lon < -0.0107 && max_lon > 0.0107);
+        assert!(max_lat < 0.012, "not much wider than 1200 m");
+        assert_eq!(query("within", "Polygon", SQUARE_WITH_HOLE).search_box(), Some((0.0, 0.1, 0.0, 0.1)));
+        assert_eq!(query("disjoint", "Polygon", SQUARE_WITH_HOLE).search_box(), None);
+        assert_eq!(query("near;minDistance==5", "Point", "[0,0]").search_box(), None);
+        assert_eq!(
+            bounding_box(&json!({"type": "LineString", "coordinates": [[1, 2], [3, -4]]})),
+            Some((1.0, 3.0, -4.0, 2.0))
+        );
     }
 
     #[test]
