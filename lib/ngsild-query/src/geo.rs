@@ -74,7 +74,9 @@ impl GeoQuery {
             GeoRel::Contains => target.relate(&self.reference).is_contains(),
             GeoRel::Intersects => target.relate(&self.reference).is_intersects(),
             GeoRel::Overlaps => target.relate(&self.reference).is_overlaps(),
-            GeoRel::Equals => target.relate(&self.reference).is_equal_topo(),
+            // Identical coordinates are equal even where the outline is not a valid simple
+            // polygon, which DE-9IM does not promise to handle; otherwise equal as point sets.
+            GeoRel::Equals => target == &self.reference || target.relate(&self.reference).is_equal_topo(),
             GeoRel::Disjoint => target.relate(&self.reference).is_disjoint(),
         }
     }
@@ -268,6 +270,12 @@ mod tests {
         assert!(query("overlaps", "Polygon", "[[[1,1],[3,1],[3,3],[1,3],[1,1]]]").matches(&area));
         assert!(!query("overlaps", "Polygon", "[[[5,5],[6,5],[6,6],[5,6],[5,5]]]").matches(&area));
         assert!(query("equals", "Polygon", "[[[0,0],[2,0],[2,2],[0,2],[0,0]]]").matches(&area));
+        // A real district outline (from the ETSI suite's data): equal to itself, coordinate for coordinate.
+        let ring = "[[[13.2865906,52.5648645],[13.2879639,52.5648645],[13.2797241,52.4988679],\
+                    [13.477478,52.4712703],[13.5049438,52.5373084],[13.2865906,52.5648645]]]";
+        let coordinates: Value = serde_json::from_str(ring).unwrap();
+        let district = at(json!({"type": "Polygon", "coordinates": coordinates}));
+        assert!(query("equals", "Polygon", ring).matches(&district));
         let line = at(json!({"type": "LineString", "coordinates": [[-1, 1], [3, 1]]}));
         assert!(query("intersects", "Polygon", "[[[0,0],[2,0],[2,2],[0,2],[0,0]]]").matches(&line));
     }
