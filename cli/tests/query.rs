@@ -135,6 +135,19 @@ fn geo_queries() {
     assert_eq!(collection["features"][0]["geometry"]["type"], "Point");
 }
 
+/// The paging `Link` headers of a GET (the @context link aside).
+fn response_links(hub: &Hub, path: &str) -> Vec<String> {
+    let response = hub.get(path).send().unwrap();
+    assert_eq!(response.status(), 200);
+    response
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .filter(|v| v.contains("rel=\"prev\"") || v.contains("rel=\"next\""))
+        .collect()
+}
+
 #[test]
 fn paging_count_and_post_query() {
     let hub = Hub::start();
@@ -143,6 +156,18 @@ fn paging_count_and_post_query() {
     assert_eq!(response.headers()["ngsild-results-count"], "4");
     let (_, body) = json_of(response);
     assert_eq!(ids(&body), aq(&[2, 3]));
+    let links = response_links(&hub, "/entities?type=AirQualityObserved&limit=2&offset=1&count=true");
+    assert_eq!(
+        links,
+        [
+            "</ngsi-ld/v1/entities?type=AirQualityObserved&count=true&limit=2&offset=0>; rel=\"prev\"",
+            "</ngsi-ld/v1/entities?type=AirQualityObserved&count=true&limit=2&offset=3>; rel=\"next\"",
+        ]
+    );
+    // Following next to the end: the last page has no next link.
+    let last = response_links(&hub, "/entities?type=AirQualityObserved&count=true&limit=2&offset=3");
+    assert_eq!(last, ["</ngsi-ld/v1/entities?type=AirQualityObserved&count=true&limit=2&offset=1>; rel=\"prev\""]);
+    assert!(response_links(&hub, "/entities?type=AirQualityObserved").is_empty(), "one page, no links");
     let (_, empty) = hub.get_json("/entities?type=AirQualityObserved&limit=0&count=true");
     assert_eq!(empty, json!([]));
     assert_problem(hub.get("/entities?type=AirQualityObserved&limit=0").send().unwrap(), 400, "BadRequestData");
@@ -173,4 +198,114 @@ fn discovery_of_types_and_attributes() {
     let parking = details.as_array().unwrap().iter().find(|t| t["typeName"] == "ParkingSpot").unwrap();
     assert_eq!(parking["attributeNames"], json!(["status", "location"]));
     assert_problem(hub.get("/types/Nothing").send().unwrap(), 404, "ResourceNotFound");
+}
+
+#[test]
+fn pick_on_query_lists_only_entities_with_something_to_show() {
+    let hub = Hub::start();
+    seed(&hub);
+    let (status, body) = hub.get_json("/entities?type=AirQualityObserved,ParkingSpot&pick=status");
+    assert_eq!(status, 200);
+    assert_eq!(body, json!([{"status": {"type": "Property", "value": "free"}}]));
+    let (_, body) = hub.get_json("/entities?type=AirQualityObserved&pick=id,airQualityLevel&q=pm25>30");
+    assert_eq!(
+        body,
+        json!([{"id": "urn:ngsi-ld:AirQualityObserved:3", "airQualityLevel": {"type": "Property", "value": "unhealthy"}}])
+    );
+}
+
+/// A parking spot in a district of a city: two hops of relationships.
+fn seed_linked(hub: &Hub) {
+    let batch = json!([
+        {"id": "urn:ngsi-ld:ParkingSpot:P1", "type": "ParkingSpot", "status": {"type": "Property", "value": "free"},
+         "refDistrict": {"type": "Relationship", "object": "urn:ngsi-ld:District:Jongno"}},
+        {"id": "urn:ngsi-ld:ParkingSpot:P2", "type": "ParkingSpot", "status": {"type": "Property", "value": "occupied"},
+         "refDistrict": {"type": "Relationship", "object": "urn:ngsi-ld:District:Missing"}},
+        {"id": "urn:ngsi-ld:District:Jongno", "type": "District", "name": {"type": "Property", "value": "Jongno-gu"},
+         "population": {"type": "Property", "value": 141000},
+         "inCity": {"type": "Relationship", "object": "urn:ngsi-ld:City:Seoul"}},
+        {"id": "urn:ngsi-ld:City:Seoul", "type": "City", "name": {"type": "Property", "value": "Seoul"}}
+    ]);
+    assert_eq!(hub.post("/entityOperations/create", &batch).status(), 201);
+}
+
+#[test]
+fn linked_entity_retrieval_inline_and_flat() {
+    let hub = Hub::start();
+    seed_linked(&hub);
+    let district = json!({"id": "urn:ngsi-ld:District:Jongno", "type": "District",
+        "name": {"type": "Property", "value": "Jongno-gu"}, "population": {"type": "Property", "value": 141000},
+        "inCity": {"type": "Relationship", "object": "urn:ngsi-ld:City:Seoul"}});
+
+    let (status, body) = hub.get_json("/entities/urn:ngsi-ld:ParkingSpot:P1?join=inline");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["refDistrict"],
+        json!({"type": "Relationship", "object": "urn:ngsi-ld:District:Jongno", "entity": district})
+    );
+
+    // Two levels deep, keyValues: the relationship's value is the linked entity itself.
+    let (_, body) = hub.get_json("/entities/urn:ngsi-ld:ParkingSpot:P1?join=inline&joinLevel=2&options=keyValues");
+    assert_eq!(
+        body["refDistrict"],
+        json!({"id": "urn:ngsi-ld:District:Jongno", "type": "District", "name": "Jongno-gu", "population": 141000,
+               "inCity": {"id": "urn:ngsi-ld:City:Seoul", "type": "City", "name": "Seoul"}})
+    );
+
+    // Flat: the entity, then what it links to, breadth first.
+    let (_, body) =
+        hub.get_json("/entities/urn:ngsi-ld:ParkingSpot:P1?join=flat&joinLevel=2&pick=id,refDistrict{id,inCity}");
+    assert_eq!(
+        body,
+        json!([
+            {"id": "urn:ngsi-ld:ParkingSpot:P1", "refDistrict": {"type": "Relationship", "object": "urn:ngsi-ld:District:Jongno"}},
+            {"id": "urn:ngsi-ld:District:Jongno", "inCity": {"type": "Relationship", "object": "urn:ngsi-ld:City:Seoul"}},
+            {"id": "urn:ngsi-ld:City:Seoul", "type": "City", "name": {"type": "Property", "value": "Seoul"}}
+        ])
+    );
+    // A link to an entity that does not exist is shown as a plain relationship.
+    let (status, body) = hub.get_json("/entities/urn:ngsi-ld:ParkingSpot:P2?join=flat");
+    assert_eq!(status, 200);
+    assert_eq!(body["refDistrict"], json!({"type": "Relationship", "object": "urn:ngsi-ld:District:Missing"}));
+
+    // Query: omit inside the linked entity only; each linked entity listed once.
+    let (_, body) = hub.get_json("/entities?type=ParkingSpot&join=flat&omit=status,refDistrict{population,inCity}");
+    assert_eq!(
+        ids(&body),
+        vec!["urn:ngsi-ld:District:Jongno", "urn:ngsi-ld:ParkingSpot:P1", "urn:ngsi-ld:ParkingSpot:P2"]
+    );
+    assert_eq!(
+        body[2],
+        json!({"id": "urn:ngsi-ld:District:Jongno", "type": "District", "name": {"type": "Property", "value": "Jongno-gu"}})
+    );
+    assert!(body[0].get("status").is_none());
+
+    // The same through POST /entityOperations/query.
+    let query =
+        json!({"type": "Query", "entities": [{"type": "ParkingSpot"}], "join": "inline", "q": "status==\"free\""});
+    let (_, body) = json_of(hub.send_json(Method::POST, "/entityOperations/query", &query).send().unwrap());
+    assert_eq!(body[0]["refDistrict"]["entity"], district);
+
+    // A projection into linked entities needs a join deep enough.
+    assert_problem(
+        hub.get("/entities/urn:ngsi-ld:ParkingSpot:P1?pick=refDistrict{name}").send().unwrap(),
+        400,
+        "BadRequestData",
+    );
+    assert_problem(
+        hub.get("/entities/urn:ngsi-ld:ParkingSpot:P1?join=inline&pick=refDistrict{inCity{name}}").send().unwrap(),
+        400,
+        "BadRequestData",
+    );
+    assert_problem(
+        hub.get("/entities/urn:ngsi-ld:ParkingSpot:P1?join=sideways").send().unwrap(),
+        400,
+        "BadRequestData",
+    );
+    assert_problem(
+        hub.get("/entities/urn:ngsi-ld:ParkingSpot:P1?join=flat&joinLevel=0").send().unwrap(),
+        400,
+        "BadRequestData",
+    );
+    assert_problem(hub.get("/entities?type=ParkingSpot&pick=status,{name}").send().unwrap(), 400, "BadRequestData");
 }

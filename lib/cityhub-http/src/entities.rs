@@ -7,17 +7,21 @@ use bytes::Bytes;
 use cityhub_storage::{modify_one, EntityFilter, Modifier, Paging};
 use ngsild_core::expand::{entity_from_input, expand_fragment, expand_raw_attribute, AttributeInput};
 use ngsild_core::ops;
-use ngsild_core::render::render_entity;
+use ngsild_core::render::{
+    flat_linked, link_targets, render_entity, render_entity_inline, Join, Projection, RenderOptions,
+};
 use ngsild_core::time::now;
+use ngsild_core::Entity;
 use ngsild_core::{ErrorKind, NgsiLdError};
 use ngsild_query::{GeoQuery, QExpr, ScopeExpr, TypeExpr};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::request::{
     accept, as_object, body_ld, existing_tenant, header_ld, render_options, tenant, Accept, Ld, Params,
 };
-use crate::response::{created, ld_json, no_content, path_segment, plain_json, with_header};
+use crate::response::{append_header, created, ld_json, no_content, path_segment, plain_json, with_header};
 use crate::SharedState;
 
 const CREATE_PARAMS: &[&str] = &["local"];
@@ -130,7 +134,10 @@ pub async fn retrieve(
             return Err(NgsiLdError::not_found(format!("entity {id} is not of the requested type")).into());
         }
     }
-    let rendered = render_entity(&entity, &ld.ctx, &opts);
+    let roots = std::slice::from_ref(&entity);
+    let linked = linked_entities(&state, &tenant, roots, &opts).await?;
+    let mut rendered = render_joined(roots, &ld, &opts, &linked);
+    let rendered = rendered.pop().unwrap_or_default();
     // Nothing left to show (attributes asked for that the entity lacks, a pick that matches
     // nothing, an omit of everything) is answered as not found.
     let asked_attrs = opts.projection.only.as_ref().filter(|_| !opts.projection.strict_core);
@@ -143,7 +150,82 @@ pub async fn retrieve(
         let feature = geojson_feature(Value::Object(rendered), &entity, &geometry_property, &ld);
         return Ok(ld_json(StatusCode::OK, feature, &ld, Accept::GeoJson));
     }
+    if let Some((Join::Flat, levels)) = opts.join {
+        // A flat join answers a list, the Entity then the Entities it links to; with nothing
+        // linked it answers the Entity alone, as without a join.
+        let flat = render_flat_linked(roots, &ld, &opts, &linked, levels);
+        if !flat.is_empty() {
+            let all = std::iter::once(Value::Object(rendered)).chain(flat).collect();
+            return Ok(ld_json(StatusCode::OK, Value::Array(all), &ld, accept));
+        }
+    }
     Ok(ld_json(StatusCode::OK, Value::Object(rendered), &ld, accept))
+}
+
+/// Linked Entity retrieval: fetches the Entities that the shown relationships of `roots` point
+/// to, `joinLevel` hops deep, one store query per hop.
+async fn linked_entities(
+    state: &SharedState,
+    tenant: &str,
+    roots: &[Entity],
+    opts: &RenderOptions,
+) -> Result<HashMap<String, Entity>, ApiError> {
+    let mut linked: HashMap<String, Entity> = HashMap::new();
+    let Some((_, levels)) = opts.join else {
+        return Ok(linked);
+    };
+    let mut frontier: Vec<(String, Projection)> =
+        roots.iter().flat_map(|e| link_targets(e, &opts.projection)).collect();
+    for _ in 0..levels {
+        let mut ids: Vec<String> = frontier.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.retain(|id| !linked.contains_key(id) && !roots.iter().any(|r| &r.id == id));
+        if ids.is_empty() {
+            break;
+        }
+        let limit = ids.len();
+        let filter = EntityFilter { ids, ..Default::default() };
+        let page = state.store.query(tenant, &filter, Paging { offset: 0, limit, count: false }).await?;
+        linked.extend(page.entities.into_iter().map(|e| (e.id.clone(), e)));
+        frontier =
+            frontier.iter().filter_map(|(id, proj)| linked.get(id).map(|e| link_targets(e, proj))).flatten().collect();
+    }
+    Ok(linked)
+}
+
+/// Renders `roots`, with linked Entities embedded when the join is inline.
+fn render_joined(
+    roots: &[Entity],
+    ld: &Ld,
+    opts: &RenderOptions,
+    linked: &HashMap<String, Entity>,
+) -> Vec<Map<String, Value>> {
+    roots
+        .iter()
+        .map(|e| match opts.join {
+            Some((Join::Inline, levels)) => render_entity_inline(e, &ld.ctx, opts, linked, levels),
+            _ => render_entity(e, &ld.ctx, opts),
+        })
+        .collect()
+}
+
+/// The Entities a flat join lists after `roots`, each with the projection it was reached by.
+fn render_flat_linked(
+    roots: &[Entity],
+    ld: &Ld,
+    opts: &RenderOptions,
+    linked: &HashMap<String, Entity>,
+    levels: u32,
+) -> Vec<Value> {
+    let roots: Vec<(&Entity, &Projection)> = roots.iter().map(|e| (e, &opts.projection)).collect();
+    flat_linked(&roots, linked, levels)
+        .into_iter()
+        .map(|(entity, projection)| {
+            let linked_opts = RenderOptions { projection, ..opts.clone() };
+            Value::Object(render_entity(entity, &ld.ctx, &linked_opts))
+        })
+        .collect()
 }
 
 fn geometry_property(params: &Params, ld: &Ld) -> String {
@@ -164,7 +246,7 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let accept = accept(&headers, true)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
-    run_query(&state, &tenant, &params, &ld, accept, true).await
+    run_query(&state, &tenant, &params, &ld, accept, Some("/ngsi-ld/v1/entities")).await
 }
 
 /// POST /entityOperations/query: the same query, its terms in a Query body.
@@ -174,8 +256,10 @@ pub async fn query_post(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    let mut params =
-        Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "format", "local", "lang"])?;
+    let mut params = Params::parse(
+        raw.as_deref(),
+        &["limit", "offset", "count", "options", "format", "local", "lang", "join", "joinLevel"],
+    )?;
     let accept = accept(&headers, true)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
@@ -210,14 +294,14 @@ pub async fn query_post(
                     extra.push(("id".to_owned(), ids.join(",")));
                 }
             }
-            "attrs" => extra.push((
-                "attrs".to_owned(),
+            "attrs" | "pick" | "omit" => extra.push((
+                key.clone(),
                 value
                     .as_array()
                     .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
                     .unwrap_or_else(|| text(value)),
             )),
-            "q" | "scopeQ" | "lang" => extra.push((key.clone(), text(value))),
+            "q" | "scopeQ" | "lang" | "join" | "joinLevel" => extra.push((key.clone(), text(value))),
             "geoQ" => {
                 for member in ["georel", "geometry", "geoproperty"] {
                     if let Some(v) = value.get(member) {
@@ -234,7 +318,7 @@ pub async fn query_post(
     for pair in extra {
         params.push(pair);
     }
-    run_query(&state, &tenant, &params, &ld, accept, false).await
+    run_query(&state, &tenant, &params, &ld, accept, None).await
 }
 
 /// Builds an [`EntityFilter`] from query parameters.
@@ -293,8 +377,10 @@ async fn run_query(
     params: &Params,
     ld: &Ld,
     accept: Accept,
-    needs_selector: bool,
+    get_path: Option<&str>,
 ) -> ApiResult {
+    // GET needs a selector and answers paging links; POST carries its selectors in the body.
+    let needs_selector = get_path.is_some();
     let filter = entity_filter(params, ld)?;
     // Ids alone do not select (clause 5.7.2): a query names types, attributes, q, a geo-query or
     // scopes.
@@ -319,13 +405,20 @@ async fn run_query(
         .into());
     }
     let offset = params.usize("offset")?.unwrap_or(0);
-    let page = state.store.query(tenant, &filter, Paging { offset, limit, count }).await?;
+    // One entity more than the page tells whether a next page exists.
+    let mut page = state.store.query(tenant, &filter, Paging { offset, limit: limit + 1, count }).await?;
+    let has_next = page.entities.len() > limit;
+    page.entities.truncate(limit);
     let geometry_property = geometry_property(params, ld);
-    let body: Vec<Value> = page
+    let linked = linked_entities(state, tenant, &page.entities, &opts).await?;
+    let mut body: Vec<Value> = page
         .entities
         .iter()
-        .map(|e| {
-            let rendered = Value::Object(render_entity(e, &ld.ctx, &opts));
+        .zip(render_joined(&page.entities, ld, &opts, &linked))
+        // An entity the projection leaves nothing of (a pick of attributes it lacks) is not listed.
+        .filter(|(_, rendered)| !rendered.is_empty())
+        .map(|(e, rendered)| {
+            let rendered = Value::Object(rendered);
             if accept == Accept::GeoJson {
                 let mut feature = geojson_feature(rendered, e, &geometry_property, ld);
                 feature.as_object_mut().map(|m| m.remove("@context"));
@@ -335,6 +428,9 @@ async fn run_query(
             }
         })
         .collect();
+    if let (Some((Join::Flat, levels)), false) = (opts.join, accept == Accept::GeoJson) {
+        body.extend(render_flat_linked(&page.entities, ld, &opts, &linked, levels));
+    }
     let mut response = if accept == Accept::GeoJson {
         ld_json(
             StatusCode::OK,
@@ -347,6 +443,19 @@ async fn run_query(
     };
     if let Some(total) = page.total {
         response = with_header(response, "ngsild-results-count", &total.to_string());
+    }
+    if let (Some(path), true) = (get_path, limit > 0) {
+        let rest = params.query_string_without(&["limit", "offset"]);
+        let link = |offset: usize, rel: &str| {
+            let sep = if rest.is_empty() { "" } else { "&" };
+            format!("<{path}?{rest}{sep}limit={limit}&offset={offset}>; rel=\"{rel}\"")
+        };
+        if offset > 0 {
+            response = append_header(response, "link", &link(offset.saturating_sub(limit), "prev"));
+        }
+        if has_next {
+            response = append_header(response, "link", &link(offset + limit, "next"));
+        }
     }
     Ok(response)
 }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
-use ngsild_core::render::{Format, Projection, RenderOptions};
+use ngsild_core::render::{Format, Join, Projection, RenderOptions};
 use ngsild_core::{ErrorKind, NgsiLdError};
 use ngsild_jsonld::{Context, CORE_CONTEXT_URL};
+use ngsild_query::projection::{parse_projection, projection_depth, ProjectionItem};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -100,6 +101,15 @@ impl Params {
                     .map_err(|_| NgsiLdError::bad_request(format!("{name} must be a non-negative integer")).into())
             })
             .transpose()
+    }
+
+    /// These parameters as a query string, without the named ones (to build paging links).
+    pub fn query_string_without(&self, skip: &[&str]) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.0.iter().filter(|(n, _)| !skip.contains(&n.as_str())) {
+            out.append_pair(name, value);
+        }
+        out.finish()
     }
 
     /// The `options` list (comma-separated).
@@ -315,29 +325,100 @@ pub fn render_options(params: &Params, ctx: &Context) -> Result<RenderOptions, A
             other => return Err(NgsiLdError::invalid_request(format!("unknown format {other:?}")).into()),
         };
     }
-    let expand_names = |names: Vec<String>| -> Result<Vec<String>, ApiError> {
-        names
-            .into_iter()
-            .map(|n| {
-                ngsild_core::validate::check_name(&n, "attribute")?;
-                Ok(match n.as_str() {
-                    "id" | "type" | "scope" => n,
-                    _ => ctx.expand_term(&n).into_owned(),
-                })
-            })
-            .collect()
-    };
-    let attrs = params.list("attrs")?.map(expand_names).transpose()?;
-    let pick = params.list("pick")?.map(expand_names).transpose()?;
-    let omit = params.list("omit")?.map(expand_names).transpose()?;
+    let attrs = params
+        .list("attrs")?
+        .map(|names| names.iter().map(|n| projected_name(n, ctx)).collect::<Result<Vec<_>, _>>())
+        .transpose()?;
+    let pick = projection_list(params, "pick")?;
+    let omit = projection_list(params, "omit")?;
     let given = [attrs.is_some(), pick.is_some(), omit.is_some()].iter().filter(|g| **g).count();
     if given > 1 {
         return Err(NgsiLdError::bad_request("attrs, pick and omit cannot be combined").into());
     }
+    let join = join(params)?;
+    let depth = pick.as_deref().or(omit.as_deref()).map(projection_depth).unwrap_or(0);
+    match join {
+        None if depth > 0 => {
+            return Err(NgsiLdError::bad_request("a projection into linked entities needs join=inline or flat").into())
+        }
+        Some((_, level)) if depth > level as usize => {
+            return Err(NgsiLdError::bad_request(format!(
+                "the projection reaches {depth} linked levels deep, beyond joinLevel={level}"
+            ))
+            .into())
+        }
+        _ => {}
+    }
     let dataset_ids = params
         .list("datasetId")?
         .map(|ids| ids.into_iter().map(|id| if id == "@none" { None } else { Some(id) }).collect::<Vec<_>>());
-    let projection =
-        Projection { strict_core: pick.is_some(), only: attrs.or(pick), omit: omit.unwrap_or_default(), dataset_ids };
-    Ok(RenderOptions { format, sys_attrs, lang: params.get("lang").map(str::to_owned), projection })
+    let mut projection = match (attrs, pick, omit) {
+        (Some(only), _, _) => Projection { only: Some(only), ..Default::default() },
+        (_, Some(pick), _) => picked(&pick, ctx)?,
+        (_, _, Some(omit)) => omitted(&omit, ctx)?,
+        _ => Projection::default(),
+    };
+    projection.dataset_ids = dataset_ids;
+    Ok(RenderOptions { format, sys_attrs, lang: params.get("lang").map(str::to_owned), projection, join })
+}
+
+/// `join` and `joinLevel` (default 1) of Linked Entity retrieval.
+fn join(params: &Params) -> Result<Option<(Join, u32)>, ApiError> {
+    let join = match params.get("join") {
+        None | Some("") => return Ok(None),
+        Some("inline") => Join::Inline,
+        Some("flat") => Join::Flat,
+        Some(other) => {
+            return Err(NgsiLdError::bad_request(format!("join must be inline or flat, not {other:?}")).into())
+        }
+    };
+    let level =
+        match params.get("joinLevel") {
+            None => 1,
+            Some(level) => level.parse::<u32>().ok().filter(|l| *l > 0).ok_or_else(|| {
+                NgsiLdError::bad_request(format!("joinLevel must be a positive integer, not {level:?}"))
+            })?,
+        };
+    Ok(Some((join, level)))
+}
+
+fn projection_list(params: &Params, name: &str) -> Result<Option<Vec<ProjectionItem>>, ApiError> {
+    params
+        .get(name)
+        .map(|raw| parse_projection(raw).map_err(|e| NgsiLdError::bad_request(format!("invalid {name}: {e}")).into()))
+        .transpose()
+}
+
+fn projected_name(name: &str, ctx: &Context) -> Result<String, NgsiLdError> {
+    ngsild_core::validate::check_name(name, "attribute")?;
+    Ok(match name {
+        "id" | "type" | "scope" => name.to_owned(),
+        _ => ctx.expand_term(name).into_owned(),
+    })
+}
+
+/// `pick`: only these members; an item with braces is picked and projects its linked Entity.
+fn picked(items: &[ProjectionItem], ctx: &Context) -> Result<Projection, NgsiLdError> {
+    let mut projection = Projection { only: Some(Vec::new()), strict_core: true, ..Default::default() };
+    for item in items {
+        let name = projected_name(&item.name, ctx)?;
+        if let Some(nested) = &item.nested {
+            projection.linked.push((name.clone(), picked(nested, ctx)?));
+        }
+        projection.only.get_or_insert_with(Vec::new).push(name);
+    }
+    Ok(projection)
+}
+
+/// `omit`: never these members; an item with braces is kept and only projects its linked Entity.
+fn omitted(items: &[ProjectionItem], ctx: &Context) -> Result<Projection, NgsiLdError> {
+    let mut projection = Projection::default();
+    for item in items {
+        let name = projected_name(&item.name, ctx)?;
+        match &item.nested {
+            Some(nested) => projection.linked.push((name, omitted(nested, ctx)?)),
+            None => projection.omit.push(name),
+        }
+    }
+    Ok(projection)
 }

@@ -72,6 +72,14 @@ pub fn with_header(mut response: Response, name: &'static str, value: &str) -> R
     response
 }
 
+/// Adds a header value beside any the response has (`Link` carries several).
+pub fn append_header(mut response: Response, name: &'static str, value: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        response.headers_mut().append(HeaderName::from_static(name), v);
+    }
+    response
+}
+
 /// What must be escaped for an id to stand as one path segment; `:` stays readable because
 /// clients look for their URN in the `Location` they get back.
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS

@@ -2,6 +2,8 @@
 //! names compacted with the client's @context, system attributes on request, language maps
 //! resolved to one language when asked.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+
 use ngsild_jsonld::{Context, TypeMapping};
 use serde_json::{Map, Value};
 
@@ -27,6 +29,9 @@ pub struct Projection {
     pub strict_core: bool,
     /// `datasetId`: only instances with one of these datasetIds (None = the default instance).
     pub dataset_ids: Option<Vec<Option<String>>>,
+    /// `pick=locatedAt{name}` / `omit=locatedAt{name}`: the projection of the Entities a
+    /// relationship links to, by expanded relationship name; unnamed relationships show them whole.
+    pub linked: Vec<(String, Projection)>,
 }
 
 impl Projection {
@@ -42,6 +47,78 @@ impl Projection {
     fn includes_instance(&self, attr: &Attribute) -> bool {
         self.dataset_ids.as_ref().is_none_or(|ids| ids.contains(&attr.dataset_id))
     }
+
+    /// The projection of the Entities the relationship `name` links to.
+    pub fn for_linked(&self, name: &str) -> Projection {
+        self.linked.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone()).unwrap_or_default()
+    }
+}
+
+/// Linked Entity retrieval (clause 4.5.23): the Entities that shown relationships point to are
+/// embedded in the relationship (`inline`) or listed after the Entities asked for (`flat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    Inline,
+    Flat,
+}
+
+/// Ids of the Entities that the relationships shown under `proj` point to, each with the
+/// projection to show it with, in attribute order.
+pub fn link_targets(entity: &Entity, proj: &Projection) -> Vec<(String, Projection)> {
+    let mut targets = Vec::new();
+    for (name, instances) in &entity.attrs {
+        if !proj.includes(name) {
+            continue;
+        }
+        for attr in instances.iter().filter(|a| proj.includes_instance(a)) {
+            for id in relationship_objects(attr) {
+                targets.push((id.to_owned(), proj.for_linked(name)));
+            }
+        }
+    }
+    targets
+}
+
+fn relationship_objects(attr: &Attribute) -> Vec<&str> {
+    match attr.kind {
+        AttributeKind::Relationship => match &attr.value {
+            Value::String(id) => vec![id.as_str()],
+            Value::Array(ids) => ids.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        },
+        AttributeKind::ListRelationship => attr
+            .value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("object").unwrap_or(item).as_str())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// For `join=flat`: the linked Entities to list after `roots`, breadth first up to `levels` hops,
+/// each once and never one of the roots, with the projection it was reached with.
+pub fn flat_linked<'a>(
+    roots: &[(&Entity, &Projection)],
+    linked: &'a HashMap<String, Entity>,
+    levels: u32,
+) -> Vec<(&'a Entity, Projection)> {
+    let mut seen: HashSet<&str> = roots.iter().map(|(e, _)| e.id.as_str()).collect();
+    let mut queue: VecDeque<(String, Projection, u32)> = VecDeque::new();
+    for (entity, proj) in roots {
+        queue.extend(link_targets(entity, proj).into_iter().map(|(id, p)| (id, p, 1)));
+    }
+    let mut out = Vec::new();
+    while let Some((id, proj, level)) = queue.pop_front() {
+        let Some(entity) = linked.get(&id) else { continue };
+        if level > levels || !seen.insert(entity.id.as_str()) {
+            continue;
+        }
+        queue.extend(link_targets(entity, &proj).into_iter().map(|(id, p)| (id, p, level + 1)));
+        out.push((entity, proj));
+    }
+    out
 }
 
 #[derive(Debug, Clone, Default)]
@@ -51,10 +128,24 @@ pub struct RenderOptions {
     /// `lang`: a language preference list (`fr`, `en,fr;q=0.5`, `*`).
     pub lang: Option<String>,
     pub projection: Projection,
+    /// `join` with its `joinLevel`: Linked Entity retrieval, when asked for.
+    pub join: Option<(Join, u32)>,
 }
 
 /// Renders an entity as a JSON object (without `@context`; the caller adds it where it belongs).
 pub fn render_entity(entity: &Entity, ctx: &Context, opts: &RenderOptions) -> Map<String, Value> {
+    render_entity_inline(entity, ctx, opts, &HashMap::new(), 0)
+}
+
+/// Renders an entity with the Entities its shown relationships point to embedded, `levels` hops
+/// deep, where `linked` holds them (`join=inline`).
+pub fn render_entity_inline(
+    entity: &Entity,
+    ctx: &Context,
+    opts: &RenderOptions,
+    linked: &HashMap<String, Entity>,
+    levels: u32,
+) -> Map<String, Value> {
     let mut out = Map::new();
     let proj = &opts.projection;
     if proj.includes_core("id") {
@@ -74,14 +165,57 @@ pub fn render_entity(entity: &Entity, ctx: &Context, opts: &RenderOptions) -> Ma
         if !proj.includes(name) {
             continue;
         }
-        let rendered: Vec<Value> =
-            instances.iter().filter(|a| proj.includes_instance(a)).map(|a| render_attribute(a, ctx, opts)).collect();
+        let rendered: Vec<Value> = instances
+            .iter()
+            .filter(|a| proj.includes_instance(a))
+            .map(|a| {
+                let mut value = render_attribute(a, ctx, opts);
+                if levels > 0 {
+                    embed_linked(&mut value, a, name, ctx, opts, linked, levels);
+                }
+                value
+            })
+            .collect();
         if rendered.is_empty() {
             continue;
         }
         out.insert(ctx.compact_iri(name).into_owned(), one_or_many(rendered));
     }
     out
+}
+
+/// Embeds the Entities a rendered relationship points to: as `entity` / `entityList` members, or
+/// in keyValues as the relationship's value itself.
+fn embed_linked(
+    rendered: &mut Value,
+    attr: &Attribute,
+    name: &str,
+    ctx: &Context,
+    opts: &RenderOptions,
+    linked: &HashMap<String, Entity>,
+    levels: u32,
+) {
+    let objects = relationship_objects(attr);
+    if objects.is_empty() {
+        return;
+    }
+    let linked_opts = RenderOptions { projection: opts.projection.for_linked(name), ..opts.clone() };
+    let entities: Vec<Value> = objects
+        .iter()
+        .filter_map(|id| linked.get(*id))
+        .map(|e| Value::Object(render_entity_inline(e, ctx, &linked_opts, linked, levels - 1)))
+        .collect();
+    if entities.is_empty() {
+        return;
+    }
+    let single = attr.kind == AttributeKind::Relationship && attr.value.is_string();
+    let embedded = if single { entities.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(entities) };
+    match rendered {
+        Value::Object(members) => {
+            members.insert(if single { "entity" } else { "entityList" }.into(), embedded);
+        }
+        keyvalue => *keyvalue = embedded,
+    }
 }
 
 pub fn compact_types(types: &[String], ctx: &Context) -> Value {

@@ -5,6 +5,7 @@
 //! [`EntityFilter::matches`] for the rest.
 
 pub mod geo;
+pub mod projection;
 pub mod q;
 pub mod scope;
 pub mod types;
