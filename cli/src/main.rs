@@ -50,6 +50,11 @@ struct ServeArgs {
     #[arg(long, default_value_t = 5)]
     context_timeout_secs: u64,
 
+    /// The most instances of one attribute a temporal answer holds; beyond it the hub answers
+    /// 206 Partial Content with a Content-Range to continue from.
+    #[arg(long, default_value_t = 30, env = "CITYHUB_TEMPORAL_INSTANCE_LIMIT")]
+    temporal_instance_limit: usize,
+
     /// Log filter, as in RUST_LOG (e.g. "info", "cityhub_http=debug").
     #[arg(long, default_value = "info", env = "CITYHUB_LOG")]
     log: String,
@@ -83,6 +88,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let config = HttpConfig {
             max_body_bytes: args.max_body_bytes,
             context_fetch_timeout: std::time::Duration::from_secs(args.context_timeout_secs),
+            temporal_instance_limit: args.temporal_instance_limit.max(1),
             ..HttpConfig::default()
         };
         let app = app(AppState::new(store, config));

@@ -81,7 +81,7 @@ fn location(id: &str) -> String {
     format!("/ngsi-ld/v1/entities/{}", path_segment(id))
 }
 
-fn check_id(id: &str) -> Result<(), NgsiLdError> {
+pub(crate) fn check_id(id: &str) -> Result<(), NgsiLdError> {
     ngsild_core::validate::check_uri(id, "the entity id")
 }
 

@@ -13,6 +13,7 @@ mod error;
 mod jsonld_contexts;
 mod request;
 mod response;
+mod temporal;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct HttpConfig {
     pub max_page_size: usize,
     /// The page size when a query names none.
     pub default_page_size: usize,
+    /// The most instances of one attribute a temporal answer holds; more answer 206 and a
+    /// `Content-Range` to continue from.
+    pub temporal_instance_limit: usize,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +54,7 @@ impl Default for HttpConfig {
             context_cache_entries: 1024,
             max_page_size: 1000,
             default_page_size: 20,
+            temporal_instance_limit: 30,
         }
     }
 }
@@ -107,6 +112,15 @@ pub fn router(state: SharedState) -> Router {
         .route("/types/{type}", get(discovery::type_info))
         .route("/attributes", get(discovery::attributes))
         .route("/attributes/{attr}", get(discovery::attribute_info))
+        .route("/temporal/entities", post(temporal::create).get(temporal::query))
+        .route("/temporal/entities/{id}", get(temporal::retrieve).delete(temporal::delete))
+        .route("/temporal/entities/{id}/attrs", post(temporal::add_attrs))
+        .route("/temporal/entities/{id}/attrs/{attr}", axum::routing::delete(temporal::delete_attr))
+        .route(
+            "/temporal/entities/{id}/attrs/{attr}/{instance}",
+            axum::routing::patch(temporal::patch_instance).delete(temporal::delete_instance),
+        )
+        .route("/temporal/entityOperations/query", post(temporal::query_post))
         .route("/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::add))
         .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete));
     Router::new()

@@ -69,6 +69,10 @@ impl Params {
         self.0.push(pair);
     }
 
+    pub fn retain(&mut self, keep: impl FnMut(&(String, String)) -> bool) {
+        self.0.retain(keep);
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }

@@ -7,6 +7,7 @@
 //! connections, concurrently with the writer (WAL).
 
 mod schema;
+mod temporal;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    Change, EntityFilter, Modification, Modifier, Page, Paging, Store, StoreError, StoredContext, Tenant,
+    Change, EntityFilter, Modification, Modifier, Page, Paging, Store, StoreError, StoredContext, TemporalOutcome,
+    TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -33,7 +35,10 @@ enum Job {
     Modify { tenant: String, modifications: Vec<(String, Modifier)>, reply: oneshot::Sender<ModifyAnswer> },
     PutContext { context: StoredContext, reply: oneshot::Sender<Result<(), StoreError>> },
     DeleteContext { id: String, reply: oneshot::Sender<Result<bool, StoreError>> },
+    Temporal { tenant: String, id: String, write: TemporalWrite, reply: oneshot::Sender<TemporalAnswer> },
 }
+
+type TemporalAnswer = Result<Result<TemporalOutcome, NgsiLdError>, StoreError>;
 
 impl Job {
     fn size(&self) -> usize {
@@ -160,11 +165,12 @@ enum Pending {
     Modify(oneshot::Sender<ModifyAnswer>, Vec<Result<Change, NgsiLdError>>),
     PutContext(oneshot::Sender<Result<(), StoreError>>),
     DeleteContext(oneshot::Sender<Result<bool, StoreError>>, bool),
+    Temporal(oneshot::Sender<TemporalAnswer>, Result<TemporalOutcome, NgsiLdError>),
 }
 
 fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
     let outcome = (|| -> Result<Vec<Pending>, rusqlite::Error> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut pending = Vec::with_capacity(group.len());
         for job in group {
             match job {
@@ -189,6 +195,17 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     let deleted = tx.execute("DELETE FROM contexts WHERE id = ?1", [&id])? > 0;
                     pending.push(Pending::DeleteContext(reply, deleted));
                 }
+                Job::Temporal { tenant, id, write, reply } => {
+                    let sp = tx.savepoint()?;
+                    let answer = temporal::apply_write(&sp, &tenant, &id, write)?;
+                    if answer.is_ok() {
+                        sp.commit()?;
+                        if !tenant.is_empty() {
+                            tx.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
+                        }
+                    }
+                    pending.push(Pending::Temporal(reply, answer));
+                }
             }
         }
         tx.commit()?;
@@ -207,6 +224,9 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     }
                     Pending::DeleteContext(reply, deleted) => {
                         let _ = reply.send(Ok(deleted));
+                    }
+                    Pending::Temporal(reply, answer) => {
+                        let _ = reply.send(Ok(answer));
                     }
                 }
             }
@@ -245,6 +265,9 @@ fn apply(
         }
         None if before.is_some() => schema::delete_entity(tx, tenant, id)?,
         None => {}
+    }
+    if before.is_some() || after.is_some() {
+        temporal::record_change(tx, tenant, before.as_ref(), after.as_ref(), &ngsild_core::time::now())?;
     }
     Ok(Ok(Change { before, after }))
 }
@@ -291,6 +314,17 @@ impl Store for SqliteStore {
     async fn query(&self, tenant: &Tenant, filter: &EntityFilter, paging: Paging) -> Result<Page, StoreError> {
         let (tenant, filter) = (tenant.to_owned(), filter.clone());
         self.read(move |conn| schema::query(conn, &tenant, &filter, paging).map_err(backend)).await
+    }
+
+    async fn temporal_write(&self, tenant: &Tenant, id: &str, write: TemporalWrite) -> TemporalAnswer {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Temporal { tenant: tenant.to_owned(), id: id.to_owned(), write, reply })?;
+        answer.await.map_err(|_| backend("the write was rolled back"))?
+    }
+
+    async fn temporal_query(&self, tenant: &Tenant, query: &TemporalQuery) -> Result<TemporalPage, StoreError> {
+        let (tenant, query) = (tenant.to_owned(), query.clone());
+        self.read(move |conn| temporal::query(conn, &tenant, &query).map_err(backend)).await
     }
 
     async fn put_context(&self, context: StoredContext) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use ngsild_core::{Entity, NgsiLdError};
 use serde_json::Value;
 
+pub use ngsild_core::temporal::{AggrMethod, Instance, TemporalEntity, TimeProperty, TimeRel};
 pub use ngsild_query::EntityFilter;
 
 /// A tenant name; the default tenant is the empty string.
@@ -43,7 +44,7 @@ pub struct Page {
 }
 
 /// How a query is paged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Paging {
     pub offset: usize,
     pub limit: usize,
@@ -61,6 +62,66 @@ pub struct StoredContext {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub number_of_hits: u64,
+}
+
+/// A write to the temporal representation of one entity (the `/temporal` API).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemporalWrite {
+    /// Records every instance of `entity` (several per datasetId allowed) and brings the current
+    /// entity up to date with the latest instance of each attribute; creates both when missing.
+    AddInstances(Entity),
+    /// Forgets the entity: its history and its current state.
+    DeleteEntity,
+    /// Forgets an attribute's history (one datasetId, or all of them) and its current instances.
+    DeleteAttribute {
+        attr: String,
+        dataset_id: Option<String>,
+        all: bool,
+    },
+    /// Replaces the content of one recorded instance.
+    ReplaceInstance {
+        attr: String,
+        instance_id: String,
+        attribute: ngsild_core::Attribute,
+    },
+    DeleteInstance {
+        attr: String,
+        instance_id: String,
+    },
+}
+
+/// What a temporal write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemporalOutcome {
+    Created,
+    Updated,
+}
+
+/// A temporal query: which entities, which instances, and how many.
+#[derive(Debug, Clone, Default)]
+pub struct TemporalQuery {
+    /// Entity selection. `q`, `scopeQ` and the geo-query judge the entity's current state.
+    pub filter: EntityFilter,
+    /// Only these attributes' instances (expanded names; empty = all).
+    pub attrs: Vec<String>,
+    /// Only instances with one of these datasetIds (None inside = the default instance).
+    pub dataset_ids: Option<Vec<Option<String>>>,
+    pub timerel: Option<TimeRel>,
+    pub time_property: TimeProperty,
+    /// At most this many instances per attribute, the newest when `newest_first`.
+    pub per_attribute: usize,
+    pub newest_first: bool,
+    /// Aggregate instead of listing: the methods and the period length in seconds (0 = the
+    /// whole window as one period).
+    pub aggregation: Option<(Vec<AggrMethod>, f64)>,
+    pub paging: Paging,
+}
+
+/// A page of temporal entities.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemporalPage {
+    pub entities: Vec<TemporalEntity>,
+    pub total: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +165,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Entities matching `filter`, ordered by id, one page of them.
     async fn query(&self, tenant: &Tenant, filter: &EntityFilter, paging: Paging) -> Result<Page, StoreError>;
+
+    /// Applies a temporal write in one durable commit.
+    async fn temporal_write(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        write: TemporalWrite,
+    ) -> Result<Result<TemporalOutcome, NgsiLdError>, StoreError>;
+
+    /// Entities with a history matching the query, ordered by id; aggregation runs in the store.
+    async fn temporal_query(&self, tenant: &Tenant, query: &TemporalQuery) -> Result<TemporalPage, StoreError>;
 
     async fn put_context(&self, context: StoredContext) -> Result<(), StoreError>;
     async fn get_context(&self, id: &str) -> Result<Option<StoredContext>, StoreError>;

@@ -12,6 +12,7 @@ pub mod expand;
 pub mod model;
 pub mod ops;
 pub mod render;
+pub mod temporal;
 pub mod time;
 pub mod validate;
 

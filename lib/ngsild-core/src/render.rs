@@ -39,7 +39,7 @@ impl Projection {
         self.only.as_ref().is_none_or(|only| only.iter().any(|n| n == name)) && !self.omit.iter().any(|n| n == name)
     }
 
-    fn includes_core(&self, member: &str) -> bool {
+    pub fn includes_core_member(&self, member: &str) -> bool {
         let picked = !self.strict_core || self.only.as_ref().is_none_or(|only| only.iter().any(|n| n == member));
         picked && !self.omit.iter().any(|n| n == member)
     }
@@ -148,13 +148,13 @@ pub fn render_entity_inline(
 ) -> Map<String, Value> {
     let mut out = Map::new();
     let proj = &opts.projection;
-    if proj.includes_core("id") {
+    if proj.includes_core_member("id") {
         out.insert("id".into(), Value::String(entity.id.clone()));
     }
-    if proj.includes_core("type") {
+    if proj.includes_core_member("type") {
         out.insert("type".into(), compact_types(&entity.types, ctx));
     }
-    if !entity.scope.is_empty() && proj.includes_core("scope") {
+    if !entity.scope.is_empty() && proj.includes_core_member("scope") {
         out.insert("scope".into(), one_or_many(entity.scope.iter().cloned().map(Value::String).collect()));
     }
     if opts.sys_attrs && opts.format != Format::KeyValues {

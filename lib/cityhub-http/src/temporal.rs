@@ -1,0 +1,490 @@
+//! `/temporal/entities`: the temporal evolution of entities (clauses 5.6.11–5.6.18, 5.7.3, 5.7.4).
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use cityhub_storage::{TemporalOutcome, TemporalQuery, TemporalWrite};
+use ngsild_core::expand::{build_attribute, expand_fragment, expand_raw_attribute, AttributeInput};
+use ngsild_core::temporal::{
+    cut_instances, parse_duration, render_temporal, time_span, AggrMethod, TemporalFormat, TimeProperty, TimeRel,
+};
+use ngsild_core::{Entity, NgsiLdError};
+use serde_json::Value;
+
+use crate::entities::{check_id, entity_filter};
+use crate::error::{ApiError, ApiResult};
+use crate::request::{
+    accept, as_object, body_ld, existing_tenant, header_ld, render_options, tenant, Accept, Ld, Params,
+};
+use crate::response::{created, ld_json, no_content, with_header};
+use crate::SharedState;
+
+const RETRIEVE_PARAMS: &[&str] = &[
+    "attrs",
+    "pick",
+    "omit",
+    "options",
+    "format",
+    "lang",
+    "local",
+    "datasetId",
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "timeproperty",
+    "lastN",
+    "aggrMethods",
+    "aggrPeriodDuration",
+    "via",
+];
+const QUERY_PARAMS: &[&str] = &[
+    "id",
+    "idPattern",
+    "type",
+    "attrs",
+    "pick",
+    "omit",
+    "q",
+    "scopeQ",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "lang",
+    "limit",
+    "offset",
+    "count",
+    "options",
+    "format",
+    "local",
+    "datasetId",
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "timeproperty",
+    "lastN",
+    "aggrMethods",
+    "aggrPeriodDuration",
+    "orderBy",
+    "csf",
+    "via",
+];
+
+/// Expands a temporal entity body: every attribute may hold many instances, several per datasetId.
+fn temporal_entity(body: Value, ld: &Ld, needs_id_and_type: bool) -> Result<Entity, ApiError> {
+    let input = expand_fragment(&as_object(body, "a temporal entity")?, &ld.ctx)?;
+    let id = input.id.clone().unwrap_or_default();
+    if needs_id_and_type && (id.is_empty() || input.types.is_empty()) {
+        return Err(NgsiLdError::bad_request("a temporal entity needs an id and a type").into());
+    }
+    let mut entity = Entity::new(id, input.types.clone());
+    entity.scope = input.scope.clone().unwrap_or_default();
+    for (name, attr) in &input.attrs {
+        let AttributeInput::Instances(raws) = attr else {
+            return Err(NgsiLdError::bad_request(format!("attribute {name} cannot be null")).into());
+        };
+        let instances = raws.iter().map(build_attribute).collect::<Result<Vec<_>, _>>()?;
+        entity.attrs.insert(name.clone(), instances);
+    }
+    Ok(entity)
+}
+
+/// POST /temporal/entities: creates a temporal entity, or adds instances to one (204).
+pub async fn create(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    let tenant = tenant(&headers)?;
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let entity = temporal_entity(value, &ld, true)?;
+    let id = entity.id.clone();
+    match state.store.temporal_write(&tenant, &id, TemporalWrite::AddInstances(entity)).await?? {
+        TemporalOutcome::Created => Ok(created(&format!("/ngsi-ld/v1/temporal/entities/{id}"))),
+        TemporalOutcome::Updated => Ok(no_content()),
+    }
+}
+
+/// POST /temporal/entities/{id}/attrs: adds attribute instances to an existing temporal entity.
+pub async fn add_attrs(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let mut entity = temporal_entity(value, &ld, false)?;
+    if entity.attrs.is_empty() {
+        return Err(NgsiLdError::bad_request("no attribute to add").into());
+    }
+    if !exists(&state, &tenant, &id).await? {
+        return Err(NgsiLdError::not_found(format!("no temporal representation of {id}")).into());
+    }
+    entity.id = id.clone();
+    state.store.temporal_write(&tenant, &id, TemporalWrite::AddInstances(entity)).await??;
+    Ok(no_content())
+}
+
+async fn exists(state: &SharedState, tenant: &str, id: &str) -> Result<bool, ApiError> {
+    let query = TemporalQuery {
+        filter: cityhub_storage::EntityFilter { ids: vec![id.to_owned()], ..Default::default() },
+        per_attribute: 0,
+        paging: cityhub_storage::Paging { offset: 0, limit: 1, count: false },
+        ..Default::default()
+    };
+    Ok(!state.store.temporal_query(tenant, &query).await?.entities.is_empty())
+}
+
+/// DELETE /temporal/entities/{id}
+pub async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local", "type"])?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    state.store.temporal_write(&tenant, &id, TemporalWrite::DeleteEntity).await??;
+    Ok(no_content())
+}
+
+fn attribute_name(attr: &str, ld: &Ld) -> Result<String, ApiError> {
+    Ok(ngsild_core::expand::expand_attribute_name(attr, &ld.ctx)?)
+}
+
+/// DELETE /temporal/entities/{id}/attrs/{attrId}
+pub async fn delete_attr(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((id, attr)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["datasetId", "deleteAll", "local"])?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let attr = attribute_name(&attr, &ld)?;
+    let dataset_id = params.get("datasetId").map(str::to_owned);
+    let all = params.flag("deleteAll")?;
+    state.store.temporal_write(&tenant, &id, TemporalWrite::DeleteAttribute { attr, dataset_id, all }).await??;
+    Ok(no_content())
+}
+
+/// PATCH /temporal/entities/{id}/attrs/{attrId}/{instanceId}
+pub async fn patch_instance(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((id, attr, instance_id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    check_id(&id)?;
+    check_id(&instance_id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let attr = attribute_name(&attr, &ld)?;
+    let fragment = as_object(value, "an attribute fragment")?;
+    // The body names the attribute, as `{"speed": {...}}` or `{"speed": [{...}]}`.
+    let (name, instance) = fragment
+        .iter()
+        .find(|(k, _)| k.as_str() != "@context")
+        .ok_or_else(|| NgsiLdError::bad_request("the body names no attribute"))?;
+    if attribute_name(name, &ld)? != attr {
+        return Err(NgsiLdError::bad_request(format!("the body changes {name}, not the attribute in the path")).into());
+    }
+    let instance = match instance {
+        Value::Array(items) if items.len() == 1 => &items[0],
+        Value::Array(_) => return Err(NgsiLdError::bad_request("one instance at a time").into()),
+        other => other,
+    };
+    let raw = expand_raw_attribute(instance, &ld.ctx)?;
+    let attribute = build_attribute(&raw)?;
+    state.store.temporal_write(&tenant, &id, TemporalWrite::ReplaceInstance { attr, instance_id, attribute }).await??;
+    Ok(no_content())
+}
+
+/// DELETE /temporal/entities/{id}/attrs/{attrId}/{instanceId}
+pub async fn delete_instance(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((id, attr, instance_id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    check_id(&id)?;
+    check_id(&instance_id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let attr = attribute_name(&attr, &ld)?;
+    state.store.temporal_write(&tenant, &id, TemporalWrite::DeleteInstance { attr, instance_id }).await??;
+    Ok(no_content())
+}
+
+/// What a temporal retrieval or query asks beyond the entity selection.
+struct TemporalAsk {
+    format: TemporalFormat,
+    query: TemporalQuery,
+    last_n: Option<usize>,
+    keep: usize,
+}
+
+fn temporal_ask(params: &Params, ld: &Ld, instance_limit: usize) -> Result<TemporalAsk, ApiError> {
+    let mut format = TemporalFormat::Normalized;
+    for option in params.options() {
+        match option {
+            "temporalValues" => format = TemporalFormat::TemporalValues,
+            "aggregatedValues" => format = TemporalFormat::Aggregated,
+            _ => {}
+        }
+    }
+    match params.get("format") {
+        Some("temporalValues" | "simplified" | "keyValues") => format = TemporalFormat::TemporalValues,
+        Some("aggregatedValues") => format = TemporalFormat::Aggregated,
+        Some("normalized") | None => {}
+        Some(other) => return Err(NgsiLdError::bad_request(format!("unknown format {other:?}")).into()),
+    }
+    let timerel = TimeRel::parse(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))?;
+    let time_property = params.get("timeproperty").map(TimeProperty::parse).transpose()?.unwrap_or_default();
+    let last_n = match params.get("lastN") {
+        None => None,
+        Some(n) => Some(
+            n.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| NgsiLdError::bad_request(format!("lastN must be a positive integer, not {n:?}")))?,
+        ),
+    };
+    let aggregation = if format == TemporalFormat::Aggregated {
+        let methods =
+            params.get("aggrMethods").ok_or_else(|| NgsiLdError::bad_request("aggregatedValues needs aggrMethods"))?;
+        let methods = AggrMethod::parse_list(methods)?;
+        let period = params.get("aggrPeriodDuration").map(parse_duration).transpose()?.unwrap_or(0.0);
+        Some((methods, period))
+    } else {
+        None
+    };
+    let attrs = match params.get("attrs") {
+        Some(list) => list.split(',').map(|a| attribute_name(a.trim(), ld)).collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let dataset_ids = params
+        .list("datasetId")?
+        .map(|ids| ids.into_iter().map(|id| if id == "@none" { None } else { Some(id) }).collect());
+    let keep = last_n.unwrap_or(instance_limit).min(instance_limit);
+    let query = TemporalQuery {
+        attrs,
+        dataset_ids,
+        timerel,
+        time_property,
+        per_attribute: keep + 1,
+        newest_first: last_n.is_some(),
+        aggregation,
+        ..Default::default()
+    };
+    Ok(TemporalAsk { format, query, last_n, keep })
+}
+
+/// Renders temporal entities, cutting instances to one page; 206 with `Content-Range` when cut.
+fn respond(
+    mut entities: Vec<cityhub_storage::TemporalEntity>,
+    ask: &TemporalAsk,
+    params: &Params,
+    ld: &Ld,
+    accept: Accept,
+    single: bool,
+) -> ApiResult {
+    let property = ask.query.time_property;
+    let cut = if ask.format == TemporalFormat::Aggregated {
+        None
+    } else {
+        cut_instances(&mut entities, ask.keep, ask.query.newest_first, property)
+    };
+    let opts = render_options(&without_temporal_format(params), &ld.ctx)?;
+    let rendered: Vec<Value> = entities
+        .iter()
+        .map(|e| Value::Object(render_temporal(e, &ld.ctx, ask.format, property, &opts)))
+        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+        .collect();
+    let body = if single {
+        rendered
+            .into_iter()
+            .next()
+            .ok_or_else(|| NgsiLdError::not_found("the temporal entity has nothing matching the projection"))?
+    } else {
+        Value::Array(rendered)
+    };
+    let Some(cut) = cut else {
+        return Ok(ld_json(StatusCode::OK, body, ld, accept));
+    };
+    let span = time_span(&entities, property);
+    let (start, end, size) = if let Some(n) = ask.last_n {
+        let start = match &ask.query.timerel {
+            Some(TimeRel::Before(t)) => t.clone(),
+            Some(TimeRel::Between(_, end)) => end.clone(),
+            _ => span.as_ref().map(|s| s.1.clone()).unwrap_or_else(|| cut.clone()),
+        };
+        (start, cut, n.to_string())
+    } else {
+        let start = match ask.query.timerel.as_ref().map(TimeRel::bounds) {
+            Some((Some(from), _)) => from.to_owned(),
+            _ => span.as_ref().map(|s| s.0.clone()).unwrap_or_else(|| cut.clone()),
+        };
+        (start, cut, "*".to_owned())
+    };
+    let response = ld_json(StatusCode::PARTIAL_CONTENT, body, ld, accept);
+    Ok(with_header(response, "content-range", &format!("date-time {start}-{end}/{size}")))
+}
+
+/// `format` and `options` values of the temporal API that the entity renderer does not know.
+fn without_temporal_format(params: &Params) -> Params {
+    let mut cleaned = params.clone();
+    cleaned.retain(|(name, value)| {
+        !(name == "format" && matches!(value.as_str(), "temporalValues" | "aggregatedValues" | "simplified"))
+    });
+    cleaned
+}
+
+/// GET /temporal/entities/{id}
+pub async fn retrieve(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), RETRIEVE_PARAMS)?;
+    let accept = accept(&headers, false)?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let mut ask = temporal_ask(&params, &ld, state.config.temporal_instance_limit)?;
+    ask.query.filter.ids = vec![id.clone()];
+    ask.query.paging = cityhub_storage::Paging { offset: 0, limit: 1, count: false };
+    let page = state.store.temporal_query(&tenant, &ask.query).await?;
+    if page.entities.is_empty() {
+        return Err(NgsiLdError::not_found(format!("no temporal representation of {id}")).into());
+    }
+    respond(page.entities, &ask, &params, &ld, accept, true)
+}
+
+/// GET /temporal/entities
+pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
+    run_query(&state, &headers, params, true).await
+}
+
+/// POST /temporal/entityOperations/query
+pub async fn query_post(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let mut params =
+        Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "format", "local", "lang", "lastN"])?;
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let query = as_object(value, "a Query")?;
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            items.iter().map(|i| i.as_str().map(str::to_owned).unwrap_or(i.to_string())).collect::<Vec<_>>().join(",")
+        }
+        other => other.to_string(),
+    };
+    for (key, value) in &query {
+        match key.as_str() {
+            "entities" => {
+                let (mut types, mut ids) = (Vec::new(), Vec::new());
+                for selector in value.as_array().into_iter().flatten() {
+                    if let Some(t) = selector.get("type") {
+                        types.push(text(t));
+                    }
+                    if let Some(id) = selector.get("id") {
+                        ids.push(text(id));
+                    }
+                    if let Some(p) = selector.get("idPattern") {
+                        params.push(("idPattern".into(), text(p)));
+                    }
+                }
+                if !types.is_empty() {
+                    params.push(("type".into(), types.join(",")));
+                }
+                if !ids.is_empty() {
+                    params.push(("id".into(), ids.join(",")));
+                }
+            }
+            "attrs" | "q" | "scopeQ" | "lang" | "pick" | "omit" => params.push((key.clone(), text(value))),
+            "temporalQ" => {
+                for member in ["timerel", "timeAt", "endTimeAt", "timeproperty", "lastN"] {
+                    if let Some(v) = value.get(member) {
+                        params.push((member.into(), text(v)));
+                    }
+                }
+            }
+            "geoQ" => {
+                for member in ["georel", "geometry", "geoproperty"] {
+                    if let Some(v) = value.get(member) {
+                        params.push((member.into(), text(v)));
+                    }
+                }
+                if let Some(c) = value.get("coordinates") {
+                    params.push(("coordinates".into(), c.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let ld_headers = headers.clone();
+    run_query_with(&state, &ld_headers, params, false, Some(ld)).await
+}
+
+async fn run_query(state: &SharedState, headers: &HeaderMap, params: Params, needs_selector: bool) -> ApiResult {
+    run_query_with(state, headers, params, needs_selector, None).await
+}
+
+async fn run_query_with(
+    state: &SharedState,
+    headers: &HeaderMap,
+    params: Params,
+    needs_selector: bool,
+    ld: Option<Ld>,
+) -> ApiResult {
+    let accept = accept(headers, false)?;
+    let tenant = existing_tenant(state, headers).await?;
+    let ld = match ld {
+        Some(ld) => ld,
+        None => header_ld(state, headers).await?,
+    };
+    let selects = ["type", "attrs", "q", "georel", "scopeQ", "id", "idPattern"].iter().any(|p| params.get(p).is_some());
+    if needs_selector && !selects && !params.flag("local")? {
+        return Err(NgsiLdError::bad_request("a temporal query needs type, attrs, id, q, scopeQ or a geo-query").into());
+    }
+    let mut ask = temporal_ask(&params, &ld, state.config.temporal_instance_limit)?;
+    ask.query.filter = entity_filter(&params, &ld)?;
+    // attrs selects instances here, not entities.
+    ask.query.filter.attrs.clear();
+    let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
+    if limit > state.config.max_page_size {
+        return Err(NgsiLdError::new(
+            ngsild_core::ErrorKind::TooManyResults,
+            format!("limit may be at most {}", state.config.max_page_size),
+        )
+        .into());
+    }
+    let count = params.flag("count")?;
+    ask.query.paging = cityhub_storage::Paging { offset: params.usize("offset")?.unwrap_or(0), limit, count };
+    let page = state.store.temporal_query(&tenant, &ask.query).await?;
+    let total = page.total;
+    let mut response = respond(page.entities, &ask, &params, &ld, accept, false)?;
+    if let Some(total) = total {
+        response = with_header(response, "ngsild-results-count", &total.to_string());
+    }
+    Ok(response)
+}

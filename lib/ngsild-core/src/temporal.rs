@@ -1,0 +1,492 @@
+//! Temporal evolution of entities (clauses 4.5.7–4.5.9, 4.5.19, 5.7.3, 5.7.4): the history model,
+//! `timerel` / `timeproperty`, aggregation methods and periods, and the three temporal
+//! representations (normalized, `temporalValues`, `aggregatedValues`).
+
+use indexmap::IndexMap;
+use ngsild_jsonld::Context;
+use serde_json::{Map, Value};
+
+use crate::error::{NgsiLdError, Result};
+use crate::model::{Attribute, AttributeKind};
+use crate::render::{compact_types, render_attribute, Format, RenderOptions};
+use crate::time::{format_time, parse_datetime};
+
+/// The value a deleted attribute instance carries in the history (clause 4.5.7).
+pub const NULL: &str = "urn:ngsi-ld:null";
+
+/// One recorded instance of an attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub attribute: Attribute,
+    pub instance_id: String,
+    pub deleted_at: Option<String>,
+}
+
+impl Instance {
+    /// The instance's time under a time property (None: it has no such time).
+    pub fn time(&self, property: TimeProperty) -> Option<&str> {
+        match property {
+            TimeProperty::ObservedAt => self.attribute.observed_at.as_deref(),
+            TimeProperty::CreatedAt => self.attribute.created_at.as_deref(),
+            TimeProperty::ModifiedAt => self.attribute.modified_at.as_deref(),
+            TimeProperty::DeletedAt => self.deleted_at.as_deref(),
+        }
+    }
+}
+
+/// The deletion of an attribute instance, as the history records it.
+pub fn deletion_of(attr: &Attribute, now: &str) -> Attribute {
+    let value = match attr.kind {
+        AttributeKind::LanguageProperty => serde_json::json!({"@none": NULL}),
+        AttributeKind::ListProperty | AttributeKind::ListRelationship => Value::Array(vec![Value::String(NULL.into())]),
+        _ => Value::String(NULL.into()),
+    };
+    let mut deleted = Attribute::new(attr.kind, value);
+    deleted.dataset_id = attr.dataset_id.clone();
+    deleted.created_at = Some(now.to_owned());
+    deleted.modified_at = Some(now.to_owned());
+    deleted
+}
+
+/// An entity's history, as a temporal query answers it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemporalEntity {
+    pub id: String,
+    pub types: Vec<String>,
+    pub scope: Vec<String>,
+    pub created_at: Option<String>,
+    pub modified_at: Option<String>,
+    pub deleted_at: Option<String>,
+    /// Instances by expanded attribute name, in time order.
+    pub attrs: IndexMap<String, Vec<Instance>>,
+    /// With `aggregatedValues`: the aggregated series by expanded attribute name.
+    pub aggregates: IndexMap<String, Vec<AggregateSeries>>,
+}
+
+/// The aggregation of one attribute instance series (one datasetId) over periods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateSeries {
+    pub kind: AttributeKind,
+    pub dataset_id: Option<String>,
+    pub periods: Vec<AggregatePeriod>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregatePeriod {
+    pub start: String,
+    pub end: String,
+    pub values: Vec<(AggrMethod, Value)>,
+}
+
+/// Which time of an instance `timerel` compares (clause 4.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeProperty {
+    #[default]
+    ObservedAt,
+    CreatedAt,
+    ModifiedAt,
+    DeletedAt,
+}
+
+impl TimeProperty {
+    pub fn parse(name: &str) -> Result<TimeProperty> {
+        Ok(match name {
+            "observedAt" => TimeProperty::ObservedAt,
+            "createdAt" => TimeProperty::CreatedAt,
+            "modifiedAt" => TimeProperty::ModifiedAt,
+            "deletedAt" => TimeProperty::DeletedAt,
+            other => {
+                return Err(NgsiLdError::bad_request(format!(
+                    "timeproperty must be observedAt, createdAt, modifiedAt or deletedAt, not {other:?}"
+                )))
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeProperty::ObservedAt => "observedAt",
+            TimeProperty::CreatedAt => "createdAt",
+            TimeProperty::ModifiedAt => "modifiedAt",
+            TimeProperty::DeletedAt => "deletedAt",
+        }
+    }
+}
+
+/// A temporal query's time window; bounds are normalised to the stored timestamp form, so that
+/// they compare as strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeRel {
+    Before(String),
+    After(String),
+    Between(String, String),
+}
+
+impl TimeRel {
+    /// `timerel`, `timeAt`, `endTimeAt` as a request gives them.
+    pub fn parse(timerel: Option<&str>, time_at: Option<&str>, end_time_at: Option<&str>) -> Result<Option<TimeRel>> {
+        let time = |name: &str, value: Option<&str>| -> Result<String> {
+            let value = value.ok_or_else(|| NgsiLdError::bad_request(format!("timerel needs {name}")))?;
+            parse_datetime(value)
+                .map(format_time)
+                .ok_or_else(|| NgsiLdError::bad_request(format!("{name} is not a DateTime: {value:?}")))
+        };
+        Ok(match timerel {
+            None if time_at.is_none() && end_time_at.is_none() => None,
+            None => return Err(NgsiLdError::bad_request("timeAt and endTimeAt need timerel")),
+            Some("before") => Some(TimeRel::Before(time("timeAt", time_at)?)),
+            Some("after") => Some(TimeRel::After(time("timeAt", time_at)?)),
+            Some("between") => {
+                let (start, end) = (time("timeAt", time_at)?, time("endTimeAt", end_time_at)?);
+                if end <= start {
+                    return Err(NgsiLdError::bad_request("endTimeAt must be after timeAt"));
+                }
+                Some(TimeRel::Between(start, end))
+            }
+            Some(other) => {
+                return Err(NgsiLdError::bad_request(format!(
+                    "timerel must be before, after or between, not {other:?}"
+                )))
+            }
+        })
+    }
+
+    /// The window as an inclusive lower and exclusive upper bound.
+    pub fn bounds(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            TimeRel::Before(t) => (None, Some(t)),
+            TimeRel::After(t) => (Some(t), None),
+            TimeRel::Between(a, b) => (Some(a), Some(b)),
+        }
+    }
+}
+
+/// The aggregation functions of clause 4.5.19.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggrMethod {
+    TotalCount,
+    DistinctCount,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Stddev,
+    Sumsq,
+}
+
+impl AggrMethod {
+    pub const ALL: [AggrMethod; 8] = [
+        AggrMethod::TotalCount,
+        AggrMethod::DistinctCount,
+        AggrMethod::Sum,
+        AggrMethod::Avg,
+        AggrMethod::Min,
+        AggrMethod::Max,
+        AggrMethod::Stddev,
+        AggrMethod::Sumsq,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AggrMethod::TotalCount => "totalCount",
+            AggrMethod::DistinctCount => "distinctCount",
+            AggrMethod::Sum => "sum",
+            AggrMethod::Avg => "avg",
+            AggrMethod::Min => "min",
+            AggrMethod::Max => "max",
+            AggrMethod::Stddev => "stddev",
+            AggrMethod::Sumsq => "sumsq",
+        }
+    }
+
+    /// A comma-separated `aggrMethods` list.
+    pub fn parse_list(list: &str) -> Result<Vec<AggrMethod>> {
+        list.split(',')
+            .map(str::trim)
+            .map(|name| {
+                AggrMethod::ALL
+                    .into_iter()
+                    .find(|m| m.name() == name)
+                    .ok_or_else(|| NgsiLdError::bad_request(format!("unknown aggregation method {name:?}")))
+            })
+            .collect()
+    }
+}
+
+/// An ISO 8601 duration (`PT1H`, `P1D`, `P1Y2M10DT2H30M`, `PT0S`) in seconds. Years count 365
+/// days and months 30: aggregation periods are fixed lengths, not calendar units.
+pub fn parse_duration(text: &str) -> Result<f64> {
+    let bad = || NgsiLdError::bad_request(format!("{text:?} is not an ISO 8601 duration"));
+    let rest = text.strip_prefix('P').ok_or_else(bad)?;
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return Err(bad()),
+        None => (rest, None),
+    };
+    let mut seconds = 0.0;
+    let mut any = false;
+    let mut add = |part: &str, units: &[(char, f64)]| -> Result<()> {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+            } else {
+                let scale = units.iter().find(|(u, _)| *u == c).map(|(_, s)| *s).ok_or_else(bad)?;
+                seconds += number.parse::<f64>().map_err(|_| bad())? * scale;
+                number.clear();
+                any = true;
+            }
+        }
+        if number.is_empty() {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    };
+    add(date, &[('Y', 365.0 * 86400.0), ('M', 30.0 * 86400.0), ('W', 7.0 * 86400.0), ('D', 86400.0)])?;
+    if let Some(time) = time {
+        add(time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
+    }
+    if !any {
+        return Err(bad());
+    }
+    Ok(seconds)
+}
+
+/// Instance pagination: the store fetched up to `keep + 1` instances per attribute (oldest or
+/// newest first). Where an attribute has more than `keep`, every attribute is cut at the same
+/// time so that no attribute shows a gap the next page would not fill. Answers the cut time when
+/// something was cut; leaves instances in time order.
+pub fn cut_instances(
+    entities: &mut [TemporalEntity],
+    keep: usize,
+    newest_first: bool,
+    property: TimeProperty,
+) -> Option<String> {
+    let time_of = |i: &Instance| i.time(property).or(i.attribute.created_at.as_deref()).and_then(parse_datetime);
+    let mut cut: Option<chrono::DateTime<chrono::Utc>> = None;
+    for entity in entities.iter() {
+        for instances in entity.attrs.values() {
+            if instances.len() > keep && keep > 0 {
+                if let Some(t) = time_of(&instances[keep - 1]) {
+                    cut = Some(match cut {
+                        None => t,
+                        Some(c) if newest_first => c.max(t),
+                        Some(c) => c.min(t),
+                    });
+                }
+            }
+        }
+    }
+    for entity in entities.iter_mut() {
+        for instances in entity.attrs.values_mut() {
+            instances.truncate(keep);
+            if let Some(cut) = cut {
+                instances.retain(|i| time_of(i).is_none_or(|t| if newest_first { t >= cut } else { t <= cut }));
+            }
+            if newest_first {
+                instances.reverse();
+            }
+        }
+        entity.attrs.retain(|_, instances| !instances.is_empty());
+    }
+    cut.map(format_time)
+}
+
+/// The earliest and latest time of the instances shown.
+pub fn time_span(entities: &[TemporalEntity], property: TimeProperty) -> Option<(String, String)> {
+    let times = entities
+        .iter()
+        .flat_map(|e| e.attrs.values().flatten())
+        .filter_map(|i| i.time(property).or(i.attribute.created_at.as_deref()).and_then(parse_datetime));
+    let (mut min, mut max) = (None, None);
+    for t in times {
+        min = Some(min.map_or(t, |m: chrono::DateTime<chrono::Utc>| m.min(t)));
+        max = Some(max.map_or(t, |m: chrono::DateTime<chrono::Utc>| m.max(t)));
+    }
+    Some((format_time(min?), format_time(max?)))
+}
+
+/// How a temporal entity is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TemporalFormat {
+    #[default]
+    Normalized,
+    /// `temporalValues`: `[value, time]` pairs per attribute.
+    TemporalValues,
+    /// `aggregatedValues`: `[value, start, end]` triples per method.
+    Aggregated,
+}
+
+/// Renders a temporal entity (without `@context`).
+pub fn render_temporal(
+    entity: &TemporalEntity,
+    ctx: &Context,
+    format: TemporalFormat,
+    time_property: TimeProperty,
+    opts: &RenderOptions,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    let proj = &opts.projection;
+    if proj.includes_core_member("id") {
+        out.insert("id".into(), Value::String(entity.id.clone()));
+    }
+    if proj.includes_core_member("type") {
+        out.insert("type".into(), compact_types(&entity.types, ctx));
+    }
+    if !entity.scope.is_empty() && proj.includes_core_member("scope") {
+        let scopes: Vec<Value> = entity.scope.iter().cloned().map(Value::String).collect();
+        out.insert("scope".into(), if scopes.len() == 1 { scopes[0].clone() } else { Value::Array(scopes) });
+    }
+    if opts.sys_attrs {
+        for (key, value) in [("createdAt", &entity.created_at), ("modifiedAt", &entity.modified_at)] {
+            if let Some(v) = value {
+                out.insert(key.into(), Value::String(v.clone()));
+            }
+        }
+    }
+    if let Some(deleted) = &entity.deleted_at {
+        out.insert("deletedAt".into(), Value::String(deleted.clone()));
+    }
+    let instance_opts = RenderOptions { format: Format::Normalized, lang: None, ..opts.clone() };
+    if format == TemporalFormat::Aggregated {
+        for (name, series) in &entity.aggregates {
+            if !proj.includes(name) {
+                continue;
+            }
+            let rendered: Vec<Value> = series.iter().map(render_aggregate).collect();
+            out.insert(ctx.compact_iri(name).into_owned(), one_or_many(rendered));
+        }
+        return out;
+    }
+    for (name, instances) in &entity.attrs {
+        if !proj.includes(name) || instances.is_empty() {
+            continue;
+        }
+        let value = match format {
+            TemporalFormat::TemporalValues => one_or_many(temporal_values(instances, time_property, ctx)),
+            _ => Value::Array(
+                instances
+                    .iter()
+                    .map(|i| {
+                        let mut v = render_attribute(&i.attribute, ctx, &instance_opts);
+                        if let Value::Object(m) = &mut v {
+                            m.insert("instanceId".into(), Value::String(i.instance_id.clone()));
+                            if let Some(d) = &i.deleted_at {
+                                m.insert("deletedAt".into(), Value::String(d.clone()));
+                            }
+                        }
+                        v
+                    })
+                    .collect(),
+            ),
+        };
+        out.insert(ctx.compact_iri(name).into_owned(), value);
+    }
+    out
+}
+
+fn one_or_many(mut items: Vec<Value>) -> Value {
+    if items.len() == 1 {
+        items.pop().unwrap_or(Value::Null)
+    } else {
+        Value::Array(items)
+    }
+}
+
+/// The simplified temporal representation (clause 4.5.9): one object per datasetId with the
+/// `[value, time]` pairs under the kind's plural member.
+fn temporal_values(instances: &[Instance], time_property: TimeProperty, ctx: &Context) -> Vec<Value> {
+    let mut series: IndexMap<(Option<String>, AttributeKind), Vec<Value>> = IndexMap::new();
+    let opts = RenderOptions { format: Format::KeyValues, ..Default::default() };
+    for instance in instances {
+        let attr = &instance.attribute;
+        let time = instance.time(time_property).map(|t| Value::String(t.to_owned())).unwrap_or(Value::Null);
+        let value = render_attribute(attr, ctx, &opts);
+        series.entry((attr.dataset_id.clone(), attr.kind)).or_default().push(Value::Array(vec![value, time]));
+    }
+    series
+        .into_iter()
+        .map(|((dataset_id, kind), pairs)| {
+            let mut out = Map::new();
+            out.insert("type".into(), Value::String(kind.name().into()));
+            out.insert(plural_member(kind).into(), Value::Array(pairs));
+            if let Some(ds) = dataset_id {
+                out.insert("datasetId".into(), Value::String(ds));
+            }
+            Value::Object(out)
+        })
+        .collect()
+}
+
+fn plural_member(kind: AttributeKind) -> &'static str {
+    match kind {
+        AttributeKind::Relationship => "objects",
+        AttributeKind::LanguageProperty => "languageMaps",
+        AttributeKind::VocabProperty => "vocabs",
+        AttributeKind::JsonProperty => "jsons",
+        AttributeKind::ListProperty => "valueLists",
+        AttributeKind::ListRelationship => "objectLists",
+        AttributeKind::Property | AttributeKind::GeoProperty => "values",
+    }
+}
+
+fn render_aggregate(series: &AggregateSeries) -> Value {
+    let mut out = Map::new();
+    out.insert("type".into(), Value::String(series.kind.name().into()));
+    if let Some(ds) = &series.dataset_id {
+        out.insert("datasetId".into(), Value::String(ds.clone()));
+    }
+    let methods: Vec<AggrMethod> =
+        series.periods.first().map(|p| p.values.iter().map(|(m, _)| *m).collect()).unwrap_or_default();
+    for method in methods {
+        let triples: Vec<Value> = series
+            .periods
+            .iter()
+            .filter_map(|p| {
+                let value = p.values.iter().find(|(m, _)| *m == method).map(|(_, v)| v.clone())?;
+                Some(Value::Array(vec![value, Value::String(p.start.clone()), Value::String(p.end.clone())]))
+            })
+            .collect();
+        out.insert(method.name().into(), Value::Array(triples));
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("PT1H").unwrap(), 3600.0);
+        assert_eq!(parse_duration("P1D").unwrap(), 86400.0);
+        assert_eq!(parse_duration("PT0S").unwrap(), 0.0);
+        assert_eq!(parse_duration("P1DT2H30M").unwrap(), 86400.0 + 9000.0);
+        assert_eq!(parse_duration("PT0.5S").unwrap(), 0.5);
+        for bad in ["", "P", "PT", "1H", "PT1X", "P1H", "PT1"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timerel() {
+        let t = "2020-08-01T12:00:00Z";
+        assert_eq!(
+            TimeRel::parse(Some("after"), Some(t), None).unwrap(),
+            Some(TimeRel::After("2020-08-01T12:00:00.000000Z".into()))
+        );
+        assert!(TimeRel::parse(Some("between"), Some(t), None).is_err());
+        assert!(TimeRel::parse(Some("between"), Some(t), Some("2020-08-01T11:00:00Z")).is_err());
+        assert!(TimeRel::parse(Some("around"), Some(t), None).is_err());
+        assert!(TimeRel::parse(Some("before"), Some("yesterday"), None).is_err());
+        assert!(TimeRel::parse(None, Some(t), None).is_err());
+        assert_eq!(TimeRel::parse(None, None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn aggregation_methods() {
+        assert_eq!(AggrMethod::parse_list("avg,max").unwrap(), vec![AggrMethod::Avg, AggrMethod::Max]);
+        assert!(AggrMethod::parse_list("avg,median").is_err());
+    }
+}
