@@ -191,15 +191,23 @@ pub async fn patch_instance(
     let tenant = existing_tenant(&state, &headers).await?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
     let attr = attribute_name(&attr, &ld)?;
-    let fragment = as_object(value, "an attribute fragment")?;
-    // The body names the attribute, as `{"speed": {...}}` or `{"speed": [{...}]}`.
-    let (name, instance) = fragment
-        .iter()
-        .find(|(k, _)| k.as_str() != "@context")
-        .ok_or_else(|| NgsiLdError::bad_request("the body names no attribute"))?;
-    if attribute_name(name, &ld)? != attr {
-        return Err(NgsiLdError::bad_request(format!("the body changes {name}, not the attribute in the path")).into());
-    }
+    let mut fragment = as_object(value, "an attribute fragment")?;
+    fragment.remove("@context");
+    // The body is the instance itself, or names the attribute: `{"speed": {...}}`.
+    let bare = fragment.contains_key("type") || fragment.contains_key("value") || fragment.contains_key("object");
+    let fragment = Value::Object(fragment);
+    let instance = if bare {
+        &fragment
+    } else {
+        let (name, instance) = fragment
+            .as_object()
+            .and_then(|m| m.iter().next())
+            .ok_or_else(|| NgsiLdError::bad_request("the body names no attribute"))?;
+        if attribute_name(name, &ld)? != attr {
+            return Err(NgsiLdError::bad_request(format!("the body changes {name}, not {attr}")).into());
+        }
+        instance
+    };
     let instance = match instance {
         Value::Array(items) if items.len() == 1 => &items[0],
         Value::Array(_) => return Err(NgsiLdError::bad_request("one instance at a time").into()),
@@ -233,7 +241,8 @@ struct TemporalAsk {
     format: TemporalFormat,
     query: TemporalQuery,
     last_n: Option<usize>,
-    keep: usize,
+    /// The most instances one response holds.
+    limit: usize,
 }
 
 fn temporal_ask(params: &Params, ld: &Ld, instance_limit: usize) -> Result<TemporalAsk, ApiError> {
@@ -242,14 +251,15 @@ fn temporal_ask(params: &Params, ld: &Ld, instance_limit: usize) -> Result<Tempo
         match option {
             "temporalValues" => format = TemporalFormat::TemporalValues,
             "aggregatedValues" => format = TemporalFormat::Aggregated,
-            _ => {}
+            "sysAttrs" | "normalized" | "" => {}
+            other => return Err(NgsiLdError::invalid_request(format!("unknown option {other:?}")).into()),
         }
     }
     match params.get("format") {
         Some("temporalValues" | "simplified" | "keyValues") => format = TemporalFormat::TemporalValues,
         Some("aggregatedValues") => format = TemporalFormat::Aggregated,
         Some("normalized") | None => {}
-        Some(other) => return Err(NgsiLdError::bad_request(format!("unknown format {other:?}")).into()),
+        Some(other) => return Err(NgsiLdError::invalid_request(format!("unknown format {other:?}")).into()),
     }
     let timerel = TimeRel::parse(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))?;
     let time_property = params.get("timeproperty").map(TimeProperty::parse).transpose()?.unwrap_or_default();
@@ -278,6 +288,7 @@ fn temporal_ask(params: &Params, ld: &Ld, instance_limit: usize) -> Result<Tempo
     let dataset_ids = params
         .list("datasetId")?
         .map(|ids| ids.into_iter().map(|id| if id == "@none" { None } else { Some(id) }).collect());
+    // One instance more than may be shown tells whether an attribute was cut.
     let keep = last_n.unwrap_or(instance_limit).min(instance_limit);
     let query = TemporalQuery {
         attrs,
@@ -286,10 +297,11 @@ fn temporal_ask(params: &Params, ld: &Ld, instance_limit: usize) -> Result<Tempo
         time_property,
         per_attribute: keep + 1,
         newest_first: last_n.is_some(),
+        skip_empty: true,
         aggregation,
         ..Default::default()
     };
-    Ok(TemporalAsk { format, query, last_n, keep })
+    Ok(TemporalAsk { format, query, last_n, limit: instance_limit })
 }
 
 /// Renders temporal entities, cutting instances to one page; 206 with `Content-Range` when cut.
@@ -305,7 +317,7 @@ fn respond(
     let cut = if ask.format == TemporalFormat::Aggregated {
         None
     } else {
-        cut_instances(&mut entities, ask.keep, ask.query.newest_first, property)
+        cut_instances(&mut entities, ask.limit, ask.last_n, property)
     };
     let opts = render_options(&without_temporal_format(params), &ld.ctx)?;
     let rendered: Vec<Value> = entities
@@ -366,10 +378,17 @@ pub async fn retrieve(
     let ld = header_ld(&state, &headers).await?;
     let mut ask = temporal_ask(&params, &ld, state.config.temporal_instance_limit)?;
     ask.query.filter.ids = vec![id.clone()];
+    ask.query.skip_empty = false;
     ask.query.paging = cityhub_storage::Paging { offset: 0, limit: 1, count: false };
     let page = state.store.temporal_query(&tenant, &ask.query).await?;
     if page.entities.is_empty() {
         return Err(NgsiLdError::not_found(format!("no temporal representation of {id}")).into());
+    }
+    if !ask.query.attrs.is_empty()
+        && ask.query.timerel.is_none()
+        && page.entities.iter().all(|e| e.attrs.is_empty() && e.aggregates.is_empty())
+    {
+        return Err(NgsiLdError::not_found(format!("{id} has no history of the attributes asked for")).into());
     }
     respond(page.entities, &ask, &params, &ld, accept, true)
 }
@@ -462,7 +481,8 @@ async fn run_query_with(
         Some(ld) => ld,
         None => header_ld(state, headers).await?,
     };
-    let selects = ["type", "attrs", "q", "georel", "scopeQ", "id", "idPattern"].iter().any(|p| params.get(p).is_some());
+    // Ids alone do not select, as in an entity query (clause 5.7.4).
+    let selects = ["type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
     if needs_selector && !selects && !params.flag("local")? {
         return Err(NgsiLdError::bad_request("a temporal query needs type, attrs, id, q, scopeQ or a geo-query").into());
     }

@@ -35,7 +35,7 @@ enum Job {
     Modify { tenant: String, modifications: Vec<(String, Modifier)>, reply: oneshot::Sender<ModifyAnswer> },
     PutContext { context: StoredContext, reply: oneshot::Sender<Result<(), StoreError>> },
     DeleteContext { id: String, reply: oneshot::Sender<Result<bool, StoreError>> },
-    Temporal { tenant: String, id: String, write: TemporalWrite, reply: oneshot::Sender<TemporalAnswer> },
+    Temporal { tenant: String, id: String, write: Box<TemporalWrite>, reply: oneshot::Sender<TemporalAnswer> },
 }
 
 type TemporalAnswer = Result<Result<TemporalOutcome, NgsiLdError>, StoreError>;
@@ -197,7 +197,7 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                 }
                 Job::Temporal { tenant, id, write, reply } => {
                     let sp = tx.savepoint()?;
-                    let answer = temporal::apply_write(&sp, &tenant, &id, write)?;
+                    let answer = temporal::apply_write(&sp, &tenant, &id, *write)?;
                     if answer.is_ok() {
                         sp.commit()?;
                         if !tenant.is_empty() {
@@ -318,7 +318,7 @@ impl Store for SqliteStore {
 
     async fn temporal_write(&self, tenant: &Tenant, id: &str, write: TemporalWrite) -> TemporalAnswer {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Temporal { tenant: tenant.to_owned(), id: id.to_owned(), write, reply })?;
+        self.send(Job::Temporal { tenant: tenant.to_owned(), id: id.to_owned(), write: Box::new(write), reply })?;
         answer.await.map_err(|_| backend("the write was rolled back"))?
     }
 

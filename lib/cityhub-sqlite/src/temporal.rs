@@ -222,6 +222,14 @@ pub fn apply_write(
             for (name, instances) in input.attrs.iter_mut() {
                 for attr in instances.iter_mut() {
                     attr.stamp(&now);
+                    // An observation of the same series at the same time replaces the earlier one.
+                    if let Some(observed) = normalized(attr.observed_at.as_deref()) {
+                        conn.prepare_cached(
+                            "DELETE FROM attr_history WHERE tenant = ?1 AND entity_id = ?2 AND attr = ?3
+                             AND dataset_id IS ?4 AND t_observed = ?5",
+                        )?
+                        .execute(params![tenant, id, name, attr.dataset_id, observed])?;
+                    }
                     let instance =
                         Instance { attribute: attr.clone(), instance_id: new_instance_id(), deleted_at: None };
                     insert_instance(conn, tenant, id, name, &instance)?;
@@ -330,7 +338,9 @@ pub fn query(conn: &Connection, tenant: &str, q: &TemporalQuery) -> rusqlite::Re
     let mut entities = Vec::new();
     for id in ids.into_iter().skip(q.paging.offset).take(q.paging.limit) {
         if let Some(entity) = load(conn, tenant, &id, q)? {
-            entities.push(entity);
+            if !(q.skip_empty && entity.attrs.is_empty() && entity.aggregates.is_empty()) {
+                entities.push(entity);
+            }
         }
     }
     Ok(TemporalPage { entities, total })

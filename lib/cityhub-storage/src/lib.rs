@@ -114,6 +114,8 @@ pub struct TemporalQuery {
     /// Aggregate instead of listing: the methods and the period length in seconds (0 = the
     /// whole window as one period).
     pub aggregation: Option<(Vec<AggrMethod>, f64)>,
+    /// Leave out entities with nothing in the window (a query does; a retrieval does not).
+    pub skip_empty: bool,
     pub paging: Paging,
 }
 

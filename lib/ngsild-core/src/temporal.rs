@@ -253,34 +253,33 @@ pub fn parse_duration(text: &str) -> Result<f64> {
     Ok(seconds)
 }
 
-/// Instance pagination: the store fetched up to `keep + 1` instances per attribute (oldest or
-/// newest first). Where an attribute has more than `keep`, every attribute is cut at the same
-/// time so that no attribute shows a gap the next page would not fill. Answers the cut time when
-/// something was cut; leaves instances in time order.
+/// Instance pagination (clause 5.5.9): a response holds at most `limit` instances in all, and
+/// each attribute at most `last_n`, the newest, when asked. The store fetched one instance more
+/// per attribute than may be shown. Where the limit is passed, every attribute is cut at one time
+/// so that none shows a gap the next page would not fill (an attribute wholly past the cut stays,
+/// empty). Answers the cut time when something was cut; leaves instances in time order.
 pub fn cut_instances(
     entities: &mut [TemporalEntity],
-    keep: usize,
-    newest_first: bool,
+    limit: usize,
+    last_n: Option<usize>,
     property: TimeProperty,
 ) -> Option<String> {
+    let newest_first = last_n.is_some();
+    let per_attribute = last_n.unwrap_or(limit).min(limit);
     let time_of = |i: &Instance| i.time(property).or(i.attribute.created_at.as_deref()).and_then(parse_datetime);
-    let mut cut: Option<chrono::DateTime<chrono::Utc>> = None;
-    for entity in entities.iter() {
-        for instances in entity.attrs.values() {
-            if instances.len() > keep && keep > 0 {
-                if let Some(t) = time_of(&instances[keep - 1]) {
-                    cut = Some(match cut {
-                        None => t,
-                        Some(c) if newest_first => c.max(t),
-                        Some(c) => c.min(t),
-                    });
-                }
-            }
-        }
+    let mut times = Vec::new();
+    for instances in entities.iter_mut().flat_map(|e| e.attrs.values_mut()) {
+        instances.truncate(per_attribute);
+        times.extend(instances.iter().filter_map(time_of));
     }
+    times.sort_unstable();
+    if newest_first {
+        times.reverse();
+    }
+    // lastN alone is not paging: the client asked for that many.
+    let cut = (times.len() > limit).then(|| times[limit.max(1) - 1]);
     for entity in entities.iter_mut() {
         for instances in entity.attrs.values_mut() {
-            instances.truncate(keep);
             if let Some(cut) = cut {
                 instances.retain(|i| time_of(i).is_none_or(|t| if newest_first { t >= cut } else { t <= cut }));
             }
@@ -288,7 +287,6 @@ pub fn cut_instances(
                 instances.reverse();
             }
         }
-        entity.attrs.retain(|_, instances| !instances.is_empty());
     }
     cut.map(format_time)
 }
@@ -360,10 +358,14 @@ pub fn render_temporal(
         return out;
     }
     for (name, instances) in &entity.attrs {
-        if !proj.includes(name) || instances.is_empty() {
+        if !proj.includes(name) {
             continue;
         }
         let value = match format {
+            // Cut away by paging: the series is there, with nothing in this page.
+            TemporalFormat::TemporalValues if instances.is_empty() => {
+                serde_json::json!({"type": "Property", "values": []})
+            }
             TemporalFormat::TemporalValues => one_or_many(temporal_values(instances, time_property, ctx)),
             _ => Value::Array(
                 instances
@@ -402,7 +404,17 @@ fn temporal_values(instances: &[Instance], time_property: TimeProperty, ctx: &Co
     for instance in instances {
         let attr = &instance.attribute;
         let time = instance.time(time_property).map(|t| Value::String(t.to_owned())).unwrap_or(Value::Null);
-        let value = render_attribute(attr, ctx, &opts);
+        let mut value = render_attribute(attr, ctx, &opts);
+        // Values that are objects themselves keep their member name, so that a language map or a
+        // JSON value cannot be mistaken for one another.
+        if matches!(
+            attr.kind,
+            AttributeKind::LanguageProperty | AttributeKind::JsonProperty | AttributeKind::VocabProperty
+        ) {
+            let mut wrapped = Map::new();
+            wrapped.insert(attr.kind.value_member().into(), value);
+            value = Value::Object(wrapped);
+        }
         series.entry((attr.dataset_id.clone(), attr.kind)).or_default().push(Value::Array(vec![value, time]));
     }
     series
