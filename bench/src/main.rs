@@ -1,1 +1,215 @@
-fn main() {}
+//! `cityhub-bench`: starts a fresh cityhub, seeds it, loads it scenario by scenario and measures
+//! each scenario against a ceiling server in the same run.
+//!
+//! ```sh
+//! cargo run --release -p cityhub-bench -- all      # the full run (minutes), release hub
+//! cargo run -p cityhub-bench -- quick              # every scenario, small counts, debug hub
+//! cargo run --release -p cityhub-bench -- get-by-id create --sizes 1000,10000
+//! ```
+
+mod ceiling;
+mod check;
+mod data;
+mod hub;
+mod load;
+mod report;
+mod runner;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, ValueEnum};
+
+use crate::load::Limits;
+use crate::runner::Settings;
+
+/// Load generator for cityhub: every scenario against the hub and against a ceiling server.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// `all` (every scenario, stores of 1k, 10k and 100k entities), `quick` (every scenario,
+    /// small counts, checks answers only), or scenario families to run with the `all` settings:
+    /// query-props, query-rel, geo-near, get-by-id, partial-update, update-attrs, create,
+    /// batch-create, batch-upsert, temporal-aggregate, temporal-append.
+    #[arg(required = true)]
+    what: Vec<String>,
+
+    /// The cityhub binary to run; when absent it is built with cargo in the chosen profile.
+    #[arg(long)]
+    hub_bin: Option<PathBuf>,
+
+    /// The cargo profile to build the hub with (default: debug for `quick`, release otherwise).
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+
+    /// Connections per run.
+    #[arg(long)]
+    connections: Option<usize>,
+
+    /// Longest closed-loop and open-loop run, in seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+
+    /// Store sizes to seed and query, comma-separated, ascending (e.g. 1000,10000).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<u64>,
+
+    /// The open-loop rate as a fraction of the hub's closed-loop throughput.
+    #[arg(long, default_value_t = 0.6)]
+    open_fraction: f64,
+
+    /// Also write the Markdown report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Profile {
+    Debug,
+    Release,
+}
+
+/// The preset of a mode, before the flags that override it.
+fn settings(args: &Args) -> anyhow::Result<Settings> {
+    let quick = args.what == ["quick"];
+    let full = args.what == ["all"];
+    let only = if quick || full { Vec::new() } else { args.what.clone() };
+    if let Some(unknown) = only.iter().find(|f| !scenarios::FAMILIES.contains(&f.as_str())) {
+        bail!("unknown scenario {unknown:?}: use all, quick or some of {}", scenarios::FAMILIES.join(", "));
+    }
+    let connections = args.connections.unwrap_or(if quick { 4 } else { 16 });
+    let (duration, max_requests, open_max) = if quick { (1.0, 40, 30) } else { (10.0, 2_000_000, 2_000_000) };
+    let duration = Duration::from_secs_f64(args.duration.unwrap_or(duration));
+    let sizes = match (&args.sizes[..], quick, full) {
+        ([], true, _) => vec![1000],
+        ([], _, true) => vec![1000, 10_000, 100_000],
+        ([], _, _) => vec![1000, 10_000],
+        (given, _, _) => given.to_vec(),
+    };
+    if sizes.is_empty() || sizes.windows(2).any(|w| w[0] >= w[1]) || sizes[0] == 0 {
+        bail!("--sizes must be positive and ascending");
+    }
+    if !(0.0..=1.0).contains(&args.open_fraction) || args.open_fraction == 0.0 {
+        bail!("--open-fraction must be in (0, 1]");
+    }
+    Ok(Settings {
+        closed: Limits { connections, max_requests, max_duration: duration },
+        warmup: if quick { Duration::ZERO } else { Duration::from_secs(1) },
+        open: Limits { connections, max_requests: open_max, max_duration: duration },
+        open_fraction: args.open_fraction,
+        sizes,
+        only,
+        history_per_entity: if quick {
+            1000
+        } else if full {
+            100_000
+        } else {
+            10_000
+        },
+        seed_connections: 4,
+        max_body_bytes: 8 * 1024 * 1024,
+    })
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("cityhub-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Answers whether every scenario ran and answered correctly.
+fn run() -> anyhow::Result<bool> {
+    let args = Args::parse();
+    let settings = settings(&args)?;
+    let quick = args.what == ["quick"];
+    let profile = args.profile.unwrap_or(if quick { Profile::Debug } else { Profile::Release });
+    let hub_bin = match &args.hub_bin {
+        Some(bin) => bin.clone(),
+        None => hub::build(profile == Profile::Release)?,
+    };
+    let started = Instant::now();
+    let tmp =
+        tempfile::Builder::new().prefix("cityhub-bench-").tempdir().context("cannot make a temporary directory")?;
+    let mut hub = hub::Hub::start(&hub_bin, &tmp.path().join("data"))?;
+    eprintln!("hub {} (pid {}) on {}", hub_bin.display(), hub.pid(), hub.addr);
+    // One client thread: the load generator takes at most one core of the machine, and the same
+    // one whether it loads the hub or the ceiling.
+    let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let outcome = client.block_on(runner::run(&hub, &settings));
+    let stopped = hub.stop();
+    let header = report::Header {
+        mode: args.what.join(" "),
+        machine: hub::machine(),
+        hub: match (&args.hub_bin, profile) {
+            (Some(bin), _) => format!("{} (given)", bin.display()),
+            (None, Profile::Release) => format!("{} (release build)", hub_bin.display()),
+            (None, Profile::Debug) => format!("{} (debug build)", hub_bin.display()),
+        },
+    };
+    let text = report::render(&header, &settings, &outcome);
+    println!("{text}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut problems = outcome.problems();
+    if let Err(e) = stopped {
+        problems.push(format!("stopping the hub: {e:#}"));
+    }
+    let temporal = !outcome.not_run.iter().any(|(name, _)| scenarios::TEMPORAL.contains(&name.as_str()));
+    let expected = expected_scenarios(&settings, temporal);
+    let ran: Vec<&str> = outcome.scenarios.iter().map(|s| s.name.as_str()).collect();
+    problems.extend(expected.iter().filter(|e| !ran.contains(&e.as_str())).map(|e| format!("{e}: did not run")));
+    eprintln!("cityhub-bench {} took {:.1} s", args.what.join(" "), started.elapsed().as_secs_f64());
+    if problems.is_empty() {
+        eprintln!("every scenario ran and every answer was correct");
+        Ok(true)
+    } else {
+        eprintln!("{} problem(s):", problems.len());
+        for problem in &problems {
+            eprintln!("- {problem}");
+        }
+        Ok(false)
+    }
+}
+
+/// The scenario names a run with these settings must produce.
+fn expected_scenarios(settings: &Settings, temporal: bool) -> Vec<String> {
+    let wants = |f: &str| settings.only.is_empty() || settings.only.iter().any(|o| o == f);
+    let largest = scenarios::size_label(*settings.sizes.last().expect("sizes are checked"));
+    let mut names = Vec::new();
+    for &size in &settings.sizes {
+        for family in ["query-props", "query-rel"] {
+            if wants(family) {
+                names.push(format!("{family}-{}", scenarios::size_label(size)));
+            }
+        }
+    }
+    let batch = scenarios::BATCH;
+    let later = [
+        ("geo-near", format!("geo-near-{largest}")),
+        ("get-by-id", "get-by-id".to_owned()),
+        ("partial-update", "partial-update".to_owned()),
+        ("update-attrs", "update-attrs".to_owned()),
+        ("create", "create".to_owned()),
+        ("batch-create", format!("batch-create-{batch}")),
+        ("batch-upsert", format!("batch-upsert-{batch}")),
+    ];
+    names.extend(later.into_iter().filter(|(f, _)| wants(f)).map(|(_, name)| name));
+    if temporal {
+        let history = scenarios::size_label(settings.history_per_entity);
+        let temporal = [
+            ("temporal-aggregate", format!("temporal-aggregate-{history}")),
+            ("temporal-append", "temporal-append".to_owned()),
+        ];
+        names.extend(temporal.into_iter().filter(|(f, _)| wants(f)).map(|(_, name)| name));
+    }
+    names
+}

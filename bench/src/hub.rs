@@ -1,0 +1,171 @@
+//! The hub under test: built with cargo, run as a child process on a fresh data directory,
+//! observed through /proc.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+/// Builds the `cityhub` binary with the given cargo profile and answers its path, as cargo
+/// reports it (so CARGO_TARGET_DIR and any build.target-dir setting are respected).
+pub fn build(release: bool) -> anyhow::Result<PathBuf> {
+    // Set by `cargo run`; the compile-time value covers running the binary directly.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "-p", "cityhub", "--bin", "cityhub", "--message-format=json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(&manifest);
+    if release {
+        command.arg("--release");
+    }
+    eprintln!("building the hub: {command:?}");
+    let output = command.stderr(Stdio::inherit()).output().context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!("cargo build of the hub failed ({})", output.status);
+    }
+    let messages = String::from_utf8_lossy(&output.stdout);
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "cityhub")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo reported no cityhub executable")
+}
+
+/// A running hub; stopped with SIGTERM (and killed if it does not stop) when dropped.
+pub struct Hub {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+}
+
+impl Hub {
+    pub fn start(bin: &Path, data: &Path) -> anyhow::Result<Hub> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(["--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        // Reads the address line, then keeps draining so the hub never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("cityhub listening on http://") {
+                    let _ = tx.send(url.trim_end_matches("/ngsi-ld/v1").to_owned());
+                }
+            }
+        });
+        let mut hub = Hub { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), data: data.to_path_buf() };
+        let announced =
+            rx.recv_timeout(Duration::from_secs(60)).context("the hub did not announce its address in 60 s")?;
+        hub.addr = announced.parse().with_context(|| format!("the hub announced {announced:?}"))?;
+        Ok(hub)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in bytes (VmRSS).
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        proc_status_kib(self.pid(), "VmRSS:").map(|kib| kib * 1024)
+    }
+
+    /// Peak resident set size in bytes (VmHWM).
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        proc_status_kib(self.pid(), "VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// Bytes of all the files in the data directory (database, WAL, shared memory).
+    pub fn disk_bytes(&self) -> anyhow::Result<u64> {
+        dir_bytes(&self.data, &|_| true)
+    }
+
+    /// Bytes of the SQLite write-ahead logs in the data directory: they grow between
+    /// checkpoints, so they are reported apart from the database itself.
+    pub fn wal_bytes(&self) -> anyhow::Result<u64> {
+        dir_bytes(&self.data, &|name| name.ends_with("-wal"))
+    }
+
+    /// Stops the hub with SIGTERM, as an operator would, and waits up to 30 s for it.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_some() {
+            bail!("the hub had already exited");
+        }
+        let pid = libc::pid_t::try_from(self.pid())?;
+        // SAFETY: sends a signal to our own child, whose pid is not reaped before `wait` below.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            bail!("cannot signal the hub: {}", std::io::Error::last_os_error());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return if status.success() { Ok(()) } else { bail!("the hub exited with {status}") };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        bail!("the hub did not stop within 30 s of SIGTERM; killed")
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("cannot read /proc/PID/status")?;
+    let line =
+        status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    let kib = line[field.len()..].trim().trim_end_matches("kB").trim();
+    kib.parse().with_context(|| format!("cannot read {line:?}"))
+}
+
+fn dir_bytes(dir: &Path, counts: &dyn Fn(&str) -> bool) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            total += dir_bytes(&entry.path(), counts)?;
+        } else if counts(&entry.file_name().to_string_lossy()) {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
+/// What the report says about the machine.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| info.lines().next().map(|l| l.trim_start_matches("MemTotal:").trim().to_owned()))
+        .unwrap_or_default();
+    format!("{cores} cores ({model}), {mem} RAM")
+}

@@ -1,0 +1,244 @@
+//! The report, in Markdown: what ran, on what, the numbers, the targets, and what did not run.
+
+use std::fmt::Write as _;
+
+use crate::runner::{HistoryLoad, Memory, Outcome, ScenarioResult, Settings};
+use crate::scenarios::size_label;
+
+/// What the report says about the run besides its results.
+pub struct Header {
+    pub mode: String,
+    pub machine: String,
+    pub hub: String,
+}
+
+const KIB: f64 = 1024.0;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The targets of the issue: a scenario family, the least hub/ceiling ratio, and for queries the
+/// largest p99 in milliseconds.
+const RATIO_TARGETS: [(&str, f64, Option<f64>); 5] = [
+    ("get-by-id", 0.5, None),
+    ("create", 0.25, None),
+    ("partial-update", 0.25, None),
+    ("query-props", 0.1, Some(20.0)),
+    ("query-rel", 0.1, Some(20.0)),
+];
+const RSS_TARGET_BYTES: f64 = 2048.0;
+
+pub fn render(header: &Header, settings: &Settings, outcome: &Outcome) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# cityhub-bench `{}`\n", header.mode);
+    let _ = writeln!(w, "- machine: {} (shared: other jobs may run beside the benchmark)", header.machine);
+    let _ = writeln!(w, "- hub: `{}` on 127.0.0.1, fresh temporary data directory", header.hub);
+    let _ = writeln!(
+        w,
+        "- load: {} keep-alive HTTP/1.1 connections from one client thread; closed loop: at most {} requests or {:.0} s per run{}; open loop: {:.0}% of the hub's closed-loop throughput, at most {} requests or {:.0} s",
+        settings.closed.connections,
+        settings.closed.max_requests,
+        settings.closed.max_duration.as_secs_f64(),
+        if settings.warmup.is_zero() { String::new() } else { format!(" after a {:.0} s warm-up", settings.warmup.as_secs_f64()) },
+        settings.open_fraction * 100.0,
+        settings.open.max_requests,
+        settings.open.max_duration.as_secs_f64(),
+    );
+    let _ = writeln!(
+        w,
+        "- ceiling: axum on its own tokio runtime, replaying the hub's answer after parsing the request body\n"
+    );
+
+    seeding_section(w, outcome);
+    closed_section(w, &outcome.scenarios);
+    open_section(w, &outcome.scenarios);
+    if let Some(memory) = &outcome.memory {
+        memory_section(w, memory);
+    }
+    if let Some(history) = &outcome.history {
+        history_section(w, history);
+    }
+    targets_section(w, outcome, settings);
+    let _ = writeln!(w, "## Not run\n");
+    for (name, why) in &outcome.not_run {
+        let _ = writeln!(w, "- `{name}`: not run: {why}");
+    }
+    let problems = outcome.problems();
+    let _ = writeln!(w, "\n## Problems\n");
+    if problems.is_empty() {
+        let _ = writeln!(w, "None: every request of every scenario was answered with the expected status and content.");
+    }
+    for problem in problems {
+        let _ = writeln!(w, "- {problem}");
+    }
+    out
+}
+
+fn seeding_section(w: &mut String, outcome: &Outcome) {
+    let _ = writeln!(w, "## Seeding (batch create, {} entities per batch)\n", crate::scenarios::BATCH);
+    let _ = writeln!(w, "| entities | added | seconds | entities/s |\n|---:|---:|---:|---:|");
+    for s in &outcome.seedings {
+        let added = s.to - s.from;
+        let secs = s.elapsed.as_secs_f64();
+        let _ = writeln!(w, "| {} | {added} | {secs:.1} | {:.0} |", size_label(s.to), added as f64 / secs.max(1e-9));
+    }
+    let _ = writeln!(w);
+}
+
+fn closed_section(w: &mut String, scenarios: &[ScenarioResult]) {
+    let _ = writeln!(w, "## Closed loop (latency in ms)\n");
+    let _ = writeln!(
+        w,
+        "| scenario | hub req/s | p50 | p95 | p99 | ceiling req/s | p50 | p95 | p99 | hub/ceiling |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in scenarios {
+        match &s.outcome {
+            Ok(m) => {
+                let (h, c) = (&m.hub_closed, &m.ceiling_closed);
+                let _ = writeln!(
+                    w,
+                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.3} |",
+                    s.name,
+                    h.throughput(),
+                    h.ms(0.5),
+                    h.ms(0.95),
+                    h.ms(0.99),
+                    c.throughput(),
+                    c.ms(0.5),
+                    c.ms(0.95),
+                    c.ms(0.99),
+                    m.ratio()
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(w, "| {} | failed: {} | | | | | | | | |", s.name, why.replace('|', "\\|"));
+            }
+        }
+    }
+    let _ = writeln!(w);
+    for s in scenarios.iter().filter(|s| s.per_call > 1) {
+        if let Ok(m) = &s.outcome {
+            let _ = writeln!(
+                w,
+                "- {}: {:.0} entities/s on the hub, {:.0} on the ceiling",
+                s.name,
+                m.hub_closed.throughput() * s.per_call as f64,
+                m.ceiling_closed.throughput() * s.per_call as f64
+            );
+        }
+    }
+    let _ = writeln!(w, "\nWhat each scenario sends:\n");
+    for s in scenarios {
+        let _ = writeln!(w, "- `{}`: {}", s.name, s.about);
+    }
+    let _ = writeln!(w);
+}
+
+fn open_section(w: &mut String, scenarios: &[ScenarioResult]) {
+    let _ = writeln!(w, "## Open loop (latency in ms from each request's intended send time)\n");
+    let _ = writeln!(
+        w,
+        "| scenario | rate req/s | hub p50 | p95 | p99 | hub p99 from actual send | ceiling p50 | p95 | p99 | answered (hub) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in scenarios {
+        if let Ok(m) = &s.outcome {
+            let (h, c) = (&m.hub_open, &m.ceiling_open);
+            let _ = writeln!(
+                w,
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                s.name,
+                h.offered_rate.unwrap_or(0.0),
+                h.ms(0.5),
+                h.ms(0.95),
+                h.ms(0.99),
+                h.service_ms(0.99),
+                c.ms(0.5),
+                c.ms(0.95),
+                c.ms(0.99),
+                h.ok
+            );
+        }
+    }
+    let _ = writeln!(w);
+}
+
+fn memory_section(w: &mut String, m: &Memory) {
+    let _ = writeln!(w, "## Memory and disk ({} entities of the template)\n", size_label(m.entities));
+    let _ = writeln!(
+        w,
+        "- hub RSS: {:.1} MiB before seeding, {:.1} MiB after: {:.0} bytes ({:.2} KiB) per entity",
+        m.rss_before as f64 / MIB,
+        m.rss_after as f64 / MIB,
+        m.rss_per_entity(),
+        m.rss_per_entity() / KIB
+    );
+    let _ = writeln!(
+        w,
+        "- data directory: {:.1} MiB: {:.0} bytes per entity ({:.1} MiB of it the WAL, not yet checkpointed)",
+        m.disk_after as f64 / MIB,
+        m.disk_per_entity(),
+        m.wal_after as f64 / MIB
+    );
+    let _ = writeln!(
+        w,
+        "- hub RSS at the end of the run: {:.1} MiB (peak {:.1} MiB)\n",
+        m.rss_end as f64 / MIB,
+        m.peak_rss as f64 / MIB
+    );
+}
+
+fn history_section(w: &mut String, h: &HistoryLoad) {
+    let _ = writeln!(w, "## Temporal history ({} instances)\n", size_label(h.instances));
+    let secs = h.elapsed.as_secs_f64();
+    let _ = writeln!(
+        w,
+        "- loaded in {secs:.1} s ({:.0} instances/s, {} per request)",
+        h.instances as f64 / secs.max(1e-9),
+        crate::scenarios::HISTORY_CHUNK
+    );
+    let _ = writeln!(
+        w,
+        "- hub RSS: {:.1} MiB before, {:.1} MiB after: {:.0} bytes per instance",
+        h.rss_before as f64 / MIB,
+        h.rss_after as f64 / MIB,
+        h.rss_per_instance()
+    );
+    let _ = writeln!(
+        w,
+        "- data directory: {:.1} MiB before, {:.1} MiB after: {:.0} bytes per instance\n",
+        h.disk_before as f64 / MIB,
+        h.disk_after as f64 / MIB,
+        h.disk_per_instance()
+    );
+}
+
+fn targets_section(w: &mut String, outcome: &Outcome, settings: &Settings) {
+    let _ = writeln!(w, "## Targets of issue 6\n");
+    let _ = writeln!(w, "| target | measured | met |\n|---|---|---|");
+    let largest = settings.sizes.last().map(|&n| size_label(n)).unwrap_or_default();
+    for (family, least_ratio, max_p99) in RATIO_TARGETS {
+        let name = if max_p99.is_some() { format!("{family}-{largest}") } else { family.to_owned() };
+        let Some(Ok(m)) = outcome.scenarios.iter().find(|s| s.name == name).map(|s| &s.outcome) else {
+            continue;
+        };
+        let ratio = m.ratio();
+        let p99 = m.hub_closed.ms(0.99);
+        let (target, met) = match max_p99 {
+            Some(limit) => {
+                (format!("{name}: ≥ {least_ratio}× ceiling, p99 < {limit} ms"), ratio >= least_ratio && p99 < limit)
+            }
+            None => (format!("{name}: ≥ {least_ratio}× ceiling"), ratio >= least_ratio),
+        };
+        let _ = writeln!(w, "| {target} | {ratio:.3}×, p99 {p99:.2} ms | {} |", if met { "yes" } else { "**no**" });
+    }
+    if let Some(m) = &outcome.memory {
+        let per = m.rss_per_entity();
+        let met = per <= RSS_TARGET_BYTES;
+        let _ = writeln!(
+            w,
+            "| RSS ≤ 2 KiB per entity ({}) | {per:.0} bytes | {} |",
+            size_label(m.entities),
+            if met { "yes" } else { "**no**" }
+        );
+    }
+    let _ = writeln!(w);
+}
