@@ -38,6 +38,20 @@ pub fn build(release: bool) -> anyhow::Result<PathBuf> {
         .context("cargo reported no cityhub executable")
 }
 
+/// What the hub process has consumed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu: Duration,
+    /// Bytes the process caused to be written to storage.
+    pub written: u64,
+}
+
+impl Usage {
+    pub fn since(self, earlier: Usage) -> Usage {
+        Usage { cpu: self.cpu.saturating_sub(earlier.cpu), written: self.written.saturating_sub(earlier.written) }
+    }
+}
+
 /// A running hub; stopped with SIGTERM (and killed if it does not stop) when dropped.
 pub struct Hub {
     child: Child,
@@ -67,8 +81,13 @@ impl Hub {
             }
         });
         let mut hub = Hub { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), data: data.to_path_buf() };
-        let announced =
-            rx.recv_timeout(Duration::from_secs(60)).context("the hub did not announce its address in 60 s")?;
+        let announced = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(announced) => announced,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("the hub closed its output without announcing its address")
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!("the hub did not announce its address in 60 s"),
+        };
         hub.addr = announced.parse().with_context(|| format!("the hub announced {announced:?}"))?;
         Ok(hub)
     }
@@ -85,6 +104,26 @@ impl Hub {
     /// Peak resident set size in bytes (VmHWM).
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         proc_status_kib(self.pid(), "VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// CPU time and disk writes of the hub so far; the difference over a run says how busy the
+    /// hub was and how much it wrote per request, which tells CPU-bound from I/O-bound.
+    pub fn usage(&self) -> anyhow::Result<Usage> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // The command name may hold spaces; the fields after it are fixed (proc(5)): utime and
+        // stime are the 12th and 13th after the closing parenthesis.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("cannot read /proc/PID/stat");
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+        let cpu = Duration::from_secs_f64((ticks(11)? + ticks(12)?) as f64 / per_second as f64);
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid()))?;
+        let written = io
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no write_bytes in /proc/PID/io")?;
+        Ok(Usage { cpu, written })
     }
 
     /// Bytes of all the files in the data directory (database, WAL, shared memory).

@@ -33,7 +33,7 @@ struct Args {
     /// `all` (every scenario, stores of 1k, 10k and 100k entities), `quick` (every scenario,
     /// small counts, checks answers only), or scenario families to run with the `all` settings:
     /// query-props, query-rel, geo-near, get-by-id, partial-update, update-attrs, create,
-    /// batch-create, batch-upsert, temporal-aggregate, temporal-append.
+    /// batch-create, batch-upsert, memory, temporal-aggregate, temporal-append.
     #[arg(required = true)]
     what: Vec<String>,
 
@@ -64,6 +64,12 @@ struct Args {
     /// Also write the Markdown report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// The two halves of a run, each on a fresh hub.
+enum Phase {
+    Entities,
+    Fresh,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,15 +142,40 @@ fn run() -> anyhow::Result<bool> {
         None => hub::build(profile == Profile::Release)?,
     };
     let started = Instant::now();
-    let tmp =
-        tempfile::Builder::new().prefix("cityhub-bench-").tempdir().context("cannot make a temporary directory")?;
-    let mut hub = hub::Hub::start(&hub_bin, &tmp.path().join("data"))?;
-    eprintln!("hub {} (pid {}) on {}", hub_bin.display(), hub.pid(), hub.addr);
     // One client thread: the load generator takes at most one core of the machine, and the same
     // one whether it loads the hub or the ceiling.
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let outcome = client.block_on(runner::run(&hub, &settings));
-    let stopped = hub.stop();
+    let mut outcome = runner::Outcome::new();
+    let mut stop_problems = Vec::new();
+    // Each phase gets its own hub on its own data directory; the first is stopped before the
+    // second starts so they never compete for the machine.
+    let mut phases = Vec::new();
+    if runner::wants_entity_phase(&settings) {
+        phases.push(Phase::Entities);
+    }
+    if runner::wants_fresh_phase(&settings) {
+        phases.push(Phase::Fresh);
+    }
+    for phase in phases {
+        let label = match phase {
+            Phase::Entities => "entity scenarios",
+            Phase::Fresh => "memory and temporal",
+        };
+        let tmp =
+            tempfile::Builder::new().prefix("cityhub-bench-").tempdir().context("cannot make a temporary directory")?;
+        let mut hub = hub::Hub::start(&hub_bin, &tmp.path().join("data"))?;
+        eprintln!("{label}: hub {} (pid {}) on {}", hub_bin.display(), hub.pid(), hub.addr);
+        match phase {
+            Phase::Entities => client.block_on(runner::entity_phase(&hub, &settings, &mut outcome)),
+            Phase::Fresh => client.block_on(runner::fresh_phase(&hub, &settings, &mut outcome)),
+        }
+        if let Err(e) = hub.stop() {
+            stop_problems.push(format!("stopping the hub of the {label} phase: {e:#}"));
+        }
+        if outcome.aborted.is_some() {
+            break;
+        }
+    }
     let header = report::Header {
         mode: args.what.join(" "),
         machine: hub::machine(),
@@ -160,9 +191,7 @@ fn run() -> anyhow::Result<bool> {
         std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut problems = outcome.problems();
-    if let Err(e) = stopped {
-        problems.push(format!("stopping the hub: {e:#}"));
-    }
+    problems.extend(stop_problems);
     let temporal = !outcome.not_run.iter().any(|(name, _)| scenarios::TEMPORAL.contains(&name.as_str()));
     let expected = expected_scenarios(&settings, temporal);
     let ran: Vec<&str> = outcome.scenarios.iter().map(|s| s.name.as_str()).collect();

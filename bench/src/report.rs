@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::runner::{HistoryLoad, Memory, Outcome, ScenarioResult, Settings};
+use crate::runner::{HistoryLoad, Outcome, ScenarioResult, Settings};
 use crate::scenarios::size_label;
 
 /// What the report says about the run besides its results.
@@ -51,8 +51,8 @@ pub fn render(header: &Header, settings: &Settings, outcome: &Outcome) -> String
     seeding_section(w, outcome);
     closed_section(w, &outcome.scenarios);
     open_section(w, &outcome.scenarios);
-    if let Some(memory) = &outcome.memory {
-        memory_section(w, memory);
+    if outcome.memory.is_some() || outcome.rss_under_load.is_some() {
+        memory_section(w, outcome);
     }
     if let Some(history) = &outcome.history {
         history_section(w, history);
@@ -115,6 +115,27 @@ fn closed_section(w: &mut String, scenarios: &[ScenarioResult]) {
         }
     }
     let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "What the hub process used during its closed-loop run (from /proc: user + system CPU, bytes written to storage):\n"
+    );
+    let _ = writeln!(
+        w,
+        "| scenario | hub CPU cores busy | hub CPU ms/request | KiB written/request |\n|---|---:|---:|---:|"
+    );
+    for s in scenarios {
+        if let Ok(m) = &s.outcome {
+            let _ = writeln!(
+                w,
+                "| {} | {:.2} | {:.3} | {:.1} |",
+                s.name,
+                m.hub_cores(),
+                m.hub_cpu_ms_per_request(),
+                m.hub_kib_written_per_request()
+            );
+        }
+    }
+    let _ = writeln!(w);
     for s in scenarios.iter().filter(|s| s.per_call > 1) {
         if let Ok(m) = &s.outcome {
             let _ = writeln!(
@@ -161,29 +182,40 @@ fn open_section(w: &mut String, scenarios: &[ScenarioResult]) {
     let _ = writeln!(w);
 }
 
-fn memory_section(w: &mut String, m: &Memory) {
-    let _ = writeln!(w, "## Memory and disk ({} entities of the template)\n", size_label(m.entities));
-    let _ = writeln!(
-        w,
-        "- hub RSS: {:.1} MiB before seeding, {:.1} MiB after: {:.0} bytes ({:.2} KiB) per entity",
-        m.rss_before as f64 / MIB,
-        m.rss_after as f64 / MIB,
-        m.rss_per_entity(),
-        m.rss_per_entity() / KIB
-    );
-    let _ = writeln!(
-        w,
-        "- data directory: {:.1} MiB: {:.0} bytes per entity ({:.1} MiB of it the WAL, not yet checkpointed)",
-        m.disk_after as f64 / MIB,
-        m.disk_per_entity(),
-        m.wal_after as f64 / MIB
-    );
-    let _ = writeln!(
-        w,
-        "- hub RSS at the end of the run: {:.1} MiB (peak {:.1} MiB)\n",
-        m.rss_end as f64 / MIB,
-        m.peak_rss as f64 / MIB
-    );
+fn memory_section(w: &mut String, outcome: &Outcome) {
+    if let Some(m) = &outcome.memory {
+        let _ = writeln!(
+            w,
+            "## Memory and disk ({} entities of the template, fresh hub, no other load)\n",
+            size_label(m.entities)
+        );
+        let secs = m.seed_elapsed.as_secs_f64();
+        let _ = writeln!(w, "- seeded in {secs:.1} s ({:.0} entities/s)", m.entities as f64 / secs.max(1e-9));
+        let _ = writeln!(
+            w,
+            "- hub RSS: {:.1} MiB before seeding, {:.1} MiB after: {:.0} bytes ({:.2} KiB) per entity",
+            m.rss_before as f64 / MIB,
+            m.rss_after as f64 / MIB,
+            m.rss_per_entity(),
+            m.rss_per_entity() / KIB
+        );
+        let _ = writeln!(
+            w,
+            "- data directory: {:.1} MiB: {:.0} bytes per entity ({:.1} MiB of it the WAL, not yet checkpointed)",
+            m.disk_after as f64 / MIB,
+            m.disk_per_entity(),
+            m.wal_after as f64 / MIB
+        );
+    }
+    if let Some((end, peak)) = outcome.rss_under_load {
+        let _ = writeln!(
+            w,
+            "- the entity-scenario hub, at the end of its phase: RSS {:.1} MiB, peak {:.1} MiB",
+            end as f64 / MIB,
+            peak as f64 / MIB
+        );
+    }
+    let _ = writeln!(w);
 }
 
 fn history_section(w: &mut String, h: &HistoryLoad) {

@@ -1,11 +1,13 @@
-//! The run: seeds the hub size after size, measures every scenario against the hub and against
-//! its ceiling, and collects what the report needs.
+//! The run, in two phases on two fresh hubs. The first seeds the hub size after size and
+//! measures every entity scenario against the hub and against its ceiling. The second loads a
+//! fresh hub with nothing else going on, to measure memory and disk per entity and per temporal
+//! instance, then runs the temporal scenarios on that history.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::ceiling::{Canned, Ceiling};
-use crate::hub::Hub;
+use crate::hub::{Hub, Usage};
 use crate::load::{closed_loop, open_loop, Conn, Limits, RunStats, Target};
 use crate::scenarios::{self, size_label, Scenario};
 
@@ -45,15 +47,14 @@ pub struct Seeding {
     pub errors: Vec<String>,
 }
 
+/// Memory and disk after seeding a fresh hub, with no other load in between.
 pub struct Memory {
     pub entities: u64,
+    pub seed_elapsed: Duration,
     pub rss_before: u64,
     pub rss_after: u64,
     pub disk_after: u64,
     pub wal_after: u64,
-    /// At the end of the whole run, after every scenario.
-    pub rss_end: u64,
-    pub peak_rss: u64,
 }
 
 impl Memory {
@@ -90,6 +91,8 @@ impl HistoryLoad {
 /// The four measurements of one scenario.
 pub struct Measured {
     pub hub_closed: RunStats,
+    /// What the hub process consumed during its closed-loop run.
+    pub hub_usage: Usage,
     pub ceiling_closed: RunStats,
     pub hub_open: RunStats,
     pub ceiling_open: RunStats,
@@ -103,6 +106,19 @@ impl Measured {
             ("hub, open loop", &self.hub_open),
             ("ceiling, open loop", &self.ceiling_open),
         ]
+    }
+
+    /// Hub CPU time over the closed-loop run's wall time: near the core count means CPU-bound.
+    pub fn hub_cores(&self) -> f64 {
+        self.hub_usage.cpu.as_secs_f64() / self.hub_closed.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn hub_cpu_ms_per_request(&self) -> f64 {
+        self.hub_usage.cpu.as_secs_f64() * 1000.0 / self.hub_closed.ok.max(1) as f64
+    }
+
+    pub fn hub_kib_written_per_request(&self) -> f64 {
+        self.hub_usage.written as f64 / 1024.0 / self.hub_closed.ok.max(1) as f64
     }
 
     pub fn ratio(&self) -> f64 {
@@ -150,6 +166,8 @@ impl ScenarioResult {
 
 pub struct Outcome {
     pub seedings: Vec<Seeding>,
+    /// The first hub's RSS at the end of its phase, and its peak.
+    pub rss_under_load: Option<(u64, u64)>,
     pub memory: Option<Memory>,
     pub history: Option<HistoryLoad>,
     /// Scenarios not run, and why.
@@ -160,6 +178,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    pub fn new() -> Outcome {
+        Outcome {
+            seedings: Vec::new(),
+            rss_under_load: None,
+            memory: None,
+            history: None,
+            not_run: scenarios::NOT_RUN.iter().map(|(n, why)| (n.to_string(), why.to_string())).collect(),
+            scenarios: Vec::new(),
+            aborted: None,
+        }
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.aborted.iter().cloned().collect();
         if let Some(history) = &self.history {
@@ -192,7 +222,7 @@ async fn seed(hub: SocketAddr, from: u64, to: u64, connections: usize) -> Seedin
 /// Measures one scenario: setup, one probe request whose answer becomes the ceiling's, then
 /// closed loop on hub and ceiling, then open loop on both at the same fraction of the hub's
 /// closed-loop throughput.
-pub async fn measure(hub: SocketAddr, scenario: Scenario, settings: &Settings) -> ScenarioResult {
+pub async fn measure(hub: &Hub, scenario: Scenario, settings: &Settings) -> ScenarioResult {
     eprintln!("scenario {}: {}", scenario.name, scenario.about);
     let outcome = measure_inner(hub, &scenario, settings).await;
     if let Ok(m) = &outcome {
@@ -208,7 +238,8 @@ pub async fn measure(hub: SocketAddr, scenario: Scenario, settings: &Settings) -
     ScenarioResult { name: scenario.name, about: scenario.about, per_call: scenario.per_call, outcome }
 }
 
-async fn measure_inner(hub: SocketAddr, scenario: &Scenario, settings: &Settings) -> Result<Measured, String> {
+async fn measure_inner(hub_process: &Hub, scenario: &Scenario, settings: &Settings) -> Result<Measured, String> {
+    let hub = hub_process.addr;
     let mut conn = Conn::open(hub).await.map_err(|e| format!("{e:#}"))?;
     for call in &scenario.setup {
         conn.exchange(call, true).await.map_err(|why| format!("setup: {why}"))?;
@@ -227,7 +258,9 @@ async fn measure_inner(hub: SocketAddr, scenario: &Scenario, settings: &Settings
     } else {
         None
     };
+    let before = hub_process.usage().unwrap_or_default();
     let mut hub_closed = closed_loop(hub, workload.clone(), settings.closed).await;
+    let hub_usage = hub_process.usage().unwrap_or_default().since(before);
     if let Some(warmup) = warmup.filter(|w| w.errors > 0) {
         // A wrong answer during the warm-up is as wrong as any other.
         hub_closed.errors += warmup.errors;
@@ -237,23 +270,15 @@ async fn measure_inner(hub: SocketAddr, scenario: &Scenario, settings: &Settings
     let rate = (hub_closed.throughput() * settings.open_fraction).max(1.0);
     let hub_open = open_loop(hub, workload.clone(), rate, settings.open).await;
     let ceiling_open = open_loop(ceiling_target, workload.clone(), rate, settings.open).await;
-    Ok(Measured { hub_closed, ceiling_closed, hub_open, ceiling_open })
+    Ok(Measured { hub_closed, hub_usage, ceiling_closed, hub_open, ceiling_open })
 }
 
 /// A scenario for a store of this many seeded entities.
 type MakeScenario = fn(u64) -> Scenario;
 
-/// The whole run against a started hub.
-pub async fn run(hub: &Hub, settings: &Settings) -> Outcome {
-    let mut outcome = Outcome {
-        seedings: Vec::new(),
-        memory: None,
-        history: None,
-        not_run: scenarios::NOT_RUN.iter().map(|(n, why)| (n.to_string(), why.to_string())).collect(),
-        scenarios: Vec::new(),
-        aborted: None,
-    };
-    let rss_before = hub.rss().unwrap_or(0);
+/// The first phase: seeds size after size, measuring the queries at each size, then the other
+/// entity scenarios at the largest size.
+pub async fn entity_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome) {
     let mut seeded = 0;
     for &size in &settings.sizes {
         let seeding = seed(hub.addr, seeded, size, settings.seed_connections).await;
@@ -263,19 +288,16 @@ pub async fn run(hub: &Hub, settings: &Settings) -> Outcome {
         if failed {
             outcome.aborted =
                 Some(format!("seeding to {} entities failed; the scenarios were not run", size_label(size)));
-            return outcome;
+            return;
         }
         seeded = size;
         if settings.wants("query-props") {
-            outcome.scenarios.push(measure(hub.addr, scenarios::query_props(seeded), settings).await);
+            outcome.scenarios.push(measure(hub, scenarios::query_props(seeded), settings).await);
         }
         if settings.wants("query-rel") {
-            outcome.scenarios.push(measure(hub.addr, scenarios::query_rel(seeded), settings).await);
+            outcome.scenarios.push(measure(hub, scenarios::query_rel(seeded), settings).await);
         }
     }
-    let (rss_after, disk_after, wal_after) =
-        (hub.rss().unwrap_or(0), hub.disk_bytes().unwrap_or(0), hub.wal_bytes().unwrap_or(0));
-
     let later: [(&str, MakeScenario); 7] = [
         ("geo-near", scenarios::geo_near),
         ("get-by-id", scenarios::get_by_id),
@@ -287,24 +309,49 @@ pub async fn run(hub: &Hub, settings: &Settings) -> Outcome {
     ];
     for (family, make) in later {
         if settings.wants(family) {
-            outcome.scenarios.push(measure(hub.addr, make(seeded), settings).await);
+            outcome.scenarios.push(measure(hub, make(seeded), settings).await);
         }
     }
-    if settings.wants("temporal-aggregate") || settings.wants("temporal-append") {
-        temporal(hub, settings, seeded, &mut outcome).await;
-    }
-    outcome.memory = Some(Memory {
-        entities: seeded,
-        rss_before,
-        rss_after,
-        disk_after,
-        wal_after,
-        rss_end: hub.rss().unwrap_or(0),
-        peak_rss: hub.peak_rss().unwrap_or(0),
-    });
-    outcome
+    outcome.rss_under_load = Some((hub.rss().unwrap_or(0), hub.peak_rss().unwrap_or(0)));
 }
 
+/// The families measured on the second, fresh hub; all others belong to the first.
+const FRESH_FAMILIES: [&str; 3] = ["memory", "temporal-aggregate", "temporal-append"];
+
+/// Whether the first phase has anything to do.
+pub fn wants_entity_phase(settings: &Settings) -> bool {
+    scenarios::FAMILIES.iter().filter(|f| !FRESH_FAMILIES.contains(f)).any(|f| settings.wants(f))
+}
+
+/// Whether the second phase has anything to do.
+pub fn wants_fresh_phase(settings: &Settings) -> bool {
+    FRESH_FAMILIES.iter().any(|f| settings.wants(f))
+}
+
+/// The second phase, on a fresh hub: memory and disk per entity after seeding the largest size,
+/// then, when the hub has a temporal API, per instance after loading the history, and the
+/// temporal scenarios.
+pub async fn fresh_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome) {
+    let entities = *settings.sizes.last().expect("sizes are checked");
+    let rss_before = hub.rss().unwrap_or(0);
+    let seeding = seed(hub.addr, 0, entities, settings.seed_connections).await;
+    eprintln!("  seeded {entities} entities in {:.1} s", seeding.elapsed.as_secs_f64());
+    if let Some(e) = seeding.errors.first() {
+        outcome.aborted = Some(format!("seeding the fresh hub failed: {e}"));
+        return;
+    }
+    outcome.memory = Some(Memory {
+        entities,
+        seed_elapsed: seeding.elapsed,
+        rss_before,
+        rss_after: hub.rss().unwrap_or(0),
+        disk_after: hub.disk_bytes().unwrap_or(0),
+        wal_after: hub.wal_bytes().unwrap_or(0),
+    });
+    if settings.wants("temporal-aggregate") || settings.wants("temporal-append") {
+        temporal(hub, settings, entities, outcome).await;
+    }
+}
 /// The temporal scenarios, when the hub has a temporal API: loads the history (measuring memory
 /// and disk per instance), then aggregates over it and appends to the seeded entities.
 async fn temporal(hub: &Hub, settings: &Settings, seeded: u64, outcome: &mut Outcome) {
@@ -324,11 +371,11 @@ async fn temporal(hub: &Hub, settings: &Settings, seeded: u64, outcome: &mut Out
         outcome.history = Some(history);
         if loaded {
             let scenario = scenarios::temporal_aggregate(settings.history_per_entity);
-            outcome.scenarios.push(measure(hub.addr, scenario, settings).await);
+            outcome.scenarios.push(measure(hub, scenario, settings).await);
         }
     }
     if settings.wants("temporal-append") {
-        outcome.scenarios.push(measure(hub.addr, scenarios::temporal_append(seeded), settings).await);
+        outcome.scenarios.push(measure(hub, scenarios::temporal_append(seeded), settings).await);
     }
 }
 

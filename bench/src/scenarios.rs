@@ -24,7 +24,7 @@ const NEAR_M: f64 = 2000.0;
 const NEAR_SLACK: f64 = 0.005;
 
 /// The scenario families, in the order the runner goes through them.
-pub const FAMILIES: [&str; 11] = [
+pub const FAMILIES: [&str; 12] = [
     "query-props",
     "query-rel",
     "geo-near",
@@ -34,6 +34,7 @@ pub const FAMILIES: [&str; 11] = [
     "create",
     "batch-create",
     "batch-upsert",
+    "memory",
     "temporal-aggregate",
     "temporal-append",
 ];
