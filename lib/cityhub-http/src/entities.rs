@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::{
-    accept, as_object, body_ld, existing_tenant, header_ld, render_options, tenant, Accept, Ld, Params,
+    accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
 };
 use crate::response::{append_header, created, ld_json, no_content, path_segment, plain_json, with_header};
 use crate::SharedState;
@@ -263,61 +263,7 @@ pub async fn query_post(
     let accept = accept(&headers, true)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
-    let query = as_object(value, "a Query")?;
-    let mut extra = Vec::new();
-    for (key, value) in &query {
-        let text = |v: &Value| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        match key.as_str() {
-            "entities" => {
-                // Several selectors widen the query: their types and ids are alternatives.
-                let selectors = value.as_array().into_iter().flatten();
-                let mut types = Vec::new();
-                let mut ids = Vec::new();
-                for selector in selectors {
-                    if let Some(t) = selector.get("type") {
-                        types.push(text(t));
-                    }
-                    if let Some(id) = selector.get("id") {
-                        ids.push(text(id));
-                    }
-                    if let Some(p) = selector.get("idPattern") {
-                        extra.push(("idPattern".to_owned(), text(p)));
-                    }
-                }
-                if !types.is_empty() {
-                    extra.push(("type".to_owned(), types.join(",")));
-                }
-                if !ids.is_empty() {
-                    extra.push(("id".to_owned(), ids.join(",")));
-                }
-            }
-            "attrs" | "pick" | "omit" => extra.push((
-                key.clone(),
-                value
-                    .as_array()
-                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
-                    .unwrap_or_else(|| text(value)),
-            )),
-            "q" | "scopeQ" | "lang" | "join" | "joinLevel" => extra.push((key.clone(), text(value))),
-            "geoQ" => {
-                for member in ["georel", "geometry", "geoproperty"] {
-                    if let Some(v) = value.get(member) {
-                        extra.push((member.to_owned(), text(v)));
-                    }
-                }
-                if let Some(c) = value.get("coordinates") {
-                    extra.push(("coordinates".to_owned(), c.to_string()));
-                }
-            }
-            _ => {}
-        }
-    }
-    for pair in extra {
-        params.push(pair);
-    }
+    push_query_body(&as_object(value, "a Query")?, &mut params);
     run_query(&state, &tenant, &params, &ld, accept, None).await
 }
 

@@ -126,6 +126,66 @@ impl Params {
     }
 }
 
+/// Adds the terms of a `Query` body (clause 5.2.23) to `params`, as the query string would carry
+/// them; the GET and POST forms of a query then share one reading of their parameters.
+pub fn push_query_body(query: &Map<String, Value>, params: &mut Params) {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (key, value) in query {
+        match key.as_str() {
+            "entities" => {
+                // Several selectors widen the query: their types and ids are alternatives.
+                let (mut types, mut ids) = (Vec::new(), Vec::new());
+                for selector in value.as_array().into_iter().flatten() {
+                    if let Some(t) = selector.get("type") {
+                        types.push(text(t));
+                    }
+                    if let Some(id) = selector.get("id") {
+                        ids.push(text(id));
+                    }
+                    if let Some(p) = selector.get("idPattern") {
+                        params.push(("idPattern".to_owned(), text(p)));
+                    }
+                }
+                if !types.is_empty() {
+                    params.push(("type".to_owned(), types.join(",")));
+                }
+                if !ids.is_empty() {
+                    params.push(("id".to_owned(), ids.join(",")));
+                }
+            }
+            "attrs" | "pick" | "omit" => params.push((
+                key.clone(),
+                value
+                    .as_array()
+                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
+                    .unwrap_or_else(|| text(value)),
+            )),
+            "q" | "scopeQ" | "lang" | "join" | "joinLevel" => params.push((key.clone(), text(value))),
+            "geoQ" => {
+                for member in ["georel", "geometry", "geoproperty"] {
+                    if let Some(v) = value.get(member) {
+                        params.push((member.to_owned(), text(v)));
+                    }
+                }
+                if let Some(c) = value.get("coordinates") {
+                    params.push(("coordinates".to_owned(), c.to_string()));
+                }
+            }
+            "temporalQ" => {
+                for member in ["timerel", "timeAt", "endTimeAt", "timeproperty", "lastN"] {
+                    if let Some(v) = value.get(member) {
+                        params.push((member.to_owned(), text(v)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The tenant a request names (the default tenant is "").
 pub fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(value) = headers.get(TENANT_HEADER) else {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::entities::{check_id, entity_filter};
 use crate::error::{ApiError, ApiResult};
 use crate::request::{
-    accept, as_object, body_ld, existing_tenant, header_ld, render_options, tenant, Accept, Ld, Params,
+    accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
 };
 use crate::response::{created, ld_json, no_content, with_header};
 use crate::SharedState;
@@ -101,7 +101,7 @@ pub async fn create(
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
     let entity = temporal_entity(value, &ld, true)?;
     let id = entity.id.clone();
-    match state.store.temporal_write(&tenant, &id, TemporalWrite::AddInstances(entity)).await?? {
+    match state.store.temporal_write(&tenant, &id, TemporalWrite::AddInstances { entity, must_exist: false }).await?? {
         TemporalOutcome::Created => Ok(created(&format!("/ngsi-ld/v1/temporal/entities/{id}"))),
         TemporalOutcome::Updated => Ok(no_content()),
     }
@@ -123,22 +123,9 @@ pub async fn add_attrs(
     if entity.attrs.is_empty() {
         return Err(NgsiLdError::bad_request("no attribute to add").into());
     }
-    if !exists(&state, &tenant, &id).await? {
-        return Err(NgsiLdError::not_found(format!("no temporal representation of {id}")).into());
-    }
     entity.id = id.clone();
-    state.store.temporal_write(&tenant, &id, TemporalWrite::AddInstances(entity)).await??;
+    state.store.temporal_write(&tenant, &id, TemporalWrite::AddInstances { entity, must_exist: true }).await??;
     Ok(no_content())
-}
-
-async fn exists(state: &SharedState, tenant: &str, id: &str) -> Result<bool, ApiError> {
-    let query = TemporalQuery {
-        filter: cityhub_storage::EntityFilter { ids: vec![id.to_owned()], ..Default::default() },
-        per_attribute: 0,
-        paging: cityhub_storage::Paging { offset: 0, limit: 1, count: false },
-        ..Default::default()
-    };
-    Ok(!state.store.temporal_query(tenant, &query).await?.entities.is_empty())
 }
 
 /// DELETE /temporal/entities/{id}
@@ -396,7 +383,7 @@ pub async fn retrieve(
 /// GET /temporal/entities
 pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
     let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
-    run_query(&state, &headers, params, true).await
+    run_query(&state, &headers, params, true, None).await
 }
 
 /// POST /temporal/entityOperations/query
@@ -409,66 +396,12 @@ pub async fn query_post(
     let mut params =
         Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "format", "local", "lang", "lastN"])?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
-    let query = as_object(value, "a Query")?;
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => {
-            items.iter().map(|i| i.as_str().map(str::to_owned).unwrap_or(i.to_string())).collect::<Vec<_>>().join(",")
-        }
-        other => other.to_string(),
-    };
-    for (key, value) in &query {
-        match key.as_str() {
-            "entities" => {
-                let (mut types, mut ids) = (Vec::new(), Vec::new());
-                for selector in value.as_array().into_iter().flatten() {
-                    if let Some(t) = selector.get("type") {
-                        types.push(text(t));
-                    }
-                    if let Some(id) = selector.get("id") {
-                        ids.push(text(id));
-                    }
-                    if let Some(p) = selector.get("idPattern") {
-                        params.push(("idPattern".into(), text(p)));
-                    }
-                }
-                if !types.is_empty() {
-                    params.push(("type".into(), types.join(",")));
-                }
-                if !ids.is_empty() {
-                    params.push(("id".into(), ids.join(",")));
-                }
-            }
-            "attrs" | "q" | "scopeQ" | "lang" | "pick" | "omit" => params.push((key.clone(), text(value))),
-            "temporalQ" => {
-                for member in ["timerel", "timeAt", "endTimeAt", "timeproperty", "lastN"] {
-                    if let Some(v) = value.get(member) {
-                        params.push((member.into(), text(v)));
-                    }
-                }
-            }
-            "geoQ" => {
-                for member in ["georel", "geometry", "geoproperty"] {
-                    if let Some(v) = value.get(member) {
-                        params.push((member.into(), text(v)));
-                    }
-                }
-                if let Some(c) = value.get("coordinates") {
-                    params.push(("coordinates".into(), c.to_string()));
-                }
-            }
-            _ => {}
-        }
-    }
-    let ld_headers = headers.clone();
-    run_query_with(&state, &ld_headers, params, false, Some(ld)).await
+    push_query_body(&as_object(value, "a Query")?, &mut params);
+    run_query(&state, &headers, params, false, Some(ld)).await
 }
 
-async fn run_query(state: &SharedState, headers: &HeaderMap, params: Params, needs_selector: bool) -> ApiResult {
-    run_query_with(state, headers, params, needs_selector, None).await
-}
-
-async fn run_query_with(
+/// A temporal query; `ld` is the POST body's context, or None to read it from the headers.
+async fn run_query(
     state: &SharedState,
     headers: &HeaderMap,
     params: Params,

@@ -119,28 +119,30 @@ fn insert_instance(
 }
 
 /// Creates or refreshes the entity's row of the temporal representation.
-fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> rusqlite::Result<bool> {
+fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> rusqlite::Result<()> {
     let types = serde_json::to_string(&entity.types).map_err(sql_err)?;
     let scope = serde_json::to_string(&entity.scope).map_err(sql_err)?;
-    let existed = conn
-        .prepare_cached("SELECT 1 FROM temporal_entities WHERE tenant = ?1 AND id = ?2")?
-        .query_row(params![tenant, entity.id], |_| Ok(()))
-        .optional()?
-        .is_some();
+    let stored_types: Option<String> = conn
+        .prepare_cached("SELECT types FROM temporal_entities WHERE tenant = ?1 AND id = ?2")?
+        .query_row(params![tenant, entity.id], |row| row.get(0))
+        .optional()?;
     conn.prepare_cached(
         "INSERT INTO temporal_entities (tenant, id, types, scope, created_at, modified_at, deleted_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL)
          ON CONFLICT (tenant, id) DO UPDATE SET types = ?3, scope = ?4, modified_at = ?5, deleted_at = NULL",
     )?
     .execute(params![tenant, entity.id, types, scope, now])?;
-    conn.prepare_cached("DELETE FROM temporal_types WHERE tenant = ?1 AND id = ?2")?
-        .execute(params![tenant, entity.id])?;
-    let mut insert =
-        conn.prepare_cached("INSERT OR IGNORE INTO temporal_types (tenant, type, id) VALUES (?1, ?2, ?3)")?;
-    for t in &entity.types {
-        insert.execute(params![tenant, t, entity.id])?;
+    // Most writes keep the types; rewriting the type index on each would double their work.
+    if stored_types.as_deref() != Some(types.as_str()) {
+        conn.prepare_cached("DELETE FROM temporal_types WHERE tenant = ?1 AND id = ?2")?
+            .execute(params![tenant, entity.id])?;
+        let mut insert =
+            conn.prepare_cached("INSERT OR IGNORE INTO temporal_types (tenant, type, id) VALUES (?1, ?2, ?3)")?;
+        for t in &entity.types {
+            insert.execute(params![tenant, t, entity.id])?;
+        }
     }
-    Ok(!existed)
+    Ok(())
 }
 
 /// Records what a modification through the entity API changed: every instance that is new or
@@ -204,7 +206,10 @@ pub fn apply_write(
         .is_some();
     let not_found = || Ok(Err(NgsiLdError::not_found(format!("no temporal representation of {id}"))));
     match write {
-        TemporalWrite::AddInstances(mut input) => {
+        TemporalWrite::AddInstances { entity: mut input, must_exist } => {
+            if must_exist && !exists {
+                return not_found();
+            }
             let current = schema::load_entity(conn, tenant, id)?;
             let mut entity = current.clone().unwrap_or_else(|| {
                 let mut e = Entity::new(id, input.types.clone());
@@ -250,8 +255,8 @@ pub fn apply_write(
             }
             entity.modified_at = Some(now.clone());
             schema::save_entity(conn, tenant, &entity)?;
-            let created = touch_entity(conn, tenant, &entity, &now)?;
-            Ok(Ok(if created && !exists { TemporalOutcome::Created } else { TemporalOutcome::Updated }))
+            touch_entity(conn, tenant, &entity, &now)?;
+            Ok(Ok(if exists { TemporalOutcome::Updated } else { TemporalOutcome::Created }))
         }
         TemporalWrite::DeleteEntity => {
             if !exists {
@@ -377,18 +382,6 @@ fn matching_ids(conn: &Connection, tenant: &str, q: &TemporalQuery) -> rusqlite:
             || f.types.as_ref().is_some_and(|t| !t.matches(&types))
         {
             continue;
-        }
-        if !f.attrs.is_empty() {
-            let has = f.attrs.iter().any(|a| {
-                conn.prepare_cached(
-                    "SELECT 1 FROM attr_history WHERE tenant = ?1 AND entity_id = ?2 AND attr = ?3 LIMIT 1",
-                )
-                .and_then(|mut s| s.query_row(params![tenant, id, a], |_| Ok(())).optional())
-                .is_ok_and(|found| found.is_some())
-            });
-            if !has {
-                continue;
-            }
         }
         if needs_current {
             let current = schema::load_entity(conn, tenant, &id)?;

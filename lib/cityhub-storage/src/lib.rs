@@ -68,8 +68,12 @@ pub struct StoredContext {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TemporalWrite {
     /// Records every instance of `entity` (several per datasetId allowed) and brings the current
-    /// entity up to date with the latest instance of each attribute; creates both when missing.
-    AddInstances(Entity),
+    /// entity up to date with the latest instance of each attribute; creates both when missing,
+    /// unless `must_exist` (then a missing entity is ResourceNotFound).
+    AddInstances {
+        entity: Entity,
+        must_exist: bool,
+    },
     /// Forgets the entity: its history and its current state.
     DeleteEntity,
     /// Forgets an attribute's history (one datasetId, or all of them) and its current instances.

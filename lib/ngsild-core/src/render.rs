@@ -146,21 +146,11 @@ pub fn render_entity_inline(
     linked: &HashMap<String, Entity>,
     levels: u32,
 ) -> Map<String, Value> {
-    let mut out = Map::new();
     let proj = &opts.projection;
-    if proj.includes_core_member("id") {
-        out.insert("id".into(), Value::String(entity.id.clone()));
-    }
-    if proj.includes_core_member("type") {
-        out.insert("type".into(), compact_types(&entity.types, ctx));
-    }
-    if !entity.scope.is_empty() && proj.includes_core_member("scope") {
-        out.insert("scope".into(), one_or_many(entity.scope.iter().cloned().map(Value::String).collect()));
-    }
-    if opts.sys_attrs && opts.format != Format::KeyValues {
-        insert_opt(&mut out, "createdAt", &entity.created_at);
-        insert_opt(&mut out, "modifiedAt", &entity.modified_at);
-    }
+    let core = CoreMembers { id: &entity.id, types: &entity.types, scope: &entity.scope };
+    let system_times =
+        (opts.sys_attrs && opts.format != Format::KeyValues).then_some((&entity.created_at, &entity.modified_at));
+    let mut out = render_core_members(&core, system_times, ctx, proj);
     for (name, instances) in &entity.attrs {
         if !proj.includes(name) {
             continue;
@@ -218,11 +208,42 @@ fn embed_linked(
     }
 }
 
+/// The members every entity representation starts with.
+pub(crate) struct CoreMembers<'a> {
+    pub id: &'a str,
+    pub types: &'a [String],
+    pub scope: &'a [String],
+}
+
+/// `id`, `type` and `scope` as the projection allows, then `createdAt` / `modifiedAt` when given.
+pub(crate) fn render_core_members(
+    core: &CoreMembers<'_>,
+    system_times: Option<(&Option<String>, &Option<String>)>,
+    ctx: &Context,
+    proj: &Projection,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    if proj.includes_core_member("id") {
+        out.insert("id".into(), Value::String(core.id.to_owned()));
+    }
+    if proj.includes_core_member("type") {
+        out.insert("type".into(), compact_types(core.types, ctx));
+    }
+    if !core.scope.is_empty() && proj.includes_core_member("scope") {
+        out.insert("scope".into(), one_or_many(core.scope.iter().cloned().map(Value::String).collect()));
+    }
+    if let Some((created_at, modified_at)) = system_times {
+        insert_opt(&mut out, "createdAt", created_at);
+        insert_opt(&mut out, "modifiedAt", modified_at);
+    }
+    out
+}
+
 pub fn compact_types(types: &[String], ctx: &Context) -> Value {
     one_or_many(types.iter().map(|t| Value::String(ctx.compact_iri(t).into_owned())).collect())
 }
 
-fn one_or_many(mut items: Vec<Value>) -> Value {
+pub(crate) fn one_or_many(mut items: Vec<Value>) -> Value {
     if items.len() == 1 {
         items.pop().unwrap()
     } else {

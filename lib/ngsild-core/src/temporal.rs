@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{NgsiLdError, Result};
 use crate::model::{Attribute, AttributeKind};
-use crate::render::{compact_types, render_attribute, Format, RenderOptions};
+use crate::render::{one_or_many, render_attribute, render_core_members, CoreMembers, Format, RenderOptions};
 use crate::time::{format_time, parse_datetime};
 
 /// The value a deleted attribute instance carries in the history (clause 4.5.7).
@@ -324,25 +324,10 @@ pub fn render_temporal(
     time_property: TimeProperty,
     opts: &RenderOptions,
 ) -> Map<String, Value> {
-    let mut out = Map::new();
     let proj = &opts.projection;
-    if proj.includes_core_member("id") {
-        out.insert("id".into(), Value::String(entity.id.clone()));
-    }
-    if proj.includes_core_member("type") {
-        out.insert("type".into(), compact_types(&entity.types, ctx));
-    }
-    if !entity.scope.is_empty() && proj.includes_core_member("scope") {
-        let scopes: Vec<Value> = entity.scope.iter().cloned().map(Value::String).collect();
-        out.insert("scope".into(), if scopes.len() == 1 { scopes[0].clone() } else { Value::Array(scopes) });
-    }
-    if opts.sys_attrs {
-        for (key, value) in [("createdAt", &entity.created_at), ("modifiedAt", &entity.modified_at)] {
-            if let Some(v) = value {
-                out.insert(key.into(), Value::String(v.clone()));
-            }
-        }
-    }
+    let core = CoreMembers { id: &entity.id, types: &entity.types, scope: &entity.scope };
+    let system_times = opts.sys_attrs.then_some((&entity.created_at, &entity.modified_at));
+    let mut out = render_core_members(&core, system_times, ctx, proj);
     if let Some(deleted) = &entity.deleted_at {
         out.insert("deletedAt".into(), Value::String(deleted.clone()));
     }
@@ -386,14 +371,6 @@ pub fn render_temporal(
         out.insert(ctx.compact_iri(name).into_owned(), value);
     }
     out
-}
-
-fn one_or_many(mut items: Vec<Value>) -> Value {
-    if items.len() == 1 {
-        items.pop().unwrap_or(Value::Null)
-    } else {
-        Value::Array(items)
-    }
 }
 
 /// The simplified temporal representation (clause 4.5.9): one object per datasetId with the
