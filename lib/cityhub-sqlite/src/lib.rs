@@ -6,6 +6,7 @@
 //! fsync serves many requests; alone, a request pays exactly one. Reads run on a pool of read-only
 //! connections, concurrently with the writer (WAL).
 
+mod index;
 mod schema;
 mod temporal;
 
@@ -261,10 +262,13 @@ fn apply(
             if entity.id != id {
                 return Ok(Err(NgsiLdError::internal("a modification changed the entity id")));
             }
-            schema::save_entity(tx, tenant, entity)?;
+            schema::save_entity(tx, tenant, before.as_ref(), entity)?;
         }
-        None if before.is_some() => schema::delete_entity(tx, tenant, id)?,
-        None => {}
+        None => {
+            if let Some(before) = &before {
+                schema::delete_entity(tx, tenant, before)?
+            }
+        }
     }
     if before.is_some() || after.is_some() {
         temporal::record_change(tx, tenant, before.as_ref(), after.as_ref(), &ngsild_core::time::now())?;
@@ -313,7 +317,7 @@ impl Store for SqliteStore {
 
     async fn query(&self, tenant: &Tenant, filter: &EntityFilter, paging: Paging) -> Result<Page, StoreError> {
         let (tenant, filter) = (tenant.to_owned(), filter.clone());
-        self.read(move |conn| schema::query(conn, &tenant, &filter, paging).map_err(backend)).await
+        self.read(move |conn| index::query(conn, &tenant, &filter, paging).map_err(backend)).await
     }
 
     async fn temporal_write(&self, tenant: &Tenant, id: &str, write: TemporalWrite) -> TemporalAnswer {

@@ -1,15 +1,11 @@
 //! The SQL of the embedded backend: schema, migrations, and row <-> model conversions.
 
-use cityhub_storage::{EntityFilter, Page, Paging, StoredContext};
-use ngsild_core::model::AttributeKind;
+use cityhub_storage::StoredContext;
 use ngsild_core::Entity;
-use ngsild_query::q::{Literal, Op, Operand, QTerm};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use serde_json::Value;
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -24,6 +20,9 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
 pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "busy_timeout", 10_000)?;
     conn.pragma_update(None, "cache_size", -32_000)?;
+    // Sorters of GROUP BY and ORDER BY stay in memory: they are small (see temporal::aggregate),
+    // and a temp file per aggregation was most of what a read wrote to disk.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
@@ -35,20 +34,15 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS entities (
+         -- eid is the key every index refers to; an explicit INTEGER PRIMARY KEY, so that no
+         -- VACUUM ever renumbers it.
+         CREATE TABLE IF NOT EXISTS entities_v4 (
+             eid INTEGER PRIMARY KEY,
              tenant TEXT NOT NULL,
              id TEXT NOT NULL,
              doc TEXT NOT NULL,
-             PRIMARY KEY (tenant, id)
+             UNIQUE (tenant, id)
          );
-         CREATE TABLE IF NOT EXISTS entity_types (
-             tenant TEXT NOT NULL,
-             type TEXT NOT NULL,
-             id TEXT NOT NULL,
-             PRIMARY KEY (tenant, type, id)
-         ) WITHOUT ROWID;
-         -- Rewriting an entity's types looks them up by id; without this, by a scan of the tenant.
-         CREATE INDEX IF NOT EXISTS entity_types_by_id ON entity_types (tenant, id);
          CREATE TABLE IF NOT EXISTS contexts (
              id TEXT PRIMARY KEY,
              kind TEXT NOT NULL,
@@ -58,112 +52,36 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
              last_used_at TEXT,
              hits INTEGER NOT NULL DEFAULT 0
          );
-         -- One row per attribute (num and str NULL: it exists) and per scalar it holds, so that
-         -- q terms on an attribute's value are answered by an index.
-         CREATE TABLE IF NOT EXISTS attr_values (
-             tenant TEXT NOT NULL,
-             attr TEXT NOT NULL,
-             num REAL,
-             str TEXT,
-             id TEXT NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS attr_values_num ON attr_values (tenant, attr, num);
-         CREATE INDEX IF NOT EXISTS attr_values_str ON attr_values (tenant, attr, str);
-         CREATE INDEX IF NOT EXISTS attr_values_entity ON attr_values (tenant, id);
-         -- Bounding boxes of every GeoProperty instance, for geo-queries.
-         CREATE VIRTUAL TABLE IF NOT EXISTS geo_boxes USING rtree (rowid, min_lon, max_lon, min_lat, max_lat);
-         CREATE TABLE IF NOT EXISTS geo_entries (
-             rowid INTEGER PRIMARY KEY,
-             tenant TEXT NOT NULL,
-             attr TEXT NOT NULL,
-             id TEXT NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS geo_entries_entity ON geo_entries (tenant, id);",
+",
     )?;
+    if version > 0 && version < 4 {
+        tx.execute_batch(crate::index::DROP_OLD)?;
+        tx.execute_batch(
+            "INSERT INTO entities_v4 (tenant, id, doc) SELECT tenant, id, doc FROM entities ORDER BY tenant, id;
+             DROP TABLE entities;",
+        )?;
+    }
+    if version < 4 {
+        tx.execute_batch("ALTER TABLE entities_v4 RENAME TO entities")?;
+    }
+    tx.execute_batch(crate::index::SCHEMA)?;
     tx.execute_batch(crate::temporal::SCHEMA)?;
-    if version == 1 {
-        // Entities stored before the value and spatial indexes existed get their rows now.
-        let rows: Vec<(String, String)> = {
-            let mut stmt = tx.prepare("SELECT tenant, doc FROM entities")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if version < 4 {
+        // Entities stored before the integer-keyed indexes existed get their rows now.
+        let rows: Vec<(i64, String, String)> = {
+            let mut stmt = tx.prepare("SELECT eid, tenant, doc FROM entities")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        for (tenant, doc) in rows {
-            index_entity(&tx, &tenant, &decode(&doc)?)?;
+        for (eid, tenant, doc) in rows {
+            crate::index::reindex(&tx, &tenant, eid, None, Some(&decode(&doc)?))?;
         }
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
 
-/// Writes the index rows of one entity (its old rows must be gone).
-fn index_entity(conn: &Connection, tenant: &str, entity: &Entity) -> rusqlite::Result<()> {
-    let mut insert_value =
-        conn.prepare_cached("INSERT INTO attr_values (tenant, attr, num, str, id) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-    let mut insert_geo = conn.prepare_cached("INSERT INTO geo_entries (tenant, attr, id) VALUES (?1, ?2, ?3)")?;
-    let mut insert_box = conn.prepare_cached(
-        "INSERT INTO geo_boxes (rowid, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for (name, instances) in &entity.attrs {
-        insert_value.execute(params![tenant, name, None::<f64>, None::<String>, entity.id])?;
-        let mut scalars = Vec::new();
-        for attr in instances {
-            if attr.kind == AttributeKind::GeoProperty {
-                if let Some((min_lon, max_lon, min_lat, max_lat)) = ngsild_query::geo::bounding_box(&attr.value) {
-                    insert_geo.execute(params![tenant, name, entity.id])?;
-                    let rowid = conn.last_insert_rowid();
-                    insert_box.execute(params![rowid, min_lon, max_lon, min_lat, max_lat])?;
-                }
-                continue;
-            }
-            collect_scalars(attr.kind, &attr.value, &mut scalars);
-        }
-        for scalar in scalars {
-            match scalar {
-                Value::Number(n) => {
-                    insert_value.execute(params![tenant, name, n.as_f64(), None::<String>, entity.id])?
-                }
-                Value::String(text) => insert_value.execute(params![tenant, name, None::<f64>, text, entity.id])?,
-                _ => 0,
-            };
-        }
-    }
-    Ok(())
-}
-
-/// The scalars a q comparison on the attribute itself can match (see `ngsild_query::q`).
-fn collect_scalars(kind: AttributeKind, value: &Value, out: &mut Vec<Value>) {
-    match (kind, value) {
-        (AttributeKind::LanguageProperty, Value::Object(map)) => {
-            map.values().for_each(|v| collect_scalars(kind, v, out))
-        }
-        (AttributeKind::ListRelationship, Value::Array(items)) => {
-            items.iter().for_each(|i| collect_scalars(AttributeKind::Relationship, i.get("object").unwrap_or(i), out))
-        }
-        (_, Value::Array(items)) => items.iter().for_each(|i| collect_scalars(kind, i, out)),
-        (_, Value::Number(_) | Value::String(_)) => out.push(value.clone()),
-        _ => {}
-    }
-}
-
-fn unindex_entity(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM attr_values WHERE tenant = ?1 AND id = ?2")?.execute(params![tenant, id])?;
-    // Delete R*Tree rows one rowid at a time: a `rowid IN (subquery)` delete scans the whole tree.
-    let rowids: Vec<i64> = conn
-        .prepare_cached("SELECT rowid FROM geo_entries WHERE tenant = ?1 AND id = ?2")?
-        .query_map(params![tenant, id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut delete_box = conn.prepare_cached("DELETE FROM geo_boxes WHERE rowid = ?1")?;
-    for rowid in &rowids {
-        delete_box.execute([rowid])?;
-    }
-    if !rowids.is_empty() {
-        conn.prepare_cached("DELETE FROM geo_entries WHERE tenant = ?1 AND id = ?2")?.execute(params![tenant, id])?;
-    }
-    Ok(())
-}
-
-fn decode(doc: &str) -> rusqlite::Result<Entity> {
+pub(crate) fn decode(doc: &str) -> rusqlite::Result<Entity> {
     serde_json::from_str(doc).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
@@ -175,144 +93,28 @@ pub fn load_entity(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Resul
     doc.as_deref().map(decode).transpose()
 }
 
-pub fn save_entity(conn: &Connection, tenant: &str, entity: &Entity) -> rusqlite::Result<()> {
+/// Writes `entity`, whose stored state was `before`, and brings its indexes up to date.
+pub fn save_entity(conn: &Connection, tenant: &str, before: Option<&Entity>, entity: &Entity) -> rusqlite::Result<()> {
     let doc = serde_json::to_string(entity).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.prepare_cached(
-        "INSERT INTO entities (tenant, id, doc) VALUES (?1, ?2, ?3)
-         ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc",
-    )?
-    .execute(params![tenant, entity.id, doc])?;
-    conn.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND id = ?2")?
-        .execute(params![tenant, entity.id])?;
-    let mut insert_type =
-        conn.prepare_cached("INSERT OR IGNORE INTO entity_types (tenant, type, id) VALUES (?1, ?2, ?3)")?;
-    for t in &entity.types {
-        insert_type.execute(params![tenant, t, entity.id])?;
-    }
-    unindex_entity(conn, tenant, &entity.id)?;
-    index_entity(conn, tenant, entity)
+    let eid: i64 = conn
+        .prepare_cached(
+            "INSERT INTO entities (tenant, id, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc RETURNING eid",
+        )?
+        .query_row(params![tenant, entity.id, doc], |r| r.get(0))?;
+    crate::index::reindex(conn, tenant, eid, before, Some(entity))
 }
 
-pub fn delete_entity(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM entities WHERE tenant = ?1 AND id = ?2")?.execute(params![tenant, id])?;
-    conn.prepare_cached("DELETE FROM entity_types WHERE tenant = ?1 AND id = ?2")?.execute(params![tenant, id])?;
-    unindex_entity(conn, tenant, id)
-}
-
-/// The SQL that selects candidate documents for a filter, narrowed by every index the filter
-/// allows: ids, types, indexable `q` terms (value and existence), and the spatial box of a
-/// geo-query. Candidates are a superset of the matches; `EntityFilter::matches` decides.
-pub fn candidate_sql(tenant: &str, filter: &EntityFilter) -> (String, Vec<SqlValue>) {
-    let mut sql = String::from("SELECT doc FROM entities WHERE tenant = ?");
-    let mut args: Vec<SqlValue> = vec![tenant.to_owned().into()];
-    let list = |n: usize| vec!["?"; n].join(",");
-    if !filter.ids.is_empty() {
-        sql.push_str(&format!(" AND id IN ({})", list(filter.ids.len())));
-        args.extend(filter.ids.iter().map(|id| SqlValue::from(id.clone())));
+/// Deletes the entity whose stored state is `before`, with its index rows.
+pub fn delete_entity(conn: &Connection, tenant: &str, before: &Entity) -> rusqlite::Result<()> {
+    let eid: Option<i64> = conn
+        .prepare_cached("DELETE FROM entities WHERE tenant = ?1 AND id = ?2 RETURNING eid")?
+        .query_row(params![tenant, before.id], |r| r.get(0))
+        .optional()?;
+    match eid {
+        Some(eid) => crate::index::reindex(conn, tenant, eid, Some(before), None),
+        None => Ok(()),
     }
-    if let Some(types) = filter.types.as_ref().and_then(|t| t.as_type_list()) {
-        sql.push_str(&format!(
-            " AND id IN (SELECT id FROM entity_types WHERE tenant = ? AND type IN ({}))",
-            list(types.len())
-        ));
-        args.push(tenant.to_owned().into());
-        args.extend(types.into_iter().map(|t| SqlValue::from(t.to_owned())));
-    }
-    for term in filter.q.as_ref().map(|q| q.conjuncts()).unwrap_or_default() {
-        if let Some((condition, values)) = indexable(term) {
-            sql.push_str(&format!(
-                " AND id IN (SELECT id FROM attr_values WHERE tenant = ? AND attr = ? AND {condition})"
-            ));
-            args.push(tenant.to_owned().into());
-            args.push(term.path().attr.clone().into());
-            args.extend(values);
-        }
-    }
-    if let Some((min_lon, max_lon, min_lat, max_lat)) = filter.geo.as_ref().and_then(|g| g.search_box()) {
-        sql.push_str(
-            " AND id IN (SELECT e.id FROM geo_entries e JOIN geo_boxes b ON b.rowid = e.rowid
-               WHERE e.tenant = ? AND e.attr = ? AND b.max_lon >= ? AND b.min_lon <= ? AND b.max_lat >= ? AND b.min_lat <= ?)",
-        );
-        let geoproperty = filter.geo.as_ref().map(|g| g.geoproperty.clone()).unwrap_or_default();
-        args.extend([
-            tenant.to_owned().into(),
-            geoproperty.into(),
-            min_lon.into(),
-            max_lon.into(),
-            min_lat.into(),
-            max_lat.into(),
-        ]);
-    }
-    sql.push_str(" ORDER BY id");
-    (sql, args)
-}
-
-/// The SQL condition on `attr_values` that a q term implies, when there is one.
-fn indexable(term: &QTerm) -> Option<(String, Vec<SqlValue>)> {
-    let path = term.path();
-    if !path.sub.is_empty() || !path.compound.is_empty() {
-        return None;
-    }
-    let column = |lit: &Literal| match lit {
-        Literal::Number(n) => Some(("num", SqlValue::Real(*n))),
-        Literal::Text(t) => Some(("str", SqlValue::Text(t.clone()))),
-        _ => None,
-    };
-    match term {
-        QTerm::Exists(_) => Some(("1".to_owned(), Vec::new())),
-        QTerm::Compare(_, op, Operand::One(lit)) => {
-            let (col, value) = column(lit)?;
-            let cmp = match op {
-                Op::Eq => "=",
-                Op::Gt => ">",
-                Op::Ge => ">=",
-                Op::Lt => "<",
-                Op::Le => "<=",
-                _ => return None,
-            };
-            Some((format!("{col} {cmp} ?"), vec![value]))
-        }
-        QTerm::Compare(_, Op::Eq, Operand::Range(lo, hi)) => {
-            let (col, lo) = column(lo)?;
-            let (col2, hi) = column(hi)?;
-            (col == col2).then(|| (format!("{col} BETWEEN ? AND ?"), vec![lo, hi]))
-        }
-        QTerm::Compare(_, Op::Eq, Operand::List(items)) => {
-            let columns: Vec<(&str, SqlValue)> = items.iter().map(column).collect::<Option<_>>()?;
-            let condition = columns.iter().map(|(col, _)| format!("{col} = ?")).collect::<Vec<_>>().join(" OR ");
-            Some((format!("({condition})"), columns.into_iter().map(|(_, v)| v).collect()))
-        }
-        _ => None,
-    }
-}
-
-/// Picks candidates with the indexes the filter allows, checks the whole filter in Rust, and keeps
-/// only the requested page while counting every match.
-pub fn query(conn: &Connection, tenant: &str, filter: &EntityFilter, paging: Paging) -> rusqlite::Result<Page> {
-    let (sql, args) = candidate_sql(tenant, filter);
-
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut page = Page::default();
-    let mut matched = 0usize;
-    while let Some(row) = rows.next()? {
-        let doc: String = row.get(0)?;
-        let entity = decode(&doc)?;
-        if !filter.matches(&entity) {
-            continue;
-        }
-        if matched >= paging.offset && page.entities.len() < paging.limit {
-            page.entities.push(entity);
-        }
-        matched += 1;
-        if !paging.count && page.entities.len() >= paging.limit && matched > paging.offset {
-            break;
-        }
-    }
-    if paging.count {
-        page.total = Some(matched);
-    }
-    Ok(page)
 }
 
 pub fn put_context(conn: &Connection, c: &StoredContext) -> rusqlite::Result<()> {

@@ -10,8 +10,9 @@ use crate::expand::{
 };
 use crate::model::{Attribute, Entity};
 
-/// `scope` as an attribute name: deleting it removes the entity's scopes.
-const SCOPE_IRI: &str = "https://uri.etsi.org/ngsi-ld/scope";
+/// `scope` as an attribute name: deleting it removes the entity's scopes (and the history records
+/// that deletion under this name).
+pub const SCOPE_IRI: &str = "https://uri.etsi.org/ngsi-ld/scope";
 
 /// Which attributes an update changed and which it did not, with why (UpdateResult, clause 5.2.18).
 #[derive(Debug, Clone, Default, PartialEq)]

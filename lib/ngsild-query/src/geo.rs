@@ -63,6 +63,12 @@ impl GeoQuery {
             .any(|g| self.holds(&g))
     }
 
+    /// Whether a GeoProperty at this point satisfies the query (what a spatial index that kept
+    /// the point's exact position can decide without the entity).
+    pub fn matches_point(&self, lon: f64, lat: f64) -> bool {
+        self.holds(&Geometry::Point(Point::new(lon, lat)))
+    }
+
     fn holds(&self, target: &Geometry<f64>) -> bool {
         match &self.rel {
             GeoRel::Near { max_distance, min_distance } => {

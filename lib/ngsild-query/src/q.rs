@@ -399,8 +399,8 @@ fn typed_text(text: String) -> Literal {
 
 fn term_matches(term: &QTerm, entity: &Entity) -> bool {
     match term {
-        QTerm::Exists(path) => !values_at(entity, path).is_empty(),
-        QTerm::NotExists(path) => values_at(entity, path).is_empty(),
+        QTerm::Exists(path) => exists(entity, path),
+        QTerm::NotExists(path) => !exists(entity, path),
         QTerm::Compare(path, op, operand) => {
             let values = values_at(entity, path);
             if values.is_empty() {
@@ -419,6 +419,15 @@ fn term_matches(term: &QTerm, entity: &Entity) -> bool {
             }
         }
     }
+}
+
+/// An attribute exists when the entity has an instance of it, whatever its value (even `[]`); a
+/// path into it exists when it leads to a value.
+fn exists(entity: &Entity, path: &AttrPath) -> bool {
+    if path.sub.is_empty() && path.compound.is_empty() {
+        return entity.attrs.get(&path.attr).is_some_and(|instances| !instances.is_empty());
+    }
+    !values_at(entity, path).is_empty()
 }
 
 fn ordering_holds(op: Op, o: Ordering) -> bool {

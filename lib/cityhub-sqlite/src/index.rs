@@ -1,0 +1,584 @@
+//! The secondary indexes of current state, and the query planner that uses them.
+//!
+//! Every entity row has an integer key, `eid`. Three indexes refer to it:
+//! - `entity_types`: (tenant, type, id) -> eid, in id order per type;
+//! - `facets`: one row per (type, attribute) of an entity saying the attribute is there, and one
+//!   per scalar its instances hold, under an integer key for (tenant, type, attribute) from
+//!   `facet_keys`. Keying by type makes `type=T&q=...` one range scan per term, over T's entities
+//!   only, not over every entity that has the attribute;
+//! - `geo_entries` + the `geo_boxes` R*Tree: the bounding box of every GeoProperty instance, with
+//!   the exact coordinates of points.
+//!
+//! A query turns each part of its filter that an index can answer into a sorted set of eids and
+//! intersects them. When every part was answered exactly, the count is the set's size and only
+//! the requested page is read and decoded; otherwise the remaining candidates are decoded and the
+//! whole filter decides, as before.
+//!
+//! Writes keep the indexes by difference: only the attributes whose scalars changed are rewritten,
+//! the types only when they changed, the R*Tree only when a geometry moved.
+
+use std::collections::BTreeMap;
+
+use cityhub_storage::{EntityFilter, Page, Paging};
+use ngsild_core::model::{Attribute, AttributeKind};
+use ngsild_core::Entity;
+use ngsild_query::q::{Literal, Op, Operand, QExpr, QTerm};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use serde_json::Value;
+
+use crate::schema::decode;
+
+pub const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS entity_types (
+        tenant TEXT NOT NULL,
+        type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        eid INTEGER NOT NULL,
+        PRIMARY KEY (tenant, type, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS entity_types_by_eid ON entity_types (eid);
+    CREATE TABLE IF NOT EXISTS facet_keys (
+        key INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        attr TEXT NOT NULL,
+        type TEXT NOT NULL,
+        UNIQUE (tenant, attr, type)
+    );
+    -- num and str both NULL: the attribute is there. Otherwise one scalar of its values.
+    CREATE TABLE IF NOT EXISTS facets (
+        key INTEGER NOT NULL,
+        num REAL,
+        str TEXT,
+        eid INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS facets_num ON facets (key, num, eid);
+    CREATE INDEX IF NOT EXISTS facets_str ON facets (key, str, eid);
+    CREATE INDEX IF NOT EXISTS facets_entity ON facets (eid, key);
+    CREATE VIRTUAL TABLE IF NOT EXISTS geo_boxes USING rtree (rowid, min_lon, max_lon, min_lat, max_lat);
+    -- lon/lat: the exact position when the geometry is a Point (the R*Tree rounds to 32 bits).
+    CREATE TABLE IF NOT EXISTS geo_entries (
+        rowid INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        attr TEXT NOT NULL,
+        eid INTEGER NOT NULL,
+        lon REAL,
+        lat REAL
+    );
+    CREATE INDEX IF NOT EXISTS geo_entries_entity ON geo_entries (eid, attr);
+";
+
+/// Removes the indexes of schema versions before 4 (text-keyed), so `SCHEMA` can create the new
+/// ones and every entity be indexed again.
+pub const DROP_OLD: &str = "
+    DROP TABLE IF EXISTS attr_values;
+    DROP TABLE IF EXISTS entity_types;
+    DROP TABLE IF EXISTS geo_entries;
+    DROP TABLE IF EXISTS geo_boxes;
+";
+
+/// A scalar a q comparison can match, or the mark that the attribute is there.
+#[derive(Debug, Clone, PartialEq)]
+enum Scalar {
+    Present,
+    Num(f64),
+    Str(String),
+}
+
+/// The facet scalars of one attribute, over all its instances.
+fn attribute_scalars(instances: &[Attribute]) -> Vec<Scalar> {
+    let mut out = vec![Scalar::Present];
+    for attr in instances {
+        if attr.kind != AttributeKind::GeoProperty {
+            collect_scalars(attr.kind, &attr.value, &mut out);
+        }
+    }
+    out
+}
+
+/// The scalars `ngsild_query::q` compares for a term on the attribute itself (no sub-attribute
+/// or compound path): numbers and strings, through arrays, language maps and relationship lists.
+fn collect_scalars(kind: AttributeKind, value: &Value, out: &mut Vec<Scalar>) {
+    match (kind, value) {
+        (AttributeKind::LanguageProperty, Value::Object(map)) => {
+            map.values().for_each(|v| collect_scalars(AttributeKind::Property, v, out))
+        }
+        (AttributeKind::ListRelationship, Value::Array(items)) => {
+            items.iter().for_each(|i| collect_scalars(AttributeKind::Relationship, i.get("object").unwrap_or(i), out))
+        }
+        (_, Value::Array(items)) => items.iter().for_each(|i| collect_scalars(kind, i, out)),
+        (_, Value::Number(n)) => out.extend(n.as_f64().map(Scalar::Num)),
+        (_, Value::String(s)) => out.push(Scalar::Str(s.clone())),
+        _ => {}
+    }
+}
+
+fn geo_values(instances: &[Attribute]) -> Vec<&Value> {
+    instances.iter().filter(|a| a.kind == AttributeKind::GeoProperty).map(|a| &a.value).collect()
+}
+
+fn facet_key(conn: &Connection, tenant: &str, ty: &str, attr: &str) -> rusqlite::Result<i64> {
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT key FROM facet_keys WHERE tenant = ?1 AND attr = ?2 AND type = ?3")?
+        .query_row(params![tenant, attr, ty], |r| r.get(0))
+        .optional()?;
+    if let Some(key) = found {
+        return Ok(key);
+    }
+    conn.prepare_cached("INSERT INTO facet_keys (tenant, attr, type) VALUES (?1, ?2, ?3)")?
+        .execute(params![tenant, attr, ty])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn write_facets(
+    conn: &Connection,
+    tenant: &str,
+    eid: i64,
+    types: &[String],
+    attr: &str,
+    scalars: &[Scalar],
+) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached("INSERT INTO facets (key, num, str, eid) VALUES (?1, ?2, ?3, ?4)")?;
+    for ty in types {
+        let key = facet_key(conn, tenant, ty, attr)?;
+        for scalar in scalars {
+            match scalar {
+                Scalar::Present => insert.execute(params![key, None::<f64>, None::<String>, eid])?,
+                Scalar::Num(n) => insert.execute(params![key, n, None::<String>, eid])?,
+                Scalar::Str(s) => insert.execute(params![key, None::<f64>, s, eid])?,
+            };
+        }
+    }
+    Ok(())
+}
+
+fn erase_facets(conn: &Connection, tenant: &str, eid: i64, types: &[String], attr: &str) -> rusqlite::Result<()> {
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM facets WHERE eid = ?1 AND key =
+             (SELECT key FROM facet_keys WHERE tenant = ?2 AND attr = ?3 AND type = ?4)",
+    )?;
+    for ty in types {
+        delete.execute(params![eid, tenant, attr, ty])?;
+    }
+    Ok(())
+}
+
+fn write_geo(conn: &Connection, tenant: &str, eid: i64, attr: &str, values: &[&Value]) -> rusqlite::Result<()> {
+    let mut insert_entry =
+        conn.prepare_cached("INSERT INTO geo_entries (tenant, attr, eid, lon, lat) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    let mut insert_box = conn.prepare_cached(
+        "INSERT INTO geo_boxes (rowid, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for value in values {
+        let Some((min_lon, max_lon, min_lat, max_lat)) = ngsild_query::geo::bounding_box(value) else { continue };
+        let point = (value.get("type").and_then(Value::as_str) == Some("Point")).then_some((min_lon, min_lat));
+        insert_entry.execute(params![tenant, attr, eid, point.map(|p| p.0), point.map(|p| p.1)])?;
+        let rowid = conn.last_insert_rowid();
+        insert_box.execute(params![rowid, min_lon, max_lon, min_lat, max_lat])?;
+    }
+    Ok(())
+}
+
+fn erase_geo(conn: &Connection, eid: i64, attr: Option<&str>) -> rusqlite::Result<()> {
+    // One rowid at a time: a `rowid IN (subquery)` delete scans the whole R*Tree.
+    let rowids: Vec<i64> = conn
+        .prepare_cached("SELECT rowid FROM geo_entries WHERE eid = ?1 AND (?2 IS NULL OR attr = ?2)")?
+        .query_map(params![eid, attr], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete_box = conn.prepare_cached("DELETE FROM geo_boxes WHERE rowid = ?1")?;
+    let mut delete_entry = conn.prepare_cached("DELETE FROM geo_entries WHERE rowid = ?1")?;
+    for rowid in &rowids {
+        delete_box.execute([rowid])?;
+        delete_entry.execute([rowid])?;
+    }
+    Ok(())
+}
+
+/// Brings the indexes of entity `eid` from `before` to `after` (either may be absent).
+pub fn reindex(
+    conn: &Connection,
+    tenant: &str,
+    eid: i64,
+    before: Option<&Entity>,
+    after: Option<&Entity>,
+) -> rusqlite::Result<()> {
+    let no_types: &[String] = &[];
+    let old_types = before.map_or(no_types, |e| &e.types[..]);
+    let new_types = after.map_or(no_types, |e| &e.types[..]);
+    if old_types != new_types {
+        // Facet keys depend on the types: start again from nothing.
+        conn.prepare_cached("DELETE FROM entity_types WHERE eid = ?1")?.execute([eid])?;
+        conn.prepare_cached("DELETE FROM facets WHERE eid = ?1")?.execute([eid])?;
+        erase_geo(conn, eid, None)?;
+        if let Some(entity) = after {
+            let mut insert = conn
+                .prepare_cached("INSERT OR IGNORE INTO entity_types (tenant, type, id, eid) VALUES (?1, ?2, ?3, ?4)")?;
+            for t in &entity.types {
+                insert.execute(params![tenant, t, entity.id, eid])?;
+            }
+            for (name, instances) in &entity.attrs {
+                write_facets(conn, tenant, eid, &entity.types, name, &attribute_scalars(instances))?;
+                write_geo(conn, tenant, eid, name, &geo_values(instances))?;
+            }
+        }
+        return Ok(());
+    }
+    let (Some(before), Some(after)) = (before, after) else { return Ok(()) };
+    let mut names: BTreeMap<&str, ()> = BTreeMap::new();
+    names.extend(before.attrs.keys().map(|k| (k.as_str(), ())));
+    names.extend(after.attrs.keys().map(|k| (k.as_str(), ())));
+    let empty: Vec<Attribute> = Vec::new();
+    for name in names.keys() {
+        let old = before.attrs.get(*name).unwrap_or(&empty);
+        let new = after.attrs.get(*name).unwrap_or(&empty);
+        let old_scalars = if old.is_empty() { Vec::new() } else { attribute_scalars(old) };
+        let new_scalars = if new.is_empty() { Vec::new() } else { attribute_scalars(new) };
+        if old_scalars != new_scalars {
+            erase_facets(conn, tenant, eid, new_types, name)?;
+            write_facets(conn, tenant, eid, new_types, name, &new_scalars)?;
+        }
+        let (old_geo, new_geo) = (geo_values(old), geo_values(new));
+        if old_geo != new_geo {
+            erase_geo(conn, eid, Some(name))?;
+            write_geo(conn, tenant, eid, name, &new_geo)?;
+        }
+    }
+    Ok(())
+}
+
+/// A sorted, duplicate-free set of eids.
+type EidSet = Vec<i64>;
+
+fn sorted(mut eids: Vec<i64>) -> EidSet {
+    eids.sort_unstable();
+    eids.dedup();
+    eids
+}
+
+fn intersect(a: &EidSet, b: &EidSet) -> EidSet {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    small.iter().copied().filter(|e| large.binary_search(e).is_ok()).collect()
+}
+
+/// The terms of `q` when it is a plain conjunction (or one term); `None` with any `|`.
+fn conjunction(q: &QExpr) -> Option<Vec<&QTerm>> {
+    match q {
+        QExpr::Term(t) => Some(vec![t]),
+        QExpr::And(all) => all.iter().map(|e| if let QExpr::Term(t) = e { Some(t) } else { None }).collect(),
+        QExpr::Or(_) => None,
+    }
+}
+
+/// The SQL condition on `facets` equivalent to a q term on an attribute's own value, when there
+/// is one. Every condition here is exact: it selects exactly the entities the term matches.
+fn facet_condition(term: &QTerm) -> Option<(String, Vec<SqlValue>)> {
+    let path = term.path();
+    if !path.sub.is_empty() || !path.compound.is_empty() {
+        return None;
+    }
+    let column = |lit: &Literal| match lit {
+        Literal::Number(n) => Some(("num", SqlValue::Real(*n))),
+        Literal::Text(t) => Some(("str", SqlValue::Text(t.clone()))),
+        _ => None,
+    };
+    match term {
+        QTerm::Exists(_) => Some(("1".to_owned(), Vec::new())),
+        QTerm::Compare(_, op, Operand::One(lit)) => {
+            let (col, value) = column(lit)?;
+            let cmp = match op {
+                Op::Eq => "=",
+                Op::Gt => ">",
+                Op::Ge => ">=",
+                Op::Lt => "<",
+                Op::Le => "<=",
+                _ => return None,
+            };
+            Some((format!("{col} {cmp} ?"), vec![value]))
+        }
+        QTerm::Compare(_, Op::Eq, Operand::Range(lo, hi)) => {
+            let (col, lo) = column(lo)?;
+            let (col2, hi) = column(hi)?;
+            (col == col2).then(|| (format!("{col} BETWEEN ? AND ?"), vec![lo, hi]))
+        }
+        QTerm::Compare(_, Op::Eq, Operand::List(items)) => {
+            let columns: Vec<(&str, SqlValue)> = items.iter().map(column).collect::<Option<_>>()?;
+            let condition = columns.iter().map(|(col, _)| format!("{col} = ?")).collect::<Vec<_>>().join(" OR ");
+            Some((format!("({condition})"), columns.into_iter().map(|(_, v)| v).collect()))
+        }
+        _ => None,
+    }
+}
+
+/// One index lookup of a query: its SQL, its arguments, and whether it is exact.
+pub struct Lookup {
+    pub sql: String,
+    pub args: Vec<SqlValue>,
+}
+
+/// How a filter is answered: the lookups whose eid sets are intersected, and whether anything
+/// is left for the decoded entity to decide.
+pub struct Plan {
+    pub lookups: Vec<Lookup>,
+    /// The geo-query's lookup, which also returns exact point positions.
+    pub geo: Option<Lookup>,
+    /// Some part of the filter no index answers exactly: decode candidates and match them.
+    pub residual: bool,
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+/// The facet keys of `attr` among `types` (all types when `None`), as a subquery.
+fn keys_subquery(tenant: &str, attr: &str, types: Option<&[&str]>, args: &mut Vec<SqlValue>) -> String {
+    args.push(tenant.to_owned().into());
+    args.push(attr.to_owned().into());
+    match types {
+        Some(types) => {
+            args.extend(types.iter().map(|t| SqlValue::from(t.to_string())));
+            format!(
+                "SELECT key FROM facet_keys WHERE tenant = ? AND attr = ? AND type IN ({})",
+                placeholders(types.len())
+            )
+        }
+        None => "SELECT key FROM facet_keys WHERE tenant = ? AND attr = ?".to_owned(),
+    }
+}
+
+pub fn plan(tenant: &str, filter: &EntityFilter) -> Plan {
+    let mut lookups = Vec::new();
+    let mut residual = filter.id_pattern.is_some() || filter.scope_q.is_some();
+    let type_list = filter.types.as_ref().map(|t| t.as_type_list());
+    let types: Option<Vec<&str>> = type_list.clone().flatten();
+    if type_list.is_some() && types.is_none() {
+        residual = true;
+    }
+    let mut types_implied = false;
+    if !filter.ids.is_empty() {
+        let mut args: Vec<SqlValue> = vec![tenant.to_owned().into()];
+        args.extend(filter.ids.iter().map(|id| SqlValue::from(id.clone())));
+        lookups.push(Lookup {
+            sql: format!("SELECT eid FROM entities WHERE tenant = ? AND id IN ({})", placeholders(filter.ids.len())),
+            args,
+        });
+    }
+    if let Some(q) = &filter.q {
+        let terms = conjunction(q);
+        if terms.is_none() {
+            residual = true;
+        }
+        let terms = terms.unwrap_or_else(|| q.conjuncts());
+        for term in terms {
+            let Some((condition, values)) = facet_condition(term) else {
+                residual = true;
+                continue;
+            };
+            let mut args = Vec::new();
+            let keys = keys_subquery(tenant, &term.path().attr, types.as_deref(), &mut args);
+            args.extend(values);
+            lookups.push(Lookup { sql: format!("SELECT eid FROM facets WHERE key IN ({keys}) AND {condition}"), args });
+            types_implied |= types.is_some();
+        }
+    }
+    if !filter.attrs.is_empty() {
+        let mut args = Vec::new();
+        let mut parts = Vec::new();
+        for attr in &filter.attrs {
+            parts.push(keys_subquery(tenant, attr, types.as_deref(), &mut args));
+        }
+        lookups.push(Lookup {
+            sql: format!(
+                "SELECT eid FROM facets WHERE key IN ({}) AND num IS NULL AND str IS NULL",
+                parts.join(" UNION ALL ")
+            ),
+            args,
+        });
+        types_implied |= types.is_some();
+    }
+    if let (Some(types), false) = (&types, types_implied) {
+        let mut args: Vec<SqlValue> = vec![tenant.to_owned().into()];
+        args.extend(types.iter().map(|t| SqlValue::from(t.to_string())));
+        lookups.push(Lookup {
+            sql: format!("SELECT eid FROM entity_types WHERE tenant = ? AND type IN ({})", placeholders(types.len())),
+            args,
+        });
+    }
+    let mut geo = None;
+    if let Some(query) = &filter.geo {
+        match query.search_box() {
+            Some((min_lon, max_lon, min_lat, max_lat)) => {
+                // Driven by the R*Tree: the box narrows first, the entry rows follow by rowid.
+                geo = Some(Lookup {
+                    sql: "SELECT e.eid, e.lon, e.lat FROM geo_boxes b CROSS JOIN geo_entries e ON e.rowid = b.rowid
+                          WHERE b.max_lon >= ? AND b.min_lon <= ? AND b.max_lat >= ? AND b.min_lat <= ?
+                          AND e.tenant = ? AND e.attr = ?"
+                        .to_owned(),
+                    args: vec![
+                        min_lon.into(),
+                        max_lon.into(),
+                        min_lat.into(),
+                        max_lat.into(),
+                        tenant.to_owned().into(),
+                        query.geoproperty.clone().into(),
+                    ],
+                });
+            }
+            None => residual = true,
+        }
+    }
+    Plan { lookups, geo, residual }
+}
+
+fn eids(conn: &Connection, lookup: &Lookup) -> rusqlite::Result<EidSet> {
+    let mut stmt = conn.prepare_cached(&lookup.sql)?;
+    let rows = stmt.query_map(params_from_iter(lookup.args.iter()), |r| r.get::<_, i64>(0))?;
+    Ok(sorted(rows.collect::<rusqlite::Result<_>>()?))
+}
+
+/// Candidates of the geo lookup; the second set holds those whose match is decided here (every
+/// in-box entry of a point is judged exactly; any other geometry leaves its entity to the
+/// decoded match).
+fn geo_eids(conn: &Connection, lookup: &Lookup, filter: &EntityFilter) -> rusqlite::Result<(EidSet, bool)> {
+    let query = filter.geo.as_ref().expect("a geo lookup comes from a geo-query");
+    let mut stmt = conn.prepare_cached(&lookup.sql)?;
+    let mut rows = stmt.query(params_from_iter(lookup.args.iter()))?;
+    let mut out = Vec::new();
+    let mut exact = true;
+    while let Some(row) = rows.next()? {
+        let eid: i64 = row.get(0)?;
+        match (row.get::<_, Option<f64>>(1)?, row.get::<_, Option<f64>>(2)?) {
+            (Some(lon), Some(lat)) => {
+                if query.matches_point(lon, lat) {
+                    out.push(eid);
+                }
+            }
+            _ => {
+                exact = false;
+                out.push(eid);
+            }
+        }
+    }
+    Ok((sorted(out), exact))
+}
+
+/// The entities matching `filter`, ordered by id, one page of them, with the count when asked.
+pub fn query(conn: &Connection, tenant: &str, filter: &EntityFilter, paging: Paging) -> rusqlite::Result<Page> {
+    let plan = plan(tenant, filter);
+    let mut candidates: Option<EidSet> = None;
+    let mut residual = plan.residual;
+    let mut narrow = |set: EidSet| {
+        candidates = Some(match candidates.take() {
+            Some(c) => intersect(&c, &set),
+            None => set,
+        })
+    };
+    for lookup in &plan.lookups {
+        narrow(eids(conn, lookup)?);
+    }
+    if let Some(lookup) = &plan.geo {
+        let (set, exact) = geo_eids(conn, lookup, filter)?;
+        residual |= !exact;
+        narrow(set);
+    }
+    let mut page = Page::default();
+    let wanted = paging.offset.saturating_add(paging.limit);
+    let decode_row = |eid: i64| -> rusqlite::Result<Option<Entity>> {
+        let doc: Option<String> = conn
+            .prepare_cached("SELECT doc FROM entities WHERE eid = ?1")?
+            .query_row([eid], |r| r.get(0))
+            .optional()?;
+        doc.as_deref().map(decode).transpose()
+    };
+    if !residual {
+        if let Some(set) = &candidates {
+            if paging.count {
+                page.total = Some(set.len());
+            }
+            for (_, eid) in ordered(conn, tenant, filter, set, wanted)?.into_iter().skip(paging.offset) {
+                page.entities.extend(decode_row(eid)?);
+            }
+            return Ok(page);
+        }
+    }
+    // Some part of the filter needs the entity itself: walk the candidates (or the tenant) in id
+    // order, decode each and let the whole filter decide.
+    let mut matched = 0usize;
+    let mut visit = |entity: Entity| -> bool {
+        if filter.matches(&entity) {
+            if matched >= paging.offset && page.entities.len() < paging.limit {
+                page.entities.push(entity);
+            }
+            matched += 1;
+        }
+        paging.count || page.entities.len() < paging.limit
+    };
+    match &candidates {
+        Some(set) => {
+            for (_, eid) in ordered(conn, tenant, filter, set, usize::MAX)? {
+                if let Some(entity) = decode_row(eid)? {
+                    if !visit(entity) {
+                        break;
+                    }
+                }
+            }
+        }
+        None => {
+            let mut stmt = conn.prepare_cached("SELECT doc FROM entities WHERE tenant = ?1 ORDER BY id")?;
+            let mut rows = stmt.query([tenant])?;
+            while let Some(row) = rows.next()? {
+                let doc: String = row.get(0)?;
+                if !visit(decode(&doc)?) {
+                    break;
+                }
+            }
+        }
+    }
+    if paging.count {
+        page.total = Some(matched);
+    }
+    Ok(page)
+}
+
+/// The first `wanted` members of `set` in id order, with their ids.
+fn ordered(
+    conn: &Connection,
+    tenant: &str,
+    filter: &EntityFilter,
+    set: &EidSet,
+    wanted: usize,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    // A small set is cheapest looked up one by one and sorted; a large one by walking ids in
+    // order (those of the one queried type, or the tenant's: both indexes hold the eid),
+    // stopping once enough are found.
+    const LOOKUP_AT_MOST: usize = 4096;
+    let mut out = Vec::new();
+    if set.len() <= LOOKUP_AT_MOST || wanted >= set.len() {
+        let mut stmt = conn.prepare_cached("SELECT id FROM entities WHERE eid = ?1")?;
+        for &eid in set {
+            if let Some(id) = stmt.query_row([eid], |r| r.get::<_, String>(0)).optional()? {
+                out.push((id, eid));
+            }
+        }
+        out.sort_unstable();
+        out.truncate(wanted);
+        return Ok(out);
+    }
+    let one_type = filter.types.as_ref().and_then(|t| t.as_type_list()).filter(|l| l.len() == 1);
+    let (sql, args): (&str, Vec<SqlValue>) = match one_type {
+        Some(list) => (
+            "SELECT id, eid FROM entity_types WHERE tenant = ?1 AND type = ?2 ORDER BY id",
+            vec![tenant.to_owned().into(), list[0].to_owned().into()],
+        ),
+        None => ("SELECT id, eid FROM entities WHERE tenant = ?1 ORDER BY id", vec![tenant.to_owned().into()]),
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    while out.len() < wanted {
+        let Some(row) = rows.next()? else { break };
+        let eid: i64 = row.get(1)?;
+        if set.binary_search(&eid).is_ok() {
+            out.push((row.get(0)?, eid));
+        }
+    }
+    Ok(out)
+}
