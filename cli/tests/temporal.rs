@@ -319,3 +319,50 @@ fn temporal_queries_select_entities() {
         "BadRequestData",
     );
 }
+
+/// Deleting an entity's scope (`DELETE /entities/{id}/attrs/scope`) is history too: the deletion
+/// shows as an instance of `scope` with the empty list, selected by `timeproperty=deletedAt`.
+#[test]
+fn scope_deletion_is_recorded() {
+    let hub = Hub::start();
+    let id = "urn:ngsi-ld:Vehicle:scoped";
+    let body = json!({
+        "id": id, "type": "Vehicle", "scope": ["/Seoul/Jongno", "/Busan"],
+        "speed": [{"type": "Property", "value": 30, "observedAt": "2026-11-01T08:00:00Z"}]
+    });
+    assert_eq!(hub.post("/temporal/entities", &body).status(), 201);
+    let (_, before) = hub.get_json(&format!("/temporal/entities/{id}?timeproperty=deletedAt"));
+    assert!(before.get("scope").is_none_or(|s| s.is_array() && s[0].is_string()), "no deleted scope yet: {before}");
+
+    let response = hub.delete(&format!("/entities/{id}/attrs/scope")).send().unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, history) = hub.get_json(&format!("/temporal/entities/{id}?timeproperty=deletedAt"));
+    assert_eq!(status, 200);
+    let scope = history["scope"].as_array().unwrap_or_else(|| panic!("scope history in {history}"));
+    assert_eq!(scope.len(), 1, "{history}");
+    assert_eq!(scope[0]["type"], "Property");
+    assert_eq!(scope[0]["value"], json!([]));
+    assert!(scope[0]["deletedAt"].as_str().unwrap().starts_with("20"), "{history}");
+    assert!(history.get("speed").is_none(), "no speed instance was deleted: {history}");
+
+    let (_, simplified) =
+        hub.get_json(&format!("/temporal/entities/{id}?timeproperty=deletedAt&options=temporalValues"));
+    assert_eq!(simplified["scope"]["values"][0][0], json!([]), "{simplified}");
+    assert_eq!(simplified["scope"]["values"][0][1], scope[0]["deletedAt"]);
+}
+
+/// An empty path segment reads as one slash, as nginx reads it: a PATCH of an instance without
+/// an attribute name is a PATCH of `/attrs/{x}`, which is not allowed (405), not a bad request.
+#[test]
+fn empty_path_segments_merge() {
+    let hub = Hub::start();
+    seed(&hub);
+    let fragment = json!({"value": 1});
+    let response = hub
+        .send_json(Method::PATCH, &format!("/temporal/entities/{STATION}/attrs//urn:ngsi-ld:Instance:x"), &fragment)
+        .send()
+        .unwrap();
+    assert_problem(response, 405, "MethodNotAllowed");
+    let (status, body) = hub.get_json(&format!("/entities//{STATION}?options=keyValues"));
+    assert_eq!((status, body["pm25"].clone()), (200, json!(7.0)));
+}
