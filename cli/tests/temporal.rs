@@ -350,19 +350,3 @@ fn scope_deletion_is_recorded() {
     assert_eq!(simplified["scope"]["values"][0][0], json!([]), "{simplified}");
     assert_eq!(simplified["scope"]["values"][0][1], scope[0]["deletedAt"]);
 }
-
-/// An empty path segment reads as one slash, as nginx reads it: a PATCH of an instance without
-/// an attribute name is a PATCH of `/attrs/{x}`, which is not allowed (405), not a bad request.
-#[test]
-fn empty_path_segments_merge() {
-    let hub = Hub::start();
-    seed(&hub);
-    let fragment = json!({"value": 1});
-    let response = hub
-        .send_json(Method::PATCH, &format!("/temporal/entities/{STATION}/attrs//urn:ngsi-ld:Instance:x"), &fragment)
-        .send()
-        .unwrap();
-    assert_problem(response, 405, "MethodNotAllowed");
-    let (status, body) = hub.get_json(&format!("/entities//{STATION}?options=keyValues"));
-    assert_eq!((status, body["pm25"].clone()), (200, json!(7.0)));
-}

@@ -18,11 +18,10 @@ mod temporal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use cityhub_storage::DynStore;
-use tower::util::MapRequest;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
@@ -75,40 +74,10 @@ impl AppState {
     }
 }
 
-/// The whole service: the router behind path normalisation.
-pub type App = NormalizePath<MapRequest<Router, fn(Request) -> Request>>;
-
-/// The service to serve: the router behind path normalisation. Clients, the ETSI suite among
-/// them, write `/entities/` as often as `/entities`, and an empty segment (`/attrs//x`) is read
-/// as web servers such as nginx read it by default: as one slash.
-pub fn app(state: SharedState) -> App {
-    let merged: MapRequest<Router, fn(Request) -> Request> = MapRequest::new(router(state), merge_slashes);
-    NormalizePathLayer::trim_trailing_slash().layer(merged)
-}
-
-fn merge_slashes(mut request: Request) -> Request {
-    let path = request.uri().path();
-    if !path.contains("//") {
-        return request;
-    }
-    let mut merged = String::with_capacity(path.len());
-    for c in path.chars() {
-        if !(c == '/' && merged.ends_with('/')) {
-            merged.push(c);
-        }
-    }
-    if let Some(query) = request.uri().query() {
-        merged.push('?');
-        merged.push_str(query);
-    }
-    let mut parts = request.uri().clone().into_parts();
-    if let Ok(path_and_query) = merged.parse() {
-        parts.path_and_query = Some(path_and_query);
-        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
-            *request.uri_mut() = uri;
-        }
-    }
-    request
+/// The service to serve: the router behind trailing-slash normalisation (clients, the ETSI suite
+/// among them, write `/entities/` as often as `/entities`).
+pub fn app(state: SharedState) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router(state))
 }
 
 /// The whole API under `/ngsi-ld/v1`, plus `/health`.
