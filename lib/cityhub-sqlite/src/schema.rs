@@ -5,7 +5,7 @@ use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -65,6 +65,10 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch("ALTER TABLE entities_v4 RENAME TO entities")?;
     }
     tx.execute_batch(crate::index::SCHEMA)?;
+    if version > 0 && version < 5 {
+        // Version 5 made the observedAt index of the history covering.
+        tx.execute_batch("DROP INDEX IF EXISTS attr_history_observed")?;
+    }
     tx.execute_batch(crate::temporal::SCHEMA)?;
     if version < 4 {
         // Entities stored before the integer-keyed indexes existed get their rows now.

@@ -52,7 +52,9 @@ pub const SCHEMA: &str = "
         t_deleted TEXT
     );
     CREATE UNIQUE INDEX IF NOT EXISTS attr_history_instance ON attr_history (tenant, entity_id, attr, instance_id);
-    CREATE INDEX IF NOT EXISTS attr_history_observed ON attr_history (tenant, entity_id, attr, t_observed);
+    -- Covering for numeric aggregation over observedAt (see aggregate()).
+    CREATE INDEX IF NOT EXISTS attr_history_observed
+        ON attr_history (tenant, entity_id, attr, t_observed, dataset_id, t_deleted, num);
     CREATE INDEX IF NOT EXISTS attr_history_created ON attr_history (tenant, entity_id, attr, t_created);
     CREATE INDEX IF NOT EXISTS attr_history_modified ON attr_history (tenant, entity_id, attr, t_modified);
     CREATE INDEX IF NOT EXISTS attr_history_deleted ON attr_history (tenant, entity_id, attr, t_deleted);
@@ -495,6 +497,9 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
     Ok(Some(entity))
 }
 
+/// Up to this many periods are aggregated one range query each; more in one GROUP BY.
+const MAX_RANGE_QUERIES: i64 = 2048;
+
 /// Aggregates one attribute's instances per datasetId and period, in SQL.
 fn aggregate(
     conn: &Connection,
@@ -507,62 +512,114 @@ fn aggregate(
 ) -> rusqlite::Result<Vec<AggregateSeries>> {
     // Periods start at the window's start, or at the series' first instance.
     let (from, to) = q.timerel.as_ref().map(|t| t.bounds()).unwrap_or((None, None));
-    let base = format!("FROM attr_history WHERE tenant = ? AND entity_id = ? AND attr = ? AND t_deleted IS NULL AND {col} IS NOT NULL{window}");
-    let (first, last): (Option<String>, Option<String>) = conn
-        .prepare_cached(&format!("SELECT MIN({col}), MAX({col}) {base}"))?
-        .query_row(params_from_iter(args.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let (Some(first), Some(last)) = (first, last) else { return Ok(Vec::new()) };
+    // Over observedAt the covering index answers the numeric aggregates without visiting the
+    // table (the planner would otherwise pick the deletedAt index for `t_deleted IS NULL`).
+    let source = if col == "t_observed" { "attr_history INDEXED BY attr_history_observed" } else { "attr_history" };
+    let base = format!(
+        "FROM {source} WHERE tenant = ? AND entity_id = ? AND attr = ? AND t_deleted IS NULL AND {col} IS NOT NULL{window}"
+    );
+    // The first and last instances, from either end of the time index (MIN/MAX would scan,
+    // since `t_deleted IS NULL` follows the time in the index).
+    let edge = |order: &str| -> rusqlite::Result<Option<String>> {
+        conn.prepare_cached(&format!("SELECT {col} {base} ORDER BY {col} {order} LIMIT 1"))?
+            .query_row(params_from_iter(args.iter()), |r| r.get(0))
+            .optional()
+    };
+    let (Some(first), Some(last)) = (edge("ASC")?, edge("DESC")?) else { return Ok(Vec::new()) };
     let start = from.map(str::to_owned).unwrap_or(first);
     let Some(start_time) = parse_datetime(&start) else { return Ok(Vec::new()) };
     let bucket = if period > 0.0 {
-        format!("CAST((julianday({col}) - julianday(?)) * 86400.0 / {period} AS INTEGER)")
+        // The start's Julian day is computed once here, not once per row by SQLite.
+        format!("CAST((julianday({col}) - ?) * 86400.0 / {period} AS INTEGER)")
     } else {
         "0".to_owned()
     };
     // Only what the methods need goes through the GROUP BY's sorter: the rows it sorts stay a
     // few dozen bytes, so it works in memory (carrying `doc` made it spill ~300 B per instance
-    // to disk).
+    // to disk). Text extremes and distinct counts need `val`, from the table: they are asked
+    // for only when some period holds no number, or when the method is asked.
     let wants = |m: AggrMethod| methods.contains(&m);
     let distinct = if wants(AggrMethod::DistinctCount) { "COUNT(DISTINCT val)" } else { "0" };
-    let sums = if [AggrMethod::Sum, AggrMethod::Avg, AggrMethod::Stddev, AggrMethod::Sumsq].into_iter().any(wants) {
-        "SUM(num), AVG(num), SUM(num * num)"
-    } else {
-        "NULL, NULL, NULL"
-    };
-    let extremes = if wants(AggrMethod::Min) || wants(AggrMethod::Max) {
-        "MIN(num), MAX(num), MIN(val), MAX(val)"
-    } else {
-        "NULL, NULL, '', ''"
-    };
-    let sql = format!(
-        "SELECT dataset_id, {bucket} AS bucket, COUNT(*), {distinct}, {sums}, COUNT(num), {extremes}
-         {base} GROUP BY dataset_id, bucket ORDER BY dataset_id, bucket"
-    );
+    let aggregates =
+        format!("COUNT(*), {distinct}, SUM(num), AVG(num), SUM(num * num), COUNT(num), MIN(num), MAX(num)");
     let kind_doc: String = conn
         .prepare_cached(&format!("SELECT doc {base} LIMIT 1"))?
         .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
     let kind = serde_json::from_str::<Attribute>(&kind_doc).map_err(sql_err)?.kind;
     let mut all_args: Vec<SqlValue> = Vec::new();
     if period > 0.0 {
-        all_args.push(start.clone().into());
+        let start_julian_day = start_time.timestamp_micros() as f64 / 86_400e6 + 2_440_587.5;
+        all_args.push(start_julian_day.into());
     }
     all_args.extend(args.iter().cloned());
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(all_args))?;
+    type Group = (Option<String>, i64, i64, i64, Option<f64>, Option<f64>, Option<f64>, i64, Option<f64>, Option<f64>);
+    let run = |sql: &str, args: &[SqlValue]| -> rusqlite::Result<Vec<Group>> {
+        conn.prepare_cached(sql)?
+            .query_map(params_from_iter(args.iter()), |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })?
+            .collect()
+    };
+    let period_micros = (period * 1e6) as i64;
+    let periods = match (period_micros > 0, parse_datetime(&last)) {
+        (true, Some(last_time)) => (last_time - start_time).num_microseconds().unwrap_or(i64::MAX) / period_micros + 1,
+        _ => 1,
+    };
+    let groups: Vec<Group> = if period_micros > 0 && periods <= MAX_RANGE_QUERIES {
+        // One range scan of the time index per period: no per-row date arithmetic and no sort
+        // of the whole window, only of one period's rows by datasetId.
+        let sql = format!(
+            "SELECT dataset_id, ? AS bucket, {aggregates} {base} AND {col} >= ? AND {col} < ? GROUP BY dataset_id"
+        );
+        let mut groups = Vec::new();
+        for k in 0..periods {
+            let lo = start_time + Duration::microseconds(period_micros * k);
+            let hi = lo + Duration::microseconds(period_micros);
+            let mut period_args: Vec<SqlValue> = vec![k.into()];
+            period_args.extend(args.iter().cloned());
+            period_args.push(format_time(lo).into());
+            period_args.push(format_time(hi).into());
+            groups.extend(run(&sql, &period_args)?);
+        }
+        groups.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        groups
+    } else {
+        let sql = format!(
+            "SELECT dataset_id, {bucket} AS bucket, {aggregates} {base} GROUP BY dataset_id, bucket ORDER BY dataset_id, bucket"
+        );
+        run(&sql, &all_args)?
+    };
+    let mut text_extremes: std::collections::HashMap<(Option<String>, i64), (String, String)> = Default::default();
+    if (wants(AggrMethod::Min) || wants(AggrMethod::Max)) && groups.iter().any(|g| g.7 == 0) {
+        let sql = format!(
+            "SELECT dataset_id, {bucket} AS bucket, MIN(val), MAX(val) {base} GROUP BY dataset_id, bucket",
+            base = base.replace(" INDEXED BY attr_history_observed", "")
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(params_from_iter(all_args.iter()), |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))?;
+        for row in rows {
+            let (key, extremes) = row?;
+            text_extremes.insert(key, extremes);
+        }
+    }
     let mut series: Vec<AggregateSeries> = Vec::new();
     let stamp = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let whole_end = to.and_then(parse_datetime).or_else(|| parse_datetime(&last));
-    while let Some(row) = rows.next()? {
-        let dataset_id: Option<String> = row.get(0)?;
-        let bucket: i64 = row.get(1)?;
-        let total: i64 = row.get(2)?;
-        let distinct: i64 = row.get(3)?;
-        let sum: Option<f64> = row.get(4)?;
-        let avg: Option<f64> = row.get(5)?;
-        let sumsq: Option<f64> = row.get(6)?;
-        let numeric: i64 = row.get(7)?;
-        let (min, max): (Option<f64>, Option<f64>) = (row.get(8)?, row.get(9)?);
-        let (min_val, max_val): (String, String) = (row.get(10)?, row.get(11)?);
+    for (dataset_id, bucket, total, distinct, sum, avg, sumsq, numeric, min, max) in groups {
+        let no_text = (String::new(), String::new());
+        let (min_val, max_val) = text_extremes.get(&(dataset_id.clone(), bucket)).unwrap_or(&no_text);
         let (period_start, period_end) = if period > 0.0 {
             let micros = (period * 1e6) as i64;
             let s = start_time + Duration::microseconds(micros * bucket);
@@ -580,8 +637,8 @@ fn aggregate(
                     AggrMethod::DistinctCount => Value::from(distinct),
                     AggrMethod::Sum => number(sum),
                     AggrMethod::Avg => number(avg),
-                    AggrMethod::Min if numeric == 0 => text(&min_val),
-                    AggrMethod::Max if numeric == 0 => text(&max_val),
+                    AggrMethod::Min if numeric == 0 => text(min_val),
+                    AggrMethod::Max if numeric == 0 => text(max_val),
                     AggrMethod::Min => number(min),
                     AggrMethod::Max => number(max),
                     AggrMethod::Sumsq => number(sumsq),
