@@ -229,14 +229,14 @@ async fn indexed_answers_equal_the_definition() {
             1 | 2 => json!("Sensor"),
             _ => json!("Bin"),
         };
-        let location = if i % 9 == 0 {
+        let location = if i.is_multiple_of(9) {
             json!({"type": "Polygon", "coordinates": [[[126.0, 37.0], [126.0 + (k % 10) as f64 / 100.0, 37.0], [126.0, 37.05], [126.0, 37.0]]]})
         } else {
             json!({"type": "Point", "coordinates": [126.0 + (k % 40) as f64 / 1000.0, 37.0 + (k % 30) as f64 / 1000.0]})
         };
         let mut b = json!({
             "id": format!("urn:ngsi-ld:E:{i:04}"), "type": ty,
-            "pm25": if i % 2 == 0 {
+            "pm25": if i.is_multiple_of(2) {
                 json!((k % 50) as f64)
             } else {
                 json!([{"type": "Property", "value": (k % 50) as f64}, {"type": "Property", "value": (k % 13) as f64, "datasetId": "urn:d:2"}])
@@ -246,10 +246,10 @@ async fn indexed_answers_equal_the_definition() {
             "name": {"type": "LanguageProperty", "languageMap": {"en": format!("n{}", k % 5), "ko": "이름"}},
             "location": location,
         });
-        if k % 4 == 0 {
+        if k.is_multiple_of(4) {
             b["owner"] = json!({"type": "Relationship", "object": format!("urn:ngsi-ld:Owner:{}", k % 3)});
         }
-        if k % 11 == 0 {
+        if k.is_multiple_of(11) {
             b["empty"] = json!({"type": "Property", "value": []});
         }
         ngsild_core::expand::expand_entity(b.as_object().unwrap(), &ctx).unwrap().0
