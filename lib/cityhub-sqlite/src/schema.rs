@@ -9,7 +9,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -78,7 +78,15 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
              attr TEXT NOT NULL,
              id TEXT NOT NULL
          );
-         CREATE INDEX IF NOT EXISTS geo_entries_entity ON geo_entries (tenant, id);",
+         CREATE INDEX IF NOT EXISTS geo_entries_entity ON geo_entries (tenant, id);
+         -- Context source registrations and csource subscriptions, one JSON document each.
+         CREATE TABLE IF NOT EXISTS records (
+             tenant TEXT NOT NULL,
+             kind TEXT NOT NULL,
+             id TEXT NOT NULL,
+             doc TEXT NOT NULL,
+             PRIMARY KEY (tenant, kind, id)
+         );",
     )?;
     tx.execute_batch(crate::temporal::SCHEMA)?;
     if version == 1 {
