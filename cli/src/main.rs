@@ -25,6 +25,44 @@ struct Cli {
 enum Command {
     /// Run the hub: the NGSI-LD API under /ngsi-ld/v1, a health check at /health.
     Serve(ServeArgs),
+    /// Register another city's hub as a context source of this one, for the given entity types:
+    /// queries at this hub then also ask the peer and merge its answers.
+    Federate(FederateArgs),
+}
+
+#[derive(Args)]
+struct FederateArgs {
+    /// The peer hub's base URL (without /ngsi-ld/v1), e.g. http://busan.example:1026.
+    #[arg(long)]
+    peer: String,
+
+    /// Entity types the peer is registered for (repeat, or separate with commas).
+    #[arg(long = "type", value_delimiter = ',', required = true)]
+    types: Vec<String>,
+
+    /// This hub's base URL, where the registration is made.
+    #[arg(long, default_value = "http://127.0.0.1:1026", env = "CITYHUB_URL")]
+    hub: String,
+
+    /// Registration mode: inclusive (merge with local data), auxiliary, exclusive or redirect.
+    #[arg(long, default_value = "inclusive")]
+    mode: String,
+
+    /// The registration id (default: derived from the peer URL, so federating twice updates).
+    #[arg(long)]
+    id: Option<String>,
+
+    /// The @context URL the types are expanded with (default: the core context).
+    #[arg(long)]
+    context: Option<String>,
+
+    /// Tenant of this hub to register in.
+    #[arg(long)]
+    tenant: Option<String>,
+
+    /// Tenant to use at the peer.
+    #[arg(long)]
+    peer_tenant: Option<String>,
 }
 
 #[derive(Args)]
@@ -58,12 +96,23 @@ struct ServeArgs {
     /// Log filter, as in RUST_LOG (e.g. "info", "cityhub_http=debug").
     #[arg(long, default_value = "info", env = "CITYHUB_LOG")]
     log: String,
+
+    /// Milliseconds a registered context source may take to answer a forwarded request before
+    /// it is reported as failed (the other sources' answers are kept).
+    #[arg(long, default_value_t = 5000, env = "CITYHUB_FORWARD_TIMEOUT_MS")]
+    forward_timeout_ms: u64,
+
+    /// How this hub names itself (host:port) in the Via header of forwarded requests; default:
+    /// the address it listens on. Peers never forward a request back to a hub listed in Via.
+    #[arg(long, env = "CITYHUB_VIA_NAME")]
+    via_name: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Federate(args) => federate(args),
     }
 }
 
@@ -85,23 +134,98 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let loaded = demo::load(store.as_ref()).await?;
             tracing::info!(entities = loaded, "demo city data loaded");
         }
-        let config = HttpConfig {
-            max_body_bytes: args.max_body_bytes,
-            context_fetch_timeout: std::time::Duration::from_secs(args.context_timeout_secs),
-            temporal_instance_limit: args.temporal_instance_limit.max(1),
-            ..HttpConfig::default()
-        };
-        let app = app(AppState::new(store, config));
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        let config = HttpConfig {
+            max_body_bytes: args.max_body_bytes,
+            context_fetch_timeout: std::time::Duration::from_secs(args.context_timeout_secs),
+            temporal_instance_limit: args.temporal_instance_limit.max(1),
+            via_name: args.via_name.clone().unwrap_or_else(|| address.to_string()),
+            forward_timeout: std::time::Duration::from_millis(args.forward_timeout_ms.max(1)),
+            ..HttpConfig::default()
+        };
+        let app = app(AppState::new(store, config));
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         tracing::info!(%address, data = %args.data.display(), "cityhub is serving NGSI-LD");
         let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("cityhub stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Posts (or, when it exists, updates) the registration of a peer hub at this hub.
+fn federate(args: FederateArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let peer = args.peer.trim_end_matches('/').trim_end_matches("/ngsi-ld/v1").to_owned();
+    if !(peer.starts_with("http://") || peer.starts_with("https://")) {
+        anyhow::bail!("--peer must be an http(s) URL, not {peer:?}");
+    }
+    let id = args.id.clone().unwrap_or_else(|| {
+        let name: String = peer
+            .split("://")
+            .nth(1)
+            .unwrap_or(&peer)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+            .collect();
+        format!("urn:ngsi-ld:ContextSourceRegistration:peer:{name}")
+    });
+    let entities: Vec<serde_json::Value> = args.types.iter().map(|t| serde_json::json!({"type": t})).collect();
+    let mut registration = serde_json::json!({
+        "id": id,
+        "type": "ContextSourceRegistration",
+        "registrationName": format!("cityhub peer {peer}"),
+        "information": [{"entities": entities}],
+        "endpoint": peer,
+        "mode": args.mode,
+    });
+    if let Some(tenant) = &args.peer_tenant {
+        registration["tenant"] = serde_json::Value::String(tenant.clone());
+    }
+    let hub = args.hub.trim_end_matches('/').trim_end_matches("/ngsi-ld/v1").to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+        let with_headers = |request: reqwest::RequestBuilder| {
+            let mut request = request.header("Content-Type", "application/json");
+            if let Some(context) = &args.context {
+                request = request.header(
+                    "Link",
+                    format!("<{context}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
+                );
+            }
+            if let Some(tenant) = &args.tenant {
+                request = request.header("NGSILD-Tenant", tenant);
+            }
+            request
+        };
+        let url = format!("{hub}/ngsi-ld/v1/csourceRegistrations");
+        let created = with_headers(client.post(&url)).body(registration.to_string()).send().await?;
+        let status = created.status();
+        if status.as_u16() == 409 {
+            let mut fragment = registration.clone();
+            if let Some(m) = fragment.as_object_mut() {
+                m.remove("id");
+                m.remove("type");
+            }
+            let updated = with_headers(client.patch(format!("{url}/{id}"))).body(fragment.to_string()).send().await?;
+            if !updated.status().is_success() {
+                anyhow::bail!(
+                    "the hub refused the update: {} {}",
+                    updated.status(),
+                    updated.text().await.unwrap_or_default()
+                );
+            }
+            println!("updated registration {id}: {peer} for {}", args.types.join(", "));
+        } else if status.is_success() {
+            println!("registered {id}: {peer} for {}", args.types.join(", "));
+        } else {
+            anyhow::bail!("the hub refused the registration: {status} {}", created.text().await.unwrap_or_default());
+        }
         anyhow::Ok(())
     })
 }

@@ -18,11 +18,15 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 use crate::error::{ApiError, ApiResult};
+use crate::federation::{Federation, Forwarding, SourceFailure};
 use crate::request::{
     accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
 };
 use crate::response::{append_header, created, ld_json, no_content, path_segment, plain_json, with_header};
 use crate::SharedState;
+use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
+use ngsild_federation::merge::{merge_entities, Fragments};
+use ngsild_federation::{Mode, Registration};
 
 const CREATE_PARAMS: &[&str] = &["local"];
 const RETRIEVE_PARAMS: &[&str] = &[
@@ -92,12 +96,42 @@ pub async fn create(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), CREATE_PARAMS)?;
+    let params = Params::parse(raw.as_deref(), CREATE_PARAMS)?;
     let tenant = tenant(&headers)?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
-    let input = expand_fragment(&as_object(value, "an entity")?, &ld.ctx)?;
+    let input = expand_fragment(&as_object(value.clone(), "an entity")?, &ld.ctx)?;
     let mut entity = entity_from_input(&input)?;
     let id = entity.id.clone();
+    let filter = EntityFilter { ids: vec![id.clone()], ..Default::default() };
+    let (targets, local_too) =
+        provision_targets(&state, &headers, &tenant, &params, &filter, &entity.types, Operation::CREATE_ENTITY).await?;
+    let mut failures = Vec::new();
+    if !targets.is_empty() {
+        let mut forwarded_body = value;
+        if let (Some(map), Some(context)) = (forwarded_body.as_object_mut(), ld.given.clone()) {
+            if headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("ld+json")) {
+                map.insert("@context".into(), context);
+            }
+        }
+        let fwd = forwarding(&headers, &tenant, &ld);
+        let (accepted, failed) = crate::federation::forward_provision(
+            &state.federation,
+            &targets,
+            &fwd,
+            axum::http::Method::POST,
+            "/entities",
+            &[],
+            Some(forwarded_body),
+        )
+        .await;
+        failures = failed;
+        if !local_too {
+            if accepted == 0 {
+                return Err(NgsiLdError::internal(format!("no context source took entity {id}")).into());
+            }
+            return Ok(warned(created(&location(&id)), &failures));
+        }
+    }
     let modifier: Modifier = Box::new(move |current| {
         if current.is_some() {
             return Err(NgsiLdError::already_exists(format!("entity {} already exists", entity.id)));
@@ -106,7 +140,42 @@ pub async fn create(
         Ok(Some(entity))
     });
     modify_one(state.store.as_ref(), &tenant, &id, modifier).await?;
-    Ok(created(&location(&id)))
+    Ok(warned(created(&location(&id)), &failures))
+}
+
+fn warned(mut response: Response, failures: &[SourceFailure]) -> Response {
+    for failure in failures {
+        response = append_header(response, "ngsild-warning", &failure.warning());
+    }
+    response
+}
+
+/// The registrations a provision operation goes to, and whether the hub applies it itself too:
+/// not when an exclusive or redirect registration takes it.
+#[allow(clippy::too_many_arguments)]
+async fn provision_targets(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    filter: &EntityFilter,
+    entity_types: &[String],
+    operation: &str,
+) -> Result<(Vec<Registration>, bool), ApiError> {
+    if params.flag("local")? {
+        return Ok((Vec::new(), true));
+    }
+    let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
+    if regs.is_empty() {
+        return Ok((Vec::new(), true));
+    }
+    let request = FederationRequest { operation, filter, entity_types };
+    let targets = matching::targets(&regs, &request, &now());
+    let hops = Federation::hops(headers);
+    let targets: Vec<Registration> =
+        state.federation.reachable(targets, &hops).into_iter().map(|t| t.registration.clone()).collect();
+    let local_too = !targets.iter().any(|r| matches!(r.mode, Mode::Exclusive | Mode::Redirect));
+    Ok((targets, local_too))
 }
 
 /// GET /entities/{id}
@@ -122,11 +191,9 @@ pub async fn retrieve(
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
     let opts = render_options(&params, &ld.ctx)?;
-    let entity = state
-        .store
-        .get_entity(&tenant, &id)
-        .await?
-        .ok_or_else(|| NgsiLdError::not_found(format!("entity {id} not found")))?;
+    let local = state.store.get_entity(&tenant, &id).await?;
+    let (entity, failures) = distributed_retrieve(&state, &headers, &tenant, &params, &ld, &id, local).await?;
+    let entity = entity.ok_or_else(|| NgsiLdError::not_found(format!("entity {id} not found")))?;
     if let Some(types) = params.get("type") {
         let types =
             TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?;
@@ -150,16 +217,22 @@ pub async fn retrieve(
         let feature = geojson_feature(Value::Object(rendered), &entity, &geometry_property, &ld);
         return Ok(ld_json(StatusCode::OK, feature, &ld, Accept::GeoJson));
     }
+    let warned = |mut response: Response| {
+        for failure in &failures {
+            response = append_header(response, "ngsild-warning", &failure.warning());
+        }
+        response
+    };
     if let Some((Join::Flat, levels)) = opts.join {
         // A flat join answers a list, the Entity then the Entities it links to; with nothing
         // linked it answers the Entity alone, as without a join.
         let flat = render_flat_linked(roots, &ld, &opts, &linked, levels);
         if !flat.is_empty() {
             let all = std::iter::once(Value::Object(rendered)).chain(flat).collect();
-            return Ok(ld_json(StatusCode::OK, Value::Array(all), &ld, accept));
+            return Ok(warned(ld_json(StatusCode::OK, Value::Array(all), &ld, accept)));
         }
     }
-    Ok(ld_json(StatusCode::OK, Value::Object(rendered), &ld, accept))
+    Ok(warned(ld_json(StatusCode::OK, Value::Object(rendered), &ld, accept)))
 }
 
 /// Linked Entity retrieval: fetches the Entities that the shown relationships of `roots` point
@@ -246,7 +319,7 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let accept = accept(&headers, true)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
-    run_query(&state, &tenant, &params, &ld, accept, Some("/ngsi-ld/v1/entities")).await
+    run_query(&state, &headers, &tenant, &params, &ld, accept, Some("/ngsi-ld/v1/entities")).await
 }
 
 /// POST /entityOperations/query: the same query, its terms in a Query body.
@@ -264,7 +337,7 @@ pub async fn query_post(
     let tenant = existing_tenant(&state, &headers).await?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
     push_query_body(&as_object(value, "a Query")?, &mut params);
-    run_query(&state, &tenant, &params, &ld, accept, None).await
+    run_query(&state, &headers, &tenant, &params, &ld, accept, None).await
 }
 
 /// Builds an [`EntityFilter`] from query parameters.
@@ -319,6 +392,7 @@ pub(crate) fn entity_filter(params: &Params, ld: &Ld) -> Result<EntityFilter, Ng
 
 async fn run_query(
     state: &SharedState,
+    headers: &HeaderMap,
     tenant: &str,
     params: &Params,
     ld: &Ld,
@@ -351,10 +425,16 @@ async fn run_query(
         .into());
     }
     let offset = params.usize("offset")?.unwrap_or(0);
-    // One entity more than the page tells whether a next page exists.
-    let mut page = state.store.query(tenant, &filter, Paging { offset, limit: limit + 1, count }).await?;
-    let has_next = page.entities.len() > limit;
-    page.entities.truncate(limit);
+    let targets = distributed_targets(state, headers, tenant, params, &filter, Operation::QUERY_ENTITY).await?;
+    let (page, has_next, failures) = if targets.is_empty() {
+        // One entity more than the page tells whether a next page exists.
+        let mut page = state.store.query(tenant, &filter, Paging { offset, limit: limit + 1, count }).await?;
+        let has_next = page.entities.len() > limit;
+        page.entities.truncate(limit);
+        (page, has_next, Vec::new())
+    } else {
+        distributed_page(state, headers, tenant, params, ld, &filter, &targets, offset, limit, count).await?
+    };
     let geometry_property = geometry_property(params, ld);
     let linked = linked_entities(state, tenant, &page.entities, &opts).await?;
     let mut body: Vec<Value> = page
@@ -390,6 +470,9 @@ async fn run_query(
     if let Some(total) = page.total {
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }
+    for failure in &failures {
+        response = append_header(response, "ngsild-warning", &failure.warning());
+    }
     if let (Some(path), true) = (get_path, limit > 0) {
         let rest = params.query_string_without(&["limit", "offset"]);
         let link = |offset: usize, rel: &str| {
@@ -406,6 +489,112 @@ async fn run_query(
     Ok(response)
 }
 
+/// The registrations a read must also ask (none with `local=true`), never a hub the request
+/// already crossed.
+async fn distributed_targets(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    filter: &EntityFilter,
+    operation: &str,
+) -> Result<Vec<Registration>, ApiError> {
+    if params.flag("local")? {
+        return Ok(Vec::new());
+    }
+    let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
+    if regs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let request = FederationRequest { operation, filter, entity_types: &[] };
+    let targets = matching::targets(&regs, &request, &now());
+    let hops = Federation::hops(headers);
+    Ok(state.federation.reachable(targets, &hops).into_iter().map(|t| t.registration.clone()).collect())
+}
+
+fn forwarding(headers: &HeaderMap, tenant: &str, ld: &Ld) -> Forwarding {
+    Forwarding { tenant: tenant.to_owned(), hops: Federation::hops(headers), ld: ld.clone() }
+}
+
+/// A query answered from the hub and its context sources together: each source is asked for
+/// the first `offset + limit` matches, the answers merge by entity id, and the merged list is
+/// paged here.
+#[allow(clippy::too_many_arguments)]
+async fn distributed_page(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    ld: &Ld,
+    filter: &EntityFilter,
+    registrations: &[Registration],
+    offset: usize,
+    limit: usize,
+    count: bool,
+) -> Result<(cityhub_storage::Page, bool, Vec<SourceFailure>), ApiError> {
+    let window = offset + limit;
+    let local = state.store.query(tenant, filter, Paging { offset: 0, limit: window + 1, count }).await?;
+    let request = FederationRequest { operation: Operation::QUERY_ENTITY, filter, entity_types: &[] };
+    let targets = matching::targets(registrations, &request, &now());
+    let mut forwarded: Vec<(String, String)> = params.pairs().to_vec();
+    if !forwarded.iter().any(|(n, _)| n == "limit") {
+        forwarded.push(("limit".to_owned(), limit.to_string()));
+    }
+    let fwd = forwarding(headers, tenant, ld);
+    let (answers, failures) = state.federation.query_sources(&targets, &fwd, &forwarded).await;
+    let local_ids: std::collections::HashSet<String> = local.entities.iter().map(|e| e.id.clone()).collect();
+    let mut total = local.total.unwrap_or(local.entities.len());
+    let mut sources = vec![Fragments { entities: local.entities, auxiliary: false }];
+    let mut seen = local_ids;
+    for (reg, entities, remote_count) in answers {
+        let fresh = entities.iter().filter(|e| !seen.contains(&e.id)).count();
+        let duplicates = entities.len() - fresh;
+        total += remote_count.map(|c| c.saturating_sub(duplicates)).unwrap_or(fresh);
+        seen.extend(entities.iter().map(|e| e.id.clone()));
+        sources.push(Fragments { entities, auxiliary: reg.mode == Mode::Auxiliary });
+    }
+    let mut merged = merge_entities(sources);
+    let has_next = merged.len() > window;
+    let page_entities: Vec<Entity> = merged.drain(..).skip(offset).take(limit).collect();
+    let page = cityhub_storage::Page { entities: page_entities, total: count.then_some(total) };
+    Ok((page, has_next, failures))
+}
+
+/// One entity from the hub and the context sources registered for it, merged.
+async fn distributed_retrieve(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    ld: &Ld,
+    id: &str,
+    local: Option<Entity>,
+) -> Result<(Option<Entity>, Vec<SourceFailure>), ApiError> {
+    let mut filter = EntityFilter { ids: vec![id.to_owned()], ..Default::default() };
+    if let Some(types) = params.get("type") {
+        filter.types =
+            Some(TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?);
+    }
+    if let Some(attrs) = params.list("attrs")? {
+        filter.attrs = attrs.iter().map(|a| ld.ctx.expand_term(a).into_owned()).collect();
+    }
+    let registrations =
+        distributed_targets(state, headers, tenant, params, &filter, Operation::RETRIEVE_ENTITY).await?;
+    if registrations.is_empty() {
+        return Ok((local, Vec::new()));
+    }
+    let request = FederationRequest { operation: Operation::RETRIEVE_ENTITY, filter: &filter, entity_types: &[] };
+    let targets = matching::targets(&registrations, &request, &now());
+    let fwd = forwarding(headers, tenant, ld);
+    let (answers, failures) = state.federation.retrieve_from_sources(&targets, &fwd, id, params.pairs()).await;
+    let mut sources = vec![Fragments { entities: local.into_iter().collect(), auxiliary: false }];
+    for (reg, entities, _) in answers {
+        let entities = entities.into_iter().filter(|e| e.id == id).collect();
+        sources.push(Fragments { entities, auxiliary: reg.mode == Mode::Auxiliary });
+    }
+    Ok((merge_entities(sources).pop(), failures))
+}
+
 /// DELETE /entities/{id}
 pub async fn delete(
     State(state): State<SharedState>,
@@ -413,16 +602,48 @@ pub async fn delete(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local", "type"])?;
+    let params = Params::parse(raw.as_deref(), &["local", "type"])?;
     check_id(&id)?;
     let tenant = existing_tenant(&state, &headers).await?;
+    let filter = EntityFilter { ids: vec![id.clone()], ..Default::default() };
+    let (targets, local_too) =
+        provision_targets(&state, &headers, &tenant, &params, &filter, &[], Operation::DELETE_ENTITY).await?;
+    let mut forwarded = 0;
+    let mut failures = Vec::new();
+    if !targets.is_empty() {
+        let ld = header_ld(&state, &headers).await?;
+        let fwd = forwarding(&headers, &tenant, &ld);
+        let path = format!("/entities/{}", path_segment(&id));
+        (forwarded, failures) = crate::federation::forward_provision(
+            &state.federation,
+            &targets,
+            &fwd,
+            axum::http::Method::DELETE,
+            &path,
+            &[],
+            None,
+        )
+        .await;
+        if !local_too {
+            if forwarded == 0 {
+                return Err(NgsiLdError::not_found(format!("entity {id} not found")).into());
+            }
+            return Ok(warned(no_content(), &failures));
+        }
+    }
     let missing = id.clone();
     let modifier: Modifier = Box::new(move |current| match current {
         Some(_) => Ok(None),
         None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
     });
-    modify_one(state.store.as_ref(), &tenant, &id, modifier).await?;
-    Ok(no_content())
+    match modify_one(state.store.as_ref(), &tenant, &id, modifier).await {
+        // Gone from a context source, though the hub never held it: deleted all the same.
+        Err(e) if e.kind == ErrorKind::ResourceNotFound && forwarded > 0 => {}
+        other => {
+            other?;
+        }
+    }
+    Ok(warned(no_content(), &failures))
 }
 
 /// Runs an operation on an existing entity, or answers 404.

@@ -7,9 +7,11 @@
 
 mod batch;
 mod contexts;
+mod csource;
 mod discovery;
 mod entities;
 mod error;
+mod federation;
 mod jsonld_contexts;
 mod request;
 mod response;
@@ -44,6 +46,11 @@ pub struct HttpConfig {
     /// The most instances of one attribute a temporal answer holds; more answer 206 and a
     /// `Content-Range` to continue from.
     pub temporal_instance_limit: usize,
+    /// How this hub names itself in the `Via` header of requests it forwards (`host:port`);
+    /// requests that already list it are refused as loops.
+    pub via_name: String,
+    /// How long one context source may take to answer a forwarded request.
+    pub forward_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +62,8 @@ impl Default for HttpConfig {
             max_page_size: 1000,
             default_page_size: 20,
             temporal_instance_limit: 30,
+            via_name: "127.0.0.1:1026".to_owned(),
+            forward_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -63,6 +72,7 @@ pub struct AppState {
     pub store: DynStore,
     pub contexts: ContextService,
     pub config: HttpConfig,
+    pub federation: Arc<federation::Federation>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -70,7 +80,8 @@ pub type SharedState = Arc<AppState>;
 impl AppState {
     pub fn new(store: DynStore, config: HttpConfig) -> SharedState {
         let contexts = ContextService::new(store.clone(), &config);
-        Arc::new(AppState { store, contexts, config })
+        let federation = Arc::new(federation::Federation::new(config.via_name.clone(), config.forward_timeout));
+        Arc::new(AppState { store, contexts, config, federation })
     }
 }
 
@@ -122,7 +133,10 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/temporal/entityOperations/query", post(temporal::query_post))
         .route("/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::add))
-        .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete));
+        .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete))
+        .route("/csourceRegistrations", post(csource::create).get(csource::query))
+        .route("/csourceRegistrations/{id}", get(csource::retrieve).patch(csource::update).delete(csource::delete))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), federation::refuse_loops));
     Router::new()
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))

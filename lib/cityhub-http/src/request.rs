@@ -65,6 +65,10 @@ impl Params {
         Ok(Params(pairs))
     }
 
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     pub fn push(&mut self, pair: (String, String)) {
         self.0.push(pair);
     }

@@ -18,11 +18,12 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    Change, EntityFilter, Modification, Modifier, Page, Paging, Store, StoreError, StoredContext, TemporalOutcome,
-    TemporalPage, TemporalQuery, TemporalWrite, Tenant,
+    Change, EntityFilter, Modification, Modifier, Page, Paging, RecordKind, Store, StoreError, StoredContext,
+    TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 /// How many modifications one commit takes at most; the rest wait for the next one.
@@ -33,10 +34,38 @@ const MAX_IDLE_READERS: usize = 8;
 type ModifyAnswer = Result<Vec<Result<Change, NgsiLdError>>, StoreError>;
 
 enum Job {
-    Modify { tenant: String, modifications: Vec<(String, Modifier)>, reply: oneshot::Sender<ModifyAnswer> },
-    PutContext { context: StoredContext, reply: oneshot::Sender<Result<(), StoreError>> },
-    DeleteContext { id: String, reply: oneshot::Sender<Result<bool, StoreError>> },
-    Temporal { tenant: String, id: String, write: Box<TemporalWrite>, reply: oneshot::Sender<TemporalAnswer> },
+    Modify {
+        tenant: String,
+        modifications: Vec<(String, Modifier)>,
+        reply: oneshot::Sender<ModifyAnswer>,
+    },
+    PutContext {
+        context: StoredContext,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    DeleteContext {
+        id: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Temporal {
+        tenant: String,
+        id: String,
+        write: Box<TemporalWrite>,
+        reply: oneshot::Sender<TemporalAnswer>,
+    },
+    PutRecord {
+        tenant: String,
+        kind: RecordKind,
+        id: String,
+        doc: Value,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    DeleteRecord {
+        tenant: String,
+        kind: RecordKind,
+        id: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
 }
 
 type TemporalAnswer = Result<Result<TemporalOutcome, NgsiLdError>, StoreError>;
@@ -167,6 +196,8 @@ enum Pending {
     PutContext(oneshot::Sender<Result<(), StoreError>>),
     DeleteContext(oneshot::Sender<Result<bool, StoreError>>, bool),
     Temporal(oneshot::Sender<TemporalAnswer>, Result<TemporalOutcome, NgsiLdError>),
+    PutRecord(oneshot::Sender<Result<(), StoreError>>),
+    DeleteRecord(oneshot::Sender<Result<bool, StoreError>>, bool),
 }
 
 fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
@@ -195,6 +226,24 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                 Job::DeleteContext { id, reply } => {
                     let deleted = tx.execute("DELETE FROM contexts WHERE id = ?1", [&id])? > 0;
                     pending.push(Pending::DeleteContext(reply, deleted));
+                }
+                Job::PutRecord { tenant, kind, id, doc, reply } => {
+                    tx.execute(
+                        "INSERT INTO records (tenant, kind, id, doc) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (tenant, kind, id) DO UPDATE SET doc = excluded.doc",
+                        rusqlite::params![tenant, kind.name(), id, doc.to_string()],
+                    )?;
+                    if !tenant.is_empty() {
+                        tx.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
+                    }
+                    pending.push(Pending::PutRecord(reply));
+                }
+                Job::DeleteRecord { tenant, kind, id, reply } => {
+                    let deleted = tx.execute(
+                        "DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
+                        rusqlite::params![tenant, kind.name(), id],
+                    )? > 0;
+                    pending.push(Pending::DeleteRecord(reply, deleted));
                 }
                 Job::Temporal { tenant, id, write, reply } => {
                     let sp = tx.savepoint()?;
@@ -228,6 +277,12 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     }
                     Pending::Temporal(reply, answer) => {
                         let _ = reply.send(Ok(answer));
+                    }
+                    Pending::PutRecord(reply) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    Pending::DeleteRecord(reply, deleted) => {
+                        let _ = reply.send(Ok(deleted));
                     }
                 }
             }
@@ -349,6 +404,32 @@ impl Store for SqliteStore {
     async fn delete_context(&self, id: &str) -> Result<bool, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::DeleteContext { id: id.to_owned(), reply })?;
+        answer.await.map_err(|_| backend("the write was rolled back"))?
+    }
+
+    async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::PutRecord { tenant: tenant.to_owned(), kind, id: id.to_owned(), doc, reply })?;
+        answer.await.map_err(|_| backend("the write was rolled back"))?
+    }
+
+    async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT doc FROM records WHERE tenant = ?1 AND kind = ?2 ORDER BY rowid")
+                .map_err(backend)?;
+            let docs = stmt
+                .query_map(rusqlite::params![tenant, kind.name()], |row| row.get::<_, String>(0))
+                .map_err(backend)?;
+            docs.map(|doc| serde_json::from_str(&doc.map_err(backend)?).map_err(backend)).collect()
+        })
+        .await
+    }
+
+    async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::DeleteRecord { tenant: tenant.to_owned(), kind, id: id.to_owned(), reply })?;
         answer.await.map_err(|_| backend("the write was rolled back"))?
     }
 }

@@ -5,7 +5,7 @@ use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -34,15 +34,6 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY) WITHOUT ROWID;
-         -- eid is the key every index refers to; an explicit INTEGER PRIMARY KEY, so that no
-         -- VACUUM ever renumbers it.
-         CREATE TABLE IF NOT EXISTS entities_v4 (
-             eid INTEGER PRIMARY KEY,
-             tenant TEXT NOT NULL,
-             id TEXT NOT NULL,
-             doc TEXT NOT NULL,
-             UNIQUE (tenant, id)
-         );
          CREATE TABLE IF NOT EXISTS contexts (
              id TEXT PRIMARY KEY,
              kind TEXT NOT NULL,
@@ -52,8 +43,28 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
              last_used_at TEXT,
              hits INTEGER NOT NULL DEFAULT 0
          );
-",
+         -- Context source registrations and csource subscriptions, one JSON document each.
+         CREATE TABLE IF NOT EXISTS records (
+             tenant TEXT NOT NULL,
+             kind TEXT NOT NULL,
+             id TEXT NOT NULL,
+             doc TEXT NOT NULL,
+             PRIMARY KEY (tenant, kind, id)
+         );",
     )?;
+    if version < 4 {
+        // eid is the key every index refers to; an explicit INTEGER PRIMARY KEY, so that no
+        // VACUUM ever renumbers it.
+        tx.execute_batch(
+            "CREATE TABLE entities_v4 (
+                 eid INTEGER PRIMARY KEY,
+                 tenant TEXT NOT NULL,
+                 id TEXT NOT NULL,
+                 doc TEXT NOT NULL,
+                 UNIQUE (tenant, id)
+             );",
+        )?;
+    }
     if version > 0 && version < 4 {
         tx.execute_batch(crate::index::DROP_OLD)?;
         tx.execute_batch(

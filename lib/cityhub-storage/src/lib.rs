@@ -187,6 +187,31 @@ pub trait Store: Send + Sync + 'static {
     async fn get_context(&self, id: &str) -> Result<Option<StoredContext>, StoreError>;
     async fn list_contexts(&self) -> Result<Vec<StoredContext>, StoreError>;
     async fn delete_context(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Writes a record (a context source registration, a csource subscription: see
+    /// [`RecordKind`]) in one durable commit, replacing the one with the same id.
+    async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError>;
+
+    /// Every record of a kind in a tenant, in the order they were first written.
+    async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError>;
+
+    async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError>;
+}
+
+/// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    Registration,
+    CSourceSubscription,
+}
+
+impl RecordKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::Registration => "csourceRegistration",
+            RecordKind::CSourceSubscription => "csourceSubscription",
+        }
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     PayloadTooLarge,
     MethodNotAllowed,
+    /// A distributed request came back to a hub it already crossed (clause 6.3.18).
+    LoopDetected,
 }
 
 impl ErrorKind {
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::LoopDetected => 508,
         }
     }
 
@@ -61,6 +64,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "UnsupportedMediaType",
             ErrorKind::PayloadTooLarge => "PayloadTooLarge",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
+            ErrorKind::LoopDetected => "LoopDetected",
         }
     }
 
@@ -88,6 +92,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "The request body media type is not supported",
             ErrorKind::PayloadTooLarge => "The request body is too large",
             ErrorKind::MethodNotAllowed => "The method is not allowed on this resource",
+            ErrorKind::LoopDetected => "The request already passed through this broker",
         }
     }
 }

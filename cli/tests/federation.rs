@@ -1,0 +1,313 @@
+//! Federation between city hubs: two real `cityhub` processes, "seoul" and "busan", each holding
+//! its own air-quality stations, registered with each other as context sources.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use common::{assert_problem, json_of, Hub};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const SEOUL_STATIONS: &[(&str, f64, f64, f64)] = &[
+    ("urn:ngsi-ld:AirQualityObserved:seoul:jongno", 126.978, 37.572, 31.0),
+    ("urn:ngsi-ld:AirQualityObserved:seoul:gangnam", 127.047, 37.517, 24.5),
+    ("urn:ngsi-ld:AirQualityObserved:seoul:mapo", 126.901, 37.566, 40.0),
+];
+
+const BUSAN_STATIONS: &[(&str, f64, f64, f64)] = &[
+    ("urn:ngsi-ld:AirQualityObserved:busan:haeundae", 129.163, 35.163, 18.0),
+    ("urn:ngsi-ld:AirQualityObserved:busan:jung", 129.032, 35.106, 22.0),
+];
+
+fn station(id: &str, lon: f64, lat: f64, pm25: f64) -> Value {
+    json!({
+        "id": id,
+        "type": "AirQualityObserved",
+        "pm25": {"type": "Property", "value": pm25, "unitCode": "GQ", "observedAt": "2024-05-01T09:00:00Z"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}
+    })
+}
+
+fn city(stations: &[(&str, f64, f64, f64)]) -> Hub {
+    // A short forwarding timeout keeps the dead-peer case quick.
+    let hub = Hub::start_with(&["--forward-timeout-ms", "2000"]);
+    for (id, lon, lat, pm25) in stations {
+        let response = hub.post("/entities", &station(id, *lon, *lat, *pm25));
+        assert_eq!(response.status().as_u16(), 201, "station {id} created");
+    }
+    hub
+}
+
+/// Registers `peer` at `hub` for air-quality stations with the `cityhub federate` command.
+fn federate(hub: &Hub, peer: &Hub) {
+    let output = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["federate", "--hub", &hub.base, "--peer", &peer.base, "--type", "AirQualityObserved"])
+        .output()
+        .expect("cityhub federate runs");
+    assert!(output.status.success(), "federate failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("registered"));
+}
+
+/// GET at `hub`; answers status, warnings and the listed entity ids (each id must appear once).
+fn query(hub: &Hub, path: &str) -> (u16, Vec<String>, Vec<String>, Value) {
+    let response = hub.get(path).send().expect("query sent");
+    let warnings: Vec<String> =
+        response.headers().get_all("ngsild-warning").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let count = response.headers().get("ngsild-results-count").map(|v| v.to_str().unwrap().to_owned());
+    let (status, body) = json_of(response);
+    let ids: Vec<String> =
+        body.as_array().map(|a| a.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()).unwrap_or_default();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "each station listed once: {ids:?}");
+    let mut extra = json!({"body": body});
+    if let Some(count) = count {
+        extra["count"] = json!(count);
+    }
+    (status, ids, warnings, extra)
+}
+
+fn ids_of(stations: &[(&str, f64, f64, f64)]) -> BTreeSet<String> {
+    stations.iter().map(|s| s.0.to_owned()).collect()
+}
+
+#[test]
+fn a_query_at_seoul_returns_both_cities_stations() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    federate(&seoul, &busan);
+
+    let (status, ids, warnings, extra) = query(&seoul, "/entities?type=AirQualityObserved&count=true");
+    assert_eq!(status, 200, "{extra}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let all: BTreeSet<String> = ids_of(SEOUL_STATIONS).union(&ids_of(BUSAN_STATIONS)).cloned().collect();
+    assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), all);
+    assert_eq!(extra["count"], "5");
+    let sorted: Vec<String> = all.iter().cloned().collect();
+    assert_eq!(ids, sorted, "the merged list is ordered by id, as a local one is");
+
+    // Busan's station comes back whole, in the representation asked for.
+    let (_, body) = seoul.get_json("/entities?type=AirQualityObserved&q=pm25<20&options=keyValues");
+    assert_eq!(
+        body,
+        json!([{
+            "id": "urn:ngsi-ld:AirQualityObserved:busan:haeundae",
+            "type": "AirQualityObserved",
+            "pm25": 18.0,
+            "location": {"type": "Point", "coordinates": [129.163, 35.163]}
+        }])
+    );
+
+    // Paging runs over the merged list.
+    let (_, first, _, _) = query(&seoul, "/entities?type=AirQualityObserved&limit=2");
+    let (_, rest, _, _) = query(&seoul, "/entities?type=AirQualityObserved&limit=10&offset=2");
+    assert_eq!(first, sorted[..2].to_vec());
+    assert_eq!(rest, sorted[2..].to_vec());
+
+    // One entity of Busan, retrieved through Seoul.
+    let (status, one) = seoul.get_json("/entities/urn:ngsi-ld:AirQualityObserved:busan:jung");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["pm25"]["value"], json!(22.0));
+    let (status, _) = seoul.get_json("/entities/urn:ngsi-ld:AirQualityObserved:busan:jung?local=true");
+    assert_eq!(status, 404, "local=true does not ask Busan");
+
+    // A geo-query: only the stations within 30 km of Busan's city hall, though Seoul asked both.
+    let near_busan =
+        "/entities?type=AirQualityObserved&georel=near;maxDistance==30000&geometry=Point&coordinates=[129.075,35.18]";
+    let (status, ids, _, extra) = query(&seoul, near_busan);
+    assert_eq!(status, 200, "{extra}");
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), ids_of(BUSAN_STATIONS));
+    let near_seoul =
+        "/entities?type=AirQualityObserved&georel=near;maxDistance==20000&geometry=Point&coordinates=[126.978,37.566]";
+    let (_, ids, _, _) = query(&seoul, near_seoul);
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), ids_of(SEOUL_STATIONS));
+
+    // local=true: Seoul's own stations only.
+    let (_, ids, _, _) = query(&seoul, "/entities?type=AirQualityObserved&local=true");
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), ids_of(SEOUL_STATIONS));
+
+    // Other types are not forwarded: Busan is registered for stations only.
+    let (_, ids, warnings, _) = query(&seoul, "/entities?type=ParkingSpot");
+    assert!(ids.is_empty() && warnings.is_empty());
+}
+
+#[test]
+fn mutual_registrations_do_not_loop() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    federate(&seoul, &busan);
+    federate(&busan, &seoul);
+    let all: BTreeSet<String> = ids_of(SEOUL_STATIONS).union(&ids_of(BUSAN_STATIONS)).cloned().collect();
+    for hub in [&seoul, &busan] {
+        let started = std::time::Instant::now();
+        let (status, ids, warnings, extra) = query(hub, "/entities?type=AirQualityObserved&count=true");
+        assert_eq!(status, 200, "{extra}");
+        assert!(warnings.is_empty(), "no source failed, none was asked twice: {warnings:?}");
+        assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), all);
+        assert_eq!(extra["count"], "5");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "answered without waiting on a loop");
+    }
+    // A request that already crossed a hub is refused by it (508), so even a peer that ignored
+    // Via could not make it loop.
+    let me = seoul.base.trim_start_matches("http://").to_owned();
+    let response = seoul.get("/entities?type=AirQualityObserved").header("Via", format!("1.1 {me}")).send().unwrap();
+    assert_problem(response, 508, "LoopDetected");
+    // Busan, asked on Seoul's behalf, answers its own stations without asking Seoul back.
+    let response = busan.get("/entities?type=AirQualityObserved").header("Via", format!("1.1 {me}")).send().unwrap();
+    let (status, body) = json_of(response);
+    assert_eq!(status, 200);
+    let ids: BTreeSet<String> = body.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ids_of(BUSAN_STATIONS));
+}
+
+#[test]
+fn a_dead_peer_is_reported_and_costs_nothing_else() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    federate(&seoul, &busan);
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let registration = json!({
+        "id": "urn:ngsi-ld:ContextSourceRegistration:dead",
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "AirQualityObserved"}]}],
+        "endpoint": format!("http://127.0.0.1:{dead}")
+    });
+    assert_eq!(seoul.post("/csourceRegistrations", &registration).status().as_u16(), 201);
+    let started = std::time::Instant::now();
+    let (status, ids, warnings, extra) = query(&seoul, "/entities?type=AirQualityObserved");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(status, 200, "{extra}");
+    let all: BTreeSet<String> = ids_of(SEOUL_STATIONS).union(&ids_of(BUSAN_STATIONS)).cloned().collect();
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), all, "Seoul's and Busan's stations are all there");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("199 127.0.0.1:"), "{}", warnings[0]);
+    assert!(warnings[0].contains("urn:ngsi-ld:ContextSourceRegistration:dead"), "{}", warnings[0]);
+
+    // The registration counts the failure (system attributes).
+    let (_, reg) = seoul.get_json("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:dead?options=sysAttrs");
+    assert_eq!(reg["status"], "failed", "{reg}");
+    assert!(reg["timesFailed"].as_u64().unwrap() >= 1, "{reg}");
+}
+
+fn registration() -> Value {
+    json!({
+        "id": "urn:ngsi-ld:ContextSourceRegistration:busan",
+        "type": "ContextSourceRegistration",
+        "registrationName": "Busan air quality",
+        "information": [{
+            "entities": [{"type": "AirQualityObserved"}],
+            "propertyNames": ["pm25", "pm10"]
+        }],
+        "endpoint": "http://busan.example:1026",
+        "location": {"type": "Polygon", "coordinates": [[[128.8, 35.0], [129.3, 35.0], [129.3, 35.4], [128.8, 35.4], [128.8, 35.0]]]},
+        "mode": "inclusive",
+        "operations": ["retrieveOps"],
+        "expiresAt": "2999-01-01T00:00:00Z",
+        "contextSourceInfo": [{"key": "x-city", "value": "busan"}],
+        "observationInterval": {"startAt": "2024-01-01T00:00:00Z"},
+        "city": "Busan"
+    })
+}
+
+#[test]
+fn registrations_are_created_read_queried_updated_and_deleted() {
+    let hub = Hub::start();
+    let response = hub.post("/csourceRegistrations", &registration());
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response.headers()["location"],
+        "/ngsi-ld/v1/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:busan"
+    );
+    let (status, got) = hub.get_json("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:busan");
+    assert_eq!(status, 200);
+    assert_eq!(got, registration(), "read back as written");
+
+    assert_problem(hub.post("/csourceRegistrations", &registration()), 409, "AlreadyExists");
+    let mut invalid = registration();
+    invalid["information"] = Value::Null;
+    invalid["id"] = json!("urn:ngsi-ld:ContextSourceRegistration:other");
+    assert_problem(hub.post("/csourceRegistrations", &invalid), 400, "BadRequestData");
+    let mut invalid = registration();
+    invalid["mode"] = json!("sometimes");
+    assert_problem(hub.post("/csourceRegistrations", &invalid), 400, "BadRequestData");
+    let mut expired = registration();
+    expired["expiresAt"] = json!("2001-01-01T00:00:00Z");
+    assert_problem(hub.post("/csourceRegistrations", &expired), 400, "BadRequestData");
+
+    // Without an id, the hub assigns one.
+    let mut anonymous = registration();
+    anonymous.as_object_mut().unwrap().remove("id");
+    anonymous["information"] = json!([{"entities": [{"type": "ParkingSpot"}], "propertyNames": ["occupancy"]}]);
+    anonymous.as_object_mut().unwrap().remove("location");
+    anonymous.as_object_mut().unwrap().remove("city");
+    anonymous.as_object_mut().unwrap().remove("observationInterval");
+    let response = hub.post("/csourceRegistrations", &anonymous);
+    assert_eq!(response.status().as_u16(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/ngsi-ld/v1/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:"));
+
+    let listed = |path: &str| -> Vec<String> {
+        let (status, body) = hub.get_json(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        body.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let busan = "urn:ngsi-ld:ContextSourceRegistration:busan".to_owned();
+    assert_problem(hub.get("/csourceRegistrations").send().unwrap(), 400, "BadRequestData");
+    assert_eq!(listed(&format!("/csourceRegistrations?id={busan}")), vec![busan.clone()]);
+    assert_eq!(listed("/csourceRegistrations?type=AirQualityObserved,ParkingSpot").len(), 2);
+    assert_eq!(listed("/csourceRegistrations?type=AirQualityObserved"), vec![busan.clone()]);
+    assert_eq!(listed("/csourceRegistrations?attrs=pm25"), vec![busan.clone()]);
+    assert_eq!(listed("/csourceRegistrations?csf=city==%22Busan%22"), vec![busan.clone()]);
+    assert!(listed("/csourceRegistrations?csf=city==%22Seoul%22").is_empty());
+    let near = "/csourceRegistrations?georel=near;maxDistance==10000&geometry=Point&coordinates=[129.07,35.18]";
+    assert_eq!(listed(near), vec![busan.clone()]);
+    assert_eq!(listed("/csourceRegistrations?timerel=after&timeAt=2024-06-01T00:00:00Z"), vec![busan.clone()]);
+    assert_eq!(listed("/csourceRegistrations?type=AirQualityObserved,ParkingSpot&limit=1").len(), 1);
+    assert_problem(hub.get("/csourceRegistrations?typo=1").send().unwrap(), 400, "InvalidRequest");
+
+    // Registrations live per tenant.
+    let in_busan = hub.get("/csourceRegistrations?type=AirQualityObserved").header("NGSILD-Tenant", "busan");
+    let (status, _) = json_of(in_busan.send().unwrap());
+    assert_eq!(status, 404, "a tenant nobody wrote to does not exist");
+
+    let patch = json!({"endpoint": "http://busan.example:2026", "expiresAt": null});
+    let response = hub
+        .send_json(Method::PATCH, "/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:busan", &patch)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let (_, got) = hub.get_json("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:busan");
+    assert_eq!(got["endpoint"], "http://busan.example:2026");
+    assert!(got.get("expiresAt").is_none(), "{got}");
+    assert_eq!(got["information"], registration()["information"]);
+    let bad = json!({"information": []});
+    let response = hub
+        .send_json(Method::PATCH, "/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:busan", &bad)
+        .send()
+        .unwrap();
+    assert_problem(response, 400, "BadRequestData");
+
+    let response = hub.delete("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:busan").send().unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let response = hub.delete("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:busan").send().unwrap();
+    assert_problem(response, 404, "ResourceNotFound");
+    assert_problem(hub.get("/csourceRegistrations/not%20a%20uri").send().unwrap(), 400, "BadRequestData");
+}
+
+#[test]
+fn registrations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let hub = Hub::spawn(&data, &[]);
+        assert_eq!(hub.post("/csourceRegistrations", &registration()).status().as_u16(), 201);
+    }
+    let hub = Hub::spawn(&data, &[]);
+    let (status, got) = hub.get_json("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:busan");
+    assert_eq!(status, 200);
+    assert_eq!(got["registrationName"], "Busan air quality");
+}

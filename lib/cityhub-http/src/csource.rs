@@ -1,0 +1,303 @@
+//! `/csourceRegistrations`: register, query, retrieve, update and delete context sources
+//! (clauses 5.9, 5.10, 6.8, 6.9).
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use ngsild_core::time::{now, parse_datetime};
+use ngsild_core::NgsiLdError;
+use ngsild_federation::registration::{as_entity, parse_registration, patch_registration, render_registration};
+use ngsild_federation::Registration;
+use ngsild_query::{QExpr, TypeExpr};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::request::{accept, as_object, body_ld, existing_tenant, header_ld, tenant, Params};
+use crate::response::{append_header, created, ld_json, no_content, path_segment, with_header};
+use crate::SharedState;
+
+const QUERY_PARAMS: &[&str] = &[
+    "id",
+    "idPattern",
+    "type",
+    "attrs",
+    "q",
+    "csf",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "timeproperty",
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "limit",
+    "offset",
+    "count",
+    "options",
+    "lang",
+    "local",
+];
+
+fn location(id: &str) -> String {
+    format!("/ngsi-ld/v1/csourceRegistrations/{}", path_segment(id))
+}
+
+fn check_id(id: &str) -> Result<(), NgsiLdError> {
+    ngsild_core::validate::check_uri(id, "the registration id")
+}
+
+/// POST /csourceRegistrations
+pub async fn create(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &[])?;
+    let tenant = tenant(&headers)?;
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let now = now();
+    let mut reg = parse_registration(&as_object(value, "a registration")?, &ld.ctx, &now)?;
+    if reg.id.is_empty() {
+        reg.id = format!("urn:ngsi-ld:ContextSourceRegistration:{}", uuid::Uuid::new_v4());
+    }
+    reg.created_at = Some(now.clone());
+    reg.modified_at = Some(now);
+    let fed = &state.federation;
+    let _writing = fed.writes.lock().await;
+    if fed.registrations(state.store.as_ref(), &tenant).await?.iter().any(|r| r.id == reg.id) {
+        return Err(NgsiLdError::already_exists(format!("registration {} already exists", reg.id)).into());
+    }
+    let id = reg.id.clone();
+    fed.save(state.store.as_ref(), &tenant, reg).await?;
+    Ok(created(&location(&id)))
+}
+
+/// GET /csourceRegistrations/{id}
+pub async fn retrieve(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["options", "lang", "local"])?;
+    let accept = accept(&headers, false)?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
+    let reg = regs
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| NgsiLdError::not_found(format!("registration {id} not found")))?;
+    let shown =
+        render_registration(&state.federation.with_status(&tenant, reg), &ld.ctx, params.has_option("sysAttrs"));
+    Ok(ld_json(StatusCode::OK, Value::Object(shown), &ld, accept))
+}
+
+/// GET /csourceRegistrations
+pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
+    let accept = accept(&headers, false)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    // Clause 5.10.2: a query names what it looks for.
+    let names_something =
+        ["id", "idPattern", "type", "attrs", "csf", "georel", "timerel", "q"].iter().any(|p| params.get(p).is_some());
+    if !names_something {
+        return Err(NgsiLdError::bad_request(
+            "a registration query needs at least one of type, attrs, id, idPattern, csf, a geo-query or a temporal query",
+        )
+        .into());
+    }
+    let mut filter = crate::entities::entity_filter(&params, &ld)?;
+    // `id` may name registrations themselves as well as the entities they cover.
+    let ids = std::mem::take(&mut filter.ids);
+    let csf = params
+        .get("csf")
+        .map(|raw| QExpr::parse(raw, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid csf: {e}"))))
+        .transpose()?;
+    let time = TimeFilter::parse(&params)?;
+    let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
+    let count = params.flag("count")?;
+    if limit == 0 && !count {
+        return Err(NgsiLdError::bad_request("limit must be greater than zero unless count=true").into());
+    }
+    if limit > state.config.max_page_size {
+        return Err(NgsiLdError::new(
+            ngsild_core::ErrorKind::TooManyResults,
+            format!("limit may be at most {}", state.config.max_page_size),
+        )
+        .into());
+    }
+    let offset = params.usize("offset")?.unwrap_or(0);
+    let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
+    let types = params
+        .get("type")
+        .map(|t| TypeExpr::parse(t, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}"))))
+        .transpose()?;
+    let (named_registrations, entity_ids): (Vec<&String>, Vec<&String>) =
+        ids.iter().partition(|id| regs.iter().any(|r| &r.id == *id));
+    filter.ids = entity_ids.into_iter().cloned().collect();
+    let matching: Vec<&Registration> = regs
+        .iter()
+        .filter(|r| {
+            if named_registrations.is_empty() {
+                selects(r, &filter, types.as_ref())
+            } else {
+                named_registrations.contains(&&r.id)
+            }
+        })
+        .filter(|r| csf.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
+        .filter(|r| filter.geo.as_ref().is_none_or(|g| g.matches(&as_entity(r))))
+        .filter(|r| time.as_ref().is_none_or(|t| t.matches(r)))
+        .collect();
+    let total = matching.len();
+    let sys_attrs = params.has_option("sysAttrs");
+    let body: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| Value::Object(render_registration(&state.federation.with_status(&tenant, r), &ld.ctx, sys_attrs)))
+        .collect();
+    let mut response = ld_json(StatusCode::OK, Value::Array(body), &ld, accept);
+    if count {
+        response = with_header(response, "ngsild-results-count", &total.to_string());
+    }
+    if limit > 0 {
+        let rest = params.query_string_without(&["limit", "offset"]);
+        let sep = if rest.is_empty() { "" } else { "&" };
+        let link = |offset: usize, rel: &str| {
+            format!("</ngsi-ld/v1/csourceRegistrations?{rest}{sep}limit={limit}&offset={offset}>; rel=\"{rel}\"")
+        };
+        if offset > 0 {
+            response = append_header(response, "link", &link(offset.saturating_sub(limit), "prev"));
+        }
+        if offset + limit < total {
+            response = append_header(response, "link", &link(offset + limit, "next"));
+        }
+    }
+    Ok(response)
+}
+
+/// Whether a registration covers the ids, types and attributes a query names (clause 5.10.2.4).
+fn selects(reg: &Registration, filter: &ngsild_query::EntityFilter, types: Option<&TypeExpr>) -> bool {
+    reg.information.iter().any(|info| {
+        let entities_ok = if info.entities.is_empty() {
+            filter.ids.is_empty() && filter.id_pattern.is_none() && types.is_none()
+        } else {
+            info.entities.iter().any(|s| {
+                let type_ok = types.is_none_or(|t| t.matches(&s.types));
+                let id_ok = filter.ids.is_empty()
+                    || filter.ids.iter().any(|id| {
+                        s.id.as_deref().is_none_or(|own| own == id)
+                            && s.id_pattern
+                                .as_deref()
+                                .is_none_or(|p| regex::Regex::new(p).is_ok_and(|re| re.is_match(id)))
+                    });
+                let pattern_ok = filter.id_pattern.as_ref().is_none_or(|re| match (&s.id, &s.id_pattern) {
+                    (Some(id), _) => re.is_match(id),
+                    (None, Some(p)) => re.as_str() == p,
+                    (None, None) => true,
+                });
+                type_ok && id_ok && pattern_ok
+            })
+        };
+        let names: Vec<&String> = info.attribute_names().collect();
+        let attrs_ok = filter.attrs.is_empty() || names.is_empty() || filter.attrs.iter().any(|a| names.contains(&a));
+        entities_ok && attrs_ok
+    })
+}
+
+/// A temporal filter on a registration's observation or management interval.
+struct TimeFilter {
+    management: bool,
+    rel: String,
+    at: chrono::DateTime<chrono::Utc>,
+    end: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl TimeFilter {
+    fn parse(params: &Params) -> Result<Option<TimeFilter>, ApiError> {
+        let Some(rel) = params.get("timerel") else {
+            return Ok(None);
+        };
+        let time = |name: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+            params
+                .get(name)
+                .map(|v| {
+                    parse_datetime(v)
+                        .ok_or_else(|| NgsiLdError::bad_request(format!("{name} is not a date-time")).into())
+                })
+                .transpose()
+        };
+        let at = time("timeAt")?.ok_or_else(|| NgsiLdError::bad_request("timerel needs timeAt"))?;
+        let end = time("endTimeAt")?;
+        if !matches!(rel, "before" | "after" | "between") || (rel == "between" && end.is_none()) {
+            return Err(NgsiLdError::bad_request(format!("invalid timerel {rel:?}")).into());
+        }
+        let management = match params.get("timeproperty") {
+            // observedAt is about observations; createdAt and modifiedAt about management.
+            None | Some("observationInterval") | Some("observedAt") => false,
+            Some("managementInterval") | Some("createdAt") | Some("modifiedAt") => true,
+            Some(other) => return Err(NgsiLdError::bad_request(format!("invalid timeproperty {other:?}")).into()),
+        };
+        Ok(Some(TimeFilter { management, rel: rel.to_owned(), at, end }))
+    }
+
+    fn matches(&self, reg: &Registration) -> bool {
+        let interval = if self.management { &reg.management_interval } else { &reg.observation_interval };
+        let Some(interval) = interval else { return false };
+        let bound = |name: &str| interval.get(name).and_then(Value::as_str).and_then(parse_datetime);
+        let (start, end) = (bound("startAt"), bound("endAt"));
+        match self.rel.as_str() {
+            "before" => start.is_some_and(|s| s < self.at),
+            "after" => end.is_none_or(|e| e > self.at),
+            _ => start.is_some_and(|s| self.end.is_some_and(|t| s < t)) && end.is_none_or(|e| e > self.at),
+        }
+    }
+}
+
+/// PATCH /csourceRegistrations/{id}
+pub async fn update(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &[])?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let (value, ld) = body_ld(&state, &headers, &body, true).await?;
+    let fragment = as_object(value, "a registration fragment")?;
+    let fed = &state.federation;
+    let _writing = fed.writes.lock().await;
+    let regs = fed.registrations(state.store.as_ref(), &tenant).await?;
+    let reg = regs
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| NgsiLdError::not_found(format!("registration {id} not found")))?;
+    let next = patch_registration(reg, &fragment, &ld.ctx, &now())?;
+    fed.save(state.store.as_ref(), &tenant, next).await?;
+    Ok(no_content())
+}
+
+/// DELETE /csourceRegistrations/{id}
+pub async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &[])?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let fed = &state.federation;
+    let _writing = fed.writes.lock().await;
+    if !fed.remove(state.store.as_ref(), &tenant, &id).await? {
+        return Err(NgsiLdError::not_found(format!("registration {id} not found")).into());
+    }
+    Ok(no_content())
+}

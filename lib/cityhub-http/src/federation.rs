@@ -1,0 +1,491 @@
+//! Distributed operations: the registrations a tenant holds, and the client that forwards
+//! requests to registered context sources (clause 4.3.6, 5.7, 6.3.17, 6.3.18).
+//!
+//! Which source serves what, and how answers merge, is decided by `ngsild_federation` (pure);
+//! this module does the I/O: a concurrent fan-out with a timeout per source, where a source that
+//! fails is reported (`NGSILD-Warning`) and never costs the other sources' answers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, Method};
+use cityhub_storage::{RecordKind, Store, StoreError};
+use ngsild_core::expand::{entity_from_input, expand_fragment};
+use ngsild_core::{Entity, ErrorKind, NgsiLdError};
+use ngsild_federation::registration::SourceStatus;
+use ngsild_federation::{via, Registration, Target};
+use serde_json::Value;
+
+use crate::request::{Ld, TENANT_HEADER};
+
+/// Per-tenant registrations, cached in memory (this process is their only writer), and the
+/// forwarding client.
+pub struct Federation {
+    /// How this hub names itself in `Via` (`host:port`).
+    pub me: String,
+    pub timeout: Duration,
+    client: reqwest::Client,
+    registry: RwLock<HashMap<String, Arc<Vec<Registration>>>>,
+    /// Serialises registration writes so that "create unless it exists" holds.
+    pub writes: tokio::sync::Mutex<()>,
+    /// How forwarding went per registration (tenant, id); kept in memory, not durable.
+    stats: Mutex<HashMap<(String, String), SourceStatus>>,
+}
+
+/// A source that did not answer well.
+#[derive(Debug, Clone)]
+pub struct SourceFailure {
+    pub registration_id: String,
+    pub endpoint: String,
+    pub detail: String,
+}
+
+impl SourceFailure {
+    /// The `NGSILD-Warning` value reporting it (clause 6.3.17; RFC 7234 warning syntax, code 199
+    /// "miscellaneous warning", the agent being the source).
+    pub fn warning(&self) -> String {
+        let agent = via::authority(&self.endpoint).unwrap_or_else(|| "-".to_owned());
+        let text = format!("{}: {}", self.registration_id, self.detail).replace(['"', '\\', '\r', '\n'], " ");
+        format!("199 {agent} \"{text}\"")
+    }
+}
+
+/// A source's answer to a forwarded request.
+pub struct SourceAnswer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+/// What is needed to forward on behalf of a request.
+#[derive(Clone)]
+pub struct Forwarding {
+    pub tenant: String,
+    /// The hubs the request already crossed.
+    pub hops: Vec<String>,
+    pub ld: Ld,
+}
+
+impl Federation {
+    pub fn new(me: String, timeout: Duration) -> Federation {
+        // Title-case header names (`Via`, not `via`): some context sources read them
+        // case-sensitively.
+        let client = reqwest::Client::builder()
+            .http1_title_case_headers()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Federation {
+            me: me.to_ascii_lowercase(),
+            timeout,
+            client,
+            registry: RwLock::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+            stats: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tenant's registrations, in creation order.
+    pub async fn registrations(&self, store: &dyn Store, tenant: &str) -> Result<Arc<Vec<Registration>>, StoreError> {
+        if let Some(cached) = self.registry.read().unwrap().get(tenant) {
+            return Ok(cached.clone());
+        }
+        let docs = store.list_records(tenant, RecordKind::Registration).await?;
+        let regs: Arc<Vec<Registration>> = Arc::new(docs.into_iter().filter_map(Registration::from_stored).collect());
+        self.registry.write().unwrap().insert(tenant.to_owned(), regs.clone());
+        Ok(regs)
+    }
+
+    /// Stores a registration (new or replacing the one with its id). Callers hold `writes`.
+    pub async fn save(&self, store: &dyn Store, tenant: &str, reg: Registration) -> Result<(), StoreError> {
+        let current = self.registrations(store, tenant).await?;
+        store.put_record(tenant, RecordKind::Registration, &reg.id, reg.to_stored()).await?;
+        let mut next: Vec<Registration> = current.as_ref().clone();
+        match next.iter_mut().find(|r| r.id == reg.id) {
+            Some(slot) => *slot = reg,
+            None => next.push(reg),
+        }
+        self.registry.write().unwrap().insert(tenant.to_owned(), Arc::new(next));
+        Ok(())
+    }
+
+    /// Removes a registration; answers whether it existed. Callers hold `writes`.
+    pub async fn remove(&self, store: &dyn Store, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let current = self.registrations(store, tenant).await?;
+        let existed = store.delete_record(tenant, RecordKind::Registration, id).await?;
+        let next: Vec<Registration> = current.iter().filter(|r| r.id != id).cloned().collect();
+        self.registry.write().unwrap().insert(tenant.to_owned(), Arc::new(next));
+        self.stats.lock().unwrap().remove(&(tenant.to_owned(), id.to_owned()));
+        Ok(existed)
+    }
+
+    /// The registration with its forwarding statistics filled in, for display.
+    pub fn with_status(&self, tenant: &str, reg: &Registration) -> Registration {
+        let mut shown = reg.clone();
+        if let Some(status) = self.stats.lock().unwrap().get(&(tenant.to_owned(), reg.id.clone())) {
+            shown.status = status.clone();
+        }
+        shown
+    }
+
+    fn record(&self, tenant: &str, reg_id: &str, ok: bool) {
+        let now = ngsild_core::time::now();
+        let mut stats = self.stats.lock().unwrap();
+        let status = stats.entry((tenant.to_owned(), reg_id.to_owned())).or_default();
+        status.times_sent += 1;
+        if ok {
+            status.last_success = Some(now);
+        } else {
+            status.times_failed += 1;
+            status.last_failure = Some(now);
+        }
+    }
+
+    /// The hubs a request crossed, from its `Via` headers.
+    pub fn hops(headers: &HeaderMap) -> Vec<String> {
+        via::hops(headers.get_all("via").iter().filter_map(|v| v.to_str().ok()))
+    }
+
+    /// Whether a request already passed through this hub.
+    pub fn is_loop(&self, headers: &HeaderMap) -> bool {
+        Self::hops(headers).contains(&self.me)
+    }
+
+    /// Keeps the targets this request may still go to: never back to a hub it crossed.
+    pub fn reachable<'r>(&self, targets: Vec<Target<'r>>, hops: &[String]) -> Vec<Target<'r>> {
+        targets.into_iter().filter(|t| via::may_forward(&t.registration.endpoint, hops)).collect()
+    }
+
+    /// Sends one request to a registered source, with `Via`, the request's @context as `Link`,
+    /// the registration's tenant and its `contextSourceInfo` headers.
+    pub async fn send(
+        &self,
+        reg: &Registration,
+        fwd: &Forwarding,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Value>,
+    ) -> Result<SourceAnswer, SourceFailure> {
+        let url = format!("{}/ngsi-ld/v1{path}{}", reg.endpoint.trim_end_matches('/'), query_string(query));
+        let fail =
+            |detail: String| SourceFailure { registration_id: reg.id.clone(), endpoint: reg.endpoint.clone(), detail };
+        let mut request = self
+            .client
+            .request(method, &url)
+            .header("Via", via::onward(&fwd.hops, &self.me))
+            .header("Accept", "application/json");
+        // A body that carries its own @context travels as JSON-LD; otherwise the context goes in
+        // a Link header.
+        let body_has_context = body.as_ref().is_some_and(|b| b.get("@context").is_some());
+        if !body_has_context {
+            request = request.header(
+                "Link",
+                format!(
+                    "<{}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"",
+                    fwd.ld.link_url()
+                ),
+            );
+        }
+        if let Some(tenant) = &reg.tenant {
+            request = request.header(TENANT_HEADER, tenant);
+        }
+        for pair in reg.context_source_info.iter().flat_map(|v| v.as_array().into_iter().flatten()) {
+            if let (Some(k), Some(v)) =
+                (pair.get("key").and_then(Value::as_str), pair.get("value").and_then(Value::as_str))
+            {
+                if let (Ok(name), Ok(value)) =
+                    (reqwest::header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
+                {
+                    request = request.header(name, value);
+                }
+            }
+        }
+        if let Some(body) = body {
+            let media = if body_has_context { "application/ld+json" } else { "application/json" };
+            request = request.header("Content-Type", media).body(body.to_string());
+        }
+        let outcome = async {
+            let response = request.send().await.map_err(|e| fail(describe(&e)))?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(|e| fail(describe(&e)))?;
+            Ok(SourceAnswer { status, headers, body })
+        };
+        let answer = match tokio::time::timeout(self.timeout, outcome).await {
+            Ok(answer) => answer,
+            Err(_) => Err(fail(format!("no answer within {} ms", self.timeout.as_millis()))),
+        };
+        let ok = answer.as_ref().is_ok_and(|a| a.status < 500);
+        self.record(&fwd.tenant, &reg.id, ok);
+        answer
+    }
+
+    /// Forwards a query for entities to each target at once; answers each source's entities (in
+    /// stored form) and count, and the failures.
+    pub async fn query_sources(
+        self: &Arc<Self>,
+        targets: &[Target<'_>],
+        fwd: &Forwarding,
+        params: &[(String, String)],
+    ) -> (Vec<(Registration, Vec<Entity>, Option<usize>)>, Vec<SourceFailure>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, target) in targets.iter().enumerate() {
+            let query = narrowed(params, target, &fwd.ld);
+            let (me, reg, fwd) = (self.clone(), target.registration.clone(), fwd.clone());
+            tasks.spawn(async move {
+                let answer = me.send(&reg, &fwd, Method::GET, "/entities", &query, None).await;
+                let result = answer.and_then(|a| {
+                    if a.status != 200 {
+                        return Err(status_failure(&reg, &a));
+                    }
+                    let count = a
+                        .headers
+                        .get("ngsild-results-count")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok());
+                    let entities = entities_of(&a.body, &fwd.ld).map_err(|detail| SourceFailure {
+                        registration_id: reg.id.clone(),
+                        endpoint: reg.endpoint.clone(),
+                        detail,
+                    })?;
+                    Ok((entities, count))
+                });
+                (index, reg, result)
+            });
+        }
+        collect(tasks).await
+    }
+
+    /// Asks each target for its fragment of one entity; a source without it is not a failure.
+    pub async fn retrieve_from_sources(
+        self: &Arc<Self>,
+        targets: &[Target<'_>],
+        fwd: &Forwarding,
+        id: &str,
+        params: &[(String, String)],
+    ) -> (Vec<(Registration, Vec<Entity>, Option<usize>)>, Vec<SourceFailure>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, target) in targets.iter().enumerate() {
+            let mut query = narrowed(params, target, &fwd.ld);
+            query.retain(|(n, _)| n != "id");
+            let path = format!("/entities/{}", crate::response::path_segment(id));
+            let (me, reg, fwd) = (self.clone(), target.registration.clone(), fwd.clone());
+            tasks.spawn(async move {
+                let answer = me.send(&reg, &fwd, Method::GET, &path, &query, None).await;
+                let result = answer.and_then(|a| match a.status {
+                    200 => {
+                        let value: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                        let one = match value {
+                            Value::Array(items) => Value::Array(items),
+                            other => Value::Array(vec![other]),
+                        };
+                        let entities = entities_of(one.to_string().as_bytes(), &fwd.ld).map_err(|detail| {
+                            SourceFailure { registration_id: reg.id.clone(), endpoint: reg.endpoint.clone(), detail }
+                        })?;
+                        Ok((entities, None))
+                    }
+                    404 => Ok((Vec::new(), None)),
+                    _ => Err(status_failure(&reg, &a)),
+                });
+                (index, reg, result)
+            });
+        }
+        collect(tasks).await
+    }
+}
+
+/// Forwards a provision operation (clause 5.6 with 4.3.6.3) to each target in turn; answers
+/// how many sources took it and the failures.
+pub async fn forward_provision(
+    fed: &Federation,
+    targets: &[Registration],
+    fwd: &Forwarding,
+    method: Method,
+    path: &str,
+    query: &[(String, String)],
+    body: Option<Value>,
+) -> (usize, Vec<SourceFailure>) {
+    let mut accepted = 0;
+    let mut failures = Vec::new();
+    for reg in targets {
+        match fed.send(reg, fwd, method.clone(), path, query, body.clone()).await {
+            Ok(answer) if answer.status < 300 => accepted += 1,
+            Ok(answer) => failures.push(status_failure(reg, &answer)),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    (accepted, failures)
+}
+
+type SourceResult = (usize, Registration, Result<(Vec<Entity>, Option<usize>), SourceFailure>);
+
+async fn collect(
+    mut tasks: tokio::task::JoinSet<SourceResult>,
+) -> (Vec<(Registration, Vec<Entity>, Option<usize>)>, Vec<SourceFailure>) {
+    let mut answers = Vec::new();
+    let mut failures = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, reg, Ok((entities, count)))) => answers.push((index, reg, entities, count)),
+            Ok((_, _, Err(failure))) => failures.push(failure),
+            Err(e) => tracing::error!(error = %e, "a forwarding task failed"),
+        }
+    }
+    // Sources answer in any order; merging in registration order keeps answers stable.
+    answers.sort_by_key(|(index, ..)| *index);
+    (answers.into_iter().map(|(_, r, e, c)| (r, e, c)).collect(), failures)
+}
+
+pub fn status_failure(reg: &Registration, answer: &SourceAnswer) -> SourceFailure {
+    let detail = serde_json::from_slice::<Value>(&answer.body)
+        .ok()
+        .and_then(|v| v.get("detail").or_else(|| v.get("title")).and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    SourceFailure {
+        registration_id: reg.id.clone(),
+        endpoint: reg.endpoint.clone(),
+        detail: format!("answered {} {detail}", answer.status).trim_end().to_owned(),
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Reads a source's answer (a JSON array of entities in the context we sent) into stored form.
+fn entities_of(body: &[u8], ld: &Ld) -> Result<Vec<Entity>, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("answered invalid JSON: {e}"))?;
+    let items = value.as_array().ok_or("answered something other than a list of entities")?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(map) = item.as_object() else { continue };
+        let mut map = map.clone();
+        map.remove("@context");
+        let entity = expand_fragment(&map, &ld.ctx).and_then(|input| entity_from_input(&input));
+        match entity {
+            Ok(entity) => out.push(entity),
+            Err(e) => tracing::warn!(error = %e, "a context source answered an entity that is not valid; left out"),
+        }
+    }
+    Ok(out)
+}
+
+/// The client's query parameters as forwarded to one source: the representation is normalized
+/// (the hub merges, then renders what the client asked for), paging starts at the first entity
+/// (the hub pages the merged list), and a registration that names its entities or attributes
+/// narrows `id` and `attrs`. Everything else — `type`, `q`, `scopeQ`, the geo-query, `lang`,
+/// `count` — goes as the client wrote it, in the client's @context.
+pub fn narrowed(params: &[(String, String)], target: &Target<'_>, ld: &Ld) -> Vec<(String, String)> {
+    let offset: usize = params.iter().rev().find(|(n, _)| n == "offset").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value) in params {
+        match name.as_str() {
+            "local" | "csf" | "offset" | "format" | "join" | "joinLevel" | "pick" | "omit" => {}
+            "options" => {
+                let kept: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !matches!(*o, "keyValues" | "simplified" | "concise" | "normalized" | ""))
+                    .collect();
+                if !kept.is_empty() {
+                    out.push((name.clone(), kept.join(",")));
+                }
+            }
+            "limit" => {
+                let limit: usize = value.parse().unwrap_or(0);
+                out.push((name.clone(), (limit + offset).to_string()));
+            }
+            "attrs" if target.attrs.is_some() => {}
+            "id" if target.ids.is_some() => {}
+            _ => out.push((name.clone(), value.clone())),
+        }
+    }
+    if let Some(ids) = &target.ids {
+        out.push(("id".to_owned(), ids.join(",")));
+    }
+    if let Some(attrs) = &target.attrs {
+        let names: Vec<String> = attrs.iter().map(|a| ld.ctx.compact_iri(a).into_owned()).collect();
+        out.push(("attrs".to_owned(), names.join(",")));
+    }
+    out
+}
+
+/// What must be escaped in a forwarded query value; `:` `,` `/` `=` stay readable so that entity
+/// ids and lists travel as clients write them.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'[')
+    .add(b']');
+
+pub fn query_string(pairs: &[(String, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let encoded: Vec<String> = pairs
+        .iter()
+        .map(|(n, v)| {
+            format!(
+                "{}={}",
+                percent_encoding::utf8_percent_encode(n, QUERY_VALUE),
+                percent_encoding::utf8_percent_encode(v, QUERY_VALUE)
+            )
+        })
+        .collect();
+    format!("?{}", encoded.join("&"))
+}
+
+/// Refuses a request that already crossed this hub: answering it would close a loop.
+pub async fn refuse_loops(
+    axum::extract::State(state): axum::extract::State<crate::SharedState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if state.federation.is_loop(request.headers()) {
+        let detail = format!("the request already passed through {} (Via)", state.federation.me);
+        return crate::ApiError(NgsiLdError::new(ErrorKind::LoopDetected, detail)).into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_queries_keep_ids_and_lists_readable() {
+        let pairs = vec![
+            ("type".to_owned(), "Vehicle".to_owned()),
+            ("id".to_owned(), "urn:ngsi-ld:Vehicle:1,urn:ngsi-ld:Vehicle:2".to_owned()),
+            ("q".to_owned(), "speed>10;brand==\"a b\"".to_owned()),
+        ];
+        assert_eq!(
+            query_string(&pairs),
+            "?type=Vehicle&id=urn:ngsi-ld:Vehicle:1,urn:ngsi-ld:Vehicle:2&q=speed>10;brand==%22a%20b%22"
+                .replace('>', "%3E")
+        );
+    }
+}

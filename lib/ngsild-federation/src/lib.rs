@@ -1,0 +1,17 @@
+//! Context source registrations and distributed operations (ETSI GS CIM 009 clauses 4.3.6, 5.9,
+//! 5.11), with no I/O.
+//!
+//! * [`registration`]: the `ContextSourceRegistration` in stored (expanded, context-free) form,
+//!   read from a payload, patched, rendered in a client's @context; its operation groups.
+//! * [`matching`]: which registrations serve a request, and what to ask each of them.
+//! * [`merge`]: one answer from the fragments of an entity that several sources hold.
+//! * [`via`]: the `Via` header that keeps crossed registrations from looping.
+
+pub mod matching;
+pub mod merge;
+pub mod registration;
+pub mod via;
+
+pub use matching::{Operation, Request, Target};
+pub use merge::merge_entities;
+pub use registration::{Mode, Registration};

@@ -1,0 +1,290 @@
+//! Which registrations serve a request (clause 4.3.6.4), and what to ask each of them.
+
+use ngsild_query::EntityFilter;
+
+use crate::registration::{Information, Mode, Registration, Selector};
+
+/// The NGSI-LD operation names of clause 4.3.6.6 the hub forwards.
+pub struct Operation;
+
+impl Operation {
+    pub const QUERY_ENTITY: &'static str = "queryEntity";
+    pub const RETRIEVE_ENTITY: &'static str = "retrieveEntity";
+    pub const RETRIEVE_TYPES: &'static str = "retrieveEntityTypes";
+    pub const RETRIEVE_ATTRS: &'static str = "retrieveAttrTypes";
+    pub const QUERY_TEMPORAL: &'static str = "queryTemporal";
+    pub const RETRIEVE_TEMPORAL: &'static str = "retrieveTemporal";
+    pub const CREATE_ENTITY: &'static str = "createEntity";
+    pub const UPDATE_ATTRS: &'static str = "updateAttrs";
+    pub const APPEND_ATTRS: &'static str = "appendAttrs";
+    pub const DELETE_ATTRS: &'static str = "deleteAttrs";
+    pub const DELETE_ENTITY: &'static str = "deleteEntity";
+    pub const MERGE_ENTITY: &'static str = "mergeEntity";
+    pub const REPLACE_ENTITY: &'static str = "replaceEntity";
+    pub const REPLACE_ATTRS: &'static str = "replaceAttrs";
+    pub const UPDATE_ENTITY: &'static str = "updateEntity";
+    pub const CREATE_BATCH: &'static str = "createBatch";
+    pub const UPSERT_BATCH: &'static str = "upsertBatch";
+    pub const UPDATE_BATCH: &'static str = "updateBatch";
+    pub const DELETE_BATCH: &'static str = "deleteBatch";
+    pub const MERGE_BATCH: &'static str = "mergeBatch";
+
+    /// Whether an operation changes data (auxiliary sources never see those).
+    pub fn is_provision(operation: &str) -> bool {
+        !operation.starts_with("retrieve") && !operation.starts_with("query")
+    }
+}
+
+/// What a client asks: the operation and the entities it concerns.
+pub struct Request<'a> {
+    pub operation: &'a str,
+    /// Ids, types, attributes and the geo-query of the request; q and scopeQ are left to the
+    /// sources.
+    pub filter: &'a EntityFilter,
+    /// For an operation on one entity whose types are known (a create): its types.
+    pub entity_types: &'a [String],
+}
+
+/// One registration to forward to, and how to narrow the request for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target<'r> {
+    pub registration: &'r Registration,
+    /// The attributes to ask for (expanded); None: as the client asked.
+    pub attrs: Option<Vec<String>>,
+    /// The entity ids the registration names, when the client named none; None: as the client
+    /// asked.
+    pub ids: Option<Vec<String>>,
+}
+
+/// The registrations that serve `request`, in their stored order. Expired registrations, those
+/// without the operation, and auxiliary ones for provision operations are left out.
+pub fn targets<'r>(registrations: &'r [Registration], request: &Request<'_>, now: &str) -> Vec<Target<'r>> {
+    registrations
+        .iter()
+        .filter(|r| !r.expired(now) && r.supports(request.operation))
+        .filter(|r| !(r.mode == Mode::Auxiliary && Operation::is_provision(request.operation)))
+        .filter(|r| within_reach(r, request.filter))
+        .filter_map(|r| target(r, request))
+        .collect()
+}
+
+/// A registration with a location outside the geo-query's area cannot hold matching entities.
+fn within_reach(reg: &Registration, filter: &EntityFilter) -> bool {
+    let (Some(geo), Some(area)) = (&filter.geo, &reg.location) else {
+        return true;
+    };
+    if matches!(geo.rel, ngsild_query::geo::GeoRel::Disjoint) {
+        return true;
+    }
+    let mut probe = ngsild_core::Entity::new(reg.id.clone(), Vec::new());
+    let attr = ngsild_core::Attribute::new(ngsild_core::AttributeKind::GeoProperty, area.clone());
+    probe.attrs.insert(geo.geoproperty.clone(), vec![attr]);
+    let intersects = ngsild_query::GeoQuery { rel: ngsild_query::geo::GeoRel::Intersects, ..geo.clone() };
+    // `near` reaches beyond the reference point, so its area is not comparable: keep the source.
+    matches!(geo.rel, ngsild_query::geo::GeoRel::Near { .. }) || intersects.matches(&probe)
+}
+
+fn target<'r>(reg: &'r Registration, request: &Request<'_>) -> Option<Target<'r>> {
+    let mut any = false;
+    let mut all_attrs = false;
+    let mut attrs: Vec<String> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    let mut unnamed_ids = false;
+    for info in &reg.information {
+        let Some(selected_ids) = selects_entities(info, request) else { continue };
+        let registered: Vec<&String> = info.attribute_names().collect();
+        let asked = &request.filter.attrs;
+        let narrowed: Vec<String> = match (registered.is_empty(), asked.is_empty()) {
+            (true, _) => {
+                all_attrs = true;
+                Vec::new()
+            }
+            (false, true) => registered.into_iter().cloned().collect(),
+            (false, false) => registered.into_iter().filter(|n| asked.contains(n)).cloned().collect(),
+        };
+        if !all_attrs && narrowed.is_empty() && !asked.is_empty() {
+            continue;
+        }
+        any = true;
+        for name in narrowed {
+            if !attrs.contains(&name) {
+                attrs.push(name);
+            }
+        }
+        match selected_ids {
+            Some(named) => ids.extend(named),
+            None => unnamed_ids = true,
+        }
+    }
+    if !any {
+        return None;
+    }
+    let attrs = if all_attrs || (attrs.is_empty()) { None } else { Some(attrs) };
+    let ids = if unnamed_ids || ids.is_empty() || !request.filter.ids.is_empty() {
+        None
+    } else {
+        ids.sort();
+        ids.dedup();
+        Some(ids)
+    };
+    Some(Target { registration: reg, attrs, ids })
+}
+
+/// Whether the information covers the entities asked for: None when it does not; otherwise the
+/// ids its selectors name (None inside: any id).
+fn selects_entities(info: &Information, request: &Request<'_>) -> Option<Option<Vec<String>>> {
+    if info.entities.is_empty() {
+        return Some(None);
+    }
+    let mut named = Vec::new();
+    let mut unnamed = false;
+    let mut matched = false;
+    for selector in &info.entities {
+        if !selector_matches(selector, request) {
+            continue;
+        }
+        matched = true;
+        match &selector.id {
+            Some(id) => named.push(id.clone()),
+            None => unnamed = true,
+        }
+    }
+    match (matched, unnamed) {
+        (false, _) => None,
+        (true, true) => Some(None),
+        (true, false) => Some(Some(named)),
+    }
+}
+
+fn selector_matches(selector: &Selector, request: &Request<'_>) -> bool {
+    let filter = request.filter;
+    let types_match = match (&filter.types, request.entity_types.is_empty()) {
+        (Some(expr), _) => expr.matches(&selector.types),
+        (None, false) => selector.types.iter().any(|t| request.entity_types.contains(t)),
+        (None, true) => true,
+    };
+    if !types_match {
+        return false;
+    }
+    let id_matches = |id: &str| {
+        selector.id.as_deref().is_none_or(|own| own == id)
+            && selector.id_pattern.as_deref().is_none_or(|p| regex::Regex::new(p).is_ok_and(|re| re.is_match(id)))
+    };
+    if !filter.ids.is_empty() && !filter.ids.iter().any(|id| id_matches(id)) {
+        return false;
+    }
+    if let (Some(pattern), Some(own)) = (&filter.id_pattern, &selector.id) {
+        return pattern.is_match(own);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registration::parse_registration;
+    use ngsild_query::{GeoQuery, TypeExpr};
+    use serde_json::json;
+
+    const NOW: &str = "2024-01-01T00:00:00Z";
+
+    fn reg(body: serde_json::Value) -> Registration {
+        let mut body = body;
+        body["type"] = json!("ContextSourceRegistration");
+        body["id"] = json!("urn:ngsi-ld:ContextSourceRegistration:x");
+        body["endpoint"] = json!("http://busan:1026");
+        parse_registration(body.as_object().unwrap(), &ngsild_jsonld::core_context(), NOW).unwrap()
+    }
+
+    fn filter(types: Option<&str>, ids: &[&str], attrs: &[&str]) -> EntityFilter {
+        let ctx = ngsild_jsonld::core_context();
+        EntityFilter {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            types: types.map(|t| TypeExpr::parse(t, &ctx).unwrap()),
+            attrs: attrs.iter().map(|a| ctx.expand_term(a).into_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn serve<'r>(regs: &'r [Registration], op: &str, f: &EntityFilter) -> Vec<Target<'r>> {
+        targets(regs, &Request { operation: op, filter: f, entity_types: &[] }, NOW)
+    }
+
+    #[test]
+    fn a_registration_serves_queries_for_its_types_only() {
+        let regs = vec![reg(json!({"information": [{"entities": [{"type": "AirQualityObserved"}]}]}))];
+        assert_eq!(serve(&regs, Operation::QUERY_ENTITY, &filter(Some("AirQualityObserved"), &[], &[])).len(), 1);
+        assert_eq!(serve(&regs, Operation::QUERY_ENTITY, &filter(Some("Parking"), &[], &[])).len(), 0);
+        assert_eq!(
+            serve(&regs, Operation::QUERY_ENTITY, &filter(Some("Parking|AirQualityObserved"), &[], &[])).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn registered_attributes_narrow_what_is_asked() {
+        let regs = vec![reg(
+            json!({"information": [{"entities": [{"type": "V", "id": "urn:v:1"}], "propertyNames": ["speed"]}]}),
+        )];
+        let all = serve(&regs, Operation::QUERY_ENTITY, &filter(Some("V"), &[], &[]));
+        assert_eq!(
+            all[0].attrs.as_deref(),
+            Some(&[ngsild_jsonld::core_context().expand_term("speed").into_owned()][..])
+        );
+        assert_eq!(all[0].ids.as_deref(), Some(&["urn:v:1".to_owned()][..]));
+        assert!(serve(&regs, Operation::QUERY_ENTITY, &filter(Some("V"), &[], &["brand"])).is_empty());
+        assert!(serve(&regs, Operation::QUERY_ENTITY, &filter(None, &["urn:v:2"], &[])).is_empty());
+        assert_eq!(serve(&regs, Operation::RETRIEVE_ENTITY, &filter(None, &["urn:v:1"], &[])).len(), 1);
+    }
+
+    #[test]
+    fn id_patterns_select_ids() {
+        let regs = vec![reg(json!({"information": [{"entities": [{"type": "P", "idPattern": ".*downtown$"}]}]}))];
+        assert_eq!(serve(&regs, Operation::RETRIEVE_ENTITY, &filter(None, &["urn:p:downtown"], &[])).len(), 1);
+        assert!(serve(&regs, Operation::RETRIEVE_ENTITY, &filter(None, &["urn:p:uptown"], &[])).is_empty());
+    }
+
+    #[test]
+    fn operations_and_modes_decide_what_is_forwarded() {
+        let mut regs = vec![reg(json!({"information": [{"entities": [{"type": "V"}]}], "mode": "auxiliary"}))];
+        let f = filter(Some("V"), &[], &[]);
+        assert_eq!(serve(&regs, Operation::QUERY_ENTITY, &f).len(), 1);
+        assert!(serve(&regs, Operation::CREATE_ENTITY, &f).is_empty());
+        regs[0].mode = Mode::Redirect;
+        assert!(serve(&regs, Operation::CREATE_ENTITY, &f).is_empty(), "federationOps has no createEntity");
+        regs[0].operations = Some(vec!["redirectionOps".into()]);
+        assert_eq!(serve(&regs, Operation::CREATE_ENTITY, &f).len(), 1);
+        regs[0].expires_at = Some("2020-01-01T00:00:00Z".into());
+        assert!(serve(&regs, Operation::QUERY_ENTITY, &f).is_empty(), "expired");
+    }
+
+    #[test]
+    fn a_registered_location_far_from_the_query_area_is_not_asked() {
+        let regs = vec![reg(json!({
+            "information": [{"entities": [{"type": "V"}]}],
+            "location": {"type": "Polygon", "coordinates": [[[128.9, 35.0], [129.3, 35.0], [129.3, 35.3], [128.9, 35.3], [128.9, 35.0]]]}
+        }))];
+        let location = ngsild_jsonld::core_context().expand_term("location").into_owned();
+        let mut f = filter(Some("V"), &[], &[]);
+        f.geo = Some(
+            GeoQuery::parse(
+                "within",
+                "Polygon",
+                "[[[126.8,37.4],[127.2,37.4],[127.2,37.7],[126.8,37.7],[126.8,37.4]]]",
+                &location,
+            )
+            .unwrap(),
+        );
+        assert!(serve(&regs, Operation::QUERY_ENTITY, &f).is_empty(), "Seoul's box does not reach Busan");
+        f.geo = Some(
+            GeoQuery::parse(
+                "within",
+                "Polygon",
+                "[[[128.0,34.0],[130.0,34.0],[130.0,36.0],[128.0,36.0],[128.0,34.0]]]",
+                &location,
+            )
+            .unwrap(),
+        );
+        assert_eq!(serve(&regs, Operation::QUERY_ENTITY, &f).len(), 1);
+    }
+}
