@@ -7,21 +7,25 @@
 //! connections, concurrently with the writer (WAL).
 
 mod schema;
+mod subscriptions;
 mod temporal;
 
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    Change, EntityFilter, Modification, Modifier, Page, Paging, Store, StoreError, StoredContext, TemporalOutcome,
-    TemporalPage, TemporalQuery, TemporalWrite, Tenant,
+    Change, DeliveryOutcome, EntityFilter, JournalEntry, JournalListener, Modification, Modifier, NotifierCommit,
+    OutboxItem, Page, Paging, Store, StoreError, StoredContext, StoredSubscription, TemporalOutcome, TemporalPage,
+    TemporalQuery, TemporalWrite, Tenant,
 };
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 /// How many modifications one commit takes at most; the rest wait for the next one.
@@ -32,10 +36,43 @@ const MAX_IDLE_READERS: usize = 8;
 type ModifyAnswer = Result<Vec<Result<Change, NgsiLdError>>, StoreError>;
 
 enum Job {
-    Modify { tenant: String, modifications: Vec<(String, Modifier)>, reply: oneshot::Sender<ModifyAnswer> },
-    PutContext { context: StoredContext, reply: oneshot::Sender<Result<(), StoreError>> },
-    DeleteContext { id: String, reply: oneshot::Sender<Result<bool, StoreError>> },
-    Temporal { tenant: String, id: String, write: Box<TemporalWrite>, reply: oneshot::Sender<TemporalAnswer> },
+    Modify {
+        tenant: String,
+        modifications: Vec<(String, Modifier)>,
+        reply: oneshot::Sender<ModifyAnswer>,
+    },
+    PutContext {
+        context: StoredContext,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    DeleteContext {
+        id: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Temporal {
+        tenant: String,
+        id: String,
+        write: Box<TemporalWrite>,
+        reply: oneshot::Sender<TemporalAnswer>,
+    },
+    /// Any other write: runs inside the group's transaction and answers (through the closure it
+    /// returns) only after the commit.
+    Exec(WriteJob),
+}
+
+/// A write run by the writer thread inside the group's transaction.
+type WriteJob = Box<dyn FnOnce(&Connection, &mut WriterState) -> rusqlite::Result<AfterCommit> + Send>;
+
+/// What a job does once its transaction has committed (typically: answer its caller).
+type AfterCommit = Box<dyn FnOnce() + Send>;
+
+/// What the writer thread knows between transactions.
+struct WriterState {
+    /// Tenants with at least one subscription: only their entity changes are journaled, so a hub
+    /// without subscriptions pays nothing for notifications.
+    journaled_tenants: HashSet<String>,
+    /// Whether the current group journaled something (the notifier is told after the commit).
+    journaled: bool,
 }
 
 type TemporalAnswer = Result<Result<TemporalOutcome, NgsiLdError>, StoreError>;
@@ -55,6 +92,7 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     commits: Arc<AtomicU64>,
+    journal_listener: Arc<RwLock<Option<JournalListener>>>,
 }
 
 fn backend<E: std::fmt::Display>(e: E) -> StoreError {
@@ -69,12 +107,18 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(backend)?;
         schema::configure_writer(&conn).map_err(backend)?;
         schema::migrate(&mut conn).map_err(backend)?;
+        let state = WriterState {
+            journaled_tenants: subscriptions::journaled_tenants(&conn).map_err(backend)?,
+            journaled: false,
+        };
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
+        let journal_listener: Arc<RwLock<Option<JournalListener>>> = Arc::new(RwLock::new(None));
         let thread_commits = commits.clone();
+        let thread_listener = journal_listener.clone();
         let handle = std::thread::Builder::new()
             .name("cityhub-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, receiver, thread_commits))
+            .spawn(move || writer_loop(conn, state, receiver, thread_commits, thread_listener))
             .map_err(backend)?;
         Ok(SqliteStore {
             path,
@@ -82,6 +126,7 @@ impl SqliteStore {
             writer_thread: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(Vec::new())),
             commits,
+            journal_listener,
         })
     }
 
@@ -97,6 +142,21 @@ impl SqliteStore {
         if let Some(handle) = self.writer_thread.lock().unwrap().take() {
             let _ = handle.join();
         }
+    }
+
+    /// Runs `f` inside a write transaction and answers its result after the commit.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut WriterState) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Exec(Box::new(move |conn, state| {
+            let result = f(conn, state)?;
+            Ok(Box::new(move || {
+                let _ = reply.send(result);
+            }) as AfterCommit)
+        })))?;
+        answer.await.map_err(|_| backend("the write was rolled back"))
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -143,7 +203,13 @@ impl Drop for SqliteStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+fn writer_loop(
+    mut conn: Connection,
+    mut state: WriterState,
+    receiver: mpsc::Receiver<Job>,
+    commits: Arc<AtomicU64>,
+    listener: Arc<RwLock<Option<JournalListener>>>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         let mut size = group[0].size();
@@ -156,7 +222,19 @@ fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Job>, commits: Arc
                 Err(_) => break,
             }
         }
-        run_group(&mut conn, group, &commits);
+        // The set of journaled tenants changes inside transactions; a rolled-back group must not
+        // leave it changed.
+        let saved = state.journaled_tenants.clone();
+        state.journaled = false;
+        if run_group(&mut conn, &mut state, group, &commits) {
+            if state.journaled {
+                if let Some(listener) = listener.read().unwrap().as_ref() {
+                    listener();
+                }
+            }
+        } else {
+            state.journaled_tenants = saved;
+        }
     }
 }
 
@@ -166,9 +244,11 @@ enum Pending {
     PutContext(oneshot::Sender<Result<(), StoreError>>),
     DeleteContext(oneshot::Sender<Result<bool, StoreError>>, bool),
     Temporal(oneshot::Sender<TemporalAnswer>, Result<TemporalOutcome, NgsiLdError>),
+    Exec(AfterCommit),
 }
 
-fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
+/// Runs one group in one transaction; answers whether it committed.
+fn run_group(conn: &mut Connection, state: &mut WriterState, group: Vec<Job>, commits: &AtomicU64) -> bool {
     let outcome = (|| -> Result<Vec<Pending>, rusqlite::Error> {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut pending = Vec::with_capacity(group.len());
@@ -178,7 +258,7 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     let mut answers = Vec::with_capacity(modifications.len());
                     let mut wrote = false;
                     for (id, modifier) in modifications {
-                        let answer = apply(&tx, &tenant, &id, modifier)?;
+                        let answer = apply(&tx, state, &tenant, &id, modifier)?;
                         wrote |= answer.is_ok();
                         answers.push(answer);
                     }
@@ -196,15 +276,31 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     pending.push(Pending::DeleteContext(reply, deleted));
                 }
                 Job::Temporal { tenant, id, write, reply } => {
+                    let journaled = state.journaled_tenants.contains(&tenant);
+                    let before = if journaled { schema::load_entity(&tx, &tenant, &id)? } else { None };
                     let sp = tx.savepoint()?;
                     let answer = temporal::apply_write(&sp, &tenant, &id, *write)?;
                     if answer.is_ok() {
                         sp.commit()?;
+                        if journaled {
+                            let after = schema::load_entity(&tx, &tenant, &id)?;
+                            if before != after {
+                                let now = ngsild_core::time::now();
+                                subscriptions::journal(&tx, &tenant, before.as_ref(), after.as_ref(), &now)?;
+                                state.journaled = true;
+                            }
+                        }
                         if !tenant.is_empty() {
                             tx.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
                         }
                     }
                     pending.push(Pending::Temporal(reply, answer));
+                }
+                Job::Exec(f) => {
+                    let sp = tx.savepoint()?;
+                    let after = f(&sp, state)?;
+                    sp.commit()?;
+                    pending.push(Pending::Exec(after));
                 }
             }
         }
@@ -228,13 +324,16 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     Pending::Temporal(reply, answer) => {
                         let _ = reply.send(Ok(answer));
                     }
+                    Pending::Exec(after) => after(),
                 }
             }
+            true
         }
         Err(e) => {
             // The transaction rolled back: nothing of this group was written. The replies were
             // moved into the closure and dropped with it, which their receivers see as an error.
             tracing::error!(error = %e, "a write group failed and was rolled back");
+            false
         }
     }
 }
@@ -243,6 +342,7 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
 /// group); the inner one is the modifier's refusal (this entity only).
 fn apply(
     tx: &rusqlite::Transaction<'_>,
+    state: &mut WriterState,
     tenant: &str,
     id: &str,
     modifier: Modifier,
@@ -267,7 +367,14 @@ fn apply(
         None => {}
     }
     if before.is_some() || after.is_some() {
-        temporal::record_change(tx, tenant, before.as_ref(), after.as_ref(), &ngsild_core::time::now())?;
+        let now = ngsild_core::time::now();
+        temporal::record_change(tx, tenant, before.as_ref(), after.as_ref(), &now)?;
+        // Same transaction as the change: a change is never acknowledged without its journal
+        // entry, and never journaled without being committed.
+        if state.journaled_tenants.contains(tenant) {
+            subscriptions::journal(tx, tenant, before.as_ref(), after.as_ref(), &now)?;
+            state.journaled = true;
+        }
     }
     Ok(Ok(Change { before, after }))
 }
@@ -346,6 +453,83 @@ impl Store for SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.send(Job::DeleteContext { id: id.to_owned(), reply })?;
         answer.await.map_err(|_| backend("the write was rolled back"))?
+    }
+
+    async fn create_subscription(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        doc: Value,
+    ) -> Result<Result<(), NgsiLdError>, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, state| {
+            if !subscriptions::create(conn, &tenant, &id, &doc)? {
+                return Ok(Err(NgsiLdError::already_exists(format!("subscription {id} already exists"))));
+            }
+            if !tenant.is_empty() {
+                conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
+            }
+            state.journaled_tenants.insert(tenant);
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn replace_subscription(&self, tenant: &Tenant, id: &str, doc: Value) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, _| subscriptions::replace(conn, &tenant, &id, &doc)).await
+    }
+
+    async fn delete_subscription(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, state| {
+            let deleted = subscriptions::delete(conn, &tenant, &id)?;
+            if subscriptions::list(conn, Some(&tenant))?.is_empty() {
+                state.journaled_tenants.remove(&tenant);
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn get_subscription(&self, tenant: &Tenant, id: &str) -> Result<Option<StoredSubscription>, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.read(move |conn| subscriptions::get(conn, &tenant, &id).map_err(backend)).await
+    }
+
+    async fn list_subscriptions(&self, tenant: Option<&Tenant>) -> Result<Vec<StoredSubscription>, StoreError> {
+        let tenant = tenant.map(str::to_owned);
+        self.read(move |conn| subscriptions::list(conn, tenant.as_deref()).map_err(backend)).await
+    }
+
+    async fn journal_after(&self, cursor: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        self.read(move |conn| subscriptions::journal_after(conn, cursor, limit).map_err(backend)).await
+    }
+
+    async fn notifier_cursor(&self) -> Result<u64, StoreError> {
+        self.read(|conn| subscriptions::cursor(conn).map_err(backend)).await
+    }
+
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Vec<OutboxItem>, StoreError> {
+        self.write(move |conn, _| subscriptions::commit_notifications(conn, commit)).await
+    }
+
+    async fn outbox_endpoints(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| subscriptions::outbox_endpoints(conn).map_err(backend)).await
+    }
+
+    async fn outbox(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.read(move |conn| subscriptions::outbox(conn, &endpoint, limit).map_err(backend)).await
+    }
+
+    async fn record_delivery(&self, item: &OutboxItem, outcome: DeliveryOutcome, at: &str) -> Result<(), StoreError> {
+        let (item, at) = (item.clone(), at.to_owned());
+        self.write(move |conn, _| subscriptions::record_delivery(conn, &item, outcome, &at)).await
+    }
+
+    fn on_journal(&self, listener: JournalListener) {
+        *self.journal_listener.write().unwrap() = Some(listener);
     }
 }
 

@@ -9,7 +9,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -81,6 +81,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS geo_entries_entity ON geo_entries (tenant, id);",
     )?;
     tx.execute_batch(crate::temporal::SCHEMA)?;
+    tx.execute_batch(crate::subscriptions::SCHEMA)?;
     if version == 1 {
         // Entities stored before the value and spatial indexes existed get their rows now.
         let rows: Vec<(String, String)> = {
