@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cityhub_http::{app, AppState, HttpConfig};
+use cityhub_http::{app, AppState, HttpConfig, NotifyConfig};
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
 use clap::{Args, Parser, Subcommand};
@@ -93,6 +93,11 @@ struct ServeArgs {
     #[arg(long, default_value_t = 30, env = "CITYHUB_TEMPORAL_INSTANCE_LIMIT")]
     temporal_instance_limit: usize,
 
+    /// Pending notifications one endpoint's outbox holds at most; more are dropped and counted in
+    /// the subscription's `notification.droppedNotifications`.
+    #[arg(long, default_value_t = 10_000, env = "CITYHUB_NOTIFICATION_OUTBOX_CAP")]
+    notification_outbox_cap: usize,
+
     /// Log filter, as in RUST_LOG (e.g. "info", "cityhub_http=debug").
     #[arg(long, default_value = "info", env = "CITYHUB_LOG")]
     log: String,
@@ -146,7 +151,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             forward_timeout: std::time::Duration::from_millis(args.forward_timeout_ms.max(1)),
             ..HttpConfig::default()
         };
-        let app = app(AppState::new(store, config));
+        let notify = NotifyConfig { outbox_cap: args.notification_outbox_cap.max(1), ..NotifyConfig::default() };
+        let app = app(AppState::with_notify(store, config, notify));
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         tracing::info!(%address, data = %args.data.display(), "cityhub is serving NGSI-LD");

@@ -172,3 +172,125 @@ impl ContextServer {
         ContextServer { url, hits }
     }
 }
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A notification receiver on loopback: records every POST and answers 204 (or, when `silent`,
+/// accepts connections and never answers).
+pub struct Receiver {
+    pub port: u16,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        Self::on(std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"), false)
+    }
+
+    /// A receiver on a given port (e.g. one an endpoint pointed at while nothing listened).
+    pub fn start_on(port: u16) -> Receiver {
+        Self::on(std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind loopback port"), false)
+    }
+
+    /// An endpoint that accepts connections and never answers.
+    pub fn silent() -> Receiver {
+        Self::on(std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback"), true)
+    }
+
+    fn on(listener: std::net::TcpListener, silent: bool) -> Receiver {
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = received.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if silent {
+                    held.push(stream);
+                    continue;
+                }
+                let store = store.clone();
+                std::thread::spawn(move || serve_connection(stream, store));
+            }
+        });
+        Receiver { port, received }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Notifications of one subscription, in arrival order.
+    pub fn of(&self, subscription_id: &str) -> Vec<Value> {
+        self.all().into_iter().filter(|r| r.body["subscriptionId"] == subscription_id).map(|r| r.body).collect()
+    }
+
+    /// Waits (at most `timeout`) until `subscription_id` got at least `n` notifications.
+    pub fn wait_for(&self, subscription_id: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let got = self.of(subscription_id);
+            if got.len() >= n || std::time::Instant::now() >= deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A port nothing listens on (it was free a moment ago).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn serve_connection(stream: std::net::TcpStream, store: std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    use std::io::{Read, Write};
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        let length: usize =
+            headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        store.lock().unwrap().push(Received { path, headers, body });
+        let _ = reader.get_mut().write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+    }
+}

@@ -15,6 +15,7 @@ mod federation;
 mod jsonld_contexts;
 mod request;
 mod response;
+mod subscriptions;
 mod temporal;
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use cityhub_notify::Notifier;
+pub use cityhub_notify::NotifyConfig;
 use cityhub_storage::DynStore;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
@@ -70,18 +73,25 @@ impl Default for HttpConfig {
 
 pub struct AppState {
     pub store: DynStore,
-    pub contexts: ContextService,
+    pub contexts: Arc<ContextService>,
     pub config: HttpConfig,
     pub federation: Arc<federation::Federation>,
+    pub notifier: Notifier,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
+    /// Builds the state and starts the notification machinery (on the current tokio runtime).
     pub fn new(store: DynStore, config: HttpConfig) -> SharedState {
-        let contexts = ContextService::new(store.clone(), &config);
+        AppState::with_notify(store, config, NotifyConfig::default())
+    }
+
+    pub fn with_notify(store: DynStore, config: HttpConfig, notify: NotifyConfig) -> SharedState {
+        let contexts = Arc::new(ContextService::new(store.clone(), &config));
+        let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
         let federation = Arc::new(federation::Federation::new(config.via_name.clone(), config.forward_timeout));
-        Arc::new(AppState { store, contexts, config, federation })
+        Arc::new(AppState { store, contexts, config, notifier, federation })
     }
 }
 
@@ -132,6 +142,11 @@ pub fn router(state: SharedState) -> Router {
             axum::routing::patch(temporal::patch_instance).delete(temporal::delete_instance),
         )
         .route("/temporal/entityOperations/query", post(temporal::query_post))
+        .route("/subscriptions", post(subscriptions::create).get(subscriptions::query))
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+        )
         .route("/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::add))
         .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete))
         .route("/csourceRegistrations", post(csource::create).get(csource::query))

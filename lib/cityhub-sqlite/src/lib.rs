@@ -8,18 +8,21 @@
 
 mod index;
 mod schema;
+mod subscriptions;
 mod temporal;
 
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    Change, EntityFilter, Modification, Modifier, Page, Paging, RecordKind, Store, StoreError, StoredContext,
-    TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite, Tenant,
+    Change, DeliveryOutcome, EntityFilter, JournalEntry, JournalListener, Modification, Modifier, NotifierCommit,
+    OutboxItem, Page, Paging, RecordKind, Store, StoreError, StoredContext, StoredSubscription, TemporalOutcome,
+    TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -53,19 +56,24 @@ enum Job {
         write: Box<TemporalWrite>,
         reply: oneshot::Sender<TemporalAnswer>,
     },
-    PutRecord {
-        tenant: String,
-        kind: RecordKind,
-        id: String,
-        doc: Value,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    DeleteRecord {
-        tenant: String,
-        kind: RecordKind,
-        id: String,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
-    },
+    /// Any other write: runs inside the group's transaction and answers (through the closure it
+    /// returns) only after the commit.
+    Exec(WriteJob),
+}
+
+/// A write run by the writer thread inside the group's transaction.
+type WriteJob = Box<dyn FnOnce(&Connection, &mut WriterState) -> rusqlite::Result<AfterCommit> + Send>;
+
+/// What a job does once its transaction has committed (typically: answer its caller).
+type AfterCommit = Box<dyn FnOnce() + Send>;
+
+/// What the writer thread knows between transactions.
+struct WriterState {
+    /// Tenants with at least one subscription: only their entity changes are journaled, so a hub
+    /// without subscriptions pays nothing for notifications.
+    journaled_tenants: HashSet<String>,
+    /// Whether the current group journaled something (the notifier is told after the commit).
+    journaled: bool,
 }
 
 type TemporalAnswer = Result<Result<TemporalOutcome, NgsiLdError>, StoreError>;
@@ -85,6 +93,7 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     commits: Arc<AtomicU64>,
+    journal_listener: Arc<RwLock<Option<JournalListener>>>,
 }
 
 fn backend<E: std::fmt::Display>(e: E) -> StoreError {
@@ -99,12 +108,18 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(backend)?;
         schema::configure_writer(&conn).map_err(backend)?;
         schema::migrate(&mut conn).map_err(backend)?;
+        let state = WriterState {
+            journaled_tenants: subscriptions::journaled_tenants(&conn).map_err(backend)?,
+            journaled: false,
+        };
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
+        let journal_listener: Arc<RwLock<Option<JournalListener>>> = Arc::new(RwLock::new(None));
         let thread_commits = commits.clone();
+        let thread_listener = journal_listener.clone();
         let handle = std::thread::Builder::new()
             .name("cityhub-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, receiver, thread_commits))
+            .spawn(move || writer_loop(conn, state, receiver, thread_commits, thread_listener))
             .map_err(backend)?;
         Ok(SqliteStore {
             path,
@@ -112,6 +127,7 @@ impl SqliteStore {
             writer_thread: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(Vec::new())),
             commits,
+            journal_listener,
         })
     }
 
@@ -127,6 +143,21 @@ impl SqliteStore {
         if let Some(handle) = self.writer_thread.lock().unwrap().take() {
             let _ = handle.join();
         }
+    }
+
+    /// Runs `f` inside a write transaction and answers its result after the commit.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut WriterState) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Exec(Box::new(move |conn, state| {
+            let result = f(conn, state)?;
+            Ok(Box::new(move || {
+                let _ = reply.send(result);
+            }) as AfterCommit)
+        })))?;
+        answer.await.map_err(|_| backend("the write was rolled back"))
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -173,7 +204,13 @@ impl Drop for SqliteStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+fn writer_loop(
+    mut conn: Connection,
+    mut state: WriterState,
+    receiver: mpsc::Receiver<Job>,
+    commits: Arc<AtomicU64>,
+    listener: Arc<RwLock<Option<JournalListener>>>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         let mut size = group[0].size();
@@ -186,7 +223,19 @@ fn writer_loop(mut conn: Connection, receiver: mpsc::Receiver<Job>, commits: Arc
                 Err(_) => break,
             }
         }
-        run_group(&mut conn, group, &commits);
+        // The set of journaled tenants changes inside transactions; a rolled-back group must not
+        // leave it changed.
+        let saved = state.journaled_tenants.clone();
+        state.journaled = false;
+        if run_group(&mut conn, &mut state, group, &commits) {
+            if state.journaled {
+                if let Some(listener) = listener.read().unwrap().as_ref() {
+                    listener();
+                }
+            }
+        } else {
+            state.journaled_tenants = saved;
+        }
     }
 }
 
@@ -196,11 +245,11 @@ enum Pending {
     PutContext(oneshot::Sender<Result<(), StoreError>>),
     DeleteContext(oneshot::Sender<Result<bool, StoreError>>, bool),
     Temporal(oneshot::Sender<TemporalAnswer>, Result<TemporalOutcome, NgsiLdError>),
-    PutRecord(oneshot::Sender<Result<(), StoreError>>),
-    DeleteRecord(oneshot::Sender<Result<bool, StoreError>>, bool),
+    Exec(AfterCommit),
 }
 
-fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
+/// Runs one group in one transaction; answers whether it committed.
+fn run_group(conn: &mut Connection, state: &mut WriterState, group: Vec<Job>, commits: &AtomicU64) -> bool {
     let outcome = (|| -> Result<Vec<Pending>, rusqlite::Error> {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut pending = Vec::with_capacity(group.len());
@@ -210,7 +259,7 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     let mut answers = Vec::with_capacity(modifications.len());
                     let mut wrote = false;
                     for (id, modifier) in modifications {
-                        let answer = apply(&tx, &tenant, &id, modifier)?;
+                        let answer = apply(&tx, state, &tenant, &id, modifier)?;
                         wrote |= answer.is_ok();
                         answers.push(answer);
                     }
@@ -227,34 +276,32 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     let deleted = tx.execute("DELETE FROM contexts WHERE id = ?1", [&id])? > 0;
                     pending.push(Pending::DeleteContext(reply, deleted));
                 }
-                Job::PutRecord { tenant, kind, id, doc, reply } => {
-                    tx.execute(
-                        "INSERT INTO records (tenant, kind, id, doc) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (tenant, kind, id) DO UPDATE SET doc = excluded.doc",
-                        rusqlite::params![tenant, kind.name(), id, doc.to_string()],
-                    )?;
-                    if !tenant.is_empty() {
-                        tx.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
-                    }
-                    pending.push(Pending::PutRecord(reply));
-                }
-                Job::DeleteRecord { tenant, kind, id, reply } => {
-                    let deleted = tx.execute(
-                        "DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
-                        rusqlite::params![tenant, kind.name(), id],
-                    )? > 0;
-                    pending.push(Pending::DeleteRecord(reply, deleted));
-                }
                 Job::Temporal { tenant, id, write, reply } => {
+                    let journaled = state.journaled_tenants.contains(&tenant);
+                    let before = if journaled { schema::load_entity(&tx, &tenant, &id)? } else { None };
                     let sp = tx.savepoint()?;
                     let answer = temporal::apply_write(&sp, &tenant, &id, *write)?;
                     if answer.is_ok() {
                         sp.commit()?;
+                        if journaled {
+                            let after = schema::load_entity(&tx, &tenant, &id)?;
+                            if before != after {
+                                let now = ngsild_core::time::now();
+                                subscriptions::journal(&tx, &tenant, before.as_ref(), after.as_ref(), &now)?;
+                                state.journaled = true;
+                            }
+                        }
                         if !tenant.is_empty() {
                             tx.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
                         }
                     }
                     pending.push(Pending::Temporal(reply, answer));
+                }
+                Job::Exec(f) => {
+                    let sp = tx.savepoint()?;
+                    let after = f(&sp, state)?;
+                    sp.commit()?;
+                    pending.push(Pending::Exec(after));
                 }
             }
         }
@@ -278,19 +325,16 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
                     Pending::Temporal(reply, answer) => {
                         let _ = reply.send(Ok(answer));
                     }
-                    Pending::PutRecord(reply) => {
-                        let _ = reply.send(Ok(()));
-                    }
-                    Pending::DeleteRecord(reply, deleted) => {
-                        let _ = reply.send(Ok(deleted));
-                    }
+                    Pending::Exec(after) => after(),
                 }
             }
+            true
         }
         Err(e) => {
             // The transaction rolled back: nothing of this group was written. The replies were
             // moved into the closure and dropped with it, which their receivers see as an error.
             tracing::error!(error = %e, "a write group failed and was rolled back");
+            false
         }
     }
 }
@@ -299,6 +343,7 @@ fn run_group(conn: &mut Connection, group: Vec<Job>, commits: &AtomicU64) {
 /// group); the inner one is the modifier's refusal (this entity only).
 fn apply(
     tx: &rusqlite::Transaction<'_>,
+    state: &mut WriterState,
     tenant: &str,
     id: &str,
     modifier: Modifier,
@@ -326,7 +371,14 @@ fn apply(
         }
     }
     if before.is_some() || after.is_some() {
-        temporal::record_change(tx, tenant, before.as_ref(), after.as_ref(), &ngsild_core::time::now())?;
+        let now = ngsild_core::time::now();
+        temporal::record_change(tx, tenant, before.as_ref(), after.as_ref(), &now)?;
+        // Same transaction as the change: a change is never acknowledged without its journal
+        // entry, and never journaled without being committed.
+        if state.journaled_tenants.contains(tenant) {
+            subscriptions::journal(tx, tenant, before.as_ref(), after.as_ref(), &now)?;
+            state.journaled = true;
+        }
     }
     Ok(Ok(Change { before, after }))
 }
@@ -407,10 +459,97 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| backend("the write was rolled back"))?
     }
 
+    async fn create_subscription(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        doc: Value,
+    ) -> Result<Result<(), NgsiLdError>, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, state| {
+            if !subscriptions::create(conn, &tenant, &id, &doc)? {
+                return Ok(Err(NgsiLdError::already_exists(format!("subscription {id} already exists"))));
+            }
+            if !tenant.is_empty() {
+                conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
+            }
+            state.journaled_tenants.insert(tenant);
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn replace_subscription(&self, tenant: &Tenant, id: &str, doc: Value) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, _| subscriptions::replace(conn, &tenant, &id, &doc)).await
+    }
+
+    async fn delete_subscription(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, state| {
+            let deleted = subscriptions::delete(conn, &tenant, &id)?;
+            if subscriptions::list(conn, Some(&tenant))?.is_empty() {
+                state.journaled_tenants.remove(&tenant);
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn get_subscription(&self, tenant: &Tenant, id: &str) -> Result<Option<StoredSubscription>, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.read(move |conn| subscriptions::get(conn, &tenant, &id).map_err(backend)).await
+    }
+
+    async fn list_subscriptions(&self, tenant: Option<&Tenant>) -> Result<Vec<StoredSubscription>, StoreError> {
+        let tenant = tenant.map(str::to_owned);
+        self.read(move |conn| subscriptions::list(conn, tenant.as_deref()).map_err(backend)).await
+    }
+
+    async fn journal_after(&self, cursor: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        self.read(move |conn| subscriptions::journal_after(conn, cursor, limit).map_err(backend)).await
+    }
+
+    async fn notifier_cursor(&self) -> Result<u64, StoreError> {
+        self.read(|conn| subscriptions::cursor(conn).map_err(backend)).await
+    }
+
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Vec<OutboxItem>, StoreError> {
+        self.write(move |conn, _| subscriptions::commit_notifications(conn, commit)).await
+    }
+
+    async fn outbox_endpoints(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| subscriptions::outbox_endpoints(conn).map_err(backend)).await
+    }
+
+    async fn outbox(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.read(move |conn| subscriptions::outbox(conn, &endpoint, limit).map_err(backend)).await
+    }
+
+    async fn record_delivery(&self, item: &OutboxItem, outcome: DeliveryOutcome, at: &str) -> Result<(), StoreError> {
+        let (item, at) = (item.clone(), at.to_owned());
+        self.write(move |conn, _| subscriptions::record_delivery(conn, &item, outcome, &at)).await
+    }
+
+    fn on_journal(&self, listener: JournalListener) {
+        *self.journal_listener.write().unwrap() = Some(listener);
+    }
+
     async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Job::PutRecord { tenant: tenant.to_owned(), kind, id: id.to_owned(), doc, reply })?;
-        answer.await.map_err(|_| backend("the write was rolled back"))?
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, _| {
+            conn.prepare_cached(
+                "INSERT INTO records (tenant, kind, id, doc) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, kind, id) DO UPDATE SET doc = excluded.doc",
+            )?
+            .execute(rusqlite::params![tenant, kind.name(), id, doc.to_string()])?;
+            if !tenant.is_empty() {
+                conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError> {
@@ -428,9 +567,14 @@ impl Store for SqliteStore {
     }
 
     async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Job::DeleteRecord { tenant: tenant.to_owned(), kind, id: id.to_owned(), reply })?;
-        answer.await.map_err(|_| backend("the write was rolled back"))?
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, _| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?
+                .execute(rusqlite::params![tenant, kind.name(), id])?;
+            Ok(deleted > 0)
+        })
+        .await
     }
 }
 

@@ -130,6 +130,76 @@ pub struct TemporalPage {
     pub total: Option<usize>,
 }
 
+/// A subscription as stored: its document (the hub's context-free form, see `cityhub-notify`)
+/// and the status the delivery machinery keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSubscription {
+    pub tenant: String,
+    pub id: String,
+    pub doc: Value,
+    pub status: DeliveryStatus,
+}
+
+/// What the delivery of a subscription's notifications has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryStatus {
+    pub times_sent: u64,
+    pub times_failed: u64,
+    /// Notifications dropped because the endpoint's outbox was full or they could not be
+    /// delivered before giving up (a cityhub extension of the status).
+    pub dropped: u64,
+    pub last_notification: Option<String>,
+    pub last_success: Option<String>,
+    pub last_failure: Option<String>,
+}
+
+/// One entity change in the change journal, written in the transaction of the change itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub tenant: String,
+    pub before: Option<Entity>,
+    pub after: Option<Entity>,
+    pub at: String,
+}
+
+/// A notification waiting in the outbox of its endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    /// Assigned by the store; the order of delivery within an endpoint.
+    pub id: u64,
+    pub endpoint: String,
+    pub tenant: String,
+    pub subscription_id: String,
+    /// Everything the sender needs: the message and how to send it.
+    pub message: Value,
+    pub created_at: String,
+    pub attempts: u32,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// About to be sent: counts in `times_sent` and `last_notification`.
+    Attempted,
+    /// Delivered: the outbox row goes.
+    Sent,
+    /// Failed; the row stays for a retry.
+    Failed,
+    /// Failed for the last time: the row goes and the notification counts as dropped.
+    GaveUp,
+}
+
+/// Writes of the notifier: the outbox rows of a batch of journal entries, and the cursor past them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotifierCommit {
+    /// The journal is consumed up to and including this sequence number.
+    pub cursor: Option<u64>,
+    pub notifications: Vec<OutboxItem>,
+    /// An endpoint's outbox holds at most this many rows; the rest are dropped and counted.
+    pub outbox_cap: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// The backend failed (I/O, corruption, connection): nothing was written.
@@ -188,6 +258,48 @@ pub trait Store: Send + Sync + 'static {
     async fn list_contexts(&self) -> Result<Vec<StoredContext>, StoreError>;
     async fn delete_context(&self, id: &str) -> Result<bool, StoreError>;
 
+    /// Stores a new subscription; one with the same id in the tenant is AlreadyExists. From this
+    /// commit on, changes of the tenant's entities are journaled.
+    async fn create_subscription(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        doc: Value,
+    ) -> Result<Result<(), NgsiLdError>, StoreError>;
+
+    /// Replaces a subscription's document; false when there is none with this id.
+    async fn replace_subscription(&self, tenant: &Tenant, id: &str, doc: Value) -> Result<bool, StoreError>;
+
+    /// Deletes a subscription with its pending notifications; false when there is none.
+    async fn delete_subscription(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError>;
+
+    async fn get_subscription(&self, tenant: &Tenant, id: &str) -> Result<Option<StoredSubscription>, StoreError>;
+
+    /// The subscriptions of one tenant (None: of every tenant), ordered by tenant and id.
+    async fn list_subscriptions(&self, tenant: Option<&Tenant>) -> Result<Vec<StoredSubscription>, StoreError>;
+
+    /// Journal entries after `cursor` (the notifier's, see `notifier_cursor`), oldest first.
+    async fn journal_after(&self, cursor: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// How far the notifier has consumed the journal.
+    async fn notifier_cursor(&self) -> Result<u64, StoreError>;
+
+    /// In one durable commit: the outbox rows (capped per endpoint), the cursor, and the journal
+    /// up to the cursor forgotten. Answers the rows as stored, with their ids.
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// The endpoints with pending notifications.
+    async fn outbox_endpoints(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The oldest pending notifications of one endpoint.
+    async fn outbox(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Records an attempt at delivering one outbox row, in its subscription's status.
+    async fn record_delivery(&self, item: &OutboxItem, outcome: DeliveryOutcome, at: &str) -> Result<(), StoreError>;
+
+    /// Calls `listener` after every commit that journaled an entity change (the notifier wakes).
+    fn on_journal(&self, listener: JournalListener);
+
     /// Writes a record (a context source registration, a csource subscription: see
     /// [`RecordKind`]) in one durable commit, replacing the one with the same id.
     async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError>;
@@ -213,6 +325,9 @@ impl RecordKind {
         }
     }
 }
+
+/// Told that new journal entries were committed.
+pub type JournalListener = Arc<dyn Fn() + Send + Sync>;
 
 pub type DynStore = Arc<dyn Store>;
 

@@ -1,0 +1,197 @@
+//! `/subscriptions` (clause 5.8): create, query, retrieve, update, delete. The Subscription data
+//! type lives in `cityhub_notify::subscription`; the running subscriptions in the `Notifier`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use cityhub_notify::subscription::{self, Subscription};
+use cityhub_notify::ContextResolver;
+use cityhub_storage::StoredSubscription;
+use ngsild_core::time::now;
+use ngsild_core::{ErrorKind, NgsiLdError};
+use ngsild_jsonld::Context;
+use serde_json::Value;
+
+use crate::contexts::ContextService;
+use crate::error::{ApiError, ApiResult};
+use crate::request::{accept, as_object, body_ld, existing_tenant, header_ld, tenant, Ld, Params};
+use crate::response::{append_header, created, ld_json, no_content, path_segment, with_header};
+use crate::SharedState;
+
+/// The notifier resolves subscription @contexts the way requests do.
+#[async_trait]
+impl ContextResolver for ContextService {
+    async fn resolve(&self, context: Option<&Value>) -> Result<Arc<Context>, NgsiLdError> {
+        match context {
+            Some(value) => ContextService::resolve(self, value).await,
+            None => Ok(self.core()),
+        }
+    }
+}
+
+fn location(id: &str) -> String {
+    format!("/ngsi-ld/v1/subscriptions/{}", path_segment(id))
+}
+
+fn check_id(id: &str) -> Result<(), NgsiLdError> {
+    ngsild_core::validate::check_uri(id, "the subscription id")
+}
+
+fn not_found(id: &str) -> ApiError {
+    NgsiLdError::not_found(format!("subscription {id} not found")).into()
+}
+
+/// POST /subscriptions
+pub async fn create(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    let tenant = tenant(&headers)?;
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let sub = subscription::from_payload(&as_object(value, "a subscription")?, &ld.ctx, ld.given.clone(), &now())?;
+    let compiled = compile(&state, &tenant, sub.clone()).await?;
+    let doc = serde_json::to_value(&sub).map_err(|e| NgsiLdError::internal(e.to_string()))?;
+    state.store.create_subscription(&tenant, &sub.id, doc).await??;
+    state.notifier.install(compiled);
+    Ok(created(&location(&sub.id)))
+}
+
+/// Compiles for the notifier; an unreachable `jsonldContext` is LdContextNotAvailable, an
+/// invalid one BadRequestData.
+async fn compile(state: &SharedState, tenant: &str, sub: Subscription) -> Result<cityhub_notify::Compiled, ApiError> {
+    state.notifier.compile(tenant, sub).await.map_err(|e| match e.kind {
+        ErrorKind::LdContextNotAvailable | ErrorKind::BadRequestData | ErrorKind::InvalidRequest => e.into(),
+        _ => NgsiLdError::bad_request(e.detail).into(),
+    })
+}
+
+fn render(stored: &StoredSubscription, ld: &Ld, sys_attrs: bool) -> Result<Value, ApiError> {
+    let sub: Subscription = serde_json::from_value(stored.doc.clone())
+        .map_err(|e| NgsiLdError::internal(format!("stored subscription {} is unreadable: {e}", stored.id)))?;
+    Ok(Value::Object(subscription::render(&sub, &stored.status, &ld.ctx, sys_attrs)))
+}
+
+fn sys_attrs(params: &Params) -> Result<bool, ApiError> {
+    let mut sys_attrs = false;
+    for option in params.options() {
+        match option {
+            "sysAttrs" => sys_attrs = true,
+            "" | "normalized" | "keyValues" | "concise" => {}
+            other => return Err(NgsiLdError::bad_request(format!("unknown option {other:?}")).into()),
+        }
+    }
+    Ok(sys_attrs)
+}
+
+/// GET /subscriptions/{id}
+pub async fn retrieve(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
+    let accept = accept(&headers, false)?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let stored = state.store.get_subscription(&tenant, &id).await?.ok_or_else(|| not_found(&id))?;
+    Ok(ld_json(StatusCode::OK, render(&stored, &ld, sys_attrs(&params)?)?, &ld, accept))
+}
+
+/// GET /subscriptions
+pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
+    let params = Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "local"])?;
+    let accept = accept(&headers, false)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
+    let count = params.flag("count")?;
+    if limit == 0 && !count {
+        return Err(NgsiLdError::bad_request("limit must be greater than zero unless count=true").into());
+    }
+    if limit > state.config.max_page_size {
+        return Err(NgsiLdError::new(
+            ErrorKind::TooManyResults,
+            format!("limit may be at most {}", state.config.max_page_size),
+        )
+        .into());
+    }
+    let offset = params.usize("offset")?.unwrap_or(0);
+    let sys_attrs = sys_attrs(&params)?;
+    let all = state.store.list_subscriptions(Some(&tenant)).await?;
+    let total = all.len();
+    let page: Vec<Value> =
+        all.iter().skip(offset).take(limit).map(|s| render(s, &ld, sys_attrs)).collect::<Result<_, _>>()?;
+    let mut response = ld_json(StatusCode::OK, Value::Array(page), &ld, accept);
+    if count {
+        response = with_header(response, "ngsild-results-count", &total.to_string());
+    }
+    if limit > 0 {
+        let rest = params.query_string_without(&["limit", "offset"]);
+        let link = |offset: usize, rel: &str| {
+            let sep = if rest.is_empty() { "" } else { "&" };
+            format!("</ngsi-ld/v1/subscriptions?{rest}{sep}limit={limit}&offset={offset}>;rel=\"{rel}\";type=\"application/ld+json\"")
+        };
+        if offset > 0 {
+            response = append_header(response, "link", &link(offset.saturating_sub(limit), "prev"));
+        }
+        if offset + limit < total {
+            response = append_header(response, "link", &link(offset + limit, "next"));
+        }
+    }
+    Ok(response)
+}
+
+/// PATCH /subscriptions/{id}
+pub async fn update(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    let (value, ld) = body_ld(&state, &headers, &body, true).await?;
+    let fragment = as_object(value, "a subscription fragment")?;
+    let stored = state.store.get_subscription(&tenant, &id).await?.ok_or_else(|| not_found(&id))?;
+    let current: Subscription = serde_json::from_value(stored.doc)
+        .map_err(|e| NgsiLdError::internal(format!("stored subscription {id} is unreadable: {e}")))?;
+    // The fragment's names are read in the fragment's own context.
+    let mut next = subscription::patch(&current, &fragment, &ld.ctx, &now())?;
+    if ld.given.is_some() {
+        next.context = ld.given.clone();
+    }
+    let compiled = compile(&state, &tenant, next.clone()).await?;
+    let doc = serde_json::to_value(&next).map_err(|e| NgsiLdError::internal(e.to_string()))?;
+    if !state.store.replace_subscription(&tenant, &id, doc).await? {
+        return Err(not_found(&id));
+    }
+    state.notifier.install(compiled);
+    Ok(no_content())
+}
+
+/// DELETE /subscriptions/{id}
+pub async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    Params::parse(raw.as_deref(), &["local"])?;
+    check_id(&id)?;
+    let tenant = existing_tenant(&state, &headers).await?;
+    if !state.store.delete_subscription(&tenant, &id).await? {
+        return Err(not_found(&id));
+    }
+    state.notifier.remove(&tenant, &id);
+    Ok(no_content())
+}
