@@ -93,6 +93,7 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     commits: Arc<AtomicU64>,
+    checkpointer: Mutex<Option<Checkpointer>>,
     journal_listener: Arc<RwLock<Option<JournalListener>>>,
 }
 
@@ -117,10 +118,19 @@ impl SqliteStore {
         let journal_listener: Arc<RwLock<Option<JournalListener>>> = Arc::new(RwLock::new(None));
         let thread_commits = commits.clone();
         let thread_listener = journal_listener.clone();
+        // After each commit SQLite tells how many pages the WAL holds; the checkpointer reads it.
+        let wal_pages = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let seen_pages = wal_pages.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            seen_pages.store(pages as i64, Ordering::Relaxed);
+            Ok(())
+        }))
+        .map_err(backend)?;
         let handle = std::thread::Builder::new()
             .name("cityhub-sqlite-writer".into())
             .spawn(move || writer_loop(conn, state, receiver, thread_commits, thread_listener))
             .map_err(backend)?;
+        let checkpointer = Checkpointer::start(&path, commits.clone(), wal_pages).map_err(backend)?;
         Ok(SqliteStore {
             path,
             writer: Mutex::new(Some(sender)),
@@ -128,6 +138,7 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             commits,
             journal_listener,
+            checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -142,6 +153,9 @@ impl SqliteStore {
         self.writer.lock().unwrap().take();
         if let Some(handle) = self.writer_thread.lock().unwrap().take() {
             let _ = handle.join();
+        }
+        if let Some(checkpointer) = self.checkpointer.lock().unwrap().take() {
+            checkpointer.stop();
         }
     }
 
@@ -201,6 +215,62 @@ impl SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Copies the WAL back into the database file on its own thread and connection, so that the
+/// writer thread, which answers requests, only ever appends to the WAL and syncs it. SQLite's
+/// automatic checkpoint would run inside a commit, on the writer thread, and make the request
+/// that crossed the threshold wait for random writes all over the database file.
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// WAL pages (4 KiB) past which a checkpoint runs; between two runs, a page written many times
+/// reaches the database file once.
+const CHECKPOINT_PAGES: i64 = 8192;
+
+impl Checkpointer {
+    fn start(
+        path: &Path,
+        commits: Arc<AtomicU64>,
+        wal_pages: Arc<std::sync::atomic::AtomicI64>,
+    ) -> rusqlite::Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "busy_timeout", 10_000)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("cityhub-sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut seen = commits.load(Ordering::Relaxed);
+                let mut idle_rounds = 0u32;
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    let now = commits.load(Ordering::Relaxed);
+                    let busy = now != seen;
+                    seen = now;
+                    idle_rounds = if busy { 0 } else { idle_rounds + 1 };
+                    // PASSIVE never waits for the writer or readers: it copies what it can.
+                    // Run it when the WAL is large, and once the hub has gone quiet (so that
+                    // the WAL restarts from its beginning at the next write).
+                    let wal_pages = wal_pages.load(Ordering::Relaxed);
+                    if wal_pages >= CHECKPOINT_PAGES || (idle_rounds == 4 && wal_pages > 0) {
+                        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                            tracing::warn!(error = %e, "checkpoint failed");
+                        }
+                    }
+                }
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Checkpointer { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
     }
 }
 

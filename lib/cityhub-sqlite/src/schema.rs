@@ -14,6 +14,8 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "busy_timeout", 10_000)?;
     conn.pragma_update(None, "cache_size", -64_000)?;
+    // Checkpoints run on their own thread (see `Checkpointer`), never inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
 
