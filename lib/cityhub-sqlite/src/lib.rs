@@ -121,6 +121,7 @@ impl SqliteStore {
         // After each commit SQLite tells how many pages the WAL holds; the checkpointer reads it.
         let wal_pages = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let seen_pages = wal_pages.clone();
+        let writer_pages = wal_pages.clone();
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
             seen_pages.store(pages as i64, Ordering::Relaxed);
             Ok(())
@@ -128,7 +129,7 @@ impl SqliteStore {
         .map_err(backend)?;
         let handle = std::thread::Builder::new()
             .name("cityhub-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, state, receiver, thread_commits, thread_listener))
+            .spawn(move || writer_loop(conn, state, receiver, thread_commits, thread_listener, writer_pages))
             .map_err(backend)?;
         let checkpointer = Checkpointer::start(&path, commits.clone(), wal_pages).map_err(backend)?;
         Ok(SqliteStore {
@@ -231,6 +232,9 @@ struct Checkpointer {
 /// reaches the database file once.
 const CHECKPOINT_PAGES: i64 = 8192;
 
+/// WAL pages past which the writer completes a checkpoint itself (see `writer_loop`).
+const WRITER_CHECKPOINT_PAGES: i64 = 4 * CHECKPOINT_PAGES;
+
 impl Checkpointer {
     fn start(
         path: &Path,
@@ -280,8 +284,18 @@ fn writer_loop(
     receiver: mpsc::Receiver<Job>,
     commits: Arc<AtomicU64>,
     listener: Arc<RwLock<Option<JournalListener>>>,
+    wal_pages: Arc<std::sync::atomic::AtomicI64>,
 ) {
     while let Ok(first) = receiver.recv() {
+        // Under writes without pause the background checkpoint never catches the WAL's end, and
+        // SQLite restarts the WAL only after a checkpoint that did: past this size the writer
+        // finishes the job itself, between two groups (cheap: the checkpointer already copied
+        // nearly everything), and its next transaction starts the WAL over.
+        if wal_pages.load(Ordering::Relaxed) >= WRITER_CHECKPOINT_PAGES {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
+        }
         let mut group = vec![first];
         let mut size = group[0].size();
         while size < MAX_GROUP {

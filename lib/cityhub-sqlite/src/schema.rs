@@ -16,6 +16,8 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "cache_size", -64_000)?;
     // Checkpoints run on their own thread (see `Checkpointer`), never inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the WAL starts over, a file grown by a burst of writes shrinks back to this size.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(())
 }
 
