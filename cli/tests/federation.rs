@@ -311,3 +311,66 @@ fn registrations_survive_a_restart() {
     assert_eq!(status, 200);
     assert_eq!(got["registrationName"], "Busan air quality");
 }
+
+/// Registers at `hub` the attribute `attr` of one entity at `peer`, exclusively.
+fn register_exclusive(hub: &Hub, peer: &Hub, entity_id: &str, attr: &str) {
+    let registration = json!({
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"id": entity_id, "type": "AirQualityObserved"}], "propertyNames": [attr]}],
+        "endpoint": peer.base,
+        "mode": "exclusive",
+        "operations": ["redirectionOps", "upsertBatch"],
+    });
+    assert_eq!(hub.post("/csourceRegistrations", &registration).status().as_u16(), 201);
+}
+
+#[test]
+fn an_exclusive_attribute_is_updated_at_its_source_only() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(SEOUL_STATIONS);
+    let id = SEOUL_STATIONS[0].0;
+    register_exclusive(&seoul, &busan, id, "pm25");
+    let patch = json!({"pm25": {"type": "Property", "value": 99.0}, "no2": {"type": "Property", "value": 7.0}});
+    let response = seoul.send_json(Method::PATCH, &format!("/entities/{id}/attrs"), &patch).send().unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let (_, at_busan) = busan.get_json(&format!("/entities/{id}?local=true"));
+    assert_eq!(at_busan["pm25"]["value"], json!(99.0), "busan got pm25");
+    let (_, at_seoul) = seoul.get_json(&format!("/entities/{id}?local=true"));
+    assert_eq!(at_seoul["pm25"]["value"], json!(31.0), "seoul kept its own pm25");
+    assert_eq!(at_seoul["no2"]["value"], json!(7.0), "seoul took what is not registered");
+
+    // A batch upsert splits the same way: pm25 to busan, the rest stays at seoul.
+    let batch = json!([{"id": id, "type": "AirQualityObserved", "pm25": {"type": "Property", "value": 5.0},
+        "o3": {"type": "Property", "value": 1.0}}]);
+    let response = seoul.send_json(Method::POST, "/entityOperations/upsert?options=update", &batch).send().unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let (_, at_busan) = busan.get_json(&format!("/entities/{id}?local=true"));
+    assert_eq!(at_busan["pm25"]["value"], json!(5.0));
+    assert!(at_busan.get("o3").is_none(), "o3 is not busan's");
+    let (_, at_seoul) = seoul.get_json(&format!("/entities/{id}?local=true"));
+    assert_eq!(at_seoul["o3"]["value"], json!(1.0));
+    assert_eq!(at_seoul["pm25"]["value"], json!(31.0));
+}
+
+#[test]
+fn a_csource_subscription_hears_of_new_registrations() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    let receiver = common::Receiver::start();
+    let subscription = json!({
+        "id": "urn:ngsi-ld:Subscription:csr-watch",
+        "type": "Subscription",
+        "entities": [{"type": "AirQualityObserved"}],
+        "notification": {"endpoint": {"uri": receiver.url("/notify"), "accept": "application/json"}},
+    });
+    assert_eq!(seoul.post("/csourceSubscriptions", &subscription).status().as_u16(), 201);
+    let (status, shown) = seoul.get_json("/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-watch");
+    assert_eq!(status, 200);
+    assert_eq!(shown["id"], json!("urn:ngsi-ld:Subscription:csr-watch"));
+    federate(&seoul, &busan);
+    let got = receiver.wait_for("urn:ngsi-ld:Subscription:csr-watch", 1, std::time::Duration::from_secs(10));
+    assert_eq!(got[0]["triggerReason"], json!("newlyMatching"));
+    assert_eq!(got[0]["data"][0]["endpoint"], json!(busan.base));
+    let response = seoul.delete("/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-watch").send().unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+}

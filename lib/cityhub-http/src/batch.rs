@@ -21,6 +21,7 @@ use crate::error::ApiResult;
 use crate::request::{link_context, read_json_body, tenant, Params};
 use crate::response::{no_content, plain_json};
 use crate::SharedState;
+use ngsild_federation::Operation;
 
 /// An entity id with why it failed.
 type Failure = (String, NgsiLdError);
@@ -137,10 +138,22 @@ pub async fn create(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
+    let params = Params::parse(raw.as_deref(), &["local"])?;
     let tenant = tenant(&headers)?;
     let items = read_batch(&state, &headers, &body).await?;
-    let (inputs, mut failed) = expand_items(items, true);
+    let (mut inputs, mut failed) = expand_items(items, true);
+    let remote = distribute(
+        &state,
+        &headers,
+        &tenant,
+        &params,
+        &body,
+        Some(&mut inputs),
+        &mut Vec::new(),
+        Operation::CREATE_BATCH,
+        "/entityOperations/create",
+    )
+    .await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
         if modifications.iter().any(|(other, _)| other == &id) {
@@ -163,10 +176,11 @@ pub async fn create(
     }
     let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
     let created: Vec<String> = ok.into_iter().map(|(id, _)| id).collect();
+    let (created, errors) = remote.combine(created, errors);
     if errors.is_empty() {
-        Ok(plain_json(StatusCode::CREATED, &json!(created)))
+        Ok(remote.warned(plain_json(StatusCode::CREATED, &json!(created))))
     } else {
-        Ok(plain_json(StatusCode::MULTI_STATUS, &batch_result(&created, &errors)))
+        Ok(remote.warned(plain_json(StatusCode::MULTI_STATUS, &batch_result(&created, &errors))))
     }
 }
 
@@ -181,7 +195,19 @@ pub async fn upsert(
     let update_mode = params.has_option("update");
     let tenant = tenant(&headers)?;
     let items = read_batch(&state, &headers, &body).await?;
-    let (inputs, mut failed) = expand_items(items, true);
+    let (mut inputs, mut failed) = expand_items(items, true);
+    let remote = distribute(
+        &state,
+        &headers,
+        &tenant,
+        &params,
+        &body,
+        Some(&mut inputs),
+        &mut Vec::new(),
+        Operation::UPSERT_BATCH,
+        "/entityOperations/upsert",
+    )
+    .await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
         let entity = match entity_from_input(&input) {
@@ -211,16 +237,17 @@ pub async fn upsert(
         ));
     }
     let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
-    let created: Vec<String> =
+    let mut created: Vec<String> =
         ok.iter().filter(|(_, c)| c.as_ref().is_some_and(|c| c.before.is_none())).map(|(id, _)| id.clone()).collect();
+    created.extend(remote.created.iter().filter(|id| remote.remote_only.contains(id)).cloned());
+    let (successes, errors) = remote.combine(ok.into_iter().map(|(id, _)| id).collect(), errors);
     if !errors.is_empty() {
-        let successes: Vec<String> = ok.into_iter().map(|(id, _)| id).collect();
-        return Ok(plain_json(StatusCode::MULTI_STATUS, &batch_result(&successes, &errors)));
+        return Ok(remote.warned(plain_json(StatusCode::MULTI_STATUS, &batch_result(&successes, &errors))));
     }
     if created.is_empty() {
-        Ok(no_content())
+        Ok(remote.warned(no_content()))
     } else {
-        Ok(plain_json(StatusCode::CREATED, &json!(created)))
+        Ok(remote.warned(plain_json(StatusCode::CREATED, &json!(created))))
     }
 }
 
@@ -236,7 +263,19 @@ pub async fn update(
     let no_overwrite = params.has_option("noOverwrite");
     let tenant = tenant(&headers)?;
     let items = read_batch(&state, &headers, &body).await?;
-    let (inputs, failed) = expand_items(items, false);
+    let (mut inputs, failed) = expand_items(items, false);
+    let remote = distribute(
+        &state,
+        &headers,
+        &tenant,
+        &params,
+        &body,
+        Some(&mut inputs),
+        &mut Vec::new(),
+        Operation::UPDATE_BATCH,
+        "/entityOperations/update",
+    )
+    .await?;
     let mut reports = Vec::new();
     let modifications = inputs
         .into_iter()
@@ -270,7 +309,8 @@ pub async fn update(
             _ => successes.push(id),
         }
     }
-    Ok(no_content_or_multi(successes, errors))
+    let (successes, errors) = remote.combine(successes, errors);
+    Ok(remote.warned(no_content_or_multi(successes, errors)))
 }
 
 /// POST /entityOperations/merge
@@ -280,10 +320,22 @@ pub async fn merge(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["options", "local"])?;
+    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
     let tenant = tenant(&headers)?;
     let items = read_batch(&state, &headers, &body).await?;
-    let (inputs, failed) = expand_items(items, false);
+    let (mut inputs, failed) = expand_items(items, false);
+    let remote = distribute(
+        &state,
+        &headers,
+        &tenant,
+        &params,
+        &body,
+        Some(&mut inputs),
+        &mut Vec::new(),
+        Operation::MERGE_BATCH,
+        "/entityOperations/merge",
+    )
+    .await?;
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
@@ -298,7 +350,8 @@ pub async fn merge(
         })
         .collect();
     let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
-    Ok(no_content_or_multi(ok.into_iter().map(|(id, _)| id).collect(), errors))
+    let (successes, errors) = remote.combine(ok.into_iter().map(|(id, _)| id).collect(), errors);
+    Ok(remote.warned(no_content_or_multi(successes, errors)))
 }
 
 /// POST /entityOperations/delete: the body is an array of entity ids.
@@ -308,7 +361,7 @@ pub async fn delete(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
+    let params = Params::parse(raw.as_deref(), &["local"])?;
     let tenant = tenant(&headers)?;
     let (value, _) = read_json_body(&headers, &body, false)?;
     let Value::Array(items) = value else {
@@ -318,13 +371,29 @@ pub async fn delete(
         return Err(NgsiLdError::bad_request("a batch delete needs at least one id").into());
     }
     let mut failed = Vec::new();
-    let mut modifications: Vec<(String, Modifier)> = Vec::new();
+    let mut ids = Vec::new();
     for item in items {
         let id = item.as_str().unwrap_or("").to_owned();
         if let Err(e) = ngsild_core::validate::check_uri(&id, "the entity id") {
             failed.push((item.as_str().map(str::to_owned).unwrap_or_else(|| item.to_string()), e));
             continue;
         }
+        ids.push(id);
+    }
+    let remote = distribute(
+        &state,
+        &headers,
+        &tenant,
+        &params,
+        &body,
+        None,
+        &mut ids,
+        Operation::DELETE_BATCH,
+        "/entityOperations/delete",
+    )
+    .await?;
+    let mut modifications: Vec<(String, Modifier)> = Vec::new();
+    for id in ids {
         let missing = id.clone();
         modifications.push((
             id,
@@ -335,5 +404,168 @@ pub async fn delete(
         ));
     }
     let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
-    Ok(no_content_or_multi(ok.into_iter().map(|(id, _)| id).collect(), errors))
+    let (successes, errors) = remote.combine(ok.into_iter().map(|(id, _)| id).collect(), errors);
+    Ok(remote.warned(no_content_or_multi(successes, errors)))
+}
+
+/// What the registered context sources did with their parts of a batch (clause 4.3.6.3).
+#[derive(Default)]
+struct Remote {
+    /// Entities handled by the sources alone (the hub keeps nothing of them).
+    remote_only: Vec<String>,
+    /// Entities a source failed on.
+    errors: Vec<Failure>,
+    /// Entities a source answered as created.
+    created: Vec<String>,
+    warnings: Vec<crate::federation::SourceFailure>,
+}
+
+impl Remote {
+    /// Successes and errors of the whole batch from the hub's own.
+    fn combine(&self, mut successes: Vec<String>, mut errors: Vec<Failure>) -> (Vec<String>, Vec<Failure>) {
+        for id in &self.remote_only {
+            if !successes.contains(id) {
+                successes.push(id.clone());
+            }
+        }
+        for (id, e) in &self.errors {
+            if !errors.iter().any(|(other, _)| other == id) {
+                errors.push((id.clone(), e.clone()));
+            }
+        }
+        successes.retain(|id| !errors.iter().any(|(other, _)| other == id));
+        (successes, errors)
+    }
+
+    fn warned(&self, response: Response) -> Response {
+        crate::provision::warned(response, &self.warnings)
+    }
+}
+
+/// Splits a batch among the registrations that serve `operation`: each registration gets one
+/// batch request with its part of every entity it covers; the entities left in `inputs` (their
+/// attributes narrowed to the hub's part) are the hub's to apply. `inputs` of None: a batch
+/// delete, whose `ids` are the entities.
+#[allow(clippy::too_many_arguments)]
+async fn distribute(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    body: &Bytes,
+    inputs: Option<&mut Vec<(String, EntityInput)>>,
+    ids: &mut Vec<String>,
+    operation: &str,
+    path: &str,
+) -> Result<Remote, crate::ApiError> {
+    use crate::provision;
+    let mut remote = Remote::default();
+    if params.flag("local")? {
+        return Ok(remote);
+    }
+    let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
+    if regs.is_empty() {
+        return Ok(remote);
+    }
+    let originals: Vec<Value> =
+        serde_json::from_slice::<Value>(body).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default();
+    let link = link_context(headers)?.map(Value::String);
+    let ctx = match &link {
+        Some(l) => state.contexts.resolve(l).await.unwrap_or_else(|_| state.contexts.core()),
+        None => state.contexts.core(),
+    };
+    let ld = crate::request::Ld { ctx, given: link };
+    // Registration id -> (registration, items, entity ids).
+    let mut groups: Vec<(ngsild_federation::Registration, Vec<Value>, Vec<String>)> = Vec::new();
+    let mut add = |reg: &ngsild_federation::Registration, item: Value, id: &str| match groups
+        .iter_mut()
+        .find(|(r, ..)| r.id == reg.id)
+    {
+        Some((_, items, ids)) => {
+            items.push(item);
+            ids.push(id.to_owned());
+        }
+        None => groups.push((reg.clone(), vec![item], vec![id.to_owned()])),
+    };
+    match inputs {
+        Some(inputs) => {
+            let mut kept = Vec::with_capacity(inputs.len());
+            for (id, mut input) in inputs.drain(..) {
+                let attrs: Vec<String> = input.attrs.keys().cloned().collect();
+                let plan = provision::plan_among(state, headers, &regs, &id, &input.types, &attrs, operation);
+                let original = originals.iter().find(|o| item_id(o) == id).cloned().unwrap_or(Value::Null);
+                for (reg, reg_attrs) in &plan.remote {
+                    // Names in an item are the item's own; with a Link they are the Link's.
+                    let item_ctx = match original.get("@context") {
+                        Some(c) => state.contexts.resolve(c).await.unwrap_or_else(|_| ld.ctx.clone()),
+                        None => ld.ctx.clone(),
+                    };
+                    add(reg, provision::narrow_body(&original, reg_attrs.as_deref(), &item_ctx), &id);
+                }
+                if plan.local {
+                    input.attrs.retain(|name, _| plan.keeps(name));
+                    kept.push((id, input));
+                } else {
+                    remote.remote_only.push(id);
+                }
+            }
+            *inputs = kept;
+        }
+        None => {
+            let mut kept = Vec::with_capacity(ids.len());
+            for id in ids.drain(..) {
+                let plan = provision::plan_among(state, headers, &regs, &id, &[], &[], operation);
+                for (reg, _) in &plan.remote {
+                    add(reg, Value::String(id.clone()), &id);
+                }
+                if plan.local {
+                    kept.push(id);
+                } else {
+                    remote.remote_only.push(id);
+                }
+            }
+            *ids = kept;
+        }
+    }
+    if groups.is_empty() {
+        return Ok(remote);
+    }
+    let query = provision::forwarded_query(params);
+    let parts: Vec<_> =
+        groups.iter().map(|(reg, items, _)| (reg.clone(), None, Some(Value::Array(items.clone())))).collect();
+    let fwd = provision::forwarding(headers, tenant, &ld);
+    let answers = state.federation.provision_sources(parts, &fwd, axum::http::Method::POST, path, &query).await;
+    for (answer, (_, _, ids)) in answers.iter().zip(&groups) {
+        match &answer.result {
+            Ok(a) if a.status < 300 && a.status != 207 => {
+                if a.status == 201 {
+                    let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                    let listed: Vec<String> = body
+                        .as_array()
+                        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .unwrap_or_else(|| ids.clone());
+                    remote.created.extend(listed);
+                }
+            }
+            Ok(a) if a.status == 207 => {
+                let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                for error in body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default() {
+                    let id = error.get("entityId").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let detail =
+                        error.pointer("/error/detail").and_then(Value::as_str).unwrap_or("failed at the source");
+                    let detail = format!("{}: {detail}", answer.registration.id);
+                    remote.errors.push((id, NgsiLdError::bad_request(detail)));
+                }
+            }
+            _ => {
+                let failure = answer.failure().expect("a failed answer");
+                for id in ids {
+                    let detail = format!("{}: {}", failure.registration_id, failure.detail);
+                    remote.errors.push((id.clone(), NgsiLdError::new(ngsild_core::ErrorKind::InternalError, detail)));
+                }
+                remote.warnings.push(failure);
+            }
+        }
+    }
+    Ok(remote)
 }

@@ -70,7 +70,8 @@ pub async fn create(
         return Err(NgsiLdError::already_exists(format!("registration {} already exists", reg.id)).into());
     }
     let id = reg.id.clone();
-    fed.save(state.store.as_ref(), &tenant, reg).await?;
+    fed.save(state.store.as_ref(), &tenant, reg.clone()).await?;
+    crate::csource_subscriptions::registration_changed(&state, &tenant, None, Some(&reg)).await;
     Ok(created(&location(&id)))
 }
 
@@ -280,7 +281,8 @@ pub async fn update(
         .find(|r| r.id == id)
         .ok_or_else(|| NgsiLdError::not_found(format!("registration {id} not found")))?;
     let next = patch_registration(reg, &fragment, &ld.ctx, &now())?;
-    fed.save(state.store.as_ref(), &tenant, next).await?;
+    fed.save(state.store.as_ref(), &tenant, next.clone()).await?;
+    crate::csource_subscriptions::registration_changed(&state, &tenant, Some(reg), Some(&next)).await;
     Ok(no_content())
 }
 
@@ -296,8 +298,10 @@ pub async fn delete(
     let tenant = existing_tenant(&state, &headers).await?;
     let fed = &state.federation;
     let _writing = fed.writes.lock().await;
+    let before = fed.registrations(state.store.as_ref(), &tenant).await?.iter().find(|r| r.id == id).cloned();
     if !fed.remove(state.store.as_ref(), &tenant, &id).await? {
         return Err(NgsiLdError::not_found(format!("registration {id} not found")).into());
     }
+    crate::csource_subscriptions::registration_changed(&state, &tenant, before.as_ref(), None).await;
     Ok(no_content())
 }

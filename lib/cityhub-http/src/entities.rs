@@ -19,11 +19,13 @@ use std::collections::HashMap;
 
 use crate::error::{ApiError, ApiResult};
 use crate::federation::{Federation, Forwarding, SourceFailure};
+use crate::provision;
 use crate::request::{
     accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
 };
-use crate::response::{append_header, created, ld_json, no_content, path_segment, plain_json, with_header};
+use crate::response::{append_header, created, ld_json, no_content, path_segment, with_header};
 use crate::SharedState;
+use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
 use ngsild_federation::merge::{merge_entities, Fragments};
 use ngsild_federation::{Mode, Registration};
@@ -666,14 +668,6 @@ async fn modify_existing(
     Ok(report)
 }
 
-fn update_response(report: Option<ops::UpdateReport>) -> Response {
-    match report {
-        // The conformance suite expects the attribute names of an UpdateResult expanded.
-        Some(r) if !r.is_complete() => plain_json(StatusCode::MULTI_STATUS, &r.to_json(str::to_owned)),
-        _ => no_content(),
-    }
-}
-
 /// Reads a fragment body for an existing entity: id and type in it, if any, must agree.
 async fn fragment(
     state: &SharedState,
@@ -681,13 +675,13 @@ async fn fragment(
     body: &Bytes,
     id: &str,
     merge_patch: bool,
-) -> Result<(ngsild_core::expand::EntityInput, Ld), crate::ApiError> {
+) -> Result<(ngsild_core::expand::EntityInput, Ld, Value), crate::ApiError> {
     let (value, ld) = body_ld(state, headers, body, merge_patch).await?;
-    let input = expand_fragment(&as_object(value, "an entity fragment")?, &ld.ctx)?;
+    let input = expand_fragment(&as_object(value.clone(), "an entity fragment")?, &ld.ctx)?;
     if input.id.as_deref().is_some_and(|given| given != id) {
         return Err(NgsiLdError::bad_request("the id in the body differs from the id in the URL").into());
     }
-    Ok((input, ld))
+    Ok((input, ld, value))
 }
 
 /// PUT /entities/{id}
@@ -698,18 +692,34 @@ pub async fn replace(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local", "type"])?;
+    let params = Params::parse(raw.as_deref(), &["local", "type"])?;
     check_id(&id)?;
     let tenant = tenant(&headers)?;
-    let (mut input, _) = fragment(&state, &headers, &body, &id, false).await?;
+    let (mut input, ld, value) = fragment(&state, &headers, &body, &id, false).await?;
     input.id = Some(id.clone());
-    let replacement = entity_from_input(&input)?;
-    modify_existing(&state, &tenant, &id, move |entity| {
-        *entity = ops::replace_entity(entity, replacement, &now());
-        Ok(None)
-    })
-    .await?;
-    Ok(no_content())
+    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
+    let plan =
+        provision::plan(&state, &headers, &tenant, &params, &id, &input.types, &attrs, Operation::REPLACE_ENTITY)
+            .await?;
+    let body = provision::forwardable(value, &headers, &ld);
+    let query = provision::forwarded_query(&params);
+    let path = format!("/entities/{}", path_segment(&id));
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PUT, &path, &query, Some(&body), true).await;
+    let local = if plan.local {
+        input.attrs.retain(|name, _| plan.keeps(name));
+        let replacement = entity_from_input(&input)?;
+        Some(
+            modify_existing(&state, &tenant, &id, move |entity| {
+                *entity = ops::replace_entity(entity, replacement, &now());
+                Ok(None)
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    provision::answer(local, remote, &plan, &attrs, no_content())
 }
 
 /// PATCH /entities/{id}
@@ -720,13 +730,31 @@ pub async fn merge(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local", "type", "options", "format"])?;
+    let params = Params::parse(raw.as_deref(), &["local", "type", "options", "format"])?;
     check_id(&id)?;
     let tenant = tenant(&headers)?;
-    let (input, _) = fragment(&state, &headers, &body, &id, true).await?;
-    modify_existing(&state, &tenant, &id, move |entity| ops::merge_entity(entity, &input, &now()).map(|_| None))
-        .await?;
-    Ok(no_content())
+    let (mut input, ld, value) = fragment(&state, &headers, &body, &id, true).await?;
+    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
+    let plan =
+        provision::plan(&state, &headers, &tenant, &params, &id, &input.types, &attrs, Operation::MERGE_ENTITY).await?;
+    let body = provision::forwardable(value, &headers, &ld);
+    let query = provision::forwarded_query(&params);
+    let path = format!("/entities/{}", path_segment(&id));
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PATCH, &path, &query, Some(&body), true)
+            .await;
+    let local = if plan.local {
+        input.attrs.retain(|name, _| plan.keeps(name));
+        Some(
+            modify_existing(&state, &tenant, &id, move |entity| {
+                ops::merge_entity(entity, &input, &now()).map(|_| None)
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    provision::answer(local, remote, &plan, &attrs, no_content())
 }
 
 /// POST /entities/{id}/attrs
@@ -741,12 +769,27 @@ pub async fn append_attrs(
     check_id(&id)?;
     let no_overwrite = params.has_option("noOverwrite");
     let tenant = tenant(&headers)?;
-    let (input, _) = fragment(&state, &headers, &body, &id, false).await?;
-    let report = modify_existing(&state, &tenant, &id, move |entity| {
-        ops::append_attributes(entity, &input, no_overwrite, &now()).map(Some)
-    })
-    .await?;
-    Ok(update_response(report))
+    let (mut input, ld, value) = fragment(&state, &headers, &body, &id, false).await?;
+    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
+    let plan =
+        provision::plan(&state, &headers, &tenant, &params, &id, &input.types, &attrs, Operation::APPEND_ATTRS).await?;
+    let body = provision::forwardable(value, &headers, &ld);
+    let query = provision::forwarded_query(&params);
+    let path = format!("/entities/{}/attrs", path_segment(&id));
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::POST, &path, &query, Some(&body), true).await;
+    let local = if plan.local {
+        input.attrs.retain(|name, _| plan.keeps(name));
+        Some(
+            modify_existing(&state, &tenant, &id, move |entity| {
+                ops::append_attributes(entity, &input, no_overwrite, &now()).map(Some)
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    provision::answer(local, remote, &plan, &attrs, no_content())
 }
 
 /// PATCH /entities/{id}/attrs
@@ -757,14 +800,31 @@ pub async fn update_attrs(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), APPEND_PARAMS)?;
+    let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
     check_id(&id)?;
     let tenant = tenant(&headers)?;
-    let (input, _) = fragment(&state, &headers, &body, &id, true).await?;
-    let report =
-        modify_existing(&state, &tenant, &id, move |entity| ops::update_attributes(entity, &input, &now()).map(Some))
-            .await?;
-    Ok(update_response(report))
+    let (mut input, ld, value) = fragment(&state, &headers, &body, &id, true).await?;
+    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
+    let plan =
+        provision::plan(&state, &headers, &tenant, &params, &id, &input.types, &attrs, Operation::UPDATE_ATTRS).await?;
+    let body = provision::forwardable(value, &headers, &ld);
+    let query = provision::forwarded_query(&params);
+    let path = format!("/entities/{}/attrs", path_segment(&id));
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PATCH, &path, &query, Some(&body), true)
+            .await;
+    let local = if plan.local {
+        input.attrs.retain(|name, _| plan.keeps(name));
+        Some(
+            modify_existing(&state, &tenant, &id, move |entity| {
+                ops::update_attributes(entity, &input, &now()).map(Some)
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    provision::answer(local, remote, &plan, &attrs, no_content())
 }
 
 /// The attribute named in a path: a valid name, expanded, and not one of the entity's own members.
@@ -776,17 +836,15 @@ fn attribute_in_path(attr: &str, ld: &Ld) -> Result<String, NgsiLdError> {
 }
 
 /// The body of an attribute operation: one instance of the attribute, names expanded.
-async fn attribute_body(
-    state: &SharedState,
-    headers: &HeaderMap,
-    body: &Bytes,
+fn attribute_body(
+    value: &Value,
+    ld: &Ld,
     attr: &str,
 ) -> Result<(String, ngsild_core::expand::RawAttribute), crate::ApiError> {
-    let (value, ld) = body_ld(state, headers, body, false).await?;
-    let name = attribute_in_path(attr, &ld)?;
-    let raw = match ngsild_core::expand::expand_attribute_input(&value, &ld.ctx)? {
+    let name = attribute_in_path(attr, ld)?;
+    let raw = match ngsild_core::expand::expand_attribute_input(value, &ld.ctx)? {
         AttributeInput::Instances(mut instances) if instances.len() == 1 => instances.pop().unwrap_or_default(),
-        _ => expand_raw_attribute(&value, &ld.ctx)?,
+        _ => expand_raw_attribute(value, &ld.ctx)?,
     };
     Ok((name, raw))
 }
@@ -799,7 +857,7 @@ pub async fn partial_update_attr(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
+    let params = Params::parse(raw.as_deref(), &["local"])?;
     check_id(&id)?;
     let tenant = tenant(&headers)?;
     let (value, ld) = body_ld(&state, &headers, &body, true).await?;
@@ -808,11 +866,25 @@ pub async fn partial_update_attr(
     if patch.is_empty() {
         return Err(NgsiLdError::bad_request("the attribute fragment is empty").into());
     }
-    modify_existing(&state, &tenant, &id, move |entity| {
-        ops::partial_update_attribute(entity, &name, &patch, &now()).map(|_| None)
-    })
-    .await?;
-    Ok(no_content())
+    let attrs = vec![name.clone()];
+    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::UPDATE_ATTRS).await?;
+    let body = provision::forwardable(value, &headers, &ld);
+    let query = provision::forwarded_query(&params);
+    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PATCH, &path, &query, Some(&body), false)
+            .await;
+    let local = if plan.local {
+        Some(
+            modify_existing(&state, &tenant, &id, move |entity| {
+                ops::partial_update_attribute(entity, &name, &patch, &now()).map(|_| None)
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    provision::answer(local, remote, &plan, &attrs, no_content())
 }
 
 /// PUT /entities/{id}/attrs/{attr}
@@ -823,15 +895,29 @@ pub async fn replace_attr(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
+    let params = Params::parse(raw.as_deref(), &["local"])?;
     check_id(&id)?;
     let tenant = tenant(&headers)?;
-    let (name, raw_attr) = attribute_body(&state, &headers, &body, &attr).await?;
-    modify_existing(&state, &tenant, &id, move |entity| {
-        ops::replace_attribute(entity, &name, &raw_attr, &now()).map(|_| None)
-    })
-    .await?;
-    Ok(no_content())
+    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let (name, raw_attr) = attribute_body(&value, &ld, &attr)?;
+    let attrs = vec![name.clone()];
+    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::REPLACE_ATTRS).await?;
+    let body = provision::forwardable(value, &headers, &ld);
+    let query = provision::forwarded_query(&params);
+    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PUT, &path, &query, Some(&body), false).await;
+    let local = if plan.local {
+        Some(
+            modify_existing(&state, &tenant, &id, move |entity| {
+                ops::replace_attribute(entity, &name, &raw_attr, &now()).map(|_| None)
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    provision::answer(local, remote, &plan, &attrs, no_content())
 }
 
 /// DELETE /entities/{id}/attrs/{attr}
@@ -852,11 +938,23 @@ pub async fn delete_attr(
         ngsild_core::validate::check_uri(ds, "datasetId")?;
     }
     let delete_all = params.flag("deleteAll")?;
-    modify_existing(&state, &tenant, &id, move |entity| {
-        ops::delete_attribute(entity, &name, dataset_id.as_deref(), delete_all, &now()).map(|_| None)
-    })
-    .await?;
-    Ok(no_content())
+    let attrs = vec![name.clone()];
+    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::DELETE_ATTRS).await?;
+    let query = provision::forwarded_query(&params);
+    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::DELETE, &path, &query, None, false).await;
+    let local = if plan.local {
+        Some(
+            modify_existing(&state, &tenant, &id, move |entity| {
+                ops::delete_attribute(entity, &name, dataset_id.as_deref(), delete_all, &now()).map(|_| None)
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    provision::answer(local, remote, &plan, &attrs, no_content())
 }
 
 /// PUT or PATCH on /entities without an id.

@@ -180,7 +180,10 @@ impl Federation {
             .header("Accept", "application/json");
         // A body that carries its own @context travels as JSON-LD; otherwise the context goes in
         // a Link header.
-        let body_has_context = body.as_ref().is_some_and(|b| b.get("@context").is_some());
+        let body_has_context = body.as_ref().is_some_and(|b| match b {
+            Value::Array(items) => items.first().is_some_and(|i| i.get("@context").is_some()),
+            other => other.get("@context").is_some(),
+        });
         if !body_has_context {
             request = request.header(
                 "Link",
@@ -295,6 +298,67 @@ impl Federation {
             });
         }
         collect(tasks).await
+    }
+}
+
+/// One source's answer to a forwarded provision request.
+pub struct ProvisionAnswer {
+    pub registration: Registration,
+    /// The attributes (expanded) it was sent; None: all of the request.
+    pub attrs: Option<Vec<String>>,
+    pub result: Result<SourceAnswer, SourceFailure>,
+}
+
+impl ProvisionAnswer {
+    /// Took all of it (2xx other than 207).
+    pub fn complete(&self) -> bool {
+        self.result.as_ref().is_ok_and(|a| a.status < 300 && a.status != 207)
+    }
+
+    /// Took at least part of it (any 2xx).
+    pub fn accepted(&self) -> bool {
+        self.result.as_ref().is_ok_and(|a| a.status < 300)
+    }
+
+    /// Why it failed: the source's answer or the failure to get one.
+    pub fn failure(&self) -> Option<SourceFailure> {
+        match &self.result {
+            Ok(a) if a.status < 300 => None,
+            Ok(a) => Some(status_failure(&self.registration, a)),
+            Err(f) => Some(f.clone()),
+        }
+    }
+}
+
+impl Federation {
+    /// Forwards one provision request per part at once — each with its own body — and answers
+    /// every source's outcome in the order of `parts`.
+    pub async fn provision_sources(
+        self: &Arc<Self>,
+        parts: Vec<(Registration, Option<Vec<String>>, Option<Value>)>,
+        fwd: &Forwarding,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Vec<ProvisionAnswer> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, (reg, attrs, body)) in parts.into_iter().enumerate() {
+            let (me, fwd, method, path, query) =
+                (self.clone(), fwd.clone(), method.clone(), path.to_owned(), query.to_vec());
+            tasks.spawn(async move {
+                let result = me.send(&reg, &fwd, method, &path, &query, body).await;
+                (index, ProvisionAnswer { registration: reg, attrs, result })
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(answer) => answers.push(answer),
+                Err(e) => tracing::error!(error = %e, "a forwarding task failed"),
+            }
+        }
+        answers.sort_by_key(|(index, _)| *index);
+        answers.into_iter().map(|(_, a)| a).collect()
     }
 }
 

@@ -8,11 +8,13 @@
 mod batch;
 mod contexts;
 mod csource;
+mod csource_subscriptions;
 mod discovery;
 mod entities;
 mod error;
 mod federation;
 mod jsonld_contexts;
+mod provision;
 mod request;
 mod response;
 mod subscriptions;
@@ -77,6 +79,8 @@ pub struct AppState {
     pub config: HttpConfig,
     pub federation: Arc<federation::Federation>,
     pub notifier: Notifier,
+    /// Delivery of csource notifications (`/csourceSubscriptions`).
+    pub csource_notifier: csource_subscriptions::CSourceNotifier,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -91,7 +95,7 @@ impl AppState {
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
         let federation = Arc::new(federation::Federation::new(config.via_name.clone(), config.forward_timeout));
-        Arc::new(AppState { store, contexts, config, notifier, federation })
+        Arc::new(AppState { store, contexts, config, notifier, federation, csource_notifier: Default::default() })
     }
 }
 
@@ -151,6 +155,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete))
         .route("/csourceRegistrations", post(csource::create).get(csource::query))
         .route("/csourceRegistrations/{id}", get(csource::retrieve).patch(csource::update).delete(csource::delete))
+        .route("/csourceSubscriptions", post(csource_subscriptions::create).get(csource_subscriptions::query))
+        .route(
+            "/csourceSubscriptions/{id}",
+            get(csource_subscriptions::retrieve)
+                .patch(csource_subscriptions::update)
+                .delete(csource_subscriptions::delete),
+        )
         .layer(axum::middleware::from_fn_with_state(state.clone(), federation::refuse_loops));
     Router::new()
         .nest("/ngsi-ld/v1", api)

@@ -5,10 +5,12 @@
 //!   read from a payload, patched, rendered in a client's @context; its operation groups.
 //! * [`matching`]: which registrations serve a request, and what to ask each of them.
 //! * [`merge`]: one answer from the fragments of an entity that several sources hold.
+//! * [`provision`]: how a provision request splits between the hub and the sources.
 //! * [`via`]: the `Via` header that keeps crossed registrations from looping.
 
 pub mod matching;
 pub mod merge;
+pub mod provision;
 pub mod registration;
 pub mod via;
 

@@ -1,0 +1,247 @@
+//! Provision operations on one entity with registered context sources (clause 4.3.6.3): which
+//! part of a request each registration gets (`ngsild_federation::provision`), forwarding the
+//! parts at once, and one answer from the hub's and the sources' outcomes — 204 (201) when all
+//! took their part, 207 with an UpdateResult naming what each one did not take otherwise.
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use ngsild_core::ops::UpdateReport;
+use ngsild_core::time::now;
+use ngsild_core::NgsiLdError;
+use ngsild_federation::matching::{self, Request as FederationRequest};
+use ngsild_federation::provision;
+use ngsild_federation::Registration;
+use ngsild_jsonld::Context;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::federation::{Federation, Forwarding, ProvisionAnswer, SourceFailure};
+use crate::request::{Ld, Params};
+use crate::response::{append_header, plain_json};
+use crate::SharedState;
+
+/// The parts of a provision request on one entity, owned.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub remote: Vec<(Registration, Option<Vec<String>>)>,
+    pub local: bool,
+    pub local_attrs: Option<Vec<String>>,
+}
+
+impl Plan {
+    pub fn local_only() -> Plan {
+        Plan { remote: Vec::new(), local: true, local_attrs: None }
+    }
+
+    /// Whether the hub keeps attribute `name` (expanded).
+    pub fn keeps(&self, name: &str) -> bool {
+        self.local_attrs.as_ref().is_none_or(|kept| kept.iter().any(|k| k == name))
+    }
+}
+
+/// Splits a provision request on entity `id` (of `types`, when known) carrying `attrs` among
+/// the registrations that serve `operation`. `local=true` keeps it all here.
+#[allow(clippy::too_many_arguments)]
+pub async fn plan(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    id: &str,
+    types: &[String],
+    attrs: &[String],
+    operation: &str,
+) -> Result<Plan, ApiError> {
+    if params.flag("local")? {
+        return Ok(Plan::local_only());
+    }
+    let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
+    Ok(plan_among(state, headers, &regs, id, types, attrs, operation))
+}
+
+/// As [`plan`], with the tenant's registrations at hand (a batch plans many entities).
+pub fn plan_among(
+    state: &SharedState,
+    headers: &HeaderMap,
+    regs: &[Registration],
+    id: &str,
+    types: &[String],
+    attrs: &[String],
+    operation: &str,
+) -> Plan {
+    if regs.is_empty() {
+        return Plan::local_only();
+    }
+    let filter =
+        cityhub_storage::EntityFilter { ids: vec![id.to_owned()], attrs: attrs.to_vec(), ..Default::default() };
+    let request = FederationRequest { operation, filter: &filter, entity_types: types };
+    let targets = matching::targets(regs, &request, &now());
+    let targets = state.federation.reachable(targets, &Federation::hops(headers));
+    let split = provision::split(targets, attrs);
+    Plan {
+        remote: split.remote.into_iter().map(|p| (p.registration.clone(), p.attrs)).collect(),
+        local: split.local,
+        local_attrs: split.local_attrs,
+    }
+}
+
+/// The body as the client sent it: its @context goes back in when it came in the body.
+pub fn forwardable(mut value: Value, headers: &HeaderMap, ld: &Ld) -> Value {
+    let is_ld = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("ld+json"));
+    if let (true, Some(map), Some(context)) = (is_ld, value.as_object_mut(), ld.given.clone()) {
+        map.insert("@context".into(), context);
+    }
+    value
+}
+
+/// An entity (fragment) with only the attributes `attrs` (expanded) of it; None keeps them all.
+pub fn narrow_body(body: &Value, attrs: Option<&[String]>, ctx: &Context) -> Value {
+    let (Some(attrs), Some(map)) = (attrs, body.as_object()) else {
+        return body.clone();
+    };
+    let kept = map
+        .iter()
+        .filter(|(k, _)| {
+            matches!(k.as_str(), "id" | "@id" | "type" | "@type" | "scope" | "@context")
+                || attrs.iter().any(|a| a.as_str() == ctx.expand_term(k).as_ref())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Value::Object(kept)
+}
+
+/// The client's query parameters minus `local`.
+pub fn forwarded_query(params: &Params) -> Vec<(String, String)> {
+    params.pairs().iter().filter(|(n, _)| n != "local").cloned().collect()
+}
+
+pub fn forwarding(headers: &HeaderMap, tenant: &str, ld: &Ld) -> Forwarding {
+    Forwarding { tenant: tenant.to_owned(), hops: Federation::hops(headers), ld: ld.clone() }
+}
+
+/// Sends every remote part of `plan`; `narrow` cuts the body down to the attributes each
+/// registration gets (an entity fragment), otherwise the body goes whole (one attribute).
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    ld: &Ld,
+    plan: &Plan,
+    method: Method,
+    path: &str,
+    query: &[(String, String)],
+    body: Option<&Value>,
+    narrow: bool,
+) -> Vec<ProvisionAnswer> {
+    if plan.remote.is_empty() {
+        return Vec::new();
+    }
+    let parts = plan
+        .remote
+        .iter()
+        .map(|(reg, attrs)| {
+            let body = body.map(|b| if narrow { narrow_body(b, attrs.as_deref(), &ld.ctx) } else { b.clone() });
+            (reg.clone(), attrs.clone(), body)
+        })
+        .collect();
+    let fwd = forwarding(headers, tenant, ld);
+    state.federation.provision_sources(parts, &fwd, method, path, query).await
+}
+
+pub fn warned(mut response: Response, failures: &[SourceFailure]) -> Response {
+    for failure in failures {
+        response = append_header(response, "ngsild-warning", &failure.warning());
+    }
+    response
+}
+
+/// One answer from the hub's outcome (`local`: None when it had no part) and the sources'.
+/// `attrs` are the request's attributes (expanded), `success` the answer when all went well.
+pub fn answer(
+    local: Option<Result<Option<UpdateReport>, ApiError>>,
+    remote: Vec<ProvisionAnswer>,
+    plan: &Plan,
+    attrs: &[String],
+    success: Response,
+) -> ApiResult {
+    if remote.is_empty() {
+        return match local {
+            Some(Ok(Some(report))) if !report.is_complete() => {
+                Ok(plain_json(StatusCode::MULTI_STATUS, &report.to_json(str::to_owned)))
+            }
+            Some(Err(e)) => Err(e),
+            _ => Ok(success),
+        };
+    }
+    let failures: Vec<SourceFailure> = remote.iter().filter_map(|a| a.failure()).collect();
+    let any_accepted = remote.iter().any(|a| a.accepted()) || matches!(local, Some(Ok(_)));
+    if !any_accepted {
+        if let Some(Err(e)) = local {
+            return Err(e);
+        }
+        let statuses: Vec<u16> = remote.iter().filter_map(|a| a.result.as_ref().ok().map(|r| r.status)).collect();
+        if !statuses.is_empty() && statuses.iter().all(|s| *s == 404) {
+            let detail = failures.first().map(|f| f.detail.clone()).unwrap_or_default();
+            return Err(NgsiLdError::not_found(detail).into());
+        }
+        if !statuses.is_empty() && statuses.iter().all(|s| *s == 409) {
+            let detail = failures.first().map(|f| f.detail.clone()).unwrap_or_default();
+            return Err(NgsiLdError::already_exists(detail).into());
+        }
+    }
+    let local_complete = match &local {
+        None => true,
+        Some(Ok(report)) => report.as_ref().is_none_or(UpdateReport::is_complete),
+        Some(Err(_)) => false,
+    };
+    if local_complete && remote.iter().all(ProvisionAnswer::complete) {
+        return Ok(warned(success, &failures));
+    }
+    let mut updated: Vec<Value> = Vec::new();
+    let mut not_updated: Vec<Value> = Vec::new();
+    let local_attrs: Vec<String> = plan.local_attrs.clone().unwrap_or_else(|| attrs.to_vec());
+    match local {
+        Some(Ok(Some(report))) => {
+            updated.extend(report.updated.iter().map(|n| json!(n)));
+            not_updated
+                .extend(report.not_updated.iter().map(|(n, reason)| json!({"attributeName": n, "reason": reason})));
+        }
+        Some(Ok(None)) => updated.extend(local_attrs.iter().map(|n| json!(n))),
+        Some(Err(e)) => {
+            if local_attrs.is_empty() {
+                not_updated.push(json!({"reason": e.0.detail}));
+            }
+            not_updated.extend(local_attrs.iter().map(|n| json!({"attributeName": n, "reason": e.0.detail})));
+        }
+        None => {}
+    }
+    for answer in &remote {
+        let sent: Vec<String> = answer.attrs.clone().unwrap_or_else(|| attrs.to_vec());
+        match &answer.result {
+            Ok(a) if a.status == 207 => {
+                let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                updated.extend(body.get("updated").and_then(Value::as_array).cloned().unwrap_or_default());
+                for item in body.get("notUpdated").and_then(Value::as_array).cloned().unwrap_or_default() {
+                    let mut item = item;
+                    if let Some(map) = item.as_object_mut() {
+                        map.insert("registrationId".into(), json!(answer.registration.id));
+                    }
+                    not_updated.push(item);
+                }
+            }
+            Ok(a) if a.status < 300 => updated.extend(sent.iter().map(|n| json!(n))),
+            _ => {
+                let reason = answer.failure().map(|f| f.detail).unwrap_or_default();
+                let id = &answer.registration.id;
+                if sent.is_empty() {
+                    not_updated.push(json!({"reason": reason, "registrationId": id}));
+                }
+                not_updated
+                    .extend(sent.iter().map(|n| json!({"attributeName": n, "reason": reason, "registrationId": id})));
+            }
+        }
+    }
+    let body = json!({"updated": updated, "notUpdated": not_updated});
+    Ok(warned(plain_json(StatusCode::MULTI_STATUS, &body), &failures))
+}
