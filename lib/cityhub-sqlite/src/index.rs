@@ -553,7 +553,9 @@ fn ordered(
     const LOOKUP_AT_MOST: usize = 4096;
     let mut out = Vec::new();
     if set.len() <= LOOKUP_AT_MOST || wanted >= set.len() {
-        let mut stmt = conn.prepare_cached("SELECT id FROM entities WHERE eid = ?1")?;
+        // From the type index, which is small and covers (eid -> id); the entities table would
+        // cost a page of JSON per probe.
+        let mut stmt = conn.prepare_cached("SELECT id FROM entity_types WHERE eid = ?1 LIMIT 1")?;
         for &eid in set {
             if let Some(id) = stmt.query_row([eid], |r| r.get::<_, String>(0)).optional()? {
                 out.push((id, eid));
