@@ -118,11 +118,11 @@ async fn open_all(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Conn>> {
 }
 
 /// Microseconds, from 1 µs to 100 s, 3 significant digits.
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
 }
 
-fn micros(d: Duration) -> u64 {
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 

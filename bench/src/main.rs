@@ -12,6 +12,7 @@ mod check;
 mod data;
 mod hub;
 mod load;
+mod notify;
 mod report;
 mod runner;
 mod scenarios;
@@ -33,7 +34,7 @@ struct Args {
     /// `all` (every scenario, stores of 1k, 10k and 100k entities), `quick` (every scenario,
     /// small counts, checks answers only), or scenario families to run with the `all` settings:
     /// query-props, query-rel, geo-near, get-by-id, partial-update, update-attrs, create,
-    /// batch-create, batch-upsert, memory, temporal-aggregate, temporal-append.
+    /// batch-create, batch-upsert, subscription-notify, memory, temporal-aggregate, temporal-append.
     #[arg(required = true)]
     what: Vec<String>,
 
@@ -60,6 +61,10 @@ struct Args {
     /// The open-loop rate as a fraction of the hub's closed-loop throughput.
     #[arg(long, default_value_t = 0.6)]
     open_fraction: f64,
+
+    /// Updates per second of the notification scenarios (default: 20 for `quick`, 50 otherwise).
+    #[arg(long)]
+    notify_rate: Option<f64>,
 
     /// Also write the Markdown report to this file.
     #[arg(long)]
@@ -117,7 +122,17 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         },
         seed_connections: 4,
         max_body_bytes: 8 * 1024 * 1024,
+        notify_rate: notify_rate(args, quick)?,
+        notify_drain: Duration::from_secs(if quick { 20 } else { 60 }),
     })
+}
+
+fn notify_rate(args: &Args, quick: bool) -> anyhow::Result<f64> {
+    let rate = args.notify_rate.unwrap_or(if quick { 20.0 } else { 50.0 });
+    if !(rate.is_finite() && rate > 0.0) {
+        bail!("--notify-rate must be positive");
+    }
+    Ok(rate)
 }
 
 fn main() -> ExitCode {
@@ -194,7 +209,12 @@ fn run() -> anyhow::Result<bool> {
     problems.extend(stop_problems);
     let temporal = !outcome.not_run.iter().any(|(name, _)| scenarios::TEMPORAL.contains(&name.as_str()));
     let expected = expected_scenarios(&settings, temporal);
-    let ran: Vec<&str> = outcome.scenarios.iter().map(|s| s.name.as_str()).collect();
+    let ran: Vec<&str> = outcome
+        .scenarios
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(outcome.notify.iter().map(|s| s.name.as_str()))
+        .collect();
     problems.extend(expected.iter().filter(|e| !ran.contains(&e.as_str())).map(|e| format!("{e}: did not run")));
     eprintln!("cityhub-bench {} took {:.1} s", args.what.join(" "), started.elapsed().as_secs_f64());
     if problems.is_empty() {
@@ -232,6 +252,9 @@ fn expected_scenarios(settings: &Settings, temporal: bool) -> Vec<String> {
         ("batch-upsert", format!("batch-upsert-{batch}")),
     ];
     names.extend(later.into_iter().filter(|(f, _)| wants(f)).map(|(_, name)| name));
+    if wants(notify::FAMILY) {
+        names.extend(notify::SUBSCRIPTIONS.iter().map(|&n| notify::scenario_name(n)));
+    }
     if temporal {
         let history = scenarios::size_label(settings.history_per_entity);
         let temporal = [

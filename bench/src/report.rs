@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::notify::{NotifyResult, NotifyStats};
 use crate::runner::{HistoryLoad, Outcome, ScenarioResult, Settings};
 use crate::scenarios::size_label;
 
@@ -51,6 +52,9 @@ pub fn render(header: &Header, settings: &Settings, outcome: &Outcome) -> String
     seeding_section(w, outcome);
     closed_section(w, &outcome.scenarios);
     open_section(w, &outcome.scenarios);
+    if !outcome.notify.is_empty() {
+        notify_section(w, &outcome.notify);
+    }
     if outcome.memory.is_some() || outcome.rss_under_load.is_some() {
         memory_section(w, outcome);
     }
@@ -59,6 +63,9 @@ pub fn render(header: &Header, settings: &Settings, outcome: &Outcome) -> String
     }
     targets_section(w, outcome, settings);
     let _ = writeln!(w, "## Not run\n");
+    if outcome.not_run.is_empty() {
+        let _ = writeln!(w, "Nothing: every scenario family the hub has an API for ran.");
+    }
     for (name, why) in &outcome.not_run {
         let _ = writeln!(w, "- `{name}`: not run: {why}");
     }
@@ -176,6 +183,63 @@ fn open_section(w: &mut String, scenarios: &[ScenarioResult]) {
                 c.ms(0.95),
                 c.ms(0.99),
                 h.ok
+            );
+        }
+    }
+    let _ = writeln!(w);
+}
+
+fn notify_section(w: &mut String, results: &[NotifyResult]) {
+    let _ = writeln!(w, "## Notifications (PATCH update → receipt on a local receiver; latency in ms)\n");
+    let _ = writeln!(
+        w,
+        "| scenario | subscriptions | rate upd/s | updates | received | missing | from send p50 | p95 | p99 | from due p99 | from 204 p50 | p99 | PATCH p99 | notifications/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let ms = NotifyStats::ms;
+    for r in results {
+        match &r.outcome {
+            Ok(s) => {
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} |",
+                    r.name,
+                    r.subscriptions,
+                    s.rate,
+                    s.updates,
+                    s.received,
+                    s.missing,
+                    ms(&s.from_sent, 0.5),
+                    ms(&s.from_sent, 0.95),
+                    ms(&s.from_sent, 0.99),
+                    ms(&s.from_due, 0.99),
+                    ms(&s.from_ack, 0.5),
+                    ms(&s.from_ack, 0.99),
+                    ms(&s.ack, 0.99),
+                    s.throughput()
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | failed: {} |||||||||||||",
+                    r.name,
+                    r.subscriptions,
+                    why.replace('|', "\\|")
+                );
+            }
+        }
+    }
+    let _ = writeln!(w);
+    for r in results {
+        let _ = writeln!(w, "- `{}`: {}; store of {} other entities", r.name, r.about, size_label(r.store));
+        if let Ok(s) = &r.outcome {
+            let _ = writeln!(
+                w,
+                "  - subscriptions created in {:.1} s; {} notifications arrived before their PATCH's 204; {} unexpected, {} duplicates",
+                s.subscribe_elapsed.as_secs_f64(),
+                s.before_ack,
+                s.unexpected,
+                s.duplicates
             );
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::ceiling::{Canned, Ceiling};
 use crate::hub::{Hub, Usage};
 use crate::load::{closed_loop, open_loop, Conn, Limits, RunStats, Target};
+use crate::notify::{self, NotifyResult};
 use crate::scenarios::{self, size_label, Scenario};
 
 /// How hard and how long to load.
@@ -32,10 +33,14 @@ pub struct Settings {
     pub seed_connections: usize,
     /// The hub's default body limit, which the ceiling copies.
     pub max_body_bytes: usize,
+    /// Updates per second of the notification scenarios (open loop).
+    pub notify_rate: f64,
+    /// How long the notification scenarios wait for the last notifications after the last update.
+    pub notify_drain: Duration,
 }
 
 impl Settings {
-    fn wants(&self, family: &str) -> bool {
+    pub fn wants(&self, family: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|f| f == family)
     }
 }
@@ -173,6 +178,8 @@ pub struct Outcome {
     /// Scenarios not run, and why.
     pub not_run: Vec<(String, String)>,
     pub scenarios: Vec<ScenarioResult>,
+    /// The notification scenarios.
+    pub notify: Vec<NotifyResult>,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
 }
@@ -186,6 +193,7 @@ impl Outcome {
             history: None,
             not_run: scenarios::NOT_RUN.iter().map(|(n, why)| (n.to_string(), why.to_string())).collect(),
             scenarios: Vec::new(),
+            notify: Vec::new(),
             aborted: None,
         }
     }
@@ -199,6 +207,9 @@ impl Outcome {
             problems.extend(seeding.errors.iter().map(|e| format!("seeding {}..{}: {e}", seeding.from, seeding.to)));
         }
         for scenario in &self.scenarios {
+            problems.extend(scenario.problems().into_iter().map(|p| format!("{}: {p}", scenario.name)));
+        }
+        for scenario in &self.notify {
             problems.extend(scenario.problems().into_iter().map(|p| format!("{}: {p}", scenario.name)));
         }
         problems
@@ -313,6 +324,10 @@ pub async fn entity_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome)
         }
     }
     outcome.rss_under_load = Some((hub.rss().unwrap_or(0), hub.peak_rss().unwrap_or(0)));
+    // Last: from here on the hub journals every change of the default tenant.
+    if settings.wants(notify::FAMILY) {
+        outcome.notify = notify::run(hub, settings, seeded).await;
+    }
 }
 
 /// The families measured on the second, fresh hub; all others belong to the first.

@@ -322,6 +322,111 @@ fn formats_projection_show_changes_headers_and_context() {
 }
 
 #[test]
+fn joined_notifications_carry_the_linked_entities_flat_or_inline() {
+    let hub = Hub::start();
+    let receiver = Receiver::start();
+    let joined = |id: &str, extra: Value| {
+        let mut n = json!({"endpoint": {"uri": receiver.url("/n")}});
+        for (k, v) in extra.as_object().unwrap() {
+            n[k] = v.clone();
+        }
+        json!({"id": id, "type": "Subscription", "entities": [{"type": "Building"}], "notification": n})
+    };
+    subscribe(&hub, joined("urn:ngsi-ld:Subscription:flat", json!({"join": "flat", "joinLevel": 1})));
+    subscribe(&hub, joined("urn:ngsi-ld:Subscription:inline", json!({"join": "inline"})));
+    subscribe(
+        &hub,
+        joined(
+            "urn:ngsi-ld:Subscription:inline-kv",
+            json!({"join": "inline", "format": "keyValues", "attributes": ["locatedAt"]}),
+        ),
+    );
+    subscribe(&hub, joined("urn:ngsi-ld:Subscription:deep", json!({"join": "flat", "joinLevel": 2})));
+    let (status, shown) = hub.get_json("/subscriptions/urn:ngsi-ld:Subscription:flat");
+    assert_eq!(status, 200);
+    assert_eq!((&shown["notification"]["join"], &shown["notification"]["joinLevel"]), (&json!("flat"), &json!(1)));
+    assert_eq!(
+        hub.post("/subscriptions", &joined("urn:ngsi-ld:Subscription:bad", json!({"join": "sideways"}))).status(),
+        400
+    );
+
+    let country =
+        json!({"id": "urn:ngsi-ld:Country:FR", "type": "Country", "name": {"type": "Property", "value": "France"}});
+    let city = json!({"id": "urn:ngsi-ld:City:Paris", "type": "City",
+        "name": {"type": "Property", "value": "Paris"},
+        "isInCountry": {"type": "Relationship", "object": "urn:ngsi-ld:Country:FR"}});
+    assert_eq!(hub.post("/entities", &country).status(), 201);
+    assert_eq!(hub.post("/entities", &city).status(), 201);
+    let tower = "urn:ngsi-ld:Building:tower";
+    let building = json!({"id": tower, "type": "Building",
+        "locatedAt": {"type": "Relationship", "object": "urn:ngsi-ld:City:Paris"}});
+    assert_eq!(hub.post("/entities", &building).status(), 201);
+    patch_attrs(&hub, tower, json!({"name": {"type": "Property", "value": "Tour Eiffel"}}));
+
+    let flat = receiver.wait_for("urn:ngsi-ld:Subscription:flat", 2, WAIT);
+    let data = flat[1]["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "the entity, then the one it links to: {data:?}");
+    assert_eq!(data[0]["id"], tower);
+    assert_eq!(data[0]["name"]["value"], "Tour Eiffel");
+    assert_eq!(data[1]["id"], "urn:ngsi-ld:City:Paris");
+    assert_eq!(data[1]["name"]["value"], "Paris");
+
+    let inline = receiver.wait_for("urn:ngsi-ld:Subscription:inline", 2, WAIT);
+    let data = inline[1]["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["locatedAt"]["object"], "urn:ngsi-ld:City:Paris");
+    assert_eq!(data[0]["locatedAt"]["entity"]["id"], "urn:ngsi-ld:City:Paris");
+    assert_eq!(data[0]["locatedAt"]["entity"]["name"]["value"], "Paris");
+
+    let kv = receiver.wait_for("urn:ngsi-ld:Subscription:inline-kv", 2, WAIT);
+    let located = &kv[1]["data"][0]["locatedAt"];
+    assert_eq!((&located["id"], &located["name"]), (&json!("urn:ngsi-ld:City:Paris"), &json!("Paris")), "{located}");
+    assert!(kv[1]["data"][0].get("name").is_none(), "projected to locatedAt: {}", kv[1]);
+
+    let deep = receiver.wait_for("urn:ngsi-ld:Subscription:deep", 2, WAIT);
+    let ids: Vec<&Value> = deep[1]["data"].as_array().unwrap().iter().map(|e| &e["id"]).collect();
+    assert_eq!(ids, [&json!(tower), &json!("urn:ngsi-ld:City:Paris"), &json!("urn:ngsi-ld:Country:FR")]);
+}
+
+#[test]
+fn deleted_instances_notify_per_dataset_and_a_whole_deletion_as_one_null() {
+    let hub = Hub::start();
+    let receiver = Receiver::start();
+    let on_delete = |id: &str, format: &str| {
+        json!({"id": id, "type": "Subscription", "entities": [{"type": "Building"}],
+            "watchedAttributes": ["name"], "notificationTrigger": ["attributeDeleted"],
+            "notification": {"format": format, "endpoint": {"uri": receiver.url("/n")}}})
+    };
+    subscribe(&hub, on_delete("urn:ngsi-ld:Subscription:kv", "keyValues"));
+    subscribe(&hub, on_delete("urn:ngsi-ld:Subscription:normalized", "normalized"));
+    let id = "urn:ngsi-ld:Building:datasets";
+    let building = json!({"id": id, "type": "Building", "name": [
+        {"type": "Property", "value": "Eiffel Tower"},
+        {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"},
+        {"type": "Property", "value": "Eiffelturm", "datasetId": "urn:ngsi-ld:Dataset:de"}]});
+    assert_eq!(hub.post("/entities", &building).status(), 201);
+
+    let one = hub.delete(&format!("/entities/{id}/attrs/name?datasetId=urn:ngsi-ld:Dataset:fr")).send().unwrap();
+    assert_eq!(one.status(), 204);
+    let kv = receiver.wait_for("urn:ngsi-ld:Subscription:kv", 1, WAIT);
+    assert_eq!(
+        kv[0]["data"][0]["name"],
+        json!({"dataset": {"@none": "Eiffel Tower", "urn:ngsi-ld:Dataset:de": "Eiffelturm",
+            "urn:ngsi-ld:Dataset:fr": "urn:ngsi-ld:null"}})
+    );
+    let normalized = receiver.wait_for("urn:ngsi-ld:Subscription:normalized", 1, WAIT);
+    let instances = normalized[0]["data"][0]["name"].as_array().unwrap().clone();
+    assert_eq!(instances.len(), 3, "{instances:?}");
+    assert!(instances
+        .contains(&json!({"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ngsi-ld:Dataset:fr"})));
+
+    let all = hub.delete(&format!("/entities/{id}/attrs/name?deleteAll=true")).send().unwrap();
+    assert_eq!(all.status(), 204);
+    let normalized = receiver.wait_for("urn:ngsi-ld:Subscription:normalized", 2, WAIT);
+    assert_eq!(normalized[1]["data"][0]["name"], json!({"type": "Property", "value": "urn:ngsi-ld:null"}));
+}
+
+#[test]
 fn periodic_subscriptions_repeat_and_throttled_ones_hold_back() {
     let hub = Hub::start();
     let receiver = Receiver::start();

@@ -1,17 +1,20 @@
 //! Which changes notify a subscription, and what the notification says (clauses 5.8.6, 5.3).
 //! Pure: a journal entry and a compiled subscription in, a notification body out.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ngsild_core::model::{Attribute, AttributeKind};
-use ngsild_core::render::{render_attribute, render_entity, Format, Projection, RenderOptions};
+use ngsild_core::render::{
+    flat_linked, render_attribute, render_entity, render_entity_inline, Format, Join, Projection, RenderOptions,
+};
 use ngsild_core::time::parse_datetime;
 use ngsild_core::{Entity, NgsiLdError};
 use ngsild_jsonld::{Context, CORE_CONTEXT_URL};
 use ngsild_query::{EntityFilter, GeoQuery, QExpr, ScopeExpr, TypeExpr};
 use serde_json::{json, Map, Value};
 
-use crate::subscription::{compile_geo, NotifyFormat, Subscription, Trigger};
+use crate::subscription::{compile_geo, NotifyFormat, NotifyJoin, Subscription, Trigger};
 
 pub const NULL: &str = "urn:ngsi-ld:null";
 const CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
@@ -110,7 +113,8 @@ impl Compiled {
             .collect()
     }
 
-    fn render_options(&self) -> RenderOptions {
+    /// How notified entities are rendered: format, sysAttrs, projection, join.
+    pub fn render_options(&self) -> RenderOptions {
         let n = &self.sub.notification;
         RenderOptions {
             format: match n.format {
@@ -129,20 +133,58 @@ impl Compiled {
                     .map(|ids| ids.iter().map(|id| if id == "@none" { None } else { Some(id.clone()) }).collect()),
                 ..Default::default()
             },
-            join: None,
+            join: n.join.map(|j| {
+                let join = if j == NotifyJoin::Flat { Join::Flat } else { Join::Inline };
+                (join, n.join_level.unwrap_or(1))
+            }),
         }
     }
 
-    /// The entity as notified now (periodic notifications).
-    pub fn render_current(&self, entity: &Entity) -> Value {
-        let opts = self.render_options();
-        let mut rendered = render_entity(entity, &self.notify_ctx, &opts);
-        add_entity_sys_attrs(&mut rendered, entity, &opts);
-        Value::Object(rendered)
+    /// The entity as notified now (periodic notifications): the entity, then with `join=flat`
+    /// the entities it links to, which `linked` holds.
+    pub fn render_current(&self, entity: &Entity, linked: &HashMap<String, Entity>) -> Vec<Value> {
+        self.render_shown(entity, &self.render_options(), linked, |_| {})
     }
 
-    /// The notified entity for one change, or None when the change does not notify.
+    /// Renders a notified entity and, with `join=flat`, the linked entities after it.
+    fn render_shown(
+        &self,
+        shown: &Entity,
+        opts: &RenderOptions,
+        linked: &HashMap<String, Entity>,
+        finish: impl FnOnce(&mut Map<String, Value>),
+    ) -> Vec<Value> {
+        let ctx = &self.notify_ctx;
+        let mut rendered = match opts.join {
+            Some((Join::Inline, levels)) => render_entity_inline(shown, ctx, opts, linked, levels),
+            _ => render_entity(shown, ctx, opts),
+        };
+        add_entity_sys_attrs(&mut rendered, shown, opts);
+        datasets_in_key_values(&mut rendered, shown, ctx, opts);
+        finish(&mut rendered);
+        let mut out = vec![Value::Object(rendered)];
+        if let Some((Join::Flat, levels)) = opts.join {
+            for (entity, projection) in flat_linked(&[(shown, &opts.projection)], linked, levels) {
+                let linked_opts = RenderOptions { projection, ..opts.clone() };
+                let mut rendered = render_entity(entity, ctx, &linked_opts);
+                add_entity_sys_attrs(&mut rendered, entity, &linked_opts);
+                datasets_in_key_values(&mut rendered, entity, ctx, &linked_opts);
+                out.push(Value::Object(rendered));
+            }
+        }
+        out
+    }
+
+    /// The notified entity for one change, or None when the change does not notify (without
+    /// linked entities; see `fire` and `render_change`).
     pub fn on_change(&self, before: Option<&Entity>, after: Option<&Entity>, at: &str) -> Option<Value> {
+        let deleted = self.fire(before, after)?;
+        self.render_change(before, after, &deleted, at, &HashMap::new()).into_iter().next()
+    }
+
+    /// Whether a change notifies: None when it does not, else the attributes it shows as
+    /// deleted.
+    pub fn fire(&self, before: Option<&Entity>, after: Option<&Entity>) -> Option<Vec<String>> {
         let triggers = self.triggers();
         let watched = &self.sub.watched_attributes;
         let is_watched = |name: &str| watched.is_empty() || watched.iter().any(|w| w == name);
@@ -166,12 +208,10 @@ impl Compiled {
         if !self.selects(judged) {
             return None;
         }
-        let deleted_attrs: Vec<&str> = match after {
-            Some(_) => fired
-                .iter()
-                .filter(|(t, _)| *t == Trigger::AttributeDeleted)
-                .filter_map(|(_, a)| a.as_deref())
-                .collect(),
+        let deleted_attrs: Vec<String> = match after {
+            Some(_) => {
+                fired.iter().filter(|(t, _)| *t == Trigger::AttributeDeleted).filter_map(|(_, a)| a.clone()).collect()
+            }
             None => {
                 let whole =
                     self.sub.notification.show_changes && fired.iter().any(|(t, _)| *t == Trigger::EntityDeleted);
@@ -179,18 +219,29 @@ impl Compiled {
                 before
                     .attrs
                     .keys()
-                    .map(String::as_str)
                     .filter(|name| {
                         whole
-                            || fired.iter().any(|(t, a)| *t == Trigger::AttributeDeleted && a.as_deref() == Some(*name))
+                            || fired
+                                .iter()
+                                .any(|(t, a)| *t == Trigger::AttributeDeleted && a.as_deref() == Some(name.as_str()))
                     })
+                    .cloned()
                     .collect()
             }
         };
-        Some(self.render_change(before, after, &deleted_attrs, at))
+        Some(deleted_attrs)
     }
 
-    fn render_change(&self, before: Option<&Entity>, after: Option<&Entity>, deleted: &[&str], at: &str) -> Value {
+    /// The notified data of a change `fire` accepted: the entity, then with `join=flat` the
+    /// entities it links to (`linked` holds the ones fetched).
+    pub fn render_change(
+        &self,
+        before: Option<&Entity>,
+        after: Option<&Entity>,
+        deleted: &[String],
+        at: &str,
+        linked: &HashMap<String, Entity>,
+    ) -> Vec<Value> {
         let opts = self.render_options();
         let ctx = &self.notify_ctx;
         let mut shown = match (after, before) {
@@ -202,19 +253,24 @@ impl Compiled {
                 e.modified_at = b.modified_at.clone();
                 e
             }
-            (None, None) => return Value::Null,
+            (None, None) => return vec![Value::Null],
         };
         for name in deleted {
-            let old_instances = before.and_then(|b| b.attrs.get(*name)).cloned().unwrap_or_default();
-            let remaining = after.and_then(|a| a.attrs.get(*name)).cloned().unwrap_or_default();
+            let name = name.as_str();
+            let old_instances = before.and_then(|b| b.attrs.get(name)).cloned().unwrap_or_default();
+            let remaining = after.and_then(|a| a.attrs.get(name)).cloned().unwrap_or_default();
+            // An attribute deleted whole (all its instances) from an entity that stays reads
+            // as one null attribute.
+            let whole = after.is_some() && remaining.is_empty();
             let mut gone_instances = Vec::new();
-            for old in old_instances.iter().filter(|o| !remaining.iter().any(|r| r.dataset_id == o.dataset_id)) {
+            let gone = old_instances.iter().filter(|o| !remaining.iter().any(|r| r.dataset_id == o.dataset_id));
+            for old in gone.take(if whole { 1 } else { usize::MAX }) {
                 let value = match (old.kind, after.is_some()) {
                     (AttributeKind::LanguageProperty, true) => json!({"@none": NULL}),
                     _ => json!(NULL),
                 };
                 let mut gone = Attribute::new(old.kind, value);
-                gone.dataset_id = old.dataset_id.clone();
+                gone.dataset_id = if whole { None } else { old.dataset_id.clone() };
                 gone.created_at = old.created_at.clone();
                 gone.modified_at = old.modified_at.clone();
                 gone_instances.push(gone);
@@ -222,26 +278,24 @@ impl Compiled {
             // The instances that stay are shown beside the ones that went.
             let mut instances = remaining;
             instances.extend(gone_instances);
-            shown.attrs.insert((*name).to_owned(), instances);
+            shown.attrs.insert(name.to_owned(), instances);
         }
-        let mut rendered = render_entity(&shown, ctx, &opts);
-        add_entity_sys_attrs(&mut rendered, &shown, &opts);
-        if after.is_none() {
-            rendered.insert("deletedAt".into(), json!(at));
-        }
-        for name in deleted {
-            if let (true, Some(Value::Object(attr))) =
-                (opts.sys_attrs, rendered.get_mut(ctx.compact_iri(name).as_ref()))
-            {
-                attr.insert("deletedAt".into(), json!(at));
+        let show_changes = self.sub.notification.show_changes && opts.format != Format::KeyValues;
+        self.render_shown(&shown, &opts, linked, |rendered| {
+            if after.is_none() {
+                rendered.insert("deletedAt".into(), json!(at));
             }
-        }
-        if self.sub.notification.show_changes && opts.format != Format::KeyValues {
-            if let Some(before) = before {
-                add_previous_values(&mut rendered, before, &shown, ctx, &opts);
+            for name in deleted {
+                if let (true, Some(Value::Object(attr))) =
+                    (opts.sys_attrs, rendered.get_mut(ctx.compact_iri(name).as_ref()))
+                {
+                    attr.insert("deletedAt".into(), json!(at));
+                }
             }
-        }
-        Value::Object(rendered)
+            if let (true, Some(before)) = (show_changes, before) {
+                add_previous_values(rendered, before, &shown, ctx, &opts);
+            }
+        })
     }
 
     /// The notification message for the outbox: body, headers, and how to send it.
@@ -307,6 +361,32 @@ impl Compiled {
             }
             _ => CORE_CONTEXT_URL.to_owned(),
         }
+    }
+}
+
+/// In keyValues, an attribute shown with several instances reads as
+/// `{"dataset": {datasetId or "@none": value}}` (clause 4.5.4, multi-attributes).
+fn datasets_in_key_values(rendered: &mut Map<String, Value>, entity: &Entity, ctx: &Context, opts: &RenderOptions) {
+    if opts.format != Format::KeyValues {
+        return;
+    }
+    let proj = &opts.projection;
+    for (name, instances) in &entity.attrs {
+        if !proj.includes(name) {
+            continue;
+        }
+        let shown: Vec<&Attribute> = instances
+            .iter()
+            .filter(|a| proj.dataset_ids.as_ref().is_none_or(|ids| ids.contains(&a.dataset_id)))
+            .collect();
+        if shown.len() < 2 {
+            continue;
+        }
+        let dataset: Map<String, Value> = shown
+            .iter()
+            .map(|a| (a.dataset_id.clone().unwrap_or_else(|| "@none".into()), render_attribute(a, ctx, opts)))
+            .collect();
+        rendered.insert(ctx.compact_iri(name).into_owned(), json!({ "dataset": dataset }));
     }
 }
 

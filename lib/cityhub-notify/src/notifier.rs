@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cityhub_storage::{DeliveryOutcome, DynStore, NotifierCommit, OutboxItem, Paging, StoreError};
+use ngsild_core::render::{link_targets, Projection};
 use ngsild_core::time::{now, parse_datetime};
-use ngsild_core::NgsiLdError;
+use ngsild_core::{Entity, NgsiLdError};
 use ngsild_jsonld::Context;
+use ngsild_query::EntityFilter;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -228,13 +230,19 @@ impl Notifier {
                     if !c.is_live(now_time) || entry.at < c.sub.created_at {
                         continue;
                     }
-                    let Some(data) = c.on_change(entry.before.as_ref(), entry.after.as_ref(), &entry.at) else {
+                    let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
+                    let Some(deleted) = c.fire(before, after) else {
                         continue;
                     };
                     if self.throttled(c) {
                         continue;
                     }
-                    notifications.push(outbox_item(c, c.message(vec![data], &stamp), &stamp));
+                    let linked = match after.or(before) {
+                        Some(root) => self.linked(c, root).await,
+                        None => HashMap::new(),
+                    };
+                    let data = c.render_change(before, after, &deleted, &entry.at, &linked);
+                    notifications.push(outbox_item(c, c.message(data, &stamp), &stamp));
                 }
             }
             match self.commit(Some(last), notifications).await {
@@ -276,7 +284,8 @@ impl Notifier {
                     Ok(page) => {
                         for entity in page.entities {
                             if c.selects(&entity) && seen.insert(entity.id.clone()) {
-                                data.push(c.render_current(&entity));
+                                let linked = self.linked(&c, &entity).await;
+                                data.extend(c.render_current(&entity, &linked));
                             }
                         }
                     }
@@ -292,6 +301,42 @@ impl Notifier {
                 tracing::warn!(error = %e, "a periodic notification could not be queued");
             }
         }
+    }
+
+    /// With `join`: the entities `root`'s shown relationships link to, `joinLevel` hops deep, one
+    /// store query per hop (as Linked Entity retrieval does for queries). Empty without a join;
+    /// an entity that cannot be read is left out.
+    async fn linked(&self, c: &Compiled, root: &Entity) -> HashMap<String, Entity> {
+        let mut linked: HashMap<String, Entity> = HashMap::new();
+        let opts = c.render_options();
+        let Some((_, levels)) = opts.join else {
+            return linked;
+        };
+        let mut frontier: Vec<(String, Projection)> = link_targets(root, &opts.projection);
+        for _ in 0..levels {
+            let mut ids: Vec<String> = frontier.iter().map(|(id, _)| id.clone()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.retain(|id| !linked.contains_key(id) && id != &root.id);
+            if ids.is_empty() {
+                break;
+            }
+            let limit = ids.len();
+            let filter = EntityFilter { ids, ..Default::default() };
+            match self.inner.store.query(&c.tenant, &filter, Paging { offset: 0, limit, count: false }).await {
+                Ok(page) => linked.extend(page.entities.into_iter().map(|e| (e.id.clone(), e))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a joined notification could not read the linked entities");
+                    break;
+                }
+            }
+            frontier = frontier
+                .iter()
+                .filter_map(|(id, proj)| linked.get(id).map(|e| link_targets(e, proj)))
+                .flatten()
+                .collect();
+        }
+        linked
     }
 
     /// The wake-up of an endpoint's delivery worker, started on first use.

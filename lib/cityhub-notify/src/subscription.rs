@@ -64,6 +64,14 @@ pub enum NotifyFormat {
     Concise,
 }
 
+/// Linked Entity retrieval in notifications (clause 4.5.23): `notification.join`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NotifyJoin {
+    Flat,
+    Inline,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Selector {
@@ -116,6 +124,11 @@ pub struct NotificationParams {
     pub show_changes: bool,
     #[serde(default)]
     pub sys_attrs: bool,
+    /// `join`: the linked Entities, `join_level` hops deep (1 when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<NotifyJoin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_level: Option<u32>,
     pub endpoint: Endpoint,
 }
 
@@ -276,6 +289,8 @@ fn notification_params(
                 format: NotifyFormat::Normalized,
                 show_changes: false,
                 sys_attrs: false,
+                join: None,
+                join_level: None,
                 endpoint,
             }
         }
@@ -301,12 +316,28 @@ fn notification_params(
             }
             "sysAttrs" => params.sys_attrs = value.as_bool().ok_or_else(|| bad("sysAttrs must be true or false"))?,
             "endpoint" => params.endpoint = endpoint(value)?,
+            "join" => {
+                params.join = match string(value, "notification.join")? {
+                    "flat" => Some(NotifyJoin::Flat),
+                    "inline" => Some(NotifyJoin::Inline),
+                    "@none" => None,
+                    other => return Err(bad(format!("unknown notification.join {other:?}: flat, inline or @none"))),
+                }
+            }
+            "joinLevel" => {
+                params.join_level = Some(
+                    value
+                        .as_u64()
+                        .filter(|n| *n >= 1)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| bad("notification.joinLevel must be a positive integer"))?,
+                )
+            }
             "pick" | "omit" => {
                 return Err(bad(format!("notification.{key} is not supported by this hub; use attributes")))
             }
             // Read-only members a client may echo back.
-            "status" | "timesSent" | "timesFailed" | "lastNotification" | "lastFailure" | "lastSuccess" | "join"
-            | "joinLevel" => {}
+            "status" | "timesSent" | "timesFailed" | "lastNotification" | "lastFailure" | "lastSuccess" => {}
             other => return Err(bad(format!("unknown member notification.{other}"))),
         }
     }
@@ -672,6 +703,10 @@ pub fn render(sub: &Subscription, status: &DeliveryStatus, ctx: &Context, sys_at
     }
     if n.sys_attrs {
         notification.insert("sysAttrs".into(), json!(true));
+    }
+    if let Some(join) = n.join {
+        notification.insert("join".into(), json!(if join == NotifyJoin::Flat { "flat" } else { "inline" }));
+        notification.insert("joinLevel".into(), json!(n.join_level.unwrap_or(1)));
     }
     let mut endpoint = Map::new();
     endpoint.insert("uri".into(), json!(n.endpoint.uri));
