@@ -132,6 +132,24 @@ fn aggregation_matches_sums_done_by_hand() {
     }
     assert_eq!(pm25["sum"].as_array().unwrap().len(), 3, "no empty periods");
 
+    // Periods inside a window start at its start and stop at its end: [08:10, 09:10) holds 20
+    // and 30, [09:10, 10:00) holds 5; 10:40 is past the window.
+    let (_, windowed) = hub.get_json(&format!(
+        "/temporal/entities/{STATION}?attrs=pm25&options=aggregatedValues&aggrMethods=sum,totalCount\
+         &aggrPeriodDuration=PT1H&timerel=between&timeAt=2026-11-01T08:10:00Z&endTimeAt=2026-11-01T10:00:00Z"
+    ));
+    let sums: Vec<(f64, String)> = windowed["pm25"]["sum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{windowed}"))
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        sums,
+        vec![(50.0, "2026-11-01T08:10:00Z".to_owned()), (5.0, "2026-11-01T09:10:00Z".to_owned())],
+        "{windowed}"
+    );
+
     // PT0S: the whole window as one period.
     let (_, whole) = hub.get_json(&format!(
         "/temporal/entities/{STATION}?attrs=pm25&options=aggregatedValues&aggrMethods=sum,max\
