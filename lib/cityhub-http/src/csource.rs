@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::{accept, as_object, body_ld, existing_tenant, header_ld, tenant, Params};
-use crate::response::{append_header, created, ld_json, no_content, path_segment, with_header};
+use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
 use crate::SharedState;
 
 const QUERY_PARAMS: &[&str] = &[
@@ -120,19 +120,8 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         .map(|raw| QExpr::parse(raw, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid csf: {e}"))))
         .transpose()?;
     let time = TimeFilter::parse(&params)?;
-    let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
-    let count = params.flag("count")?;
-    if limit == 0 && !count {
-        return Err(NgsiLdError::bad_request("limit must be greater than zero unless count=true").into());
-    }
-    if limit > state.config.max_page_size {
-        return Err(NgsiLdError::new(
-            ngsild_core::ErrorKind::TooManyResults,
-            format!("limit may be at most {}", state.config.max_page_size),
-        )
-        .into());
-    }
-    let offset = params.usize("offset")?.unwrap_or(0);
+    let paging = params.page(&state.config)?;
+    let cityhub_storage::Paging { offset, limit, count } = paging;
     let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
     let types = params
         .get("type")
@@ -166,20 +155,8 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     if count {
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }
-    if limit > 0 {
-        let rest = params.query_string_without(&["limit", "offset"]);
-        let sep = if rest.is_empty() { "" } else { "&" };
-        let link = |offset: usize, rel: &str| {
-            format!("</ngsi-ld/v1/csourceRegistrations?{rest}{sep}limit={limit}&offset={offset}>; rel=\"{rel}\"")
-        };
-        if offset > 0 {
-            response = append_header(response, "link", &link(offset.saturating_sub(limit), "prev"));
-        }
-        if offset + limit < total {
-            response = append_header(response, "link", &link(offset + limit, "next"));
-        }
-    }
-    Ok(response)
+    let has_next = offset + limit < total;
+    Ok(page_links(response, "/ngsi-ld/v1/csourceRegistrations", &params, paging, has_next, LinkStyle::Entities))
 }
 
 /// Whether a registration covers the ids, types and attributes a query names (clause 5.10.2.4).

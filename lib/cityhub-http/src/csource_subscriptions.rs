@@ -14,7 +14,7 @@ use bytes::Bytes;
 use cityhub_notify::subscription::{self, Subscription};
 use cityhub_storage::{DeliveryStatus, RecordKind};
 use ngsild_core::time::now;
-use ngsild_core::{ErrorKind, NgsiLdError};
+use ngsild_core::NgsiLdError;
 use ngsild_federation::registration::render_registration;
 use ngsild_federation::Registration;
 use serde_json::{json, Value};
@@ -124,19 +124,8 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let accept = accept(&headers, false)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
-    let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
-    let count = params.flag("count")?;
-    if limit == 0 && !count {
-        return Err(NgsiLdError::bad_request("limit must be greater than zero unless count=true").into());
-    }
-    if limit > state.config.max_page_size {
-        return Err(NgsiLdError::new(
-            ErrorKind::TooManyResults,
-            format!("limit may be at most {}", state.config.max_page_size),
-        )
-        .into());
-    }
-    let offset = params.usize("offset")?.unwrap_or(0);
+    let paging = params.page(&state.config)?;
+    let cityhub_storage::Paging { offset, limit, count } = paging;
     let sys = sys_attrs(&params)?;
     let all = load(&state, &tenant).await?;
     let page: Vec<Value> =

@@ -23,7 +23,7 @@ use crate::provision;
 use crate::request::{
     accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
 };
-use crate::response::{append_header, created, ld_json, no_content, path_segment, with_header};
+use crate::response::{append_header, created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
 use crate::SharedState;
 use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
@@ -414,19 +414,8 @@ async fn run_query(
         .into());
     }
     let opts = render_options(params, &ld.ctx)?;
-    let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
-    let count = params.flag("count")?;
-    if limit == 0 && !count {
-        return Err(NgsiLdError::bad_request("limit must be greater than zero unless count=true").into());
-    }
-    if limit > state.config.max_page_size {
-        return Err(NgsiLdError::new(
-            ErrorKind::TooManyResults,
-            format!("limit may be at most {}", state.config.max_page_size),
-        )
-        .into());
-    }
-    let offset = params.usize("offset")?.unwrap_or(0);
+    let paging = params.page(&state.config)?;
+    let cityhub_storage::Paging { offset, limit, count } = paging;
     let targets = distributed_targets(state, headers, tenant, params, &filter, Operation::QUERY_ENTITY).await?;
     let (page, has_next, failures) = if targets.is_empty() {
         // One entity more than the page tells whether a next page exists.
@@ -475,18 +464,8 @@ async fn run_query(
     for failure in &failures {
         response = append_header(response, "ngsild-warning", &failure.warning());
     }
-    if let (Some(path), true) = (get_path, limit > 0) {
-        let rest = params.query_string_without(&["limit", "offset"]);
-        let link = |offset: usize, rel: &str| {
-            let sep = if rest.is_empty() { "" } else { "&" };
-            format!("<{path}?{rest}{sep}limit={limit}&offset={offset}>; rel=\"{rel}\"")
-        };
-        if offset > 0 {
-            response = append_header(response, "link", &link(offset.saturating_sub(limit), "prev"));
-        }
-        if has_next {
-            response = append_header(response, "link", &link(offset + limit, "next"));
-        }
+    if let Some(path) = get_path {
+        response = page_links(response, path, params, paging, has_next, LinkStyle::Entities);
     }
     Ok(response)
 }

@@ -111,6 +111,24 @@ impl Params {
             .transpose()
     }
 
+    /// `offset`, `limit` and `count` of a paged query: `limit` defaults to the hub's page size,
+    /// may be 0 only with `count=true`, and may not pass the hub's largest page.
+    pub fn page(&self, config: &crate::HttpConfig) -> Result<cityhub_storage::Paging, ApiError> {
+        let limit = self.usize("limit")?.unwrap_or(config.default_page_size);
+        let count = self.flag("count")?;
+        if limit == 0 && !count {
+            return Err(NgsiLdError::bad_request("limit must be greater than zero unless count=true").into());
+        }
+        if limit > config.max_page_size {
+            return Err(NgsiLdError::new(
+                ErrorKind::TooManyResults,
+                format!("limit may be at most {}", config.max_page_size),
+            )
+            .into());
+        }
+        Ok(cityhub_storage::Paging { offset: self.usize("offset")?.unwrap_or(0), limit, count })
+    }
+
     /// These parameters as a query string, without the named ones (to build paging links).
     pub fn query_string_without(&self, skip: &[&str]) -> String {
         let mut out = form_urlencoded::Serializer::new(String::new());

@@ -99,3 +99,43 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 pub fn path_segment(id: &str) -> String {
     percent_encoding::utf8_percent_encode(id, PATH_SEGMENT).to_string()
 }
+
+/// How a paging `Link` header is written: the entity API's `<...>; rel="next"`, or the
+/// subscription API's `<...>;rel="next";type="application/ld+json"`, each the form the ETSI
+/// suite checks for that API.
+#[derive(Clone, Copy)]
+pub enum LinkStyle {
+    Entities,
+    Subscriptions,
+}
+
+/// Adds `Link` headers to the previous and the next page of a paged list at `path`, keeping the
+/// request's other parameters.
+pub fn page_links(
+    mut response: Response,
+    path: &str,
+    params: &crate::request::Params,
+    paging: cityhub_storage::Paging,
+    has_next: bool,
+    style: LinkStyle,
+) -> Response {
+    let (offset, limit) = (paging.offset, paging.limit);
+    if limit == 0 {
+        return response;
+    }
+    let rest = params.query_string_without(&["limit", "offset"]);
+    let sep = if rest.is_empty() { "" } else { "&" };
+    let link = |offset: usize, rel: &str| match style {
+        LinkStyle::Entities => format!("<{path}?{rest}{sep}limit={limit}&offset={offset}>; rel=\"{rel}\""),
+        LinkStyle::Subscriptions => {
+            format!("<{path}?{rest}{sep}limit={limit}&offset={offset}>;rel=\"{rel}\";type=\"application/ld+json\"")
+        }
+    };
+    if offset > 0 {
+        response = append_header(response, "link", &link(offset.saturating_sub(limit), "prev"));
+    }
+    if has_next {
+        response = append_header(response, "link", &link(offset + limit, "next"));
+    }
+    response
+}

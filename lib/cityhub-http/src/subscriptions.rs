@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::contexts::ContextService;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{accept, as_object, body_ld, existing_tenant, header_ld, tenant, Ld, Params};
-use crate::response::{append_header, created, ld_json, no_content, path_segment, with_header};
+use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
 use crate::SharedState;
 
 /// The notifier resolves subscription @contexts the way requests do.
@@ -111,19 +111,8 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let accept = accept(&headers, false)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
-    let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
-    let count = params.flag("count")?;
-    if limit == 0 && !count {
-        return Err(NgsiLdError::bad_request("limit must be greater than zero unless count=true").into());
-    }
-    if limit > state.config.max_page_size {
-        return Err(NgsiLdError::new(
-            ErrorKind::TooManyResults,
-            format!("limit may be at most {}", state.config.max_page_size),
-        )
-        .into());
-    }
-    let offset = params.usize("offset")?.unwrap_or(0);
+    let paging = params.page(&state.config)?;
+    let cityhub_storage::Paging { offset, limit, count } = paging;
     let sys_attrs = sys_attrs(&params)?;
     let all = state.store.list_subscriptions(Some(&tenant)).await?;
     let total = all.len();
@@ -133,20 +122,8 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     if count {
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }
-    if limit > 0 {
-        let rest = params.query_string_without(&["limit", "offset"]);
-        let link = |offset: usize, rel: &str| {
-            let sep = if rest.is_empty() { "" } else { "&" };
-            format!("</ngsi-ld/v1/subscriptions?{rest}{sep}limit={limit}&offset={offset}>;rel=\"{rel}\";type=\"application/ld+json\"")
-        };
-        if offset > 0 {
-            response = append_header(response, "link", &link(offset.saturating_sub(limit), "prev"));
-        }
-        if offset + limit < total {
-            response = append_header(response, "link", &link(offset + limit, "next"));
-        }
-    }
-    Ok(response)
+    let has_next = offset + limit < total;
+    Ok(page_links(response, "/ngsi-ld/v1/subscriptions", &params, paging, has_next, LinkStyle::Subscriptions))
 }
 
 /// PATCH /subscriptions/{id}
