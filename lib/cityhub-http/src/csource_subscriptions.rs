@@ -62,18 +62,6 @@ fn render(state: &SharedState, tenant: &str, sub: &Subscription, ctx: &ngsild_js
     Value::Object(subscription::render(sub, &status(state, tenant, &sub.id), ctx, sys))
 }
 
-fn sys_attrs(params: &Params) -> Result<bool, ApiError> {
-    let mut sys = false;
-    for option in params.options() {
-        match option {
-            "sysAttrs" => sys = true,
-            "" | "normalized" | "keyValues" | "concise" => {}
-            other => return Err(NgsiLdError::bad_request(format!("unknown option {other:?}")).into()),
-        }
-    }
-    Ok(sys)
-}
-
 /// POST /csourceSubscriptions
 pub async fn create(
     State(state): State<SharedState>,
@@ -115,7 +103,7 @@ pub async fn retrieve(
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
     let sub = load(&state, &tenant).await?.into_iter().find(|s| s.id == id).ok_or_else(|| not_found(&id))?;
-    Ok(ld_json(StatusCode::OK, render(&state, &tenant, &sub, &ld.ctx, sys_attrs(&params)?), &ld, accept))
+    Ok(ld_json(StatusCode::OK, render(&state, &tenant, &sub, &ld.ctx, params.sys_attrs_only()?), &ld, accept))
 }
 
 /// GET /csourceSubscriptions
@@ -126,7 +114,7 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let ld = header_ld(&state, &headers).await?;
     let paging = params.page(&state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
-    let sys = sys_attrs(&params)?;
+    let sys = params.sys_attrs_only()?;
     let all = load(&state, &tenant).await?;
     let page: Vec<Value> =
         all.iter().skip(offset).take(limit).map(|s| render(&state, &tenant, s, &ld.ctx, sys)).collect();

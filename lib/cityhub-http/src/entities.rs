@@ -710,30 +710,12 @@ pub async fn merge(
     body: Bytes,
 ) -> ApiResult {
     let params = Params::parse(raw.as_deref(), &["local", "type", "options", "format"])?;
-    check_id(&id)?;
-    let tenant = tenant(&headers)?;
-    let (mut input, ld, value) = fragment(&state, &headers, &body, &id, true).await?;
-    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-    let plan =
-        provision::plan(&state, &headers, &tenant, &params, &id, &input.types, &attrs, Operation::MERGE_ENTITY).await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let query = provision::forwarded_query(&params);
     let path = format!("/entities/{}", path_segment(&id));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PATCH, &path, &query, Some(&body), true)
-            .await;
-    let local = if plan.local {
-        input.attrs.retain(|name, _| plan.keeps(name));
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::merge_entity(entity, &input, &now()).map(|_| None)
-            })
-            .await,
-        )
-    } else {
-        None
-    };
-    provision::answer(local, remote, &plan, &attrs, no_content())
+    let write = FragmentWrite { merge_patch: true, operation: Operation::MERGE_ENTITY, method: Method::PATCH, path };
+    write_fragment(&state, &headers, &params, &id, &body, write, |entity, input| {
+        ops::merge_entity(entity, input, &now()).map(|_| None)
+    })
+    .await
 }
 
 /// POST /entities/{id}/attrs
@@ -745,30 +727,13 @@ pub async fn append_attrs(
     body: Bytes,
 ) -> ApiResult {
     let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
-    check_id(&id)?;
     let no_overwrite = params.has_option("noOverwrite");
-    let tenant = tenant(&headers)?;
-    let (mut input, ld, value) = fragment(&state, &headers, &body, &id, false).await?;
-    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-    let plan =
-        provision::plan(&state, &headers, &tenant, &params, &id, &input.types, &attrs, Operation::APPEND_ATTRS).await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let query = provision::forwarded_query(&params);
     let path = format!("/entities/{}/attrs", path_segment(&id));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::POST, &path, &query, Some(&body), true).await;
-    let local = if plan.local {
-        input.attrs.retain(|name, _| plan.keeps(name));
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::append_attributes(entity, &input, no_overwrite, &now()).map(Some)
-            })
-            .await,
-        )
-    } else {
-        None
-    };
-    provision::answer(local, remote, &plan, &attrs, no_content())
+    let write = FragmentWrite { merge_patch: false, operation: Operation::APPEND_ATTRS, method: Method::POST, path };
+    write_fragment(&state, &headers, &params, &id, &body, write, move |entity, input| {
+        ops::append_attributes(entity, input, no_overwrite, &now()).map(Some)
+    })
+    .await
 }
 
 /// PATCH /entities/{id}/attrs
@@ -780,26 +745,63 @@ pub async fn update_attrs(
     body: Bytes,
 ) -> ApiResult {
     let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
-    check_id(&id)?;
-    let tenant = tenant(&headers)?;
-    let (mut input, ld, value) = fragment(&state, &headers, &body, &id, true).await?;
-    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-    let plan =
-        provision::plan(&state, &headers, &tenant, &params, &id, &input.types, &attrs, Operation::UPDATE_ATTRS).await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let query = provision::forwarded_query(&params);
     let path = format!("/entities/{}/attrs", path_segment(&id));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PATCH, &path, &query, Some(&body), true)
-            .await;
+    let write = FragmentWrite { merge_patch: true, operation: Operation::UPDATE_ATTRS, method: Method::PATCH, path };
+    write_fragment(&state, &headers, &params, &id, &body, write, |entity, input| {
+        ops::update_attributes(entity, input, &now()).map(Some)
+    })
+    .await
+}
+
+/// How a write of an attribute fragment to one entity travels.
+struct FragmentWrite {
+    /// The body is a JSON merge patch (`null` deletes).
+    merge_patch: bool,
+    operation: &'static str,
+    /// Method and path (under `/ngsi-ld/v1`) of the same request at a context source.
+    method: Method,
+    path: String,
+}
+
+/// A fragment written to one entity, split between the registrations that cover its attributes
+/// (forwarded as they are) and the hub (`op` on the attributes left to it).
+async fn write_fragment(
+    state: &SharedState,
+    headers: &HeaderMap,
+    params: &Params,
+    id: &str,
+    body: &Bytes,
+    write: FragmentWrite,
+    op: impl FnOnce(
+            &mut ngsild_core::Entity,
+            &ngsild_core::expand::EntityInput,
+        ) -> Result<Option<ops::UpdateReport>, NgsiLdError>
+        + Send
+        + 'static,
+) -> ApiResult {
+    check_id(id)?;
+    let tenant = tenant(headers)?;
+    let (mut input, ld, value) = fragment(state, headers, body, id, write.merge_patch).await?;
+    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
+    let plan = provision::plan(state, headers, &tenant, params, id, &input.types, &attrs, write.operation).await?;
+    let forwarded = provision::forwardable(value, headers, &ld);
+    let query = provision::forwarded_query(params);
+    let remote = provision::forward(
+        state,
+        headers,
+        &tenant,
+        &ld,
+        &plan,
+        write.method,
+        &write.path,
+        &query,
+        Some(&forwarded),
+        true,
+    )
+    .await;
     let local = if plan.local {
         input.attrs.retain(|name, _| plan.keeps(name));
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::update_attributes(entity, &input, &now()).map(Some)
-            })
-            .await,
-        )
+        Some(modify_existing(state, &tenant, id, move |entity| op(entity, &input)).await)
     } else {
         None
     };

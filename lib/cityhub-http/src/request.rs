@@ -143,6 +143,20 @@ impl Params {
         self.0.iter().filter(|(n, _)| n == "options").flat_map(|(_, v)| v.split(',')).map(str::trim).collect()
     }
 
+    /// Whether `options` asks for `sysAttrs`, for the subscription APIs, which show one
+    /// representation: the format options are accepted and change nothing, any other is refused.
+    pub fn sys_attrs_only(&self) -> Result<bool, ApiError> {
+        let mut sys_attrs = false;
+        for option in self.options() {
+            match option {
+                "sysAttrs" => sys_attrs = true,
+                "" | "normalized" | "keyValues" | "concise" => {}
+                other => return Err(NgsiLdError::bad_request(format!("unknown option {other:?}")).into()),
+            }
+        }
+        Ok(sys_attrs)
+    }
+
     pub fn has_option(&self, option: &str) -> bool {
         self.options().contains(&option)
     }

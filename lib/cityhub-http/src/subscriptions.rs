@@ -77,18 +77,6 @@ fn render(stored: &StoredSubscription, ld: &Ld, sys_attrs: bool) -> Result<Value
     Ok(Value::Object(subscription::render(&sub, &stored.status, &ld.ctx, sys_attrs)))
 }
 
-fn sys_attrs(params: &Params) -> Result<bool, ApiError> {
-    let mut sys_attrs = false;
-    for option in params.options() {
-        match option {
-            "sysAttrs" => sys_attrs = true,
-            "" | "normalized" | "keyValues" | "concise" => {}
-            other => return Err(NgsiLdError::bad_request(format!("unknown option {other:?}")).into()),
-        }
-    }
-    Ok(sys_attrs)
-}
-
 /// GET /subscriptions/{id}
 pub async fn retrieve(
     State(state): State<SharedState>,
@@ -102,7 +90,7 @@ pub async fn retrieve(
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
     let stored = state.store.get_subscription(&tenant, &id).await?.ok_or_else(|| not_found(&id))?;
-    Ok(ld_json(StatusCode::OK, render(&stored, &ld, sys_attrs(&params)?)?, &ld, accept))
+    Ok(ld_json(StatusCode::OK, render(&stored, &ld, params.sys_attrs_only()?)?, &ld, accept))
 }
 
 /// GET /subscriptions
@@ -113,7 +101,7 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let ld = header_ld(&state, &headers).await?;
     let paging = params.page(&state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
-    let sys_attrs = sys_attrs(&params)?;
+    let sys_attrs = params.sys_attrs_only()?;
     let all = state.store.list_subscriptions(Some(&tenant)).await?;
     let total = all.len();
     let page: Vec<Value> =
