@@ -329,3 +329,83 @@ async fn indexed_answers_equal_the_definition() {
         assert!(!expected.is_empty() || n == 3, "filter #{n} should match something, or it tests little");
     }
 }
+
+/// A store written by schema version 7 (history keyed by text, random instance ids) opens with
+/// its history moved to series: the same instances under the same ids, time windows over them,
+/// and an edit by the old id.
+#[tokio::test]
+async fn a_version_7_history_moves_to_series_keeping_instance_ids() {
+    use cityhub_storage::{TemporalQuery, TemporalWrite};
+    use ngsild_core::temporal::TimeRel;
+
+    const E: &str = "urn:ngsi-ld:Station:1";
+    const T: &str = "https://example.org/temperature";
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("cityhub.sqlite")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE entities (eid INTEGER PRIMARY KEY, tenant TEXT NOT NULL, id TEXT NOT NULL,
+                                    doc TEXT NOT NULL, UNIQUE (tenant, id));
+             CREATE TABLE temporal_entities (tenant TEXT NOT NULL, id TEXT NOT NULL, types TEXT NOT NULL,
+                 scope TEXT NOT NULL, created_at TEXT NOT NULL, modified_at TEXT NOT NULL, deleted_at TEXT,
+                 PRIMARY KEY (tenant, id)) WITHOUT ROWID;
+             CREATE TABLE attr_history (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
+                 attr TEXT NOT NULL, instance_id TEXT NOT NULL, dataset_id TEXT, doc TEXT NOT NULL,
+                 val TEXT NOT NULL, num REAL, t_observed TEXT, t_created TEXT NOT NULL,
+                 t_modified TEXT NOT NULL, t_deleted TEXT);
+             CREATE UNIQUE INDEX attr_history_instance ON attr_history (tenant, entity_id, attr, instance_id);
+             CREATE INDEX attr_history_observed
+                 ON attr_history (tenant, entity_id, attr, t_observed, dataset_id, t_deleted, num);
+             INSERT INTO temporal_entities VALUES ('', 'urn:ngsi-ld:Station:1', '[\"https://example.org/Station\"]',
+                 '[]', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', NULL);
+             PRAGMA user_version = 7;",
+        )
+        .unwrap();
+        for (n, value) in [10, 20, 30].into_iter().enumerate() {
+            let observed = format!("2026-01-0{}T00:00:00.000000Z", n + 1);
+            let doc = json!({"type": "Property", "value": value, "observedAt": observed});
+            conn.execute(
+                "INSERT INTO attr_history (tenant, entity_id, attr, instance_id, doc, val, num, t_observed,
+                                           t_created, t_modified)
+                 VALUES ('', ?1, ?2, ?3, ?4, ?5, ?5, ?6, ?6, ?6)",
+                rusqlite::params![E, T, format!("urn:ngsi-ld:Instance:old-{n}"), doc.to_string(), value, observed],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let from_day_2 = |store: SqliteStore| async move {
+        let query = TemporalQuery {
+            filter: EntityFilter { ids: vec![E.into()], ..Default::default() },
+            timerel: Some(TimeRel::After("2026-01-02T00:00:00Z".into())),
+            per_attribute: 100,
+            paging: Paging { offset: 0, limit: 10, count: false },
+            ..Default::default()
+        };
+        let page = store.temporal_query("", &query).await.unwrap();
+        let shown: Vec<(String, i64)> = page.entities[0].attrs[T]
+            .iter()
+            .map(|i| (i.instance_id.clone(), i.attribute.value.as_i64().unwrap()))
+            .collect();
+        (store, shown)
+    };
+    let (store, shown) = from_day_2(store).await;
+    assert_eq!(
+        shown,
+        vec![("urn:ngsi-ld:Instance:old-1".to_string(), 20), ("urn:ngsi-ld:Instance:old-2".to_string(), 30)]
+    );
+    let mut replacement = Attribute::new(AttributeKind::Property, json!(25));
+    replacement.observed_at = Some("2026-01-02T00:00:00Z".into());
+    let write = TemporalWrite::ReplaceInstance {
+        attr: T.into(),
+        instance_id: "urn:ngsi-ld:Instance:old-1".into(),
+        attribute: replacement,
+    };
+    store.temporal_write("", E, write).await.unwrap().unwrap();
+    let (store, shown) = from_day_2(store).await;
+    assert_eq!(shown[0], ("urn:ngsi-ld:Instance:old-1".to_string(), 25));
+    let gone = TemporalWrite::DeleteInstance { attr: T.into(), instance_id: "urn:ngsi-ld:Instance:old-2".into() };
+    store.temporal_write("", E, gone).await.unwrap().unwrap();
+    let (_, shown) = from_day_2(store).await;
+    assert_eq!(shown.len(), 1);
+}
