@@ -5,7 +5,7 @@ use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -84,7 +84,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch("DROP INDEX IF EXISTS attr_history_observed")?;
     }
     tx.execute_batch(crate::temporal::SCHEMA)?;
-    tx.execute_batch(crate::subscriptions::SCHEMA)?;
+    crate::subscriptions::migrate(&tx)?;
     if version < 4 {
         // Entities stored before the integer-keyed indexes existed get their rows now.
         let rows: Vec<(i64, String, String)> = {
