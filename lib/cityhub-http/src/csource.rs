@@ -6,7 +6,9 @@ use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use ngsild_core::time::{now, parse_datetime};
 use ngsild_core::NgsiLdError;
-use ngsild_federation::registration::{as_entity, parse_registration, patch_registration, render_registration};
+use ngsild_federation::registration::{
+    as_entity, parse_registration, patch_registration, render_registration, EntitySpec,
+};
 use ngsild_federation::Registration;
 use ngsild_query::{QExpr, TypeExpr};
 use serde_json::Value;
@@ -71,7 +73,7 @@ pub async fn create(
     }
     let id = reg.id.clone();
     fed.save(state.store.as_ref(), &tenant, reg.clone()).await?;
-    crate::csource_subscriptions::registration_changed(&state, &tenant, None, Some(&reg)).await;
+    state.notifier.registration_changed(&tenant, None, Some(&reg)).await;
     Ok(created(&location(&id)))
 }
 
@@ -139,6 +141,8 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
                 named_registrations.contains(&&r.id)
             }
         })
+        // q, as csf, reads the registration's own properties (clause 5.10.2.4).
+        .filter(|r| filter.q.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
         .filter(|r| csf.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
         .filter(|r| filter.geo.as_ref().is_none_or(|g| g.matches(&as_entity(r))))
         .filter(|r| time.as_ref().is_none_or(|t| t.matches(r)))
@@ -159,33 +163,14 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     Ok(page_links(response, "/ngsi-ld/v1/csourceRegistrations", &params, paging, has_next, LinkStyle::Entities))
 }
 
-/// Whether a registration covers the ids, types and attributes a query names (clause 5.10.2.4).
+/// Whether a registration covers the ids, types and attributes a query names (clauses 5.10.2.4,
+/// 5.12).
 fn selects(reg: &Registration, filter: &ngsild_query::EntityFilter, types: Option<&TypeExpr>) -> bool {
-    reg.information.iter().any(|info| {
-        let entities_ok = if info.entities.is_empty() {
-            filter.ids.is_empty() && filter.id_pattern.is_none() && types.is_none()
-        } else {
-            info.entities.iter().any(|s| {
-                let type_ok = types.is_none_or(|t| t.matches(&s.types));
-                let id_ok = filter.ids.is_empty()
-                    || filter.ids.iter().any(|id| {
-                        s.id.as_deref().is_none_or(|own| own == id)
-                            && s.id_pattern
-                                .as_deref()
-                                .is_none_or(|p| regex::Regex::new(p).is_ok_and(|re| re.is_match(id)))
-                    });
-                let pattern_ok = filter.id_pattern.as_ref().is_none_or(|re| match (&s.id, &s.id_pattern) {
-                    (Some(id), _) => re.is_match(id),
-                    (None, Some(p)) => re.as_str() == p,
-                    (None, None) => true,
-                });
-                type_ok && id_ok && pattern_ok
-            })
-        };
-        let names: Vec<&String> = info.attribute_names().collect();
-        let attrs_ok = filter.attrs.is_empty() || names.is_empty() || filter.attrs.iter().any(|a| names.contains(&a));
-        entities_ok && attrs_ok
-    })
+    let spec = EntitySpec { types, ids: &filter.ids, id_pattern: filter.id_pattern.as_ref() };
+    let names_entities = spec.types.is_some() || !spec.ids.is_empty() || spec.id_pattern.is_some();
+    let specs = if names_entities { vec![spec] } else { Vec::new() };
+    let attrs: Vec<&String> = filter.attrs.iter().collect();
+    reg.information.iter().any(|info| info.matches(&specs, &attrs))
 }
 
 /// A temporal filter on a registration's observation or management interval.
@@ -259,7 +244,7 @@ pub async fn update(
         .ok_or_else(|| NgsiLdError::not_found(format!("registration {id} not found")))?;
     let next = patch_registration(reg, &fragment, &ld.ctx, &now())?;
     fed.save(state.store.as_ref(), &tenant, next.clone()).await?;
-    crate::csource_subscriptions::registration_changed(&state, &tenant, Some(reg), Some(&next)).await;
+    state.notifier.registration_changed(&tenant, Some(reg), Some(&next)).await;
     Ok(no_content())
 }
 
@@ -279,6 +264,6 @@ pub async fn delete(
     if !fed.remove(state.store.as_ref(), &tenant, &id).await? {
         return Err(NgsiLdError::not_found(format!("registration {id} not found")).into());
     }
-    crate::csource_subscriptions::registration_changed(&state, &tenant, before.as_ref(), None).await;
+    state.notifier.registration_changed(&tenant, before.as_ref(), None).await;
     Ok(no_content())
 }

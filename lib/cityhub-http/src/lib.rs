@@ -79,8 +79,6 @@ pub struct AppState {
     pub config: HttpConfig,
     pub federation: Arc<federation::Federation>,
     pub notifier: Notifier,
-    /// Delivery of csource notifications (`/csourceSubscriptions`).
-    pub csource_notifier: csource_subscriptions::CSourceNotifier,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -95,7 +93,7 @@ impl AppState {
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
         let federation = Arc::new(federation::Federation::new(config.via_name.clone(), config.forward_timeout));
-        Arc::new(AppState { store, contexts, config, notifier, federation, csource_notifier: Default::default() })
+        Arc::new(AppState { store, contexts, config, notifier, federation })
     }
 }
 

@@ -1,5 +1,7 @@
-//! `/subscriptions` (clause 5.8): create, query, retrieve, update, delete. The Subscription data
-//! type lives in `cityhub_notify::subscription`; the running subscriptions in the `Notifier`.
+//! `/subscriptions` (clause 5.8) and, through `csource_subscriptions`, `/csourceSubscriptions`
+//! (clause 5.11): create, query, retrieve, update, delete. Both are the Subscription data type
+//! (`cityhub_notify::subscription`), stored by kind (`SubscriptionKind`) and run by the one
+//! `Notifier`.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use cityhub_notify::subscription::{self, Subscription};
 use cityhub_notify::ContextResolver;
-use cityhub_storage::StoredSubscription;
+use cityhub_storage::{StoredSubscription, SubscriptionKind};
 use ngsild_core::time::now;
 use ngsild_core::{ErrorKind, NgsiLdError};
 use ngsild_jsonld::Context;
@@ -32,16 +34,28 @@ impl ContextResolver for ContextService {
     }
 }
 
-fn location(id: &str) -> String {
-    format!("/ngsi-ld/v1/subscriptions/{}", path_segment(id))
+/// Where a kind of subscription lives in the API.
+fn collection(kind: SubscriptionKind) -> &'static str {
+    match kind {
+        SubscriptionKind::Entity => "/ngsi-ld/v1/subscriptions",
+        SubscriptionKind::CSource => "/ngsi-ld/v1/csourceSubscriptions",
+    }
+}
+
+fn location(kind: SubscriptionKind, id: &str) -> String {
+    format!("{}/{}", collection(kind), path_segment(id))
 }
 
 fn check_id(id: &str) -> Result<(), NgsiLdError> {
     ngsild_core::validate::check_uri(id, "the subscription id")
 }
 
-fn not_found(id: &str) -> ApiError {
-    NgsiLdError::not_found(format!("subscription {id} not found")).into()
+fn not_found(kind: SubscriptionKind, id: &str) -> ApiError {
+    let what = match kind {
+        SubscriptionKind::Entity => "subscription",
+        SubscriptionKind::CSource => "csource subscription",
+    };
+    NgsiLdError::not_found(format!("{what} {id} not found")).into()
 }
 
 /// POST /subscriptions
@@ -51,21 +65,39 @@ pub async fn create(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
+    create_of(SubscriptionKind::Entity, state, headers, raw, body).await
+}
+
+/// Creates a subscription of either kind; a csource subscription notifies at once of the
+/// registrations it matches (clause 5.11.2).
+pub async fn create_of(
+    kind: SubscriptionKind,
+    state: SharedState,
+    headers: HeaderMap,
+    raw: Option<String>,
+    body: Bytes,
+) -> ApiResult {
     Params::parse(raw.as_deref(), &["local"])?;
     let tenant = tenant(&headers)?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
     let sub = subscription::from_payload(&as_object(value, "a subscription")?, &ld.ctx, ld.given.clone(), &now())?;
-    let compiled = compile(&state, &tenant, sub.clone()).await?;
+    let compiled = compile(&state, kind, &tenant, sub.clone()).await?;
     let doc = serde_json::to_value(&sub).map_err(|e| NgsiLdError::internal(e.to_string()))?;
-    state.store.create_subscription(&tenant, &sub.id, doc).await??;
+    state.store.create_subscription(kind, &tenant, &sub.id, doc).await??;
     state.notifier.install(compiled);
-    Ok(created(&location(&sub.id)))
+    state.notifier.notify_matching_registrations(kind, &tenant, &sub.id).await;
+    Ok(created(&location(kind, &sub.id)))
 }
 
 /// Compiles for the notifier; an unreachable `jsonldContext` is LdContextNotAvailable, an
 /// invalid one BadRequestData.
-async fn compile(state: &SharedState, tenant: &str, sub: Subscription) -> Result<cityhub_notify::Compiled, ApiError> {
-    state.notifier.compile(tenant, sub).await.map_err(|e| match e.kind {
+async fn compile(
+    state: &SharedState,
+    kind: SubscriptionKind,
+    tenant: &str,
+    sub: Subscription,
+) -> Result<cityhub_notify::Compiled, ApiError> {
+    state.notifier.compile(kind, tenant, sub).await.map_err(|e| match e.kind {
         ErrorKind::LdContextNotAvailable | ErrorKind::BadRequestData | ErrorKind::InvalidRequest => e.into(),
         _ => NgsiLdError::bad_request(e.detail).into(),
     })
@@ -74,7 +106,7 @@ async fn compile(state: &SharedState, tenant: &str, sub: Subscription) -> Result
 fn render(stored: &StoredSubscription, ld: &Ld, sys_attrs: bool) -> Result<Value, ApiError> {
     let sub: Subscription = serde_json::from_value(stored.doc.clone())
         .map_err(|e| NgsiLdError::internal(format!("stored subscription {} is unreadable: {e}", stored.id)))?;
-    Ok(Value::Object(subscription::render(&sub, &stored.status, &ld.ctx, sys_attrs)))
+    Ok(Value::Object(subscription::render(stored.kind, &sub, &stored.status, &ld.ctx, sys_attrs)))
 }
 
 /// GET /subscriptions/{id}
@@ -84,17 +116,36 @@ pub async fn retrieve(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
+    retrieve_of(SubscriptionKind::Entity, state, headers, id, raw).await
+}
+
+pub async fn retrieve_of(
+    kind: SubscriptionKind,
+    state: SharedState,
+    headers: HeaderMap,
+    id: String,
+    raw: Option<String>,
+) -> ApiResult {
     let params = Params::parse(raw.as_deref(), &["options", "local"])?;
     let accept = accept(&headers, false)?;
     check_id(&id)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
-    let stored = state.store.get_subscription(&tenant, &id).await?.ok_or_else(|| not_found(&id))?;
+    let stored = state.store.get_subscription(kind, &tenant, &id).await?.ok_or_else(|| not_found(kind, &id))?;
     Ok(ld_json(StatusCode::OK, render(&stored, &ld, params.sys_attrs_only()?)?, &ld, accept))
 }
 
 /// GET /subscriptions
 pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
+    query_of(SubscriptionKind::Entity, state, headers, raw).await
+}
+
+pub async fn query_of(
+    kind: SubscriptionKind,
+    state: SharedState,
+    headers: HeaderMap,
+    raw: Option<String>,
+) -> ApiResult {
     let params = Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "local"])?;
     let accept = accept(&headers, false)?;
     let tenant = existing_tenant(&state, &headers).await?;
@@ -102,7 +153,7 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let paging = params.page(&state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
     let sys_attrs = params.sys_attrs_only()?;
-    let all = state.store.list_subscriptions(Some(&tenant)).await?;
+    let all = state.store.list_subscriptions(Some(kind), Some(&tenant)).await?;
     let total = all.len();
     let page: Vec<Value> =
         all.iter().skip(offset).take(limit).map(|s| render(s, &ld, sys_attrs)).collect::<Result<_, _>>()?;
@@ -111,7 +162,7 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }
     let has_next = offset + limit < total;
-    Ok(page_links(response, "/ngsi-ld/v1/subscriptions", &params, paging, has_next, LinkStyle::Subscriptions))
+    Ok(page_links(response, collection(kind), &params, paging, has_next, LinkStyle::Subscriptions))
 }
 
 /// PATCH /subscriptions/{id}
@@ -122,12 +173,25 @@ pub async fn update(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
+    update_of(SubscriptionKind::Entity, state, headers, id, raw, body).await
+}
+
+/// Updates a subscription of either kind; a csource subscription then notifies of the
+/// registrations it matches as updated.
+pub async fn update_of(
+    kind: SubscriptionKind,
+    state: SharedState,
+    headers: HeaderMap,
+    id: String,
+    raw: Option<String>,
+    body: Bytes,
+) -> ApiResult {
     Params::parse(raw.as_deref(), &["local"])?;
     check_id(&id)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let (value, ld) = body_ld(&state, &headers, &body, true).await?;
     let fragment = as_object(value, "a subscription fragment")?;
-    let stored = state.store.get_subscription(&tenant, &id).await?.ok_or_else(|| not_found(&id))?;
+    let stored = state.store.get_subscription(kind, &tenant, &id).await?.ok_or_else(|| not_found(kind, &id))?;
     let current: Subscription = serde_json::from_value(stored.doc)
         .map_err(|e| NgsiLdError::internal(format!("stored subscription {id} is unreadable: {e}")))?;
     // The fragment's names are read in the fragment's own context.
@@ -135,12 +199,13 @@ pub async fn update(
     if ld.given.is_some() {
         next.context = ld.given.clone();
     }
-    let compiled = compile(&state, &tenant, next.clone()).await?;
+    let compiled = compile(&state, kind, &tenant, next.clone()).await?;
     let doc = serde_json::to_value(&next).map_err(|e| NgsiLdError::internal(e.to_string()))?;
-    if !state.store.replace_subscription(&tenant, &id, doc).await? {
-        return Err(not_found(&id));
+    if !state.store.replace_subscription(kind, &tenant, &id, doc).await? {
+        return Err(not_found(kind, &id));
     }
     state.notifier.install(compiled);
+    state.notifier.notify_matching_registrations(kind, &tenant, &id).await;
     Ok(no_content())
 }
 
@@ -151,12 +216,22 @@ pub async fn delete(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
+    delete_of(SubscriptionKind::Entity, state, headers, id, raw).await
+}
+
+pub async fn delete_of(
+    kind: SubscriptionKind,
+    state: SharedState,
+    headers: HeaderMap,
+    id: String,
+    raw: Option<String>,
+) -> ApiResult {
     Params::parse(raw.as_deref(), &["local"])?;
     check_id(&id)?;
     let tenant = existing_tenant(&state, &headers).await?;
-    if !state.store.delete_subscription(&tenant, &id).await? {
-        return Err(not_found(&id));
+    if !state.store.delete_subscription(kind, &tenant, &id).await? {
+        return Err(not_found(kind, &id));
     }
-    state.notifier.remove(&tenant, &id);
+    state.notifier.remove(kind, &tenant, &id);
     Ok(no_content())
 }

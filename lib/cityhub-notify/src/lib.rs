@@ -1,5 +1,6 @@
 //! Subscriptions and notifications (clauses 5.2.12, 5.3, 5.8, 5.11): the Subscription data type
-//! (`subscription`, pure), what a change notifies (`matching`, pure), the notifier that tails the
+//! (`subscription`, pure), what a change notifies (`matching`, pure; `csource` for the
+//! registrations csource subscriptions watch), the notifier that tails the
 //! store's change journal into per-endpoint outboxes (`notifier`), and sending (`delivery`: HTTP
 //! and MQTT).
 //!
@@ -7,11 +8,13 @@
 //! and the outbox rows they produce are exchanged in one commit with the notifier's cursor; an
 //! outbox row goes only once its notification was delivered (or given up and counted).
 
+pub mod csource;
 pub mod delivery;
 pub mod matching;
 pub mod notifier;
 pub mod subscription;
 
+pub use csource::TriggerReason;
 pub use matching::Compiled;
 pub use notifier::{ContextResolver, Notifier, NotifyConfig};
 pub use subscription::Subscription;

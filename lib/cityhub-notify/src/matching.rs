@@ -15,32 +15,39 @@ use ngsild_query::{EntityFilter, GeoQuery, QExpr, ScopeExpr, TypeExpr};
 use serde_json::{json, Map, Value};
 
 use crate::subscription::{compile_geo, NotifyFormat, NotifyJoin, Subscription, Trigger};
+use cityhub_storage::SubscriptionKind;
 
 pub const NULL: &str = "urn:ngsi-ld:null";
 const CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
 
-struct CompiledSelector {
-    id: Option<String>,
-    id_pattern: Option<regex::Regex>,
-    types: Option<TypeExpr>,
+pub(crate) struct CompiledSelector {
+    pub(crate) id: Option<String>,
+    pub(crate) id_pattern: Option<regex::Regex>,
+    pub(crate) types: Option<TypeExpr>,
 }
 
-/// A subscription ready to be matched: its expressions parsed, its contexts resolved.
+/// A subscription ready to be matched: its expressions parsed, its contexts resolved. An entity
+/// subscription matches entity changes (this module), a csource subscription registrations
+/// (`csource`).
 pub struct Compiled {
+    pub kind: SubscriptionKind,
     pub tenant: String,
     pub sub: Subscription,
     /// Compacts what the subscriber receives (`jsonldContext`, else the subscription's own).
     pub notify_ctx: Arc<Context>,
-    selectors: Vec<CompiledSelector>,
-    q: Option<QExpr>,
-    scope_q: Option<ScopeExpr>,
-    geo: Option<GeoQuery>,
+    pub(crate) selectors: Vec<CompiledSelector>,
+    pub(crate) q: Option<QExpr>,
+    pub(crate) scope_q: Option<ScopeExpr>,
+    pub(crate) geo: Option<GeoQuery>,
+    /// `csf` (csource subscriptions): a query on the registrations' properties.
+    pub(crate) csf: Option<QExpr>,
 }
 
 impl Compiled {
     /// `ctx` is the subscription's own context (its `context`), `notify_ctx` the one of
     /// `jsonldContext` when it names one.
     pub fn new(
+        kind: SubscriptionKind,
         tenant: &str,
         sub: Subscription,
         ctx: &Context,
@@ -71,7 +78,8 @@ impl Compiled {
         let q = sub.q.as_deref().map(|q| QExpr::parse(q, ctx)).transpose().map_err(|e| bad("q", e))?;
         let scope_q = sub.scope_q.as_deref().map(ScopeExpr::parse).transpose().map_err(|e| bad("scopeQ", e))?;
         let geo = sub.geo_q.as_ref().map(compile_geo).transpose().map_err(|e| bad("geoQ", e))?;
-        Ok(Compiled { tenant: tenant.to_owned(), sub, notify_ctx, selectors, q, scope_q, geo })
+        let csf = sub.csf.as_deref().map(|q| QExpr::parse(q, ctx)).transpose().map_err(|e| bad("csf", e))?;
+        Ok(Compiled { kind, tenant: tenant.to_owned(), sub, notify_ctx, selectors, q, scope_q, geo, csf })
     }
 
     pub fn triggers(&self) -> Vec<Trigger> {
@@ -300,13 +308,11 @@ impl Compiled {
 
     /// The notification message for the outbox: body, headers, and how to send it.
     pub fn message(&self, data: Vec<Value>, now: &str) -> Value {
-        let endpoint = &self.sub.notification.endpoint;
-        let ld = endpoint.accept == "application/ld+json";
         let context = self.context_value();
         let data: Vec<Value> = data
             .into_iter()
             .map(|mut entity| {
-                if let (true, Some(map)) = (ld, entity.as_object_mut()) {
+                if let (true, Some(map)) = (self.wants_ld(), entity.as_object_mut()) {
                     map.insert("@context".into(), context.clone());
                 }
                 entity
@@ -319,6 +325,19 @@ impl Compiled {
             "notifiedAt": now,
             "data": data,
         });
+        self.envelope(body)
+    }
+
+    /// Whether the subscriber reads `application/ld+json` (the @context in the body) rather than
+    /// `application/json` (the @context in a `Link` header).
+    pub(crate) fn wants_ld(&self) -> bool {
+        self.sub.notification.endpoint.accept == "application/ld+json"
+    }
+
+    /// A notification body ready for the outbox: with its headers and how to send it.
+    pub(crate) fn envelope(&self, body: Value) -> Value {
+        let endpoint = &self.sub.notification.endpoint;
+        let ld = self.wants_ld();
         let mut headers = Map::new();
         headers.insert("Content-Type".into(), json!(if ld { "application/ld+json" } else { "application/json" }));
         if !ld {
@@ -344,7 +363,7 @@ impl Compiled {
     }
 
     /// The @context of an application/ld+json notification.
-    fn context_value(&self) -> Value {
+    pub(crate) fn context_value(&self) -> Value {
         match (&self.sub.jsonld_context, &self.sub.context) {
             (Some(url), _) => json!(url),
             (None, Some(given)) => given.clone(),
@@ -502,7 +521,7 @@ mod tests {
         }
         let ctx = core_context();
         let sub = from_payload(body.as_object().unwrap(), &ctx, None, "2020-01-01T00:00:00Z").unwrap();
-        Compiled::new("", sub, &ctx, ctx.clone()).unwrap()
+        Compiled::new(SubscriptionKind::Entity, "", sub, &ctx, ctx.clone()).unwrap()
     }
 
     fn room(temperature: f64) -> Entity {

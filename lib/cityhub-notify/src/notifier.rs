@@ -1,22 +1,31 @@
 //! The running machinery: one task tails the change journal and turns matches into outbox rows
 //! (committed together with its cursor), one task per periodic subscription, and one delivery
 //! worker per endpoint that sends its outbox in order, retrying with exponential backoff.
+//!
+//! Entity subscriptions and csource subscriptions (`SubscriptionKind`) are installed side by
+//! side: entity changes come from the journal, registration changes from `registration_changed`
+//! (the registration API tells), and both kinds' notifications go through the same outbox,
+//! workers and delivery status.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use cityhub_storage::{DeliveryOutcome, DynStore, NotifierCommit, OutboxItem, Paging, StoreError};
+use cityhub_storage::{
+    DeliveryOutcome, DynStore, NotifierCommit, OutboxItem, Paging, RecordKind, StoreError, SubscriptionKind,
+};
 use ngsild_core::render::{link_targets, Projection};
 use ngsild_core::time::{now, parse_datetime};
 use ngsild_core::{Entity, NgsiLdError};
+use ngsild_federation::Registration;
 use ngsild_jsonld::Context;
 use ngsild_query::EntityFilter;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::csource::TriggerReason;
 use crate::matching::Compiled;
 use crate::subscription::Subscription;
 
@@ -56,7 +65,12 @@ impl Default for NotifyConfig {
     }
 }
 
-type Key = (String, String);
+/// A subscription: its kind, tenant and id.
+type Key = (SubscriptionKind, String, String);
+
+fn key(c: &Compiled) -> Key {
+    (c.kind, c.tenant.clone(), c.sub.id.clone())
+}
 
 struct Inner {
     store: DynStore,
@@ -113,7 +127,7 @@ impl Notifier {
 
     async fn load(&self) {
         loop {
-            match self.inner.store.list_subscriptions(None).await {
+            match self.inner.store.list_subscriptions(None, None).await {
                 Ok(stored) => {
                     for s in stored {
                         let sub: Subscription = match serde_json::from_value(s.doc) {
@@ -123,7 +137,7 @@ impl Notifier {
                                 continue;
                             }
                         };
-                        match self.compile(&s.tenant, sub).await {
+                        match self.compile(s.kind, &s.tenant, sub).await {
                             Ok(compiled) => self.install(compiled),
                             Err(e) => {
                                 tracing::warn!(id = %s.id, error = %e.detail, "a subscription cannot be compiled")
@@ -149,18 +163,23 @@ impl Notifier {
     }
 
     /// Resolves the subscription's contexts and parses its expressions.
-    pub async fn compile(&self, tenant: &str, sub: Subscription) -> Result<Compiled, NgsiLdError> {
+    pub async fn compile(
+        &self,
+        kind: SubscriptionKind,
+        tenant: &str,
+        sub: Subscription,
+    ) -> Result<Compiled, NgsiLdError> {
         let ctx = self.inner.resolver.resolve(sub.context.as_ref()).await?;
         let notify_ctx = match &sub.jsonld_context {
             Some(url) => self.inner.resolver.resolve(Some(&Value::String(url.clone()))).await?,
             None => ctx.clone(),
         };
-        Compiled::new(tenant, sub, &ctx, notify_ctx)
+        Compiled::new(kind, tenant, sub, &ctx, notify_ctx)
     }
 
     /// Makes a created or updated subscription the one that matches from now on.
     pub fn install(&self, compiled: Compiled) {
-        let key = (compiled.tenant.clone(), compiled.sub.id.clone());
+        let key = key(&compiled);
         let compiled = Arc::new(compiled);
         self.inner.subs.write().unwrap().insert(key.clone(), compiled.clone());
         self.inner.last_notified.lock().unwrap().remove(&key);
@@ -174,8 +193,8 @@ impl Notifier {
         }
     }
 
-    pub fn remove(&self, tenant: &str, id: &str) {
-        let key = (tenant.to_owned(), id.to_owned());
+    pub fn remove(&self, kind: SubscriptionKind, tenant: &str, id: &str) {
+        let key = (kind, tenant.to_owned(), id.to_owned());
         self.inner.subs.write().unwrap().remove(&key);
         if let Some(task) = self.inner.periodic.lock().unwrap().remove(&key) {
             task.abort();
@@ -184,7 +203,7 @@ impl Notifier {
 
     fn throttled(&self, c: &Compiled) -> bool {
         let Some(seconds) = c.sub.throttling else { return false };
-        let key = (c.tenant.clone(), c.sub.id.clone());
+        let key = key(c);
         let mut last = self.inner.last_notified.lock().unwrap();
         match last.get(&key) {
             Some(at) if at.elapsed() < Duration::from_secs_f64(seconds) => true,
@@ -225,7 +244,10 @@ impl Notifier {
             let stamp = now();
             let mut notifications = Vec::new();
             for entry in &entries {
-                for c in subs.iter().filter(|c| c.tenant == entry.tenant && c.sub.time_interval.is_none()) {
+                let watching = |c: &&Arc<Compiled>| {
+                    c.kind == SubscriptionKind::Entity && c.tenant == entry.tenant && c.sub.time_interval.is_none()
+                };
+                for c in subs.iter().filter(watching) {
                     // Changes from before the subscription existed are not its business.
                     if !c.is_live(now_time) || entry.at < c.sub.created_at {
                         continue;
@@ -272,34 +294,114 @@ impl Notifier {
         let mut ticks = tokio::time::interval(Duration::from_secs_f64(seconds.max(0.1)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The first tick is at once: a periodic subscription notifies on creation, too.
             ticks.tick().await;
             if !c.is_live(chrono::Utc::now()) {
                 continue;
             }
-            let mut data = Vec::new();
-            let mut seen = HashSet::new();
-            for filter in c.filters() {
-                let paging = Paging { offset: 0, limit: 1000, count: false };
-                match self.inner.store.query(&c.tenant, &filter, paging).await {
-                    Ok(page) => {
-                        for entity in page.entities {
-                            if c.selects(&entity) && seen.insert(entity.id.clone()) {
-                                let linked = self.linked(&c, &entity).await;
-                                data.extend(c.render_current(&entity, &linked));
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "a periodic notification could not query"),
-                }
-            }
-            if data.is_empty() {
-                continue;
-            }
             let stamp = now();
-            let item = outbox_item(&c, c.message(data, &stamp), &stamp);
-            if let Err(e) = self.commit(None, vec![item]).await {
+            let message = match c.kind {
+                SubscriptionKind::Entity => self.current_entities(&c).await.map(|data| c.message(data, &stamp)),
+                // Sent even when nothing matches (clause 5.11.7: regardless of any change).
+                SubscriptionKind::CSource => self
+                    .current_registrations(&c)
+                    .await
+                    .map(|regs| c.csource_message(&regs, TriggerReason::NewlyMatching, &stamp)),
+            };
+            let Some(message) = message else { continue };
+            if let Err(e) = self.commit(None, vec![outbox_item(&c, message, &stamp)]).await {
                 tracing::warn!(error = %e, "a periodic notification could not be queued");
             }
+        }
+    }
+
+    /// The entities an entity subscription selects now, rendered; None when there are none.
+    async fn current_entities(&self, c: &Compiled) -> Option<Vec<Value>> {
+        let mut data = Vec::new();
+        let mut seen = HashSet::new();
+        for filter in c.filters() {
+            let paging = Paging { offset: 0, limit: 1000, count: false };
+            match self.inner.store.query(&c.tenant, &filter, paging).await {
+                Ok(page) => {
+                    for entity in page.entities {
+                        if c.selects(&entity) && seen.insert(entity.id.clone()) {
+                            let linked = self.linked(c, &entity).await;
+                            data.extend(c.render_current(&entity, &linked));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "a periodic notification could not query"),
+            }
+        }
+        (!data.is_empty()).then_some(data)
+    }
+
+    /// The relevant parts of the registrations a csource subscription matches now; None when
+    /// the registrations cannot be read.
+    async fn current_registrations(&self, c: &Compiled) -> Option<Vec<Registration>> {
+        match self.inner.store.list_records(&c.tenant, RecordKind::Registration).await {
+            Ok(docs) => {
+                let stamp = now();
+                let regs = docs.into_iter().filter_map(Registration::from_stored);
+                Some(regs.filter_map(|r| c.relevant(&r, &stamp)).collect())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the registrations could not be read for a csource notification");
+                None
+            }
+        }
+    }
+
+    /// Notifies a csource subscription of every registration it matches now, when there is one
+    /// (`newlyMatching`): on its creation and on its update (clause 5.11.2). A periodic one does
+    /// so on its own first tick.
+    pub async fn notify_matching_registrations(&self, kind: SubscriptionKind, tenant: &str, id: &str) {
+        let installed = self.inner.subs.read().unwrap().get(&(kind, tenant.to_owned(), id.to_owned())).cloned();
+        let Some(c) = installed else { return };
+        if c.kind != SubscriptionKind::CSource || c.sub.time_interval.is_some() || !c.is_live(chrono::Utc::now()) {
+            return;
+        }
+        let Some(regs) = self.current_registrations(&c).await else { return };
+        if regs.is_empty() {
+            return;
+        }
+        let stamp = now();
+        let message = c.csource_message(&regs, TriggerReason::NewlyMatching, &stamp);
+        if let Err(e) = self.commit(None, vec![outbox_item(&c, message, &stamp)]).await {
+            tracing::warn!(error = %e, "a csource notification could not be queued");
+        }
+    }
+
+    /// Tells the tenant's csource subscriptions that a registration changed: `before`/`after` are
+    /// its versions (None: it did not exist / no longer exists). Returns once the notifications
+    /// are in the outbox.
+    pub async fn registration_changed(
+        &self,
+        tenant: &str,
+        before: Option<&Registration>,
+        after: Option<&Registration>,
+    ) {
+        let subs: Vec<Arc<Compiled>> = self
+            .inner
+            .subs
+            .read()
+            .unwrap()
+            .values()
+            .filter(|c| c.kind == SubscriptionKind::CSource && c.tenant == tenant && c.sub.time_interval.is_none())
+            .cloned()
+            .collect();
+        let stamp = now();
+        let live_at = chrono::Utc::now();
+        let mut notifications = Vec::new();
+        for c in subs.iter().filter(|c| c.is_live(live_at)) {
+            let Some((reason, reg)) = c.on_registration_change(before, after, &stamp) else { continue };
+            if self.throttled(c) {
+                continue;
+            }
+            notifications.push(outbox_item(c, c.csource_message(&[reg], reason, &stamp), &stamp));
+        }
+        if let Err(e) = self.commit(None, notifications).await {
+            tracing::warn!(error = %e, "csource notifications could not be queued");
         }
     }
 
@@ -380,7 +482,7 @@ impl Notifier {
         let config = &self.inner.config;
         let mut delay = config.retry_initial;
         loop {
-            let key = (item.tenant.clone(), item.subscription_id.clone());
+            let key = (item.kind, item.tenant.clone(), item.subscription_id.clone());
             if !self.inner.subs.read().unwrap().contains_key(&key) {
                 // Deleted meanwhile: the store dropped its rows with it.
                 return;
@@ -419,6 +521,7 @@ fn outbox_item(c: &Compiled, message: Value, stamp: &str) -> OutboxItem {
     OutboxItem {
         id: 0,
         endpoint: c.sub.notification.endpoint.uri.clone(),
+        kind: c.kind,
         tenant: c.tenant.clone(),
         subscription_id: c.sub.id.clone(),
         message,

@@ -5,7 +5,7 @@
 //! `q` and `scopeQ` are kept as written together with the @context they were written in
 //! (`context`), which also compacts the notifications.
 
-use cityhub_storage::DeliveryStatus;
+use cityhub_storage::{DeliveryStatus, SubscriptionKind};
 use ngsild_core::time::parse_datetime;
 use ngsild_core::validate::{check_name, check_uri, is_uri};
 use ngsild_core::NgsiLdError;
@@ -150,6 +150,10 @@ pub struct Subscription {
     pub notification_trigger: Option<Vec<Trigger>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
+    /// Context source filter (csource subscriptions): a query on the registrations' properties,
+    /// kept as written, as `q`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csf: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geo_q: Option<GeoQ>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -374,6 +378,7 @@ pub fn from_payload(
         watched_attributes: Vec::new(),
         notification_trigger: None,
         q: None,
+        csf: None,
         geo_q: None,
         scope_q: None,
         lang: None,
@@ -433,7 +438,9 @@ fn apply_members(
         }
         let null = value.is_null();
         match key.as_str() {
-            "id" | "type" | "status" | "csf" | "temporalQ" => {}
+            // temporalQ (registrations' time intervals) is accepted and not evaluated.
+            "id" | "type" | "status" | "temporalQ" => {}
+            "csf" => sub.csf = (!null).then(|| string(value, key).map(str::to_owned)).transpose()?,
             "subscriptionName" => {
                 sub.subscription_name = (!null).then(|| string(value, key).map(str::to_owned)).transpose()?
             }
@@ -621,6 +628,9 @@ fn check(sub: &Subscription, ctx: &Context) -> Result<(), NgsiLdError> {
     if let Some(q) = &sub.q {
         QExpr::parse(q, ctx).map_err(|e| bad(format!("invalid q: {e}")))?;
     }
+    if let Some(csf) = &sub.csf {
+        QExpr::parse(csf, ctx).map_err(|e| bad(format!("invalid csf: {e}")))?;
+    }
     Ok(())
 }
 
@@ -636,7 +646,13 @@ pub fn state(sub: &Subscription, now: chrono::DateTime<chrono::Utc>) -> &'static
 }
 
 /// Shows a subscription in a client's @context, with its status.
-pub fn render(sub: &Subscription, status: &DeliveryStatus, ctx: &Context, sys_attrs: bool) -> Map<String, Value> {
+pub fn render(
+    kind: SubscriptionKind,
+    sub: &Subscription,
+    status: &DeliveryStatus,
+    ctx: &Context,
+    sys_attrs: bool,
+) -> Map<String, Value> {
     let compact = |name: &str| Value::String(ctx.compact_iri(name).into_owned());
     let mut out = Map::new();
     out.insert("id".into(), json!(sub.id));
@@ -670,10 +686,19 @@ pub fn render(sub: &Subscription, status: &DeliveryStatus, ctx: &Context, sys_at
     if !sub.watched_attributes.is_empty() {
         out.insert("watchedAttributes".into(), sub.watched_attributes.iter().map(|a| compact(a)).collect());
     }
-    let triggers = sub.notification_trigger.clone().unwrap_or_else(|| Trigger::DEFAULT.to_vec());
-    out.insert("notificationTrigger".into(), triggers.iter().map(|t| json!(t.name())).collect());
+    // The triggers name entity events: a csource subscription shows only those it was given.
+    let triggers = match kind {
+        SubscriptionKind::Entity => Some(sub.notification_trigger.clone().unwrap_or_else(|| Trigger::DEFAULT.to_vec())),
+        SubscriptionKind::CSource => sub.notification_trigger.clone(),
+    };
+    if let Some(triggers) = triggers {
+        out.insert("notificationTrigger".into(), triggers.iter().map(|t| json!(t.name())).collect());
+    }
     if let Some(q) = &sub.q {
         out.insert("q".into(), json!(q));
+    }
+    if let Some(csf) = &sub.csf {
+        out.insert("csf".into(), json!(csf));
     }
     if let Some(g) = &sub.geo_q {
         out.insert(

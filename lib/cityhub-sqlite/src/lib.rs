@@ -21,8 +21,8 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use cityhub_storage::{
     Change, DeliveryOutcome, EntityFilter, JournalEntry, JournalListener, Modification, Modifier, NotifierCommit,
-    OutboxItem, Page, Paging, RecordKind, Store, StoreError, StoredContext, StoredSubscription, TemporalOutcome,
-    TemporalPage, TemporalQuery, TemporalWrite, Tenant,
+    OutboxItem, Page, Paging, RecordKind, Store, StoreError, StoredContext, StoredSubscription, SubscriptionKind,
+    TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -545,34 +545,43 @@ impl Store for SqliteStore {
 
     async fn create_subscription(
         &self,
+        kind: SubscriptionKind,
         tenant: &Tenant,
         id: &str,
         doc: Value,
     ) -> Result<Result<(), NgsiLdError>, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn, state| {
-            if !subscriptions::create(conn, &tenant, &id, &doc)? {
+            if !subscriptions::create(conn, kind, &tenant, &id, &doc)? {
                 return Ok(Err(NgsiLdError::already_exists(format!("subscription {id} already exists"))));
             }
             if !tenant.is_empty() {
                 conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
             }
-            state.journaled_tenants.insert(tenant);
+            if kind == SubscriptionKind::Entity {
+                state.journaled_tenants.insert(tenant);
+            }
             Ok(Ok(()))
         })
         .await
     }
 
-    async fn replace_subscription(&self, tenant: &Tenant, id: &str, doc: Value) -> Result<bool, StoreError> {
+    async fn replace_subscription(
+        &self,
+        kind: SubscriptionKind,
+        tenant: &Tenant,
+        id: &str,
+        doc: Value,
+    ) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.write(move |conn, _| subscriptions::replace(conn, &tenant, &id, &doc)).await
+        self.write(move |conn, _| subscriptions::replace(conn, kind, &tenant, &id, &doc)).await
     }
 
-    async fn delete_subscription(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
+    async fn delete_subscription(&self, kind: SubscriptionKind, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn, state| {
-            let deleted = subscriptions::delete(conn, &tenant, &id)?;
-            if subscriptions::list(conn, Some(&tenant))?.is_empty() {
+            let deleted = subscriptions::delete(conn, kind, &tenant, &id)?;
+            if subscriptions::list(conn, Some(SubscriptionKind::Entity), Some(&tenant))?.is_empty() {
                 state.journaled_tenants.remove(&tenant);
             }
             Ok(deleted)
@@ -580,14 +589,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_subscription(&self, tenant: &Tenant, id: &str) -> Result<Option<StoredSubscription>, StoreError> {
+    async fn get_subscription(
+        &self,
+        kind: SubscriptionKind,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<Option<StoredSubscription>, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.read(move |conn| subscriptions::get(conn, &tenant, &id).map_err(backend)).await
+        self.read(move |conn| subscriptions::get(conn, kind, &tenant, &id).map_err(backend)).await
     }
 
-    async fn list_subscriptions(&self, tenant: Option<&Tenant>) -> Result<Vec<StoredSubscription>, StoreError> {
+    async fn list_subscriptions(
+        &self,
+        kind: Option<SubscriptionKind>,
+        tenant: Option<&Tenant>,
+    ) -> Result<Vec<StoredSubscription>, StoreError> {
         let tenant = tenant.map(str::to_owned);
-        self.read(move |conn| subscriptions::list(conn, tenant.as_deref()).map_err(backend)).await
+        self.read(move |conn| subscriptions::list(conn, kind, tenant.as_deref()).map_err(backend)).await
     }
 
     async fn journal_after(&self, cursor: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {

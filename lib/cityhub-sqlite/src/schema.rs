@@ -5,7 +5,7 @@ use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -87,8 +87,8 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         // Version 5 made the observedAt index of the history covering.
         tx.execute_batch("DROP INDEX IF EXISTS attr_history_observed")?;
     }
-    // Version 8 keys the history by series (see temporal.rs); an older one moves aside first.
-    let old_history = version > 0 && version < 8 && crate::temporal::is_text_keyed(&tx)?;
+    // Version 9 keys the history by series (see temporal.rs); an older one moves aside first.
+    let old_history = version > 0 && version < 9 && crate::temporal::is_text_keyed(&tx)?;
     if old_history {
         tx.execute_batch(crate::temporal::SET_ASIDE_TEXT_KEYED)?;
     }
@@ -96,7 +96,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if old_history {
         crate::temporal::move_text_keyed(&tx)?;
     }
-    tx.execute_batch(crate::subscriptions::SCHEMA)?;
+    crate::subscriptions::migrate(&tx)?;
     if version < 4 {
         // Entities stored before the integer-keyed indexes existed get their rows now.
         let rows: Vec<(i64, String, String)> = {

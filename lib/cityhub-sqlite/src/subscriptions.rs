@@ -4,13 +4,18 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cityhub_storage::{DeliveryOutcome, DeliveryStatus, JournalEntry, NotifierCommit, OutboxItem, StoredSubscription};
+use cityhub_storage::{
+    DeliveryOutcome, DeliveryStatus, JournalEntry, NotifierCommit, OutboxItem, StoredSubscription, SubscriptionKind,
+};
 use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-pub const SCHEMA: &str = "
+/// Subscriptions of both kinds (`kind`: entity or csource, see `SubscriptionKind`) share the
+/// status columns and the outbox, so that one delivery path serves both.
+const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS subscriptions (
+        kind TEXT NOT NULL,
         tenant TEXT NOT NULL,
         id TEXT NOT NULL,
         doc TEXT NOT NULL,
@@ -20,7 +25,7 @@ pub const SCHEMA: &str = "
         last_notification TEXT,
         last_success TEXT,
         last_failure TEXT,
-        PRIMARY KEY (tenant, id)
+        PRIMARY KEY (tenant, kind, id)
     );
     -- Entity changes not yet turned into notifications. AUTOINCREMENT: a sequence number is never
     -- reused, even after the rows below the cursor are deleted.
@@ -38,6 +43,7 @@ pub const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         endpoint TEXT NOT NULL,
+        kind TEXT NOT NULL,
         tenant TEXT NOT NULL,
         subscription_id TEXT NOT NULL,
         message TEXT NOT NULL,
@@ -45,17 +51,55 @@ pub const SCHEMA: &str = "
         attempts INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS outbox_by_endpoint ON outbox (endpoint, id);
-    CREATE INDEX IF NOT EXISTS outbox_by_subscription ON outbox (tenant, subscription_id);
+    CREATE INDEX IF NOT EXISTS outbox_by_subscription ON outbox (tenant, kind, subscription_id);
 ";
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+    let names = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(names.iter().any(|n| n == column))
+}
+
+/// Creates the tables, bringing those of schema versions before 8 forward: version 8 gave
+/// subscriptions and outbox rows a kind, and moved csource subscriptions out of `records`
+/// (where they had no delivery status) into `subscriptions`.
+pub fn migrate(tx: &Connection) -> rusqlite::Result<()> {
+    let old_subscriptions = has_column(tx, "subscriptions", "id")? && !has_column(tx, "subscriptions", "kind")?;
+    if old_subscriptions {
+        tx.execute_batch(
+            "ALTER TABLE subscriptions RENAME TO subscriptions_v7; DROP INDEX IF EXISTS outbox_by_subscription;",
+        )?;
+    }
+    if has_column(tx, "outbox", "id")? && !has_column(tx, "outbox", "kind")? {
+        tx.execute_batch("ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'entity'")?;
+    }
+    tx.execute_batch(SCHEMA)?;
+    if old_subscriptions {
+        tx.execute_batch(
+            "INSERT INTO subscriptions (kind, tenant, id, doc, times_sent, times_failed, dropped,
+                 last_notification, last_success, last_failure)
+             SELECT 'entity', tenant, id, doc, times_sent, times_failed, dropped,
+                 last_notification, last_success, last_failure FROM subscriptions_v7;
+             DROP TABLE subscriptions_v7;",
+        )?;
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO subscriptions (kind, tenant, id, doc)
+         SELECT ?1, tenant, id, doc FROM records WHERE kind = 'csourceSubscription'",
+        [SubscriptionKind::CSource.name()],
+    )?;
+    tx.execute("DELETE FROM records WHERE kind = 'csourceSubscription'", [])?;
+    Ok(())
+}
 
 fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
-/// The tenants whose entity changes are journaled: those with at least one subscription.
+/// The tenants whose entity changes are journaled: those with at least one entity subscription.
 pub fn journaled_tenants(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
-    let mut stmt = conn.prepare("SELECT DISTINCT tenant FROM subscriptions")?;
-    let rows = stmt.query_map([], |row| row.get(0))?;
+    let mut stmt = conn.prepare("SELECT DISTINCT tenant FROM subscriptions WHERE kind = ?1")?;
+    let rows = stmt.query_map([SubscriptionKind::Entity.name()], |row| row.get(0))?;
     rows.collect()
 }
 
@@ -85,49 +129,85 @@ fn status_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<DeliveryStat
 }
 
 const SUBSCRIPTION_COLUMNS: &str =
-    "tenant, id, doc, times_sent, times_failed, dropped, last_notification, last_success, last_failure";
+    "kind, tenant, id, doc, times_sent, times_failed, dropped, last_notification, last_success, last_failure";
 
-fn subscription_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSubscription> {
-    let doc: String = row.get(2)?;
-    Ok(StoredSubscription {
-        tenant: row.get(0)?,
-        id: row.get(1)?,
-        doc: serde_json::from_str(&doc).map_err(json_err)?,
-        status: status_from_row(row, 3)?,
+fn kind_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<SubscriptionKind> {
+    let name: String = row.get(index)?;
+    SubscriptionKind::parse(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, format!("kind {name:?}").into())
     })
 }
 
-pub fn get(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<StoredSubscription>> {
-    conn.prepare_cached(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant = ?1 AND id = ?2"))?
-        .query_row(params![tenant, id], subscription_from_row)
-        .optional()
+fn subscription_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSubscription> {
+    let doc: String = row.get(3)?;
+    Ok(StoredSubscription {
+        kind: kind_from_row(row, 0)?,
+        tenant: row.get(1)?,
+        id: row.get(2)?,
+        doc: serde_json::from_str(&doc).map_err(json_err)?,
+        status: status_from_row(row, 4)?,
+    })
 }
 
-pub fn list(conn: &Connection, tenant: Option<&str>) -> rusqlite::Result<Vec<StoredSubscription>> {
+pub fn get(
+    conn: &Connection,
+    kind: SubscriptionKind,
+    tenant: &str,
+    id: &str,
+) -> rusqlite::Result<Option<StoredSubscription>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant = ?1 AND kind = ?2 AND id = ?3"
+    ))?
+    .query_row(params![tenant, kind.name(), id], subscription_from_row)
+    .optional()
+}
+
+pub fn list(
+    conn: &Connection,
+    kind: Option<SubscriptionKind>,
+    tenant: Option<&str>,
+) -> rusqlite::Result<Vec<StoredSubscription>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, id"
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions
+         WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR tenant = ?2) ORDER BY tenant, id"
     ))?;
-    let rows = stmt.query_map(params![tenant], subscription_from_row)?;
+    let rows = stmt.query_map(params![kind.map(SubscriptionKind::name), tenant], subscription_from_row)?;
     rows.collect()
 }
 
 /// Inserts a subscription; false when the id is taken.
-pub fn create(conn: &Connection, tenant: &str, id: &str, doc: &Value) -> rusqlite::Result<bool> {
+pub fn create(
+    conn: &Connection,
+    kind: SubscriptionKind,
+    tenant: &str,
+    id: &str,
+    doc: &Value,
+) -> rusqlite::Result<bool> {
     let doc = serde_json::to_string(doc).map_err(json_err)?;
     Ok(conn.execute(
-        "INSERT OR IGNORE INTO subscriptions (tenant, id, doc) VALUES (?1, ?2, ?3)",
-        params![tenant, id, doc],
+        "INSERT OR IGNORE INTO subscriptions (kind, tenant, id, doc) VALUES (?1, ?2, ?3, ?4)",
+        params![kind.name(), tenant, id, doc],
     )? > 0)
 }
 
-pub fn replace(conn: &Connection, tenant: &str, id: &str, doc: &Value) -> rusqlite::Result<bool> {
+pub fn replace(
+    conn: &Connection,
+    kind: SubscriptionKind,
+    tenant: &str,
+    id: &str,
+    doc: &Value,
+) -> rusqlite::Result<bool> {
     let doc = serde_json::to_string(doc).map_err(json_err)?;
-    Ok(conn.execute("UPDATE subscriptions SET doc = ?3 WHERE tenant = ?1 AND id = ?2", params![tenant, id, doc])? > 0)
+    Ok(conn.execute(
+        "UPDATE subscriptions SET doc = ?4 WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
+        params![tenant, kind.name(), id, doc],
+    )? > 0)
 }
 
-pub fn delete(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<bool> {
-    conn.execute("DELETE FROM outbox WHERE tenant = ?1 AND subscription_id = ?2", params![tenant, id])?;
-    Ok(conn.execute("DELETE FROM subscriptions WHERE tenant = ?1 AND id = ?2", params![tenant, id])? > 0)
+pub fn delete(conn: &Connection, kind: SubscriptionKind, tenant: &str, id: &str) -> rusqlite::Result<bool> {
+    let key = params![tenant, kind.name(), id];
+    conn.execute("DELETE FROM outbox WHERE tenant = ?1 AND kind = ?2 AND subscription_id = ?3", key)?;
+    Ok(conn.execute("DELETE FROM subscriptions WHERE tenant = ?1 AND kind = ?2 AND id = ?3", key)? > 0)
 }
 
 pub fn cursor(conn: &Connection) -> rusqlite::Result<u64> {
@@ -172,17 +252,26 @@ pub fn commit_notifications(conn: &Connection, commit: NotifierCommit) -> rusqli
             }
         };
         if *count >= commit.outbox_cap {
-            conn.prepare_cached("UPDATE subscriptions SET dropped = dropped + 1 WHERE tenant = ?1 AND id = ?2")?
-                .execute(params![item.tenant, item.subscription_id])?;
+            conn.prepare_cached(
+                "UPDATE subscriptions SET dropped = dropped + 1 WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
+            )?
+            .execute(params![item.tenant, item.kind.name(), item.subscription_id])?;
             continue;
         }
         *count += 1;
         let message = serde_json::to_string(&item.message).map_err(json_err)?;
         conn.prepare_cached(
-            "INSERT INTO outbox (endpoint, tenant, subscription_id, message, created_at, attempts)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            "INSERT INTO outbox (endpoint, kind, tenant, subscription_id, message, created_at, attempts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
         )?
-        .execute(params![item.endpoint, item.tenant, item.subscription_id, message, item.created_at])?;
+        .execute(params![
+            item.endpoint,
+            item.kind.name(),
+            item.tenant,
+            item.subscription_id,
+            message,
+            item.created_at
+        ])?;
         item.id = conn.last_insert_rowid() as u64;
         stored.push(item);
     }
@@ -205,19 +294,20 @@ pub fn outbox_endpoints(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 
 pub fn outbox(conn: &Connection, endpoint: &str, limit: usize) -> rusqlite::Result<Vec<OutboxItem>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, endpoint, tenant, subscription_id, message, created_at, attempts FROM outbox
+        "SELECT id, endpoint, kind, tenant, subscription_id, message, created_at, attempts FROM outbox
          WHERE endpoint = ?1 ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![endpoint, limit as i64], |row| {
-        let message: String = row.get(4)?;
+        let message: String = row.get(5)?;
         Ok(OutboxItem {
             id: row.get::<_, i64>(0)? as u64,
             endpoint: row.get(1)?,
-            tenant: row.get(2)?,
-            subscription_id: row.get(3)?,
+            kind: kind_from_row(row, 2)?,
+            tenant: row.get(3)?,
+            subscription_id: row.get(4)?,
             message: serde_json::from_str(&message).map_err(json_err)?,
-            created_at: row.get(5)?,
-            attempts: row.get(6)?,
+            created_at: row.get(6)?,
+            attempts: row.get(7)?,
         })
     })?;
     rows.collect()
@@ -229,35 +319,84 @@ pub fn record_delivery(
     outcome: DeliveryOutcome,
     at: &str,
 ) -> rusqlite::Result<()> {
-    let key = params![item.tenant, item.subscription_id, at];
+    let key = params![item.tenant, item.kind.name(), item.subscription_id, at];
+    let of_subscription = "WHERE tenant = ?1 AND kind = ?2 AND id = ?3";
+    let remove_row = || conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([item.id as i64]);
     match outcome {
         DeliveryOutcome::Attempted => {
-            conn.prepare_cached(
-                "UPDATE subscriptions SET times_sent = times_sent + 1, last_notification = ?3
-                 WHERE tenant = ?1 AND id = ?2",
-            )?
+            conn.prepare_cached(&format!(
+                "UPDATE subscriptions SET times_sent = times_sent + 1, last_notification = ?4 {of_subscription}"
+            ))?
             .execute(key)?;
         }
         DeliveryOutcome::Sent => {
-            conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([item.id as i64])?;
-            conn.prepare_cached("UPDATE subscriptions SET last_success = ?3 WHERE tenant = ?1 AND id = ?2")?
+            remove_row()?;
+            conn.prepare_cached(&format!("UPDATE subscriptions SET last_success = ?4 {of_subscription}"))?
                 .execute(key)?;
         }
         DeliveryOutcome::Failed | DeliveryOutcome::GaveUp => {
             if outcome == DeliveryOutcome::GaveUp {
-                conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([item.id as i64])?;
-                conn.prepare_cached("UPDATE subscriptions SET dropped = dropped + 1 WHERE tenant = ?1 AND id = ?2")?
-                    .execute(params![item.tenant, item.subscription_id])?;
+                remove_row()?;
+                conn.prepare_cached(&format!("UPDATE subscriptions SET dropped = dropped + 1 {of_subscription}"))?
+                    .execute(params![item.tenant, item.kind.name(), item.subscription_id])?;
             } else {
                 conn.prepare_cached("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1")?
                     .execute([item.id as i64])?;
             }
-            conn.prepare_cached(
-                "UPDATE subscriptions SET times_failed = times_failed + 1, last_failure = ?3
-                 WHERE tenant = ?1 AND id = ?2",
-            )?
+            conn.prepare_cached(&format!(
+                "UPDATE subscriptions SET times_failed = times_failed + 1, last_failure = ?4 {of_subscription}"
+            ))?
             .execute(key)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables as schema version 7 left them.
+    const V7: &str = "
+        CREATE TABLE records (tenant TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL,
+            PRIMARY KEY (tenant, kind, id));
+        CREATE TABLE subscriptions (tenant TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL,
+            times_sent INTEGER NOT NULL DEFAULT 0, times_failed INTEGER NOT NULL DEFAULT 0,
+            dropped INTEGER NOT NULL DEFAULT 0, last_notification TEXT, last_success TEXT, last_failure TEXT,
+            PRIMARY KEY (tenant, id));
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT NOT NULL, tenant TEXT NOT NULL,
+            subscription_id TEXT NOT NULL, message TEXT NOT NULL, created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0);
+        CREATE INDEX outbox_by_subscription ON outbox (tenant, subscription_id);
+        INSERT INTO subscriptions (tenant, id, doc, times_sent) VALUES ('', 'urn:s:1', '{}', 3);
+        INSERT INTO outbox (endpoint, tenant, subscription_id, message, created_at)
+            VALUES ('http://e', '', 'urn:s:1', '{}', 't');
+        INSERT INTO records VALUES ('t1', 'csourceSubscription', 'urn:s:1', '{\"id\":\"urn:s:1\"}');
+        INSERT INTO records VALUES ('t1', 'csourceRegistration', 'urn:r:1', '{}');
+    ";
+
+    #[test]
+    fn version_7_tables_gain_kinds_and_csource_subscriptions_leave_the_records() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V7).unwrap();
+        migrate(&conn).unwrap();
+        let entity = get(&conn, SubscriptionKind::Entity, "", "urn:s:1").unwrap().unwrap();
+        assert_eq!(entity.status.times_sent, 3);
+        let csource = get(&conn, SubscriptionKind::CSource, "t1", "urn:s:1").unwrap().unwrap();
+        assert_eq!(csource.doc, serde_json::json!({"id": "urn:s:1"}));
+        let outbox = outbox(&conn, "http://e", 10).unwrap();
+        assert_eq!((outbox.len(), outbox[0].kind), (1, SubscriptionKind::Entity));
+        let records: Vec<String> = conn
+            .prepare("SELECT kind FROM records")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(records, vec!["csourceRegistration"]);
+        assert_eq!(journaled_tenants(&conn).unwrap(), HashSet::from([String::new()]));
+        // Migrating again changes nothing.
+        migrate(&conn).unwrap();
+        assert_eq!(list(&conn, None, None).unwrap().len(), 2);
+    }
 }

@@ -47,7 +47,7 @@ pub const SCHEMA: &str = "
     );
     -- t_* are microseconds since the Unix epoch. An instance's id is urn:ngsi-ld:Instance:<seq>
     -- (AUTOINCREMENT: the seq of a deleted instance is never given again), except for instances
-    -- stored before schema version 8, which keep theirs in legacy_instance_id.
+    -- stored before schema version 9, which keep theirs in legacy_instance_id.
     CREATE TABLE IF NOT EXISTS attr_history (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         sid INTEGER NOT NULL,
@@ -70,7 +70,7 @@ pub const SCHEMA: &str = "
         WHERE legacy_instance_id IS NOT NULL;
 ";
 
-/// Whether `attr_history` is the one of schema versions before 8, keyed by text.
+/// Whether `attr_history` is the one of schema versions before 9, keyed by text.
 pub fn is_text_keyed(conn: &Connection) -> rusqlite::Result<bool> {
     let columns: i64 = conn.query_row(
         "SELECT COUNT(*) FROM pragma_table_info('attr_history') WHERE name IN ('entity_id', 'instance_id')",

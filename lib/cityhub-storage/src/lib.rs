@@ -130,10 +130,33 @@ pub struct TemporalPage {
     pub total: Option<usize>,
 }
 
+/// What a subscription watches: entities (`/subscriptions`, clause 5.8) or context source
+/// registrations (`/csourceSubscriptions`, clause 5.11). Each kind has its own ids; both share the
+/// delivery machinery (outbox, status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SubscriptionKind {
+    Entity,
+    CSource,
+}
+
+impl SubscriptionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SubscriptionKind::Entity => "entity",
+            SubscriptionKind::CSource => "csource",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<SubscriptionKind> {
+        [SubscriptionKind::Entity, SubscriptionKind::CSource].into_iter().find(|k| k.name() == name)
+    }
+}
+
 /// A subscription as stored: its document (the hub's context-free form, see `cityhub-notify`)
 /// and the status the delivery machinery keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSubscription {
+    pub kind: SubscriptionKind,
     pub tenant: String,
     pub id: String,
     pub doc: Value,
@@ -169,6 +192,7 @@ pub struct OutboxItem {
     /// Assigned by the store; the order of delivery within an endpoint.
     pub id: u64,
     pub endpoint: String,
+    pub kind: SubscriptionKind,
     pub tenant: String,
     pub subscription_id: String,
     /// Everything the sender needs: the message and how to send it.
@@ -258,25 +282,43 @@ pub trait Store: Send + Sync + 'static {
     async fn list_contexts(&self) -> Result<Vec<StoredContext>, StoreError>;
     async fn delete_context(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Stores a new subscription; one with the same id in the tenant is AlreadyExists. From this
-    /// commit on, changes of the tenant's entities are journaled.
+    /// Stores a new subscription; one of the same kind with the same id in the tenant is
+    /// AlreadyExists. From this commit on, changes of the tenant's entities are journaled (for an
+    /// entity subscription).
     async fn create_subscription(
         &self,
+        kind: SubscriptionKind,
         tenant: &Tenant,
         id: &str,
         doc: Value,
     ) -> Result<Result<(), NgsiLdError>, StoreError>;
 
     /// Replaces a subscription's document; false when there is none with this id.
-    async fn replace_subscription(&self, tenant: &Tenant, id: &str, doc: Value) -> Result<bool, StoreError>;
+    async fn replace_subscription(
+        &self,
+        kind: SubscriptionKind,
+        tenant: &Tenant,
+        id: &str,
+        doc: Value,
+    ) -> Result<bool, StoreError>;
 
     /// Deletes a subscription with its pending notifications; false when there is none.
-    async fn delete_subscription(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError>;
+    async fn delete_subscription(&self, kind: SubscriptionKind, tenant: &Tenant, id: &str) -> Result<bool, StoreError>;
 
-    async fn get_subscription(&self, tenant: &Tenant, id: &str) -> Result<Option<StoredSubscription>, StoreError>;
+    async fn get_subscription(
+        &self,
+        kind: SubscriptionKind,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<Option<StoredSubscription>, StoreError>;
 
-    /// The subscriptions of one tenant (None: of every tenant), ordered by tenant and id.
-    async fn list_subscriptions(&self, tenant: Option<&Tenant>) -> Result<Vec<StoredSubscription>, StoreError>;
+    /// The subscriptions of one kind (None: of both) in one tenant (None: in every tenant),
+    /// ordered by tenant and id.
+    async fn list_subscriptions(
+        &self,
+        kind: Option<SubscriptionKind>,
+        tenant: Option<&Tenant>,
+    ) -> Result<Vec<StoredSubscription>, StoreError>;
 
     /// Journal entries after `cursor` (the notifier's, see `notifier_cursor`), oldest first.
     async fn journal_after(&self, cursor: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
@@ -300,8 +342,7 @@ pub trait Store: Send + Sync + 'static {
     /// Calls `listener` after every commit that journaled an entity change (the notifier wakes).
     fn on_journal(&self, listener: JournalListener);
 
-    /// Writes a record (a context source registration, a csource subscription: see
-    /// [`RecordKind`]) in one durable commit, replacing the one with the same id.
+    /// Writes a record (a context source registration: see [`RecordKind`]) in one durable commit, replacing the one with the same id.
     async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError>;
 
     /// Every record of a kind in a tenant, in the order they were first written.
@@ -314,14 +355,12 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
     Registration,
-    CSourceSubscription,
 }
 
 impl RecordKind {
     pub fn name(self) -> &'static str {
         match self {
             RecordKind::Registration => "csourceRegistration",
-            RecordKind::CSourceSubscription => "csourceSubscription",
         }
     }
 }

@@ -73,15 +73,8 @@ fn within_reach(reg: &Registration, filter: &EntityFilter) -> bool {
     let (Some(geo), Some(area)) = (&filter.geo, &reg.location) else {
         return true;
     };
-    if matches!(geo.rel, ngsild_query::geo::GeoRel::Disjoint) {
-        return true;
-    }
-    let mut probe = ngsild_core::Entity::new(reg.id.clone(), Vec::new());
-    let attr = ngsild_core::Attribute::new(ngsild_core::AttributeKind::GeoProperty, area.clone());
-    probe.attrs.insert(geo.geoproperty.clone(), vec![attr]);
-    let intersects = ngsild_query::GeoQuery { rel: ngsild_query::geo::GeoRel::Intersects, ..geo.clone() };
-    // `near` reaches beyond the reference point, so its area is not comparable: keep the source.
-    matches!(geo.rel, ngsild_query::geo::GeoRel::Near { .. }) || intersects.matches(&probe)
+    // Where it cannot be decided, keep the source.
+    crate::registration::area_meets(area, geo).unwrap_or(true)
 }
 
 fn target<'r>(reg: &'r Registration, request: &Request<'_>) -> Option<Target<'r>> {

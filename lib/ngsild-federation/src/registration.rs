@@ -71,6 +71,51 @@ impl Information {
     }
 }
 
+/// The entities a registration query or a csource subscription asks about (clause 5.12): a type
+/// selector, entity ids, an id pattern, each optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntitySpec<'a> {
+    pub types: Option<&'a ngsild_query::TypeExpr>,
+    pub ids: &'a [String],
+    pub id_pattern: Option<&'a regex::Regex>,
+}
+
+impl Selector {
+    /// Clause 5.12: the type selector matches this EntityInfo's types, and the ids meet: it names
+    /// neither id nor idPattern, or a specified id matches its id or idPattern, or the specified
+    /// pattern its id, or both give patterns (whether two patterns meet cannot be decided).
+    pub fn meets(&self, spec: &EntitySpec<'_>) -> bool {
+        let type_ok = spec.types.is_none_or(|t| t.matches(&self.types));
+        let own_pattern = self.id_pattern.as_deref().and_then(|p| regex::Regex::new(p).ok());
+        let id_given = !spec.ids.is_empty() || spec.id_pattern.is_some();
+        let ids_ok = !id_given
+            || (self.id.is_none() && self.id_pattern.is_none())
+            || spec
+                .ids
+                .iter()
+                .any(|id| self.id.as_ref() == Some(id) || own_pattern.as_ref().is_some_and(|p| p.is_match(id)))
+            || spec.id_pattern.is_some_and(|wanted| match &self.id {
+                Some(id) => wanted.is_match(id),
+                None => self.id_pattern.is_some(),
+            });
+        type_ok && ids_ok
+    }
+}
+
+impl Information {
+    /// Clause 5.12: one of the entity specifications meets one of its EntityInfos (one naming no
+    /// EntityInfo registers attributes of any entity), and one of the attribute names is among
+    /// those it registers (none given: any; none registered: all).
+    pub fn matches(&self, specs: &[EntitySpec<'_>], attrs: &[&String]) -> bool {
+        let entities_ok = specs.is_empty()
+            || self.entities.is_empty()
+            || specs.iter().any(|s| self.entities.iter().any(|e| e.meets(s)));
+        let names: Vec<&String> = self.attribute_names().collect();
+        let attrs_ok = attrs.is_empty() || names.is_empty() || attrs.iter().any(|a| names.contains(a));
+        entities_ok && attrs_ok
+    }
+}
+
 /// How requests to the source went (clause 5.2.9 status members).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -625,6 +670,32 @@ pub fn patch_registration(
     next.modified_at = Some(now.to_owned());
     next.status = reg.status.clone();
     Ok(next)
+}
+
+/// Whether a registered area (a GeoJSON geometry) meets the area a geo-query selects, so that the
+/// source may hold entities the query matches. None when that cannot be decided from the areas:
+/// `near` selects by distance from its geometry and `disjoint` by being elsewhere.
+pub fn area_meets(area: &Value, geo: &ngsild_query::GeoQuery) -> Option<bool> {
+    use ngsild_query::geo::GeoRel;
+    if matches!(geo.rel, GeoRel::Near { .. } | GeoRel::Disjoint) {
+        return None;
+    }
+    let mut probe = ngsild_core::Entity::new("urn:ngsi-ld:probe", Vec::new());
+    let attr = ngsild_core::Attribute::new(ngsild_core::AttributeKind::GeoProperty, area.clone());
+    probe.attrs.insert(geo.geoproperty.clone(), vec![attr]);
+    let intersects = ngsild_query::GeoQuery { rel: GeoRel::Intersects, ..geo.clone() };
+    Some(intersects.matches(&probe))
+}
+
+/// Whether a registration matches a geo-query on one of its geo-properties (clause 5.11.2): the
+/// property (`geoproperty`: location, observationSpace or operationSpace) matches directly, or
+/// its area may hold locations that match. A registration without that property does not match.
+pub fn geo_matches(reg: &Registration, geo: &ngsild_query::GeoQuery) -> bool {
+    let entity = as_entity(reg);
+    let Some(area) = entity.attrs.get(&geo.geoproperty).and_then(|a| a.first()).map(|a| a.value.clone()) else {
+        return false;
+    };
+    geo.matches(&entity) || area_meets(&area, geo) == Some(true)
 }
 
 /// The registration as an entity, for `q`-style filters (`csf`) and geo-queries on registrations:
