@@ -66,6 +66,11 @@ struct Args {
     #[arg(long)]
     notify_rate: Option<f64>,
 
+    /// Instances in the history of each temporal scenario's entity (default: 1,000 for `quick`,
+    /// 100,000 for `all`, 10,000 otherwise).
+    #[arg(long)]
+    history: Option<u64>,
+
     /// Also write the Markdown report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -113,12 +118,11 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         open_fraction: args.open_fraction,
         sizes,
         only,
-        history_per_entity: if quick {
-            1000
-        } else if full {
-            100_000
-        } else {
-            10_000
+        history_per_entity: match (args.history, quick, full) {
+            (Some(n), _, _) => n,
+            (None, true, _) => 1000,
+            (None, _, true) => 100_000,
+            (None, _, _) => 10_000,
         },
         seed_connections: 4,
         max_body_bytes: 8 * 1024 * 1024,
