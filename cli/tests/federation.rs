@@ -336,8 +336,10 @@ fn an_exclusive_attribute_is_updated_at_its_source_only() {
     let (_, at_busan) = busan.get_json(&format!("/entities/{id}?local=true"));
     assert_eq!(at_busan["pm25"]["value"], json!(99.0), "busan got pm25");
     let (_, at_seoul) = seoul.get_json(&format!("/entities/{id}?local=true"));
-    assert_eq!(at_seoul["pm25"]["value"], json!(31.0), "seoul kept its own pm25");
+    assert!(at_seoul.get("pm25").is_none(), "seoul's copy of pm25 from before the registration went: {at_seoul}");
     assert_eq!(at_seoul["no2"]["value"], json!(7.0), "seoul took what is not registered");
+    let (_, merged) = seoul.get_json(&format!("/entities/{id}"));
+    assert_eq!(merged["pm25"]["value"], json!(99.0), "seoul shows busan's pm25");
 
     // A batch upsert splits the same way: pm25 to busan, the rest stays at seoul.
     let batch = json!([{"id": id, "type": "AirQualityObserved", "pm25": {"type": "Property", "value": 5.0},
@@ -349,7 +351,177 @@ fn an_exclusive_attribute_is_updated_at_its_source_only() {
     assert!(at_busan.get("o3").is_none(), "o3 is not busan's");
     let (_, at_seoul) = seoul.get_json(&format!("/entities/{id}?local=true"));
     assert_eq!(at_seoul["o3"]["value"], json!(1.0));
-    assert_eq!(at_seoul["pm25"]["value"], json!(31.0));
+    assert!(at_seoul.get("pm25").is_none(), "{at_seoul}");
+}
+
+/// Registers `peer` at `hub` for air-quality stations, offering only `operations`.
+fn register_with(hub: &Hub, peer: &Hub, id: &str, mode: &str, operations: &[&str]) {
+    let registration = json!({
+        "id": id,
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "AirQualityObserved"}]}],
+        "endpoint": peer.base,
+        "mode": mode,
+        "operations": operations,
+    });
+    assert_eq!(hub.post("/csourceRegistrations", &registration).status().as_u16(), 201);
+}
+
+#[test]
+fn a_source_that_only_takes_query_batches_is_asked_with_one() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    register_with(&seoul, &busan, "urn:ngsi-ld:ContextSourceRegistration:busan-batch", "inclusive", &["queryBatch"]);
+
+    let (status, ids, warnings, extra) = query(&seoul, "/entities?type=AirQualityObserved&q=pm25<25");
+    assert_eq!(status, 200, "{extra}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        ids,
+        [
+            "urn:ngsi-ld:AirQualityObserved:busan:haeundae",
+            "urn:ngsi-ld:AirQualityObserved:busan:jung",
+            "urn:ngsi-ld:AirQualityObserved:seoul:gangnam"
+        ]
+    );
+    assert_eq!(extra["body"][1]["pm25"]["value"], json!(22.0), "busan's station comes whole");
+
+    // A retrieval is a query by id for such a source.
+    let (status, one) = seoul.get_json("/entities/urn:ngsi-ld:AirQualityObserved:busan:jung?options=keyValues");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["pm25"], json!(22.0));
+    assert_eq!(one["location"]["coordinates"], json!([129.032, 35.106]));
+    let (status, _) = seoul.get_json("/entities/urn:ngsi-ld:AirQualityObserved:busan:nowhere");
+    assert_eq!(status, 404);
+
+    // A query posted as a Query body goes on as one.
+    let body = json!({"type": "Query", "entities": [{"type": "AirQualityObserved"}], "q": "pm25>20;pm25<30"});
+    let (status, found) = json_of(seoul.post("/entityOperations/query", &body));
+    assert_eq!(status, 200, "{found}");
+    let found: Vec<&str> = found.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(found, ["urn:ngsi-ld:AirQualityObserved:busan:jung", "urn:ngsi-ld:AirQualityObserved:seoul:gangnam"]);
+}
+
+#[test]
+fn an_inclusive_write_the_peer_rejects_answers_207() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    let registration_id = "urn:ngsi-ld:ContextSourceRegistration:busan-copy";
+    register_with(&seoul, &busan, registration_id, "inclusive", &["redirectionOps"]);
+
+    // Busan already holds the station: it refuses the copy, Seoul takes it.
+    let (id, lon, lat, pm25) = BUSAN_STATIONS[0];
+    let (status, body) = json_of(seoul.post("/entities", &station(id, lon, lat, pm25)));
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body["success"], json!([id]));
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["entityId"], json!(id));
+    assert_eq!(errors[0]["registrationId"], json!(registration_id));
+    assert_eq!(errors[0]["error"]["status"], json!(409));
+    assert_eq!(errors[0]["error"]["type"], json!("https://uri.etsi.org/ngsi-ld/errors/AlreadyExists"));
+    let (status, _) = seoul.get_json(&format!("/entities/{id}?local=true"));
+    assert_eq!(status, 200, "seoul holds its copy");
+
+    // A new station goes to both: 201.
+    let new = station("urn:ngsi-ld:AirQualityObserved:busan:gijang", 129.2, 35.24, 12.0);
+    assert_eq!(seoul.post("/entities", &new).status().as_u16(), 201);
+    let (status, at_busan) = busan.get_json("/entities/urn:ngsi-ld:AirQualityObserved:busan:gijang");
+    assert_eq!((status, at_busan["pm25"]["value"].clone()), (200, json!(12.0)));
+
+    // Deleting a station only Seoul holds: Busan answers 404, Seoul deletes.
+    let seoul_only = SEOUL_STATIONS[0].0;
+    let (status, body) = json_of(seoul.delete(&format!("/entities/{seoul_only}")).send().unwrap());
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body["success"], json!([seoul_only]));
+    assert_eq!(body["errors"][0]["registrationId"], json!(registration_id));
+    assert_eq!(body["errors"][0]["error"]["status"], json!(404));
+    let (status, _) = seoul.get_json(&format!("/entities/{seoul_only}?local=true"));
+    assert_eq!(status, 404);
+
+    // Where both fail, each failure is listed.
+    let (status, body) = json_of(seoul.delete(&format!("/entities/{seoul_only}")).send().unwrap());
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body["success"], json!([]));
+    let statuses: Vec<&Value> = body["errors"].as_array().unwrap().iter().map(|e| &e["error"]["status"]).collect();
+    assert_eq!(statuses, [&json!(404), &json!(404)]);
+}
+
+#[test]
+fn a_purge_is_forwarded_to_the_sources_it_concerns() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    register_with(
+        &seoul,
+        &busan,
+        "urn:ngsi-ld:ContextSourceRegistration:busan-purge",
+        "inclusive",
+        &["redirectionOps"],
+    );
+    let parking = json!({"id": "urn:ngsi-ld:ParkingSpot:busan:1", "type": "ParkingSpot",
+        "status": {"type": "Property", "value": "free"}});
+    assert_eq!(busan.post("/entities", &parking).status().as_u16(), 201);
+
+    let response = seoul.delete("/entities?type=AirQualityObserved&q=pm25<30").send().unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let (_, left_at_seoul, _, _) = query(&seoul, "/entities?type=AirQualityObserved&local=true");
+    assert_eq!(
+        left_at_seoul,
+        ["urn:ngsi-ld:AirQualityObserved:seoul:jongno", "urn:ngsi-ld:AirQualityObserved:seoul:mapo"],
+        "pm25 of 30 and more is kept"
+    );
+    let (_, left_at_busan, _, _) = query(&busan, "/entities?type=AirQualityObserved");
+    assert!(left_at_busan.is_empty(), "busan purged its stations too: {left_at_busan:?}");
+    let (status, _) = busan.get_json("/entities/urn:ngsi-ld:ParkingSpot:busan:1");
+    assert_eq!(status, 200, "another type is not the purge's business");
+
+    // local=true keeps a purge at the hub.
+    let again = json!({"id": "urn:ngsi-ld:AirQualityObserved:busan:x", "type": "AirQualityObserved"});
+    assert_eq!(busan.post("/entities", &again).status().as_u16(), 201);
+    assert_eq!(seoul.delete("/entities?type=AirQualityObserved&local=true").send().unwrap().status().as_u16(), 204);
+    let (_, left_at_busan, _, _) = query(&busan, "/entities?type=AirQualityObserved");
+    assert_eq!(left_at_busan, ["urn:ngsi-ld:AirQualityObserved:busan:x"]);
+}
+
+#[test]
+fn types_and_attributes_include_what_the_sources_hold() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    let weather = json!({"id": "urn:ngsi-ld:WeatherObserved:busan:1", "type": "WeatherObserved",
+        "temperature": {"type": "Property", "value": 21.5}});
+    assert_eq!(busan.post("/entities", &weather).status().as_u16(), 201);
+    let parking = json!({"id": "urn:ngsi-ld:ParkingSpot:busan:1", "type": "ParkingSpot",
+        "status": {"type": "Property", "value": "free"}});
+    assert_eq!(busan.post("/entities", &parking).status().as_u16(), 201);
+    // Busan is registered for stations and weather, not for parking.
+    let registration = json!({
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "AirQualityObserved"}, {"type": "WeatherObserved"}]}],
+        "endpoint": busan.base,
+    });
+    assert_eq!(seoul.post("/csourceRegistrations", &registration).status().as_u16(), 201);
+
+    let (status, types) = seoul.get_json("/types");
+    assert_eq!(status, 200, "{types}");
+    assert_eq!(types["type"], json!("EntityTypeList"));
+    assert_eq!(types["typeList"], json!(["AirQualityObserved", "WeatherObserved"]));
+    let (_, local) = seoul.get_json("/types?local=true");
+    assert_eq!(local["typeList"], json!(["AirQualityObserved"]));
+
+    let (status, details) = seoul.get_json("/types?details=true");
+    assert_eq!(status, 200, "{details}");
+    assert_eq!(details[1]["typeName"], json!("WeatherObserved"));
+    assert_eq!(details[1]["attributeNames"], json!(["temperature"]));
+
+    let (status, attributes) = seoul.get_json("/attributes");
+    assert_eq!(status, 200, "{attributes}");
+    let mut names: Vec<&str> =
+        attributes["attributeList"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["location", "pm25", "temperature"], "busan's parking status is not registered");
+    let (_, details) = seoul.get_json("/attributes?details=true");
+    let temperature = details.as_array().unwrap().iter().find(|a| a["attributeName"] == "temperature").unwrap();
+    assert_eq!(temperature["typeNames"], json!(["WeatherObserved"]));
 }
 
 #[test]

@@ -477,6 +477,8 @@ async fn distribute(
     let ld = crate::request::Ld { ctx, given: link };
     // Registration id -> (registration, items, entity ids).
     let mut groups: Vec<(ngsild_federation::Registration, Vec<Value>, Vec<String>)> = Vec::new();
+    // (registration id, entity id, attributes) an exclusive registration takes.
+    let mut exclusive: Vec<(String, String, Vec<String>)> = Vec::new();
     let mut add = |reg: &ngsild_federation::Registration, item: Value, id: &str| match groups
         .iter_mut()
         .find(|(r, ..)| r.id == reg.id)
@@ -495,6 +497,9 @@ async fn distribute(
                 let plan = provision::plan_among(state, headers, &regs, &id, &input.types, &attrs, operation);
                 let original = originals.iter().find(|o| item_id(o) == id).cloned().unwrap_or(Value::Null);
                 for (reg, reg_attrs) in &plan.remote {
+                    if let (ngsild_federation::Mode::Exclusive, Some(names)) = (reg.mode, reg_attrs) {
+                        exclusive.push((reg.id.clone(), id.clone(), names.clone()));
+                    }
                     // Names in an item are the item's own; with a Link they are the Link's.
                     let item_ctx = match original.get("@context") {
                         Some(c) => state.contexts.resolve(c).await.unwrap_or_else(|_| ld.ctx.clone()),
@@ -534,7 +539,29 @@ async fn distribute(
     let parts: Vec<_> =
         groups.iter().map(|(reg, items, _)| (reg.clone(), None, Some(Value::Array(items.clone())))).collect();
     let fwd = provision::forwarding(headers, tenant, &ld);
-    let answers = state.federation.provision_sources(parts, &fwd, axum::http::Method::POST, path, &query).await;
+    let answers = state.federation.send_to_sources(parts, &fwd, axum::http::Method::POST, path, &query).await;
+    let mut stale_copies: Vec<(String, cityhub_storage::Modifier)> = Vec::new();
+    for (answer, (reg, _, _)) in answers.iter().zip(&groups) {
+        if !answer.accepted() {
+            continue;
+        }
+        let failed_ids: Vec<String> = match &answer.result {
+            Ok(a) if a.status == 207 => serde_json::from_slice::<Value>(&a.body)
+                .ok()
+                .and_then(|b| b.get("errors").and_then(Value::as_array).cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e.get("entityId").and_then(Value::as_str).map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (_, id, names) in exclusive.iter().filter(|(r, id, _)| r == &reg.id && !failed_ids.contains(id)) {
+            stale_copies.push((id.clone(), provision::without_attributes(names.clone())));
+        }
+    }
+    if !stale_copies.is_empty() {
+        state.store.modify(tenant, stale_copies).await?;
+    }
     for (answer, (_, _, ids)) in answers.iter().zip(&groups) {
         match &answer.result {
             Ok(a) if a.status < 300 && a.status != 207 => {

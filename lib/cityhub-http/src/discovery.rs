@@ -11,7 +11,11 @@ use cityhub_storage::{EntityFilter, Paging};
 use ngsild_core::{Entity, NgsiLdError};
 use serde_json::{json, Value};
 
+use axum::http::Method;
+use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
+
 use crate::error::ApiResult;
+use crate::federation::{Federation, SourceFailure};
 use crate::request::{accept, existing_tenant, header_ld, Ld, Params};
 use crate::response::ld_json;
 use crate::SharedState;
@@ -98,17 +102,24 @@ pub async fn types(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let accept = accept(&headers, false)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
+    let details = details(&params)?;
     let summaries = type_summaries(&all_entities(&state, &tenant).await?);
-    let body = if details(&params)? {
+    // type IRI -> attribute IRIs
+    let mut names: IndexMap<String, Vec<String>> =
+        summaries.iter().map(|(t, s)| (t.clone(), s.attributes.keys().cloned().collect())).collect();
+    let sources = RemoteNames { operation: Operation::RETRIEVE_TYPES, path: "/types" };
+    let failures = sources.merge_into(&mut names, &state, &headers, &tenant, &params, &ld).await?;
+    names.sort_keys();
+    let body = if details {
         Value::Array(
-            summaries
+            names
                 .iter()
-                .map(|(iri, s)| {
+                .map(|(iri, attrs)| {
                     json!({
                         "id": iri,
                         "type": "EntityType",
                         "typeName": compact(&ld, iri),
-                        "attributeNames": s.attributes.keys().map(|a| compact(&ld, a)).collect::<Vec<_>>(),
+                        "attributeNames": attrs.iter().map(|a| compact(&ld, a)).collect::<Vec<_>>(),
                     })
                 })
                 .collect(),
@@ -117,10 +128,85 @@ pub async fn types(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         json!({
             "id": format!("urn:ngsi-ld:EntityTypeList:{}", uuid::Uuid::new_v4()),
             "type": "EntityTypeList",
-            "typeList": summaries.keys().map(|t| compact(&ld, t)).collect::<Vec<_>>(),
+            "typeList": names.keys().map(|t| compact(&ld, t)).collect::<Vec<_>>(),
         })
     };
-    Ok(ld_json(StatusCode::OK, body, &ld, accept))
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
+}
+
+/// The names the registered context sources hold for a discovery request (clause 5.7.5-5.7.8).
+/// Sources are asked for details (`typeName` with `attributeNames`, `attributeName` with
+/// `typeNames`) so that a registration's answer can be kept to the types and attributes it
+/// registers; a failing source is reported and left out.
+struct RemoteNames {
+    operation: &'static str,
+    path: &'static str,
+}
+
+impl RemoteNames {
+    /// Adds each source's names (expanded) to `names`: name -> the names it relates to.
+    async fn merge_into(
+        &self,
+        names: &mut IndexMap<String, Vec<String>>,
+        state: &SharedState,
+        headers: &HeaderMap,
+        tenant: &str,
+        params: &Params,
+        ld: &Ld,
+    ) -> Result<Vec<SourceFailure>, crate::ApiError> {
+        if params.flag("local")? {
+            return Ok(Vec::new());
+        }
+        let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
+        let filter = EntityFilter::default();
+        let request = FederationRequest { operation: self.operation, filter: &filter, entity_types: &[] };
+        let targets = matching::targets(&regs, &request, &ngsild_core::time::now());
+        let targets = state.federation.reachable(targets, &Federation::hops(headers));
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = vec![("details".to_owned(), "true".to_owned())];
+        let parts = targets.iter().map(|t| (t.registration.clone(), t.attrs.clone(), None)).collect();
+        let fwd = crate::provision::forwarding(headers, tenant, ld);
+        let answers = state.federation.send_to_sources(parts, &fwd, Method::GET, self.path, &query).await;
+        let is_types = self.operation == Operation::RETRIEVE_TYPES;
+        let (name_member, related_member) =
+            if is_types { ("typeName", "attributeNames") } else { ("attributeName", "typeNames") };
+        let mut failures = Vec::new();
+        for (answer, target) in answers.iter().zip(&targets) {
+            let body = match &answer.result {
+                Ok(a) if a.status == 200 => serde_json::from_slice::<Value>(&a.body).unwrap_or(Value::Null),
+                _ => {
+                    failures.extend(answer.failure());
+                    continue;
+                }
+            };
+            let expand = |v: &Value| v.as_str().map(|n| ld.ctx.expand_term(n).into_owned());
+            let type_registered = |t: &str| target.types.is_empty() || target.types.iter().any(|r| r == t);
+            let attr_registered = |a: &str| target.attrs.as_deref().is_none_or(|r| r.iter().any(|n| n == a));
+            let name_registered = |n: &str| if is_types { type_registered(n) } else { attr_registered(n) };
+            let related_registered = |r: &str| if is_types { attr_registered(r) } else { type_registered(r) };
+            for item in body.as_array().into_iter().flatten() {
+                let Some(name) = item.get(name_member).and_then(expand).filter(|n| name_registered(n)) else {
+                    continue;
+                };
+                let related: Vec<String> = item
+                    .get(related_member)
+                    .and_then(Value::as_array)
+                    .map(|l| l.iter().filter_map(expand).filter(|r| related_registered(r)).collect())
+                    .unwrap_or_default();
+                // An attribute counts only where it belongs to a registered type.
+                if !is_types && related.is_empty() {
+                    continue;
+                }
+                let held = names.entry(name).or_default();
+                for r in related {
+                    push_unique(held, r);
+                }
+            }
+        }
+        Ok(failures)
+    }
 }
 
 /// GET /types/{type}
@@ -158,17 +244,22 @@ pub async fn attributes(State(state): State<SharedState>, headers: HeaderMap, Ra
     let accept = accept(&headers, false)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
+    let details = details(&params)?;
     let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
-    let body = if details(&params)? {
+    // attribute IRI -> type IRIs
+    let mut names: IndexMap<String, Vec<String>> = summaries.into_iter().map(|(a, s)| (a, s.types)).collect();
+    let sources = RemoteNames { operation: Operation::RETRIEVE_ATTRS, path: "/attributes" };
+    let failures = sources.merge_into(&mut names, &state, &headers, &tenant, &params, &ld).await?;
+    let body = if details {
         Value::Array(
-            summaries
+            names
                 .iter()
-                .map(|(iri, s)| {
+                .map(|(iri, types)| {
                     json!({
                         "id": iri,
                         "type": "Attribute",
                         "attributeName": compact(&ld, iri),
-                        "typeNames": s.types.iter().map(|t| compact(&ld, t)).collect::<Vec<_>>(),
+                        "typeNames": types.iter().map(|t| compact(&ld, t)).collect::<Vec<_>>(),
                     })
                 })
                 .collect(),
@@ -177,10 +268,10 @@ pub async fn attributes(State(state): State<SharedState>, headers: HeaderMap, Ra
         json!({
             "id": format!("urn:ngsi-ld:AttributeList:{}", uuid::Uuid::new_v4()),
             "type": "AttributeList",
-            "attributeList": summaries.keys().map(|a| compact(&ld, a)).collect::<Vec<_>>(),
+            "attributeList": names.keys().map(|a| compact(&ld, a)).collect::<Vec<_>>(),
         })
     };
-    Ok(ld_json(StatusCode::OK, body, &ld, accept))
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
 }
 
 /// GET /attributes/{attr}

@@ -12,18 +12,20 @@ use ngsild_core::render::{
 };
 use ngsild_core::time::now;
 use ngsild_core::Entity;
-use ngsild_core::{ErrorKind, NgsiLdError};
+use ngsild_core::NgsiLdError;
 use ngsild_query::{GeoQuery, QExpr, ScopeExpr, TypeExpr};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 use crate::error::{ApiError, ApiResult};
-use crate::federation::{Federation, Forwarding, SourceFailure};
+use crate::federation::{Federation, ProvisionAnswer, SourceFailure};
 use crate::provision;
 use crate::request::{
     accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
 };
-use crate::response::{append_header, created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
+use crate::response::{
+    append_header, created, ld_json, no_content, page_links, path_segment, plain_json, with_header, LinkStyle,
+};
 use crate::SharedState;
 use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
@@ -104,80 +106,28 @@ pub async fn create(
     let input = expand_fragment(&as_object(value.clone(), "an entity")?, &ld.ctx)?;
     let mut entity = entity_from_input(&input)?;
     let id = entity.id.clone();
-    let filter = EntityFilter { ids: vec![id.clone()], ..Default::default() };
-    let (targets, local_too) =
-        provision_targets(&state, &headers, &tenant, &params, &filter, &entity.types, Operation::CREATE_ENTITY).await?;
-    let mut failures = Vec::new();
-    if !targets.is_empty() {
-        let mut forwarded_body = value;
-        if let (Some(map), Some(context)) = (forwarded_body.as_object_mut(), ld.given.clone()) {
-            if headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("ld+json")) {
-                map.insert("@context".into(), context);
+    let attrs: Vec<String> = entity.attrs.keys().cloned().collect();
+    let plan =
+        provision::plan(&state, &headers, &tenant, &params, &id, &entity.types, &attrs, Operation::CREATE_ENTITY)
+            .await?;
+    let body = provision::forwardable(value, &headers, &ld);
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::POST, "/entities", &[], Some(&body), true)
+            .await;
+    let local = if plan.local {
+        entity.attrs.retain(|name, _| plan.keeps(name));
+        let modifier: Modifier = Box::new(move |current| {
+            if current.is_some() {
+                return Err(NgsiLdError::already_exists(format!("entity {} already exists", entity.id)));
             }
-        }
-        let fwd = forwarding(&headers, &tenant, &ld);
-        let (accepted, failed) = crate::federation::forward_provision(
-            &state.federation,
-            &targets,
-            &fwd,
-            axum::http::Method::POST,
-            "/entities",
-            &[],
-            Some(forwarded_body),
-        )
-        .await;
-        failures = failed;
-        if !local_too {
-            if accepted == 0 {
-                return Err(NgsiLdError::internal(format!("no context source took entity {id}")).into());
-            }
-            return Ok(warned(created(&location(&id)), &failures));
-        }
-    }
-    let modifier: Modifier = Box::new(move |current| {
-        if current.is_some() {
-            return Err(NgsiLdError::already_exists(format!("entity {} already exists", entity.id)));
-        }
-        ops::stamp_new_entity(&mut entity, &now());
-        Ok(Some(entity))
-    });
-    modify_one(state.store.as_ref(), &tenant, &id, modifier).await?;
-    Ok(warned(created(&location(&id)), &failures))
-}
-
-fn warned(mut response: Response, failures: &[SourceFailure]) -> Response {
-    for failure in failures {
-        response = append_header(response, "ngsild-warning", &failure.warning());
-    }
-    response
-}
-
-/// The registrations a provision operation goes to, and whether the hub applies it itself too:
-/// not when an exclusive or redirect registration takes it.
-#[allow(clippy::too_many_arguments)]
-async fn provision_targets(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    params: &Params,
-    filter: &EntityFilter,
-    entity_types: &[String],
-    operation: &str,
-) -> Result<(Vec<Registration>, bool), ApiError> {
-    if params.flag("local")? {
-        return Ok((Vec::new(), true));
-    }
-    let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
-    if regs.is_empty() {
-        return Ok((Vec::new(), true));
-    }
-    let request = FederationRequest { operation, filter, entity_types };
-    let targets = matching::targets(&regs, &request, &now());
-    let hops = Federation::hops(headers);
-    let targets: Vec<Registration> =
-        state.federation.reachable(targets, &hops).into_iter().map(|t| t.registration.clone()).collect();
-    let local_too = !targets.iter().any(|r| matches!(r.mode, Mode::Exclusive | Mode::Redirect));
-    Ok((targets, local_too))
+            ops::stamp_new_entity(&mut entity, &now());
+            Ok(Some(entity))
+        });
+        Some(modify_one(state.store.as_ref(), &tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
+    } else {
+        None
+    };
+    provision::entity_answer(&id, local, remote, created(&location(&id)))
 }
 
 /// GET /entities/{id}
@@ -416,7 +366,9 @@ async fn run_query(
     let opts = render_options(params, &ld.ctx)?;
     let paging = params.page(&state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
-    let targets = distributed_targets(state, headers, tenant, params, &filter, Operation::QUERY_ENTITY).await?;
+    // A query posted as a Query body goes on as one where the source takes it (clause 5.7.3).
+    let operation = if get_path.is_some() { Operation::QUERY_ENTITY } else { Operation::QUERY_BATCH };
+    let targets = distributed_targets(state, headers, tenant, params, &filter, operation).await?;
     let (page, has_next, failures) = if targets.is_empty() {
         // One entity more than the page tells whether a next page exists.
         let mut page = state.store.query(tenant, &filter, Paging { offset, limit: limit + 1, count }).await?;
@@ -424,7 +376,8 @@ async fn run_query(
         page.entities.truncate(limit);
         (page, has_next, Vec::new())
     } else {
-        distributed_page(state, headers, tenant, params, ld, &filter, &targets, offset, limit, count).await?
+        let window = Window { offset, limit, count };
+        distributed_page(state, headers, tenant, params, ld, &filter, &targets, operation, window).await?
     };
     let geometry_property = geometry_property(params, ld);
     let linked = linked_entities(state, tenant, &page.entities, &opts).await?;
@@ -493,8 +446,11 @@ async fn distributed_targets(
     Ok(state.federation.reachable(targets, &hops).into_iter().map(|t| t.registration.clone()).collect())
 }
 
-fn forwarding(headers: &HeaderMap, tenant: &str, ld: &Ld) -> Forwarding {
-    Forwarding { tenant: tenant.to_owned(), hops: Federation::hops(headers), ld: ld.clone() }
+/// The page a query asks for.
+struct Window {
+    offset: usize,
+    limit: usize,
+    count: bool,
 }
 
 /// A query answered from the hub and its context sources together: each source is asked for
@@ -509,20 +465,19 @@ async fn distributed_page(
     ld: &Ld,
     filter: &EntityFilter,
     registrations: &[Registration],
-    offset: usize,
-    limit: usize,
-    count: bool,
+    operation: &str,
+    Window { offset, limit, count }: Window,
 ) -> Result<(cityhub_storage::Page, bool, Vec<SourceFailure>), ApiError> {
     let window = offset + limit;
     let local = state.store.query(tenant, filter, Paging { offset: 0, limit: window + 1, count }).await?;
-    let request = FederationRequest { operation: Operation::QUERY_ENTITY, filter, entity_types: &[] };
+    let request = FederationRequest { operation, filter, entity_types: &[] };
     let targets = matching::targets(registrations, &request, &now());
     let mut forwarded: Vec<(String, String)> = params.pairs().to_vec();
     if !forwarded.iter().any(|(n, _)| n == "limit") {
         forwarded.push(("limit".to_owned(), limit.to_string()));
     }
-    let fwd = forwarding(headers, tenant, ld);
-    let (answers, failures) = state.federation.query_sources(&targets, &fwd, &forwarded).await;
+    let fwd = provision::forwarding(headers, tenant, ld);
+    let (answers, failures) = state.federation.entities_from_sources(&targets, &fwd, &forwarded, None).await;
     let local_ids: std::collections::HashSet<String> = local.entities.iter().map(|e| e.id.clone()).collect();
     let mut total = local.total.unwrap_or(local.entities.len());
     let mut sources = vec![Fragments { entities: local.entities, auxiliary: false }];
@@ -566,8 +521,8 @@ async fn distributed_retrieve(
     }
     let request = FederationRequest { operation: Operation::RETRIEVE_ENTITY, filter: &filter, entity_types: &[] };
     let targets = matching::targets(&registrations, &request, &now());
-    let fwd = forwarding(headers, tenant, ld);
-    let (answers, failures) = state.federation.retrieve_from_sources(&targets, &fwd, id, params.pairs()).await;
+    let fwd = provision::forwarding(headers, tenant, ld);
+    let (answers, failures) = state.federation.entities_from_sources(&targets, &fwd, params.pairs(), Some(id)).await;
     let mut sources = vec![Fragments { entities: local.into_iter().collect(), auxiliary: false }];
     for (reg, entities, _) in answers {
         let entities = entities.into_iter().filter(|e| e.id == id).collect();
@@ -586,45 +541,23 @@ pub async fn delete(
     let params = Params::parse(raw.as_deref(), &["local", "type"])?;
     check_id(&id)?;
     let tenant = existing_tenant(&state, &headers).await?;
-    let filter = EntityFilter { ids: vec![id.clone()], ..Default::default() };
-    let (targets, local_too) =
-        provision_targets(&state, &headers, &tenant, &params, &filter, &[], Operation::DELETE_ENTITY).await?;
-    let mut forwarded = 0;
-    let mut failures = Vec::new();
-    if !targets.is_empty() {
-        let ld = header_ld(&state, &headers).await?;
-        let fwd = forwarding(&headers, &tenant, &ld);
-        let path = format!("/entities/{}", path_segment(&id));
-        (forwarded, failures) = crate::federation::forward_provision(
-            &state.federation,
-            &targets,
-            &fwd,
-            axum::http::Method::DELETE,
-            &path,
-            &[],
-            None,
-        )
-        .await;
-        if !local_too {
-            if forwarded == 0 {
-                return Err(NgsiLdError::not_found(format!("entity {id} not found")).into());
-            }
-            return Ok(warned(no_content(), &failures));
-        }
-    }
-    let missing = id.clone();
-    let modifier: Modifier = Box::new(move |current| match current {
-        Some(_) => Ok(None),
-        None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
-    });
-    match modify_one(state.store.as_ref(), &tenant, &id, modifier).await {
-        // Gone from a context source, though the hub never held it: deleted all the same.
-        Err(e) if e.kind == ErrorKind::ResourceNotFound && forwarded > 0 => {}
-        other => {
-            other?;
-        }
-    }
-    Ok(warned(no_content(), &failures))
+    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &[], Operation::DELETE_ENTITY).await?;
+    let ld = header_ld(&state, &headers).await?;
+    let path = format!("/entities/{}", path_segment(&id));
+    let query = provision::forwarded_query(&params);
+    let remote =
+        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::DELETE, &path, &query, None, false).await;
+    let local = if plan.local {
+        let missing = id.clone();
+        let modifier: Modifier = Box::new(move |current| match current {
+            Some(_) => Ok(None),
+            None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
+        });
+        Some(modify_one(state.store.as_ref(), &tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
+    } else {
+        None
+    };
+    provision::entity_answer(&id, local, remote, no_content())
 }
 
 /// Runs an operation on an existing entity, or answers 404.
@@ -685,6 +618,7 @@ pub async fn replace(
     let path = format!("/entities/{}", path_segment(&id));
     let remote =
         provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PUT, &path, &query, Some(&body), true).await;
+    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
     let local = if plan.local {
         input.attrs.retain(|name, _| plan.keeps(name));
         let replacement = entity_from_input(&input)?;
@@ -799,6 +733,7 @@ async fn write_fragment(
         true,
     )
     .await;
+    provision::drop_exclusive_copies(state, &tenant, id, &remote).await?;
     let local = if plan.local {
         input.attrs.retain(|name, _| plan.keeps(name));
         Some(modify_existing(state, &tenant, id, move |entity| op(entity, &input)).await)
@@ -855,6 +790,7 @@ pub async fn partial_update_attr(
     let remote =
         provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PATCH, &path, &query, Some(&body), false)
             .await;
+    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
     let local = if plan.local {
         Some(
             modify_existing(&state, &tenant, &id, move |entity| {
@@ -888,6 +824,7 @@ pub async fn replace_attr(
     let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
     let remote =
         provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PUT, &path, &query, Some(&body), false).await;
+    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
     let local = if plan.local {
         Some(
             modify_existing(&state, &tenant, &id, move |entity| {
@@ -925,6 +862,7 @@ pub async fn delete_attr(
     let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
     let remote =
         provision::forward(&state, &headers, &tenant, &ld, &plan, Method::DELETE, &path, &query, None, false).await;
+    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
     let local = if plan.local {
         Some(
             modify_existing(&state, &tenant, &id, move |entity| {
@@ -961,6 +899,7 @@ pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         .into());
     }
     let filter = entity_filter(&params, &ld)?;
+    let remote = purge_sources(&state, &headers, &tenant, &params, &ld, &filter).await?;
     let expand =
         |names: Vec<String>| names.into_iter().map(|n| ld.ctx.expand_term(&n).into_owned()).collect::<Vec<_>>();
     let keep = keep.map(expand);
@@ -997,5 +936,39 @@ pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         })
         .collect();
     state.store.modify(&tenant, modifications).await?;
-    Ok(no_content())
+    let failed: Vec<&ProvisionAnswer> = remote.iter().filter(|a| !a.accepted()).collect();
+    let warnings: Vec<SourceFailure> = failed.iter().filter_map(|a| a.failure()).collect();
+    if failed.is_empty() {
+        return Ok(provision::warned(no_content(), &warnings));
+    }
+    // The hub purged its own part; each source that did not is one error of the answer.
+    let errors: Vec<Value> = failed
+        .iter()
+        .filter_map(|a| {
+            let error = a.error()?;
+            Some(json!({"registrationId": a.registration.id, "error": error.problem_details()}))
+        })
+        .collect();
+    let body = json!({"success": [], "errors": errors});
+    Ok(provision::warned(plain_json(StatusCode::MULTI_STATUS, &body), &warnings))
+}
+
+/// Forwards a purge to the registrations whose entities it selects (as `purgeEntity`, or
+/// `deleteEntity` by a source that offers no purge): the same query, minus `local`.
+async fn purge_sources(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    ld: &Ld,
+    filter: &EntityFilter,
+) -> Result<Vec<ProvisionAnswer>, ApiError> {
+    let registrations = distributed_targets(state, headers, tenant, params, filter, Operation::PURGE_ENTITY).await?;
+    if registrations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts = registrations.into_iter().map(|reg| (reg, None, None)).collect();
+    let fwd = provision::forwarding(headers, tenant, ld);
+    let query = provision::forwarded_query(params);
+    Ok(state.federation.send_to_sources(parts, &fwd, Method::DELETE, "/entities", &query).await)
 }

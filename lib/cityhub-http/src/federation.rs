@@ -14,7 +14,7 @@ use cityhub_storage::{RecordKind, Store, StoreError};
 use ngsild_core::expand::{entity_from_input, expand_fragment};
 use ngsild_core::{Entity, ErrorKind, NgsiLdError};
 use ngsild_federation::registration::SourceStatus;
-use ngsild_federation::{via, Registration, Target};
+use ngsild_federation::{via, Operation, Registration, Target};
 use serde_json::Value;
 
 use crate::request::{Ld, TENANT_HEADER};
@@ -227,71 +227,56 @@ impl Federation {
         answer
     }
 
-    /// Forwards a query for entities to each target at once; answers each source's entities (in
-    /// stored form) and count, and the failures.
-    pub async fn query_sources(
+    /// Asks each target at once for the entities a query selects — or, with `retrieval`, for
+    /// the entity of that id — each in the way its registration offers (`Target::way`:
+    /// `retrieveEntity`, `queryEntity` or `queryBatch`); answers each source's entities (in
+    /// stored form) and count, and the failures. A source without the entity asked for is not a
+    /// failure.
+    pub async fn entities_from_sources(
         self: &Arc<Self>,
         targets: &[Target<'_>],
         fwd: &Forwarding,
         params: &[(String, String)],
+        retrieval: Option<&str>,
     ) -> (Vec<(Registration, Vec<Entity>, Option<usize>)>, Vec<SourceFailure>) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (index, target) in targets.iter().enumerate() {
-            let query = narrowed(params, target, &fwd.ld);
-            let (me, reg, fwd) = (self.clone(), target.registration.clone(), fwd.clone());
-            tasks.spawn(async move {
-                let answer = me.send(&reg, &fwd, Method::GET, "/entities", &query, None).await;
-                let result = answer.and_then(|a| {
-                    if a.status != 200 {
-                        return Err(status_failure(&reg, &a));
-                    }
-                    let count = a
-                        .headers
-                        .get("ngsild-results-count")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok());
-                    let entities = entities_of(&a.body, &fwd.ld).map_err(|detail| SourceFailure {
-                        registration_id: reg.id.clone(),
-                        endpoint: reg.endpoint.clone(),
-                        detail,
-                    })?;
-                    Ok((entities, count))
-                });
-                (index, reg, result)
-            });
+        let mut params = params.to_vec();
+        if let Some(id) = retrieval {
+            params.push(("id".to_owned(), id.to_owned()));
         }
-        collect(tasks).await
-    }
-
-    /// Asks each target for its fragment of one entity; a source without it is not a failure.
-    pub async fn retrieve_from_sources(
-        self: &Arc<Self>,
-        targets: &[Target<'_>],
-        fwd: &Forwarding,
-        id: &str,
-        params: &[(String, String)],
-    ) -> (Vec<(Registration, Vec<Entity>, Option<usize>)>, Vec<SourceFailure>) {
         let mut tasks = tokio::task::JoinSet::new();
         for (index, target) in targets.iter().enumerate() {
-            let mut query = narrowed(params, target, &fwd.ld);
-            query.retain(|(n, _)| n != "id");
-            let path = format!("/entities/{}", crate::response::path_segment(id));
+            let mut query = narrowed(&params, target, &fwd.ld);
+            let (method, path, body) = match (target.way, retrieval) {
+                (Operation::RETRIEVE_ENTITY, Some(id)) => {
+                    query.retain(|(n, _)| n != "id");
+                    (Method::GET, format!("/entities/{}", crate::response::path_segment(id)), None)
+                }
+                (Operation::QUERY_BATCH, _) => {
+                    let (url_params, body) = query_body(query);
+                    query = url_params;
+                    (Method::POST, "/entityOperations/query".to_owned(), Some(body))
+                }
+                _ => (Method::GET, "/entities".to_owned(), None),
+            };
             let (me, reg, fwd) = (self.clone(), target.registration.clone(), fwd.clone());
+            let tolerate_missing = retrieval.is_some();
             tasks.spawn(async move {
-                let answer = me.send(&reg, &fwd, Method::GET, &path, &query, None).await;
+                let answer = me.send(&reg, &fwd, method, &path, &query, body).await;
+                let fail = |detail: String| SourceFailure {
+                    registration_id: reg.id.clone(),
+                    endpoint: reg.endpoint.clone(),
+                    detail,
+                };
                 let result = answer.and_then(|a| match a.status {
                     200 => {
-                        let value: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-                        let one = match value {
-                            Value::Array(items) => Value::Array(items),
-                            other => Value::Array(vec![other]),
-                        };
-                        let entities = entities_of(one.to_string().as_bytes(), &fwd.ld).map_err(|detail| {
-                            SourceFailure { registration_id: reg.id.clone(), endpoint: reg.endpoint.clone(), detail }
-                        })?;
-                        Ok((entities, None))
+                        let count = a
+                            .headers
+                            .get("ngsild-results-count")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok());
+                        Ok((entities_of(&a.body, &fwd.ld).map_err(fail)?, count))
                     }
-                    404 => Ok((Vec::new(), None)),
+                    404 if tolerate_missing => Ok((Vec::new(), None)),
                     _ => Err(status_failure(&reg, &a)),
                 });
                 (index, reg, result)
@@ -299,6 +284,61 @@ impl Federation {
         }
         collect(tasks).await
     }
+}
+
+/// Splits the parameters of a query forwarded as `queryBatch` into what stays in the URL
+/// (paging and representation) and the Query body (clause 5.2.23) that carries the rest.
+fn query_body(params: Vec<(String, String)>) -> (Vec<(String, String)>, Value) {
+    let mut url = Vec::new();
+    let mut body = serde_json::Map::new();
+    body.insert("type".into(), Value::String("Query".into()));
+    let (mut types, mut ids, mut id_pattern) = (None, Vec::new(), None);
+    let mut geo = serde_json::Map::new();
+    for (name, value) in params {
+        match name.as_str() {
+            "limit" | "count" | "options" | "local" => url.push((name, value)),
+            "type" => types = Some(value),
+            "id" => ids.extend(value.split(',').map(str::to_owned)),
+            "idPattern" => id_pattern = Some(value),
+            "attrs" => {
+                body.insert(name, Value::Array(value.split(',').map(|a| Value::String(a.to_owned())).collect()));
+            }
+            "georel" | "geometry" | "geoproperty" => {
+                geo.insert(name, Value::String(value));
+            }
+            "coordinates" => {
+                geo.insert(name, serde_json::from_str(&value).unwrap_or(Value::String(value)));
+            }
+            _ => {
+                body.insert(name, Value::String(value));
+            }
+        }
+    }
+    let selector = |id: Option<String>| {
+        let mut s = serde_json::Map::new();
+        if let Some(id) = id {
+            s.insert("id".into(), Value::String(id));
+        }
+        if let Some(t) = &types {
+            s.insert("type".into(), Value::String(t.clone()));
+        }
+        if let Some(p) = &id_pattern {
+            s.insert("idPattern".into(), Value::String(p.clone()));
+        }
+        Value::Object(s)
+    };
+    let entities: Vec<Value> = if ids.is_empty() {
+        vec![selector(None)].into_iter().filter(|s| s.as_object().is_some_and(|m| !m.is_empty())).collect()
+    } else {
+        ids.into_iter().map(|id| selector(Some(id))).collect()
+    };
+    if !entities.is_empty() {
+        body.insert("entities".into(), Value::Array(entities));
+    }
+    if !geo.is_empty() {
+        body.insert("geoQ".into(), Value::Object(geo));
+    }
+    (url, Value::Object(body))
 }
 
 /// One source's answer to a forwarded provision request.
@@ -320,6 +360,22 @@ impl ProvisionAnswer {
         self.result.as_ref().is_ok_and(|a| a.status < 300)
     }
 
+    /// The NGSI-LD error the source's failure stands for: of the type its status names, the
+    /// source and its own detail in the detail; an unreachable source is an InternalError.
+    pub fn error(&self) -> Option<NgsiLdError> {
+        let failure = self.failure()?;
+        let status = self.result.as_ref().map(|a| a.status).unwrap_or(500);
+        let kind = match status {
+            400 => ErrorKind::BadRequestData,
+            404 => ErrorKind::ResourceNotFound,
+            409 => ErrorKind::AlreadyExists,
+            422 => ErrorKind::OperationNotSupported,
+            508 => ErrorKind::LoopDetected,
+            _ => ErrorKind::InternalError,
+        };
+        Some(NgsiLdError::new(kind, format!("context source {}: {}", failure.registration_id, failure.detail)))
+    }
+
     /// Why it failed: the source's answer or the failure to get one.
     pub fn failure(&self) -> Option<SourceFailure> {
         match &self.result {
@@ -331,9 +387,9 @@ impl ProvisionAnswer {
 }
 
 impl Federation {
-    /// Forwards one provision request per part at once — each with its own body — and answers
-    /// every source's outcome in the order of `parts`.
-    pub async fn provision_sources(
+    /// Sends one request per part at once — each with its own body, the attributes it concerns
+    /// kept for the answer — and answers every source's outcome in the order of `parts`.
+    pub async fn send_to_sources(
         self: &Arc<Self>,
         parts: Vec<(Registration, Option<Vec<String>>, Option<Value>)>,
         fwd: &Forwarding,
@@ -360,29 +416,6 @@ impl Federation {
         answers.sort_by_key(|(index, _)| *index);
         answers.into_iter().map(|(_, a)| a).collect()
     }
-}
-
-/// Forwards a provision operation (clause 5.6 with 4.3.6.3) to each target in turn; answers
-/// how many sources took it and the failures.
-pub async fn forward_provision(
-    fed: &Federation,
-    targets: &[Registration],
-    fwd: &Forwarding,
-    method: Method,
-    path: &str,
-    query: &[(String, String)],
-    body: Option<Value>,
-) -> (usize, Vec<SourceFailure>) {
-    let mut accepted = 0;
-    let mut failures = Vec::new();
-    for reg in targets {
-        match fed.send(reg, fwd, method.clone(), path, query, body.clone()).await {
-            Ok(answer) if answer.status < 300 => accepted += 1,
-            Ok(answer) => failures.push(status_failure(reg, &answer)),
-            Err(failure) => failures.push(failure),
-        }
-    }
-    (accepted, failures)
 }
 
 type SourceResult = (usize, Registration, Result<(Vec<Entity>, Option<usize>), SourceFailure>);
@@ -426,10 +459,15 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// Reads a source's answer (a JSON array of entities in the context we sent) into stored form.
+/// Reads a source's answer (entities in the context we sent: a list, or one entity) into stored
+/// form.
 fn entities_of(body: &[u8], ld: &Ld) -> Result<Vec<Entity>, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("answered invalid JSON: {e}"))?;
-    let items = value.as_array().ok_or("answered something other than a list of entities")?;
+    let items = match value {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        _ => return Err("answered something other than entities".to_owned()),
+    };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let Some(map) = item.as_object() else { continue };
@@ -473,6 +511,14 @@ pub fn narrowed(params: &[(String, String)], target: &Target<'_>, ld: &Ld) -> Ve
             "id" if target.ids.is_some() => {}
             _ => out.push((name.clone(), value.clone())),
         }
+    }
+    // A query by id alone is not a query (clause 5.7.2): one that stands for a retrieval names
+    // the registered types.
+    let is_query = matches!(target.way, Operation::QUERY_ENTITY | Operation::QUERY_BATCH);
+    let selects = out.iter().any(|(n, _)| matches!(n.as_str(), "type" | "attrs" | "q" | "georel" | "scopeQ"));
+    if is_query && !selects && !target.types.is_empty() && target.attrs.is_none() {
+        let types: Vec<String> = target.types.iter().map(|t| ld.ctx.compact_iri(t).into_owned()).collect();
+        out.push(("type".to_owned(), types.join(",")));
     }
     if let Some(ids) = &target.ids {
         out.push(("id".to_owned(), ids.join(",")));

@@ -146,7 +146,7 @@ pub async fn forward(
         })
         .collect();
     let fwd = forwarding(headers, tenant, ld);
-    state.federation.provision_sources(parts, &fwd, method, path, query).await
+    state.federation.send_to_sources(parts, &fwd, method, path, query).await
 }
 
 pub fn warned(mut response: Response, failures: &[SourceFailure]) -> Response {
@@ -244,4 +244,86 @@ pub fn answer(
     }
     let body = json!({"updated": updated, "notUpdated": not_updated});
     Ok(warned(plain_json(StatusCode::MULTI_STATUS, &body), &failures))
+}
+
+/// One answer for an operation on a whole entity (create, delete) from the hub's outcome
+/// (`local`: None when it had no part) and the sources': `success` when every part was done;
+/// the error itself when the only part failed; otherwise 207 with a BatchOperationResult whose
+/// `errors` hold one BatchEntityError per part that failed (clause 5.2.17, with the
+/// `registrationId` of a failing source).
+pub fn entity_answer(
+    id: &str,
+    local: Option<Result<(), ApiError>>,
+    remote: Vec<ProvisionAnswer>,
+    success: Response,
+) -> ApiResult {
+    let failures: Vec<SourceFailure> = remote.iter().filter_map(ProvisionAnswer::failure).collect();
+    let parts = remote.len() + usize::from(local.is_some());
+    let mut errors: Vec<Value> = Vec::new();
+    let mut done = false;
+    match local {
+        Some(Err(e)) if parts == 1 => return Err(e),
+        Some(Err(e)) => errors.push(json!({"entityId": id, "error": e.0.problem_details()})),
+        Some(Ok(())) => done = true,
+        None => {}
+    }
+    for answer in &remote {
+        match answer.error() {
+            Some(e) if parts == 1 => return Err(e.into()),
+            Some(e) => errors.push(json!({
+                "entityId": id,
+                "registrationId": answer.registration.id,
+                "error": e.problem_details(),
+            })),
+            None => done = true,
+        }
+    }
+    if errors.is_empty() {
+        return Ok(warned(success, &failures));
+    }
+    let success: Vec<&str> = if done { vec![id] } else { Vec::new() };
+    let body = json!({"success": success, "errors": errors});
+    Ok(warned(plain_json(StatusCode::MULTI_STATUS, &body), &failures))
+}
+
+/// An exclusive registration takes its attributes away from the hub (clause 4.3.6.3): once its
+/// source accepted a write of them, a copy the hub still holds from before the registration is
+/// stale, so it goes.
+pub async fn drop_exclusive_copies(
+    state: &SharedState,
+    tenant: &str,
+    id: &str,
+    remote: &[ProvisionAnswer],
+) -> Result<(), ApiError> {
+    let taken: Vec<String> = remote
+        .iter()
+        .filter(|a| a.registration.mode == ngsild_federation::Mode::Exclusive && a.accepted())
+        .flat_map(|a| a.attrs.clone().unwrap_or_default())
+        .collect();
+    // Most writes find no copy: a read spares them a write (and a journal entry).
+    let holds_copy = match taken.is_empty() {
+        true => false,
+        false => {
+            state.store.get_entity(tenant, id).await?.is_some_and(|e| taken.iter().any(|n| e.attrs.contains_key(n)))
+        }
+    };
+    if !holds_copy {
+        return Ok(());
+    }
+    cityhub_storage::modify_one(state.store.as_ref(), tenant, id, without_attributes(taken)).await?;
+    Ok(())
+}
+
+/// A modifier that removes the attributes `names` (expanded) from an entity, if it exists.
+pub fn without_attributes(names: Vec<String>) -> cityhub_storage::Modifier {
+    Box::new(move |current| {
+        Ok(current.map(|mut entity| {
+            let before = entity.attrs.len();
+            entity.attrs.retain(|name, _| !names.contains(name));
+            if entity.attrs.len() != before {
+                entity.touch(&now());
+            }
+            entity
+        }))
+    })
 }

@@ -28,10 +28,48 @@ impl Operation {
     pub const UPDATE_BATCH: &'static str = "updateBatch";
     pub const DELETE_BATCH: &'static str = "deleteBatch";
     pub const MERGE_BATCH: &'static str = "mergeBatch";
+    pub const QUERY_BATCH: &'static str = "queryBatch";
+    pub const PURGE_ENTITY: &'static str = "purgeEntity";
 
     /// Whether an operation changes data (auxiliary sources never see those).
     pub fn is_provision(operation: &str) -> bool {
         !operation.starts_with("retrieve") && !operation.starts_with("query")
+    }
+
+    /// The operations a source may be asked with to serve `operation`, the preferred first: the
+    /// three ways of reading entities answer each other (a retrieval is a query by id), and a
+    /// purge is a deletion of the entities a query selects.
+    pub fn ways(operation: &str) -> &'static [&'static str] {
+        match operation {
+            Self::QUERY_ENTITY => &[Self::QUERY_ENTITY, Self::QUERY_BATCH],
+            Self::QUERY_BATCH => &[Self::QUERY_BATCH, Self::QUERY_ENTITY],
+            Self::RETRIEVE_ENTITY => &[Self::RETRIEVE_ENTITY, Self::QUERY_ENTITY, Self::QUERY_BATCH],
+            Self::PURGE_ENTITY => &[Self::PURGE_ENTITY, Self::DELETE_ENTITY],
+            Self::CREATE_ENTITY => &[Self::CREATE_ENTITY],
+            Self::UPDATE_ATTRS => &[Self::UPDATE_ATTRS],
+            Self::APPEND_ATTRS => &[Self::APPEND_ATTRS],
+            Self::DELETE_ATTRS => &[Self::DELETE_ATTRS],
+            Self::DELETE_ENTITY => &[Self::DELETE_ENTITY],
+            Self::MERGE_ENTITY => &[Self::MERGE_ENTITY],
+            Self::REPLACE_ENTITY => &[Self::REPLACE_ENTITY],
+            Self::REPLACE_ATTRS => &[Self::REPLACE_ATTRS],
+            Self::RETRIEVE_TYPES => &[Self::RETRIEVE_TYPES],
+            Self::RETRIEVE_ATTRS => &[Self::RETRIEVE_ATTRS],
+            Self::QUERY_TEMPORAL => &[Self::QUERY_TEMPORAL],
+            Self::RETRIEVE_TEMPORAL => &[Self::RETRIEVE_TEMPORAL],
+            Self::CREATE_BATCH => &[Self::CREATE_BATCH],
+            Self::UPSERT_BATCH => &[Self::UPSERT_BATCH],
+            Self::UPDATE_BATCH => &[Self::UPDATE_BATCH],
+            Self::DELETE_BATCH => &[Self::DELETE_BATCH],
+            Self::MERGE_BATCH => &[Self::MERGE_BATCH],
+            _ => &[],
+        }
+    }
+
+    /// How to ask `registration` for `operation`: the first of its [`ways`](Self::ways) the
+    /// registration offers.
+    pub fn way(registration: &Registration, operation: &str) -> Option<&'static str> {
+        Self::ways(operation).iter().copied().find(|w| registration.supports(w))
     }
 }
 
@@ -54,17 +92,27 @@ pub struct Target<'r> {
     /// The entity ids the registration names, when the client named none; None: as the client
     /// asked.
     pub ids: Option<Vec<String>>,
+    /// The entity types (expanded) of the registration's selectors that matched: what to ask
+    /// for when the request names no type but the way of asking needs one (a query by id).
+    pub types: Vec<String>,
+    /// The operation to ask the source with (one of [`Operation::ways`] of the request's).
+    pub way: &'static str,
 }
 
 /// The registrations that serve `request`, in their stored order. Expired registrations, those
-/// without the operation, and auxiliary ones for provision operations are left out.
+/// that offer no way to serve the operation, auxiliary ones for provision operations, and
+/// exclusive ones that name no attribute are left out: an exclusive registration is about
+/// specific attributes (clause 4.3.6.3), so one naming none gives nothing to take away from
+/// the hub.
 pub fn targets<'r>(registrations: &'r [Registration], request: &Request<'_>, now: &str) -> Vec<Target<'r>> {
     registrations
         .iter()
-        .filter(|r| !r.expired(now) && r.supports(request.operation))
+        .filter(|r| !r.expired(now))
         .filter(|r| !(r.mode == Mode::Auxiliary && Operation::is_provision(request.operation)))
+        .filter(|r| !(r.mode == Mode::Exclusive && r.information.iter().all(|i| i.attribute_names().next().is_none())))
         .filter(|r| within_reach(r, request.filter))
-        .filter_map(|r| target(r, request))
+        .filter_map(|r| Some((r, Operation::way(r, request.operation)?)))
+        .filter_map(|(r, way)| target(r, request, way))
         .collect()
 }
 
@@ -77,14 +125,15 @@ fn within_reach(reg: &Registration, filter: &EntityFilter) -> bool {
     crate::registration::area_meets(area, geo).unwrap_or(true)
 }
 
-fn target<'r>(reg: &'r Registration, request: &Request<'_>) -> Option<Target<'r>> {
+fn target<'r>(reg: &'r Registration, request: &Request<'_>, way: &'static str) -> Option<Target<'r>> {
     let mut any = false;
+    let mut types: Vec<String> = Vec::new();
     let mut all_attrs = false;
     let mut attrs: Vec<String> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
     let mut unnamed_ids = false;
     for info in &reg.information {
-        let Some(selected_ids) = selects_entities(info, request) else { continue };
+        let Some((selected_ids, selected_types)) = selects_entities(info, request) else { continue };
         let registered: Vec<&String> = info.attribute_names().collect();
         let asked = &request.filter.attrs;
         let narrowed: Vec<String> = match (registered.is_empty(), asked.is_empty()) {
@@ -99,6 +148,11 @@ fn target<'r>(reg: &'r Registration, request: &Request<'_>) -> Option<Target<'r>
             continue;
         }
         any = true;
+        for t in selected_types {
+            if !types.contains(&t) {
+                types.push(t);
+            }
+        }
         for name in narrowed {
             if !attrs.contains(&name) {
                 attrs.push(name);
@@ -120,16 +174,17 @@ fn target<'r>(reg: &'r Registration, request: &Request<'_>) -> Option<Target<'r>
         ids.dedup();
         Some(ids)
     };
-    Some(Target { registration: reg, attrs, ids })
+    Some(Target { registration: reg, attrs, ids, types, way })
 }
 
 /// Whether the information covers the entities asked for: None when it does not; otherwise the
-/// ids its selectors name (None inside: any id).
-fn selects_entities(info: &Information, request: &Request<'_>) -> Option<Option<Vec<String>>> {
+/// ids its selectors name (None inside: any id) and the types of the selectors that matched.
+fn selects_entities(info: &Information, request: &Request<'_>) -> Option<(Option<Vec<String>>, Vec<String>)> {
     if info.entities.is_empty() {
-        return Some(None);
+        return Some((None, Vec::new()));
     }
     let mut named = Vec::new();
+    let mut types = Vec::new();
     let mut unnamed = false;
     let mut matched = false;
     for selector in &info.entities {
@@ -137,6 +192,7 @@ fn selects_entities(info: &Information, request: &Request<'_>) -> Option<Option<
             continue;
         }
         matched = true;
+        types.extend(selector.types.iter().cloned());
         match &selector.id {
             Some(id) => named.push(id.clone()),
             None => unnamed = true,
@@ -144,8 +200,8 @@ fn selects_entities(info: &Information, request: &Request<'_>) -> Option<Option<
     }
     match (matched, unnamed) {
         (false, _) => None,
-        (true, true) => Some(None),
-        (true, false) => Some(Some(named)),
+        (true, true) => Some((None, types)),
+        (true, false) => Some((Some(named), types)),
     }
 }
 
@@ -249,6 +305,35 @@ mod tests {
         assert_eq!(serve(&regs, Operation::CREATE_ENTITY, &f).len(), 1);
         regs[0].expires_at = Some("2020-01-01T00:00:00Z".into());
         assert!(serve(&regs, Operation::QUERY_ENTITY, &f).is_empty(), "expired");
+    }
+
+    #[test]
+    fn a_source_is_asked_the_way_it_offers() {
+        let mut regs = vec![reg(json!({"information": [{"entities": [{"type": "V"}]}]}))];
+        let by_id = filter(None, &["urn:v:1"], &[]);
+        let ways = |regs: &[Registration], op: &str, f: &EntityFilter| -> Vec<&'static str> {
+            serve(regs, op, f).iter().map(|t| t.way).collect()
+        };
+        assert_eq!(ways(&regs, Operation::RETRIEVE_ENTITY, &by_id), [Operation::RETRIEVE_ENTITY]);
+        assert_eq!(ways(&regs, Operation::QUERY_BATCH, &by_id), [Operation::QUERY_BATCH]);
+        regs[0].operations = Some(vec!["queryBatch".into()]);
+        let retrieval = serve(&regs, Operation::RETRIEVE_ENTITY, &by_id);
+        assert_eq!(retrieval[0].way, Operation::QUERY_BATCH, "a retrieval becomes a query by id");
+        assert_eq!(retrieval[0].types, [ngsild_jsonld::core_context().expand_term("V").into_owned()]);
+        regs[0].operations = Some(vec!["retrieveOps".into()]);
+        assert_eq!(ways(&regs, Operation::QUERY_BATCH, &by_id), [Operation::QUERY_ENTITY]);
+        regs[0].operations = Some(vec!["redirectionOps".into()]);
+        assert_eq!(ways(&regs, Operation::PURGE_ENTITY, &filter(Some("V"), &[], &[])), [Operation::DELETE_ENTITY]);
+    }
+
+    #[test]
+    fn an_exclusive_registration_without_attributes_takes_nothing() {
+        let mut regs = vec![reg(json!({"information": [{"entities": [{"type": "V", "id": "urn:v:1"}]}]}))];
+        regs[0].mode = Mode::Exclusive;
+        regs[0].operations = Some(vec!["redirectionOps".into()]);
+        assert!(serve(&regs, Operation::DELETE_ENTITY, &filter(None, &["urn:v:1"], &[])).is_empty());
+        regs[0].information[0].property_names = vec![ngsild_jsonld::core_context().expand_term("speed").into_owned()];
+        assert_eq!(serve(&regs, Operation::DELETE_ENTITY, &filter(None, &["urn:v:1"], &[])).len(), 1);
     }
 
     #[test]
