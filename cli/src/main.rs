@@ -13,6 +13,12 @@ use cityhub_storage::DynStore;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// glibc's allocator took a fifth of the hub's CPU under GET-by-id load (malloc_consolidate,
+/// contended arenas between the runtime's and the blocking pool's threads); see
+/// docs/benchmarks.md for the before/after.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// cityhub: an NGSI-LD smart-city data hub in one binary.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
