@@ -154,6 +154,13 @@ fn create_errors_change_nothing() {
     );
     let xml = hub.client.post(hub.url("/entities")).header("Content-Type", "application/xml").body("<a/>").send();
     assert_problem(xml.unwrap(), 415, "UnsupportedMediaType");
+    // Without a Content-Type the body is read as JSON: broken JSON is a 400, good JSON is created.
+    let untyped_broken = hub.client.post(hub.url("/entities")).body("{\"id\": ").send();
+    assert_problem(untyped_broken.unwrap(), 400, "InvalidRequest");
+    let untyped = hub.client.post(hub.url("/entities")).body(r#"{"id": "urn:x:untyped", "type": "T"}"#).send();
+    assert_eq!(untyped.unwrap().status(), 201);
+    let stored: serde_json::Value = hub.get("/entities/urn:x:untyped").send().unwrap().json().unwrap();
+    assert_eq!(stored["type"], "T");
     assert_problem(
         hub.get(&format!("/entities/{id}")).header("Accept", "application/xml").send().unwrap(),
         406,

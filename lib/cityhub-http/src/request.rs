@@ -343,10 +343,11 @@ pub fn read_json_body(headers: &HeaderMap, body: &Bytes, merge_patch_allowed: bo
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .unwrap_or_default();
     let is_ld = match content_type.as_str() {
-        JSON => false,
+        // A body without a media type is read as JSON (RFC 9110 lets the recipient decide); a
+        // declared type other than the JSON ones is refused.
+        JSON | "" => false,
         MERGE_PATCH if merge_patch_allowed => false,
         JSON_LD => true,
-        "" => return Err(NgsiLdError::new(ErrorKind::UnsupportedMediaType, "a Content-Type header is required").into()),
         other => {
             return Err(
                 NgsiLdError::new(ErrorKind::UnsupportedMediaType, format!("unsupported Content-Type {other}")).into()

@@ -377,9 +377,9 @@ pub fn apply_write(
                 // The current state holds the latest observation of each datasetId.
                 let mut latest: IndexMap<Option<String>, Attribute> = IndexMap::new();
                 for attr in instances.iter() {
-                    let newer = latest.get(&attr.dataset_id).is_none_or(|l| {
-                        micros_of(attr.observed_at.as_deref()) >= micros_of(l.observed_at.as_deref())
-                    });
+                    let newer = latest
+                        .get(&attr.dataset_id)
+                        .is_none_or(|l| micros_of(attr.observed_at.as_deref()) >= micros_of(l.observed_at.as_deref()));
                     if newer {
                         latest.insert(attr.dataset_id.clone(), attr.clone());
                     }
@@ -421,8 +421,10 @@ pub fn apply_write(
                     conn.execute("DELETE FROM attr_series WHERE sid = ?1", [sid])?;
                     conn.execute("DELETE FROM attr_history WHERE sid = ?1", [sid])?
                 }
-                Some(sid) => conn
-                    .execute("DELETE FROM attr_history WHERE sid = ?1 AND dataset_id IS ?2", params![sid, dataset_id])?,
+                Some(sid) => conn.execute(
+                    "DELETE FROM attr_history WHERE sid = ?1 AND dataset_id IS ?2",
+                    params![sid, dataset_id],
+                )?,
             };
             if deleted == 0 {
                 return Ok(Err(NgsiLdError::not_found(format!("{id} has no history of attribute {attr}"))));
