@@ -31,6 +31,20 @@ fn batch_create_reports_each_entity() {
     let (_, one) = hub.get_json("/entities/urn:ngsi-ld:AirQualityObserved:1?options=keyValues");
     assert_eq!(one["pm25"], 10.0, "a failed create leaves the existing entity alone");
 
+    // The same id twice: the first copy is created, the second refused (ETSI 003_10_01); a
+    // delete of one id twice deletes it once and reports the second as not found (006_04_01).
+    let (status, result) = json_of(hub.post("/entityOperations/create", &json!([sensor(5, 5.0), sensor(5, 6.0)])));
+    assert_eq!(status, 207);
+    assert_eq!(result["success"], json!(["urn:ngsi-ld:AirQualityObserved:5"]));
+    assert_eq!(result["errors"][0]["entityId"], "urn:ngsi-ld:AirQualityObserved:5");
+    let (_, five) = hub.get_json("/entities/urn:ngsi-ld:AirQualityObserved:5?options=keyValues");
+    assert_eq!(five["pm25"], 5.0);
+    let twice = json!(["urn:ngsi-ld:AirQualityObserved:5", "urn:ngsi-ld:AirQualityObserved:5"]);
+    let (status, result) = json_of(hub.post("/entityOperations/delete", &twice));
+    assert_eq!(status, 207);
+    assert_eq!(result["success"], json!(["urn:ngsi-ld:AirQualityObserved:5"]));
+    assert_eq!(result["errors"][0]["error"]["status"], 404);
+
     assert_problem(hub.post("/entityOperations/create", &json!({"not": "an array"})), 400, "BadRequestData");
 }
 

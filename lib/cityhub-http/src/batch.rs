@@ -433,7 +433,9 @@ impl Remote {
                 errors.push((id.clone(), e.clone()));
             }
         }
-        successes.retain(|id| !errors.iter().any(|(other, _)| other == id));
+        // An entity a source refused did not fully succeed. A local error does not undo a local
+        // success of the same id: the second copy of an id in one batch fails, the first stands.
+        successes.retain(|id| !self.errors.iter().any(|(other, _)| other == id));
         (successes, errors)
     }
 
