@@ -222,6 +222,21 @@ impl InstanceRow {
             deleted: micros_of(deleted_at),
         })
     }
+
+    /// Runs `sql` with `?1` bound to `key` and `?2`..`?9` to the row's columns.
+    fn write(&self, conn: &Connection, sql: &str, key: i64) -> rusqlite::Result<usize> {
+        conn.prepare_cached(sql)?.execute(params![
+            key,
+            self.dataset_id,
+            self.doc,
+            self.val,
+            self.num,
+            self.observed,
+            self.created,
+            self.modified,
+            self.deleted
+        ])
+    }
 }
 
 /// Appends an instance to the history of `attr_name`.
@@ -234,22 +249,12 @@ fn insert_instance(
     deleted_at: Option<&str>,
 ) -> rusqlite::Result<()> {
     let sid = series(conn, tenant, entity_id, attr_name, true)?.expect("created when missing");
-    let row = InstanceRow::of(attr, deleted_at)?;
-    conn.prepare_cached(
+    InstanceRow::of(attr, deleted_at)?.write(
+        conn,
         "INSERT INTO attr_history (sid, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
         sid,
-        row.dataset_id,
-        row.doc,
-        row.val,
-        row.num,
-        row.observed,
-        row.created,
-        row.modified,
-        row.deleted
-    ])?;
+    )?;
     Ok(())
 }
 
@@ -451,22 +456,12 @@ pub fn apply_write(
                 attribute.dataset_id = old.dataset_id.clone();
             }
             // In place, so that the instance keeps its id.
-            let row = InstanceRow::of(&attribute, None)?;
-            conn.prepare_cached(
+            InstanceRow::of(&attribute, None)?.write(
+                conn,
                 "UPDATE attr_history SET dataset_id = ?2, doc = ?3, val = ?4, num = ?5, t_observed = ?6,
                  t_created = ?7, t_modified = ?8, t_deleted = ?9 WHERE seq = ?1",
-            )?
-            .execute(params![
                 seq,
-                row.dataset_id,
-                row.doc,
-                row.val,
-                row.num,
-                row.observed,
-                row.created,
-                row.modified,
-                row.deleted
-            ])?;
+            )?;
             Ok(Ok(TemporalOutcome::Updated))
         }
         TemporalWrite::DeleteInstance { attr, instance_id } => {
