@@ -194,6 +194,9 @@ fn federate(args: FederateArgs) -> anyhow::Result<()> {
         "information": [{"entities": entities}],
         "endpoint": peer,
         "mode": args.mode,
+        // A peer hub serves history as well: federationOps alone leaves the temporal
+        // operations out (clause 4.20, Table 4.20-2).
+        "operations": ["federationOps", "retrieveTemporal", "queryTemporal"],
     });
     if let Some(tenant) = &args.peer_tenant {
         registration["tenant"] = serde_json::Value::String(tenant.clone());

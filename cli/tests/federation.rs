@@ -546,3 +546,164 @@ fn a_csource_subscription_hears_of_new_registrations() {
     let response = seoul.delete("/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-watch").send().unwrap();
     assert_eq!(response.status().as_u16(), 204);
 }
+
+/// Records `values` (observed at the given times) in the history of station `id` at `hub`.
+fn record_history(hub: &Hub, id: &str, values: &[(f64, &str)]) {
+    let instances: Vec<Value> =
+        values.iter().map(|(v, at)| json!({"type": "Property", "value": v, "observedAt": at})).collect();
+    let body = json!({"id": id, "type": "AirQualityObserved", "pm25": instances});
+    let status = hub.post("/temporal/entities", &body).status().as_u16();
+    assert!(status == 201 || status == 204, "history of {id} recorded: {status}");
+}
+
+fn pm25_history(entity: &Value) -> Vec<(Value, Value)> {
+    entity["pm25"].as_array().unwrap().iter().map(|i| (i["value"].clone(), i["observedAt"].clone())).collect()
+}
+
+#[test]
+fn temporal_reads_merge_the_history_the_peer_holds() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    federate(&seoul, &busan);
+    let haeundae = BUSAN_STATIONS[0].0;
+    record_history(&busan, haeundae, &[(11.0, "2024-05-02T09:00:00Z"), (13.0, "2024-05-03T09:00:00Z")]);
+    // A station both hubs observe: each holds part of its history.
+    let shared = "urn:ngsi-ld:AirQualityObserved:shared:border";
+    record_history(&seoul, shared, &[(1.0, "2024-05-01T00:00:00Z"), (3.0, "2024-05-03T00:00:00Z")]);
+    record_history(&busan, shared, &[(2.0, "2024-05-02T00:00:00Z"), (4.0, "2024-05-04T00:00:00Z")]);
+
+    // A query lists both cities' stations, the busan one with busan's history.
+    let (status, ids, warnings, extra) = query(
+        &seoul,
+        "/temporal/entities?type=AirQualityObserved&attrs=pm25&timerel=after&timeAt=2024-05-01T12:00:00Z",
+    );
+    assert_eq!(status, 200, "{extra}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(ids, [haeundae, shared], "only entities with history in the window");
+    let body = &extra["body"];
+    assert_eq!(
+        pm25_history(&body[0]),
+        [(json!(11.0), json!("2024-05-02T09:00:00Z")), (json!(13.0), json!("2024-05-03T09:00:00Z"))]
+    );
+    let values: Vec<Value> = pm25_history(&body[1]).into_iter().map(|(v, _)| v).collect();
+    assert_eq!(values, [json!(2.0), json!(3.0), json!(4.0)], "both hubs' instances, in time order");
+
+    // A retrieval merges per attribute too; lastN counts over the merged history.
+    let (status, entity) = seoul.get_json(&format!("/temporal/entities/{shared}?lastN=3"));
+    assert_eq!(status, 200, "{entity}");
+    let values: Vec<Value> = pm25_history(&entity).into_iter().map(|(v, _)| v).collect();
+    assert_eq!(values, [json!(2.0), json!(3.0), json!(4.0)]);
+    let (status, entity) = seoul.get_json(&format!("/temporal/entities/{shared}?options=temporalValues"));
+    assert_eq!(status, 200, "{entity}");
+    assert_eq!(entity["pm25"]["values"].as_array().unwrap().len(), 4);
+
+    // Aggregation is asked of the source: its station is aggregated there.
+    let (status, entity) = seoul.get_json(&format!(
+        "/temporal/entities/{haeundae}?options=aggregatedValues&aggrMethods=max,totalCount&aggrPeriodDuration=P1Y"
+    ));
+    assert_eq!(status, 200, "{entity}");
+    assert_eq!(entity["pm25"]["max"][0][0], json!(18.0), "{entity}");
+    assert_eq!(entity["pm25"]["totalCount"][0][0], json!(3), "{entity}");
+
+    // local=true keeps it at the hub.
+    let (status, entity) = seoul.get_json(&format!("/temporal/entities/{shared}?local=true"));
+    assert_eq!(status, 200);
+    assert_eq!(pm25_history(&entity).len(), 2);
+    let (status, _) = seoul.get_json(&format!("/temporal/entities/{haeundae}?local=true"));
+    assert_eq!(status, 404);
+
+    // A source that cannot be reached is a warning, not a failure.
+    let dead = json!({
+        "id": "urn:ngsi-ld:ContextSourceRegistration:dead",
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "AirQualityObserved"}]}],
+        "endpoint": format!("http://127.0.0.1:{}", common::free_port()),
+        "operations": ["queryTemporal"],
+    });
+    assert_eq!(seoul.post("/csourceRegistrations", &dead).status().as_u16(), 201);
+    let (status, ids, warnings, _) = query(&seoul, "/temporal/entities?type=AirQualityObserved&attrs=pm25");
+    assert_eq!(status, 200);
+    assert!(ids.contains(&haeundae.to_owned()), "{ids:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("urn:ngsi-ld:ContextSourceRegistration:dead"), "{warnings:?}");
+}
+
+#[test]
+fn one_type_and_one_attribute_show_what_both_hubs_hold() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    let with_no2 = json!({"id": "urn:ngsi-ld:AirQualityObserved:busan:no2", "type": "AirQualityObserved",
+        "no2": {"type": "Property", "value": 0.02}});
+    assert_eq!(busan.post("/entities", &with_no2).status().as_u16(), 201);
+    federate(&seoul, &busan);
+
+    let (status, info) = seoul.get_json("/types/AirQualityObserved");
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["type"], json!("EntityTypeInfo"));
+    assert_eq!(info["entityCount"], json!(6), "three stations here, three at busan");
+    let mut names: Vec<&str> =
+        info["attributeDetails"].as_array().unwrap().iter().map(|a| a["attributeName"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["location", "no2", "pm25"]);
+    let (_, local) = seoul.get_json("/types/AirQualityObserved?local=true");
+    assert_eq!(local["entityCount"], json!(3));
+
+    let (status, no2) = seoul.get_json("/attributes/no2");
+    assert_eq!(status, 200, "{no2}");
+    assert_eq!(no2["attributeCount"], json!(1));
+    assert_eq!(no2["attributeTypes"], json!(["Property"]));
+    assert_eq!(no2["typeNames"], json!(["AirQualityObserved"]));
+    let (status, pm25) = seoul.get_json("/attributes/pm25");
+    assert_eq!(status, 200, "{pm25}");
+    assert_eq!(pm25["attributeCount"], json!(5));
+    let (status, _) = seoul.get_json("/attributes/no2?local=true");
+    assert_eq!(status, 404);
+    let (status, _) = seoul.get_json("/types/Nowhere");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn batch_errors_of_a_source_carry_its_registration_and_its_error_type() {
+    let seoul = city(SEOUL_STATIONS);
+    let busan = city(BUSAN_STATIONS);
+    let registration_id = "urn:ngsi-ld:ContextSourceRegistration:busan-batch-copy";
+    register_with(&seoul, &busan, registration_id, "inclusive", &["createBatch", "upsertBatch"]);
+
+    // Busan already holds haeundae: it refuses that one, everything else is created.
+    let (id, lon, lat, pm25) = BUSAN_STATIONS[0];
+    let new_id = "urn:ngsi-ld:AirQualityObserved:busan:gijang";
+    let batch = json!([station(id, lon, lat, pm25), station(new_id, 129.2, 35.24, 12.0)]);
+    let (status, body) = json_of(seoul.post("/entityOperations/create", &batch));
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body["success"], json!([new_id]));
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["entityId"], json!(id));
+    assert_eq!(errors[0]["registrationId"], json!(registration_id));
+    assert_eq!(errors[0]["error"]["type"], json!("https://uri.etsi.org/ngsi-ld/errors/AlreadyExists"));
+    assert_eq!(errors[0]["error"]["status"], json!(409));
+
+    // An upsert a source cannot take at all: each of its entities is an error of that source.
+    let dead_id = "urn:ngsi-ld:ContextSourceRegistration:dead-batch";
+    let dead = json!({
+        "id": dead_id,
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "AirQualityObserved"}]}],
+        "endpoint": format!("http://127.0.0.1:{}", common::free_port()),
+        "operations": ["upsertBatch"],
+    });
+    assert_eq!(seoul.post("/csourceRegistrations", &dead).status().as_u16(), 201);
+    let batch = json!([station(new_id, 129.2, 35.24, 14.0)]);
+    let response = seoul.post("/entityOperations/upsert", &batch);
+    let warnings = response.headers().get_all("ngsild-warning").iter().count();
+    let (status, body) = json_of(response);
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(warnings, 1);
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["entityId"], json!(new_id));
+    assert_eq!(errors[0]["registrationId"], json!(dead_id));
+    assert_eq!(errors[0]["error"]["type"], json!("https://uri.etsi.org/ngsi-ld/errors/InternalError"));
+    let (_, at_busan) = busan.get_json(&format!("/entities/{new_id}"));
+    assert_eq!(at_busan["pm25"]["value"], json!(14.0), "busan took its copy");
+}

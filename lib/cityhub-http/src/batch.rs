@@ -18,6 +18,7 @@ use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
+use crate::federation::source_error;
 use crate::request::{link_context, read_json_body, tenant, Params};
 use crate::response::{no_content, plain_json};
 use crate::SharedState;
@@ -25,6 +26,13 @@ use ngsild_federation::Operation;
 
 /// An entity id with why it failed.
 type Failure = (String, NgsiLdError);
+
+/// An entity of the batch that failed, at the hub or at a context source (its registration).
+struct EntityError {
+    entity_id: String,
+    error: NgsiLdError,
+    registration_id: Option<String>,
+}
 
 /// The outcome of one entity of a batch.
 type ItemResult = Result<(String, Option<Change>), Failure>;
@@ -104,11 +112,12 @@ async fn apply(
 }
 
 /// The BatchOperationResult body (clause 5.2.16).
-fn batch_result(successes: &[String], errors: &[(String, NgsiLdError)]) -> Value {
-    json!({
-        "success": successes,
-        "errors": errors.iter().map(|(id, e)| json!({"entityId": id, "error": e.problem_details()})).collect::<Vec<_>>(),
-    })
+fn batch_result(successes: &[String], errors: &[EntityError]) -> Value {
+    let errors: Vec<Value> = errors
+        .iter()
+        .map(|e| crate::provision::batch_entity_error(Some(&e.entity_id), e.registration_id.as_deref(), &e.error))
+        .collect();
+    json!({"success": successes, "errors": errors})
 }
 
 fn split(results: Vec<ItemResult>, mut errors: Vec<Failure>) -> (Vec<(String, Option<Change>)>, Vec<Failure>) {
@@ -123,7 +132,7 @@ fn split(results: Vec<ItemResult>, mut errors: Vec<Failure>) -> (Vec<(String, Op
 }
 
 /// 204 when everything succeeded, 207 with a BatchOperationResult otherwise.
-fn no_content_or_multi(successes: Vec<String>, errors: Vec<(String, NgsiLdError)>) -> Response {
+fn no_content_or_multi(successes: Vec<String>, errors: Vec<EntityError>) -> Response {
     if errors.is_empty() {
         no_content()
     } else {
@@ -414,28 +423,37 @@ struct Remote {
     /// Entities handled by the sources alone (the hub keeps nothing of them).
     remote_only: Vec<String>,
     /// Entities a source failed on.
-    errors: Vec<Failure>,
+    errors: Vec<EntityError>,
     /// Entities a source answered as created.
     created: Vec<String>,
     warnings: Vec<crate::federation::SourceFailure>,
 }
 
 impl Remote {
-    /// Successes and errors of the whole batch from the hub's own.
-    fn combine(&self, mut successes: Vec<String>, mut errors: Vec<Failure>) -> (Vec<String>, Vec<Failure>) {
+    /// Successes and errors of the whole batch from the hub's own: every entity a part of
+    /// failed on is an error, the hub's own error first.
+    fn combine(&self, mut successes: Vec<String>, errors: Vec<Failure>) -> (Vec<String>, Vec<EntityError>) {
         for id in &self.remote_only {
             if !successes.contains(id) {
                 successes.push(id.clone());
             }
         }
-        for (id, e) in &self.errors {
-            if !errors.iter().any(|(other, _)| other == id) {
-                errors.push((id.clone(), e.clone()));
+        let mut errors: Vec<EntityError> = errors
+            .into_iter()
+            .map(|(entity_id, error)| EntityError { entity_id, error, registration_id: None })
+            .collect();
+        for remote in &self.errors {
+            if !errors.iter().any(|e| e.entity_id == remote.entity_id) {
+                errors.push(EntityError {
+                    entity_id: remote.entity_id.clone(),
+                    error: remote.error.clone(),
+                    registration_id: remote.registration_id.clone(),
+                });
             }
         }
         // An entity a source refused did not fully succeed. A local error does not undo a local
         // success of the same id: the second copy of an id in one batch fails, the first stands.
-        successes.retain(|id| !self.errors.iter().any(|(other, _)| other == id));
+        successes.retain(|id| !self.errors.iter().any(|e| &e.entity_id == id));
         (successes, errors)
     }
 
@@ -578,19 +596,29 @@ async fn distribute(
             }
             Ok(a) if a.status == 207 => {
                 let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-                for error in body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default() {
-                    let id = error.get("entityId").and_then(Value::as_str).unwrap_or("").to_owned();
-                    let detail =
-                        error.pointer("/error/detail").and_then(Value::as_str).unwrap_or("failed at the source");
-                    let detail = format!("{}: {detail}", answer.registration.id);
-                    remote.errors.push((id, NgsiLdError::bad_request(detail)));
+                let registration_id = &answer.registration.id;
+                for item in body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default() {
+                    let problem = item.get("error");
+                    let status = problem.and_then(|p| p.get("status")).and_then(Value::as_u64).unwrap_or(400);
+                    let detail = problem.and_then(|p| p.get("detail")).and_then(Value::as_str).unwrap_or("failed");
+                    let error = source_error(registration_id, status as u16, problem, detail);
+                    let entity_id = item.get("entityId").and_then(Value::as_str).unwrap_or("").to_owned();
+                    remote.errors.push(EntityError {
+                        entity_id,
+                        error,
+                        registration_id: Some(registration_id.clone()),
+                    });
                 }
             }
             _ => {
                 let failure = answer.failure().expect("a failed answer");
+                let error = answer.error().expect("a failed answer");
                 for id in ids {
-                    let detail = format!("{}: {}", failure.registration_id, failure.detail);
-                    remote.errors.push((id.clone(), NgsiLdError::new(ngsild_core::ErrorKind::InternalError, detail)));
+                    remote.errors.push(EntityError {
+                        entity_id: id.clone(),
+                        error: error.clone(),
+                        registration_id: Some(failure.registration_id.clone()),
+                    });
                 }
                 remote.warnings.push(failure);
             }

@@ -17,7 +17,7 @@ use ngsild_federation::matching::{self, Operation, Request as FederationRequest}
 use crate::error::ApiResult;
 use crate::federation::{Federation, SourceFailure};
 use crate::request::{accept, existing_tenant, header_ld, Ld, Params};
-use crate::response::ld_json;
+use crate::response::{ld_json, path_segment};
 use crate::SharedState;
 
 #[derive(Default)]
@@ -209,33 +209,117 @@ impl RemoteNames {
     }
 }
 
-/// GET /types/{type}
+/// GET /types/{type}: the hub's entities of the type, and what the context sources registered
+/// for it hold (`retrieveEntityTypeInfo`): counts add up, attributes unite.
 pub async fn type_info(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local", "via"])?;
+    let params = Params::parse(raw.as_deref(), &["local", "via"])?;
     let accept = accept(&headers, false)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
     let iri = ld.ctx.expand_term(&name).into_owned();
     let summaries = type_summaries(&all_entities(&state, &tenant).await?);
-    let summary = summaries.get(&iri).ok_or_else(|| NgsiLdError::not_found(format!("no entity of type {name}")))?;
+    let mut found = summaries.get(&iri).is_some();
+    let mut entity_count = summaries.get(&iri).map_or(0, |s| s.entity_count);
+    // attribute IRI -> attribute kinds
+    let mut attributes: IndexMap<String, Vec<String>> = summaries
+        .get(&iri)
+        .map(|s| {
+            s.attributes.iter().map(|(a, kinds)| (a.clone(), kinds.iter().map(|k| k.to_string()).collect())).collect()
+        })
+        .unwrap_or_default();
+    let types = ngsild_query::TypeExpr::parse(&iri, &ld.ctx).map_err(|e| NgsiLdError::bad_request(e.to_string()))?;
+    let filter = EntityFilter { types: Some(types), ..Default::default() };
+    let info = RemoteInfo { operation: Operation::RETRIEVE_TYPE_INFO, path: format!("/types/{}", path_segment(&name)) };
+    let (answers, failures) = info.ask(&state, &headers, &tenant, &params, &ld, &filter).await?;
+    for (target_attrs, _, body) in &answers {
+        found = true;
+        entity_count += body.get("entityCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+        for detail in body.get("attributeDetails").and_then(Value::as_array).into_iter().flatten() {
+            let Some(attr) = detail.get("attributeName").and_then(Value::as_str) else { continue };
+            let attr = ld.ctx.expand_term(attr).into_owned();
+            if target_attrs.as_ref().is_some_and(|registered| !registered.contains(&attr)) {
+                continue;
+            }
+            let kinds = attributes.entry(attr).or_default();
+            for kind in detail.get("attributeTypes").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(k) = kind.as_str() {
+                    push_unique(kinds, k.to_owned());
+                }
+            }
+        }
+    }
+    if !found {
+        return Err(NgsiLdError::not_found(format!("no entity of type {name}")).into());
+    }
     let body = json!({
         "id": iri,
         "type": "EntityTypeInfo",
         "typeName": compact(&ld, &iri),
-        "entityCount": summary.entity_count,
-        "attributeDetails": summary.attributes.iter().map(|(a, kinds)| json!({
+        "entityCount": entity_count,
+        "attributeDetails": attributes.iter().map(|(a, kinds)| json!({
             "id": a,
             "type": "Attribute",
             "attributeName": compact(&ld, a),
             "attributeTypes": kinds,
         })).collect::<Vec<_>>(),
     });
-    Ok(ld_json(StatusCode::OK, body, &ld, accept))
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
+}
+
+/// The details of one type or one attribute the registered context sources hold (clause 5.7.7,
+/// 5.7.10): the registrations that serve it are asked at once; a source that does not know it
+/// (404) adds nothing, a failing one is reported and left out.
+struct RemoteInfo {
+    operation: &'static str,
+    /// The same request at a source (the name as the client wrote it, in its @context).
+    path: String,
+}
+
+/// A source's answer: the attributes and types its registration names (None: any), and the body.
+type InfoAnswer = (Option<Vec<String>>, Vec<String>, Value);
+
+impl RemoteInfo {
+    async fn ask(
+        &self,
+        state: &SharedState,
+        headers: &HeaderMap,
+        tenant: &str,
+        params: &Params,
+        ld: &Ld,
+        filter: &EntityFilter,
+    ) -> Result<(Vec<InfoAnswer>, Vec<SourceFailure>), crate::ApiError> {
+        if params.flag("local")? {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
+        let request = FederationRequest { operation: self.operation, filter, entity_types: &[] };
+        let targets = matching::targets(&regs, &request, &ngsild_core::time::now());
+        let targets = state.federation.reachable(targets, &Federation::hops(headers));
+        if targets.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let parts = targets.iter().map(|t| (t.registration.clone(), t.attrs.clone(), None)).collect();
+        let fwd = crate::provision::forwarding(headers, tenant, ld);
+        let answers = state.federation.send_to_sources(parts, &fwd, Method::GET, &self.path, &[]).await;
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        for (answer, target) in answers.iter().zip(&targets) {
+            match &answer.result {
+                Ok(a) if a.status == 200 => {
+                    let body = serde_json::from_slice::<Value>(&a.body).unwrap_or(Value::Null);
+                    found.push((target.attrs.clone(), target.types.clone(), body));
+                }
+                Ok(a) if a.status == 404 => {}
+                _ => failures.extend(answer.failure()),
+            }
+        }
+        Ok((found, failures))
+    }
 }
 
 /// GET /attributes
@@ -274,27 +358,64 @@ pub async fn attributes(State(state): State<SharedState>, headers: HeaderMap, Ra
     Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
 }
 
-/// GET /attributes/{attr}
+/// GET /attributes/{attr}: the hub's instances of the attribute, and what the context sources
+/// registered for it hold (`retrieveAttrTypeInfo`): counts add up, kinds and types unite.
 pub async fn attribute_info(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local", "via"])?;
+    let params = Params::parse(raw.as_deref(), &["local", "via"])?;
     let accept = accept(&headers, false)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let ld = header_ld(&state, &headers).await?;
     let iri = ld.ctx.expand_term(&name).into_owned();
     let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
-    let s = summaries.get(&iri).ok_or_else(|| NgsiLdError::not_found(format!("no attribute {name}")))?;
+    let local = summaries.get(&iri);
+    let mut found = local.is_some();
+    let mut count = local.map_or(0, |s| s.count);
+    let mut kinds: Vec<String> = local.map(|s| s.kinds.iter().map(|k| k.to_string()).collect()).unwrap_or_default();
+    let mut types: Vec<String> = local.map(|s| s.types.clone()).unwrap_or_default();
+    let filter = EntityFilter { attrs: vec![iri.clone()], ..Default::default() };
+    let info =
+        RemoteInfo { operation: Operation::RETRIEVE_ATTR_INFO, path: format!("/attributes/{}", path_segment(&name)) };
+    let (answers, failures) = info.ask(&state, &headers, &tenant, &params, &ld, &filter).await?;
+    for (_, registered_types, body) in &answers {
+        let held: Vec<String> = body
+            .get("typeNames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|t| ld.ctx.expand_term(t).into_owned())
+            .filter(|t| registered_types.is_empty() || registered_types.contains(t))
+            .collect();
+        // The attribute counts only where it belongs to a registered type.
+        if held.is_empty() {
+            continue;
+        }
+        found = true;
+        count += body.get("attributeCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+        for t in held {
+            push_unique(&mut types, t);
+        }
+        for kind in body.get("attributeTypes").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(k) = kind.as_str() {
+                push_unique(&mut kinds, k.to_owned());
+            }
+        }
+    }
+    if !found {
+        return Err(NgsiLdError::not_found(format!("no attribute {name}")).into());
+    }
     let body = json!({
         "id": iri,
         "type": "Attribute",
         "attributeName": compact(&ld, &iri),
-        "attributeCount": s.count,
-        "attributeTypes": s.kinds,
-        "typeNames": s.types.iter().map(|t| compact(&ld, t)).collect::<Vec<_>>(),
+        "attributeCount": count,
+        "attributeTypes": kinds,
+        "typeNames": types.iter().map(|t| compact(&ld, t)).collect::<Vec<_>>(),
     });
-    Ok(ld_json(StatusCode::OK, body, &ld, accept))
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
 }

@@ -425,7 +425,7 @@ async fn run_query(
 
 /// The registrations a read must also ask (none with `local=true`), never a hub the request
 /// already crossed.
-async fn distributed_targets(
+pub(crate) async fn distributed_targets(
     state: &SharedState,
     headers: &HeaderMap,
     tenant: &str,
@@ -478,22 +478,44 @@ async fn distributed_page(
     }
     let fwd = provision::forwarding(headers, tenant, ld);
     let (answers, failures) = state.federation.entities_from_sources(&targets, &fwd, &forwarded, None).await;
-    let local_ids: std::collections::HashSet<String> = local.entities.iter().map(|e| e.id.clone()).collect();
-    let mut total = local.total.unwrap_or(local.entities.len());
+    let mut total = MergedCount::new(local.entities.iter().map(|e| e.id.as_str()), local.total);
     let mut sources = vec![Fragments { entities: local.entities, auxiliary: false }];
-    let mut seen = local_ids;
     for (reg, entities, remote_count) in answers {
-        let fresh = entities.iter().filter(|e| !seen.contains(&e.id)).count();
-        let duplicates = entities.len() - fresh;
-        total += remote_count.map(|c| c.saturating_sub(duplicates)).unwrap_or(fresh);
-        seen.extend(entities.iter().map(|e| e.id.clone()));
+        total.add(entities.iter().map(|e| e.id.as_str()), remote_count);
         sources.push(Fragments { entities, auxiliary: reg.mode == Mode::Auxiliary });
     }
+    let total = total.total;
     let mut merged = merge_entities(sources);
     let has_next = merged.len() > window;
     let page_entities: Vec<Entity> = merged.drain(..).skip(offset).take(limit).collect();
     let page = cityhub_storage::Page { entities: page_entities, total: count.then_some(total) };
     Ok((page, has_next, failures))
+}
+
+/// How many entities a distributed query matches: the hub's count plus each source's, less the
+/// entities already counted (those an earlier answer listed).
+pub(crate) struct MergedCount {
+    pub total: usize,
+    seen: std::collections::HashSet<String>,
+}
+
+impl MergedCount {
+    pub fn new<'a>(local_ids: impl Iterator<Item = &'a str>, local_total: Option<usize>) -> MergedCount {
+        let seen: std::collections::HashSet<String> = local_ids.map(str::to_owned).collect();
+        MergedCount { total: local_total.unwrap_or(seen.len()), seen }
+    }
+
+    /// Adds a source's answer: the ids it listed and the count it gave, if any.
+    pub fn add<'a>(&mut self, ids: impl Iterator<Item = &'a str>, count: Option<usize>) {
+        let (mut listed, mut fresh) = (0, 0);
+        for id in ids {
+            listed += 1;
+            if self.seen.insert(id.to_owned()) {
+                fresh += 1;
+            }
+        }
+        self.total += count.map(|c| c.saturating_sub(listed - fresh)).unwrap_or(fresh);
+    }
 }
 
 /// One entity from the hub and the context sources registered for it, merged.
@@ -596,7 +618,8 @@ async fn fragment(
     Ok((input, ld, value))
 }
 
-/// PUT /entities/{id}
+/// PUT /entities/{id}: the fragment is the whole new entity; an invalid one (no type, a null
+/// attribute) is refused before the entity's existence is looked at.
 pub async fn replace(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -605,34 +628,18 @@ pub async fn replace(
     body: Bytes,
 ) -> ApiResult {
     let params = Params::parse(raw.as_deref(), &["local", "type"])?;
-    check_id(&id)?;
-    let tenant = tenant(&headers)?;
-    let (mut input, ld, value) = fragment(&state, &headers, &body, &id, false).await?;
-    input.id = Some(id.clone());
-    let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-    let plan =
-        provision::plan(&state, &headers, &tenant, &params, &id, &input.types, &attrs, Operation::REPLACE_ENTITY)
-            .await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let query = provision::forwarded_query(&params);
     let path = format!("/entities/{}", path_segment(&id));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PUT, &path, &query, Some(&body), true).await;
-    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
-    let local = if plan.local {
-        input.attrs.retain(|name, _| plan.keeps(name));
-        let replacement = entity_from_input(&input)?;
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                *entity = ops::replace_entity(entity, replacement, &now());
-                Ok(None)
-            })
-            .await,
-        )
-    } else {
-        None
+    let write = FragmentWrite { merge_patch: false, operation: Operation::REPLACE_ENTITY, method: Method::PUT, path };
+    let whole_id = id.clone();
+    let replacement = move |mut input: ngsild_core::expand::EntityInput| {
+        input.id = Some(whole_id);
+        entity_from_input(&input)
     };
-    provision::answer(local, remote, &plan, &attrs, no_content())
+    write_fragment(&state, &headers, &params, &id, &body, write, replacement, |entity, replacement| {
+        *entity = ops::replace_entity(entity, replacement, &now());
+        Ok(None)
+    })
+    .await
 }
 
 /// PATCH /entities/{id}
@@ -646,8 +653,8 @@ pub async fn merge(
     let params = Params::parse(raw.as_deref(), &["local", "type", "options", "format"])?;
     let path = format!("/entities/{}", path_segment(&id));
     let write = FragmentWrite { merge_patch: true, operation: Operation::MERGE_ENTITY, method: Method::PATCH, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, |entity, input| {
-        ops::merge_entity(entity, input, &now()).map(|_| None)
+    write_fragment(&state, &headers, &params, &id, &body, write, Ok, |entity, input| {
+        ops::merge_entity(entity, &input, &now()).map(|_| None)
     })
     .await
 }
@@ -664,8 +671,8 @@ pub async fn append_attrs(
     let no_overwrite = params.has_option("noOverwrite");
     let path = format!("/entities/{}/attrs", path_segment(&id));
     let write = FragmentWrite { merge_patch: false, operation: Operation::APPEND_ATTRS, method: Method::POST, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, move |entity, input| {
-        ops::append_attributes(entity, input, no_overwrite, &now()).map(Some)
+    write_fragment(&state, &headers, &params, &id, &body, write, Ok, move |entity, input| {
+        ops::append_attributes(entity, &input, no_overwrite, &now()).map(Some)
     })
     .await
 }
@@ -681,8 +688,8 @@ pub async fn update_attrs(
     let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
     let path = format!("/entities/{}/attrs", path_segment(&id));
     let write = FragmentWrite { merge_patch: true, operation: Operation::UPDATE_ATTRS, method: Method::PATCH, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, |entity, input| {
-        ops::update_attributes(entity, input, &now()).map(Some)
+    write_fragment(&state, &headers, &params, &id, &body, write, Ok, |entity, input| {
+        ops::update_attributes(entity, &input, &now()).map(Some)
     })
     .await
 }
@@ -698,20 +705,18 @@ struct FragmentWrite {
 }
 
 /// A fragment written to one entity, split between the registrations that cover its attributes
-/// (forwarded as they are) and the hub (`op` on the attributes left to it).
-async fn write_fragment(
+/// (forwarded as they are) and the hub: `prepare` reads the attributes left to it (an error
+/// there is the hub's part failing, before the entity is looked up), `op` applies them.
+#[allow(clippy::too_many_arguments)]
+async fn write_fragment<T: Send + 'static>(
     state: &SharedState,
     headers: &HeaderMap,
     params: &Params,
     id: &str,
     body: &Bytes,
     write: FragmentWrite,
-    op: impl FnOnce(
-            &mut ngsild_core::Entity,
-            &ngsild_core::expand::EntityInput,
-        ) -> Result<Option<ops::UpdateReport>, NgsiLdError>
-        + Send
-        + 'static,
+    prepare: impl FnOnce(ngsild_core::expand::EntityInput) -> Result<T, NgsiLdError>,
+    op: impl FnOnce(&mut ngsild_core::Entity, T) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
 ) -> ApiResult {
     check_id(id)?;
     let tenant = tenant(headers)?;
@@ -736,7 +741,10 @@ async fn write_fragment(
     provision::drop_exclusive_copies(state, &tenant, id, &remote).await?;
     let local = if plan.local {
         input.attrs.retain(|name, _| plan.keeps(name));
-        Some(modify_existing(state, &tenant, id, move |entity| op(entity, &input)).await)
+        Some(match prepare(input) {
+            Ok(prepared) => modify_existing(state, &tenant, id, move |entity| op(entity, prepared)).await,
+            Err(e) => Err(e.into()),
+        })
     } else {
         None
     };
@@ -946,7 +954,7 @@ pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         .iter()
         .filter_map(|a| {
             let error = a.error()?;
-            Some(json!({"registrationId": a.registration.id, "error": error.problem_details()}))
+            Some(provision::batch_entity_error(None, Some(&a.registration.id), &error))
         })
         .collect();
     let body = json!({"success": [], "errors": errors});

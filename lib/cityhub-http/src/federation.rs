@@ -239,6 +239,29 @@ impl Federation {
         params: &[(String, String)],
         retrieval: Option<&str>,
     ) -> (Vec<(Registration, Vec<Entity>, Option<usize>)>, Vec<SourceFailure>) {
+        let ld = fwd.ld.clone();
+        let read = move |a: &SourceAnswer| Ok((entities_of(&a.body, &ld)?, results_count(a)));
+        let (answers, failures) = self.read_sources(targets, fwd, params, retrieval, read).await;
+        (answers.into_iter().map(|(reg, (entities, count))| (reg, entities, count)).collect(), failures)
+    }
+
+    /// Asks each target at once for what a read selects, in the way its registration offers
+    /// (`Target::way`), and reads each 200 answer with `read`; answers each source's reading in
+    /// registration order, and the failures. With `retrieval` (the id of the one entity asked
+    /// for) a source's 404 is not a failure: it reads as `T::default()`.
+    pub async fn read_sources<T, R>(
+        self: &Arc<Self>,
+        targets: &[Target<'_>],
+        fwd: &Forwarding,
+        params: &[(String, String)],
+        retrieval: Option<&str>,
+        read: R,
+    ) -> (Vec<(Registration, T)>, Vec<SourceFailure>)
+    where
+        T: Default + Send + 'static,
+        R: Fn(&SourceAnswer) -> Result<T, String> + Send + Sync + 'static,
+    {
+        let read = Arc::new(read);
         let mut params = params.to_vec();
         if let Some(id) = retrieval {
             params.push(("id".to_owned(), id.to_owned()));
@@ -246,19 +269,25 @@ impl Federation {
         let mut tasks = tokio::task::JoinSet::new();
         for (index, target) in targets.iter().enumerate() {
             let mut query = narrowed(&params, target, &fwd.ld);
+            let one = |collection: &str, id: &str| format!("{collection}/{}", crate::response::path_segment(id));
             let (method, path, body) = match (target.way, retrieval) {
                 (Operation::RETRIEVE_ENTITY, Some(id)) => {
                     query.retain(|(n, _)| n != "id");
-                    (Method::GET, format!("/entities/{}", crate::response::path_segment(id)), None)
+                    (Method::GET, one("/entities", id), None)
+                }
+                (Operation::RETRIEVE_TEMPORAL, Some(id)) => {
+                    query.retain(|(n, _)| n != "id");
+                    (Method::GET, one("/temporal/entities", id), None)
                 }
                 (Operation::QUERY_BATCH, _) => {
                     let (url_params, body) = query_body(query);
                     query = url_params;
                     (Method::POST, "/entityOperations/query".to_owned(), Some(body))
                 }
+                (Operation::QUERY_TEMPORAL, _) => (Method::GET, "/temporal/entities".to_owned(), None),
                 _ => (Method::GET, "/entities".to_owned(), None),
             };
-            let (me, reg, fwd) = (self.clone(), target.registration.clone(), fwd.clone());
+            let (me, reg, fwd, read) = (self.clone(), target.registration.clone(), fwd.clone(), read.clone());
             let tolerate_missing = retrieval.is_some();
             tasks.spawn(async move {
                 let answer = me.send(&reg, &fwd, method, &path, &query, body).await;
@@ -268,22 +297,32 @@ impl Federation {
                     detail,
                 };
                 let result = answer.and_then(|a| match a.status {
-                    200 => {
-                        let count = a
-                            .headers
-                            .get("ngsild-results-count")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse().ok());
-                        Ok((entities_of(&a.body, &fwd.ld).map_err(fail)?, count))
-                    }
-                    404 if tolerate_missing => Ok((Vec::new(), None)),
+                    // 206: a temporal answer cut at the source's instance limit.
+                    200 | 206 => read(&a).map_err(fail),
+                    404 if tolerate_missing => Ok(T::default()),
                     _ => Err(status_failure(&reg, &a)),
                 });
                 (index, reg, result)
             });
         }
-        collect(tasks).await
+        let mut answers = Vec::new();
+        let mut failures = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((index, reg, Ok(reading))) => answers.push((index, reg, reading)),
+                Ok((_, _, Err(failure))) => failures.push(failure),
+                Err(e) => tracing::error!(error = %e, "a forwarding task failed"),
+            }
+        }
+        // Sources answer in any order; merging in registration order keeps answers stable.
+        answers.sort_by_key(|(index, ..)| *index);
+        (answers.into_iter().map(|(_, reg, reading)| (reg, reading)).collect(), failures)
     }
+}
+
+/// The `NGSILD-Results-Count` a source answered.
+pub fn results_count(answer: &SourceAnswer) -> Option<usize> {
+    answer.headers.get("ngsild-results-count").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
 /// Splits the parameters of a query forwarded as `queryBatch` into what stays in the URL
@@ -360,20 +399,16 @@ impl ProvisionAnswer {
         self.result.as_ref().is_ok_and(|a| a.status < 300)
     }
 
-    /// The NGSI-LD error the source's failure stands for: of the type its status names, the
-    /// source and its own detail in the detail; an unreachable source is an InternalError.
+    /// The NGSI-LD error the source's failure stands for: typed as the source's own
+    /// ProblemDetails says (or, failing that, as its status does), the source and its own detail
+    /// in the detail; an unreachable source is an InternalError.
     pub fn error(&self) -> Option<NgsiLdError> {
         let failure = self.failure()?;
-        let status = self.result.as_ref().map(|a| a.status).unwrap_or(500);
-        let kind = match status {
-            400 => ErrorKind::BadRequestData,
-            404 => ErrorKind::ResourceNotFound,
-            409 => ErrorKind::AlreadyExists,
-            422 => ErrorKind::OperationNotSupported,
-            508 => ErrorKind::LoopDetected,
-            _ => ErrorKind::InternalError,
+        let (status, problem) = match &self.result {
+            Ok(a) => (a.status, serde_json::from_slice::<Value>(&a.body).ok()),
+            Err(_) => (500, None),
         };
-        Some(NgsiLdError::new(kind, format!("context source {}: {}", failure.registration_id, failure.detail)))
+        Some(source_error(&failure.registration_id, status, problem.as_ref(), &failure.detail))
     }
 
     /// Why it failed: the source's answer or the failure to get one.
@@ -418,23 +453,19 @@ impl Federation {
     }
 }
 
-type SourceResult = (usize, Registration, Result<(Vec<Entity>, Option<usize>), SourceFailure>);
-
-async fn collect(
-    mut tasks: tokio::task::JoinSet<SourceResult>,
-) -> (Vec<(Registration, Vec<Entity>, Option<usize>)>, Vec<SourceFailure>) {
-    let mut answers = Vec::new();
-    let mut failures = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, reg, Ok((entities, count)))) => answers.push((index, reg, entities, count)),
-            Ok((_, _, Err(failure))) => failures.push(failure),
-            Err(e) => tracing::error!(error = %e, "a forwarding task failed"),
-        }
-    }
-    // Sources answer in any order; merging in registration order keeps answers stable.
-    answers.sort_by_key(|(index, ..)| *index);
-    (answers.into_iter().map(|(_, r, e, c)| (r, e, c)).collect(), failures)
+/// An error a context source reported, as the hub reports it on: of the type the source's
+/// ProblemDetails names, else of the one its status stands for; the detail names the source.
+pub fn source_error(registration_id: &str, status: u16, problem: Option<&Value>, detail: &str) -> NgsiLdError {
+    let named = problem.and_then(|p| p.get("type")).and_then(Value::as_str).and_then(ErrorKind::from_type_uri);
+    let kind = named.unwrap_or(match status {
+        400 => ErrorKind::BadRequestData,
+        404 => ErrorKind::ResourceNotFound,
+        409 => ErrorKind::AlreadyExists,
+        422 => ErrorKind::OperationNotSupported,
+        508 => ErrorKind::LoopDetected,
+        _ => ErrorKind::InternalError,
+    });
+    NgsiLdError::new(kind, format!("context source {registration_id}: {detail}"))
 }
 
 pub fn status_failure(reg: &Registration, answer: &SourceAnswer) -> SourceFailure {
@@ -483,26 +514,24 @@ fn entities_of(body: &[u8], ld: &Ld) -> Result<Vec<Entity>, String> {
 }
 
 /// The client's query parameters as forwarded to one source: the representation is normalized
-/// (the hub merges, then renders what the client asked for), paging starts at the first entity
-/// (the hub pages the merged list), and a registration that names its entities or attributes
-/// narrows `id` and `attrs`. Everything else — `type`, `q`, `scopeQ`, the geo-query, `lang`,
-/// `count` — goes as the client wrote it, in the client's @context.
+/// (the hub merges, then renders what the client asked for; aggregated history stays aggregated,
+/// asked as `options=aggregatedValues`), paging starts at the first entity (the hub pages the
+/// merged list), and a registration that names its entities or attributes narrows `id` and
+/// `attrs`. Everything else — `type`, `q`, `scopeQ`, the geo-query, `lang`, `count`, and for
+/// history `timerel`, `timeAt`, `endTimeAt`, `timeproperty`, `lastN`, `datasetId`,
+/// `aggrMethods`, `aggrPeriodDuration` — goes as the client wrote it, in the client's @context.
 pub fn narrowed(params: &[(String, String)], target: &Target<'_>, ld: &Ld) -> Vec<(String, String)> {
     let offset: usize = params.iter().rev().find(|(n, _)| n == "offset").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
     let mut out: Vec<(String, String)> = Vec::new();
+    let mut options: Vec<&str> = Vec::new();
     for (name, value) in params {
         match name.as_str() {
-            "local" | "csf" | "offset" | "format" | "join" | "joinLevel" | "pick" | "omit" => {}
-            "options" => {
-                let kept: Vec<&str> = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|o| !matches!(*o, "keyValues" | "simplified" | "concise" | "normalized" | ""))
-                    .collect();
-                if !kept.is_empty() {
-                    out.push((name.clone(), kept.join(",")));
-                }
-            }
+            "local" | "csf" | "offset" | "join" | "joinLevel" | "pick" | "omit" => {}
+            "format" if value == "aggregatedValues" => options.push("aggregatedValues"),
+            "format" => {}
+            "options" => options.extend(value.split(',').map(str::trim).filter(|o| {
+                !matches!(*o, "keyValues" | "simplified" | "concise" | "normalized" | "temporalValues" | "")
+            })),
             "limit" => {
                 let limit: usize = value.parse().unwrap_or(0);
                 out.push((name.clone(), (limit + offset).to_string()));
@@ -512,9 +541,13 @@ pub fn narrowed(params: &[(String, String)], target: &Target<'_>, ld: &Ld) -> Ve
             _ => out.push((name.clone(), value.clone())),
         }
     }
+    if !options.is_empty() {
+        options.dedup();
+        out.push(("options".to_owned(), options.join(",")));
+    }
     // A query by id alone is not a query (clause 5.7.2): one that stands for a retrieval names
     // the registered types.
-    let is_query = matches!(target.way, Operation::QUERY_ENTITY | Operation::QUERY_BATCH);
+    let is_query = matches!(target.way, Operation::QUERY_ENTITY | Operation::QUERY_BATCH | Operation::QUERY_TEMPORAL);
     let selects = out.iter().any(|(n, _)| matches!(n.as_str(), "type" | "attrs" | "q" | "georel" | "scopeQ"));
     if is_query && !selects && !target.types.is_empty() && target.attrs.is_none() {
         let types: Vec<String> = target.types.iter().map(|t| ld.ctx.compact_iri(t).into_owned()).collect();

@@ -263,18 +263,14 @@ pub fn entity_answer(
     let mut done = false;
     match local {
         Some(Err(e)) if parts == 1 => return Err(e),
-        Some(Err(e)) => errors.push(json!({"entityId": id, "error": e.0.problem_details()})),
+        Some(Err(e)) => errors.push(batch_entity_error(Some(id), None, &e.0)),
         Some(Ok(())) => done = true,
         None => {}
     }
     for answer in &remote {
         match answer.error() {
             Some(e) if parts == 1 => return Err(e.into()),
-            Some(e) => errors.push(json!({
-                "entityId": id,
-                "registrationId": answer.registration.id,
-                "error": e.problem_details(),
-            })),
+            Some(e) => errors.push(batch_entity_error(Some(id), Some(&answer.registration.id), &e)),
             None => done = true,
         }
     }
@@ -284,6 +280,20 @@ pub fn entity_answer(
     let success: Vec<&str> = if done { vec![id] } else { Vec::new() };
     let body = json!({"success": success, "errors": errors});
     Ok(warned(plain_json(StatusCode::MULTI_STATUS, &body), &failures))
+}
+
+/// One BatchEntityError (clause 5.2.17): the entity, the registration of the context source that
+/// failed on it (none for the hub's own failure), and the error as ProblemDetails.
+pub fn batch_entity_error(entity_id: Option<&str>, registration_id: Option<&str>, error: &NgsiLdError) -> Value {
+    let mut item = serde_json::Map::new();
+    if let Some(id) = entity_id {
+        item.insert("entityId".into(), json!(id));
+    }
+    if let Some(reg) = registration_id {
+        item.insert("registrationId".into(), json!(reg));
+    }
+    item.insert("error".into(), error.problem_details());
+    Value::Object(item)
 }
 
 /// An exclusive registration takes its attributes away from the hub (clause 4.3.6.3): once its

@@ -8,11 +8,17 @@ use ngsild_core::expand::{build_attribute, expand_fragment, expand_raw_attribute
 use ngsild_core::temporal::{
     cut_instances, parse_duration, render_temporal, time_span, AggrMethod, TemporalFormat, TimeProperty, TimeRel,
 };
+use ngsild_core::time::{now, parse_datetime};
 use ngsild_core::{Entity, NgsiLdError};
+use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
+use ngsild_federation::merge::{merge_temporal, TemporalFragments};
+use ngsild_federation::Mode;
 use serde_json::Value;
 
-use crate::entities::{check_id, entity_filter};
+use crate::entities::{check_id, distributed_targets, entity_filter, MergedCount};
 use crate::error::{ApiError, ApiResult};
+use crate::federation::{results_count, SourceAnswer, SourceFailure};
+use crate::provision;
 use crate::request::{
     accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
 };
@@ -292,6 +298,7 @@ fn temporal_ask(params: &Params, ld: &Ld, instance_limit: usize) -> Result<Tempo
 }
 
 /// Renders temporal entities, cutting instances to one page; 206 with `Content-Range` when cut.
+/// `source_cut`: where a context source cut its share of them (see [`RemoteHistory::cut`]).
 fn respond(
     mut entities: Vec<cityhub_storage::TemporalEntity>,
     ask: &TemporalAsk,
@@ -299,12 +306,23 @@ fn respond(
     ld: &Ld,
     accept: Accept,
     single: bool,
+    source_cut: Option<String>,
 ) -> ApiResult {
     let property = ask.query.time_property;
     let cut = if ask.format == TemporalFormat::Aggregated {
         None
     } else {
-        cut_instances(&mut entities, ask.limit, ask.last_n, property)
+        if let Some(at) = source_cut.as_deref().and_then(parse_datetime) {
+            // Past a source's cut the page would show the hub's instances without the source's.
+            let newest_first = ask.last_n.is_some();
+            for instances in entities.iter_mut().flat_map(|e| e.attrs.values_mut()) {
+                instances.retain(|i| {
+                    let time = i.time(property).or(i.attribute.created_at.as_deref()).and_then(parse_datetime);
+                    time.is_none_or(|t| if newest_first { t >= at } else { t <= at })
+                });
+            }
+        }
+        cut_instances(&mut entities, ask.limit, ask.last_n, property).or(source_cut)
     };
     let opts = render_options(&without_temporal_format(params), &ld.ctx)?;
     let rendered: Vec<Value> = entities
@@ -351,7 +369,8 @@ fn without_temporal_format(params: &Params) -> Params {
     cleaned
 }
 
-/// GET /temporal/entities/{id}
+/// GET /temporal/entities/{id}: the hub's history of the entity merged with what the context
+/// sources registered for it hold (`retrieveTemporal`, or `queryTemporal` by id).
 pub async fn retrieve(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -368,16 +387,141 @@ pub async fn retrieve(
     ask.query.skip_empty = false;
     ask.query.paging = cityhub_storage::Paging { offset: 0, limit: 1, count: false };
     let page = state.store.temporal_query(&tenant, &ask.query).await?;
-    if page.entities.is_empty() {
+    let selection =
+        cityhub_storage::EntityFilter { ids: vec![id.clone()], attrs: ask.query.attrs.clone(), ..Default::default() };
+    let read = HistoryRead { operation: Operation::RETRIEVE_TEMPORAL, filter: &selection, retrieval: Some(&id) };
+    let remote = remote_history(&state, &headers, &tenant, &params, &ld, &ask, read).await?;
+    let entities = remote.merged_with(page.entities, &ask);
+    if entities.is_empty() {
         return Err(NgsiLdError::not_found(format!("no temporal representation of {id}")).into());
     }
     if !ask.query.attrs.is_empty()
         && ask.query.timerel.is_none()
-        && page.entities.iter().all(|e| e.attrs.is_empty() && e.aggregates.is_empty())
+        && entities.iter().all(|e| e.attrs.values().all(Vec::is_empty) && e.aggregates.is_empty())
     {
         return Err(NgsiLdError::not_found(format!("{id} has no history of the attributes asked for")).into());
     }
-    respond(page.entities, &ask, &params, &ld, accept, true)
+    let response = respond(entities, &ask, &params, &ld, accept, true, remote.cut)?;
+    Ok(provision::warned(response, &remote.failures))
+}
+
+/// What a distributed temporal read asks the context sources.
+struct HistoryRead<'a> {
+    operation: &'static str,
+    /// The entities and attributes it selects, for choosing the registrations.
+    filter: &'a cityhub_storage::EntityFilter,
+    /// The id of the one entity a retrieval asks for.
+    retrieval: Option<&'a str>,
+}
+
+/// What the registered context sources answered of a temporal read.
+#[derive(Default)]
+struct RemoteHistory {
+    /// Whether any source was asked.
+    asked: bool,
+    sources: Vec<TemporalFragments>,
+    /// Per source: the ids it listed and the count it gave.
+    counts: Vec<(Vec<String>, Option<usize>)>,
+    /// A source that cut its instances at its own limit (206) has nothing past that time: the
+    /// earliest such cut (the latest with `lastN`, which reads backwards), where the merged
+    /// page has to stop too.
+    cut: Option<String>,
+    failures: Vec<SourceFailure>,
+}
+
+/// One source's answer to a forwarded temporal read.
+#[derive(Default)]
+struct SourceHistory {
+    entities: Vec<cityhub_storage::TemporalEntity>,
+    count: Option<usize>,
+    cut: Option<String>,
+}
+
+impl RemoteHistory {
+    /// The hub's own history merged with the sources'.
+    fn merged_with(
+        &self,
+        local: Vec<cityhub_storage::TemporalEntity>,
+        ask: &TemporalAsk,
+    ) -> Vec<cityhub_storage::TemporalEntity> {
+        if !self.asked {
+            return local;
+        }
+        let mut all = vec![TemporalFragments { entities: local, auxiliary: false }];
+        all.extend(
+            self.sources.iter().map(|s| TemporalFragments { entities: s.entities.clone(), auxiliary: s.auxiliary }),
+        );
+        merge_temporal(all, ask.query.time_property, ask.last_n.is_some())
+    }
+}
+
+/// Asks the registrations that serve a temporal read (none with `local=true`), each in the way
+/// it offers, with the client's parameters (`narrowed`: timerel, lastN, aggregation and the
+/// rest as given); reads each answer back into the history model.
+async fn remote_history(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    ld: &Ld,
+    ask: &TemporalAsk,
+    read: HistoryRead<'_>,
+) -> Result<RemoteHistory, ApiError> {
+    let registrations = distributed_targets(state, headers, tenant, params, read.filter, read.operation).await?;
+    if registrations.is_empty() {
+        return Ok(RemoteHistory::default());
+    }
+    let request = FederationRequest { operation: read.operation, filter: read.filter, entity_types: &[] };
+    let targets = matching::targets(&registrations, &request, &now());
+    let fwd = provision::forwarding(headers, tenant, ld);
+    let (ctx, aggregated) = (ld.ctx.clone(), ask.format == TemporalFormat::Aggregated);
+    let read_answer = move |answer: &SourceAnswer| -> Result<SourceHistory, String> {
+        let value: Value = serde_json::from_slice(&answer.body).map_err(|e| format!("answered invalid JSON: {e}"))?;
+        let items = match value {
+            Value::Array(items) => items,
+            one @ Value::Object(_) => vec![one],
+            _ => return Err("answered something other than temporal entities".to_owned()),
+        };
+        let mut entities = Vec::with_capacity(items.len());
+        for item in items.iter().filter_map(Value::as_object) {
+            match ngsild_core::temporal::read_temporal(item, &ctx, aggregated) {
+                Ok(entity) => entities.push(entity),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a context source answered a temporal entity that is not valid; left out")
+                }
+            }
+        }
+        let cut = (answer.status == 206).then(|| content_range_end(answer)).flatten();
+        Ok(SourceHistory { entities, count: results_count(answer), cut })
+    };
+    let (answers, failures) =
+        state.federation.read_sources(&targets, &fwd, params.pairs(), read.retrieval, read_answer).await;
+    let newest_first = ask.last_n.is_some();
+    let mut remote = RemoteHistory { asked: true, failures, ..Default::default() };
+    for (reg, answer) in answers {
+        remote.cut = match (remote.cut.take(), answer.cut) {
+            (Some(a), Some(b)) => {
+                let (ta, tb) = (parse_datetime(&a), parse_datetime(&b));
+                Some(if (ta < tb) != newest_first { a } else { b })
+            }
+            (a, b) => a.or(b),
+        };
+        remote.counts.push((answer.entities.iter().map(|e| e.id.clone()).collect(), answer.count));
+        remote.sources.push(TemporalFragments { entities: answer.entities, auxiliary: reg.mode == Mode::Auxiliary });
+    }
+    Ok(remote)
+}
+
+/// The end of a `Content-Range: date-time <start>-<end>/<size>` (clause 6.3.10): where the
+/// source cut. Both ends are date-times with dashes of their own; the split is where both parse.
+fn content_range_end(answer: &SourceAnswer) -> Option<String> {
+    let value = answer.headers.get("content-range")?.to_str().ok()?;
+    let range = value.strip_prefix("date-time ")?.rsplit_once('/')?.0;
+    range
+        .match_indices('-')
+        .map(|(at, _)| (&range[..at], &range[at + 1..]))
+        .find(|(start, end)| parse_datetime(start).is_some() && parse_datetime(end).is_some())
+        .map(|(_, end)| end.to_owned())
 }
 
 /// GET /temporal/entities
@@ -420,7 +564,8 @@ async fn run_query(
         return Err(NgsiLdError::bad_request("a temporal query needs type, attrs, id, q, scopeQ or a geo-query").into());
     }
     let mut ask = temporal_ask(&params, &ld, state.config.temporal_instance_limit)?;
-    ask.query.filter = entity_filter(&params, &ld)?;
+    let selection = entity_filter(&params, &ld)?;
+    ask.query.filter = selection.clone();
     // attrs selects instances here, not entities.
     ask.query.filter.attrs.clear();
     let limit = params.usize("limit")?.unwrap_or(state.config.default_page_size);
@@ -432,12 +577,27 @@ async fn run_query(
         .into());
     }
     let count = params.flag("count")?;
-    ask.query.paging = cityhub_storage::Paging { offset: params.usize("offset")?.unwrap_or(0), limit, count };
-    let page = state.store.temporal_query(&tenant, &ask.query).await?;
-    let total = page.total;
-    let mut response = respond(page.entities, &ask, &params, &ld, accept, false)?;
+    let offset = params.usize("offset")?.unwrap_or(0);
+    let read = HistoryRead { operation: Operation::QUERY_TEMPORAL, filter: &selection, retrieval: None };
+    let remote = remote_history(state, headers, &tenant, &params, &ld, &ask, read).await?;
+    let (entities, total) = if remote.asked {
+        // Each source was asked for its first offset + limit entities; the merged list is paged here.
+        ask.query.paging = cityhub_storage::Paging { offset: 0, limit: offset + limit, count };
+        let page = state.store.temporal_query(&tenant, &ask.query).await?;
+        let mut total = MergedCount::new(page.entities.iter().map(|e| e.id.as_str()), page.total);
+        for (ids, source_count) in &remote.counts {
+            total.add(ids.iter().map(String::as_str), *source_count);
+        }
+        let merged = remote.merged_with(page.entities, &ask);
+        (merged.into_iter().skip(offset).take(limit).collect(), count.then_some(total.total))
+    } else {
+        ask.query.paging = cityhub_storage::Paging { offset, limit, count };
+        let page = state.store.temporal_query(&tenant, &ask.query).await?;
+        (page.entities, page.total)
+    };
+    let mut response = respond(entities, &ask, &params, &ld, accept, false, remote.cut.clone())?;
     if let Some(total) = total {
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }
-    Ok(response)
+    Ok(provision::warned(response, &remote.failures))
 }

@@ -28,6 +28,32 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 17] = [
+        ErrorKind::InvalidRequest,
+        ErrorKind::BadRequestData,
+        ErrorKind::AlreadyExists,
+        ErrorKind::OperationNotSupported,
+        ErrorKind::ResourceNotFound,
+        ErrorKind::InternalError,
+        ErrorKind::TooComplexQuery,
+        ErrorKind::TooManyResults,
+        ErrorKind::LdContextNotAvailable,
+        ErrorKind::NoMultiTenantSupport,
+        ErrorKind::NonexistentTenant,
+        ErrorKind::Conflict,
+        ErrorKind::NotAcceptable,
+        ErrorKind::UnsupportedMediaType,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::LoopDetected,
+    ];
+
+    /// The kind a ProblemDetails `type` names (`https://uri.etsi.org/ngsi-ld/errors/<Name>`).
+    pub fn from_type_uri(uri: &str) -> Option<ErrorKind> {
+        let name = uri.strip_prefix("https://uri.etsi.org/ngsi-ld/errors/")?;
+        ErrorKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::InvalidRequest | ErrorKind::BadRequestData => 400,

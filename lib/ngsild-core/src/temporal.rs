@@ -373,6 +373,82 @@ pub fn render_temporal(
     out
 }
 
+/// Reads a temporal entity as another broker answers it — the normalized representation, or
+/// `aggregatedValues` when `aggregated` — back into the history model, names expanded with `ctx`:
+/// what a distributed temporal query merges with the hub's own history.
+pub fn read_temporal(body: &Map<String, Value>, ctx: &Context, aggregated: bool) -> Result<TemporalEntity> {
+    let id = body.get("id").and_then(Value::as_str).ok_or_else(|| NgsiLdError::bad_request("no id"))?;
+    crate::validate::check_uri(id, "the entity id")?;
+    let types = body.get("type").map(|t| crate::expand::expand_types(t, ctx)).transpose()?.unwrap_or_default();
+    let time = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let mut entity = TemporalEntity {
+        id: id.to_owned(),
+        types,
+        scope: body.get("scope").map(crate::expand::parse_scope).transpose()?.unwrap_or_default(),
+        created_at: time(body.get("createdAt")),
+        modified_at: time(body.get("modifiedAt")),
+        deleted_at: time(body.get("deletedAt")),
+        ..Default::default()
+    };
+    for (key, value) in body {
+        if matches!(
+            key.as_str(),
+            "id" | "@id" | "type" | "@type" | "scope" | "@context" | "createdAt" | "modifiedAt" | "deletedAt"
+        ) {
+            continue;
+        }
+        let name = crate::expand::expand_attribute_name(key, ctx)?;
+        let items: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for item in items {
+            if aggregated {
+                entity.aggregates.entry(name.clone()).or_default().push(read_aggregate(item)?);
+            } else {
+                entity.attrs.entry(name.clone()).or_default().push(read_instance(item, ctx)?);
+            }
+        }
+    }
+    Ok(entity)
+}
+
+fn read_instance(item: &Value, ctx: &Context) -> Result<Instance> {
+    let raw = crate::expand::expand_raw_attribute(item, ctx)?;
+    let mut attribute = crate::expand::build_attribute(&raw)?;
+    let text = |member: &str| raw.get(member).and_then(Value::as_str).map(str::to_owned);
+    attribute.created_at = text("createdAt");
+    attribute.modified_at = text("modifiedAt");
+    Ok(Instance { attribute, instance_id: text("instanceId").unwrap_or_default(), deleted_at: text("deletedAt") })
+}
+
+fn read_aggregate(item: &Value) -> Result<AggregateSeries> {
+    let bad = || NgsiLdError::bad_request("an aggregated attribute needs a type and [value, start, end] triples");
+    let map = item.as_object().ok_or_else(bad)?;
+    let kind = map.get("type").and_then(Value::as_str).and_then(AttributeKind::from_name).ok_or_else(bad)?;
+    let dataset_id = map.get("datasetId").and_then(Value::as_str).map(str::to_owned);
+    let mut periods: Vec<AggregatePeriod> = Vec::new();
+    for method in AggrMethod::ALL {
+        for triple in map.get(method.name()).and_then(Value::as_array).into_iter().flatten() {
+            let (Some(value), Some(start), Some(end)) =
+                (triple.get(0), triple.get(1).and_then(Value::as_str), triple.get(2).and_then(Value::as_str))
+            else {
+                return Err(bad());
+            };
+            match periods.iter_mut().find(|p| p.start == start && p.end == end) {
+                Some(period) => period.values.push((method, value.clone())),
+                None => periods.push(AggregatePeriod {
+                    start: start.to_owned(),
+                    end: end.to_owned(),
+                    values: vec![(method, value.clone())],
+                }),
+            }
+        }
+    }
+    periods.sort_by(|a, b| a.start.cmp(&b.start));
+    Ok(AggregateSeries { kind, dataset_id, periods })
+}
+
 /// The simplified temporal representation (clause 4.5.9): one object per datasetId with the
 /// `[value, time]` pairs under the kind's plural member.
 fn temporal_values(instances: &[Instance], time_property: TimeProperty, ctx: &Context) -> Vec<Value> {

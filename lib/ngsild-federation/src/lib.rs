@@ -15,5 +15,5 @@ pub mod registration;
 pub mod via;
 
 pub use matching::{Operation, Request, Target};
-pub use merge::merge_entities;
+pub use merge::{merge_entities, merge_temporal};
 pub use registration::{Mode, Registration};

@@ -4,7 +4,7 @@ use ngsild_query::EntityFilter;
 
 use crate::registration::{Information, Mode, Registration, Selector};
 
-/// The NGSI-LD operation names of clause 4.3.6.6 the hub forwards.
+/// The NGSI-LD operation names of clause 4.20 (Table 4.20-1) the hub forwards.
 pub struct Operation;
 
 impl Operation {
@@ -12,6 +12,8 @@ impl Operation {
     pub const RETRIEVE_ENTITY: &'static str = "retrieveEntity";
     pub const RETRIEVE_TYPES: &'static str = "retrieveEntityTypes";
     pub const RETRIEVE_ATTRS: &'static str = "retrieveAttrTypes";
+    pub const RETRIEVE_TYPE_INFO: &'static str = "retrieveEntityTypeInfo";
+    pub const RETRIEVE_ATTR_INFO: &'static str = "retrieveAttrTypeInfo";
     pub const QUERY_TEMPORAL: &'static str = "queryTemporal";
     pub const RETRIEVE_TEMPORAL: &'static str = "retrieveTemporal";
     pub const CREATE_ENTITY: &'static str = "createEntity";
@@ -37,8 +39,8 @@ impl Operation {
     }
 
     /// The operations a source may be asked with to serve `operation`, the preferred first: the
-    /// three ways of reading entities answer each other (a retrieval is a query by id), and a
-    /// purge is a deletion of the entities a query selects.
+    /// three ways of reading entities answer each other (a retrieval is a query by id), so do the
+    /// two of reading history, and a purge is a deletion of the entities a query selects.
     pub fn ways(operation: &str) -> &'static [&'static str] {
         match operation {
             Self::QUERY_ENTITY => &[Self::QUERY_ENTITY, Self::QUERY_BATCH],
@@ -56,7 +58,9 @@ impl Operation {
             Self::RETRIEVE_TYPES => &[Self::RETRIEVE_TYPES],
             Self::RETRIEVE_ATTRS => &[Self::RETRIEVE_ATTRS],
             Self::QUERY_TEMPORAL => &[Self::QUERY_TEMPORAL],
-            Self::RETRIEVE_TEMPORAL => &[Self::RETRIEVE_TEMPORAL],
+            Self::RETRIEVE_TEMPORAL => &[Self::RETRIEVE_TEMPORAL, Self::QUERY_TEMPORAL],
+            Self::RETRIEVE_TYPE_INFO => &[Self::RETRIEVE_TYPE_INFO],
+            Self::RETRIEVE_ATTR_INFO => &[Self::RETRIEVE_ATTR_INFO],
             Self::CREATE_BATCH => &[Self::CREATE_BATCH],
             Self::UPSERT_BATCH => &[Self::UPSERT_BATCH],
             Self::UPDATE_BATCH => &[Self::UPDATE_BATCH],
@@ -323,7 +327,11 @@ mod tests {
         regs[0].operations = Some(vec!["retrieveOps".into()]);
         assert_eq!(ways(&regs, Operation::QUERY_BATCH, &by_id), [Operation::QUERY_ENTITY]);
         regs[0].operations = Some(vec!["redirectionOps".into()]);
+        assert_eq!(ways(&regs, Operation::PURGE_ENTITY, &filter(Some("V"), &[], &[])), [Operation::PURGE_ENTITY]);
+        regs[0].operations = Some(vec!["deleteEntity".into()]);
         assert_eq!(ways(&regs, Operation::PURGE_ENTITY, &filter(Some("V"), &[], &[])), [Operation::DELETE_ENTITY]);
+        regs[0].operations = Some(vec!["queryTemporal".into()]);
+        assert_eq!(ways(&regs, Operation::RETRIEVE_TEMPORAL, &by_id), [Operation::QUERY_TEMPORAL]);
     }
 
     #[test]

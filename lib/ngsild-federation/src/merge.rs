@@ -2,8 +2,12 @@
 //! entities meet by id, their types and scopes unite, and where two sources hold the same
 //! attribute instance (name and datasetId) the more recent one wins — by `observedAt`, then
 //! `modifiedAt` — with auxiliary sources losing to all others.
+//!
+//! Histories (clause 5.7.3, 5.7.4) merge the same way by entity, but an attribute's instances
+//! from every source are kept side by side in time order ([`merge_temporal`]).
 
 use indexmap::IndexMap;
+use ngsild_core::temporal::{TemporalEntity, TimeProperty};
 use ngsild_core::{Attribute, Entity};
 
 /// Entities from one source, and whether that source is only auxiliary.
@@ -86,6 +90,103 @@ fn wins(challenger: &Attribute, challenger_auxiliary: bool, current: &Attribute,
         (true, _) => true,
         (_, true) => false,
         _ => later(&c_mod, &h_mod),
+    }
+}
+
+/// Temporal entities from one source, and whether that source is only auxiliary.
+pub struct TemporalFragments {
+    pub entities: Vec<TemporalEntity>,
+    pub auxiliary: bool,
+}
+
+/// Merges the histories of every source, the hub's own first; answers the entities by id.
+///
+/// An attribute's series (name and datasetId) takes the instances of every source that is not
+/// auxiliary; an auxiliary source's series counts only where no other source has that series.
+/// An instance another source already gave — same datasetId, time under `property` and value,
+/// as when an inclusive source holds a copy of the hub's writes — is kept once. Instances end
+/// up ordered by their time under `property`, the newest first when `newest_first` (what
+/// `lastN` cuts from). Aggregated series cannot be combined exactly (an average of averages is
+/// not the average), so where two sources aggregated the same series the first one's stands.
+pub fn merge_temporal(
+    sources: Vec<TemporalFragments>,
+    property: TimeProperty,
+    newest_first: bool,
+) -> Vec<TemporalEntity> {
+    let mut merged: IndexMap<String, (TemporalEntity, Origins)> = IndexMap::new();
+    for source in sources {
+        for entity in source.entities {
+            let (into, origins) = merged.entry(entity.id.clone()).or_insert_with(|| {
+                let empty = TemporalEntity { id: entity.id.clone(), ..Default::default() };
+                (empty, Origins::new())
+            });
+            merge_history(into, origins, entity, source.auxiliary);
+        }
+    }
+    let time_of = |i: &ngsild_core::temporal::Instance| {
+        i.time(property).or(i.attribute.created_at.as_deref()).and_then(ngsild_core::time::parse_datetime)
+    };
+    let mut out: Vec<TemporalEntity> = merged.into_values().map(|(e, _)| e).collect();
+    for entity in &mut out {
+        for instances in entity.attrs.values_mut() {
+            instances.sort_by_key(|i| time_of(i));
+            if newest_first {
+                instances.reverse();
+            }
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+fn merge_history(into: &mut TemporalEntity, origins: &mut Origins, from: TemporalEntity, auxiliary: bool) {
+    for t in from.types {
+        if !into.types.contains(&t) {
+            into.types.push(t);
+        }
+    }
+    for s in from.scope {
+        if !into.scope.contains(&s) {
+            into.scope.push(s);
+        }
+    }
+    into.created_at = min_time(into.created_at.take(), from.created_at);
+    into.modified_at = max_time(into.modified_at.take(), from.modified_at);
+    into.deleted_at = into.deleted_at.take().or(from.deleted_at);
+    for (name, instances) in from.attrs {
+        let held = into.attrs.entry(name.clone()).or_default();
+        let mut series: Vec<Option<String>> = instances.iter().map(|i| i.attribute.dataset_id.clone()).collect();
+        series.dedup();
+        for dataset_id in series {
+            let key = (name.clone(), dataset_id.clone());
+            match origins.get(&key).copied() {
+                // Held by a source that is not auxiliary: an auxiliary one adds nothing to it.
+                Some(false) if auxiliary => continue,
+                // Held by an auxiliary source only: any other source's series replaces it.
+                Some(true) if !auxiliary => held.retain(|i| i.attribute.dataset_id != dataset_id),
+                _ => {}
+            }
+            origins.insert(key, auxiliary);
+            for instance in instances.iter().filter(|i| i.attribute.dataset_id == dataset_id) {
+                let same = |i: &ngsild_core::temporal::Instance| {
+                    i.attribute.dataset_id == instance.attribute.dataset_id
+                        && i.attribute.observed_at == instance.attribute.observed_at
+                        && i.attribute.value == instance.attribute.value
+                        && i.deleted_at == instance.deleted_at
+                };
+                if !held.iter().any(same) {
+                    held.push(instance.clone());
+                }
+            }
+        }
+    }
+    for (name, series) in from.aggregates {
+        let held = into.aggregates.entry(name).or_default();
+        for one in series {
+            if !held.iter().any(|h| h.dataset_id == one.dataset_id) {
+                held.push(one);
+            }
+        }
     }
 }
 
@@ -172,6 +273,58 @@ mod tests {
         let newer =
             Fragments { entities: vec![entity("urn:a", &[("pm25", 2.0, "2024-01-02T00:00:00Z")])], auxiliary: false };
         assert_eq!(value(&merge_entities(vec![newer, older])[0], "pm25"), json!(2.0));
+    }
+
+    fn history(id: &str, instances: &[(f64, &str)]) -> TemporalEntity {
+        let mut e = TemporalEntity { id: id.into(), types: vec!["T".into()], ..Default::default() };
+        let series = instances
+            .iter()
+            .map(|(value, observed)| {
+                let mut a = Attribute::new(AttributeKind::Property, json!(value));
+                a.observed_at = Some(observed.to_string());
+                ngsild_core::temporal::Instance { attribute: a, instance_id: String::new(), deleted_at: None }
+            })
+            .collect();
+        e.attrs.insert("pm25".into(), series);
+        e
+    }
+
+    fn values(e: &TemporalEntity) -> Vec<serde_json::Value> {
+        e.attrs["pm25"].iter().map(|i| i.attribute.value.clone()).collect()
+    }
+
+    #[test]
+    fn histories_interleave_in_time_and_copies_count_once() {
+        let local = TemporalFragments {
+            entities: vec![history("urn:a", &[(1.0, "2024-01-01T00:00:00Z"), (3.0, "2024-01-03T00:00:00Z")])],
+            auxiliary: false,
+        };
+        let remote = TemporalFragments {
+            entities: vec![
+                history("urn:a", &[(2.0, "2024-01-02T00:00:00Z"), (3.0, "2024-01-03T00:00:00Z")]),
+                history("urn:b", &[(9.0, "2024-01-01T00:00:00Z")]),
+            ],
+            auxiliary: false,
+        };
+        let merged = merge_temporal(vec![local, remote], TimeProperty::ObservedAt, false);
+        assert_eq!(merged.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["urn:a", "urn:b"]);
+        assert_eq!(values(&merged[0]), [json!(1.0), json!(2.0), json!(3.0)]);
+        let again = merge_temporal(
+            vec![TemporalFragments { entities: vec![merged[0].clone()], auxiliary: false }],
+            TimeProperty::ObservedAt,
+            true,
+        );
+        assert_eq!(values(&again[0]), [json!(3.0), json!(2.0), json!(1.0)], "newest first for lastN");
+    }
+
+    #[test]
+    fn an_auxiliary_history_only_fills_gaps() {
+        let aux =
+            TemporalFragments { entities: vec![history("urn:a", &[(9.0, "2024-06-01T00:00:00Z")])], auxiliary: true };
+        let main =
+            TemporalFragments { entities: vec![history("urn:a", &[(1.0, "2024-01-01T00:00:00Z")])], auxiliary: false };
+        let merged = merge_temporal(vec![aux, main], TimeProperty::ObservedAt, false);
+        assert_eq!(values(&merged[0]), [json!(1.0)]);
     }
 
     #[test]

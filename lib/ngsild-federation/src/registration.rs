@@ -179,34 +179,57 @@ pub struct Registration {
     pub status: SourceStatus,
 }
 
-/// Operation groups (clause 4.3.6.6 table) and what they stand for.
-const GROUPS: &[(&str, &[&str])] = &[
+/// The operations a broker takes on behalf of distributed operations (clause 4.20, Table 4.20-1
+/// "Support operations for distributed operations"): accepted in registrations, not forwarded.
+const DISTRIBUTION_SUPPORT: &[&str] = &[
+    "retrieveEntityMap",
+    "updateEntityMap",
+    "deleteEntityMap",
+    "createEntityMapQueryEntity",
+    "createEntityMapQueryTemporal",
+    "retrieveContextSourceIdentity",
+];
+
+/// The consumption operations of clause 5.7 and the subscription operations of clause 5.8 that
+/// `federationOps` and `associationOps` share (Table 4.20-2); the temporal ones are not among them.
+const CONSUMPTION: &[&str] = &[
+    "retrieveEntity",
+    "queryEntity",
+    "queryBatch",
+    "retrieveEntityTypes",
+    "retrieveEntityTypeDetails",
+    "retrieveEntityTypeInfo",
+    "retrieveAttrTypes",
+    "retrieveAttrTypeDetails",
+    "retrieveAttrTypeInfo",
+    "createSubscription",
+    "updateSubscription",
+    "retrieveSubscription",
+    "querySubscription",
+    "deleteSubscription",
+];
+
+/// Named operation groups (clause 4.20, Table 4.20-2) and the operations each stands for.
+const GROUPS: &[(&str, &[&[&str]])] = &[
     (
         "federationOps",
         &[
-            "retrieveEntity",
-            "queryEntity",
-            "queryBatch",
-            "retrieveTemporal",
-            "queryTemporal",
-            "retrieveEntityTypes",
-            "retrieveEntityTypeDetails",
-            "retrieveEntityTypeInfo",
-            "retrieveAttrTypes",
-            "retrieveAttrTypeDetails",
-            "retrieveAttrTypeInfo",
-            "createSubscription",
-            "updateSubscription",
-            "retrieveSubscription",
-            "querySubscription",
-            "deleteSubscription",
+            CONSUMPTION,
+            &[
+                "retrieveEntityMap",
+                "updateEntityMap",
+                "deleteEntityMap",
+                "createEntityMapQueryEntity",
+                "retrieveContextSourceIdentity",
+            ],
         ],
     ),
-    ("updateOps", &["updateEntity", "updateAttrs", "replaceEntity", "replaceAttrs"]),
-    ("retrieveOps", &["retrieveEntity", "queryEntity"]),
+    ("associationOps", &[CONSUMPTION, &["retrieveContextSourceIdentity"]]),
+    ("updateOps", &[&["updateEntity", "updateAttrs", "replaceEntity", "replaceAttrs"]]),
+    ("retrieveOps", &[&["retrieveEntity", "queryEntity"]]),
     (
         "redirectionOps",
-        &[
+        &[&[
             "createEntity",
             "updateEntity",
             "appendAttrs",
@@ -218,16 +241,23 @@ const GROUPS: &[(&str, &[&str])] = &[
             "replaceAttrs",
             "retrieveEntity",
             "queryEntity",
+            "purgeEntity",
             "retrieveEntityTypes",
             "retrieveEntityTypeDetails",
             "retrieveEntityTypeInfo",
             "retrieveAttrTypes",
             "retrieveAttrTypeDetails",
             "retrieveAttrTypeInfo",
-        ],
+            "retrieveEntityMap",
+            "updateEntityMap",
+            "deleteEntityMap",
+            "createEntityMapQueryEntity",
+            "retrieveContextSourceIdentity",
+        ]],
     ),
 ];
 
+/// The operation names of clause 4.20, Table 4.20-1, besides [`DISTRIBUTION_SUPPORT`].
 const OPERATIONS: &[&str] = &[
     "createEntity",
     "updateEntity",
@@ -242,13 +272,14 @@ const OPERATIONS: &[&str] = &[
     "upsertTemporal",
     "appendAttrsTemporal",
     "deleteAttrsTemporal",
-    "updateAttrsTemporal",
+    "updateAttrInstanceTemporal",
     "deleteAttrInstanceTemporal",
     "deleteTemporal",
     "mergeEntity",
     "replaceEntity",
     "replaceAttrs",
     "mergeBatch",
+    "purgeEntity",
     "retrieveEntity",
     "queryEntity",
     "queryBatch",
@@ -267,15 +298,21 @@ const OPERATIONS: &[&str] = &[
     "deleteSubscription",
 ];
 
+fn group_has(group: &str, operation: &str) -> bool {
+    GROUPS.iter().any(|(name, parts)| *name == group && parts.iter().any(|part| part.contains(&operation)))
+}
+
+fn known_operation(name: &str) -> bool {
+    OPERATIONS.contains(&name) || DISTRIBUTION_SUPPORT.contains(&name) || GROUPS.iter().any(|(g, _)| *g == name)
+}
+
 impl Registration {
     /// Whether the source takes this operation (an operation name, not a group).
     pub fn supports(&self, operation: &str) -> bool {
         let given: &[String] = self.operations.as_deref().unwrap_or(&[]);
         let given_default = ["federationOps".to_owned()];
         let names: &[String] = if self.operations.is_none() { &given_default } else { given };
-        names.iter().any(|name| {
-            name == operation || GROUPS.iter().any(|(group, members)| group == name && members.contains(&operation))
-        })
+        names.iter().any(|name| name == operation || group_has(name, operation))
     }
 
     /// Whether the registration has expired at `now` (RFC 3339).
@@ -494,9 +531,7 @@ pub fn parse_registration(body: &Map<String, Value>, ctx: &Context, now: &str) -
                 if names.is_empty() {
                     return Err(bad("operations must not be empty"));
                 }
-                if let Some(unknown) =
-                    names.iter().find(|n| !OPERATIONS.contains(&n.as_str()) && !GROUPS.iter().any(|(g, _)| g == n))
-                {
+                if let Some(unknown) = names.iter().find(|n| !known_operation(n)) {
                     return Err(bad(format!("unknown operation {unknown:?}")));
                 }
                 reg.operations = Some(names);
@@ -791,6 +826,23 @@ mod tests {
         assert!(!reg.supports("createEntity"));
         reg.operations = Some(vec!["redirectionOps".into(), "createBatch".into()]);
         assert!(reg.supports("createEntity") && reg.supports("createBatch") && !reg.supports("upsertBatch"));
+    }
+
+    #[test]
+    fn the_groups_are_those_of_table_4_20_2() {
+        let mut reg = parse(minimal()).unwrap();
+        assert!(!reg.supports("queryTemporal"), "federationOps has no temporal operation");
+        assert!(!reg.supports("purgeEntity"));
+        reg.operations = Some(vec!["redirectionOps".into()]);
+        assert!(reg.supports("purgeEntity") && reg.supports("retrieveAttrTypeInfo"));
+        reg.operations = Some(vec!["associationOps".into()]);
+        assert!(reg.supports("queryBatch") && !reg.supports("retrieveEntityMap"));
+        let mut body = minimal();
+        body["operations"] = json!(["purgeEntity", "updateAttrInstanceTemporal", "retrieveContextSourceIdentity"]);
+        assert!(parse(body).is_ok());
+        let mut body = minimal();
+        body["operations"] = json!(["updateAttrsTemporal"]);
+        assert!(parse(body).is_err(), "not a name of Table 4.20-1");
     }
 
     #[test]
