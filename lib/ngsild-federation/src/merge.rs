@@ -44,17 +44,18 @@ pub fn merge_entities(sources: Vec<Fragments>) -> Vec<Entity> {
     out
 }
 
+/// Adds to `into` what `from` has and it lacks, in `from`'s order.
+fn union_into(into: &mut Vec<String>, from: Vec<String>) {
+    for item in from {
+        if !into.contains(&item) {
+            into.push(item);
+        }
+    }
+}
+
 fn merge_into(into: &mut Entity, origins: &mut Origins, from: Entity, auxiliary: bool) {
-    for t in from.types {
-        if !into.types.contains(&t) {
-            into.types.push(t);
-        }
-    }
-    for s in from.scope {
-        if !into.scope.contains(&s) {
-            into.scope.push(s);
-        }
-    }
+    union_into(&mut into.types, from.types);
+    union_into(&mut into.scope, from.scope);
     into.created_at = min_time(into.created_at.take(), from.created_at);
     into.modified_at = max_time(into.modified_at.take(), from.modified_at);
     for (name, instances) in from.attrs {
@@ -140,16 +141,8 @@ pub fn merge_temporal(
 }
 
 fn merge_history(into: &mut TemporalEntity, origins: &mut Origins, from: TemporalEntity, auxiliary: bool) {
-    for t in from.types {
-        if !into.types.contains(&t) {
-            into.types.push(t);
-        }
-    }
-    for s in from.scope {
-        if !into.scope.contains(&s) {
-            into.scope.push(s);
-        }
-    }
+    union_into(&mut into.types, from.types);
+    union_into(&mut into.scope, from.scope);
     into.created_at = min_time(into.created_at.take(), from.created_at);
     into.modified_at = max_time(into.modified_at.take(), from.modified_at);
     into.deleted_at = into.deleted_at.take().or(from.deleted_at);
