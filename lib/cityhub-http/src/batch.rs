@@ -149,16 +149,13 @@ pub async fn create(
 ) -> ApiResult {
     let params = Params::parse(raw.as_deref(), &["local"])?;
     let tenant = tenant(&headers)?;
-    let items = read_batch(&state, &headers, &body).await?;
-    let (mut inputs, mut failed) = expand_items(items, true);
-    let remote = distribute(
+    let EntityBatch { inputs, mut failed, remote } = entity_batch(
         &state,
         &headers,
         &tenant,
         &params,
         &body,
-        Some(&mut inputs),
-        &mut Vec::new(),
+        true,
         Operation::CREATE_BATCH,
         "/entityOperations/create",
     )
@@ -203,16 +200,13 @@ pub async fn upsert(
     let params = Params::parse(raw.as_deref(), &["options", "local"])?;
     let update_mode = params.has_option("update");
     let tenant = tenant(&headers)?;
-    let items = read_batch(&state, &headers, &body).await?;
-    let (mut inputs, mut failed) = expand_items(items, true);
-    let remote = distribute(
+    let EntityBatch { inputs, mut failed, remote } = entity_batch(
         &state,
         &headers,
         &tenant,
         &params,
         &body,
-        Some(&mut inputs),
-        &mut Vec::new(),
+        true,
         Operation::UPSERT_BATCH,
         "/entityOperations/upsert",
     )
@@ -271,16 +265,13 @@ pub async fn update(
     let params = Params::parse(raw.as_deref(), &["options", "local"])?;
     let no_overwrite = params.has_option("noOverwrite");
     let tenant = tenant(&headers)?;
-    let items = read_batch(&state, &headers, &body).await?;
-    let (mut inputs, failed) = expand_items(items, false);
-    let remote = distribute(
+    let EntityBatch { inputs, failed, remote } = entity_batch(
         &state,
         &headers,
         &tenant,
         &params,
         &body,
-        Some(&mut inputs),
-        &mut Vec::new(),
+        false,
         Operation::UPDATE_BATCH,
         "/entityOperations/update",
     )
@@ -331,16 +322,13 @@ pub async fn merge(
 ) -> ApiResult {
     let params = Params::parse(raw.as_deref(), &["options", "local"])?;
     let tenant = tenant(&headers)?;
-    let items = read_batch(&state, &headers, &body).await?;
-    let (mut inputs, failed) = expand_items(items, false);
-    let remote = distribute(
+    let EntityBatch { inputs, failed, remote } = entity_batch(
         &state,
         &headers,
         &tenant,
         &params,
         &body,
-        Some(&mut inputs),
-        &mut Vec::new(),
+        false,
         Operation::MERGE_BATCH,
         "/entityOperations/merge",
     )
@@ -460,6 +448,33 @@ impl Remote {
     fn warned(&self, response: Response) -> Response {
         crate::provision::warned(response, &self.warnings)
     }
+}
+
+/// An entity batch (create, upsert, update, merge) read and expanded, the sources' parts sent.
+struct EntityBatch {
+    /// What is left for the hub, narrowed to its part.
+    inputs: Vec<(String, EntityInput)>,
+    failed: Vec<Failure>,
+    remote: Remote,
+}
+
+/// Reads an entity batch (`need_type`: each entity must name its type) and distributes it.
+#[allow(clippy::too_many_arguments)]
+async fn entity_batch(
+    state: &SharedState,
+    headers: &HeaderMap,
+    tenant: &str,
+    params: &Params,
+    body: &Bytes,
+    need_type: bool,
+    operation: &str,
+    path: &str,
+) -> Result<EntityBatch, crate::ApiError> {
+    let items = read_batch(state, headers, body).await?;
+    let (mut inputs, failed) = expand_items(items, need_type);
+    let remote =
+        distribute(state, headers, tenant, params, body, Some(&mut inputs), &mut Vec::new(), operation, path).await?;
+    Ok(EntityBatch { inputs, failed, remote })
 }
 
 /// Splits a batch among the registrations that serve `operation`: each registration gets one
