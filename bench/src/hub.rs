@@ -115,6 +115,7 @@ impl Hub {
         let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
         let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("cannot read /proc/PID/stat");
         // SAFETY: sysconf only reads a configuration value.
+        #[allow(unsafe_code, reason = "libc::sysconf has no safe wrapper in std")]
         let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
         let cpu = Duration::from_secs_f64((ticks(11)? + ticks(12)?) as f64 / per_second as f64);
         let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid()))?;
@@ -144,7 +145,9 @@ impl Hub {
         }
         let pid = libc::pid_t::try_from(self.pid())?;
         // SAFETY: sends a signal to our own child, whose pid is not reaped before `wait` below.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        #[allow(unsafe_code, reason = "std has no way to send SIGTERM to a child")]
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        if sent != 0 {
             bail!("cannot signal the hub: {}", std::io::Error::last_os_error());
         }
         let deadline = Instant::now() + Duration::from_secs(30);

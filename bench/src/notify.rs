@@ -471,7 +471,7 @@ struct Sent {
 
 /// Open loop: `count` updates due at `rate` per second from now (sequence numbers `first..`),
 /// then waits up to `drain` for their notifications and matches them.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "one scenario's knobs, each named at the call")]
 async fn updates(
     hub: SocketAddr,
     plan: &Plan,

@@ -1,5 +1,8 @@
 //! `cityhub`: the command line of the hub.
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod demo;
 
 use std::net::SocketAddr;

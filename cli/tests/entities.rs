@@ -159,7 +159,7 @@ fn create_errors_change_nothing() {
     assert_problem(untyped_broken.unwrap(), 400, "InvalidRequest");
     let untyped = hub.client.post(hub.url("/entities")).body(r#"{"id": "urn:x:untyped", "type": "T"}"#).send();
     assert_eq!(untyped.unwrap().status(), 201);
-    let stored: serde_json::Value = hub.get("/entities/urn:x:untyped").send().unwrap().json().unwrap();
+    let stored: Value = hub.get("/entities/urn:x:untyped").send().unwrap().json().unwrap();
     assert_eq!(stored["type"], "T");
     assert_problem(
         hub.get(&format!("/entities/{id}")).header("Accept", "application/xml").send().unwrap(),

@@ -1,6 +1,6 @@
 //! Black-box test support: real `cityhub` processes on free loopback ports.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses its own part of the support code")]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -101,6 +101,8 @@ impl Hub {
 
     /// Stops the process with SIGTERM and waits for it.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        #[allow(unsafe_code, reason = "std cannot send SIGTERM to a child")]
+        // SAFETY: signals our own child, not reaped before the wait below.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }

@@ -3,7 +3,8 @@
 //! Every entity of a batch is checked and applied on its own; the whole batch is one call to the
 //! store, so it costs one durable commit.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -291,7 +292,7 @@ pub async fn update(
                 } else {
                     ops::update_attributes(&mut entity, &input, &now())?
                 };
-                *report.lock().unwrap() = Some(outcome);
+                *report.lock() = Some(outcome);
                 Ok(Some(entity))
             });
             (id, modifier)
@@ -300,7 +301,7 @@ pub async fn update(
     let (ok, mut errors) = split(apply(&state, &tenant, modifications).await?, failed);
     let mut successes = Vec::new();
     for (id, _) in ok {
-        let report = reports.iter().find(|(rid, _)| rid == &id).and_then(|(_, r)| r.lock().unwrap().take());
+        let report = reports.iter().find(|(rid, _)| rid == &id).and_then(|(_, r)| r.lock().take());
         match report {
             Some(r) if !r.is_complete() => {
                 let names: Vec<&str> = r.not_updated.iter().map(|(n, _)| n.as_str()).collect();

@@ -590,15 +590,15 @@ async fn modify_existing(
     op: impl FnOnce(&mut ngsild_core::Entity) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
 ) -> Result<Option<ops::UpdateReport>, crate::ApiError> {
     let missing = id.to_owned();
-    let report = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let report = std::sync::Arc::new(parking_lot::Mutex::new(None));
     let report_out = report.clone();
     let modifier: Modifier = Box::new(move |current| {
         let mut entity = current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
-        *report_out.lock().unwrap() = op(&mut entity)?;
+        *report_out.lock() = op(&mut entity)?;
         Ok(Some(entity))
     });
     modify_one(state.store.as_ref(), tenant, id, modifier).await?;
-    let report = report.lock().unwrap().take();
+    let report = report.lock().take();
     Ok(report)
 }
 

@@ -5,6 +5,9 @@
 //! pure `ngsild_core::ops` function handed to the [`cityhub_storage::Store`], and the answer is
 //! rendered by `ngsild_core::render` in the client's @context.
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod batch;
 mod contexts;
 mod csource;

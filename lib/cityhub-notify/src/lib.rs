@@ -8,6 +8,9 @@
 //! and the outbox rows they produce are exchanged in one commit with the notifier's cursor; an
 //! outbox row goes only once its notification was delivered (or given up and counted).
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod csource;
 pub mod delivery;
 pub mod matching;

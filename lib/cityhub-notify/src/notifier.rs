@@ -7,8 +7,9 @@
 //! (the registration API tells), and both kinds' notifications go through the same outbox,
 //! workers and delivery status.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -94,6 +95,10 @@ pub struct Notifier {
 impl Notifier {
     /// Starts the machinery on the current tokio runtime: loads the stored subscriptions, replays
     /// the outbox, and tails the journal from where it stopped.
+    #[expect(
+        clippy::expect_used,
+        reason = "runs once at start-up, before any request; reqwest fails only without a TLS backend"
+    )]
     pub fn start(store: DynStore, resolver: Arc<dyn ContextResolver>, config: NotifyConfig) -> Notifier {
         let http = reqwest::Client::builder()
             // Receivers (the ETSI suite's among them) read header names as written in the spec.
@@ -181,9 +186,9 @@ impl Notifier {
     pub fn install(&self, compiled: Compiled) {
         let key = key(&compiled);
         let compiled = Arc::new(compiled);
-        self.inner.subs.write().unwrap().insert(key.clone(), compiled.clone());
-        self.inner.last_notified.lock().unwrap().remove(&key);
-        let mut periodic = self.inner.periodic.lock().unwrap();
+        self.inner.subs.write().insert(key.clone(), compiled.clone());
+        self.inner.last_notified.lock().remove(&key);
+        let mut periodic = self.inner.periodic.lock();
         if let Some(task) = periodic.remove(&key) {
             task.abort();
         }
@@ -195,8 +200,8 @@ impl Notifier {
 
     pub fn remove(&self, kind: SubscriptionKind, tenant: &str, id: &str) {
         let key = (kind, tenant.to_owned(), id.to_owned());
-        self.inner.subs.write().unwrap().remove(&key);
-        if let Some(task) = self.inner.periodic.lock().unwrap().remove(&key) {
+        self.inner.subs.write().remove(&key);
+        if let Some(task) = self.inner.periodic.lock().remove(&key) {
             task.abort();
         }
     }
@@ -204,7 +209,7 @@ impl Notifier {
     fn throttled(&self, c: &Compiled) -> bool {
         let Some(seconds) = c.sub.throttling else { return false };
         let key = key(c);
-        let mut last = self.inner.last_notified.lock().unwrap();
+        let mut last = self.inner.last_notified.lock();
         match last.get(&key) {
             Some(at) if at.elapsed() < Duration::from_secs_f64(seconds) => true,
             _ => {
@@ -239,7 +244,7 @@ impl Notifier {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.journal_wake.notified()).await;
                 continue;
             };
-            let subs: Vec<Arc<Compiled>> = self.inner.subs.read().unwrap().values().cloned().collect();
+            let subs: Vec<Arc<Compiled>> = self.inner.subs.read().values().cloned().collect();
             let now_time = chrono::Utc::now();
             let stamp = now();
             let mut notifications = Vec::new();
@@ -356,7 +361,7 @@ impl Notifier {
     /// (`newlyMatching`): on its creation and on its update (clause 5.11.2). A periodic one does
     /// so on its own first tick.
     pub async fn notify_matching_registrations(&self, kind: SubscriptionKind, tenant: &str, id: &str) {
-        let installed = self.inner.subs.read().unwrap().get(&(kind, tenant.to_owned(), id.to_owned())).cloned();
+        let installed = self.inner.subs.read().get(&(kind, tenant.to_owned(), id.to_owned())).cloned();
         let Some(c) = installed else { return };
         if c.kind != SubscriptionKind::CSource || c.sub.time_interval.is_some() || !c.is_live(chrono::Utc::now()) {
             return;
@@ -385,7 +390,6 @@ impl Notifier {
             .inner
             .subs
             .read()
-            .unwrap()
             .values()
             .filter(|c| c.kind == SubscriptionKind::CSource && c.tenant == tenant && c.sub.time_interval.is_none())
             .cloned()
@@ -443,7 +447,7 @@ impl Notifier {
 
     /// The wake-up of an endpoint's delivery worker, started on first use.
     fn worker(&self, endpoint: &str) -> Arc<Notify> {
-        let mut workers = self.inner.workers.lock().unwrap();
+        let mut workers = self.inner.workers.lock();
         if let Some(wake) = workers.get(endpoint) {
             return wake.clone();
         }
@@ -483,7 +487,7 @@ impl Notifier {
         let mut delay = config.retry_initial;
         loop {
             let key = (item.kind, item.tenant.clone(), item.subscription_id.clone());
-            if !self.inner.subs.read().unwrap().contains_key(&key) {
+            if !self.inner.subs.read().contains_key(&key) {
                 // Deleted meanwhile: the store dropped its rows with it.
                 return;
             }

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use cityhub_storage::{EntityFilter, Page, Paging};
 use ngsild_core::model::{Attribute, AttributeKind};
 use ngsild_core::Entity;
+use ngsild_query::geo::GeoQuery;
 use ngsild_query::q::{Literal, Op, Operand, QExpr, QTerm};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -438,8 +439,7 @@ fn eids(conn: &Connection, lookup: &Lookup) -> rusqlite::Result<EidSet> {
 /// Candidates of the geo lookup; the second set holds those whose match is decided here (every
 /// in-box entry of a point is judged exactly; any other geometry leaves its entity to the
 /// decoded match).
-fn geo_eids(conn: &Connection, lookup: &Lookup, filter: &EntityFilter) -> rusqlite::Result<(EidSet, bool)> {
-    let query = filter.geo.as_ref().expect("a geo lookup comes from a geo-query");
+fn geo_eids(conn: &Connection, lookup: &Lookup, query: &GeoQuery) -> rusqlite::Result<(EidSet, bool)> {
     let mut stmt = conn.prepare_cached(&lookup.sql)?;
     let mut rows = stmt.query(params_from_iter(lookup.args.iter()))?;
     let mut out = Vec::new();
@@ -475,8 +475,8 @@ pub fn query(conn: &Connection, tenant: &str, filter: &EntityFilter, paging: Pag
     for lookup in &plan.lookups {
         narrow(eids(conn, lookup)?);
     }
-    if let Some(lookup) = &plan.geo {
-        let (set, exact) = geo_eids(conn, lookup, filter)?;
+    if let (Some(lookup), Some(query)) = (&plan.geo, &filter.geo) {
+        let (set, exact) = geo_eids(conn, lookup, query)?;
         residual |= !exact;
         narrow(set);
     }

@@ -6,16 +6,20 @@
 //! fsync serves many requests; alone, a request pays exactly one. Reads run on a pool of read-only
 //! connections, concurrently with the writer (WAL).
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod index;
 mod schema;
 mod subscriptions;
 mod temporal;
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -151,11 +155,11 @@ impl SqliteStore {
 
     /// Stops the writer after the work already queued.
     pub fn close(&self) {
-        self.writer.lock().unwrap().take();
-        if let Some(handle) = self.writer_thread.lock().unwrap().take() {
+        self.writer.lock().take();
+        if let Some(handle) = self.writer_thread.lock().take() {
             let _ = handle.join();
         }
-        if let Some(checkpointer) = self.checkpointer.lock().unwrap().take() {
+        if let Some(checkpointer) = self.checkpointer.lock().take() {
             checkpointer.stop();
         }
     }
@@ -176,7 +180,7 @@ impl SqliteStore {
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
-        let guard = self.writer.lock().unwrap();
+        let guard = self.writer.lock();
         let sender = guard.as_ref().ok_or_else(|| backend("the store is closed"))?;
         sender.send(job).map_err(|_| backend("the writer thread has stopped"))
     }
@@ -189,7 +193,7 @@ impl SqliteStore {
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = match readers.lock().unwrap().pop() {
+            let conn = match readers.lock().pop() {
                 Some(conn) => conn,
                 None => {
                     let conn = Connection::open_with_flags(
@@ -202,7 +206,7 @@ impl SqliteStore {
                 }
             };
             let result = f(&conn);
-            let mut idle = readers.lock().unwrap();
+            let mut idle = readers.lock();
             if idle.len() < MAX_IDLE_READERS {
                 idle.push(conn);
             }
@@ -313,7 +317,7 @@ fn writer_loop(
         state.journaled = false;
         if run_group(&mut conn, &mut state, group, &commits) {
             if state.journaled {
-                if let Some(listener) = listener.read().unwrap().as_ref() {
+                if let Some(listener) = listener.read().as_ref() {
                     listener();
                 }
             }
@@ -635,7 +639,7 @@ impl Store for SqliteStore {
     }
 
     fn on_journal(&self, listener: JournalListener) {
-        *self.journal_listener.write().unwrap() = Some(listener);
+        *self.journal_listener.write() = Some(listener);
     }
 
     async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError> {

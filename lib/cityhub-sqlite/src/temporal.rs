@@ -113,7 +113,7 @@ pub fn move_text_keyed(conn: &Connection) -> rusqlite::Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for ((tenant, entity_id, attr, instance_id, dataset_id, doc, val, num), times) in rows {
-        let sid = series(conn, &tenant, &entity_id, &attr, true)?.expect("created when missing");
+        let sid = series_id(conn, &tenant, &entity_id, &attr)?;
         let [observed, created, modified, deleted] = times.map(|t| micros_of(t.as_deref()));
         insert.execute(params![
             sid,
@@ -169,17 +169,20 @@ fn find_instance(conn: &Connection, sid: i64, instance_id: &str) -> rusqlite::Re
 }
 
 /// The series of an entity's attribute; `create` makes it when missing.
-fn series(conn: &Connection, tenant: &str, entity_id: &str, attr: &str, create: bool) -> rusqlite::Result<Option<i64>> {
-    let found = conn
-        .prepare_cached("SELECT sid FROM attr_series WHERE tenant = ?1 AND entity_id = ?2 AND attr = ?3")?
+fn series(conn: &Connection, tenant: &str, entity_id: &str, attr: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT sid FROM attr_series WHERE tenant = ?1 AND entity_id = ?2 AND attr = ?3")?
         .query_row(params![tenant, entity_id, attr], |r| r.get(0))
-        .optional()?;
-    if found.is_some() || !create {
-        return Ok(found);
+        .optional()
+}
+
+/// The series id of (entity, attribute), created when it has none yet.
+fn series_id(conn: &Connection, tenant: &str, entity_id: &str, attr: &str) -> rusqlite::Result<i64> {
+    if let Some(sid) = series(conn, tenant, entity_id, attr)? {
+        return Ok(sid);
     }
     conn.prepare_cached("INSERT INTO attr_series (tenant, entity_id, attr) VALUES (?1, ?2, ?3)")?
         .execute(params![tenant, entity_id, attr])?;
-    Ok(Some(conn.last_insert_rowid()))
+    Ok(conn.last_insert_rowid())
 }
 
 fn column(property: TimeProperty) -> &'static str {
@@ -248,7 +251,7 @@ fn insert_instance(
     attr: &Attribute,
     deleted_at: Option<&str>,
 ) -> rusqlite::Result<()> {
-    let sid = series(conn, tenant, entity_id, attr_name, true)?.expect("created when missing");
+    let sid = series_id(conn, tenant, entity_id, attr_name)?;
     InstanceRow::of(attr, deleted_at)?.write(
         conn,
         "INSERT INTO attr_history (sid, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
@@ -370,7 +373,7 @@ pub fn apply_write(
                     attr.stamp(&now);
                     // An observation of the same series at the same time replaces the earlier one.
                     if let (Some(observed), Some(sid)) =
-                        (micros_of(attr.observed_at.as_deref()), series(conn, tenant, id, name, false)?)
+                        (micros_of(attr.observed_at.as_deref()), series(conn, tenant, id, name)?)
                     {
                         conn.prepare_cached(
                             "DELETE FROM attr_history WHERE sid = ?1 AND t_observed = ?2 AND dataset_id IS ?3",
@@ -419,7 +422,7 @@ pub fn apply_write(
             if !exists {
                 return not_found();
             }
-            let sid = series(conn, tenant, id, &attr, false)?;
+            let sid = series(conn, tenant, id, &attr)?;
             let deleted = match sid {
                 None => 0,
                 Some(sid) if all => {
@@ -445,7 +448,7 @@ pub fn apply_write(
         }
         TemporalWrite::ReplaceInstance { attr, instance_id, mut attribute } => {
             let not_found = || Ok(Err(NgsiLdError::not_found(format!("no instance {instance_id} of {attr} in {id}"))));
-            let Some(sid) = series(conn, tenant, id, &attr, false)? else { return not_found() };
+            let Some(sid) = series(conn, tenant, id, &attr)? else { return not_found() };
             let Some(seq) = find_instance(conn, sid, &instance_id)? else { return not_found() };
             let doc: String =
                 conn.prepare_cached("SELECT doc FROM attr_history WHERE seq = ?1")?.query_row([seq], |r| r.get(0))?;
@@ -465,7 +468,7 @@ pub fn apply_write(
             Ok(Ok(TemporalOutcome::Updated))
         }
         TemporalWrite::DeleteInstance { attr, instance_id } => {
-            let seq = match series(conn, tenant, id, &attr, false)? {
+            let seq = match series(conn, tenant, id, &attr)? {
                 Some(sid) => find_instance(conn, sid, &instance_id)?,
                 None => None,
             };
@@ -575,7 +578,7 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
     } else {
         let mut found = Vec::new();
         for attr in &q.attrs {
-            if let Some(sid) = series(conn, tenant, id, attr, false)? {
+            if let Some(sid) = series(conn, tenant, id, attr)? {
                 found.push((attr.clone(), sid));
             }
         }
@@ -679,7 +682,6 @@ impl Accumulator {
 }
 
 /// Aggregates one attribute's instances per datasetId and period, in SQL.
-#[allow(clippy::too_many_arguments)]
 fn aggregate(
     conn: &Connection,
     window: &str,

@@ -8,6 +8,9 @@
 //!
 //! A write is acknowledged (its future resolves) only once it is durable.
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

@@ -7,6 +7,9 @@
 //! * [`render`]: the stored form to normalized, concise or keyValues output in a client's @context.
 //! * [`ops`]: what each provision operation does to an entity (append, update, merge, delete...).
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod error;
 pub mod expand;
 pub mod model;

@@ -244,10 +244,13 @@ pub fn compact_types(types: &[String], ctx: &Context) -> Value {
 }
 
 pub(crate) fn one_or_many(mut items: Vec<Value>) -> Value {
-    if items.len() == 1 {
-        items.pop().unwrap()
-    } else {
-        Value::Array(items)
+    match items.pop() {
+        Some(only) if items.is_empty() => only,
+        Some(last) => {
+            items.push(last);
+            Value::Array(items)
+        }
+        None => Value::Array(items),
     }
 }
 

@@ -8,6 +8,9 @@
 //! * [`provision`]: how a provision request splits between the hub and the sources.
 //! * [`via`]: the `Via` header that keeps crossed registrations from looping.
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod matching;
 pub mod merge;
 pub mod provision;

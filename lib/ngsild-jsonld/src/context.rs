@@ -100,6 +100,7 @@ impl Context {
         missing
     }
 
+    #[expect(clippy::expect_used, reason = "the core context is compiled in; `core_context_builds` checks it applies")]
     fn apply_core(&mut self) {
         let core = &core_context_document()["@context"];
         // The core context's own vocabulary only applies when the user did not set one.

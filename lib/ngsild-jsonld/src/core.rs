@@ -32,12 +32,14 @@ pub fn is_core_context_url(url: &str) -> bool {
 }
 
 /// The core context document, as served by `GET /jsonldContexts/{core}`.
+#[expect(clippy::expect_used, reason = "the core context is compiled in; `core_context_builds` parses it")]
 pub fn core_context_document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| serde_json::from_str(CORE_CONTEXT_TEXT).expect("the shipped core context is valid JSON"))
 }
 
 /// The core context alone, built once.
+#[expect(clippy::expect_used, reason = "the core context is compiled in; `core_context_builds` builds it")]
 pub fn core_context() -> Arc<Context> {
     static CORE: OnceLock<Arc<Context>> = OnceLock::new();
     CORE.get_or_init(|| {
@@ -60,6 +62,16 @@ mod tests {
         assert!(is_core_context_url("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"));
         assert!(!is_core_context_url("https://uri.etsi.org/ngsi-ld/v1/other.jsonld"));
         assert!(!is_core_context_url("https://example.org/ngsi-ld-core-context-v1.8.jsonld"));
+    }
+
+    #[test]
+    fn core_context_builds() {
+        let doc = core_context_document();
+        assert!(doc["@context"].is_object(), "the shipped core context has an @context object");
+        // Building any user context applies the core context first.
+        let built = Context::build(&serde_json::json!({"speed": "http://example.org/speed"}), &NoDocuments).unwrap();
+        assert_eq!(built.expand_term("speed"), "http://example.org/speed");
+        assert_eq!(built.expand_term("location"), "https://uri.etsi.org/ngsi-ld/location");
     }
 
     #[test]

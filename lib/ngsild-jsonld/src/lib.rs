@@ -9,6 +9,9 @@
 //! There is no I/O here: remote contexts are handed in by a [`DocumentLoader`]; a missing document is
 //! reported as [`ContextError::Missing`] so the caller can fetch it and try again.
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod context;
 mod core;
 

@@ -4,6 +4,9 @@
 //! with the request's @context; storage backends push what they can into their indexes and call
 //! [`EntityFilter::matches`] for the rest.
 
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod geo;
 pub mod projection;
 pub mod q;
