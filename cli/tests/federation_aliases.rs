@@ -213,6 +213,10 @@ fn the_source_identity_tells_the_alias() {
     let alias = identity["contextSourceAlias"].as_str().unwrap();
     let port = plain.base.rsplit(':').next().unwrap();
     assert!(alias.ends_with(&format!("-{port}")) && !alias.contains(':'), "{alias}");
+
+    // The old flag still names the hub.
+    let old = Hub::start_with(&["--via-name", "busan"]);
+    assert_eq!(old.get_json("/info/sourceIdentity").1["contextSourceAlias"], "busan");
 }
 
 #[test]
