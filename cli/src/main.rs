@@ -72,6 +72,11 @@ struct FederateArgs {
     /// Tenant to use at the peer.
     #[arg(long)]
     peer_tenant: Option<String>,
+
+    /// The peer's contextSourceAlias, for a peer without /info/sourceIdentity (default: the
+    /// alias the peer serves there).
+    #[arg(long)]
+    peer_alias: Option<String>,
 }
 
 #[derive(Args)]
@@ -116,9 +121,16 @@ struct ServeArgs {
     #[arg(long, default_value_t = 5000, env = "CITYHUB_FORWARD_TIMEOUT_MS")]
     forward_timeout_ms: u64,
 
-    /// How this hub names itself (host:port) in the Via header of forwarded requests; default:
-    /// the address it listens on. Peers never forward a request back to a hub listed in Via.
-    #[arg(long, env = "CITYHUB_VIA_NAME")]
+    /// This hub's contextSourceAlias (clause 5.2.40): the name it puts in the Via header of the
+    /// requests it forwards and serves at /ngsi-ld/v1/info/sourceIdentity, so that peers
+    /// registering it (with this contextSourceAlias) never ask it what it already asked them. An
+    /// RFC 7230 token: letters, digits and !#$%&'*+-.^_`|~, no ':'. Default: the host name and
+    /// the port, e.g. seoul-hub-1026.
+    #[arg(long, env = "CITYHUB_ALIAS")]
+    alias: Option<String>,
+
+    /// Deprecated synonym of --alias (it used to take host:port, which is not an alias).
+    #[arg(long, env = "CITYHUB_VIA_NAME", hide = true)]
     via_name: Option<String>,
 }
 
@@ -136,6 +148,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let alias = match (&args.alias, &args.via_name) {
+        (Some(alias), _) => alias.clone(),
+        (None, Some(via_name)) => {
+            tracing::warn!("--via-name (CITYHUB_VIA_NAME) is deprecated: use --alias (CITYHUB_ALIAS)");
+            via_name.clone()
+        }
+        (None, None) => ngsild_federation::via::default_alias(&host_name(), args.listen.port()),
+    };
+    if let Err(why) = ngsild_federation::via::check_alias(&alias) {
+        anyhow::bail!("--alias {alias:?} {why}; for example --alias seoul");
+    }
     // reqwest is built without a default TLS provider; https @contexts and notifications use ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -152,11 +175,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        // Port 0 binds a free port: the default alias names the one bound.
+        let alias = match (&args.alias, &args.via_name, args.listen.port()) {
+            (None, None, 0) => ngsild_federation::via::default_alias(&host_name(), address.port()),
+            _ => alias,
+        };
         let config = HttpConfig {
             max_body_bytes: args.max_body_bytes,
             context_fetch_timeout: std::time::Duration::from_secs(args.context_timeout_secs),
             temporal_instance_limit: args.temporal_instance_limit.max(1),
-            via_name: args.via_name.clone().unwrap_or_else(|| address.to_string()),
+            alias: alias.clone(),
             forward_timeout: std::time::Duration::from_millis(args.forward_timeout_ms.max(1)),
             ..HttpConfig::default()
         };
@@ -164,7 +192,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = app(AppState::with_notify(store, config, notify));
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
-        tracing::info!(%address, data = %args.data.display(), "cityhub is serving NGSI-LD");
+        tracing::info!(%address, %alias, data = %args.data.display(), "cityhub is serving NGSI-LD");
         let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("cityhub stopped");
@@ -221,6 +249,25 @@ fn federate(args: FederateArgs) -> anyhow::Result<()> {
             }
             request
         };
+        // The peer's own name for itself goes into the registration, so that this hub never asks
+        // it a request that already crossed it (clause 5.12).
+        let alias = match &args.peer_alias {
+            Some(alias) => Some(alias.clone()),
+            None => peer_alias(&client, &peer, args.peer_tenant.as_deref()).await,
+        };
+        match &alias {
+            Some(alias) => {
+                if let Err(why) = ngsild_federation::via::check_alias(alias) {
+                    anyhow::bail!("the peer's alias {alias:?} {why}; give one with --peer-alias");
+                }
+                registration["contextSourceAlias"] = serde_json::Value::String(alias.clone());
+            }
+            None => eprintln!(
+                "note: {peer} serves no /ngsi-ld/v1/info/sourceIdentity; registered without a contextSourceAlias \
+                 (give one with --peer-alias), so requests that already crossed the peer are known by its \
+                 host:port only"
+            ),
+        }
         let url = format!("{hub}/ngsi-ld/v1/csourceRegistrations");
         let created = with_headers(client.post(&url)).body(registration.to_string()).send().await?;
         let status = created.status();
@@ -238,14 +285,40 @@ fn federate(args: FederateArgs) -> anyhow::Result<()> {
                     updated.text().await.unwrap_or_default()
                 );
             }
-            println!("updated registration {id}: {peer} for {}", args.types.join(", "));
+            println!("updated registration {id}: {peer}{} for {}", alias_note(&alias), args.types.join(", "));
         } else if status.is_success() {
-            println!("registered {id}: {peer} for {}", args.types.join(", "));
+            println!("registered {id}: {peer}{} for {}", alias_note(&alias), args.types.join(", "));
         } else {
             anyhow::bail!("the hub refused the registration: {status} {}", created.text().await.unwrap_or_default());
         }
         anyhow::Ok(())
     })
+}
+
+/// The `contextSourceAlias` a peer serves at `/info/sourceIdentity` (clause 5.15.1), if it does.
+async fn peer_alias(client: &reqwest::Client, peer: &str, tenant: Option<&str>) -> Option<String> {
+    let mut request = client.get(format!("{peer}/ngsi-ld/v1/info/sourceIdentity")).header("Accept", "application/json");
+    if let Some(tenant) = tenant {
+        request = request.header("NGSILD-Tenant", tenant);
+    }
+    let response = request.send().await.ok().filter(|r| r.status().is_success())?;
+    let identity: serde_json::Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    identity.get("contextSourceAlias").and_then(serde_json::Value::as_str).map(str::to_owned)
+}
+
+fn alias_note(alias: &Option<String>) -> String {
+    alias.as_ref().map(|a| format!(" (alias {a})")).unwrap_or_default()
+}
+
+/// This machine's host name, as the kernel knows it ("" when it cannot be read).
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok().filter(|s| !s.trim().is_empty()))
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 async fn shutdown_signal() {

@@ -530,7 +530,12 @@ async fn distribute(
             let mut kept = Vec::with_capacity(inputs.len());
             for (id, mut input) in inputs.drain(..) {
                 let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-                let plan = provision::plan_among(state, headers, &regs, &id, &input.types, &attrs, operation);
+                let plan = provision::plan_among(headers, &regs, &id, &input.types, &attrs, operation);
+                if let Some(error) = plan.looped {
+                    remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
+                    remote.remote_only.push(id);
+                    continue;
+                }
                 let original = originals.iter().find(|o| item_id(o) == id).cloned().unwrap_or(Value::Null);
                 for (reg, reg_attrs) in &plan.remote {
                     if let (ngsild_federation::Mode::Exclusive, Some(names)) = (reg.mode, reg_attrs) {
@@ -555,7 +560,12 @@ async fn distribute(
         None => {
             let mut kept = Vec::with_capacity(ids.len());
             for id in ids.drain(..) {
-                let plan = provision::plan_among(state, headers, &regs, &id, &[], &[], operation);
+                let plan = provision::plan_among(headers, &regs, &id, &[], &[], operation);
+                if let Some(error) = plan.looped {
+                    remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
+                    remote.remote_only.push(id);
+                    continue;
+                }
                 for (reg, _) in &plan.remote {
                     add(reg, Value::String(id.clone()), &id);
                 }

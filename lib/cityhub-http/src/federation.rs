@@ -22,8 +22,11 @@ use crate::request::{Ld, TENANT_HEADER};
 /// Per-tenant registrations, cached in memory (this process is their only writer), and the
 /// forwarding client.
 pub struct Federation {
-    /// How this hub names itself in `Via` (`host:port`).
+    /// This hub's `contextSourceAlias` (clause 5.2.40): how it names itself in `Via`.
     pub me: String,
+    /// When this hub started, for `/info/sourceIdentity`.
+    pub started: std::time::Instant,
+    pub time_of_startup: String,
     pub timeout: Duration,
     client: reqwest::Client,
     registry: RwLock<HashMap<String, Arc<Vec<Registration>>>>,
@@ -80,6 +83,8 @@ impl Federation {
             .unwrap_or_default();
         Federation {
             me: me.to_ascii_lowercase(),
+            started: std::time::Instant::now(),
+            time_of_startup: ngsild_core::time::now(),
             timeout,
             client,
             registry: RwLock::new(HashMap::new()),
@@ -154,9 +159,21 @@ impl Federation {
         Self::hops(headers).contains(&self.me)
     }
 
-    /// Keeps the targets this request may still go to: never back to a hub it crossed.
+    /// Keeps the targets this request may still go to (clause 5.12): never a source it crossed
+    /// (its `contextSourceAlias`, or lacking one its endpoint's `host:port`, is in `Via`), and
+    /// none at all when it crossed this hub — this hub asked every one of its sources when the
+    /// request first passed; asking again could only repeat that, or go round for ever through
+    /// a source whose registration here names no alias.
     pub fn reachable<'r>(&self, targets: Vec<Target<'r>>, hops: &[String]) -> Vec<Target<'r>> {
-        targets.into_iter().filter(|t| via::may_forward(&t.registration.endpoint, hops)).collect()
+        if hops.contains(&self.me) {
+            return Vec::new();
+        }
+        targets
+            .into_iter()
+            .filter(|t| {
+                via::may_forward(t.registration.context_source_alias.as_deref(), &t.registration.endpoint, hops)
+            })
+            .collect()
     }
 
     /// Sends one request to a registered source, with `Via`, the request's @context as `Link`,
@@ -600,18 +617,49 @@ pub fn query_string(pairs: &[(String, String)]) -> String {
     format!("?{}", encoded.join("&"))
 }
 
-/// Refuses a request that already crossed this hub: answering it would close a loop.
+/// What a request that already crossed this hub (its alias is in `Via`) gets. That hub asked all
+/// of its sources for it then ([`Federation::reachable`] asks none now), so:
+///
+/// * a read (GET, or a query by POST) is answered from this hub's own data, with an
+///   `NGSILD-Warning: 199` telling of the loop (clause 6.3.17, Table 6.3.17-1); the hub that
+///   forwarded it merges that with the rest, entities by id, so each one still comes once;
+/// * a write is refused with 508 LoopDetected: this hub did its part of it when it first passed,
+///   and doing it again would apply it twice (a second history instance, a second notification,
+///   an AlreadyExists for a create, a ResourceNotFound for a delete).
+///
+/// A request whose `Via` lists other hubs only is not touched here: it matches the registrations
+/// whose sources it did not cross (clause 5.12), and a write that only crossed sources hold is
+/// the 508 of clause 6.3.17 ([`crate::provision::plan`]).
 pub async fn refuse_loops(
     axum::extract::State(state): axum::extract::State<crate::SharedState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if state.federation.is_loop(request.headers()) {
-        let detail = format!("the request already passed through {} (Via)", state.federation.me);
-        return crate::ApiError(NgsiLdError::new(ErrorKind::LoopDetected, detail)).into_response();
+    if !state.federation.is_loop(request.headers()) {
+        return next.run(request).await;
     }
-    next.run(request).await
+    let me = state.federation.me.clone();
+    let path = request.uri().path();
+    let read = matches!(*request.method(), Method::GET | Method::HEAD)
+        || (request.method() == Method::POST && path.ends_with("/entityOperations/query"));
+    if read {
+        let mut response = next.run(request).await;
+        let warning = format!(
+            "199 {me} \"the request already passed through {me} (Via): answered from {me}'s own data, its \
+             context sources were asked when it first passed\""
+        );
+        if let Ok(value) = HeaderValue::from_str(&warning) {
+            response.headers_mut().append("NGSILD-Warning", value);
+        }
+        return response;
+    }
+    let detail = format!(
+        "the request already passed through {me} (Via), which did its part of it then: doing it again would \
+         apply it twice. A registration on the way names no contextSourceAlias, or a wrong one; register \
+         {me} with contextSourceAlias \"{me}\" (GET /ngsi-ld/v1/info/sourceIdentity tells it)"
+    );
+    crate::ApiError(NgsiLdError::new(ErrorKind::LoopDetected, detail)).into_response()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod discovery;
 mod entities;
 mod error;
 mod federation;
+mod info;
 mod jsonld_contexts;
 mod provision;
 mod request;
@@ -54,9 +55,9 @@ pub struct HttpConfig {
     /// The most instances of one attribute a temporal answer holds; more answer 206 and a
     /// `Content-Range` to continue from.
     pub temporal_instance_limit: usize,
-    /// How this hub names itself in the `Via` header of requests it forwards (`host:port`);
-    /// requests that already list it are refused as loops.
-    pub via_name: String,
+    /// This hub's `contextSourceAlias` (clause 5.2.40), an RFC 7230 token: how it names itself
+    /// in the `Via` header of requests it forwards, and at `/info/sourceIdentity`.
+    pub alias: String,
     /// How long one context source may take to answer a forwarded request.
     pub forward_timeout: Duration,
 }
@@ -70,7 +71,7 @@ impl Default for HttpConfig {
             max_page_size: 1000,
             default_page_size: 20,
             temporal_instance_limit: 30,
-            via_name: "127.0.0.1:1026".to_owned(),
+            alias: "cityhub".to_owned(),
             forward_timeout: Duration::from_secs(5),
         }
     }
@@ -95,7 +96,7 @@ impl AppState {
     pub fn with_notify(store: DynStore, config: HttpConfig, notify: NotifyConfig) -> SharedState {
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
-        let federation = Arc::new(federation::Federation::new(config.via_name.clone(), config.forward_timeout));
+        let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
         Arc::new(AppState { store, contexts, config, notifier, federation })
     }
 }
@@ -154,6 +155,7 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::add))
         .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete))
+        .route("/info/sourceIdentity", get(info::source_identity))
         .route("/csourceRegistrations", post(csource::create).get(csource::query))
         .route("/csourceRegistrations/{id}", get(csource::retrieve).patch(csource::update).delete(csource::delete))
         .route("/csourceSubscriptions", post(csource_subscriptions::create).get(csource_subscriptions::query))

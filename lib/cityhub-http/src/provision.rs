@@ -26,11 +26,13 @@ pub struct Plan {
     pub remote: Vec<(Registration, Option<Vec<String>>)>,
     pub local: bool,
     pub local_attrs: Option<Vec<String>>,
+    /// The request is a loop (clause 6.3.17): only sources it already crossed hold its data.
+    pub looped: Option<NgsiLdError>,
 }
 
 impl Plan {
     pub fn local_only() -> Plan {
-        Plan { remote: Vec::new(), local: true, local_attrs: None }
+        Plan { remote: Vec::new(), local: true, local_attrs: None, looped: None }
     }
 
     /// Whether the hub keeps attribute `name` (expanded).
@@ -56,12 +58,15 @@ pub async fn plan(
         return Ok(Plan::local_only());
     }
     let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
-    Ok(plan_among(state, headers, &regs, id, types, attrs, operation))
+    let plan = plan_among(headers, &regs, id, types, attrs, operation);
+    match plan.looped {
+        Some(loop_error) => Err(ApiError(loop_error)),
+        None => Ok(plan),
+    }
 }
 
 /// As [`plan`], with the tenant's registrations at hand (a batch plans many entities).
 pub fn plan_among(
-    state: &SharedState,
     headers: &HeaderMap,
     regs: &[Registration],
     id: &str,
@@ -76,12 +81,29 @@ pub fn plan_among(
         cityhub_storage::EntityFilter { ids: vec![id.to_owned()], attrs: attrs.to_vec(), ..Default::default() };
     let request = FederationRequest { operation, filter: &filter, entity_types: types };
     let targets = matching::targets(regs, &request, &now());
-    let targets = state.federation.reachable(targets, &Federation::hops(headers));
-    let split = provision::split(targets, attrs);
-    Plan {
-        remote: split.remote.into_iter().map(|p| (p.registration.clone(), p.attrs)).collect(),
-        local: split.local,
-        local_attrs: split.local_attrs,
+    match provision::split_unless_looping(targets, attrs, &Federation::hops(headers)) {
+        Ok(split) => Plan {
+            remote: split.remote.into_iter().map(|p| (p.registration.clone(), p.attrs)).collect(),
+            local: split.local,
+            local_attrs: split.local_attrs,
+            looped: None,
+        },
+        Err(reg) => Plan {
+            remote: Vec::new(),
+            local: false,
+            local_attrs: Some(Vec::new()),
+            looped: Some(NgsiLdError::new(
+                ngsild_core::ErrorKind::LoopDetected,
+                format!(
+                    "{id} is held by context source {} ({}, registration {}), and the request already passed \
+                     through it (Via): it is registered to redirect back here. Give its registration here the \
+                     right contextSourceAlias, or remove one of the two registrations",
+                    reg.context_source_alias.as_deref().unwrap_or(&reg.endpoint),
+                    reg.mode.name(),
+                    reg.id
+                ),
+            )),
+        },
     }
 }
 

@@ -73,6 +73,35 @@ pub fn split<'r>(targets: Vec<Target<'r>>, attrs: &[String]) -> Split<'r> {
     Split { remote, local: !kept.is_empty(), local_attrs: Some(kept) }
 }
 
+/// Splits a request as [`split`] does, then leaves out the sources the request already crossed
+/// (`hops`: their `contextSourceAlias`, or endpoint, is in `Via`; clause 5.12): they sent it, so
+/// they hold their part already. What the hub keeps is decided with them still counted — a
+/// source's exclusive attributes do not become the hub's because the request came from there.
+///
+/// When that leaves nothing to do — the request's data is held only in crossed exclusive or
+/// redirect sources, such as a single one registered to redirect back to where the request came
+/// from — the request is a loop (clause 6.3.17: 508 LoopDetected): the answer is one such
+/// registration.
+pub fn split_unless_looping<'r>(
+    targets: Vec<Target<'r>>,
+    attrs: &[String],
+    hops: &[String],
+) -> Result<Split<'r>, &'r Registration> {
+    let crossed = |r: &Registration| crate::via::crossed(r.context_source_alias.as_deref(), &r.endpoint, hops);
+    let looping: Vec<&'r Registration> = targets.iter().map(|t| t.registration).filter(|r| crossed(r)).collect();
+    let mut whole = split(targets, attrs);
+    if looping.is_empty() {
+        return Ok(whole);
+    }
+    whole.remote.retain(|p| !crossed(p.registration));
+    if whole.remote.is_empty() && !whole.local {
+        if let Some(reg) = looping.into_iter().find(|r| matches!(r.mode, Mode::Exclusive | Mode::Redirect)) {
+            return Err(reg);
+        }
+    }
+    Ok(whole)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +167,57 @@ mod tests {
         let s = split_for(&regs, &[]);
         assert!(s.local);
         assert_eq!(s.remote[0].attrs, Some(vec![x("speed")]));
+    }
+
+    fn looping_split<'r>(regs: &'r [Registration], attrs: &[&str], via: &str) -> Result<Split<'r>, &'r str> {
+        let attrs: Vec<String> = attrs.iter().map(|a| x(a)).collect();
+        let filter = EntityFilter { ids: vec!["urn:v:1".into()], attrs: attrs.clone(), ..Default::default() };
+        let types = vec![x("Vehicle")];
+        let request = Request { operation: Operation::UPDATE_ATTRS, filter: &filter, entity_types: &types };
+        let hops = crate::via::hops([via]);
+        split_unless_looping(targets(regs, &request, NOW), &attrs, &hops).map_err(|r| r.id.as_str())
+    }
+
+    fn aliased(id: &str, mode: &str, attrs: &[&str], alias: &str) -> Registration {
+        Registration { context_source_alias: Some(alias.to_owned()), ..reg(id, mode, attrs) }
+    }
+
+    #[test]
+    fn a_source_the_request_crossed_gets_no_part() {
+        // Inclusive: the hub does its part, the crossed copy is left out.
+        let regs = vec![aliased("urn:r:1", "inclusive", &[], "busan"), aliased("urn:r:2", "inclusive", &[], "daegu")];
+        let s = looping_split(&regs, &["speed"], "1.1 busan").unwrap();
+        assert!(s.local);
+        assert_eq!(s.remote.iter().map(|p| p.registration.id.as_str()).collect::<Vec<_>>(), vec!["urn:r:2"]);
+        // Not crossed: everyone as before.
+        assert_eq!(looping_split(&regs, &["speed"], "1.1 seoul").unwrap().remote.len(), 2);
+        // Without an alias, the endpoint's host:port decides.
+        let plain = vec![reg("urn:r:3", "inclusive", &[])];
+        assert!(looping_split(&plain, &["speed"], "1.1 busan:1026").unwrap().remote.is_empty());
+    }
+
+    #[test]
+    fn the_hub_does_not_take_over_what_a_crossed_exclusive_source_owns() {
+        let regs = vec![aliased("urn:r:1", "exclusive", &["speed"], "busan")];
+        let s = looping_split(&regs, &["speed", "brand"], "1.1 busan").unwrap();
+        assert!(s.remote.is_empty());
+        assert_eq!(s.local_attrs, Some(vec![x("brand")]), "speed stays busan's");
+    }
+
+    #[test]
+    fn a_write_only_a_crossed_exclusive_or_redirect_source_holds_is_a_loop() {
+        // Clause 6.3.17: the single source is registered to redirect back where the request came from.
+        let redirect = vec![aliased("urn:r:1", "redirect", &[], "busan")];
+        assert_eq!(looping_split(&redirect, &["speed"], "1.1 busan").unwrap_err(), "urn:r:1");
+        let exclusive = vec![aliased("urn:r:1", "exclusive", &["speed"], "busan")];
+        assert_eq!(looping_split(&exclusive, &["speed"], "1.1 seoul, 1.1 busan").unwrap_err(), "urn:r:1");
+        // An inclusive source crossed is no loop: the hub holds the data too.
+        let inclusive = vec![aliased("urn:r:1", "inclusive", &[], "busan")];
+        assert!(looping_split(&inclusive, &["speed"], "1.1 busan").unwrap().local);
+        // Another source still takes it: no loop.
+        let two = vec![aliased("urn:r:1", "redirect", &[], "busan"), aliased("urn:r:2", "redirect", &[], "daegu")];
+        let s = looping_split(&two, &["speed"], "1.1 busan").unwrap();
+        assert_eq!(s.remote.len(), 1);
+        assert!(!s.local);
     }
 }

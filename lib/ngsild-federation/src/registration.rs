@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 
 pub const REGISTRATION_TYPE: &str = "ContextSourceRegistration";
 
+/// `contextSourceAlias` expanded with the core context.
+const ALIAS_IRI: &str = "https://uri.etsi.org/ngsi-ld/contextSourceAlias";
+
 /// How a registered source relates to the hub's own data (clause 4.3.6.2/3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +160,11 @@ pub struct Registration {
     pub endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_source_info: Option<Value>,
+    /// The source's own name for itself (clause 5.2.9, the `contextSourceAlias` its
+    /// `/info/sourceIdentity` serves): an RFC 7230 token. A request whose `Via` already lists it
+    /// has crossed that source, so this registration does not match it (clause 5.12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_source_alias: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope: Vec<String>,
     #[serde(default)]
@@ -330,7 +338,18 @@ impl Registration {
     }
 
     pub fn from_stored(value: Value) -> Option<Registration> {
-        serde_json::from_value(value).ok()
+        let mut reg: Registration = serde_json::from_value(value).ok()?;
+        // Registrations stored before the alias had a member of its own kept it among the
+        // CSource properties.
+        if reg.context_source_alias.is_none() {
+            if let Some(Value::String(alias)) = reg.extra.get(ALIAS_IRI) {
+                if crate::via::check_alias(alias).is_ok() {
+                    reg.context_source_alias = Some(alias.clone());
+                    reg.extra.shift_remove(ALIAS_IRI);
+                }
+            }
+        }
+        Some(reg)
     }
 }
 
@@ -463,6 +482,7 @@ pub fn parse_registration(body: &Map<String, Value>, ctx: &Context, now: &str) -
         expires_at: None,
         endpoint: String::new(),
         context_source_info: None,
+        context_source_alias: None,
         scope: Vec::new(),
         mode: Mode::Inclusive,
         operations: None,
@@ -518,6 +538,11 @@ pub fn parse_registration(body: &Map<String, Value>, ctx: &Context, now: &str) -
                     return Err(bad("each contextSourceInfo item needs a key and a value, both strings"));
                 }
                 reg.context_source_info = Some(value.clone());
+            }
+            "contextSourceAlias" => {
+                let alias = string_member(value, key)?;
+                crate::via::check_alias(&alias).map_err(|why| bad(format!("contextSourceAlias {alias:?} {why}")))?;
+                reg.context_source_alias = Some(alias);
             }
             "scope" => {
                 reg.scope = ngsild_core::expand::parse_scope(value)?;
@@ -630,6 +655,7 @@ pub fn render_registration(reg: &Registration, ctx: &Context, sys_attrs: bool) -
     put("expiresAt", reg.expires_at.clone().map(Value::String));
     put("endpoint", Some(Value::String(reg.endpoint.clone())));
     put("contextSourceInfo", reg.context_source_info.clone());
+    put("contextSourceAlias", reg.context_source_alias.clone().map(Value::String));
     if !reg.scope.is_empty() {
         let scope: Vec<Value> = reg.scope.iter().cloned().map(Value::String).collect();
         put("scope", Some(if scope.len() == 1 { scope[0].clone() } else { Value::Array(scope) }));
@@ -752,6 +778,9 @@ pub fn as_entity(reg: &Registration) -> ngsild_core::Entity {
     if let Some(name) = &reg.registration_name {
         put(format!("{core}registrationName"), AttributeKind::Property, Value::String(name.clone()));
     }
+    if let Some(alias) = &reg.context_source_alias {
+        put(ALIAS_IRI.to_owned(), AttributeKind::Property, Value::String(alias.clone()));
+    }
     for pair in reg.context_source_info.iter().flat_map(|v| v.as_array().into_iter().flatten()) {
         if let (Some(k), Some(v)) = (pair.get("key").and_then(Value::as_str), pair.get("value")) {
             put(k.to_owned(), AttributeKind::Property, v.clone());
@@ -855,5 +884,36 @@ mod tests {
         assert_eq!(next.expires_at, None);
         assert_eq!(next.endpoint, "http://other:1026");
         assert_eq!(next.information, reg.information);
+    }
+
+    #[test]
+    fn the_context_source_alias_is_a_token_kept_and_shown() {
+        let mut body = minimal();
+        body["contextSourceAlias"] = json!("busan");
+        let reg = parse(body).unwrap();
+        assert_eq!(reg.context_source_alias.as_deref(), Some("busan"));
+        assert!(reg.extra.is_empty());
+        assert_eq!(Registration::from_stored(reg.to_stored()).unwrap(), reg);
+        assert_eq!(render_registration(&reg, &ctx(), false)["contextSourceAlias"], "busan");
+        let e = as_entity(&reg);
+        assert!(e.attrs.contains_key(ALIAS_IRI), "csf can select on it");
+        for bad in [json!("busan:1026"), json!("bu san"), json!(""), json!(7)] {
+            let mut body = minimal();
+            body["contextSourceAlias"] = bad.clone();
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.kind, ngsild_core::ErrorKind::BadRequestData, "{bad}");
+            assert!(err.detail.contains("contextSourceAlias"), "{bad}: {}", err.detail);
+        }
+        // A patch can set and remove it.
+        let set = json!({"contextSourceAlias": "daegu"});
+        let next = patch_registration(&reg, set.as_object().unwrap(), &ctx(), "2024-01-02T00:00:00Z").unwrap();
+        assert_eq!(next.context_source_alias.as_deref(), Some("daegu"));
+        let unset = json!({"contextSourceAlias": null});
+        let next = patch_registration(&reg, unset.as_object().unwrap(), &ctx(), "2024-01-02T00:00:00Z").unwrap();
+        assert_eq!(next.context_source_alias, None);
+        // One stored before the alias had its own member reads back with it.
+        let mut old = parse(minimal()).unwrap().to_stored();
+        old["extra"] = json!({ALIAS_IRI: "busan"});
+        assert_eq!(Registration::from_stored(old).unwrap().context_source_alias.as_deref(), Some("busan"));
     }
 }
