@@ -103,10 +103,11 @@ fn weight(bytes: usize) -> u32 {
 /// An estimate of the heap a parsed JSON value holds: every string's bytes, and per node the
 /// size of a `Value` plus, in objects, the key's `String` and the map's per-entry overhead.
 pub fn json_heap_bytes(value: &Value) -> usize {
+    // Per string, the allocator rounds up and keeps a header: 16 bytes on average.
     const NODE: usize = std::mem::size_of::<Value>();
-    const MAP_ENTRY: usize = 24 + 32;
+    const MAP_ENTRY: usize = 24 + 32 + 16;
     match value {
-        Value::String(s) => NODE + s.len(),
+        Value::String(s) => NODE + s.len() + 16,
         Value::Array(items) => NODE + items.iter().map(json_heap_bytes).sum::<usize>(),
         Value::Object(map) => NODE + map.iter().map(|(k, v)| MAP_ENTRY + k.len() + json_heap_bytes(v)).sum::<usize>(),
         _ => NODE,

@@ -86,7 +86,9 @@ impl Context {
     /// memory: the length of every string it keeps plus a fixed cost per map entry (String
     /// headers, hash slots). It errs on the large side.
     pub fn approx_bytes(&self) -> usize {
-        const ENTRY: usize = 128;
+        // A hash map slot (key String + value, about half empty at worst) and the allocator's
+        // rounding of each string: measured against the RSS of a hub holding such maps.
+        const ENTRY: usize = 256;
         let terms: usize = self
             .terms
             .iter()
