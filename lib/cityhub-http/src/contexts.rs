@@ -11,8 +11,9 @@
 //!   cached or hosted; the core context is free) one request's @context may need, `@import`s and
 //!   arrays included. It counts cached documents too, so whether a request passes does not
 //!   depend on what happens to be cached;
-//! - **redirects** (`--context-max-redirects`): followed up to the limit, only to http(s) URLs;
-//!   the fetch timeout covers the whole chain;
+//! - **redirects** (`--context-max-redirects`): followed up to the limit, only to http(s) URLs
+//!   and never from https down to http; the fetch timeout and the size limit cover the whole
+//!   chain;
 //! - **cache memory** (`--context-cache-bytes`): the cache of fetched documents and the cache of
 //!   built term maps each hold at most half of it, weighed by an estimate of their heap size
 //!   (not by count: one 100 MB document weighs as much as a hundred thousand small ones). What
@@ -141,6 +142,9 @@ impl ContextService {
             } else if !matches!(attempt.url().scheme(), "http" | "https") {
                 let to = attempt.url().to_string();
                 attempt.error(format!("redirected to {to}, which is not an http(s) URL"))
+            } else if attempt.url().scheme() == "http" && attempt.previous().iter().any(|u| u.scheme() == "https") {
+                let to = attempt.url().to_string();
+                attempt.error(format!("redirected from https to {to}: a downgrade to plain http is not followed"))
             } else {
                 attempt.follow()
             }
