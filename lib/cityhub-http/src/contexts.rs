@@ -239,20 +239,20 @@ impl ContextService {
                 return Ok(Arc::new(stored.document));
             }
         }
-        if let Some(cached) = self.cached.get(url).await {
-            return Ok(cached.document);
-        }
-        let document = Arc::new(self.fetch(url).await?);
-        let cached = CachedContext {
-            url: url.to_owned(),
-            weight: weight(url.len() + json_heap_bytes(&document)),
-            document: document.clone(),
-            created_at: ngsild_core::time::now(),
+        // Requests needing the same document at once share one fetch (and one copy of it).
+        let fetch = async {
+            let document = Arc::new(self.fetch(url).await?);
+            Ok::<_, NgsiLdError>(CachedContext {
+                url: url.to_owned(),
+                weight: weight(url.len() + json_heap_bytes(&document)),
+                document,
+                created_at: ngsild_core::time::now(),
+            })
         };
-        self.cached.insert(url.to_owned(), cached).await;
+        let cached = self.cached.try_get_with_by_ref(url, fetch).await.map_err(|e| (*e).clone())?;
         // Evict now rather than at some later maintenance, so the bound holds at every moment.
         self.cached.run_pending_tasks().await;
-        Ok(document)
+        Ok(cached.document)
     }
 
     async fn fetch(&self, url: &str) -> Result<Value, NgsiLdError> {
