@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cityhub_http::{app, AppState, HttpConfig, NotifyConfig};
+use cityhub_http::{app, AppState, ContextLimits, HttpConfig, NotifyConfig};
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
 use clap::{Args, Parser, Subcommand};
@@ -102,6 +102,42 @@ struct ServeArgs {
     #[arg(long, default_value_t = 5)]
     context_timeout_secs: u64,
 
+    /// The largest remote @context document read, in bytes; a larger one is refused
+    /// (LdContextNotAvailable) as soon as the fetch passes it.
+    #[arg(long, default_value_t = 1 << 20, env = "CITYHUB_CONTEXT_MAX_BYTES")]
+    context_max_bytes: usize,
+
+    /// The most @context documents (remote, cached or hosted) one request's @context may need,
+    /// through arrays and @import included.
+    #[arg(long, default_value_t = 16, env = "CITYHUB_CONTEXT_MAX_DOCUMENTS")]
+    context_max_documents: usize,
+
+    /// Redirects followed when fetching one remote @context (to http(s) URLs only).
+    #[arg(long, default_value_t = 5, env = "CITYHUB_CONTEXT_MAX_REDIRECTS")]
+    context_max_redirects: usize,
+
+    /// Memory for cached @context documents and the term maps built from them, in bytes (half
+    /// each, weighed by estimated heap size); the least recently used are evicted past it.
+    #[arg(long, default_value_t = 64 << 20, env = "CITYHUB_CONTEXT_CACHE_BYTES")]
+    context_cache_bytes: u64,
+
+    /// The most items one attrs, pick, omit, id or type list of a request may hold.
+    #[arg(long, default_value_t = 1000, env = "CITYHUB_MAX_LIST_ITEMS")]
+    max_list_items: usize,
+
+    /// The most tenants the hub holds besides the default one; a write that would create one
+    /// more is refused.
+    #[arg(long, default_value_t = 1000, env = "CITYHUB_MAX_TENANTS")]
+    max_tenants: usize,
+
+    /// The most subscriptions (entity and csource subscriptions together) one tenant may hold.
+    #[arg(long, default_value_t = 10_000, env = "CITYHUB_MAX_SUBSCRIPTIONS_PER_TENANT")]
+    max_subscriptions_per_tenant: usize,
+
+    /// The most context source registrations one tenant may hold.
+    #[arg(long, default_value_t = 10_000, env = "CITYHUB_MAX_REGISTRATIONS_PER_TENANT")]
+    max_registrations_per_tenant: usize,
+
     /// The most instances of one attribute a temporal answer holds; beyond it the hub answers
     /// 206 Partial Content with a Content-Range to continue from.
     #[arg(long, default_value_t = 30, env = "CITYHUB_TEMPORAL_INSTANCE_LIMIT")]
@@ -186,6 +222,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             temporal_instance_limit: args.temporal_instance_limit.max(1),
             alias: alias.clone(),
             forward_timeout: std::time::Duration::from_millis(args.forward_timeout_ms.max(1)),
+            context_limits: ContextLimits {
+                max_document_bytes: args.context_max_bytes,
+                max_documents: args.context_max_documents,
+                max_redirects: args.context_max_redirects,
+                cache_bytes: args.context_cache_bytes,
+            },
+            max_list_items: args.max_list_items.max(1),
+            max_tenants: args.max_tenants,
+            max_subscriptions_per_tenant: args.max_subscriptions_per_tenant,
+            max_registrations_per_tenant: args.max_registrations_per_tenant,
             ..HttpConfig::default()
         };
         let notify = NotifyConfig { outbox_cap: args.notification_outbox_cap.max(1), ..NotifyConfig::default() };

@@ -61,6 +61,11 @@ impl Hub {
         Hub { child, base, data: data.to_path_buf(), _tempdir: None, client }
     }
 
+    /// The hub's process id (e.g. to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/ngsi-ld/v1{}", self.base, path)
     }

@@ -1,6 +1,31 @@
 //! Resolving a request's @context to an active [`Context`]: remote documents are fetched once
 //! (bounded cache, timeout), hosted ones come from the store, the core context is built in, and
 //! the resulting term maps are cached by the literal @context value.
+//!
+//! Remote documents are untrusted input, so every step is bounded ([`ContextLimits`], each a
+//! `cityhub serve` flag):
+//! - **document size** (`--context-max-bytes`): the body is read chunk by chunk and the fetch
+//!   stops as soon as it passes the limit (a `Content-Length` over it is refused before reading);
+//!   no more than the limit is ever buffered;
+//! - **documents per @context** (`--context-max-documents`): the distinct documents (remote,
+//!   cached or hosted; the core context is free) one request's @context may need, `@import`s and
+//!   arrays included. It counts cached documents too, so whether a request passes does not
+//!   depend on what happens to be cached;
+//! - **redirects** (`--context-max-redirects`): followed up to the limit, only to http(s) URLs
+//!   and never from https down to http; the fetch timeout and the size limit cover the whole
+//!   chain;
+//! - **cache memory** (`--context-cache-bytes`): the cache of fetched documents and the cache of
+//!   built term maps each hold at most half of it, weighed by an estimate of their heap size
+//!   (not by count: one 100 MB document weighs as much as a hundred thousand small ones). What
+//!   does not fit is evicted, least recently used first, and fetched again when needed.
+//!
+//! A request whose @context passes a limit is answered **503 LdContextNotAvailable**, with a
+//! detail naming the limit, its value and its flag. Clause 6.3.5 (and Table 5.5.2-1) make
+//! LdContextNotAvailable the answer whenever a remote @context referenced by a request cannot be
+//! retrieved, and that is the case here: the request itself is well formed (BadRequestData is
+//! for input data that does not meet the operation's requirements, which a @context's size
+//! does not touch), while this hub, as configured, will not retrieve that document; the operator
+//! can raise the limit. The detail says so, so a client does not mistake it for an outage.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,13 +33,32 @@ use std::sync::{Arc, Mutex};
 use cityhub_storage::{DynStore, StoredContext};
 use moka::future::Cache;
 use ngsild_core::{ErrorKind, NgsiLdError};
-use ngsild_jsonld::{core_context, is_core_context_url, Context, ContextError};
+use ngsild_jsonld::{core_context, is_core_context_url, Context, ContextError, DocumentLoader};
 use serde_json::Value;
 
 use crate::HttpConfig;
 
 /// Where a hosted context is served, relative to the API root.
 pub const HOSTED_PATH: &str = "/ngsi-ld/v1/jsonldContexts/";
+
+/// The bounds on remote @context documents (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextLimits {
+    /// The largest remote document, in bytes of its body.
+    pub max_document_bytes: usize,
+    /// The most documents one request's @context may need.
+    pub max_documents: usize,
+    /// Redirects followed when fetching one document.
+    pub max_redirects: usize,
+    /// Memory for the document cache and the term-map cache together, in bytes (half each).
+    pub cache_bytes: u64,
+}
+
+impl Default for ContextLimits {
+    fn default() -> Self {
+        ContextLimits { max_document_bytes: 1 << 20, max_documents: 16, max_redirects: 5, cache_bytes: 64 << 20 }
+    }
+}
 
 /// Usage bookkeeping of one known context (clause 5.13: `numberOfHits`, `lastUsage`).
 #[derive(Debug, Clone, Default)]
@@ -29,32 +73,111 @@ pub struct CachedContext {
     pub url: String,
     pub document: Arc<Value>,
     pub created_at: String,
+    /// What it weighs in the cache (an estimate of its heap size).
+    pub weight: u32,
 }
+
+type UsageMap = Arc<Mutex<HashMap<String, Usage>>>;
 
 pub struct ContextService {
     store: DynStore,
     client: reqwest::Client,
     built: Cache<String, Arc<Context>>,
-    cached: Mutex<HashMap<String, CachedContext>>,
-    usage: Mutex<HashMap<String, Usage>>,
-    max_cached: usize,
+    cached: Cache<String, CachedContext>,
+    usage: UsageMap,
+    limits: ContextLimits,
+}
+
+/// The documents one resolution has loaded, shared rather than copied.
+struct Loaded(HashMap<String, Arc<Value>>);
+
+impl DocumentLoader for Loaded {
+    fn load(&self, url: &str) -> Option<&Value> {
+        self.0.get(url).map(|doc| doc.as_ref())
+    }
+}
+
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// An estimate of the heap a parsed JSON value holds: every string's bytes, and per node the
+/// size of a `Value` plus, in objects, the key's `String` and the map's per-entry overhead.
+pub fn json_heap_bytes(value: &Value) -> usize {
+    // Per string, the allocator rounds up and keeps a header: 16 bytes on average.
+    const NODE: usize = std::mem::size_of::<Value>();
+    const MAP_ENTRY: usize = 24 + 32 + 16;
+    match value {
+        Value::String(s) => NODE + s.len() + 16,
+        Value::Array(items) => NODE + items.iter().map(json_heap_bytes).sum::<usize>(),
+        Value::Object(map) => NODE + map.iter().map(|(k, v)| MAP_ENTRY + k.len() + json_heap_bytes(v)).sum::<usize>(),
+        _ => NODE,
+    }
+}
+
+/// The message of an error and of every error beneath it (reqwest names only the outermost).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = inner.source();
+    }
+    text
 }
 
 impl ContextService {
     pub fn new(store: DynStore, config: &HttpConfig) -> Self {
+        let limits = config.context_limits;
+        let max_redirects = limits.max_redirects;
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > max_redirects {
+                attempt.error(format!(
+                    "more than {max_redirects} redirects (the hub's limit, set by --context-max-redirects)"
+                ))
+            } else if !matches!(attempt.url().scheme(), "http" | "https") {
+                let to = attempt.url().to_string();
+                attempt.error(format!("redirected to {to}, which is not an http(s) URL"))
+            } else if attempt.url().scheme() == "http" && attempt.previous().iter().any(|u| u.scheme() == "https") {
+                let to = attempt.url().to_string();
+                attempt.error(format!("redirected from https to {to}: a downgrade to plain http is not followed"))
+            } else {
+                attempt.follow()
+            }
+        });
         let client = reqwest::Client::builder()
             .timeout(config.context_fetch_timeout)
             .connect_timeout(config.context_fetch_timeout)
+            .redirect(redirects)
             .build()
             .expect("an HTTP client with default TLS settings builds");
-        ContextService {
-            store,
-            client,
-            built: Cache::new(config.context_cache_entries),
-            cached: Mutex::new(HashMap::new()),
-            usage: Mutex::new(HashMap::new()),
-            max_cached: config.context_cache_entries as usize,
-        }
+        let half = (limits.cache_bytes / 2).max(1);
+        let usage: UsageMap = Arc::default();
+        let evicted_usage = usage.clone();
+        let cached = Cache::builder()
+            .max_capacity(half)
+            .weigher(|_url: &String, c: &CachedContext| c.weight)
+            .eviction_listener(move |url: Arc<String>, _, cause| {
+                // A document that left the cache is no longer listed; its usage goes with it, so
+                // the usage map is bounded by what is cached or hosted.
+                if cause.was_evicted() {
+                    evicted_usage.lock().unwrap().remove(url.as_str());
+                }
+            })
+            .build();
+        let built = Cache::builder()
+            .max_capacity(half)
+            .weigher(|key: &String, ctx: &Arc<Context>| weight(key.len() + ctx.approx_bytes()))
+            .build();
+        ContextService { store, client, built, cached, usage, limits }
+    }
+
+    pub fn limits(&self) -> ContextLimits {
+        self.limits
     }
 
     pub fn core(&self) -> Arc<Context> {
@@ -63,20 +186,34 @@ impl ContextService {
 
     /// The active context for a request's @context value (a URL, an object or an array).
     pub async fn resolve(&self, value: &Value) -> Result<Arc<Context>, NgsiLdError> {
-        self.count_usage(value);
         let key = value.to_string();
         if let Some(ctx) = self.built.get(&key).await {
+            self.count_usage(value);
             return Ok(ctx);
         }
-        let mut docs: HashMap<String, Value> = HashMap::new();
+        let mut docs = Loaded(HashMap::new());
         loop {
             let missing = Context::missing_documents(value, &docs);
             if missing.is_empty() {
                 break;
             }
+            if docs.0.len() + missing.len() > self.limits.max_documents {
+                return Err(NgsiLdError::new(
+                    ErrorKind::LdContextNotAvailable,
+                    format!(
+                        "the request's @context needs more than {} @context documents (it has {} and imports {} more); \
+                         the hub loads at most {} for one request (set by --context-max-documents): \
+                         reference fewer documents, or merge them into one",
+                        self.limits.max_documents,
+                        docs.0.len(),
+                        missing.len(),
+                        self.limits.max_documents
+                    ),
+                ));
+            }
             for url in missing {
                 let doc = self.document(&url).await?;
-                docs.insert(url, (*doc).clone());
+                docs.0.insert(url, doc);
             }
         }
         let ctx = match Context::build(value, &docs) {
@@ -90,6 +227,8 @@ impl ContextService {
             Err(ContextError::Invalid(why)) => return Err(NgsiLdError::bad_request(why)),
         };
         self.built.insert(key, ctx.clone()).await;
+        self.built.run_pending_tasks().await;
+        self.count_usage(value);
         Ok(ctx)
     }
 
@@ -100,45 +239,67 @@ impl ContextService {
                 return Ok(Arc::new(stored.document));
             }
         }
-        if let Some(cached) = self.cached.lock().unwrap().get(url) {
-            return Ok(cached.document.clone());
-        }
-        let document = Arc::new(self.fetch(url).await?);
-        let mut cached = self.cached.lock().unwrap();
-        if cached.len() < self.max_cached {
-            cached.insert(
-                url.to_owned(),
-                CachedContext { url: url.to_owned(), document: document.clone(), created_at: ngsild_core::time::now() },
-            );
-        }
-        Ok(document)
+        // Requests needing the same document at once share one fetch (and one copy of it).
+        let fetch = async {
+            let document = Arc::new(self.fetch(url).await?);
+            Ok::<_, NgsiLdError>(CachedContext {
+                url: url.to_owned(),
+                weight: weight(url.len() + json_heap_bytes(&document)),
+                document,
+                created_at: ngsild_core::time::now(),
+            })
+        };
+        let cached = self.cached.try_get_with_by_ref(url, fetch).await.map_err(|e| (*e).clone())?;
+        // Evict now rather than at some later maintenance, so the bound holds at every moment.
+        self.cached.run_pending_tasks().await;
+        Ok(cached.document)
     }
 
     async fn fetch(&self, url: &str) -> Result<Value, NgsiLdError> {
         let unavailable = |why: String| {
             NgsiLdError::new(ErrorKind::LdContextNotAvailable, format!("@context {url} could not be retrieved: {why}"))
         };
+        let max = self.limits.max_document_bytes;
+        let too_large = || {
+            unavailable(format!(
+                "the document is larger than {max} bytes, the most the hub reads for one @context \
+                 (set by --context-max-bytes)"
+            ))
+        };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(unavailable("only http and https URLs can be fetched".into()));
         }
-        let response = self
+        let mut response = self
             .client
             .get(url)
             .header("Accept", "application/ld+json, application/json;q=0.9")
             .send()
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(unavailable(format!("HTTP status {}", response.status())));
         }
-        let bytes = response.bytes().await.map_err(|e| unavailable(e.to_string()))?;
-        let document: Value = serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("not JSON: {e}")))?;
+        let declared = response.content_length().unwrap_or(0);
+        if declared > max as u64 {
+            return Err(too_large());
+        }
+        // Read no more than the limit: stop at the first chunk past it.
+        let mut body: Vec<u8> = Vec::with_capacity(usize::try_from(declared).unwrap_or(0).min(max));
+        while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(error_chain(&e)))? {
+            if body.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let document: Value = serde_json::from_slice(&body).map_err(|e| unavailable(format!("not JSON: {e}")))?;
         if document.get("@context").is_none() {
             return Err(unavailable("the document has no @context member".into()));
         }
         Ok(document)
     }
 
+    /// Counts a use of each URL of a @context that resolved (only then: a URL that never
+    /// resolved is no context the hub knows, and must not grow the usage map).
     fn count_usage(&self, value: &Value) {
         let urls: Vec<&str> = match value {
             Value::String(url) => vec![url.as_str()],
@@ -162,28 +323,24 @@ impl ContextService {
     }
 
     pub fn cached_contexts(&self) -> Vec<CachedContext> {
-        let mut all: Vec<CachedContext> = self.cached.lock().unwrap().values().cloned().collect();
+        let mut all: Vec<CachedContext> = self.cached.iter().map(|(_, c)| c).collect();
         all.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         all
-    }
-
-    pub fn cached_context(&self, url: &str) -> Option<CachedContext> {
-        self.cached.lock().unwrap().get(url).cloned()
     }
 
     /// Forgets a cached context; with `reload`, fetches it again first and keeps the old copy if
     /// that fails.
     pub async fn evict_cached(&self, url: &str, reload: bool) -> Result<bool, NgsiLdError> {
-        if !self.cached.lock().unwrap().contains_key(url) {
+        let Some(old) = self.cached.get(url).await else {
             return Ok(false);
-        }
+        };
         if reload {
             let document = Arc::new(self.fetch(url).await?);
-            if let Some(entry) = self.cached.lock().unwrap().get_mut(url) {
-                entry.document = document;
-            }
+            let weight = weight(url.len() + json_heap_bytes(&document));
+            self.cached.insert(url.to_owned(), CachedContext { document, weight, ..old }).await;
+            self.cached.run_pending_tasks().await;
         } else {
-            self.cached.lock().unwrap().remove(url);
+            self.cached.invalidate(url).await;
             self.usage.lock().unwrap().remove(url);
         }
         self.built.invalidate_all();

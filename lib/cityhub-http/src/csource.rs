@@ -68,9 +68,11 @@ pub async fn create(
     reg.modified_at = Some(now);
     let fed = &state.federation;
     let _writing = fed.writes.lock().await;
-    if fed.registrations(state.store.as_ref(), &tenant).await?.iter().any(|r| r.id == reg.id) {
+    let held = fed.registrations(state.store.as_ref(), &tenant).await?;
+    if held.iter().any(|r| r.id == reg.id) {
         return Err(NgsiLdError::already_exists(format!("registration {} already exists", reg.id)).into());
     }
+    crate::limits::check_registration_room(&state, held.len())?;
     let id = reg.id.clone();
     fed.save(state.store.as_ref(), &tenant, reg.clone()).await?;
     state.notifier.registration_changed(&tenant, None, Some(&reg)).await;

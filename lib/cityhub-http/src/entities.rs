@@ -289,6 +289,7 @@ pub async fn query_post(
     let tenant = existing_tenant(&state, &headers).await?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
     push_query_body(&as_object(value, "a Query")?, &mut params);
+    crate::limits::check_lists(&params, state.config.max_list_items)?;
     run_query(&state, &headers, &tenant, &params, &ld, accept, None).await
 }
 

@@ -1,5 +1,23 @@
 //! `/jsonldContexts` (clause 5.13): a city hosts its own data models' @contexts on its hub, and
 //! sees the remote ones the hub has cached.
+//!
+//! **Tenants.** A hosted @context is *served* hub-wide and *owned* by one tenant:
+//! - Serving and listing ignore `NGSILD-Tenant`. The spec gives a hosted context one URL,
+//!   `{apiRoot}/jsonldContexts/{contextId}` (clause 6.3.x), with no tenant in it, and that URL is
+//!   what clients put in `Link` headers and `@context` members, and what JSON-LD processors
+//!   anywhere dereference, without NGSI-LD headers. A context per tenant could not be
+//!   dereferenced by them. The core context and cached remote contexts are hub-wide anyway.
+//! - Deleting a hosted context is refused unless the request names the tenant that added it
+//!   (contexts added before tenants were recorded belong to the default tenant). Clause 4.14
+//!   isolates tenants, and deleting changes what every user of the URL gets; without the check
+//!   any client could delete a context another tenant hosts and uses. The refusal is 404
+//!   ResourceNotFound, as for any tenant-scoped resource asked for in the wrong tenant, with a
+//!   detail that says the delete needs the hosting tenant (which tenant is not said: tenant names
+//!   are not shared between tenants).
+//! - Forgetting or reloading a *cached* remote context (`DELETE`, `reload=true`) is open to
+//!   every tenant: the cache is the hub's, and the worst it does is fetch the document again.
+
+use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -33,11 +51,13 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 struct Listed {
+    /// The hosting tenant (None for a cached remote context).
+    tenant: Option<String>,
     url: String,
     local_id: String,
     kind: &'static str,
     created_at: String,
-    document: Value,
+    document: Arc<Value>,
 }
 
 impl Listed {
@@ -70,19 +90,21 @@ async fn all_contexts(state: &SharedState) -> Result<Vec<Listed>, NgsiLdError> {
         .await?
         .into_iter()
         .map(|c| Listed {
+            tenant: Some(c.tenant),
             url: c.url,
             local_id: c.id,
             kind: if c.kind == IMPLICIT { IMPLICIT } else { HOSTED },
             created_at: c.created_at,
-            document: c.document,
+            document: Arc::new(c.document),
         })
         .collect();
     out.extend(state.contexts.cached_contexts().into_iter().map(|c| Listed {
+        tenant: None,
         local_id: cached_local_id(&c.url),
         url: c.url,
         kind: CACHED,
         created_at: c.created_at,
-        document: (*c.document).clone(),
+        document: c.document,
     }));
     Ok(out)
 }
@@ -113,6 +135,7 @@ pub async fn add(
     body: Bytes,
 ) -> ApiResult {
     Params::parse(raw.as_deref(), &[])?;
+    let tenant = crate::request::tenant(&headers)?;
     let (document, _) = read_json_body(&headers, &body, false)?;
     let valid = match document.get("@context") {
         Some(Value::Object(_)) => true,
@@ -143,6 +166,7 @@ pub async fn add(
             created_at: ngsild_core::time::now(),
             last_used_at: None,
             number_of_hits: 0,
+            tenant,
         })
         .await?;
     Ok(created(&path))
@@ -184,8 +208,14 @@ pub async fn serve(State(state): State<SharedState>, Path(id): Path<String>, Raw
 
 /// DELETE /jsonldContexts/{id}: a hosted context goes; a cached one is forgotten, or fetched
 /// again with `reload=true`.
-pub async fn delete(State(state): State<SharedState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
+pub async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let params = Params::parse(raw.as_deref(), &["reload"])?;
+    let tenant = crate::request::tenant(&headers)?;
     let reload = params.flag("reload")?;
     if is_core_context_url(&id) {
         // The core context is compiled in: reloading it is a no-op, deleting it is refused.
@@ -206,6 +236,13 @@ pub async fn delete(State(state): State<SharedState>, Path(id): Path<String>, Ra
         }
         _ if reload => {
             return Err(NgsiLdError::bad_request("reload only applies to cached @contexts").into());
+        }
+        _ if found.tenant.as_deref() != Some(tenant.as_str()) => {
+            return Err(NgsiLdError::not_found(format!(
+                "no @context {id} hosted by this tenant: a hosted @context can be deleted only by the tenant that \
+                 added it (send the NGSILD-Tenant it was added with)"
+            ))
+            .into());
         }
         _ => {
             if !state.store.delete_context(&found.local_id).await? {

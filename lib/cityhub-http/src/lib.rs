@@ -18,6 +18,7 @@ mod error;
 mod federation;
 mod info;
 mod jsonld_contexts;
+mod limits;
 mod provision;
 mod request;
 mod response;
@@ -36,7 +37,7 @@ use cityhub_storage::DynStore;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
-pub use contexts::ContextService;
+pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
 
 /// Settings of the HTTP layer.
@@ -46,8 +47,17 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long fetching one remote @context may take.
     pub context_fetch_timeout: Duration,
-    /// How many remote @context documents are kept in memory.
-    pub context_cache_entries: u64,
+    /// Bounds on remote @context documents: size, documents per request, redirects, cache memory.
+    pub context_limits: ContextLimits,
+    /// The most items one `attrs`, `pick`, `omit`, `id` or `type` list of a request may hold.
+    pub max_list_items: usize,
+    /// The most tenants the hub holds (besides the default one); a write that would create
+    /// another is refused.
+    pub max_tenants: usize,
+    /// The most subscriptions (entity and csource together) one tenant may hold.
+    pub max_subscriptions_per_tenant: usize,
+    /// The most context source registrations one tenant may hold.
+    pub max_registrations_per_tenant: usize,
     /// The largest page a query may ask for.
     pub max_page_size: usize,
     /// The page size when a query names none.
@@ -67,7 +77,11 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_bytes: 8 * 1024 * 1024,
             context_fetch_timeout: Duration::from_secs(5),
-            context_cache_entries: 1024,
+            context_limits: ContextLimits::default(),
+            max_list_items: 1000,
+            max_tenants: 1000,
+            max_subscriptions_per_tenant: 10_000,
+            max_registrations_per_tenant: 10_000,
             max_page_size: 1000,
             default_page_size: 20,
             temporal_instance_limit: 30,
@@ -83,6 +97,7 @@ pub struct AppState {
     pub config: HttpConfig,
     pub federation: Arc<federation::Federation>,
     pub notifier: Notifier,
+    pub limits: limits::Limits,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -97,7 +112,8 @@ impl AppState {
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
         let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
-        Arc::new(AppState { store, contexts, config, notifier, federation })
+        let limits = limits::Limits::new(&config);
+        Arc::new(AppState { store, contexts, config, notifier, federation, limits })
     }
 }
 
@@ -165,6 +181,8 @@ pub fn router(state: SharedState) -> Router {
                 .patch(csource_subscriptions::update)
                 .delete(csource_subscriptions::delete),
         )
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit_tenants))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::bound_lists))
         .layer(axum::middleware::from_fn_with_state(state.clone(), federation::refuse_loops));
     Router::new()
         .nest("/ngsi-ld/v1", api)

@@ -65,6 +65,11 @@ impl Params {
         Ok(Params(pairs))
     }
 
+    /// Parameters as they are, unchecked (for limits applied before an endpoint reads them).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
+        Params(pairs)
+    }
+
     pub fn pairs(&self) -> &[(String, String)] {
         &self.0
     }

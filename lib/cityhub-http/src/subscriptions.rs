@@ -83,7 +83,10 @@ pub async fn create_of(
     let sub = subscription::from_payload(&as_object(value, "a subscription")?, &ld.ctx, ld.given.clone(), &now())?;
     let compiled = compile(&state, kind, &tenant, sub.clone()).await?;
     let doc = serde_json::to_value(&sub).map_err(|e| NgsiLdError::internal(e.to_string()))?;
+    let admitting = state.limits.subscription_writes.lock().await;
+    crate::limits::check_subscription_room(&state, &tenant).await?;
     state.store.create_subscription(kind, &tenant, &sub.id, doc).await??;
+    drop(admitting);
     state.notifier.install(compiled);
     state.notifier.notify_matching_registrations(kind, &tenant, &sub.id).await;
     Ok(created(&location(kind, &sub.id)))

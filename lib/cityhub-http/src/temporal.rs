@@ -541,6 +541,7 @@ pub async fn query_post(
         Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "format", "local", "lang", "lastN"])?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
     push_query_body(&as_object(value, "a Query")?, &mut params);
+    crate::limits::check_lists(&params, state.config.max_list_items)?;
     run_query(&state, &headers, params, false, Some(ld)).await
 }
 

@@ -239,7 +239,10 @@ fn key_values(value: &Value, what: &str) -> Result<Vec<KeyValue>, NgsiLdError> {
             let key = item.get("key").and_then(Value::as_str);
             let value = item.get("value").and_then(Value::as_str);
             match (key, value) {
-                (Some(k), Some(v)) if !k.is_empty() => Ok(KeyValue { key: k.to_owned(), value: v.to_owned() }),
+                (Some(k), Some(v)) => {
+                    ngsild_core::validate::check_header_field(k, v, what)?;
+                    Ok(KeyValue { key: k.to_owned(), value: v.to_owned() })
+                }
                 _ => Err(bad(format!("each item of {what} needs a string key and value"))),
             }
         })
@@ -274,6 +277,21 @@ pub fn check_endpoint_uri(uri: &str) -> Result<(), NgsiLdError> {
     let host = authority.rsplit('@').next().unwrap_or("");
     if host.is_empty() || uri.chars().any(|c| c.is_whitespace() || c == '"' || c == '<' || c == '>') {
         return Err(bad(format!("endpoint uri {uri:?} is not valid")));
+    }
+    if scheme.starts_with("mqtt") {
+        // The topic is the path: without one, nothing could ever be published. A PUBLISH topic
+        // may not hold the subscription wildcards `+`/`#` nor NUL (MQTT 3.1.1 clause 4.7).
+        let topic = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
+        if topic.is_empty() {
+            return Err(bad(format!(
+                "endpoint uri {uri:?} names no MQTT topic: notifications are published to the topic in the URI path, e.g. {scheme}://{authority}/city/notifications"
+            )));
+        }
+        if topic.contains(['+', '#', '\0']) || topic.contains("%00") {
+            return Err(bad(format!(
+                "endpoint uri {uri:?}: the MQTT topic {topic:?} holds a wildcard (+ or #) or NUL, which a published topic cannot"
+            )));
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -97,6 +97,11 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         crate::temporal::move_text_keyed(&tx)?;
     }
     crate::subscriptions::migrate(&tx)?;
+    if version < 10 {
+        // Version 10 records which tenant hosted a context (contexts from before belong to the
+        // default tenant).
+        tx.execute_batch("ALTER TABLE contexts ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")?;
+    }
     if version < 4 {
         // Entities stored before the integer-keyed indexes existed get their rows now.
         let rows: Vec<(i64, String, String)> = {
@@ -151,11 +156,11 @@ pub fn delete_entity(conn: &Connection, tenant: &str, before: &Entity) -> rusqli
 pub fn put_context(conn: &Connection, c: &StoredContext) -> rusqlite::Result<()> {
     let document = c.document.to_string();
     conn.execute(
-        "INSERT INTO contexts (id, kind, url, document, created_at, last_used_at, hits)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO contexts (id, kind, url, document, created_at, last_used_at, hits, tenant)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, url = excluded.url, document = excluded.document,
              last_used_at = excluded.last_used_at, hits = excluded.hits",
-        params![c.id, c.kind, c.url, document, c.created_at, c.last_used_at, c.number_of_hits as i64],
+        params![c.id, c.kind, c.url, document, c.created_at, c.last_used_at, c.number_of_hits as i64, c.tenant],
     )?;
     Ok(())
 }
@@ -170,10 +175,11 @@ fn context_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredContext> 
         created_at: row.get(4)?,
         last_used_at: row.get(5)?,
         number_of_hits: row.get::<_, i64>(6)? as u64,
+        tenant: row.get(7)?,
     })
 }
 
-const CONTEXT_COLUMNS: &str = "id, kind, url, document, created_at, last_used_at, hits";
+const CONTEXT_COLUMNS: &str = "id, kind, url, document, created_at, last_used_at, hits, tenant";
 
 pub fn get_context(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredContext>> {
     conn.query_row(&format!("SELECT {CONTEXT_COLUMNS} FROM contexts WHERE id = ?1"), [id], context_from_row).optional()

@@ -107,6 +107,7 @@ async fn tenants_queries_paging_and_reopen() {
                 created_at: "2026-01-01T00:00:00Z".into(),
                 last_used_at: None,
                 number_of_hits: 0,
+                tenant: "seoul".into(),
             })
             .await
             .unwrap();
@@ -122,6 +123,7 @@ async fn tenants_queries_paging_and_reopen() {
     let ids: Vec<&str> = page.entities.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, vec!["urn:c:10", "urn:c:11", "urn:c:12", "urn:c:13", "urn:c:14"]);
     assert_eq!(store.list_contexts().await.unwrap().len(), 1);
+    assert_eq!(store.get_context("c1").await.unwrap().unwrap().tenant, "seoul", "the hosting tenant is kept");
     assert!(store.delete_context("c1").await.unwrap());
     assert!(!store.delete_context("c1").await.unwrap());
 }

@@ -65,6 +65,9 @@ pub struct StoredContext {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub number_of_hits: u64,
+    /// The tenant whose request hosted it (`""`: the default tenant). Contexts are served to
+    /// everyone, hub-wide; only this tenant may delete it.
+    pub tenant: String,
 }
 
 /// A write to the temporal representation of one entity (the `/temporal` API).

@@ -80,6 +80,7 @@ const GEOMETRY_TYPES: &[&str] =
 /// Expands an entity or a fragment of one. Presence of `id` and `type` is the caller's rule.
 pub fn expand_fragment(body: &Map<String, Value>, ctx: &Context) -> Result<EntityInput> {
     let mut input = EntityInput::default();
+    check_keyword_members(body)?;
     if let Some(id) = body.get("id").or_else(|| body.get("@id")) {
         let id = id.as_str().ok_or_else(|| NgsiLdError::bad_request("the entity id must be a string"))?;
         check_uri(id, "the entity id")?;
@@ -100,6 +101,46 @@ pub fn expand_fragment(body: &Map<String, Value>, ctx: &Context) -> Result<Entit
         input.attrs.insert(iri, attr);
     }
     Ok(input)
+}
+
+/// JSON-LD keywords among an entity's members. `@id` and `@type` are the JSON-LD spellings of
+/// `id` and `type` and are read as such when they stand alone; next to `id` or `type`, or with a
+/// value that is not an id or a type, they are an attribute named after a keyword, which JSON-LD
+/// expansion would drop: refused, rather than silently lost. `@context` belongs at the top of an
+/// application/ld+json body only (the request layer takes it out from there). Any other `@...`
+/// member is refused by the attribute name check.
+fn check_keyword_members(body: &Map<String, Value>) -> Result<()> {
+    let keyword_attribute = |name: &str, why: &str| {
+        NgsiLdError::bad_request(format!(
+            "attribute {name:?}: {name} is a JSON-LD keyword and cannot name an attribute ({why}); rename the attribute"
+        ))
+    };
+    for (keyword, plain) in [("@id", "id"), ("@type", "type")] {
+        let Some(value) = body.get(keyword) else { continue };
+        if body.contains_key(plain) {
+            return Err(keyword_attribute(
+                keyword,
+                &format!("the entity already has {plain:?}, which {keyword} would repeat"),
+            ));
+        }
+        let is_id_or_type = match keyword {
+            "@id" => value.is_string(),
+            _ => value.is_string() || value.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string)),
+        };
+        if !is_id_or_type {
+            return Err(keyword_attribute(
+                keyword,
+                &format!("as an entity member it can only hold the entity's {plain}"),
+            ));
+        }
+    }
+    if body.contains_key("@context") {
+        return Err(keyword_attribute(
+            "@context",
+            "@context is allowed only at the top level of an application/ld+json body",
+        ));
+    }
+    Ok(())
 }
 
 /// Expands a complete entity for creation: id and type are required, nothing may be deleted.
@@ -542,6 +583,24 @@ mod tests {
     }
 
     const DEFAULT: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
+
+    #[test]
+    fn keyword_members_are_refused_not_dropped() {
+        let refused = |body: Value, needle: &str| {
+            let e = expand(body).unwrap_err();
+            assert_eq!(e.kind, crate::ErrorKind::BadRequestData);
+            assert!(e.detail.contains(needle), "{}", e.detail);
+        };
+        let attr = json!({"type": "Property", "value": 1});
+        refused(json!({"id": "urn:a", "type": "T", "@id": attr}), "attribute \"@id\"");
+        refused(json!({"id": "urn:a", "type": "T", "@type": attr}), "attribute \"@type\"");
+        refused(json!({"@id": attr, "type": "T"}), "can only hold the entity's id");
+        refused(json!({"id": "urn:a", "type": "T", "@context": {}}), "@context");
+        refused(json!({"id": "urn:a", "type": "T", "@value": attr}), "@value");
+        // The JSON-LD spellings of id and type alone are the id and the type.
+        let e = expand(json!({"@id": "urn:a", "@type": "T"})).unwrap();
+        assert_eq!(e.id, "urn:a");
+    }
 
     #[test]
     fn normalized_entity() {

@@ -25,6 +25,33 @@ pub fn check_uri(s: &str, what: &str) -> Result<()> {
     }
 }
 
+/// A key-value pair the hub will send as an HTTP header (`receiverInfo`, `notifierInfo`,
+/// `contextSourceInfo`): the key must be an RFC 9110 field name (a token: letters, digits and
+/// ``!#$%&'*+-.^_`|~``), the value visible ASCII with inner spaces or tabs only. Anything else
+/// (spaces or colons in a key, CR/LF, control or non-ASCII characters, leading or trailing white
+/// space, which HTTP strips) could never be sent as written, so it is refused when it is given
+/// rather than failing at every delivery.
+pub fn check_header_field(key: &str, value: &str, what: &str) -> Result<()> {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if key.is_empty() || !key.chars().all(is_tchar) {
+        return Err(NgsiLdError::bad_request(format!(
+            "{what} key {key:?} cannot be an HTTP header name: use letters, digits and !#$%&'*+-.^_`|~ only (no spaces, colons or control characters)"
+        )));
+    }
+    let is_field_char = |c: char| c.is_ascii_graphic() || c == ' ' || c == '\t';
+    if let Some(c) = value.chars().find(|c| !is_field_char(*c)) {
+        return Err(NgsiLdError::bad_request(format!(
+            "{what} key {key:?}: its value cannot be an HTTP header value: it holds {c:?}; use visible ASCII characters, spaces and tabs only (percent-encode others)"
+        )));
+    }
+    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+        return Err(NgsiLdError::bad_request(format!(
+            "{what} key {key:?}: its value starts or ends with white space, which HTTP would strip; remove it"
+        )));
+    }
+    Ok(())
+}
+
 /// Attribute and type names (clause 4.6.2): no characters that would break the query language or
 /// URLs. Expanded IRIs pass too.
 pub fn is_valid_name(s: &str) -> bool {
@@ -74,6 +101,20 @@ pub fn is_valid_scope(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_fields() {
+        assert!(check_header_field("X-Auth-Token", "Bearer abc", "receiverInfo").is_ok());
+        assert!(check_header_field("MQTT-QoS", "1", "notifierInfo").is_ok());
+        for (key, value) in [("X Auth", "v"), ("X:y", "v"), ("", "v"), ("X\r\nEvil", "v"), ("Ключ", "v")] {
+            let e = check_header_field(key, value, "receiverInfo").unwrap_err();
+            assert!(e.detail.contains("HTTP header name"), "{}", e.detail);
+        }
+        for value in ["a\r\nX-Evil: 1", "nul\0", "tab\u{7f}", "\u{a0}x", " lead", "trail "] {
+            let e = check_header_field("X-K", value, "receiverInfo").unwrap_err();
+            assert!(e.detail.contains("\"X-K\""), "{}", e.detail);
+        }
+    }
 
     #[test]
     fn uris() {

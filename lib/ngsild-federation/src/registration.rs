@@ -537,6 +537,11 @@ pub fn parse_registration(body: &Map<String, Value>, ctx: &Context, now: &str) -
                 }) {
                     return Err(bad("each contextSourceInfo item needs a key and a value, both strings"));
                 }
+                // They are sent as headers of every forwarded request.
+                for pair in pairs {
+                    let text = |m: &str| pair.get(m).and_then(Value::as_str).unwrap_or_default();
+                    ngsild_core::validate::check_header_field(text("key"), text("value"), "contextSourceInfo")?;
+                }
                 reg.context_source_info = Some(value.clone());
             }
             "contextSourceAlias" => {

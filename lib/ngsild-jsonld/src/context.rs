@@ -82,6 +82,23 @@ pub struct Context {
 const MAX_CONTEXT_DEPTH: usize = 16;
 
 impl Context {
+    /// An estimate of the heap this active context holds, in bytes, for caches bounded by
+    /// memory: the length of every string it keeps plus a fixed cost per map entry (String
+    /// headers, hash slots). It errs on the large side.
+    pub fn approx_bytes(&self) -> usize {
+        // A hash map slot (key String + value, about half empty at worst) and the allocator's
+        // rounding of each string: measured against the RSS of a hub holding such maps.
+        const ENTRY: usize = 256;
+        let terms: usize = self
+            .terms
+            .iter()
+            .map(|(term, d)| ENTRY + term.len() + d.iri.len() + d.container.as_ref().map_or(0, String::len))
+            .sum();
+        let reverse: usize = self.reverse.iter().map(|(iri, term)| ENTRY + iri.len() + term.len()).sum();
+        let prefixes: usize = self.prefixes.iter().map(|(iri, term)| 48 + iri.len() + term.len()).sum();
+        std::mem::size_of::<Self>() + terms + reverse + prefixes + self.vocab.as_ref().map_or(0, String::len)
+    }
+
     /// Builds the active context for a user `@context` value (a URL, an object, an array of those,
     /// or an empty array for "core only").
     pub fn build(user: &Value, loader: &dyn DocumentLoader) -> Result<Context, ContextError> {

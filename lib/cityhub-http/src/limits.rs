@@ -1,0 +1,215 @@
+//! Request-level limits that keep one client from growing the hub without bound. Each is a
+//! `cityhub serve` flag ([`crate::HttpConfig`]), and each refusal names the limit, its value and
+//! its flag, so a client knows what to change and an operator what to raise:
+//!
+//! - **list lengths** (`--max-list-items`): `attrs`, `pick`, `omit`, `id` and `type` of a request
+//!   (query string or `Query` body) hold at most that many items. Refused as **403
+//!   TooComplexQuery**: Table 5.5.2-1 defines it for a query too complex to be served, which a
+//!   query naming a hundred thousand attributes is;
+//! - **tenants** (`--max-tenants`): a tenant comes into being when something is first written to
+//!   it (clause 4.14); once the hub holds that many tenants besides the default one, a write that
+//!   would create another is refused as **422 OperationNotSupported**: the request is well formed
+//!   (so not BadRequestData) and the tenant does not exist yet (NonexistentTenant is for reads of
+//!   one): what the hub will not do is the implicit creation of one more tenant;
+//! - **subscriptions per tenant** (`--max-subscriptions-per-tenant`, entity and csource
+//!   subscriptions together) and **registrations per tenant** (`--max-registrations-per-tenant`):
+//!   creating one more is refused as **422 OperationNotSupported** for the same reason; deleting
+//!   one makes room again.
+//!
+//! The @context limits (document size, documents per request, redirects, cache memory) are the
+//! [`crate::contexts::ContextService`]'s.
+
+use std::collections::HashSet;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cityhub_storage::Store;
+use ngsild_core::{ErrorKind, NgsiLdError};
+
+use crate::error::ApiError;
+use crate::request::Params;
+use crate::SharedState;
+
+/// The list parameters bounded by `--max-list-items`, and the characters that separate their
+/// items (a `type` expression and a projection also nest).
+const LISTS: &[(&str, &[char])] = &[
+    ("attrs", &[',']),
+    ("id", &[',']),
+    ("type", &[',', ';', '|', '(', ')']),
+    ("pick", &[',', '|', '{', '}']),
+    ("omit", &[',', '|', '{', '}']),
+];
+
+/// Refuses a request whose `attrs`, `pick`, `omit`, `id` or `type` names more than `max` items.
+pub fn check_lists(params: &Params, max: usize) -> Result<(), NgsiLdError> {
+    for (name, value) in params.pairs() {
+        let Some((_, separators)) = LISTS.iter().find(|(list, _)| list == name) else { continue };
+        let items = value.split(*separators).filter(|item| !item.trim().is_empty()).count();
+        if items > max {
+            return Err(NgsiLdError::new(
+                ErrorKind::TooComplexQuery,
+                format!(
+                    "{name} names {items} items; the hub accepts at most {max} in one {name} list \
+                     (set by --max-list-items): split the request into several"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the list parameters of every request's query string (a `Query` body's are checked
+/// where it is read).
+pub async fn bound_lists(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    if let Some(query) = request.uri().query() {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        if let Err(e) = check_lists(&Params::from_pairs(pairs), state.config.max_list_items) {
+            return ApiError(e).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The tenants the hub holds or is about to create, bounded by `--max-tenants`.
+pub struct TenantGate {
+    max: usize,
+    /// Loaded from the store on first use; then every tenant admitted since.
+    known: tokio::sync::Mutex<Option<HashSet<String>>>,
+}
+
+impl TenantGate {
+    pub fn new(max: usize) -> Self {
+        TenantGate { max, known: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Lets a write to `tenant` through; answers whether it is a tenant that did not exist.
+    async fn admit(&self, store: &dyn Store, tenant: &str) -> Result<bool, NgsiLdError> {
+        let mut known = self.known.lock().await;
+        if known.is_none() {
+            let existing = store.tenants().await?;
+            *known = Some(existing.into_iter().filter(|t| !t.is_empty()).collect());
+        }
+        let known = known.get_or_insert_with(HashSet::new);
+        if known.contains(tenant) {
+            return Ok(false);
+        }
+        if store.tenant_exists(tenant).await? {
+            known.insert(tenant.to_owned());
+            return Ok(false);
+        }
+        if known.len() >= self.max {
+            return Err(NgsiLdError::new(
+                ErrorKind::OperationNotSupported,
+                format!(
+                    "tenant {tenant:?} does not exist, and this write would create it, but the hub already holds \
+                     its maximum of {} tenants (set by --max-tenants): use an existing tenant",
+                    self.max
+                ),
+            ));
+        }
+        known.insert(tenant.to_owned());
+        Ok(true)
+    }
+
+    /// Forgets a tenant admitted for a write that failed, unless something created it meanwhile.
+    async fn release(&self, store: &dyn Store, tenant: &str) {
+        let mut known = self.known.lock().await;
+        if !store.tenant_exists(tenant).await.unwrap_or(true) {
+            if let Some(known) = known.as_mut() {
+                known.remove(tenant);
+            }
+        }
+    }
+}
+
+/// Refuses a write that would create a tenant past `--max-tenants`. Reads (`GET`, and the
+/// `POST .../query` forms) never create a tenant and pass.
+pub async fn admit_tenants(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let writes = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH)
+        && !request.uri().path().ends_with("/query")
+        && !request.uri().path().contains("/jsonldContexts");
+    if !writes {
+        return next.run(request).await;
+    }
+    let tenant = match crate::request::tenant(request.headers()) {
+        Ok(tenant) if !tenant.is_empty() => tenant,
+        _ => return next.run(request).await,
+    };
+    let gate = &state.limits.tenants;
+    let new = match gate.admit(state.store.as_ref(), &tenant).await {
+        Ok(new) => new,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let response = next.run(request).await;
+    if new && !response.status().is_success() {
+        gate.release(state.store.as_ref(), &tenant).await;
+    }
+    response
+}
+
+/// The limits' shared state.
+pub struct Limits {
+    pub tenants: TenantGate,
+    /// Held from counting a tenant's subscriptions to storing a new one, so concurrent creations
+    /// cannot pass the limit together.
+    pub subscription_writes: tokio::sync::Mutex<()>,
+}
+
+impl Limits {
+    pub fn new(config: &crate::HttpConfig) -> Self {
+        Limits { tenants: TenantGate::new(config.max_tenants), subscription_writes: tokio::sync::Mutex::new(()) }
+    }
+}
+
+/// Refuses one more subscription in a tenant holding `max` of them (both kinds together).
+pub async fn check_subscription_room(state: &SharedState, tenant: &str) -> Result<(), ApiError> {
+    let max = state.config.max_subscriptions_per_tenant;
+    let held = state.store.list_subscriptions(None, Some(tenant)).await?.len();
+    if held >= max {
+        return Err(NgsiLdError::new(
+            ErrorKind::OperationNotSupported,
+            format!(
+                "the tenant already holds {held} subscriptions (entity and csource subscriptions together), \
+                 the most the hub keeps for one tenant (--max-subscriptions-per-tenant is {max}): \
+                 delete subscriptions no longer needed first"
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Refuses one more registration in a tenant holding `held` of them.
+pub fn check_registration_room(state: &SharedState, held: usize) -> Result<(), ApiError> {
+    let max = state.config.max_registrations_per_tenant;
+    if held >= max {
+        return Err(NgsiLdError::new(
+            ErrorKind::OperationNotSupported,
+            format!(
+                "the tenant already holds {held} context source registrations, the most the hub keeps for one \
+                 tenant (--max-registrations-per-tenant is {max}): delete registrations no longer needed first"
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_counted_by_their_items() {
+        let params = |q: &str| Params::from_pairs(form_urlencoded::parse(q.as_bytes()).into_owned().collect());
+        assert!(check_lists(&params("attrs=a,b,c&type=(A|B);C"), 3).is_ok());
+        let e = check_lists(&params("attrs=a,b,c,d"), 3).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TooComplexQuery);
+        assert!(e.detail.contains("attrs names 4 items") && e.detail.contains("--max-list-items"), "{}", e.detail);
+        assert!(check_lists(&params("type=(A|B);(C|D)"), 3).is_err());
+        assert!(check_lists(&params("pick=a,b{c,d}"), 3).is_err());
+        assert!(check_lists(&params("q=a==1,b==2,c==3,d==4"), 3).is_ok());
+    }
+}
