@@ -5,6 +5,7 @@
 //! [`EntityFilter::matches`] for the rest.
 
 pub mod geo;
+pub mod order;
 pub mod projection;
 pub mod q;
 pub mod scope;
@@ -13,6 +14,7 @@ pub mod types;
 use ngsild_core::Entity;
 
 pub use geo::GeoQuery;
+pub use order::OrderBy;
 pub use q::QExpr;
 pub use scope::ScopeExpr;
 pub use types::TypeExpr;
@@ -44,6 +46,8 @@ pub struct EntityFilter {
     pub q: Option<QExpr>,
     pub scope_q: Option<ScopeExpr>,
     pub geo: Option<GeoQuery>,
+    /// `orderBy`: the order of the results (None = by id). It selects nothing.
+    pub order: Option<OrderBy>,
 }
 
 impl EntityFilter {
