@@ -13,6 +13,7 @@ mod discovery;
 mod entities;
 mod error;
 mod federation;
+mod implicit_contexts;
 mod jsonld_contexts;
 mod provision;
 mod request;
