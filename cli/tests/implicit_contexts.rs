@@ -114,3 +114,41 @@ fn an_implicit_context_counts_its_uses_and_can_be_deleted() {
     // Deleting the subscription afterwards is fine.
     assert_eq!(hub.delete("/subscriptions/urn:ngsi-ld:Subscription:a").send().unwrap().status(), 204);
 }
+
+#[test]
+fn the_contexts_a_hosted_context_imports_are_cached_ones() {
+    let hub = Hub::start();
+    let rooms = ContextServer::serve(json!({"@context": {"Room": "https://example.org/Room"}}));
+    let temps = ContextServer::serve(json!({"@context": {"temp": "https://example.org/temperature"}}));
+    let document = json!({"@context": [rooms.url, temps.url]});
+    let response = hub.send_json(Method::POST, "/jsonldContexts", &document).send().unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let room = json!({"id": "urn:ngsi-ld:Room:3", "type": "Room", "temp": {"type": "Property", "value": 18}});
+    let used = hub
+        .send_json(Method::POST, "/entities", &room)
+        .header("Link", link_header(&format!("{}{location}", hub.base)))
+        .send()
+        .unwrap();
+    assert_eq!(used.status(), 201);
+    let (_, hosted) = hub.get_json(&format!("{}?details=true", location.trim_start_matches("/ngsi-ld/v1")));
+    assert_eq!(hosted["kind"], "Hosted", "{hosted}");
+    for url in [&rooms.url, &temps.url] {
+        let encoded: String = url
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (status, details) = hub.get_json(&format!("/jsonldContexts/{encoded}?details=true"));
+        assert_eq!(status, 200, "{details}");
+        assert_eq!(details["kind"], "Cached", "{details}");
+        assert_eq!(details["URL"], json!(url));
+    }
+    // Neither is implicitly created: the hosted context already has a URL of its own.
+    assert_eq!(hub.get_json("/jsonldContexts?kind=ImplicitlyCreated").1, json!([]));
+}
