@@ -82,6 +82,11 @@ fn ordered_queries_page_through_the_whole_order() {
         seen.extend(in_order(&body));
     }
     assert_eq!(seen, [3, 2, 4, 1, 5]);
+    // A posted Query orders by the orderBy of its URL.
+    let query = json!({"type": "Query", "entities": [{"type": "AirQualityObserved"}]});
+    let (status, body) = json_of(hub.post("/entityOperations/query?orderBy=pm25;desc&limit=3", &query));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(in_order(&body), [3, 2, 4]);
     // A filter and an order together: only Jongno, highest first.
     assert_eq!(
         order(&hub, "/entities?type=AirQualityObserved&q=address[district]==%22Jongno%22&orderBy=pm25;desc"),

@@ -283,7 +283,19 @@ pub async fn query_post(
 ) -> ApiResult {
     let mut params = Params::parse(
         raw.as_deref(),
-        &["limit", "offset", "count", "options", "format", "local", "lang", "join", "joinLevel"],
+        &[
+            "limit",
+            "offset",
+            "count",
+            "options",
+            "format",
+            "local",
+            "lang",
+            "join",
+            "joinLevel",
+            "orderBy",
+            "collation",
+        ],
     )?;
     let accept = accept(&headers, true)?;
     let tenant = existing_tenant(&state, &headers).await?;

@@ -537,8 +537,10 @@ pub async fn query_post(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    let mut params =
-        Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "format", "local", "lang", "lastN"])?;
+    let mut params = Params::parse(
+        raw.as_deref(),
+        &["limit", "offset", "count", "options", "format", "local", "lang", "lastN", "orderBy", "collation"],
+    )?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
     push_query_body(&as_object(value, "a Query")?, &mut params);
     run_query(&state, &headers, params, false, Some(ld)).await
