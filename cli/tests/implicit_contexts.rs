@@ -111,6 +111,8 @@ fn an_implicit_context_counts_its_uses_and_can_be_deleted() {
 
     assert_eq!(hub.delete(&format!("/jsonldContexts/{local_id}")).send().unwrap().status(), 204);
     assert_problem(hub.get(&format!("/jsonldContexts/{local_id}")).send().unwrap(), 404, "ResourceNotFound");
+    // The subscription keeps its compound @context and no longer names the deleted one.
+    assert_eq!(jsonld_context_of(&hub, "urn:ngsi-ld:Subscription:a"), None);
     // Deleting the subscription afterwards is fine.
     assert_eq!(hub.delete("/subscriptions/urn:ngsi-ld:Subscription:a").send().unwrap().status(), 204);
 }
@@ -151,4 +153,28 @@ fn the_contexts_a_hosted_context_imports_are_cached_ones() {
     }
     // Neither is implicitly created: the hosted context already has a URL of its own.
     assert_eq!(hub.get_json("/jsonldContexts?kind=ImplicitlyCreated").1, json!([]));
+}
+
+#[test]
+fn a_subscription_whose_implicit_context_was_deleted_still_notifies_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let receiver = Receiver::start();
+    let rooms = ContextServer::serve(json!({"@context": {"Room": "https://example.org/Room"}}));
+    let temps = ContextServer::serve(json!({"@context": {"temp": "https://example.org/temperature"}}));
+    let compound = json!([rooms.url, temps.url]);
+    let mut hub = Hub::spawn(&data, &[]);
+    assert_eq!(subscription(&hub, "urn:ngsi-ld:Subscription:r", compound.clone(), &receiver.url("/r")), 201);
+    let url = jsonld_context_of(&hub, "urn:ngsi-ld:Subscription:r").unwrap();
+    let (_, local_id) = url.rsplit_once("/jsonldContexts/").unwrap();
+    assert_eq!(hub.delete(&format!("/jsonldContexts/{local_id}")).send().unwrap().status(), 204);
+    assert!(hub.terminate().success());
+
+    let hub = Hub::spawn(&data, &[]);
+    let room = json!({"id": "urn:ngsi-ld:Room:4", "type": "Room", "temp": {"type": "Property", "value": 23},
+        "@context": compound});
+    assert_eq!(hub.send_ld(Method::POST, "/entities", &room).send().unwrap().status(), 201);
+    let got = receiver.wait_for("urn:ngsi-ld:Subscription:r", 1, WAIT);
+    assert_eq!(got.len(), 1, "the subscription survived the restart");
+    assert_eq!(got[0]["data"][0]["temp"]["value"], 23, "still compacted with its compound context: {}", got[0]);
 }

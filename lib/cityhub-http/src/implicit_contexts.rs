@@ -8,6 +8,7 @@
 //! deleted like a hosted context, but cannot be reloaded (`jsonld_contexts`).
 
 use axum::http::{header, HeaderMap};
+use cityhub_notify::subscription::Subscription;
 use cityhub_storage::StoredContext;
 use ngsild_core::NgsiLdError;
 use ngsild_jsonld::is_core_context_url;
@@ -80,6 +81,26 @@ pub async fn release(state: &SharedState, url: &str) -> Result<(), NgsiLdError> 
         if let Some(id) = hosted_id(url) {
             state.store.delete_context(&id).await?;
             state.contexts.invalidate();
+        }
+    }
+    Ok(())
+}
+
+/// After the ImplicitlyCreated context `url` was deleted: the subscriptions that named it keep
+/// their compound @context inline and stop naming it, so they notify on (and survive a restart)
+/// as they did before it existed.
+pub async fn forget(state: &SharedState, url: &str) -> Result<(), NgsiLdError> {
+    for stored in state.store.list_subscriptions(None, None).await? {
+        if stored.doc.get("jsonldContext").and_then(Value::as_str) != Some(url) {
+            continue;
+        }
+        let mut sub: Subscription = serde_json::from_value(stored.doc)
+            .map_err(|e| NgsiLdError::internal(format!("stored subscription {} is unreadable: {e}", stored.id)))?;
+        sub.jsonld_context = None;
+        let compiled = state.notifier.compile(stored.kind, &stored.tenant, sub.clone()).await?;
+        let doc = serde_json::to_value(&sub).map_err(|e| NgsiLdError::internal(e.to_string()))?;
+        if state.store.replace_subscription(stored.kind, &stored.tenant, &stored.id, doc).await? {
+            state.notifier.install(compiled);
         }
     }
     Ok(())
