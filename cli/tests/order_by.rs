@@ -127,3 +127,47 @@ fn an_invalid_order_by_says_what_to_write() {
     );
     assert!(problem["detail"].as_str().unwrap().contains("invalid orderBy: at position 5"), "{problem}");
 }
+
+/// A hub holding `(id, pm25)` stations.
+fn city(stations: &[(&str, f64)]) -> Hub {
+    let hub = Hub::start_with(&["--forward-timeout-ms", "5000"]);
+    for (id, pm25) in stations {
+        let e = json!({"id": id, "type": "AirQualityObserved", "pm25": {"type": "Property", "value": pm25}});
+        assert_eq!(hub.post("/entities", &e).status(), 201);
+    }
+    hub
+}
+
+#[test]
+fn a_distributed_query_orders_the_merged_answer() {
+    let seoul = city(&[
+        ("urn:ngsi-ld:AirQualityObserved:seoul:jongno", 31.0),
+        ("urn:ngsi-ld:AirQualityObserved:seoul:mapo", 40.0),
+    ]);
+    let busan = city(&[
+        ("urn:ngsi-ld:AirQualityObserved:busan:jung", 35.0),
+        ("urn:ngsi-ld:AirQualityObserved:busan:haeundae", 18.0),
+    ]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["federate", "--hub", &seoul.base, "--peer", &busan.base, "--type", "AirQualityObserved"])
+        .output()
+        .expect("cityhub federate runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let names = |path: &str| -> Vec<String> {
+        let (status, body) = seoul.get_json(path);
+        assert_eq!(status, 200, "{body}");
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().rsplit(':').next().unwrap().to_owned())
+            .collect()
+    };
+    // Merged by id the cities would stay apart; ordered, they interleave.
+    assert_eq!(names("/entities?type=AirQualityObserved&orderBy=pm25;desc"), ["mapo", "jung", "jongno", "haeundae"]);
+    assert_eq!(names("/entities?type=AirQualityObserved&orderBy=pm25;desc&limit=2&offset=1"), ["jung", "jongno"]);
+    assert_eq!(names("/entities?type=AirQualityObserved&orderBy=pm25"), ["haeundae", "jongno", "jung", "mapo"]);
+    // Histories merged from both cities are ordered by each one's latest values.
+    let temporal =
+        "/temporal/entities?type=AirQualityObserved&timerel=after&timeAt=1970-01-01T00:00:00Z&timeproperty=createdAt";
+    assert_eq!(names(&format!("{temporal}&orderBy=pm25;desc")), ["mapo", "jung", "jongno", "haeundae"]);
+}
