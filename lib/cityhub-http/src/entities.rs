@@ -283,7 +283,19 @@ pub async fn query_post(
 ) -> ApiResult {
     let mut params = Params::parse(
         raw.as_deref(),
-        &["limit", "offset", "count", "options", "format", "local", "lang", "join", "joinLevel"],
+        &[
+            "limit",
+            "offset",
+            "count",
+            "options",
+            "format",
+            "local",
+            "lang",
+            "join",
+            "joinLevel",
+            "orderBy",
+            "collation",
+        ],
     )?;
     let accept = accept(&headers, true)?;
     let tenant = existing_tenant(&state, &headers).await?;
@@ -339,6 +351,12 @@ pub(crate) fn entity_filter(params: &Params, ld: &Ld) -> Result<EntityFilter, Ng
             );
         }
         _ => return Err(NgsiLdError::bad_request("a geo-query needs georel, geometry and coordinates together")),
+    }
+    if let Some(order) = params.get("orderBy") {
+        filter.order = Some(
+            ngsild_query::OrderBy::parse(order, &ld.ctx)
+                .map_err(|e| NgsiLdError::bad_request(format!("invalid orderBy: {e}")))?,
+        );
     }
     Ok(filter)
 }
@@ -487,6 +505,10 @@ async fn distributed_page(
     }
     let total = total.total;
     let mut merged = merge_entities(sources);
+    // The merge meets entities by id; an orderBy applies to the merged list.
+    if let Some(order) = &filter.order {
+        order.sort(&mut merged);
+    }
     let has_next = merged.len() > window;
     let page_entities: Vec<Entity> = merged.drain(..).skip(offset).take(limit).collect();
     let page = cityhub_storage::Page { entities: page_entities, total: count.then_some(total) };

@@ -249,6 +249,9 @@ pub async fn delete(
                 return Err(NgsiLdError::new(ErrorKind::ResourceNotFound, format!("no @context {id}")).into());
             }
             state.contexts.invalidate();
+            if found.kind == IMPLICIT {
+                crate::implicit_contexts::forget(&state, &found.url).await?;
+            }
         }
     }
     Ok(no_content())

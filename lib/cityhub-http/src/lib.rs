@@ -16,6 +16,7 @@ mod discovery;
 mod entities;
 mod error;
 mod federation;
+mod implicit_contexts;
 mod info;
 mod jsonld_contexts;
 mod limits;

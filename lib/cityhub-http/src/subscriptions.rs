@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::contexts::ContextService;
 use crate::error::{ApiError, ApiResult};
+use crate::implicit_contexts;
 use crate::request::{accept, as_object, body_ld, existing_tenant, header_ld, tenant, Ld, Params};
 use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
 use crate::SharedState;
@@ -80,7 +81,12 @@ pub async fn create_of(
     Params::parse(raw.as_deref(), &["local"])?;
     let tenant = tenant(&headers)?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
-    let sub = subscription::from_payload(&as_object(value, "a subscription")?, &ld.ctx, ld.given.clone(), &now())?;
+    let mut sub = subscription::from_payload(&as_object(value, "a subscription")?, &ld.ctx, ld.given.clone(), &now())?;
+    // A compound @context becomes an ImplicitlyCreated one the subscription names (clause 5.13).
+    if let (None, Some(given)) = (&sub.jsonld_context, ld.given.as_ref().filter(|g| implicit_contexts::is_compound(g)))
+    {
+        sub.jsonld_context = Some(implicit_contexts::url_for(&state, &headers, given).await?);
+    }
     let compiled = compile(&state, kind, &tenant, sub.clone()).await?;
     let doc = serde_json::to_value(&sub).map_err(|e| NgsiLdError::internal(e.to_string()))?;
     let admitting = state.limits.subscription_writes.lock().await;
@@ -202,6 +208,9 @@ pub async fn update_of(
     if ld.given.is_some() {
         next.context = ld.given.clone();
     }
+    // An ImplicitlyCreated jsonldContext follows the subscription's new compound @context,
+    // unless the fragment names a jsonldContext itself.
+    let replaced = follow_implicit_context(&state, &headers, &current, &mut next, &fragment, &ld).await?;
     let compiled = compile(&state, kind, &tenant, next.clone()).await?;
     let doc = serde_json::to_value(&next).map_err(|e| NgsiLdError::internal(e.to_string()))?;
     if !state.store.replace_subscription(kind, &tenant, &id, doc).await? {
@@ -209,7 +218,39 @@ pub async fn update_of(
     }
     state.notifier.install(compiled);
     state.notifier.notify_matching_registrations(kind, &tenant, &id).await;
+    if let Some(old) = replaced {
+        implicit_contexts::release(&state, &old).await?;
+    }
     Ok(no_content())
+}
+
+/// Points `next.jsonldContext` at the ImplicitlyCreated context of its new compound @context when
+/// it had none or had an implicit one; answers the implicit context it stopped naming.
+async fn follow_implicit_context(
+    state: &SharedState,
+    headers: &HeaderMap,
+    current: &Subscription,
+    next: &mut Subscription,
+    fragment: &serde_json::Map<String, Value>,
+    ld: &Ld,
+) -> Result<Option<String>, ApiError> {
+    if fragment.contains_key("jsonldContext") {
+        return Ok(match &current.jsonld_context {
+            Some(old) if next.jsonld_context.as_ref() != Some(old) => Some(old.clone()),
+            _ => None,
+        });
+    }
+    let Some(given) = ld.given.as_ref().filter(|g| implicit_contexts::is_compound(g)) else { return Ok(None) };
+    let was_implicit = match &current.jsonld_context {
+        None => true,
+        Some(url) => implicit_contexts::is_implicit(state, url).await?,
+    };
+    if !was_implicit {
+        return Ok(None);
+    }
+    let url = implicit_contexts::url_for(state, headers, given).await?;
+    let old = next.jsonld_context.replace(url.clone());
+    Ok(old.filter(|o| *o != url))
 }
 
 /// DELETE /subscriptions/{id}
@@ -232,9 +273,17 @@ pub async fn delete_of(
     Params::parse(raw.as_deref(), &["local"])?;
     check_id(&id)?;
     let tenant = existing_tenant(&state, &headers).await?;
+    let implicit = state
+        .store
+        .get_subscription(kind, &tenant, &id)
+        .await?
+        .and_then(|s| s.doc.get("jsonldContext").and_then(Value::as_str).map(str::to_owned));
     if !state.store.delete_subscription(kind, &tenant, &id).await? {
         return Err(not_found(kind, &id));
     }
     state.notifier.remove(kind, &tenant, &id);
+    if let Some(url) = implicit {
+        implicit_contexts::release(&state, &url).await?;
+    }
     Ok(no_content())
 }

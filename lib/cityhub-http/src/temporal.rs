@@ -537,8 +537,10 @@ pub async fn query_post(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    let mut params =
-        Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "format", "local", "lang", "lastN"])?;
+    let mut params = Params::parse(
+        raw.as_deref(),
+        &["limit", "offset", "count", "options", "format", "local", "lang", "lastN", "orderBy", "collation"],
+    )?;
     let (value, ld) = body_ld(&state, &headers, &body, false).await?;
     push_query_body(&as_object(value, "a Query")?, &mut params);
     crate::limits::check_lists(&params, state.config.max_list_items)?;
@@ -589,7 +591,10 @@ async fn run_query(
         for (ids, source_count) in &remote.counts {
             total.add(ids.iter().map(String::as_str), *source_count);
         }
-        let merged = remote.merged_with(page.entities, &ask);
+        let mut merged = remote.merged_with(page.entities, &ask);
+        if let Some(order) = &selection.order {
+            order_histories(order, &mut merged);
+        }
         (merged.into_iter().skip(offset).take(limit).collect(), count.then_some(total.total))
     } else {
         ask.query.paging = cityhub_storage::Paging { offset, limit, count };
@@ -601,4 +606,25 @@ async fn run_query(
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }
     Ok(provision::warned(response, &remote.failures))
+}
+
+/// Orders merged histories by an `orderBy`, each judged by its latest instance of every attribute
+/// (what its current state would be), as the store orders the hub's own.
+fn order_histories(order: &ngsild_query::OrderBy, histories: &mut Vec<ngsild_core::temporal::TemporalEntity>) {
+    let mut keyed: Vec<_> = histories
+        .drain(..)
+        .map(|h| {
+            let mut latest = ngsild_core::Entity::new(h.id.clone(), h.types.clone());
+            latest.created_at = h.created_at.clone();
+            latest.modified_at = h.modified_at.clone();
+            for (name, instances) in &h.attrs {
+                if let Some(last) = instances.iter().rev().find(|i| i.deleted_at.is_none()) {
+                    latest.attrs.insert(name.clone(), vec![last.attribute.clone()]);
+                }
+            }
+            (order.key(&latest), h)
+        })
+        .collect();
+    keyed.sort_by(|a, b| order.compare(&a.0, &b.0));
+    histories.extend(keyed.into_iter().map(|(_, h)| h));
 }

@@ -489,6 +489,9 @@ pub fn query(conn: &Connection, tenant: &str, filter: &EntityFilter, paging: Pag
             .optional()?;
         doc.as_deref().map(decode).transpose()
     };
+    if let Some(order) = filter.order.as_ref().filter(|o| !o.is_by_id()) {
+        return ordered_page(conn, tenant, filter, order, candidates.as_ref(), paging, decode_row);
+    }
     if !residual {
         if let Some(set) = &candidates {
             if paging.count {
@@ -537,6 +540,46 @@ pub fn query(conn: &Connection, tenant: &str, filter: &EntityFilter, paging: Pag
         page.total = Some(matched);
     }
     Ok(page)
+}
+
+/// A page of a query with an `orderBy` other than by id: every match is decoded (the order needs
+/// its values) and only the first `offset + limit` in order are kept at any time.
+fn ordered_page(
+    conn: &Connection,
+    tenant: &str,
+    filter: &EntityFilter,
+    order: &ngsild_query::OrderBy,
+    candidates: Option<&EidSet>,
+    paging: Paging,
+    decode_row: impl Fn(i64) -> rusqlite::Result<Option<Entity>>,
+) -> rusqlite::Result<Page> {
+    let mut first = ngsild_query::order::FirstInOrder::new(order, paging.offset.saturating_add(paging.limit));
+    let mut matched = 0usize;
+    let mut visit = |entity: Entity| {
+        if filter.matches(&entity) {
+            matched += 1;
+            first.push(order.key(&entity), entity);
+        }
+    };
+    match candidates {
+        Some(set) => {
+            for (_, eid) in ordered(conn, tenant, filter, set, usize::MAX)? {
+                if let Some(entity) = decode_row(eid)? {
+                    visit(entity);
+                }
+            }
+        }
+        None => {
+            let mut stmt = conn.prepare_cached("SELECT doc FROM entities WHERE tenant = ?1 ORDER BY id")?;
+            let mut rows = stmt.query([tenant])?;
+            while let Some(row) = rows.next()? {
+                let doc: String = row.get(0)?;
+                visit(decode(&doc)?);
+            }
+        }
+    }
+    let entities = first.finish().into_iter().skip(paging.offset).collect();
+    Ok(Page { entities, total: paging.count.then_some(matched) })
 }
 
 /// The first `wanted` members of `set` in id order, with their ids.

@@ -483,7 +483,10 @@ pub fn apply_write(
 
 /// Runs a temporal query.
 pub fn query(conn: &Connection, tenant: &str, q: &TemporalQuery) -> rusqlite::Result<TemporalPage> {
-    let ids = matching_ids(conn, tenant, q)?;
+    let mut ids = matching_ids(conn, tenant, q)?;
+    if let Some(order) = q.filter.order.as_ref().filter(|o| !o.is_by_id()) {
+        ids = ordered_ids(conn, tenant, ids, order, q.paging.offset.saturating_add(q.paging.limit))?;
+    }
     let total = q.paging.count.then_some(ids.len());
     let mut entities = Vec::new();
     for id in ids.into_iter().skip(q.paging.offset).take(q.paging.limit) {
@@ -494,6 +497,28 @@ pub fn query(conn: &Connection, tenant: &str, q: &TemporalQuery) -> rusqlite::Re
         }
     }
     Ok(TemporalPage { entities, total })
+}
+
+/// The first `wanted` of `ids` in an `orderBy`, judged on each entity's current state (an entity
+/// with only a history has no values and goes last); the rest follow in id order so the count
+/// stays whole.
+fn ordered_ids(
+    conn: &Connection,
+    tenant: &str,
+    ids: Vec<String>,
+    order: &ngsild_query::OrderBy,
+    wanted: usize,
+) -> rusqlite::Result<Vec<String>> {
+    let mut first = ngsild_query::order::FirstInOrder::new(order, wanted);
+    for id in &ids {
+        let current = schema::load_entity(conn, tenant, id)?.unwrap_or_else(|| Entity::new(id.clone(), Vec::new()));
+        first.push(order.key(&current), id.clone());
+    }
+    let mut out = first.finish();
+    let taken: std::collections::HashSet<&String> = out.iter().collect();
+    let rest: Vec<String> = ids.iter().filter(|id| !taken.contains(id)).cloned().collect();
+    out.extend(rest);
+    Ok(out)
 }
 
 /// Ids of entities with a history that the query selects, in id order.

@@ -8,6 +8,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod geo;
+pub mod order;
 pub mod projection;
 pub mod q;
 pub mod scope;
@@ -16,6 +17,7 @@ pub mod types;
 use ngsild_core::Entity;
 
 pub use geo::GeoQuery;
+pub use order::OrderBy;
 pub use q::QExpr;
 pub use scope::ScopeExpr;
 pub use types::TypeExpr;
@@ -47,6 +49,8 @@ pub struct EntityFilter {
     pub q: Option<QExpr>,
     pub scope_q: Option<ScopeExpr>,
     pub geo: Option<GeoQuery>,
+    /// `orderBy`: the order of the results (None = by id). It selects nothing.
+    pub order: Option<OrderBy>,
 }
 
 impl EntityFilter {

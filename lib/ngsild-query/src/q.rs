@@ -136,6 +136,17 @@ impl QExpr {
     }
 }
 
+/// Parses one attribute path as `q` writes it (`a`, `a.b`, `a.observedAt`, `a[k]`), the whole
+/// input; `orderBy` shares it.
+pub(crate) fn parse_path(input: &str, ctx: &Context) -> Result<AttrPath, ParseError> {
+    let mut parser = Parser { input, pos: 0, ctx };
+    let path = parser.path()?;
+    if !parser.at_end() {
+        return Err(parser.error("'.', '[' or the end of the attribute path"));
+    }
+    Ok(path)
+}
+
 struct Parser<'a> {
     input: &'a str,
     pos: usize,
@@ -475,7 +486,7 @@ fn compare(v: &Value, lit: &Literal) -> Option<Ordering> {
 }
 
 /// Every scalar the path reaches in the entity (over all instances, into arrays).
-fn values_at(entity: &Entity, path: &AttrPath) -> Vec<Value> {
+pub(crate) fn values_at(entity: &Entity, path: &AttrPath) -> Vec<Value> {
     let mut out = Vec::new();
     for instance in entity.attrs.get(&path.attr).into_iter().flatten() {
         collect_from_attribute(instance, &path.sub, &path.compound, &mut out);
