@@ -429,11 +429,21 @@ fn validate_value(kind: AttributeKind, value: &Value) -> Result<()> {
 
 /// Checks the shape of a GeoJSON geometry: a known type and coordinates nested as that type needs.
 pub fn validate_geometry(value: &Value) -> std::result::Result<(), String> {
+    validate_geometry_at(value, 0)
+}
+
+fn validate_geometry_at(value: &Value, depth: usize) -> std::result::Result<(), String> {
     let geometry_type = value.get("type").and_then(Value::as_str).ok_or("a geometry needs a type")?;
     if geometry_type == "GeometryCollection" {
+        if depth >= crate::limits::MAX_NESTING {
+            return Err(format!(
+                "GeometryCollections nested deeper than {} levels, the limit of this hub",
+                crate::limits::MAX_NESTING
+            ));
+        }
         let geometries =
             value.get("geometries").and_then(Value::as_array).ok_or("a GeometryCollection needs geometries")?;
-        return geometries.iter().try_for_each(validate_geometry);
+        return geometries.iter().try_for_each(|g| validate_geometry_at(g, depth + 1));
     }
     let coordinates = value.get("coordinates").ok_or("a geometry needs coordinates")?;
     let depth = match geometry_type {
