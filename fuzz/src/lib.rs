@@ -1,5 +1,5 @@
 //! The fuzz targets of cityhub's pure crates, one function each, shared by the libFuzzer
-//! binaries (`fuzz_targets/`) and the stable replay harness (`src/bin/replay.rs`).
+//! binaries (`fuzz_targets/`) and the stable replay harness (`examples/replay.rs`).
 //!
 //! Each target feeds arbitrary bytes to a parser or builder and, when it accepts, runs what the
 //! hub runs next (evaluation, rendering). A panic, a stack overflow, or an error whose position

@@ -1,7 +1,7 @@
 //! A stable-toolchain stand-in for libFuzzer: replays a target's seed corpus, then mutates seeds
 //! at random (no coverage feedback) for a bounded time, and reports executions.
 //!
-//! `cargo run --release --no-default-features --bin replay -- <target|all> <seconds> [seed]`
+//! `cargo run --release --no-default-features --example replay -- <target|all> <seconds> [seed]`
 
 use std::path::Path;
 use std::time::{Duration, Instant};
