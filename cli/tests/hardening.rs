@@ -251,3 +251,38 @@ fn a_query_with_100k_attrs_answers() {
     assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
     still_serving(&hub);
 }
+
+/// A body serde_json accepts (up to 128 levels) could be stored deeper than serde_json reads back,
+/// leaving an entity no read could decode. Nesting past the limits is refused at the door.
+#[test]
+fn deep_values_and_sub_attributes_are_refused_before_they_are_stored() {
+    let hub = Hub::start();
+    seed(&hub);
+    let mut sub = json!({"type": "Property", "value": 1});
+    for _ in 0..100 {
+        sub = json!({"type": "Property", "value": 1, "s": sub});
+    }
+    let mut value = json!(1);
+    for _ in 0..100 {
+        value = json!([value]);
+    }
+    let cases = [
+        (json!({"id": "urn:ngsi-ld:Building:2", "type": "Building", "p": sub}), "sub-attributes nested deeper than 16"),
+        (
+            json!({"id": "urn:ngsi-ld:Building:3", "type": "Building", "p": {"type": "Property", "value": value}}),
+            "nested deeper than 64 levels",
+        ),
+    ];
+    for (entity, expected) in cases {
+        let body = assert_problem(hub.post("/entities", &entity), 400, "BadRequestData");
+        assert!(body["detail"].as_str().unwrap().contains(expected), "{body}");
+        let patch = json!({"height": entity["p"].clone()});
+        let path = "/entities/urn:ngsi-ld:Building:1/attrs";
+        let response = hub.send_json(Method::POST, path, &patch).send().unwrap();
+        let body = assert_problem(response, 400, "BadRequestData");
+        assert!(body["detail"].as_str().unwrap().contains(expected), "{body}");
+        still_serving(&hub);
+    }
+    let (status, body) = hub.get_json("/entities?type=Building");
+    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(1)), "{body}");
+}

@@ -335,6 +335,16 @@ fn expand_vocab_value(value: &Value, ctx: &Context) -> Result<Value> {
 /// Validates a raw attribute and builds it. System members (`createdAt`, `modifiedAt`, ...) in the
 /// input are ignored: the hub sets them.
 pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
+    build_attribute_at(raw, 0)
+}
+
+fn build_attribute_at(raw: &RawAttribute, depth: usize) -> Result<Attribute> {
+    use crate::limits::{json_depth, MAX_SUB_ATTRIBUTE_NESTING, MAX_VALUE_NESTING};
+    if depth > MAX_SUB_ATTRIBUTE_NESTING {
+        return Err(NgsiLdError::bad_request(format!(
+            "sub-attributes nested deeper than {MAX_SUB_ATTRIBUTE_NESTING} levels, the limit of this hub"
+        )));
+    }
     let kind = match raw.get("type") {
         Some(t) => t.as_str().and_then(AttributeKind::from_name),
         None => infer_kind(raw),
@@ -346,6 +356,11 @@ pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
         .filter(|v| !v.is_null())
         .ok_or_else(|| NgsiLdError::bad_request(format!("a {} needs a non-null {member}", kind.name())))?
         .clone();
+    if json_depth(&value) > MAX_VALUE_NESTING {
+        return Err(NgsiLdError::bad_request(format!(
+            "a {member} nested deeper than {MAX_VALUE_NESTING} levels of arrays and objects, the limit of this hub"
+        )));
+    }
     validate_value(kind, &value)?;
     let mut attr = Attribute::new(kind, value);
     if let Some(ds) = raw.get("datasetId").filter(|v| !v.is_null()) {
@@ -375,7 +390,7 @@ pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
         let sub = sub
             .as_object()
             .ok_or_else(|| NgsiLdError::bad_request(format!("sub-attribute {key} must be an object")))?;
-        attr.sub.insert(key.clone(), build_attribute(sub).map_err(|e| prefix_detail(e, key))?);
+        attr.sub.insert(key.clone(), build_attribute_at(sub, depth + 1).map_err(|e| prefix_detail(e, key))?);
     }
     Ok(attr)
 }

@@ -13,3 +13,28 @@ pub const MAX_NESTING: usize = 64;
 /// The largest `joinLevel` of Linked Entity retrieval (queries, retrieval, notifications). Each
 /// level is one store query; an inline join nests one JSON object per level.
 pub const MAX_JOIN_LEVEL: u32 = 16;
+
+/// Sub-attributes nested in sub-attributes: at most this many levels below an attribute.
+pub const MAX_SUB_ATTRIBUTE_NESTING: usize = 16;
+
+/// Arrays and objects nested in an attribute's value (a compound value, a JSON property, a
+/// language map). Together with [`MAX_SUB_ATTRIBUTE_NESTING`] this keeps every stored document
+/// (entity, journal row, history instance) well under the 128 levels serde_json reads back: a
+/// body serde accepted could otherwise be stored and then never read again.
+pub const MAX_VALUE_NESTING: usize = 64;
+
+/// How deeply arrays and objects nest in `value` (a scalar is 0), without recursion.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(members) => Box::new(members.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    deepest
+}

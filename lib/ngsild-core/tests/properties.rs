@@ -1,6 +1,7 @@
 //! Property tests of JSON-LD context building and entity expansion/rendering, run by
 //! `cargo test` on stable: arbitrary JSON never panics either, and values nested as deep as a
-//! request body can be (serde_json refuses more than 128 levels) expand and render.
+//! request body can be (serde_json refuses more than 128 levels) expand and render, or are
+//! refused at the limits of `ngsild_core::limits`; whatever is accepted reads back once stored.
 
 use std::collections::HashMap;
 
@@ -138,8 +139,17 @@ proptest! {
         let text = json!({"id": "urn:ngsi-ld:T:1", "type": "T", "p": {"type": "Property", "value": value}}).to_string();
         if let Ok(Value::Object(body)) = serde_json::from_str::<Value>(&text) {
             let ctx = core_context();
-            let (entity, _) = expand_entity(&body, &ctx).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            render_all(&entity, &ctx);
+            // Each round adds an object and an array.
+            let accepted = 2 * depth <= ngsild_core::limits::MAX_VALUE_NESTING;
+            match expand_entity(&body, &ctx) {
+                Ok((entity, _)) => {
+                    prop_assert!(accepted, "depth {depth} accepted");
+                    render_all(&entity, &ctx);
+                    let stored = serde_json::to_string(&entity).unwrap();
+                    prop_assert!(serde_json::from_str::<ngsild_core::Entity>(&stored).is_ok());
+                }
+                Err(e) => prop_assert!(!accepted && e.detail.contains("64 levels"), "depth {depth}: {e:?}"),
+            }
         }
         let mut collection = json!({"type": "Point", "coordinates": [0, 0]});
         for _ in 0..depth / 2 {
@@ -147,5 +157,41 @@ proptest! {
         }
         let result = validate_geometry(&collection);
         prop_assert_eq!(result.is_ok(), depth / 2 <= ngsild_core::limits::MAX_NESTING, "{:?}", result);
+    }
+}
+
+/// Whatever expansion accepts is stored and read back: nesting past the limits is refused at
+/// expansion instead of being stored as a document serde_json cannot read again.
+#[test]
+fn accepted_entities_read_back_from_their_stored_form() {
+    use ngsild_core::limits::{MAX_SUB_ATTRIBUTE_NESTING, MAX_VALUE_NESTING};
+    for subs in [0, MAX_SUB_ATTRIBUTE_NESTING, MAX_SUB_ATTRIBUTE_NESTING + 1, 100] {
+        for value_depth in [0, MAX_VALUE_NESTING, MAX_VALUE_NESTING + 1] {
+            let mut value = json!(1);
+            for _ in 0..value_depth {
+                value = json!([value]);
+            }
+            let mut attr = json!({"type": "Property", "value": value});
+            for _ in 0..subs {
+                attr = json!({"type": "Property", "value": 1, "s": attr});
+            }
+            let text = json!({"id": "urn:ngsi-ld:T:1", "type": "T", "p": attr}).to_string();
+            let Ok(Value::Object(body)) = serde_json::from_str::<Value>(&text) else { continue };
+            let result = expand_entity(&body, &core_context());
+            let allowed = subs <= MAX_SUB_ATTRIBUTE_NESTING && value_depth <= MAX_VALUE_NESTING;
+            match result {
+                Ok((entity, _)) => {
+                    assert!(allowed, "{subs} sub-attribute levels, value depth {value_depth} accepted");
+                    let stored = serde_json::to_string(&entity).unwrap();
+                    let journal = json!({"before": entity, "after": entity}).to_string();
+                    assert!(serde_json::from_str::<ngsild_core::Entity>(&stored).is_ok());
+                    assert!(serde_json::from_str::<Value>(&journal).is_ok());
+                }
+                Err(e) => {
+                    assert!(!allowed, "{subs}/{value_depth}: {e:?}");
+                    assert!(e.detail.contains("the limit of this hub"), "{e:?}");
+                }
+            }
+        }
     }
 }
