@@ -128,6 +128,12 @@ fn deep_subscriptions_are_refused_at_creation_and_the_notifier_lives_on() {
         json!({"q": nested("(", "height>1", ")", 64), "scopeQ": nested("(", "/Seoul", ")", 64), "watchedAttributes": ["height"]}),
     );
     assert_eq!(hub.post("/subscriptions", &at_limit).status(), 201);
+    // An update cannot make it deep either.
+    for patch in [json!({"q": nested("(", "height>1", ")", DEEP)}), json!({"scopeQ": nested("(", "/Seoul", ")", DEEP)})]
+    {
+        let response = hub.send_json(Method::PATCH, &format!("/subscriptions/{id}"), &patch).send().unwrap();
+        assert_limit(response, "PATCH /subscriptions");
+    }
     let patch = json!({"height": {"type": "Property", "value": 301}});
     let response = hub.send_json(Method::PATCH, "/entities/urn:ngsi-ld:Building:1/attrs", &patch).send().unwrap();
     assert_eq!(response.status(), 204);
