@@ -195,3 +195,45 @@ fn accepted_entities_read_back_from_their_stored_form() {
         }
     }
 }
+
+/// The deepest answer the limits allow (an inline join MAX_JOIN_LEVEL hops deep, ending in an
+/// entity whose attribute has the deepest value and sub-attributes), wrapped as a notification
+/// message is in the outbox, still reads back with serde_json.
+#[test]
+fn the_deepest_rendering_the_limits_allow_reads_back() {
+    use ngsild_core::limits::{MAX_JOIN_LEVEL, MAX_SUB_ATTRIBUTE_NESTING, MAX_VALUE_NESTING};
+    let ctx = core_context();
+    let hops = MAX_JOIN_LEVEL as usize;
+    let mut linked = HashMap::new();
+    let mut root = None;
+    for n in 0..=hops {
+        let mut body = json!({"id": format!("urn:ngsi-ld:N:{n}"), "type": "N"});
+        if n < hops {
+            // A list of objects embeds an entityList: one level more per hop than a single object.
+            body["next"] = json!({"type": "Relationship", "object": [format!("urn:ngsi-ld:N:{}", n + 1)]});
+        } else {
+            let mut value = json!(1);
+            for _ in 0..MAX_VALUE_NESTING {
+                value = json!([value]);
+            }
+            let mut attr = json!({"type": "Property", "value": value});
+            for _ in 0..MAX_SUB_ATTRIBUTE_NESTING {
+                attr = json!({"type": "Property", "value": 1, "s": attr});
+            }
+            body["deep"] = attr;
+        }
+        let (entity, _) = expand_entity(body.as_object().unwrap(), &ctx).unwrap();
+        if n == 0 {
+            root = Some(entity.clone());
+        }
+        linked.insert(entity.id.clone(), entity);
+    }
+    let opts = RenderOptions { join: Some((Join::Inline, MAX_JOIN_LEVEL)), ..Default::default() };
+    let rendered = render_entity_inline(root.as_ref().unwrap(), &ctx, &opts, &linked, MAX_JOIN_LEVEL);
+    let message = json!({"endpoint": "x", "message": {"headers": {}, "body": {"data": [rendered]}}});
+    let text = message.to_string();
+    let depth = ngsild_core::limits::json_depth(&message);
+    assert!(serde_json::from_str::<Value>(&text).is_ok(), "{depth} levels do not read back");
+    println!("deepest rendering: {depth} levels");
+    assert!(depth < 128, "{depth}");
+}
