@@ -195,17 +195,19 @@ async fn linked_entities(
     roots: &[Entity],
     opts: &RenderOptions,
 ) -> Result<HashMap<String, Entity>, ApiError> {
-    let mut linked: HashMap<String, Entity> = HashMap::new();
     let Some((_, levels)) = opts.join else {
-        return Ok(linked);
+        return Ok(HashMap::new());
     };
+    // The roots count as fetched: a root another root links to is embedded (inline) without a
+    // second read, and every id is read at most once, so a cycle ends the hops.
+    let mut linked: HashMap<String, Entity> = roots.iter().map(|e| (e.id.clone(), e.clone())).collect();
     let mut frontier: Vec<(String, Projection)> =
         roots.iter().flat_map(|e| link_targets(e, &opts.projection)).collect();
     for _ in 0..levels {
         let mut ids: Vec<String> = frontier.iter().map(|(id, _)| id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
-        ids.retain(|id| !linked.contains_key(id) && !roots.iter().any(|r| &r.id == id));
+        ids.retain(|id| !linked.contains_key(id));
         if ids.is_empty() {
             break;
         }

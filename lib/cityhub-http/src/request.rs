@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
+use ngsild_core::limits::MAX_JOIN_LEVEL;
 use ngsild_core::render::{Format, Join, Projection, RenderOptions};
 use ngsild_core::{ErrorKind, NgsiLdError};
 use ngsild_jsonld::{Context, CORE_CONTEXT_URL};
@@ -468,7 +469,7 @@ pub fn render_options(params: &Params, ctx: &Context) -> Result<RenderOptions, A
     Ok(RenderOptions { format, sys_attrs, lang: params.get("lang").map(str::to_owned), projection, join })
 }
 
-/// `join` and `joinLevel` (default 1) of Linked Entity retrieval.
+/// `join` and `joinLevel` (default 1, at most [`MAX_JOIN_LEVEL`]) of Linked Entity retrieval.
 fn join(params: &Params) -> Result<Option<(Join, u32)>, ApiError> {
     let join = match params.get("join") {
         None | Some("") => return Ok(None),
@@ -485,6 +486,12 @@ fn join(params: &Params) -> Result<Option<(Join, u32)>, ApiError> {
                 NgsiLdError::bad_request(format!("joinLevel must be a positive integer, not {level:?}"))
             })?,
         };
+    if level > MAX_JOIN_LEVEL {
+        return Err(NgsiLdError::bad_request(format!(
+            "joinLevel={level} is beyond the limit of this hub, {MAX_JOIN_LEVEL}; ask for at most {MAX_JOIN_LEVEL} levels"
+        ))
+        .into());
+    }
     Ok(Some((join, level)))
 }
 

@@ -143,7 +143,8 @@ impl Compiled {
             },
             join: n.join.map(|j| {
                 let join = if j == NotifyJoin::Flat { Join::Flat } else { Join::Inline };
-                (join, n.join_level.unwrap_or(1))
+                // Capped again here for subscriptions stored before the limit existed.
+                (join, n.join_level.unwrap_or(1).min(ngsild_core::limits::MAX_JOIN_LEVEL))
             }),
         }
     }

@@ -353,7 +353,11 @@ fn notification_params(
                         .filter(|n| *n >= 1)
                         .and_then(|n| u32::try_from(n).ok())
                         .ok_or_else(|| bad("notification.joinLevel must be a positive integer"))?,
-                )
+                );
+                let max = ngsild_core::limits::MAX_JOIN_LEVEL;
+                if params.join_level.is_some_and(|l| l > max) {
+                    return Err(bad(format!("notification.joinLevel is beyond the limit of this hub, {max}")));
+                }
             }
             "pick" | "omit" => {
                 return Err(bad(format!("notification.{key} is not supported by this hub; use attributes")))

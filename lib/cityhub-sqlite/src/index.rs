@@ -302,9 +302,26 @@ fn facet_condition(term: &QTerm) -> Option<(String, Vec<SqlValue>)> {
             (col == col2).then(|| (format!("{col} BETWEEN ? AND ?"), vec![lo, hi]))
         }
         QTerm::Compare(_, Op::Eq, Operand::List(items)) => {
-            let columns: Vec<(&str, SqlValue)> = items.iter().map(column).collect::<Option<_>>()?;
-            let condition = columns.iter().map(|(col, _)| format!("{col} = ?")).collect::<Vec<_>>().join(" OR ");
-            Some((format!("({condition})"), columns.into_iter().map(|(_, v)| v).collect()))
+            // One JSON list per column, however long the list of values.
+            let (mut numbers, mut texts) = (Vec::new(), Vec::new());
+            for item in items {
+                match item {
+                    Literal::Number(n) => numbers.push(serde_json::Value::from(*n)),
+                    Literal::Text(t) => texts.push(serde_json::Value::from(t.as_str())),
+                    _ => return None,
+                }
+            }
+            let mut parts = Vec::new();
+            let mut args = Vec::new();
+            if !numbers.is_empty() {
+                parts.push(format!("num IN {IN_LIST}"));
+                args.push(json_list(&numbers));
+            }
+            if !texts.is_empty() {
+                parts.push(format!("str IN {IN_LIST}"));
+                args.push(json_list(&texts));
+            }
+            Some((format!("({})", parts.join(" OR ")), args))
         }
         _ => None,
     }
@@ -326,23 +343,42 @@ pub struct Plan {
     pub residual: bool,
 }
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(",")
+/// A list bound as ONE SQL variable, a JSON array, to be read with [`IN_LIST`]: any number of
+/// ids, types, attribute names or values fits (SQLite allows 32766 variables per statement, and
+/// one statement per list length would crowd the statement cache).
+pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> SqlValue {
+    SqlValue::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned()))
 }
 
-/// The facet keys of `attr` among `types` (all types when `None`), as a subquery.
-fn keys_subquery(tenant: &str, attr: &str, types: Option<&[&str]>, args: &mut Vec<SqlValue>) -> String {
+/// The right-hand side of `x IN …` over a [`json_list`] argument.
+pub(crate) const IN_LIST: &str = "(SELECT value FROM json_each(?))";
+
+/// `column` is one of `items`: `column = ?` for one (the plan of the common case stays a plain
+/// index search), `column IN` a [`json_list`] for more.
+pub(crate) fn one_of<T: serde::Serialize + Clone + Into<SqlValue>>(
+    column: &str,
+    items: &[T],
+    args: &mut Vec<SqlValue>,
+) -> String {
+    if let [one] = items {
+        args.push(one.clone().into());
+        format!("{column} = ?")
+    } else {
+        args.push(json_list(items));
+        format!("{column} IN {IN_LIST}")
+    }
+}
+
+/// The facet keys of the attributes `attrs` among `types` (all types when `None`), as a subquery.
+fn keys_subquery(tenant: &str, attrs: &[String], types: Option<&[String]>, args: &mut Vec<SqlValue>) -> String {
     args.push(tenant.to_owned().into());
-    args.push(attr.to_owned().into());
+    let attr = one_of("attr", attrs, args);
     match types {
         Some(types) => {
-            args.extend(types.iter().map(|t| SqlValue::from(t.to_string())));
-            format!(
-                "SELECT key FROM facet_keys WHERE tenant = ? AND attr = ? AND type IN ({})",
-                placeholders(types.len())
-            )
+            let types = one_of("type", types, args);
+            format!("SELECT key FROM facet_keys WHERE tenant = ? AND {attr} AND {types}")
         }
-        None => "SELECT key FROM facet_keys WHERE tenant = ? AND attr = ?".to_owned(),
+        None => format!("SELECT key FROM facet_keys WHERE tenant = ? AND {attr}"),
     }
 }
 
@@ -350,16 +386,16 @@ pub fn plan(tenant: &str, filter: &EntityFilter) -> Plan {
     let mut lookups = Vec::new();
     let mut residual = filter.id_pattern.is_some() || filter.scope_q.is_some();
     let type_list = filter.types.as_ref().map(|t| t.as_type_list());
-    let types: Option<Vec<&str>> = type_list.clone().flatten();
+    let types: Option<Vec<String>> =
+        type_list.clone().flatten().map(|list| list.into_iter().map(str::to_owned).collect());
     if type_list.is_some() && types.is_none() {
         residual = true;
     }
     let mut types_implied = false;
     if !filter.ids.is_empty() {
         let mut args: Vec<SqlValue> = vec![tenant.to_owned().into()];
-        args.extend(filter.ids.iter().map(|id| SqlValue::from(id.clone())));
         lookups.push(Lookup {
-            sql: format!("SELECT eid FROM entities WHERE tenant = ? AND id IN ({})", placeholders(filter.ids.len())),
+            sql: format!("SELECT eid FROM entities WHERE tenant = ? AND {}", one_of("id", &filter.ids, &mut args)),
             args,
         });
     }
@@ -375,7 +411,7 @@ pub fn plan(tenant: &str, filter: &EntityFilter) -> Plan {
                 continue;
             };
             let mut args = Vec::new();
-            let keys = keys_subquery(tenant, &term.path().attr, types.as_deref(), &mut args);
+            let keys = keys_subquery(tenant, std::slice::from_ref(&term.path().attr), types.as_deref(), &mut args);
             args.extend(values);
             lookups.push(Lookup { sql: format!("SELECT eid FROM facets WHERE key IN ({keys}) AND {condition}"), args });
             types_implied |= types.is_some();
@@ -383,24 +419,17 @@ pub fn plan(tenant: &str, filter: &EntityFilter) -> Plan {
     }
     if !filter.attrs.is_empty() {
         let mut args = Vec::new();
-        let mut parts = Vec::new();
-        for attr in &filter.attrs {
-            parts.push(keys_subquery(tenant, attr, types.as_deref(), &mut args));
-        }
+        let keys = keys_subquery(tenant, &filter.attrs, types.as_deref(), &mut args);
         lookups.push(Lookup {
-            sql: format!(
-                "SELECT eid FROM facets WHERE key IN ({}) AND num IS NULL AND str IS NULL",
-                parts.join(" UNION ALL ")
-            ),
+            sql: format!("SELECT eid FROM facets WHERE key IN ({keys}) AND num IS NULL AND str IS NULL"),
             args,
         });
         types_implied |= types.is_some();
     }
     if let (Some(types), false) = (&types, types_implied) {
         let mut args: Vec<SqlValue> = vec![tenant.to_owned().into()];
-        args.extend(types.iter().map(|t| SqlValue::from(t.to_string())));
         lookups.push(Lookup {
-            sql: format!("SELECT eid FROM entity_types WHERE tenant = ? AND type IN ({})", placeholders(types.len())),
+            sql: format!("SELECT eid FROM entity_types WHERE tenant = ? AND {}", one_of("type", types, &mut args)),
             args,
         });
     }

@@ -13,6 +13,8 @@ use ngsild_core::time::{format_time, now, parse_datetime};
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use crate::index::one_of;
 use serde_json::Value;
 
 use crate::schema;
@@ -527,18 +529,14 @@ fn matching_ids(conn: &Connection, tenant: &str, q: &TemporalQuery) -> rusqlite:
     let mut sql = String::from("SELECT id, types FROM temporal_entities WHERE tenant = ?");
     let mut args: Vec<SqlValue> = vec![tenant.to_owned().into()];
     if !f.ids.is_empty() {
-        sql.push_str(&format!(" AND id IN ({})", vec!["?"; f.ids.len()].join(",")));
-        args.extend(f.ids.iter().map(|i| SqlValue::from(i.clone())));
+        let ids = one_of("id", &f.ids, &mut args);
+        sql.push_str(&format!(" AND {ids}"));
     }
     if let Some(names) = f.types.as_ref().and_then(|t| t.as_type_list()) {
-        {
-            sql.push_str(&format!(
-                " AND id IN (SELECT id FROM temporal_types WHERE tenant = ? AND type IN ({}))",
-                vec!["?"; names.len()].join(",")
-            ));
-            args.push(tenant.to_owned().into());
-            args.extend(names.iter().map(|n| SqlValue::from(n.to_string())));
-        }
+        args.push(tenant.to_owned().into());
+        let names: Vec<String> = names.into_iter().map(str::to_owned).collect();
+        let types = one_of("type", &names, &mut args);
+        sql.push_str(&format!(" AND id IN (SELECT id FROM temporal_types WHERE tenant = ? AND {types})"));
     }
     sql.push_str(" ORDER BY id");
     let mut stmt = conn.prepare(&sql)?;
@@ -627,10 +625,18 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
         window.push_str(" AND t_deleted IS NOT NULL");
     }
     if let Some(ids) = &q.dataset_ids {
-        let parts: Vec<&str> =
-            ids.iter().map(|d| if d.is_some() { "dataset_id = ?" } else { "dataset_id IS NULL" }).collect();
+        let named: Vec<String> = ids.iter().flatten().cloned().collect();
+        let mut parts = Vec::new();
+        if !named.is_empty() {
+            parts.push(one_of("dataset_id", &named, &mut window_args));
+        }
+        if ids.iter().any(Option::is_none) {
+            parts.push("dataset_id IS NULL".to_owned());
+        }
+        if parts.is_empty() {
+            parts.push("0".to_owned());
+        }
         window.push_str(&format!(" AND ({})", parts.join(" OR ")));
-        window_args.extend(ids.iter().flatten().map(|d| SqlValue::from(d.clone())));
     }
     let sort = format!("COALESCE({col}, t_created)");
     for (attr, sid) in attrs {

@@ -411,3 +411,51 @@ async fn a_version_7_history_moves_to_series_keeping_instance_ids() {
     let (_, shown) = from_day_2(store).await;
     assert_eq!(shown.len(), 1);
 }
+
+/// Every list of a filter is bound as one variable, so no list length reaches SQLite's limit of
+/// 32766 variables ("too many SQL variables") or its 500 terms of a compound SELECT.
+#[tokio::test]
+async fn lists_of_any_length_query_fine() {
+    use ngsild_query::QExpr;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    for i in 0..3 {
+        let id = format!("urn:c:{i}");
+        modify_one(&store, "", &id, create(counter(&id, i))).await.unwrap();
+    }
+    let paging = Paging { offset: 0, limit: 10, count: true };
+    let ids = |page: &cityhub_storage::Page| page.entities.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    // 100k attribute names, one of which the entities have.
+    let mut attrs: Vec<String> = (0..100_000).map(|i| format!("https://example.org/a{i}")).collect();
+    attrs.push("https://example.org/n".into());
+    let filter = EntityFilter { attrs, ..Default::default() };
+    let page = store.query("", &filter, paging).await.unwrap();
+    assert_eq!(ids(&page), ["urn:c:0", "urn:c:1", "urn:c:2"]);
+    assert_eq!(page.total, Some(3));
+    // 50k ids, two of them stored, with 40k types.
+    let mut wanted: Vec<String> = (0..50_000).map(|i| format!("urn:x:{i}")).collect();
+    wanted.extend(["urn:c:2".to_owned(), "urn:c:0".to_owned()]);
+    let types = (0..40_000).map(|i| format!("T{i}")).chain(["Counter".to_owned()]).collect::<Vec<_>>().join(",");
+    let ctx =
+        ngsild_jsonld::Context::build(&json!({"@vocab": "https://example.org/"}), &ngsild_jsonld::NoDocuments).unwrap();
+    let filter =
+        EntityFilter { ids: wanted.clone(), types: Some(TypeExpr::parse(&types, &ctx).unwrap()), ..Default::default() };
+    let page = store.query("", &filter, paging).await.unwrap();
+    assert_eq!(ids(&page), ["urn:c:0", "urn:c:2"]);
+    // A q value list of 40k numbers and strings.
+    let values = (10..40_000).map(|i| i.to_string()).chain(["1".into(), "\"x\"".into()]).collect::<Vec<_>>().join(",");
+    let filter = EntityFilter { q: Some(QExpr::parse(&format!("n=={values}"), &ctx).unwrap()), ..Default::default() };
+    let page = store.query("", &filter, paging).await.unwrap();
+    assert_eq!(ids(&page), ["urn:c:1"]);
+    // The same lists in a temporal query.
+    let query = cityhub_storage::TemporalQuery {
+        filter: EntityFilter { ids: wanted, ..Default::default() },
+        dataset_ids: Some((0..40_000).map(|i| Some(format!("urn:d:{i}"))).chain([None]).collect()),
+        per_attribute: 10,
+        paging,
+        ..Default::default()
+    };
+    let page = store.temporal_query("", &query).await.unwrap();
+    let ids: Vec<&str> = page.entities.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["urn:c:0", "urn:c:2"]);
+}

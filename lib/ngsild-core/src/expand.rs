@@ -376,6 +376,16 @@ fn expand_vocab_value(value: &Value, ctx: &Context) -> Result<Value> {
 /// Validates a raw attribute and builds it. System members (`createdAt`, `modifiedAt`, ...) in the
 /// input are ignored: the hub sets them.
 pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
+    build_attribute_at(raw, 0)
+}
+
+fn build_attribute_at(raw: &RawAttribute, depth: usize) -> Result<Attribute> {
+    use crate::limits::{json_depth, MAX_SUB_ATTRIBUTE_NESTING, MAX_VALUE_NESTING};
+    if depth > MAX_SUB_ATTRIBUTE_NESTING {
+        return Err(NgsiLdError::bad_request(format!(
+            "sub-attributes nested deeper than {MAX_SUB_ATTRIBUTE_NESTING} levels, the limit of this hub"
+        )));
+    }
     let kind = match raw.get("type") {
         Some(t) => t.as_str().and_then(AttributeKind::from_name),
         None => infer_kind(raw),
@@ -387,6 +397,11 @@ pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
         .filter(|v| !v.is_null())
         .ok_or_else(|| NgsiLdError::bad_request(format!("a {} needs a non-null {member}", kind.name())))?
         .clone();
+    if json_depth(&value) > MAX_VALUE_NESTING {
+        return Err(NgsiLdError::bad_request(format!(
+            "a {member} nested deeper than {MAX_VALUE_NESTING} levels of arrays and objects, the limit of this hub"
+        )));
+    }
     validate_value(kind, &value)?;
     let mut attr = Attribute::new(kind, value);
     if let Some(ds) = raw.get("datasetId").filter(|v| !v.is_null()) {
@@ -416,7 +431,7 @@ pub fn build_attribute(raw: &RawAttribute) -> Result<Attribute> {
         let sub = sub
             .as_object()
             .ok_or_else(|| NgsiLdError::bad_request(format!("sub-attribute {key} must be an object")))?;
-        attr.sub.insert(key.clone(), build_attribute(sub).map_err(|e| prefix_detail(e, key))?);
+        attr.sub.insert(key.clone(), build_attribute_at(sub, depth + 1).map_err(|e| prefix_detail(e, key))?);
     }
     Ok(attr)
 }
@@ -470,11 +485,21 @@ fn validate_value(kind: AttributeKind, value: &Value) -> Result<()> {
 
 /// Checks the shape of a GeoJSON geometry: a known type and coordinates nested as that type needs.
 pub fn validate_geometry(value: &Value) -> std::result::Result<(), String> {
+    validate_geometry_at(value, 0)
+}
+
+fn validate_geometry_at(value: &Value, depth: usize) -> std::result::Result<(), String> {
     let geometry_type = value.get("type").and_then(Value::as_str).ok_or("a geometry needs a type")?;
     if geometry_type == "GeometryCollection" {
+        if depth >= crate::limits::MAX_NESTING {
+            return Err(format!(
+                "GeometryCollections nested deeper than {} levels, the limit of this hub",
+                crate::limits::MAX_NESTING
+            ));
+        }
         let geometries =
             value.get("geometries").and_then(Value::as_array).ok_or("a GeometryCollection needs geometries")?;
-        return geometries.iter().try_for_each(validate_geometry);
+        return geometries.iter().try_for_each(|g| validate_geometry_at(g, depth + 1));
     }
     let coordinates = value.get("coordinates").ok_or("a geometry needs coordinates")?;
     let depth = match geometry_type {

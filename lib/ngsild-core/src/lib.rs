@@ -5,6 +5,7 @@
 //! * [`validate`]: identifiers, names, dates.
 //! * [`expand`]: request payloads (normalized or concise) to the stored form.
 //! * [`render`]: the stored form to normalized, concise or keyValues output in a client's @context.
+//! * [`limits`]: the nesting and join limits every parser and Linked Entity retrieval obey.
 //! * [`ops`]: what each provision operation does to an entity (append, update, merge, delete...).
 
 #![forbid(unsafe_code)]
@@ -12,6 +13,7 @@
 
 pub mod error;
 pub mod expand;
+pub mod limits;
 pub mod model;
 pub mod ops;
 pub mod render;

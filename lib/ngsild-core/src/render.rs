@@ -138,7 +138,10 @@ pub fn render_entity(entity: &Entity, ctx: &Context, opts: &RenderOptions) -> Ma
 }
 
 /// Renders an entity with the Entities its shown relationships point to embedded, `levels` hops
-/// deep, where `linked` holds them (`join=inline`).
+/// deep, where `linked` holds them (`join=inline`). An Entity is never embedded inside itself:
+/// a relationship back to one of the Entities it is nested in (a cycle) shows without `entity`,
+/// so each Entity appears at most once on any path and the nesting is at most `levels` deep
+/// (callers cap it at [`crate::limits::MAX_JOIN_LEVEL`]).
 pub fn render_entity_inline(
     entity: &Entity,
     ctx: &Context,
@@ -146,6 +149,19 @@ pub fn render_entity_inline(
     linked: &HashMap<String, Entity>,
     levels: u32,
 ) -> Map<String, Value> {
+    let mut ancestors = Vec::new();
+    render_inline(entity, ctx, opts, linked, levels, &mut ancestors)
+}
+
+fn render_inline<'a>(
+    entity: &'a Entity,
+    ctx: &Context,
+    opts: &RenderOptions,
+    linked: &'a HashMap<String, Entity>,
+    levels: u32,
+    ancestors: &mut Vec<&'a str>,
+) -> Map<String, Value> {
+    ancestors.push(entity.id.as_str());
     let proj = &opts.projection;
     let core = CoreMembers { id: &entity.id, types: &entity.types, scope: &entity.scope };
     let system_times =
@@ -161,7 +177,7 @@ pub fn render_entity_inline(
             .map(|a| {
                 let mut value = render_attribute(a, ctx, opts);
                 if levels > 0 {
-                    embed_linked(&mut value, a, name, ctx, opts, linked, levels);
+                    embed_linked(&mut value, a, name, ctx, opts, linked, levels, ancestors);
                 }
                 value
             })
@@ -171,29 +187,33 @@ pub fn render_entity_inline(
         }
         out.insert(ctx.compact_iri(name).into_owned(), one_or_many(rendered));
     }
+    ancestors.pop();
     out
 }
 
 /// Embeds the Entities a rendered relationship points to: as `entity` / `entityList` members, or
 /// in keyValues as the relationship's value itself.
-fn embed_linked(
+#[allow(clippy::too_many_arguments)]
+fn embed_linked<'a>(
     rendered: &mut Value,
     attr: &Attribute,
     name: &str,
     ctx: &Context,
     opts: &RenderOptions,
-    linked: &HashMap<String, Entity>,
+    linked: &'a HashMap<String, Entity>,
     levels: u32,
+    ancestors: &mut Vec<&'a str>,
 ) {
     let objects = relationship_objects(attr);
     if objects.is_empty() {
         return;
     }
     let linked_opts = RenderOptions { projection: opts.projection.for_linked(name), ..opts.clone() };
-    let entities: Vec<Value> = objects
-        .iter()
-        .filter_map(|id| linked.get(*id))
-        .map(|e| Value::Object(render_entity_inline(e, ctx, &linked_opts, linked, levels - 1)))
+    let targets: Vec<&'a Entity> =
+        objects.iter().filter(|id| !ancestors.contains(id)).filter_map(|id| linked.get(*id)).collect();
+    let entities: Vec<Value> = targets
+        .into_iter()
+        .map(|e| Value::Object(render_inline(e, ctx, &linked_opts, linked, levels - 1, ancestors)))
         .collect();
     if entities.is_empty() {
         return;

@@ -131,7 +131,9 @@ impl Context {
 
     fn apply(&mut self, value: &Value, loader: &dyn DocumentLoader, depth: usize) -> Result<(), ContextError> {
         if depth > MAX_CONTEXT_DEPTH {
-            return Err(ContextError::Invalid("@context nesting is too deep".into()));
+            return Err(ContextError::Invalid(format!(
+                "@context nesting (arrays, remote documents, @import) deeper than {MAX_CONTEXT_DEPTH} levels, the limit of this hub"
+            )));
         }
         match value {
             Value::Null => {

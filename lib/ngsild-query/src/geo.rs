@@ -90,11 +90,13 @@ impl GeoQuery {
 
 fn parse_georel(georel: &str) -> Result<GeoRel, ParseError> {
     let mut parts = georel.split(';');
-    let name = parts.next().unwrap_or("").trim();
+    // Offsets count the parts as written (untrimmed), so they stay character boundaries.
+    let first = parts.next().unwrap_or("");
+    let name = first.trim();
     let rel = match name {
         "near" => {
             let (mut max_distance, mut min_distance) = (None, None);
-            let mut offset = name.len() + 1;
+            let mut offset = first.len() + 1;
             for part in parts {
                 let (key, value) =
                     part.split_once("==").ok_or_else(|| error(offset, "expected maxDistance==N or minDistance==N"))?;
@@ -125,7 +127,7 @@ fn parse_georel(georel: &str) -> Result<GeoRel, ParseError> {
         other => return Err(error(0, format!("unknown georel {other:?}"))),
     };
     if parts.next().is_some() {
-        return Err(error(name.len(), format!("{name} takes no modifiers")));
+        return Err(error(first.len(), format!("{name} takes no modifiers")));
     }
     Ok(rel)
 }
@@ -311,5 +313,8 @@ mod tests {
         assert!(err("within", "Point", "[200,0]").message.contains("invalid"));
         assert!(err("within", "Point", "not json").message.contains("JSON"));
         assert!(err("near;maxDistance==5", "Polygon", "[[[0,0],[1,0],[1,1],[0,0]]]").message.contains("Point"));
+        // Found by fuzzing: positions after multi-byte white space were counted on the trimmed name.
+        assert_eq!(err("near\u{3000};maxDi==2000", "Point", "[0,0]").position, "near\u{3000};".len());
+        assert_eq!(err("within\u{a0};x", "Point", "[0,0]").position, "within\u{a0}".len());
     }
 }

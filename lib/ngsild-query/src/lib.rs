@@ -3,6 +3,11 @@
 //! A request's filters are parsed once into an [`EntityFilter`] whose names are already expanded
 //! with the request's @context; storage backends push what they can into their indexes and call
 //! [`EntityFilter::matches`] for the rest.
+//!
+//! Every parser is bounded: nesting deeper than [`MAX_NESTING`] is a [`ParseError`] at the
+//! opening parenthesis or brace that went too deep, so a parsed tree is never deeper than that
+//! and evaluating it (recursively) is safe. Positions are byte offsets that always fall on a
+//! character boundary of the input.
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -36,6 +41,19 @@ impl std::fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// The deepest nesting any parser here accepts (parentheses, braces); see [`ngsild_core::limits`].
+pub use ngsild_core::limits::MAX_NESTING;
+
+impl ParseError {
+    /// The error of an opening parenthesis or brace at `position` that goes past [`MAX_NESTING`].
+    pub(crate) fn too_deep(position: usize) -> ParseError {
+        ParseError {
+            position,
+            message: format!("nesting deeper than {MAX_NESTING} levels, the limit of this hub; flatten the expression"),
+        }
+    }
+}
 
 /// Everything that selects entities in a query, names expanded.
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,7 @@
 //! Projection attribute lists of `pick` and `omit` (clause 4.21): `id,name,locatedAt{id,name}`,
 //! where braces select inside the Entity a Relationship links to (Linked Entity retrieval,
-//! clause 4.5.23), to any depth.
+//! clause 4.5.23), at most [`crate::MAX_NESTING`] deep. The scan is byte-wise but stops only at
+//! ASCII delimiters, so every position it reports is a character boundary.
 
 use crate::ParseError;
 
@@ -13,7 +14,7 @@ pub struct ProjectionItem {
 
 /// Parses a projection list. Names are returned as written (the caller expands them).
 pub fn parse_projection(input: &str) -> Result<Vec<ProjectionItem>, ParseError> {
-    let mut parser = Parser { input, pos: 0 };
+    let mut parser = Parser { input, pos: 0, depth: 0 };
     let items = parser.list()?;
     if parser.pos < input.len() {
         return Err(parser.error("',' or the end of the list"));
@@ -29,6 +30,8 @@ pub fn projection_depth(items: &[ProjectionItem]) -> usize {
 struct Parser<'a> {
     input: &'a str,
     pos: usize,
+    /// Open braces around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -52,11 +55,16 @@ impl Parser<'_> {
             return Err(self.error("an attribute name"));
         }
         let nested = if self.peek() == Some(b'{') {
+            if self.depth >= crate::MAX_NESTING {
+                return Err(ParseError::too_deep(self.pos));
+            }
+            self.depth += 1;
             self.pos += 1;
             let nested = self.list()?;
             if self.peek() != Some(b'}') {
                 return Err(self.error("',' or '}'"));
             }
+            self.depth -= 1;
             self.pos += 1;
             Some(nested)
         } else {
@@ -114,5 +122,16 @@ mod tests {
         assert_eq!(parse_projection("a}b").unwrap_err().position, 1);
         assert_eq!(parse_projection("a{}").unwrap_err().position, 2);
         assert_eq!(parse_projection("").unwrap_err().position, 0);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let n = crate::MAX_NESTING;
+        let ok = format!("{}x{}", "a{".repeat(n), "}".repeat(n));
+        assert_eq!(projection_depth(&parse_projection(&ok).unwrap()), n);
+        let err = parse_projection(&format!("{}x{}", "a{".repeat(5000), "}".repeat(5000))).unwrap_err();
+        assert_eq!(err.position, 2 * n + 1, "the first brace past the limit");
+        assert!(err.message.contains("64 levels"));
+        assert_eq!(parse_projection("이름{\u{3000}},x").unwrap_err().position, "이름{".len());
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A hand-written recursive-descent parser: the grammar is small, and writing it by hand gives
 //! every error the byte position where the input stops making sense. `;` (AND) binds tighter than
-//! `|` (OR); parentheses group.
+//! `|` (OR); parentheses group, at most [`crate::MAX_NESTING`] deep.
 
 use std::cmp::Ordering;
 
@@ -86,7 +86,7 @@ const METADATA: &[&str] = &["observedAt", "unitCode", "datasetId", "createdAt", 
 impl QExpr {
     /// Parses `q`, expanding attribute names with `ctx`.
     pub fn parse(input: &str, ctx: &Context) -> Result<QExpr, ParseError> {
-        let mut parser = Parser { input, pos: 0, ctx };
+        let mut parser = Parser { input, pos: 0, ctx, depth: 0 };
         parser.skip_spaces();
         if parser.at_end() {
             return Err(parser.error("an empty query"));
@@ -139,7 +139,7 @@ impl QExpr {
 /// Parses one attribute path as `q` writes it (`a`, `a.b`, `a.observedAt`, `a[k]`), the whole
 /// input; `orderBy` shares it.
 pub(crate) fn parse_path(input: &str, ctx: &Context) -> Result<AttrPath, ParseError> {
-    let mut parser = Parser { input, pos: 0, ctx };
+    let mut parser = Parser { input, pos: 0, ctx, depth: 0 };
     let path = parser.path()?;
     if !parser.at_end() {
         return Err(parser.error("'.', '[' or the end of the attribute path"));
@@ -151,6 +151,8 @@ struct Parser<'a> {
     input: &'a str,
     pos: usize,
     ctx: &'a Context,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -172,8 +174,9 @@ impl<'a> Parser<'a> {
     }
 
     fn skip_spaces(&mut self) {
-        while self.peek().is_some_and(char::is_whitespace) {
-            self.pos += 1;
+        while let Some(c) = self.peek().filter(|c| c.is_whitespace()) {
+            // Whitespace is not all ASCII (U+00A0, U+3000): step over the whole character.
+            self.pos += c.len_utf8();
         }
     }
 
@@ -212,12 +215,18 @@ impl<'a> Parser<'a> {
 
     fn primary(&mut self) -> Result<QExpr, ParseError> {
         self.skip_spaces();
+        let open = self.pos;
         if self.eat("(") {
+            if self.depth >= crate::MAX_NESTING {
+                return Err(ParseError::too_deep(open));
+            }
+            self.depth += 1;
             let inner = self.or_expr()?;
             self.skip_spaces();
             if !self.eat(")") {
                 return Err(self.error("')'"));
             }
+            self.depth -= 1;
             return Ok(inner);
         }
         if self.eat("!") && !self.rest().starts_with('=') {
@@ -652,6 +661,30 @@ mod tests {
         assert_eq!(error_at("name~=("), 6);
         assert_eq!(error_at("a==1)"), 4);
         assert_eq!(error_at("a>>1"), 2);
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_named() {
+        let ok = format!("{}height==300{}", "(".repeat(crate::MAX_NESTING), ")".repeat(crate::MAX_NESTING));
+        assert!(q(&ok));
+        let deep = format!("{}a==1{}", "(".repeat(5000), ")".repeat(5000));
+        let err = QExpr::parse(&deep, &core_context()).unwrap_err();
+        assert_eq!(err.position, crate::MAX_NESTING, "the first parenthesis past the limit");
+        assert!(err.message.contains("64 levels"), "{}", err.message);
+    }
+
+    #[test]
+    fn multi_byte_characters_next_to_operators() {
+        // A non-breaking space, an ideographic space and Korean text around names and operators.
+        assert!(q("height\u{a0}==\u{a0}300"));
+        assert!(q("\u{3000}height==300\u{3000};\u{3000}name"));
+        assert!(!q("이름==\"서울\""));
+        for input in
+            ["height==\u{a0}", "높이\u{3000}>\u{3000}", "(\u{a0}", "a==\"\u{3000}", "a[\u{a0}", "\u{a0}!\u{a0}"]
+        {
+            let err = QExpr::parse(input, &core_context()).unwrap_err();
+            assert!(input.is_char_boundary(err.position), "{input:?}: {err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The scope query language `scopeQ` (clause 4.19): `/a/b` that scope exactly, `/a/#` it and
-//! everything below, `/a/+` exactly one level below; `;` AND, `,` and `|` OR, parentheses.
+//! everything below, `/a/+` exactly one level below; `;` AND, `,` and `|` OR, parentheses (at
+//! most [`crate::MAX_NESTING`] deep).
 
 use crate::ParseError;
 
@@ -13,7 +14,7 @@ pub enum ScopeExpr {
 
 impl ScopeExpr {
     pub fn parse(input: &str) -> Result<ScopeExpr, ParseError> {
-        let mut p = Parser { input, pos: 0 };
+        let mut p = Parser { input, pos: 0, depth: 0 };
         let expr = p.or_expr()?;
         if p.pos < input.len() {
             return Err(p.error("';', ',', '|' or the end of the query"));
@@ -56,6 +57,8 @@ fn scope_matches(pattern: &[String], scope: &str) -> bool {
 struct Parser<'a> {
     input: &'a str,
     pos: usize,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -89,11 +92,17 @@ impl Parser<'_> {
     }
 
     fn primary(&mut self) -> Result<ScopeExpr, ParseError> {
+        let open = self.pos;
         if self.eat('(') {
+            if self.depth >= crate::MAX_NESTING {
+                return Err(ParseError::too_deep(open));
+            }
+            self.depth += 1;
             let inner = self.or_expr()?;
             if !self.eat(')') {
                 return Err(self.error("')'"));
             }
+            self.depth -= 1;
             return Ok(inner);
         }
         if !self.input[self.pos..].starts_with('/') {
@@ -153,5 +162,17 @@ mod tests {
         assert_eq!(ScopeExpr::parse("(/A").unwrap_err().position, 3);
         assert_eq!(ScopeExpr::parse("/A//B").unwrap_err().position, 0);
         assert!(ScopeExpr::parse("/A/#/B").is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let n = crate::MAX_NESTING;
+        assert!(ScopeExpr::parse(&format!("{}/A{}", "(".repeat(n), ")".repeat(n))).is_ok());
+        let err = ScopeExpr::parse(&format!("{}/A{}", "(".repeat(3000), ")".repeat(3000))).unwrap_err();
+        assert_eq!(err.position, n);
+        assert!(err.message.contains("64 levels"));
+        assert!(ScopeExpr::parse("/서울\u{3000};/A").is_ok());
+        let err = ScopeExpr::parse("/서울;\u{3000}/A").unwrap_err();
+        assert_eq!(err.position, "/서울;".len());
     }
 }

@@ -1,4 +1,5 @@
-//! Entity type selection (clause 4.17): `A,B` and `A|B` either, `A;B` both, parentheses.
+//! Entity type selection (clause 4.17): `A,B` and `A|B` either, `A;B` both, parentheses (at most
+//! [`crate::MAX_NESTING`] deep).
 
 use ngsild_jsonld::Context;
 
@@ -14,7 +15,7 @@ pub enum TypeExpr {
 impl TypeExpr {
     /// Parses a type selection, expanding each type name with `ctx`.
     pub fn parse(input: &str, ctx: &Context) -> Result<TypeExpr, ParseError> {
-        let mut p = Parser { input, pos: 0, ctx };
+        let mut p = Parser { input, pos: 0, ctx, depth: 0 };
         let expr = p.or_expr()?;
         if p.pos < input.len() {
             return Err(ParseError { position: p.pos, message: "expected ',', '|', ';' or the end".into() });
@@ -47,6 +48,8 @@ struct Parser<'a> {
     input: &'a str,
     pos: usize,
     ctx: &'a Context,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -78,11 +81,18 @@ impl Parser<'_> {
     }
 
     fn primary(&mut self) -> Result<TypeExpr, ParseError> {
+        let rest = &self.input[self.pos..];
+        let open = self.pos + (rest.len() - rest.trim_start().len());
         if self.eat('(') {
+            if self.depth >= crate::MAX_NESTING {
+                return Err(ParseError::too_deep(open));
+            }
+            self.depth += 1;
             let inner = self.or_expr()?;
             if !self.eat(')') {
                 return Err(ParseError { position: self.pos, message: "expected ')'".into() });
             }
+            self.depth -= 1;
             return Ok(inner);
         }
         let rest = &self.input[self.pos..];
@@ -129,5 +139,16 @@ mod tests {
         assert_eq!(TypeExpr::parse("A,", &ctx).unwrap_err().position, 2);
         assert_eq!(TypeExpr::parse("(A", &ctx).unwrap_err().position, 2);
         assert!(TypeExpr::parse("A B", &ctx).is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ctx = core_context();
+        let n = crate::MAX_NESTING;
+        assert!(TypeExpr::parse(&format!("{}A{}", "(".repeat(n), ")".repeat(n)), &ctx).is_ok());
+        let err = TypeExpr::parse(&format!(" {}A{}", "( ".repeat(3000), ")".repeat(3000)), &ctx).unwrap_err();
+        assert_eq!(err.position, 1 + 2 * n, "the first parenthesis past the limit");
+        assert!(err.message.contains("64 levels"));
+        assert!(TypeExpr::parse("\u{3000}건물\u{a0},\u{a0}B", &ctx).is_ok());
     }
 }
