@@ -27,8 +27,9 @@
 //! does not touch), while this hub, as configured, will not retrieve that document; the operator
 //! can raise the limit. The detail says so, so a client does not mistake it for an outage.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cityhub_storage::{DynStore, StoredContext};
 use moka::future::Cache;
@@ -105,7 +106,7 @@ fn weight(bytes: usize) -> u32 {
 /// size of a `Value` plus, in objects, the key's `String` and the map's per-entry overhead.
 pub fn json_heap_bytes(value: &Value) -> usize {
     // Per string, the allocator rounds up and keeps a header: 16 bytes on average.
-    const NODE: usize = std::mem::size_of::<Value>();
+    const NODE: usize = size_of::<Value>();
     const MAP_ENTRY: usize = 24 + 32 + 16;
     match value {
         Value::String(s) => NODE + s.len() + 16,
@@ -131,6 +132,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl ContextService {
+    #[expect(
+        clippy::expect_used,
+        reason = "runs once at start-up, before any request; reqwest fails only without a TLS backend"
+    )]
     pub fn new(store: DynStore, config: &HttpConfig) -> Self {
         let limits = config.context_limits;
         let max_redirects = limits.max_redirects;
@@ -165,7 +170,7 @@ impl ContextService {
                 // A document that left the cache is no longer listed; its usage goes with it, so
                 // the usage map is bounded by what is cached or hosted.
                 if cause.was_evicted() {
-                    evicted_usage.lock().unwrap().remove(url.as_str());
+                    evicted_usage.lock().remove(url.as_str());
                 }
             })
             .build();
@@ -310,7 +315,7 @@ impl ContextService {
             return;
         }
         let now = ngsild_core::time::now();
-        let mut usage = self.usage.lock().unwrap();
+        let mut usage = self.usage.lock();
         for url in urls.into_iter().filter(|u| !is_core_context_url(u)) {
             let entry = usage.entry(usage_key(url)).or_default();
             entry.hits += 1;
@@ -319,7 +324,7 @@ impl ContextService {
     }
 
     pub fn usage(&self, url: &str) -> Usage {
-        self.usage.lock().unwrap().get(&usage_key(url)).cloned().unwrap_or_default()
+        self.usage.lock().get(&usage_key(url)).cloned().unwrap_or_default()
     }
 
     pub fn cached_contexts(&self) -> Vec<CachedContext> {
@@ -341,7 +346,7 @@ impl ContextService {
             self.cached.run_pending_tasks().await;
         } else {
             self.cached.invalidate(url).await;
-            self.usage.lock().unwrap().remove(url);
+            self.usage.lock().remove(url);
         }
         self.built.invalidate_all();
         Ok(true)

@@ -260,7 +260,7 @@ fn geometry_property(params: &Params, ld: &Ld) -> String {
 }
 
 /// Wraps a rendered entity as a GeoJSON Feature (clause 4.5.16).
-fn geojson_feature(rendered: Value, entity: &ngsild_core::Entity, geometry_property: &str, ld: &Ld) -> Value {
+fn geojson_feature(rendered: Value, entity: &Entity, geometry_property: &str, ld: &Ld) -> Value {
     let geometry = entity.instance(geometry_property, None).map(|a| a.value.clone()).unwrap_or(Value::Null);
     let mut properties = rendered;
     let id = properties.as_object_mut().and_then(|m| m.remove("id")).unwrap_or(Value::String(entity.id.clone()));
@@ -386,7 +386,7 @@ async fn run_query(
     }
     let opts = render_options(params, &ld.ctx)?;
     let paging = params.page(&state.config)?;
-    let cityhub_storage::Paging { offset, limit, count } = paging;
+    let Paging { offset, limit, count } = paging;
     // A query posted as a Query body goes on as one where the source takes it (clause 5.7.3).
     let operation = if get_path.is_some() { Operation::QUERY_ENTITY } else { Operation::QUERY_BATCH };
     let targets = distributed_targets(state, headers, tenant, params, &filter, operation).await?;
@@ -477,7 +477,10 @@ struct Window {
 /// A query answered from the hub and its context sources together: each source is asked for
 /// the first `offset + limit` matches, the answers merge by entity id, and the merged list is
 /// paged here.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
+)]
 async fn distributed_page(
     state: &SharedState,
     headers: &HeaderMap,
@@ -612,8 +615,8 @@ async fn modify_existing(
     state: &SharedState,
     tenant: &str,
     id: &str,
-    op: impl FnOnce(&mut ngsild_core::Entity) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
-) -> Result<Option<ops::UpdateReport>, crate::ApiError> {
+    op: impl FnOnce(&mut Entity) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
+) -> Result<Option<ops::UpdateReport>, ApiError> {
     let missing = id.to_owned();
     let report = std::sync::Arc::new(parking_lot::Mutex::new(None));
     let report_out = report.clone();
@@ -634,7 +637,7 @@ async fn fragment(
     body: &Bytes,
     id: &str,
     merge_patch: bool,
-) -> Result<(ngsild_core::expand::EntityInput, Ld, Value), crate::ApiError> {
+) -> Result<(ngsild_core::expand::EntityInput, Ld, Value), ApiError> {
     let (value, ld) = body_ld(state, headers, body, merge_patch).await?;
     let input = expand_fragment(&as_object(value.clone(), "an entity fragment")?, &ld.ctx)?;
     if input.id.as_deref().is_some_and(|given| given != id) {
@@ -732,7 +735,10 @@ struct FragmentWrite {
 /// A fragment written to one entity, split between the registrations that cover its attributes
 /// (forwarded as they are) and the hub: `prepare` reads the attributes left to it (an error
 /// there is the hub's part failing, before the entity is looked up), `op` applies them.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
+)]
 async fn write_fragment<T: Send + 'static>(
     state: &SharedState,
     headers: &HeaderMap,
@@ -741,7 +747,7 @@ async fn write_fragment<T: Send + 'static>(
     body: &Bytes,
     write: FragmentWrite,
     prepare: impl FnOnce(ngsild_core::expand::EntityInput) -> Result<T, NgsiLdError>,
-    op: impl FnOnce(&mut ngsild_core::Entity, T) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
+    op: impl FnOnce(&mut Entity, T) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
 ) -> ApiResult {
     check_id(id)?;
     let tenant = tenant(headers)?;
@@ -785,11 +791,7 @@ fn attribute_in_path(attr: &str, ld: &Ld) -> Result<String, NgsiLdError> {
 }
 
 /// The body of an attribute operation: one instance of the attribute, names expanded.
-fn attribute_body(
-    value: &Value,
-    ld: &Ld,
-    attr: &str,
-) -> Result<(String, ngsild_core::expand::RawAttribute), crate::ApiError> {
+fn attribute_body(value: &Value, ld: &Ld, attr: &str) -> Result<(String, ngsild_core::expand::RawAttribute), ApiError> {
     let name = attribute_in_path(attr, ld)?;
     let raw = match ngsild_core::expand::expand_attribute_input(value, &ld.ctx)? {
         AttributeInput::Instances(mut instances) if instances.len() == 1 => instances.pop().unwrap_or_default(),
@@ -910,7 +912,7 @@ pub async fn delete_attr(
 }
 
 /// PUT or PATCH on /entities without an id.
-pub async fn missing_id() -> crate::ApiError {
+pub async fn missing_id() -> ApiError {
     NgsiLdError::bad_request("the entity id is missing from the path").into()
 }
 

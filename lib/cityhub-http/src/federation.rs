@@ -5,8 +5,9 @@
 //! this module does the I/O: a concurrent fan-out with a timeout per source, where a source that
 //! fails is reported (`NGSILD-Warning`) and never costs the other sources' answers.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -57,7 +58,7 @@ impl SourceFailure {
 /// A source's answer to a forwarded request.
 pub struct SourceAnswer {
     pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
+    pub headers: HeaderMap,
     pub body: bytes::Bytes,
 }
 
@@ -95,12 +96,12 @@ impl Federation {
 
     /// The tenant's registrations, in creation order.
     pub async fn registrations(&self, store: &dyn Store, tenant: &str) -> Result<Arc<Vec<Registration>>, StoreError> {
-        if let Some(cached) = self.registry.read().unwrap().get(tenant) {
+        if let Some(cached) = self.registry.read().get(tenant) {
             return Ok(cached.clone());
         }
         let docs = store.list_records(tenant, RecordKind::Registration).await?;
         let regs: Arc<Vec<Registration>> = Arc::new(docs.into_iter().filter_map(Registration::from_stored).collect());
-        self.registry.write().unwrap().insert(tenant.to_owned(), regs.clone());
+        self.registry.write().insert(tenant.to_owned(), regs.clone());
         Ok(regs)
     }
 
@@ -113,7 +114,7 @@ impl Federation {
             Some(slot) => *slot = reg,
             None => next.push(reg),
         }
-        self.registry.write().unwrap().insert(tenant.to_owned(), Arc::new(next));
+        self.registry.write().insert(tenant.to_owned(), Arc::new(next));
         Ok(())
     }
 
@@ -122,15 +123,15 @@ impl Federation {
         let current = self.registrations(store, tenant).await?;
         let existed = store.delete_record(tenant, RecordKind::Registration, id).await?;
         let next: Vec<Registration> = current.iter().filter(|r| r.id != id).cloned().collect();
-        self.registry.write().unwrap().insert(tenant.to_owned(), Arc::new(next));
-        self.stats.lock().unwrap().remove(&(tenant.to_owned(), id.to_owned()));
+        self.registry.write().insert(tenant.to_owned(), Arc::new(next));
+        self.stats.lock().remove(&(tenant.to_owned(), id.to_owned()));
         Ok(existed)
     }
 
     /// The registration with its forwarding statistics filled in, for display.
     pub fn with_status(&self, tenant: &str, reg: &Registration) -> Registration {
         let mut shown = reg.clone();
-        if let Some(status) = self.stats.lock().unwrap().get(&(tenant.to_owned(), reg.id.clone())) {
+        if let Some(status) = self.stats.lock().get(&(tenant.to_owned(), reg.id.clone())) {
             shown.status = status.clone();
         }
         shown
@@ -138,7 +139,7 @@ impl Federation {
 
     fn record(&self, tenant: &str, reg_id: &str, ok: bool) {
         let now = ngsild_core::time::now();
-        let mut stats = self.stats.lock().unwrap();
+        let mut stats = self.stats.lock();
         let status = stats.entry((tenant.to_owned(), reg_id.to_owned())).or_default();
         status.times_sent += 1;
         if ok {

@@ -614,7 +614,7 @@ fn order_histories(order: &ngsild_query::OrderBy, histories: &mut Vec<ngsild_cor
     let mut keyed: Vec<_> = histories
         .drain(..)
         .map(|h| {
-            let mut latest = ngsild_core::Entity::new(h.id.clone(), h.types.clone());
+            let mut latest = Entity::new(h.id.clone(), h.types.clone());
             latest.created_at = h.created_at.clone();
             latest.modified_at = h.modified_at.clone();
             for (name, instances) in &h.attrs {

@@ -306,8 +306,8 @@ fn facet_condition(term: &QTerm) -> Option<(String, Vec<SqlValue>)> {
             let (mut numbers, mut texts) = (Vec::new(), Vec::new());
             for item in items {
                 match item {
-                    Literal::Number(n) => numbers.push(serde_json::Value::from(*n)),
-                    Literal::Text(t) => texts.push(serde_json::Value::from(t.as_str())),
+                    Literal::Number(n) => numbers.push(Value::from(*n)),
+                    Literal::Text(t) => texts.push(Value::from(t.as_str())),
                     _ => return None,
                 }
             }

@@ -193,7 +193,7 @@ fn render_inline<'a>(
 
 /// Embeds the Entities a rendered relationship points to: as `entity` / `entityList` members, or
 /// in keyValues as the relationship's value itself.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "one hop of a linked-entity walk carries its whole state")]
 fn embed_linked<'a>(
     rendered: &mut Value,
     attr: &Attribute,

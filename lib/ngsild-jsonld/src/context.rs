@@ -96,7 +96,7 @@ impl Context {
             .sum();
         let reverse: usize = self.reverse.iter().map(|(iri, term)| ENTRY + iri.len() + term.len()).sum();
         let prefixes: usize = self.prefixes.iter().map(|(iri, term)| 48 + iri.len() + term.len()).sum();
-        std::mem::size_of::<Self>() + terms + reverse + prefixes + self.vocab.as_ref().map_or(0, String::len)
+        size_of::<Self>() + terms + reverse + prefixes + self.vocab.as_ref().map_or(0, String::len)
     }
 
     /// Builds the active context for a user `@context` value (a URL, an object, an array of those,

@@ -21,6 +21,17 @@ pub mod types;
 
 use ngsild_core::Entity;
 
+/// The one operand of a connective alone, or the connective over all of them: the shape every
+/// parser here gives `a`, `a;b` and `a|b`.
+pub(crate) fn one_or<T>(mut items: Vec<T>, all: impl FnOnce(Vec<T>) -> T) -> T {
+    if items.len() == 1 {
+        if let Some(only) = items.pop() {
+            return only;
+        }
+    }
+    all(items)
+}
+
 pub use geo::GeoQuery;
 pub use order::OrderBy;
 pub use q::QExpr;

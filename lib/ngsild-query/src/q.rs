@@ -13,7 +13,7 @@ use ngsild_core::Entity;
 use ngsild_jsonld::Context;
 use serde_json::Value;
 
-use crate::ParseError;
+use crate::{one_or, ParseError};
 
 #[derive(Debug, Clone)]
 pub enum QExpr {
@@ -198,7 +198,7 @@ impl<'a> Parser<'a> {
             }
             terms.push(self.and_expr()?);
         }
-        Ok(if terms.len() == 1 { terms.pop().unwrap() } else { QExpr::Or(terms) })
+        Ok(one_or(terms, QExpr::Or))
     }
 
     fn and_expr(&mut self) -> Result<QExpr, ParseError> {
@@ -210,7 +210,7 @@ impl<'a> Parser<'a> {
             }
             terms.push(self.primary()?);
         }
-        Ok(if terms.len() == 1 { terms.pop().unwrap() } else { QExpr::And(terms) })
+        Ok(one_or(terms, QExpr::And))
     }
 
     fn primary(&mut self) -> Result<QExpr, ParseError> {

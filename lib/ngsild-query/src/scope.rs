@@ -2,7 +2,7 @@
 //! everything below, `/a/+` exactly one level below; `;` AND, `,` and `|` OR, parentheses (at
 //! most [`crate::MAX_NESTING`] deep).
 
-use crate::ParseError;
+use crate::{one_or, ParseError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeExpr {
@@ -80,7 +80,7 @@ impl Parser<'_> {
         while self.eat('|') || self.eat(',') {
             items.push(self.and_expr()?);
         }
-        Ok(if items.len() == 1 { items.pop().unwrap() } else { ScopeExpr::Or(items) })
+        Ok(one_or(items, ScopeExpr::Or))
     }
 
     fn and_expr(&mut self) -> Result<ScopeExpr, ParseError> {
@@ -88,7 +88,7 @@ impl Parser<'_> {
         while self.eat(';') {
             items.push(self.primary()?);
         }
-        Ok(if items.len() == 1 { items.pop().unwrap() } else { ScopeExpr::And(items) })
+        Ok(one_or(items, ScopeExpr::And))
     }
 
     fn primary(&mut self) -> Result<ScopeExpr, ParseError> {

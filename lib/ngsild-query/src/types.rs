@@ -3,7 +3,7 @@
 
 use ngsild_jsonld::Context;
 
-use crate::ParseError;
+use crate::{one_or, ParseError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TypeExpr {
@@ -69,7 +69,7 @@ impl Parser<'_> {
         while self.eat(',') || self.eat('|') {
             items.push(self.and_expr()?);
         }
-        Ok(if items.len() == 1 { items.pop().unwrap() } else { TypeExpr::Or(items) })
+        Ok(one_or(items, TypeExpr::Or))
     }
 
     fn and_expr(&mut self) -> Result<TypeExpr, ParseError> {
@@ -77,7 +77,7 @@ impl Parser<'_> {
         while self.eat(';') {
             items.push(self.primary()?);
         }
-        Ok(if items.len() == 1 { items.pop().unwrap() } else { TypeExpr::And(items) })
+        Ok(one_or(items, TypeExpr::And))
     }
 
     fn primary(&mut self) -> Result<TypeExpr, ParseError> {
