@@ -19,6 +19,7 @@ mod request;
 mod response;
 mod subscriptions;
 mod temporal;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 pub use contexts::ContextService;
 pub use error::ApiError;
+pub use wire::{Guarded, GuardedListener};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -165,8 +167,8 @@ pub fn router(state: SharedState) -> Router {
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
         .fallback(error::not_found_fallback)
-        .layer(axum::middleware::map_response(error::problem_details_for_framework_errors))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
         .with_state(state)
 }
 

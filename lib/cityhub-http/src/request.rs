@@ -265,8 +265,16 @@ pub fn accept(headers: &HeaderMap, geo_allowed: bool) -> Result<Accept, ApiError
             }
         }
     }
-    best.map(|(_, k)| k)
-        .ok_or_else(|| NgsiLdError::new(ErrorKind::NotAcceptable, format!("cannot answer in any of {raw}")).into())
+    best.map(|(_, k)| k).ok_or_else(|| {
+        NgsiLdError::new(
+            ErrorKind::NotAcceptable,
+            format!(
+                "cannot answer in any of {raw}: accept application/json or application/ld+json{}",
+                if geo_allowed { " (or application/geo+json)" } else { "" }
+            ),
+        )
+        .into()
+    })
 }
 
 /// The @context URL of a `Link` header, if any.
@@ -349,9 +357,14 @@ pub fn read_json_body(headers: &HeaderMap, body: &Bytes, merge_patch_allowed: bo
         MERGE_PATCH if merge_patch_allowed => false,
         JSON_LD => true,
         other => {
-            return Err(
-                NgsiLdError::new(ErrorKind::UnsupportedMediaType, format!("unsupported Content-Type {other}")).into()
+            return Err(NgsiLdError::new(
+                ErrorKind::UnsupportedMediaType,
+                format!(
+                    "unsupported Content-Type {other}: send the body as application/json or application/ld+json{}",
+                    if merge_patch_allowed { " (or application/merge-patch+json)" } else { "" }
+                ),
             )
+            .into())
         }
     };
     if body.iter().all(u8::is_ascii_whitespace) {
