@@ -163,13 +163,15 @@ pub fn router(state: SharedState) -> Router {
                 .delete(csource_subscriptions::delete),
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), federation::refuse_loops));
-    Router::new()
+    let routes = Router::new()
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
-        .with_state(state)
+        .with_state(state.clone());
+    // The guard wraps the whole router (a layer on the router itself would see a 405 before
+    // axum adds its Allow header).
+    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
 }
 
 async fn health() -> axum::Json<serde_json::Value> {
