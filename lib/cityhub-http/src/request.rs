@@ -105,8 +105,13 @@ impl Params {
     pub fn usize(&self, name: &str) -> Result<Option<usize>, ApiError> {
         self.get(name)
             .map(|v| {
-                v.parse::<usize>()
-                    .map_err(|_| NgsiLdError::bad_request(format!("{name} must be a non-negative integer")).into())
+                v.parse::<usize>().map_err(|_| {
+                    NgsiLdError::bad_request(format!(
+                        "{name} must be a non-negative integer of at most {}, not {v:?}",
+                        usize::MAX
+                    ))
+                    .into()
+                })
             })
             .transpose()
     }
