@@ -401,3 +401,33 @@ fn numbers_round_trip_byte_for_byte_and_q_finds_them() {
     let (_, found) = hub.get_json("/entities?type=Number&q=n==1671165464.377998&format=keyValues");
     assert_eq!(found, json!([]), "{found}");
 }
+
+/// On a kept-alive connection the refusal explains the request that was refused, not the one
+/// before it.
+#[test]
+fn a_refusal_after_a_served_request_on_the_same_connection_explains_that_request() {
+    let hub = Hub::start();
+    let address = hub.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream.write_all(b"GET /ngsi-ld/v1/entities?type=T HTTP/1.1\r\nHost: hub\r\n\r\n").expect("sent");
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Bounded: the first answer is `[]` with its head, well under 4 KB, in at most a few reads.
+    for _ in 0..100 {
+        let n = stream.read(&mut buf).expect("read");
+        first.extend_from_slice(&buf[..n]);
+        if n == 0 || first.ends_with(b"\r\n\r\n[]") {
+            break;
+        }
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first));
+    let _ = stream.write_all(b"GET /ngsi-ld/v1/entities?type=T HTTP/1.1\r\nHost: hub\r\nNGSILD-Tenant: a\x00b\r\n\r\n");
+    let mut second = Vec::new();
+    let _ = stream.read_to_end(&mut second);
+    let text = String::from_utf8_lossy(&second);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("application/json"), "{text}");
+    assert!(text.contains("the NGSILD-Tenant header holds the control character 0x00"), "{text}");
+    still_serves(&hub);
+}

@@ -133,7 +133,9 @@ impl<S> Guarded<S> {
         if let Some(status) = hyper_refusal(buf) {
             let bytes = problem_answer(status, &self.head);
             self.replacement = Some(Replacement { bytes, sent: 0, stands_for: buf.len() });
-        } else {
+        } else if !buf.starts_with(b"HTTP/1.1 1") {
+            // A final answer (not `100 Continue`, after which the body follows): the next bytes
+            // read start the next request.
             self.head = Head::default();
         }
     }
