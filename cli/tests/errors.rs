@@ -249,6 +249,10 @@ fn refusals_of_the_framework_and_the_guard_have_problem_details() {
     assert_refusal(&answer, 400, "InvalidRequest", &["UTF-8"]);
     let answer = raw(&hub, &request("GET", b"/ngsi-ld/v1/entities?type=%ff", &[], b""));
     assert_refusal(&answer, 400, "InvalidRequest", &["query string is not UTF-8", "percent-encode"]);
+    let answer = raw(&hub, &request("GET", b"/ngsi-ld/v1/entities/urn:ngsi-ld:%zz", &[], b""));
+    assert_refusal(&answer, 400, "InvalidRequest", &["path holds a % at byte 33", "%25"]);
+    let answer = raw(&hub, &request("GET", b"/ngsi-ld/v1/entities?type=T%2", &[], b""));
+    assert_refusal(&answer, 400, "InvalidRequest", &["query string holds a % at byte 6", "%25"]);
     // A header the hub reads that is not ASCII is refused, not ignored.
     let answer = raw(&hub, &request("GET", b"/ngsi-ld/v1/entities?type=T", &[b"Link: <http://x/\xff>; rel=x"], b""));
     assert_refusal(&answer, 400, "InvalidRequest", &["link header", "ASCII"]);

@@ -70,6 +70,14 @@ fn refuse_early(request: &axum::extract::Request, limit: usize) -> Option<ApiErr
     if declared.is_some_and(|n| n > limit as u64) {
         return Some(too_large(limit));
     }
+    for (part, text) in [("path", request.uri().path()), ("query string", request.uri().query().unwrap_or(""))] {
+        if let Some(at) = bad_percent_escape(text) {
+            return Some(ApiError(NgsiLdError::invalid_request(format!(
+                "the {part} holds a % at byte {at} that is not followed by two hexadecimal digits: \
+                 write a literal % as %25"
+            ))));
+        }
+    }
     if let Some(query) = request.uri().query() {
         if let Err(e) = percent_encoding::percent_decode_str(query).decode_utf8() {
             return Some(ApiError(NgsiLdError::invalid_request(format!(
@@ -89,6 +97,15 @@ fn refuse_early(request: &axum::extract::Request, limit: usize) -> Option<ApiErr
         }
     }
     None
+}
+
+/// The position of the first `%` not followed by two hexadecimal digits.
+fn bad_percent_escape(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().find_map(|(i, &b)| {
+        let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+        (b == b'%' && !(hex(i + 1) && hex(i + 2))).then_some(i)
+    })
 }
 
 fn too_large(limit: usize) -> ApiError {
