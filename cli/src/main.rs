@@ -240,7 +240,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         tracing::info!(%address, %alias, data = %args.data.display(), "cityhub is serving NGSI-LD");
         let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-        axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(cityhub_http::GuardedListener::new(listener), service)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
         tracing::info!("cityhub stopped");
         anyhow::Ok(())
     })

@@ -153,7 +153,7 @@ fn create_errors_change_nothing() {
         "BadRequestData",
     );
     let xml = hub.client.post(hub.url("/entities")).header("Content-Type", "application/xml").body("<a/>").send();
-    assert_problem(xml.unwrap(), 415, "UnsupportedMediaType");
+    assert_problem(xml.unwrap(), 415, "about:blank");
     // Without a Content-Type the body is read as JSON: broken JSON is a 400, good JSON is created.
     let untyped_broken = hub.client.post(hub.url("/entities")).body("{\"id\": ").send();
     assert_problem(untyped_broken.unwrap(), 400, "InvalidRequest");
@@ -164,14 +164,14 @@ fn create_errors_change_nothing() {
     assert_problem(
         hub.get(&format!("/entities/{id}")).header("Accept", "application/xml").send().unwrap(),
         406,
-        "NotAcceptable",
+        "about:blank",
     );
     assert_problem(hub.get("/entities/urn:x:missing").send().unwrap(), 404, "ResourceNotFound");
     assert_problem(hub.get(&format!("/entities/{id}?invalid=1")).send().unwrap(), 400, "InvalidRequest");
     assert_problem(
         hub.send_json(Method::POST, &format!("/entities/{id}"), &json!({})).send().unwrap(),
         405,
-        "MethodNotAllowed",
+        "about:blank",
     );
     assert_problem(hub.send_json(Method::PATCH, "/entities/", &json!({"a": 1})).send().unwrap(), 400, "BadRequestData");
 
@@ -183,7 +183,7 @@ fn create_errors_change_nothing() {
 fn body_size_limit_answers_413() {
     let hub = Hub::start_with(&["--max-body-bytes", "1024"]);
     let big = json!({"id": "urn:x:big", "type": "T", "blob": "x".repeat(4096)});
-    assert_problem(hub.post("/entities", &big), 413, "PayloadTooLarge");
+    assert_problem(hub.post("/entities", &big), 413, "about:blank");
     assert_eq!(hub.get_json("/entities/urn:x:big").0, 404);
 }
 

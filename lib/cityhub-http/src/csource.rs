@@ -112,7 +112,8 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         ["id", "idPattern", "type", "attrs", "csf", "georel", "timerel", "q"].iter().any(|p| params.get(p).is_some());
     if !names_something {
         return Err(NgsiLdError::bad_request(
-            "a registration query needs at least one of type, attrs, id, idPattern, csf, a geo-query or a temporal query",
+            "a registration query needs at least one of type, attrs, id, idPattern, q, csf, a geo-query (georel, \
+             geometry, coordinates) or a temporal query (timerel, timeAt)",
         )
         .into());
     }

@@ -363,6 +363,12 @@ pub(crate) fn entity_filter(params: &Params, ld: &Ld) -> Result<EntityFilter, Ng
     Ok(filter)
 }
 
+/// The refusal of a query that names nothing it selects by (clause 5.7.2: type, attrs, q, a
+/// geo-query or scopeQ; `id` and `idPattern` only narrow such a selection).
+pub const TOO_WIDE_QUERY: &str = "a query must name at least one of type, attrs, q, scopeQ or a geo-query \
+     (georel, geometry, coordinates) (clause 5.7.2); id and idPattern alone do not select: add type=<the entities' type> \
+     (or retrieve one entity with its id in the path), or local=true to list every entity of this hub";
+
 async fn run_query(
     state: &SharedState,
     headers: &HeaderMap,
@@ -379,10 +385,7 @@ async fn run_query(
     // scopes.
     let selects = ["type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
     if needs_selector && !selects && !params.flag("local")? {
-        return Err(NgsiLdError::bad_request(
-            "a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query",
-        )
-        .into());
+        return Err(NgsiLdError::bad_request(TOO_WIDE_QUERY).into());
     }
     let opts = render_options(params, &ld.ctx)?;
     let paging = params.page(&state.config)?;

@@ -1,6 +1,6 @@
 //! NGSI-LD errors as HTTP responses.
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ngsild_core::{ErrorKind, NgsiLdError};
 
@@ -37,9 +37,96 @@ pub async fn not_found_fallback(uri: axum::http::Uri) -> ApiError {
     ApiError(NgsiLdError::new(ErrorKind::ResourceNotFound, format!("no resource at {}", uri.path())))
 }
 
+/// Request headers the hub reads: a value that is not visible ASCII would otherwise be ignored
+/// as if it were absent (a Link or NGSILD-Tenant silently dropped), so it is refused.
+const READ_HEADERS: [&str; 6] = ["ngsild-tenant", "link", "accept", "content-type", "via", "ngsild-query"];
+
+/// Guards every request and makes every refusal a ProblemDetails.
+///
+/// Before the router: a declared `Content-Length` over `--max-body-bytes` answers 413 at once
+/// (before hyper sends `100 Continue`), a query string that is not UTF-8 once percent-decoded and
+/// a header the hub reads that is not visible ASCII answer 400, instead of being read lossily.
+/// After it: the framework answers some errors itself (body too large, method not allowed,
+/// unreadable body or path) in plain text or with no body; those become ProblemDetails whose
+/// `detail` says what to change (the limit and its flag, the allowed methods, axum's reason).
+pub async fn guard(
+    axum::extract::State(state): axum::extract::State<crate::SharedState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = state.config.max_body_bytes;
+    if let Some(refusal) = refuse_early(&request, limit) {
+        return refusal.into_response();
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    problem_details_for_framework_errors(response, &method, &path, limit).await
+}
+
+fn refuse_early(request: &axum::extract::Request, limit: usize) -> Option<ApiError> {
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Some(too_large(limit));
+    }
+    for (part, text) in [("path", request.uri().path()), ("query string", request.uri().query().unwrap_or(""))] {
+        if let Some(at) = bad_percent_escape(text) {
+            return Some(ApiError(NgsiLdError::invalid_request(format!(
+                "the {part} holds a % at byte {at} that is not followed by two hexadecimal digits: \
+                 write a literal % as %25"
+            ))));
+        }
+    }
+    if let Some(query) = request.uri().query() {
+        if let Err(e) = percent_encoding::percent_decode_str(query).decode_utf8() {
+            return Some(ApiError(NgsiLdError::invalid_request(format!(
+                "the query string is not UTF-8 once percent-decoded ({e}): percent-encode the UTF-8 bytes of \
+                 each character (e.g. %C3%A9 for é)"
+            ))));
+        }
+    }
+    for name in READ_HEADERS {
+        for value in request.headers().get_all(name) {
+            if value.to_str().is_err() {
+                return Some(ApiError(NgsiLdError::invalid_request(format!(
+                    "the {name} header holds bytes that are not visible ASCII: send it as ASCII text \
+                     (percent-encode other characters of a URL)"
+                ))));
+            }
+        }
+    }
+    None
+}
+
+/// The position of the first `%` not followed by two hexadecimal digits.
+fn bad_percent_escape(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().find_map(|(i, &b)| {
+        let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+        (b == b'%' && !(hex(i + 1) && hex(i + 2))).then_some(i)
+    })
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError(NgsiLdError::new(
+        ErrorKind::PayloadTooLarge,
+        format!(
+            "the request body is larger than the {limit} bytes this hub accepts: send a smaller body (split a batch \
+             into several), or start the hub with a larger --max-body-bytes"
+        ),
+    ))
+}
+
 /// The framework answers some errors itself (body too large, method not allowed, unreadable
-/// body) in plain text; clients of an NGSI-LD API expect ProblemDetails for every error.
-pub async fn problem_details_for_framework_errors(response: Response) -> Response {
+/// body or path parameter) in plain text; clients of an NGSI-LD API expect ProblemDetails for
+/// every error, with a detail they can act on.
+async fn problem_details_for_framework_errors(
+    response: Response,
+    method: &Method,
+    path: &str,
+    limit: usize,
+) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -49,16 +136,40 @@ pub async fn problem_details_for_framework_errors(response: Response) -> Respons
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let kind = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::PayloadTooLarge,
-        StatusCode::METHOD_NOT_ALLOWED => ErrorKind::MethodNotAllowed,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::UnsupportedMediaType,
-        StatusCode::NOT_FOUND => ErrorKind::ResourceNotFound,
-        s if s.is_server_error() => ErrorKind::InternalError,
-        _ => ErrorKind::InvalidRequest,
+    let (parts, body) = response.into_parts();
+    // axum's rejections explain themselves in a short text body.
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let reason = |fallback: &str| if text.is_empty() { fallback.to_owned() } else { text.clone() };
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(limit).0,
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed =
+                parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("").replace(',', ", ");
+            NgsiLdError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{method} is not an operation on {path}; the methods allowed there are {allowed}"),
+            )
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => NgsiLdError::new(
+            ErrorKind::UnsupportedMediaType,
+            format!("{}: send application/json or application/ld+json", reason("unsupported Content-Type")),
+        ),
+        StatusCode::NOT_FOUND => NgsiLdError::not_found(format!("no resource at {path}: {}", reason("unknown path"))),
+        s if s.is_server_error() => NgsiLdError::internal(reason("the request failed")),
+        _ => NgsiLdError::invalid_request(format!(
+            "{} (on {method} {path}): check the path, the query string and the body",
+            reason("the request could not be read")
+        )),
     };
-    let detail = status.canonical_reason().unwrap_or("request refused").to_owned();
-    let mut out = ApiError(NgsiLdError::new(kind, detail)).into_response();
+    let mut out = ApiError(error).into_response();
     *out.status_mut() = status;
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
     out
 }

@@ -25,6 +25,7 @@ mod request;
 mod response;
 mod subscriptions;
 mod temporal;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
+pub use wire::{Guarded, GuardedListener};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -185,13 +187,15 @@ pub fn router(state: SharedState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit_tenants))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::bound_lists))
         .layer(axum::middleware::from_fn_with_state(state.clone(), federation::refuse_loops));
-    Router::new()
+    let routes = Router::new()
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
         .fallback(error::not_found_fallback)
-        .layer(axum::middleware::map_response(error::problem_details_for_framework_errors))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .with_state(state)
+        .with_state(state.clone());
+    // The guard wraps the whole router (a layer on the router itself would see a 405 before
+    // axum adds its Allow header).
+    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -111,8 +111,13 @@ impl Params {
     pub fn usize(&self, name: &str) -> Result<Option<usize>, ApiError> {
         self.get(name)
             .map(|v| {
-                v.parse::<usize>()
-                    .map_err(|_| NgsiLdError::bad_request(format!("{name} must be a non-negative integer")).into())
+                v.parse::<usize>().map_err(|_| {
+                    NgsiLdError::bad_request(format!(
+                        "{name} must be a non-negative integer of at most {}, not {v:?}",
+                        usize::MAX
+                    ))
+                    .into()
+                })
             })
             .transpose()
     }
@@ -271,8 +276,16 @@ pub fn accept(headers: &HeaderMap, geo_allowed: bool) -> Result<Accept, ApiError
             }
         }
     }
-    best.map(|(_, k)| k)
-        .ok_or_else(|| NgsiLdError::new(ErrorKind::NotAcceptable, format!("cannot answer in any of {raw}")).into())
+    best.map(|(_, k)| k).ok_or_else(|| {
+        NgsiLdError::new(
+            ErrorKind::NotAcceptable,
+            format!(
+                "cannot answer in any of {raw}: accept application/json or application/ld+json{}",
+                if geo_allowed { " (or application/geo+json)" } else { "" }
+            ),
+        )
+        .into()
+    })
 }
 
 /// The @context URL of a `Link` header, if any.
@@ -355,9 +368,14 @@ pub fn read_json_body(headers: &HeaderMap, body: &Bytes, merge_patch_allowed: bo
         MERGE_PATCH if merge_patch_allowed => false,
         JSON_LD => true,
         other => {
-            return Err(
-                NgsiLdError::new(ErrorKind::UnsupportedMediaType, format!("unsupported Content-Type {other}")).into()
+            return Err(NgsiLdError::new(
+                ErrorKind::UnsupportedMediaType,
+                format!(
+                    "unsupported Content-Type {other}: send the body as application/json or application/ld+json{}",
+                    if merge_patch_allowed { " (or application/merge-patch+json)" } else { "" }
+                ),
             )
+            .into())
         }
     };
     if body.iter().all(u8::is_ascii_whitespace) {

@@ -564,7 +564,7 @@ async fn run_query(
     // Ids alone do not select, as in an entity query (clause 5.7.4).
     let selects = ["type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
     if needs_selector && !selects && !params.flag("local")? {
-        return Err(NgsiLdError::bad_request("a temporal query needs type, attrs, id, q, scopeQ or a geo-query").into());
+        return Err(NgsiLdError::bad_request(crate::entities::TOO_WIDE_QUERY).into());
     }
     let mut ask = temporal_ask(&params, &ld, state.config.temporal_instance_limit)?;
     let selection = entity_filter(&params, &ld)?;

@@ -211,7 +211,7 @@ impl Notifier {
         let key = key(c);
         let mut last = self.inner.last_notified.lock();
         match last.get(&key) {
-            Some(at) if at.elapsed() < Duration::from_secs_f64(seconds) => true,
+            Some(at) if at.elapsed() < seconds_or_never(seconds) => true,
             _ => {
                 last.insert(key, Instant::now());
                 false
@@ -296,7 +296,7 @@ impl Notifier {
     }
 
     async fn run_periodic(&self, c: Arc<Compiled>, seconds: f64) {
-        let mut ticks = tokio::time::interval(Duration::from_secs_f64(seconds.max(0.1)));
+        let mut ticks = tokio::time::interval(seconds_or_never(seconds.max(0.1)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // The first tick is at once: a periodic subscription notifies on creation, too.
@@ -532,4 +532,13 @@ fn outbox_item(c: &Compiled, message: Value, stamp: &str) -> OutboxItem {
         created_at: stamp.to_owned(),
         attempts: 0,
     }
+}
+
+/// A duration of seconds as a timer can hold it: one stored before `timeInterval` and
+/// `throttling` were bounded, or not a number, is read as 100 years (never, in practice) rather
+/// than panicking in `Duration::from_secs_f64`.
+fn seconds_or_never(seconds: f64) -> Duration {
+    let never = crate::subscription::MAX_INTERVAL_SECONDS;
+    Duration::try_from_secs_f64(if seconds.is_finite() { seconds.min(never) } else { never })
+        .unwrap_or(Duration::from_secs(never as u64))
 }

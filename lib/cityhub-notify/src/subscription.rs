@@ -214,8 +214,19 @@ fn string<'a>(value: &'a Value, what: &str) -> Result<&'a str, NgsiLdError> {
     value.as_str().ok_or_else(|| bad(format!("{what} must be a string")))
 }
 
+/// The longest `timeInterval` or `throttling`, in seconds: 100 years. Longer ones cannot be
+/// timers (they overflow the clock arithmetic) and mean "never".
+pub const MAX_INTERVAL_SECONDS: f64 = 100.0 * 365.0 * 86400.0;
+
 fn positive(value: &Value, what: &str) -> Result<f64, NgsiLdError> {
-    value.as_f64().filter(|v| *v > 0.0).ok_or_else(|| bad(format!("{what} must be a number greater than zero")))
+    let seconds =
+        value.as_f64().filter(|v| *v > 0.0).ok_or_else(|| bad(format!("{what} must be a number greater than zero")))?;
+    if seconds > MAX_INTERVAL_SECONDS {
+        return Err(bad(format!(
+            "{what} is {seconds} seconds; it may be at most {MAX_INTERVAL_SECONDS} (100 years): give a shorter one"
+        )));
+    }
+    Ok(seconds)
 }
 
 fn strings(value: &Value, what: &str) -> Result<Vec<String>, NgsiLdError> {

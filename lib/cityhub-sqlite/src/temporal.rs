@@ -146,8 +146,10 @@ fn micros_of(t: Option<&str>) -> Option<i64> {
     t.and_then(micros)
 }
 
+/// The instant of a stored time; past the end of year 9999 (a period end only: every stored time
+/// was a DateTime) the latest DateTime, never the epoch.
 fn datetime(micros: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default()
+    ngsild_core::time::from_micros(micros).unwrap_or_else(ngsild_core::time::max_datetime)
 }
 
 const INSTANCE_PREFIX: &str = "urn:ngsi-ld:Instance:";
@@ -814,8 +816,9 @@ fn aggregate(
         let no_text = (String::new(), String::new());
         let (min_val, max_val) = text_extremes.get(&(dataset_id.clone(), bucket)).unwrap_or(&no_text);
         let (period_start, period_end) = if period_micros > 0 {
-            let s = start + period_micros * bucket;
-            (datetime(s), datetime(s + period_micros))
+            // Checked: a long period after a late start ends past year 9999 (clamped there).
+            let s = period_micros.checked_mul(bucket).and_then(|o| start.checked_add(o)).unwrap_or(i64::MAX);
+            (datetime(s), datetime(s.checked_add(period_micros).unwrap_or(i64::MAX)))
         } else {
             (datetime(start), datetime(whole_end))
         };

@@ -1,10 +1,17 @@
-//! NGSI-LD errors (clause 5.5.2) and their ProblemDetails bodies (RFC 7807).
+//! NGSI-LD errors (clause 5.5.2) and their ProblemDetails bodies (RFC 9457).
+//!
+//! The `type` of a ProblemDetails is under the NGSI-LD namespace
+//! (`https://uri.etsi.org/ngsi-ld/errors/`) only for the error types Table 5.5.2-1 defines.
+//! Refusals at the HTTP level that the table has no type for (405, 406, 413, 414, 415, 431) are
+//! `about:blank` with the HTTP status and its reason phrase as `title` (RFC 9457 clause 4.2.1);
+//! their `detail` still says what to change.
 
 use serde_json::{json, Value};
 
 pub type Result<T, E = NgsiLdError> = std::result::Result<T, E>;
 
-/// The error types of ETSI GS CIM 009 table 5.5.2-1, plus the HTTP-level ones a broker needs.
+/// The error types of ETSI GS CIM 009 table 5.5.2-1, plus the HTTP-level refusals a broker needs
+/// (those are `about:blank`, see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     InvalidRequest,
@@ -19,16 +26,25 @@ pub enum ErrorKind {
     NoMultiTenantSupport,
     NonexistentTenant,
     Conflict,
+    /// HTTP 406 (`about:blank`).
     NotAcceptable,
+    /// HTTP 415 (`about:blank`).
     UnsupportedMediaType,
+    /// HTTP 413 (`about:blank`).
     PayloadTooLarge,
+    /// HTTP 405 (`about:blank`).
     MethodNotAllowed,
+    /// HTTP 414 (`about:blank`).
+    UriTooLong,
+    /// HTTP 431 (`about:blank`).
+    RequestHeaderFieldsTooLarge,
     /// A distributed request came back to a hub it already crossed (clause 6.3.18).
     LoopDetected,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 17] = [
+    /// Every kind, the NGSI-LD ones and the HTTP-level ones.
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::InvalidRequest,
         ErrorKind::BadRequestData,
         ErrorKind::AlreadyExists,
@@ -45,13 +61,29 @@ impl ErrorKind {
         ErrorKind::UnsupportedMediaType,
         ErrorKind::PayloadTooLarge,
         ErrorKind::MethodNotAllowed,
+        ErrorKind::UriTooLong,
+        ErrorKind::RequestHeaderFieldsTooLarge,
         ErrorKind::LoopDetected,
     ];
+
+    /// Whether this kind is an NGSI-LD error type (Table 5.5.2-1) rather than an HTTP-level
+    /// refusal answered as `about:blank`.
+    pub fn is_ngsi_ld(self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::NotAcceptable
+                | ErrorKind::UnsupportedMediaType
+                | ErrorKind::PayloadTooLarge
+                | ErrorKind::MethodNotAllowed
+                | ErrorKind::UriTooLong
+                | ErrorKind::RequestHeaderFieldsTooLarge
+        )
+    }
 
     /// The kind a ProblemDetails `type` names (`https://uri.etsi.org/ngsi-ld/errors/<Name>`).
     pub fn from_type_uri(uri: &str) -> Option<ErrorKind> {
         let name = uri.strip_prefix("https://uri.etsi.org/ngsi-ld/errors/")?;
-        ErrorKind::ALL.into_iter().find(|k| k.name() == name)
+        ErrorKind::ALL.into_iter().find(|k| k.is_ngsi_ld() && k.name() == name)
     }
 
     pub fn status(self) -> u16 {
@@ -68,6 +100,8 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::UriTooLong => 414,
+            ErrorKind::RequestHeaderFieldsTooLarge => 431,
             ErrorKind::LoopDetected => 508,
         }
     }
@@ -90,12 +124,20 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "UnsupportedMediaType",
             ErrorKind::PayloadTooLarge => "PayloadTooLarge",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
+            ErrorKind::UriTooLong => "UriTooLong",
+            ErrorKind::RequestHeaderFieldsTooLarge => "RequestHeaderFieldsTooLarge",
             ErrorKind::LoopDetected => "LoopDetected",
         }
     }
 
+    /// The ProblemDetails `type`: the NGSI-LD error type URI, or `about:blank` for an
+    /// HTTP-level refusal.
     pub fn type_uri(self) -> String {
-        format!("https://uri.etsi.org/ngsi-ld/errors/{}", self.name())
+        if self.is_ngsi_ld() {
+            format!("https://uri.etsi.org/ngsi-ld/errors/{}", self.name())
+        } else {
+            "about:blank".to_owned()
+        }
     }
 
     fn title(self) -> &'static str {
@@ -114,10 +156,13 @@ impl ErrorKind {
             ErrorKind::NoMultiTenantSupport => "Multi-tenancy is not supported",
             ErrorKind::NonexistentTenant => "The tenant does not exist",
             ErrorKind::Conflict => "The request conflicts with the state of the resource",
-            ErrorKind::NotAcceptable => "None of the accepted media types can be served",
-            ErrorKind::UnsupportedMediaType => "The request body media type is not supported",
-            ErrorKind::PayloadTooLarge => "The request body is too large",
-            ErrorKind::MethodNotAllowed => "The method is not allowed on this resource",
+            // about:blank: the title is the status's reason phrase (RFC 9457 clause 4.2.1).
+            ErrorKind::NotAcceptable => "Not Acceptable",
+            ErrorKind::UnsupportedMediaType => "Unsupported Media Type",
+            ErrorKind::PayloadTooLarge => "Payload Too Large",
+            ErrorKind::MethodNotAllowed => "Method Not Allowed",
+            ErrorKind::UriTooLong => "URI Too Long",
+            ErrorKind::RequestHeaderFieldsTooLarge => "Request Header Fields Too Large",
             ErrorKind::LoopDetected => "The request already passed through this broker",
         }
     }
@@ -153,7 +198,7 @@ impl NgsiLdError {
         self.kind.status()
     }
 
-    /// The ProblemDetails body (RFC 7807) for this error.
+    /// The ProblemDetails body (RFC 9457) for this error.
     pub fn problem_details(&self) -> Value {
         json!({
             "type": self.kind.type_uri(),
@@ -171,3 +216,27 @@ impl std::fmt::Display for NgsiLdError {
 }
 
 impl std::error::Error for NgsiLdError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_table_5_5_2_1_types_are_in_the_ngsi_ld_namespace() {
+        for kind in ErrorKind::ALL {
+            let body = NgsiLdError::new(kind, "why").problem_details();
+            let ty = body["type"].as_str().unwrap_or_default();
+            if kind.is_ngsi_ld() {
+                assert_eq!(ty, format!("https://uri.etsi.org/ngsi-ld/errors/{}", kind.name()));
+                assert_eq!(ErrorKind::from_type_uri(ty), Some(kind));
+            } else {
+                assert_eq!(ty, "about:blank", "{kind:?}");
+                assert!(!body["title"].as_str().unwrap_or_default().is_empty());
+            }
+            assert_eq!(body["status"], kind.status());
+        }
+        for http in ["UnsupportedMediaType", "NotAcceptable", "PayloadTooLarge", "MethodNotAllowed"] {
+            assert_eq!(ErrorKind::from_type_uri(&format!("https://uri.etsi.org/ngsi-ld/errors/{http}")), None);
+        }
+    }
+}

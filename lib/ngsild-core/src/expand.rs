@@ -411,8 +411,12 @@ fn build_attribute_at(raw: &RawAttribute, depth: usize) -> Result<Attribute> {
     }
     if let Some(at) = raw.get("observedAt").filter(|v| !v.is_null()) {
         let at = at.as_str().filter(|s| parse_datetime(s).is_some());
-        attr.observed_at =
-            Some(at.ok_or_else(|| NgsiLdError::bad_request("observedAt must be a DateTime"))?.to_owned());
+        attr.observed_at = Some(
+            at.ok_or_else(|| {
+                NgsiLdError::bad_request(format!("observedAt must be a DateTime: {}", crate::time::DATETIME_HINT))
+            })?
+            .to_owned(),
+        );
     }
     if let Some(unit) = raw.get("unitCode").filter(|v| !v.is_null()) {
         let unit = unit.as_str().ok_or_else(|| NgsiLdError::bad_request("unitCode must be a string"))?;

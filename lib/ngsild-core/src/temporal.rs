@@ -127,9 +127,9 @@ impl TimeRel {
     pub fn parse(timerel: Option<&str>, time_at: Option<&str>, end_time_at: Option<&str>) -> Result<Option<TimeRel>> {
         let time = |name: &str, value: Option<&str>| -> Result<String> {
             let value = value.ok_or_else(|| NgsiLdError::bad_request(format!("timerel needs {name}")))?;
-            parse_datetime(value)
-                .map(format_time)
-                .ok_or_else(|| NgsiLdError::bad_request(format!("{name} is not a DateTime: {value:?}")))
+            parse_datetime(value).map(format_time).ok_or_else(|| {
+                NgsiLdError::bad_request(format!("{name} is not a DateTime: {value:?}; {}", crate::time::DATETIME_HINT))
+            })
         };
         Ok(match timerel {
             None if time_at.is_none() && end_time_at.is_none() => None,
@@ -213,10 +213,20 @@ impl AggrMethod {
     }
 }
 
+/// The longest duration [`parse_duration`] accepts: 10000 years of 365 days, the span of the
+/// DateTimes the hub holds. Anything longer could only overflow the time arithmetic.
+pub const MAX_DURATION_SECONDS: f64 = 10_000.0 * 365.0 * 86400.0;
+
 /// An ISO 8601 duration (`PT1H`, `P1D`, `P1Y2M10DT2H30M`, `PT0S`) in seconds. Years count 365
-/// days and months 30: aggregation periods are fixed lengths, not calendar units.
+/// days and months 30: aggregation periods are fixed lengths, not calendar units. A duration
+/// longer than [`MAX_DURATION_SECONDS`], or shorter than the microsecond the history counts in
+/// (but not zero), is refused.
 pub fn parse_duration(text: &str) -> Result<f64> {
-    let bad = || NgsiLdError::bad_request(format!("{text:?} is not an ISO 8601 duration"));
+    let bad = || {
+        NgsiLdError::bad_request(format!(
+            "{text:?} is not an ISO 8601 duration: write P[nY][nM][nW][nD][T[nH][nM][nS]], e.g. PT1H or P1DT12H"
+        ))
+    };
     let rest = text.strip_prefix('P').ok_or_else(bad)?;
     let (date, time) = match rest.split_once('T') {
         Some((d, t)) if !t.is_empty() => (d, Some(t)),
@@ -249,6 +259,17 @@ pub fn parse_duration(text: &str) -> Result<f64> {
     }
     if !any {
         return Err(bad());
+    }
+    if !seconds.is_finite() || seconds > MAX_DURATION_SECONDS {
+        return Err(NgsiLdError::bad_request(format!(
+            "the duration {text:?} is longer than 10000 years, the span of the DateTimes this hub holds: \
+             give a shorter one (PT0S aggregates the whole time window as one period)"
+        )));
+    }
+    if seconds > 0.0 && seconds < 1e-6 {
+        return Err(NgsiLdError::bad_request(format!(
+            "the duration {text:?} is shorter than a microsecond, the resolution of the history: give PT0.000001S or more"
+        )));
     }
     Ok(seconds)
 }
@@ -449,14 +470,22 @@ fn read_aggregate(item: &Value) -> Result<AggregateSeries> {
     Ok(AggregateSeries { kind, dataset_id, periods })
 }
 
+/// The time of an instance's `[value, time]` pair: its time under the time property or, lacking
+/// one, the time the history orders it by: a deletion's `deletedAt` (when the value stopped),
+/// else its `createdAt`. Clause 4.5.9 makes the second element a time, never `null`.
+fn pair_time(instance: &Instance, time_property: TimeProperty) -> Option<&str> {
+    instance.time(time_property).or(instance.deleted_at.as_deref()).or(instance.attribute.created_at.as_deref())
+}
+
 /// The simplified temporal representation (clause 4.5.9): one object per datasetId with the
-/// `[value, time]` pairs under the kind's plural member.
+/// `[value, time]` pairs under the kind's plural member. An instance with no time at all (none
+/// the hub writes) is left out rather than paired with `null`.
 fn temporal_values(instances: &[Instance], time_property: TimeProperty, ctx: &Context) -> Vec<Value> {
     let mut series: IndexMap<(Option<String>, AttributeKind), Vec<Value>> = IndexMap::new();
     let opts = RenderOptions { format: Format::KeyValues, ..Default::default() };
     for instance in instances {
         let attr = &instance.attribute;
-        let time = instance.time(time_property).map(|t| Value::String(t.to_owned())).unwrap_or(Value::Null);
+        let Some(time) = pair_time(instance, time_property).map(|t| Value::String(t.to_owned())) else { continue };
         let mut value = render_attribute(attr, ctx, &opts);
         // Values that are objects themselves keep their member name, so that a language map or a
         // JSON value cannot be mistaken for one another.
@@ -529,9 +558,16 @@ mod tests {
         assert_eq!(parse_duration("PT0S").unwrap(), 0.0);
         assert_eq!(parse_duration("P1DT2H30M").unwrap(), 86400.0 + 9000.0);
         assert_eq!(parse_duration("PT0.5S").unwrap(), 0.5);
-        for bad in ["", "P", "PT", "1H", "PT1X", "P1H", "PT1"] {
+        for bad in ["", "P", "PT", "1H", "PT1X", "P1H", "PT1", "P1..2D"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_duration("P10000Y").unwrap(), MAX_DURATION_SECONDS);
+        for huge in ["P99999999999999999999Y", "P10001Y", &format!("PT{}S", "9".repeat(400)), "P3650001D"] {
+            let e = parse_duration(huge).unwrap_err();
+            assert_eq!(e.kind, crate::ErrorKind::BadRequestData);
+            assert!(e.detail.contains("longer than 10000 years"), "{huge}: {}", e.detail);
+        }
+        assert!(parse_duration("PT0.0000001S").unwrap_err().detail.contains("shorter than a microsecond"));
     }
 
     #[test]
@@ -547,6 +583,38 @@ mod tests {
         assert!(TimeRel::parse(Some("before"), Some("yesterday"), None).is_err());
         assert!(TimeRel::parse(None, Some(t), None).is_err());
         assert_eq!(TimeRel::parse(None, None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn temporal_values_pair_a_deletion_with_its_deletion_time() {
+        let ctx = ngsild_jsonld::core_context();
+        let mut kept = Attribute::new(AttributeKind::Property, serde_json::json!(21));
+        kept.observed_at = Some("2024-01-01T00:00:00Z".into());
+        kept.created_at = Some("2024-01-01T00:00:01Z".into());
+        let deleted_at = "2024-01-02T00:00:00.000000Z";
+        let deletion = Instance {
+            attribute: deletion_of(&kept, deleted_at),
+            instance_id: "urn:ngsi-ld:Instance:2".into(),
+            deleted_at: Some(deleted_at.into()),
+        };
+        let timeless = Instance {
+            attribute: Attribute::new(AttributeKind::Property, serde_json::json!(1)),
+            instance_id: "urn:ngsi-ld:Instance:3".into(),
+            deleted_at: None,
+        };
+        let instances = vec![
+            Instance { attribute: kept, instance_id: "urn:ngsi-ld:Instance:1".into(), deleted_at: None },
+            deletion,
+            timeless,
+        ];
+        let out = temporal_values(&instances, TimeProperty::ObservedAt, &ctx);
+        assert_eq!(
+            out,
+            vec![serde_json::json!({
+                "type": "Property",
+                "values": [[21, "2024-01-01T00:00:00Z"], [NULL, deleted_at]],
+            })]
+        );
     }
 
     #[test]

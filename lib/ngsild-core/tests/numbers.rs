@@ -1,0 +1,65 @@
+//! Numbers survive the JSON the hub reads and writes exactly (serde_json's `float_roundtrip`):
+//! what a client wrote is the double it reads back, so a `q` with the value it sent finds it.
+
+use serde_json::Value;
+
+/// Parses `text` as the hub parses a body and writes it back as the hub writes one.
+fn round_trip(text: &str) -> (Value, String) {
+    let value: Value = serde_json::from_str(text).expect("a JSON number");
+    let written = serde_json::to_string(&value).expect("written");
+    (value, written)
+}
+
+#[test]
+fn awkward_values_come_back_as_the_same_double() {
+    for text in [
+        "1671165464.3779979",
+        "43.462879859445884",
+        "5e-324",
+        "1.7976931348623157e308",
+        "0.30000000000000004",
+        "-0.0",
+        "1e21",
+        "2.2250738585072014e-308",
+        "0.1",
+        "123456789.12345679",
+    ] {
+        let (value, written) = round_trip(text);
+        let exact: f64 = text.parse().expect("Rust's parser is exact");
+        assert_eq!(value.as_f64().map(f64::to_bits), Some(exact.to_bits()), "{text} read as {value}");
+        let again: f64 = written.parse().expect("a number");
+        assert_eq!(again.to_bits(), exact.to_bits(), "{text} written as {written}");
+        if !text.contains('e') {
+            assert_eq!(written, text, "decimal notation is kept");
+        }
+    }
+    // Integers are kept as integers, beyond 2^53 as well.
+    for text in ["9007199254740993", "18446744073709551615", "-9223372036854775808"] {
+        assert_eq!(round_trip(text).1, text);
+    }
+}
+
+/// A property test over 200 000 pseudo-random bit patterns (every finite double is a candidate):
+/// the shortest representation written parses back to the same bits.
+#[test]
+fn every_double_survives_write_and_read() {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut checked = 0;
+    for _ in 0..200_000 {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let x = f64::from_bits(bits);
+        if !x.is_finite() {
+            continue;
+        }
+        let written = serde_json::to_string(&x).expect("finite");
+        let back: Value = serde_json::from_str(&written).expect("JSON");
+        let back = back.as_f64().expect("a number");
+        assert_eq!(back.to_bits(), x.to_bits(), "{x:e} written as {written} read as {back:e}");
+        checked += 1;
+    }
+    assert!(checked > 190_000);
+}
