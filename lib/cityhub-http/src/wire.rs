@@ -291,7 +291,7 @@ fn header_name(head: &Head, line: usize) -> Option<String> {
 }
 
 fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    ngsild_core::validate::is_tchar(char::from(b))
 }
 
 fn shorten(s: &str) -> String {

@@ -25,6 +25,11 @@ pub fn check_uri(s: &str, what: &str) -> Result<()> {
     }
 }
 
+/// RFC 7230 `tchar`: a character of a token (header names, methods, `Via` pseudonyms, aliases).
+pub fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
 /// A key-value pair the hub will send as an HTTP header (`receiverInfo`, `notifierInfo`,
 /// `contextSourceInfo`): the key must be an RFC 9110 field name (a token: letters, digits and
 /// ``!#$%&'*+-.^_`|~``), the value visible ASCII with inner spaces or tabs only. Anything else
@@ -32,7 +37,6 @@ pub fn check_uri(s: &str, what: &str) -> Result<()> {
 /// space, which HTTP strips) could never be sent as written, so it is refused when it is given
 /// rather than failing at every delivery.
 pub fn check_header_field(key: &str, value: &str, what: &str) -> Result<()> {
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if key.is_empty() || !key.chars().all(is_tchar) {
         return Err(NgsiLdError::bad_request(format!(
             "{what} key {key:?} cannot be an HTTP header name: use letters, digits and !#$%&'*+-.^_`|~ only (no spaces, colons or control characters)"

@@ -8,6 +8,8 @@
 //! exclusive or redirect registration pointing back the way the request came) cannot be done, and
 //! is answered 508 LoopDetected ([`crate::provision::split_unless_looping`]).
 
+use ngsild_core::validate;
+
 /// The `received-by` members of `Via` header values: `1.1 seoul, 1.1 busan:1026 (cityhub)`
 /// gives `["seoul", "busan:1026"]`, lowercased.
 pub fn hops<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
@@ -39,11 +41,6 @@ pub fn authority(endpoint: &str) -> Option<String> {
     })
 }
 
-/// RFC 7230 `tchar`: the characters of a token.
-fn is_tchar(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
 /// Checks a `contextSourceAlias` (Tables 5.2.9-1 and 5.2.40-1): a non-empty RFC 7230 token, so
 /// that it can stand as the pseudonym of a `Via` hop. The error says what is wrong, to follow
 /// "contextSourceAlias \"x\" …".
@@ -51,7 +48,7 @@ pub fn check_alias(alias: &str) -> Result<(), String> {
     if alias.is_empty() {
         return Err("must not be empty".to_owned());
     }
-    if let Some(c) = alias.chars().find(|c| !is_tchar(*c)) {
+    if let Some(c) = alias.chars().find(|c| !validate::is_tchar(*c)) {
         return Err(format!(
             "is not an RFC 7230 token: {c:?} is not allowed (use letters, digits and !#$%&'*+-.^_`|~; \
              a host:port is not an alias)"
@@ -64,7 +61,8 @@ pub fn check_alias(alias: &str) -> Result<(), String> {
 /// that cannot be in a token made `-`, then `-<port>` so that two hubs on one machine differ.
 /// Never contains `:`.
 pub fn default_alias(host: &str, port: u16) -> String {
-    let name: String = host.trim().trim_end_matches('.').chars().map(|c| if is_tchar(c) { c } else { '-' }).collect();
+    let name: String =
+        host.trim().trim_end_matches('.').chars().map(|c| if validate::is_tchar(c) { c } else { '-' }).collect();
     let name = name.trim_matches('-').to_ascii_lowercase();
     let name = if name.is_empty() { "cityhub".to_owned() } else { name };
     format!("{name}-{port}")
