@@ -78,6 +78,18 @@ pub struct CachedContext {
     pub weight: u32,
 }
 
+impl CachedContext {
+    /// A fetched document as the cache holds it, weighed by its URL and its heap size.
+    fn new(url: &str, document: Arc<Value>, created_at: String) -> Self {
+        CachedContext {
+            url: url.to_owned(),
+            weight: weight(url.len() + json_heap_bytes(&document)),
+            document,
+            created_at,
+        }
+    }
+}
+
 type UsageMap = Arc<Mutex<HashMap<String, Usage>>>;
 
 pub struct ContextService {
@@ -170,7 +182,7 @@ impl ContextService {
                 // A document that left the cache is no longer listed; its usage goes with it, so
                 // the usage map is bounded by what is cached or hosted.
                 if cause.was_evicted() {
-                    evicted_usage.lock().remove(url.as_str());
+                    evicted_usage.lock().remove(&usage_key(&url));
                 }
             })
             .build();
@@ -247,12 +259,7 @@ impl ContextService {
         // Requests needing the same document at once share one fetch (and one copy of it).
         let fetch = async {
             let document = Arc::new(self.fetch(url).await?);
-            Ok::<_, NgsiLdError>(CachedContext {
-                url: url.to_owned(),
-                weight: weight(url.len() + json_heap_bytes(&document)),
-                document,
-                created_at: ngsild_core::time::now(),
-            })
+            Ok::<_, NgsiLdError>(CachedContext::new(url, document, ngsild_core::time::now()))
         };
         let cached = self.cached.try_get_with_by_ref(url, fetch).await.map_err(|e| (*e).clone())?;
         // Evict now rather than at some later maintenance, so the bound holds at every moment.
@@ -341,12 +348,11 @@ impl ContextService {
         };
         if reload {
             let document = Arc::new(self.fetch(url).await?);
-            let weight = weight(url.len() + json_heap_bytes(&document));
-            self.cached.insert(url.to_owned(), CachedContext { document, weight, ..old }).await;
+            self.cached.insert(url.to_owned(), CachedContext::new(url, document, old.created_at)).await;
             self.cached.run_pending_tasks().await;
         } else {
             self.cached.invalidate(url).await;
-            self.usage.lock().remove(url);
+            self.usage.lock().remove(&usage_key(url));
         }
         self.built.invalidate_all();
         Ok(true)
