@@ -174,8 +174,9 @@ impl Notifier {
         let _ = leading.wait_for(|held| *held).await;
     }
 
-    /// Takes or renews the lease; on taking it, wakes the journal tail and every worker with
-    /// pending rows (those a killed holder left among them).
+    /// Takes or renews the lease; while held, wakes every worker with pending rows (on taking
+    /// it: those a killed holder left; later: those other hubs queued), and on taking it the
+    /// journal tail.
     async fn renew_lease(&self) {
         if self.inner.released.load(std::sync::atomic::Ordering::Relaxed) {
             return;
@@ -189,11 +190,15 @@ impl Notifier {
             }
         };
         let was = self.inner.leading.send_replace(held);
-        if held && !was {
-            tracing::info!(holder = %self.inner.holder, "this hub holds the notifier lease and notifies");
-            self.inner.journal_wake.notify_one();
+        if held {
+            if !was {
+                tracing::info!(holder = %self.inner.holder, "this hub holds the notifier lease and notifies");
+                self.inner.journal_wake.notify_one();
+            }
+            // Rows other hubs queued (csource notifications of their registration changes) have
+            // no event: at each renewal the workers of every pending endpoint are woken.
             self.wake_pending_workers().await;
-        } else if was && !held {
+        } else if was {
             tracing::warn!(holder = %self.inner.holder, "this hub lost the notifier lease");
         }
     }
