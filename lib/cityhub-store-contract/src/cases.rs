@@ -3,10 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cityhub_storage::{
-    modify_one, AggrMethod, DeliveryOutcome, DynStore, Modifier, NotifierCommit, OutboxItem, Paging, RecordKind,
-    StoredContext, SubscriptionKind, TemporalOutcome, TemporalQuery, TemporalWrite, TimeRel,
+    modify_one, AggrMethod, DeliveryOutcome, DynStore, Modified, Modifier, NotifierCommit, OutboxItem, Paging,
+    RecordKind, StoreError, StoreEvent, StoredContext, SubscriptionKind, TemporalOutcome, TemporalQuery, TemporalWrite,
+    TimeRel, UpdateReport,
 };
 use ngsild_core::error::ErrorKind;
 use ngsild_core::model::{Attribute, AttributeKind};
@@ -15,6 +17,7 @@ use ngsild_query::{EntityFilter, TypeExpr};
 use serde_json::{json, Value};
 
 use crate::support::*;
+use crate::Fixture;
 
 pub async fn entities_round_trip(store: DynStore) {
     let s = store.as_ref();
@@ -379,7 +382,7 @@ pub async fn modifications_record_history(store: DynStore) {
         let mut e = e.ok_or_else(|| NgsiLdError::not_found("missing"))?;
         e.attrs.shift_remove(&iri("n"));
         e.attrs.insert(iri("other"), vec![Attribute::new(AttributeKind::Property, json!("x"))]);
-        Ok(Some(e))
+        Ok(Modified::entity(e))
     });
     modify_one(s, "", "urn:c:1", drop_n).await.unwrap();
     let mut q = history_of("urn:c:1");
@@ -500,6 +503,7 @@ pub async fn journal_outbox_and_delivery_status(store: DynStore) {
     let endpoint = "http://127.0.0.1:9/notify";
     let commit = NotifierCommit {
         cursor: Some(journal[2].seq),
+        expected_cursor: start,
         notifications: vec![item(endpoint, "j", "urn:s:1", 1), item(endpoint, "j", "urn:s:1", 2)],
         outbox_cap: 100,
     };
@@ -539,6 +543,7 @@ pub async fn journal_outbox_and_delivery_status(store: DynStore) {
         cursor: None,
         notifications: vec![item(endpoint, "j", "urn:s:1", 3), item("http://127.0.0.1:9/other", "j", "urn:s:2", 4)],
         outbox_cap: 100,
+        ..Default::default()
     };
     s.create_subscription(e, "j", "urn:s:2", subscription_doc("urn:s:2", 1)).await.unwrap().unwrap();
     s.commit_notifications(commit).await.unwrap();
@@ -554,13 +559,16 @@ pub async fn outbox_is_capped_per_endpoint(store: DynStore) {
     s.create_subscription(e, "", "urn:s:1", subscription_doc("urn:s:1", 1)).await.unwrap().unwrap();
     let (a, b) = ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b");
     let notifications = (0..5).map(|n| item(a, "", "urn:s:1", n)).chain([item(b, "", "urn:s:1", 9)]).collect();
-    let stored = s.commit_notifications(NotifierCommit { cursor: None, notifications, outbox_cap: 3 }).await.unwrap();
+    let stored = s
+        .commit_notifications(NotifierCommit { cursor: None, notifications, outbox_cap: 3, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 4, "3 for a, 1 for b");
     let kept: Vec<Value> = s.outbox(a, 10).await.unwrap().into_iter().map(|i| i.message).collect();
     assert_eq!(kept, [json!({"n": 0}), json!({"n": 1}), json!({"n": 2})], "the oldest are kept");
     let more = vec![item(a, "", "urn:s:1", 7)];
     assert!(s
-        .commit_notifications(NotifierCommit { cursor: None, notifications: more, outbox_cap: 3 })
+        .commit_notifications(NotifierCommit { cursor: None, notifications: more, outbox_cap: 3, ..Default::default() })
         .await
         .unwrap()
         .is_empty());
@@ -574,20 +582,226 @@ pub async fn records_round_trip(store: DynStore) {
     let r = RecordKind::Registration;
     let doc = |id: &str, v: u32| json!({"id": id, "type": "ContextSourceRegistration", "v": v});
     assert!(s.list_records("", r).await.unwrap().is_empty());
-    s.put_record("", r, "urn:r:2", doc("urn:r:2", 1)).await.unwrap();
-    s.put_record("", r, "urn:r:1", doc("urn:r:1", 1)).await.unwrap();
-    s.put_record("seoul", r, "urn:r:1", doc("urn:r:1", 9)).await.unwrap();
-    s.put_record("", r, "urn:r:2", doc("urn:r:2", 2)).await.unwrap();
+    s.create_record("", r, "urn:r:2", doc("urn:r:2", 1)).await.unwrap().unwrap();
+    s.create_record("", r, "urn:r:1", doc("urn:r:1", 1)).await.unwrap().unwrap();
+    s.create_record("seoul", r, "urn:r:1", doc("urn:r:1", 9)).await.unwrap().unwrap();
+    let taken = s.create_record("", r, "urn:r:2", doc("urn:r:2", 5)).await.unwrap();
+    assert_eq!(taken.unwrap_err().kind, ErrorKind::AlreadyExists, "create if absent");
+    assert!(s.replace_record("", r, "urn:r:2", doc("urn:r:2", 2)).await.unwrap());
+    assert!(!s.replace_record("", r, "urn:r:3", doc("urn:r:3", 1)).await.unwrap(), "a replace does not create");
     assert_eq!(
         s.list_records("", r).await.unwrap(),
         [doc("urn:r:2", 2), doc("urn:r:1", 1)],
-        "in the order first written; a put replaces"
+        "in the order first written; the refused create wrote nothing; a replace keeps the place"
     );
     assert_eq!(s.list_records("seoul", r).await.unwrap(), [doc("urn:r:1", 9)], "tenants apart");
     assert!(s.delete_record("", r, "urn:r:2").await.unwrap());
     assert!(!s.delete_record("", r, "urn:r:2").await.unwrap());
     assert_eq!(s.list_records("", r).await.unwrap(), [doc("urn:r:1", 1)]);
     assert_eq!(s.list_records("seoul", r).await.unwrap().len(), 1);
+    // Created again after a delete, it is new: last in order.
+    s.create_record("", r, "urn:r:2", doc("urn:r:2", 3)).await.unwrap().unwrap();
+    assert_eq!(s.list_records("", r).await.unwrap(), [doc("urn:r:1", 1), doc("urn:r:2", 3)]);
+}
+
+/// Concurrent creates of one record id: exactly one wins, the others are AlreadyExists.
+pub async fn records_create_if_absent_under_concurrency(fixture: &Fixture) {
+    let handles = fixture.handles().await;
+    let tasks: Vec<_> = (0..8u32)
+        .map(|n| {
+            let store = handles[n as usize % handles.len()].clone();
+            tokio::spawn(async move {
+                let doc = json!({"id": "urn:r:1", "type": "ContextSourceRegistration", "by": n});
+                store.create_record("", RecordKind::Registration, "urn:r:1", doc).await.unwrap().is_ok()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "one create wins");
+    assert_eq!(fixture.store.list_records("", RecordKind::Registration).await.unwrap().len(), 1);
+}
+
+/// A modifier's report comes back in its change (no side channel).
+pub async fn modifier_reports_come_back(store: DynStore) {
+    let s = store.as_ref();
+    modify_one(s, "", "urn:c:1", create(counter("urn:c:1", 1))).await.unwrap();
+    let report = UpdateReport { updated: vec![iri("n")], not_updated: vec![(iri("x"), "not there".into())] };
+    let sent = report.clone();
+    let update: Modifier = Box::new(move |e| {
+        let e = e.ok_or_else(|| NgsiLdError::not_found("missing"))?;
+        Ok(Modified::entity(e).with_report(Some(sent)))
+    });
+    let change = modify_one(s, "", "urn:c:1", update).await.unwrap();
+    assert_eq!(change.report, Some(report));
+    let plain = modify_one(s, "", "urn:c:1", increment()).await.unwrap();
+    assert_eq!(plain.report, None);
+    // Deleting an absent entity is no error for the store: nothing happens.
+    let nothing: Modifier = Box::new(|_| Ok(Modified::delete()));
+    let change = modify_one(s, "", "urn:c:none", nothing).await.unwrap();
+    assert_eq!((change.before, change.after), (None, None));
+    assert_eq!(s.get_entity("", "urn:c:none").await.unwrap(), None);
+}
+
+/// Receives events until `want` arrives (bounded: 200 events or 20 s), answering those before it.
+async fn events_until(rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>, want: &StoreEvent) -> Vec<StoreEvent> {
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+            Ok(Ok(event)) => {
+                let done = &event == want;
+                seen.push(event);
+                if done {
+                    return seen;
+                }
+            }
+            Ok(Err(e)) => panic!("the event feed failed waiting for {want:?}: {e:?}; saw {seen:?}"),
+            Err(_) => panic!("no {want:?} within 20 s; saw {seen:?}"),
+        }
+    }
+    panic!("no {want:?} in 200 events: {seen:?}")
+}
+
+/// Every commit tells its event, to this handle and (shared backends) to every other handle on
+/// the same store: tenants, subscriptions, journal, records, contexts.
+pub async fn events_follow_commits(fixture: &Fixture) {
+    let handles = fixture.handles().await;
+    for (n, writer) in handles.iter().enumerate() {
+        let mut receivers: Vec<_> = handles.iter().map(|h| h.events()).collect();
+        let s = writer.as_ref();
+        let tenant = format!("t{n}");
+        let kind = SubscriptionKind::Entity;
+        modify_one(s, &tenant, "urn:c:1", create(counter("urn:c:1", 0))).await.unwrap();
+        s.create_subscription(kind, &tenant, "urn:s:1", subscription_doc("urn:s:1", 1)).await.unwrap().unwrap();
+        modify_one(s, &tenant, "urn:c:1", increment()).await.unwrap();
+        s.create_record(&tenant, RecordKind::Registration, "urn:r:1", json!({"id": "urn:r:1"})).await.unwrap().unwrap();
+        s.replace_subscription(kind, &tenant, "urn:s:1", subscription_doc("urn:s:1", 2)).await.unwrap();
+        // Nothing changed: no event.
+        assert!(!s.replace_subscription(kind, &tenant, "urn:s:none", subscription_doc("urn:s:none", 1)).await.unwrap());
+        s.delete_subscription(kind, &tenant, "urn:s:1").await.unwrap();
+        let marker = format!("ctx-{n}");
+        s.put_context(context(&marker, &tenant, 0)).await.unwrap();
+        for (h, rx) in receivers.iter_mut().enumerate() {
+            let seen = events_until(rx, &StoreEvent::Context { id: marker.clone() }).await;
+            let has = |e: &StoreEvent| seen.contains(e);
+            let sub = StoreEvent::Subscription { kind, tenant: tenant.clone(), id: "urn:s:1".into() };
+            assert!(has(&StoreEvent::Tenant { tenant: tenant.clone() }), "handle {h}, writes of {n}: tenant: {seen:?}");
+            assert!(seen.iter().filter(|e| **e == sub).count() >= 3, "handle {h}: create, replace, delete: {seen:?}");
+            assert!(has(&StoreEvent::Journal), "handle {h}: journal: {seen:?}");
+            assert!(
+                has(&StoreEvent::Records { tenant: tenant.clone(), kind: RecordKind::Registration }),
+                "handle {h}: records: {seen:?}"
+            );
+            assert!(
+                !seen.iter().any(|e| matches!(e, StoreEvent::Subscription { id, .. } if id == "urn:s:none")),
+                "handle {h}: a replace of nothing tells nothing: {seen:?}"
+            );
+            let tenant_events = seen.iter().filter(|e| matches!(e, StoreEvent::Tenant { .. })).count();
+            assert_eq!(tenant_events, 1, "handle {h}: a tenant comes into being once: {seen:?}");
+        }
+        s.delete_context(&marker).await.unwrap();
+    }
+}
+
+/// Leases: one holder at a time, renewal, release, expiry and takeover, across handles.
+pub async fn leases_hold_expire_and_pass(fixture: &Fixture) {
+    let handles = fixture.handles().await;
+    let (a, b) = (&handles[0], &handles[handles.len() - 1]);
+    let long = Duration::from_secs(60);
+    assert!(a.try_lease("notifier", "hub-a", long).await.unwrap());
+    assert!(!b.try_lease("notifier", "hub-b", long).await.unwrap(), "one holder at a time");
+    assert!(a.try_lease("notifier", "hub-a", long).await.unwrap(), "the holder renews");
+    assert!(b.try_lease("other", "hub-b", long).await.unwrap(), "leases are per name");
+    b.release_lease("notifier", "hub-b").await.unwrap();
+    assert!(!b.try_lease("notifier", "hub-b", long).await.unwrap(), "a non-holder's release does nothing");
+    a.release_lease("notifier", "hub-a").await.unwrap();
+    assert!(b.try_lease("notifier", "hub-b", long).await.unwrap(), "released: another takes it at once");
+    assert!(!a.try_lease("notifier", "hub-a", long).await.unwrap());
+
+    // Expiry: an unrenewed lease passes to the next holder that asks, and the old holder has lost it.
+    let short = Duration::from_millis(300);
+    assert!(a.try_lease("short", "hub-a", short).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(b.try_lease("short", "hub-b", long).await.unwrap(), "an expired lease is taken over");
+    assert!(!a.try_lease("short", "hub-a", short).await.unwrap(), "the old holder lost it");
+
+    // Contended: of many holders asking at once, exactly one gets it.
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let store = handles[n % handles.len()].clone();
+            tokio::spawn(async move {
+                store.try_lease("contended", &format!("hub-{n}"), Duration::from_secs(60)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut holders = 0;
+    for t in tasks {
+        holders += usize::from(t.await.unwrap());
+    }
+    assert_eq!(holders, 1, "one holder at a time");
+}
+
+/// The notifier cursor moves only from its expected value: a stale commit is a Conflict that
+/// writes nothing; of two commits from one cursor, exactly one wins.
+pub async fn notifier_cursor_is_compare_and_set(fixture: &Fixture) {
+    let handles = fixture.handles().await;
+    let s = fixture.store.as_ref();
+    s.create_subscription(SubscriptionKind::Entity, "j", "urn:s:1", subscription_doc("urn:s:1", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let start = s.notifier_cursor().await.unwrap();
+    for i in 0..3 {
+        let id = format!("urn:c:{i}");
+        modify_one(s, "j", &id, create(counter(&id, i))).await.unwrap();
+    }
+    let seqs: Vec<u64> = s.journal_after(start, 10).await.unwrap().iter().map(|j| j.seq).collect();
+    assert_eq!(seqs.len(), 3);
+    let endpoint = "http://127.0.0.1:9/notify";
+    let commit = |expected: u64, cursor: u64, n: u64| NotifierCommit {
+        cursor: Some(cursor),
+        expected_cursor: expected,
+        notifications: vec![item(endpoint, "j", "urn:s:1", n)],
+        outbox_cap: 100,
+    };
+    s.commit_notifications(commit(start, seqs[0], 1)).await.unwrap();
+    let other = &handles[handles.len() - 1];
+    assert_eq!(other.notifier_cursor().await.unwrap(), seqs[0], "every handle sees the cursor");
+    let stale = other.commit_notifications(commit(start, seqs[1], 2)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "a commit from a stale cursor: {stale:?}");
+    assert_eq!(s.notifier_cursor().await.unwrap(), seqs[0], "the conflict moved nothing");
+    let messages: Vec<Value> = s.outbox(endpoint, 10).await.unwrap().into_iter().map(|i| i.message).collect();
+    assert_eq!(messages, [json!({"n": 1})], "the conflict wrote no notification");
+    assert_eq!(s.journal_after(seqs[0], 10).await.unwrap().len(), 2, "nor forgot the journal");
+    // Two commits from the same cursor at once: one wins.
+    let tasks: Vec<_> = (0..2u64)
+        .map(|n| {
+            let store = handles[n as usize % handles.len()].clone();
+            let c = commit(seqs[0], seqs[2], 10 + n);
+            tokio::spawn(async move { store.commit_notifications(c).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one of two commits from one cursor");
+    assert_eq!(s.notifier_cursor().await.unwrap(), seqs[2]);
+    assert_eq!(s.outbox(endpoint, 10).await.unwrap().len(), 2, "the winner's notification only");
+    // No cursor: the notifications alone, whatever expected_cursor says.
+    let plain = NotifierCommit {
+        notifications: vec![item(endpoint, "j", "urn:s:1", 99)],
+        outbox_cap: 100,
+        ..Default::default()
+    };
+    assert_eq!(s.commit_notifications(plain).await.unwrap().len(), 1);
+    assert_eq!(s.notifier_cursor().await.unwrap(), seqs[2]);
 }
 
 /// N tasks increment one attribute through modifiers at once: the final value is N times the
@@ -692,6 +906,7 @@ pub async fn outbox_under_concurrency(store: DynStore) {
                         cursor: None,
                         notifications: vec![item(endpoint, "", "urn:s:1", t * 100 + n)],
                         outbox_cap: 10_000,
+                        ..Default::default()
                     };
                     ids.extend(store.commit_notifications(commit).await.unwrap().into_iter().map(|i| i.id));
                 }

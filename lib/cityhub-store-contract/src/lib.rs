@@ -15,10 +15,14 @@
 //!
 //! The cases: every trait operation (entities, modify with several modifiers and independent
 //! failures, query paging and counts, temporal writes and queries with aggregation, history of
-//! modifications, contexts, subscriptions, journal, outbox, delivery status, records, tenants);
+//! modifications, contexts, subscriptions, journal, outbox, delivery status, records
+//! create-if-absent/replace/delete, tenants, modifier reports, events, leases, the cursor);
 //! concurrent writers on one entity (no lost update); journal and outbox under concurrency; and
 //! [`oracle`]: over seeded random entities and filters, `Store::query` must answer exactly what
-//! `EntityFilter::matches` says over all entities, as ids, in order, with counts.
+//! `EntityFilter::matches` says over all entities, as ids, in order, with counts. The cases of
+//! several processes on one store (events, leases, the compare-and-set notifier cursor, record
+//! creation races) run across two handles when the fixture has a [`Fixture::with_twin`], and on
+//! one handle otherwise (SQLite serves one process).
 //!
 //! Sizes are bounded for a debug build on 2 cores. The cases panic (they are tests).
 
@@ -26,17 +30,41 @@ pub mod cases;
 pub mod oracle;
 pub mod support;
 
+use std::future::Future;
+use std::pin::Pin;
+
 pub use cityhub_storage::{DynStore, Store};
+
+/// Opens another handle on the same store, as another hub process would.
+pub type Twin = Box<dyn Fn() -> Pin<Box<dyn Future<Output = DynStore> + Send>> + Send + Sync>;
 
 /// A fresh, empty store and whatever must live as long as it (a temp dir, a database guard).
 pub struct Fixture {
     pub store: DynStore,
+    twin: Option<Twin>,
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl Fixture {
     pub fn new(store: DynStore, keep: impl std::any::Any + Send + Sync) -> Fixture {
-        Fixture { store, _keep: Box::new(keep) }
+        Fixture { store, twin: None, _keep: Box::new(keep) }
+    }
+
+    /// For a store that several processes share (PostgreSQL): `twin` opens another handle on
+    /// it, and the cross-process cases (events, leases, the cursor, record creation) run across
+    /// both handles.
+    pub fn with_twin(mut self, twin: Twin) -> Fixture {
+        self.twin = Some(twin);
+        self
+    }
+
+    /// The handles the cross-process cases use: the store, and its twin when there is one.
+    pub async fn handles(&self) -> Vec<DynStore> {
+        let mut handles = vec![self.store.clone()];
+        if let Some(twin) = &self.twin {
+            handles.push(twin().await);
+        }
+        handles
     }
 }
 
@@ -49,6 +77,7 @@ macro_rules! contract_suite {
             entities_round_trip,
             tenants_come_into_being_with_their_first_write,
             modify_answers_each_modifier_independently,
+            modifier_reports_come_back,
             query_pages_and_counts,
             temporal_instances_round_trip,
             temporal_aggregation_per_period,
@@ -63,6 +92,12 @@ macro_rules! contract_suite {
             outbox_under_concurrency,
             query_equals_definition,
         );
+        $crate::contract_suite!(@shared $factory;
+            records_create_if_absent_under_concurrency,
+            events_follow_commits,
+            leases_hold_expire_and_pass,
+            notifier_cursor_is_compare_and_set,
+        );
     };
     (@each $factory:path; $($case:ident),* $(,)?) => {
         $(
@@ -70,6 +105,16 @@ macro_rules! contract_suite {
             async fn $case() {
                 let fixture: $crate::Fixture = $factory().await;
                 $crate::cases::$case(fixture.store.clone()).await;
+                drop(fixture);
+            }
+        )*
+    };
+    (@shared $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture: $crate::Fixture = $factory().await;
+                $crate::cases::$case(&fixture).await;
                 drop(fixture);
             }
         )*

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cityhub_storage::{Change, Modifier, Paging, Store};
+use cityhub_storage::{Change, Modified, Modifier, Paging, Store};
 use ngsild_core::model::{Attribute, AttributeKind};
 use ngsild_core::{Entity, NgsiLdError};
 use ngsild_jsonld::Context;
@@ -45,19 +45,19 @@ pub fn n_of(e: &Entity) -> i64 {
 pub fn create(entity: Entity) -> Modifier {
     Box::new(move |current| match current {
         Some(_) => Err(NgsiLdError::already_exists("exists")),
-        None => Ok(Some(entity)),
+        None => Ok(Modified::entity(entity)),
     })
 }
 
 /// Puts `entity` in place of whatever is there.
 pub fn put(entity: Entity) -> Modifier {
-    Box::new(move |_| Ok(Some(entity)))
+    Box::new(move |_| Ok(Modified::entity(entity)))
 }
 
 /// Deletes the entity; ResourceNotFound when there is none.
 pub fn delete() -> Modifier {
     Box::new(|current| match current {
-        Some(_) => Ok(None),
+        Some(_) => Ok(Modified::delete()),
         None => Err(NgsiLdError::not_found("missing")),
     })
 }
@@ -68,7 +68,7 @@ pub fn increment() -> Modifier {
         let mut e = current.ok_or_else(|| NgsiLdError::not_found("missing"))?;
         let n = n_of(&e);
         e.attrs.insert(iri("n"), vec![Attribute::new(AttributeKind::Property, json!(n + 1))]);
-        Ok(Some(e))
+        Ok(Modified::entity(e))
     })
 }
 
