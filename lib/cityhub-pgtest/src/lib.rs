@@ -21,6 +21,12 @@
 //!
 //! `CITYHUB_TEST_PG=postgres://USER@HOST:PORT/DB` uses that server instead (USER must be allowed
 //! to create databases; the template `cityhub_pgtest_template` is created there once and reused).
+//! The databases made there (`cityhub_t_<pid>_<time>_<n>`) stay: drop them when done.
+//!
+//! Measured (2 cores, debug build): a cluster starts in 1.2 s on an idle machine (initdb 0.67 s,
+//! start 0.12 s, PostGIS template 0.44 s), about 3 s while other builds run; a fresh database
+//! costs 60-200 ms (`CREATE DATABASE ... TEMPLATE`, PostgreSQL 15's WAL_LOG strategy;
+//! FILE_COPY took 1.3-5.5 s, as it checkpoints).
 //!
 //! Nothing here skips: without PostgreSQL the first call panics and names the Debian packages
 //! (`postgresql postgresql-15-postgis-3`). Every failure is a panic, since this serves tests.
@@ -508,6 +514,26 @@ mod tests {
             .unwrap()
             .get(0);
         assert!((d - 110.57).abs() < 1.0, "{d}");
+    }
+
+    #[test]
+    fn databases_asked_for_at_once_are_all_made() {
+        // Black-box tests start hubs from parallel test threads: each asks for a database.
+        let cluster = cluster();
+        let t = Instant::now();
+        let urls: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| cluster.database())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        eprintln!("cityhub-pgtest: 8 databases at once {:?}", t.elapsed());
+        let distinct: std::collections::BTreeSet<&String> = urls.iter().collect();
+        assert_eq!(distinct.len(), 8, "{urls:?}");
+        let last = urls[7].clone();
+        let n: i64 = run_blocking(async move {
+            let c = connect(&last).await;
+            c.query_one("SELECT count(*) FROM pg_extension WHERE extname = 'postgis'", &[]).await.unwrap().get(0)
+        });
+        assert_eq!(n, 1);
     }
 
     #[test]
