@@ -2,13 +2,14 @@
 //! numbers, strings, booleans, nested values, datasetIds, relationships, arrays, scopes, points and
 //! polygons), some changed and some deleted after they were written, random filters (ids, id
 //! patterns, type expressions, attrs, `q` with comparisons, ranges, value lists, patterns, paths
-//! into compound values, existence, `;` and `|`, `scopeQ`, geo-queries) must answer from
-//! `Store::query` exactly the entities `EntityFilter::matches` accepts over all of them: the same
-//! ids, in the same order (by id), with the same count, on several pages.
+//! into compound values and metadata, existence, `;` and `|`, `scopeQ`, geo-queries, some with an
+//! `orderBy`) must answer from `Store::query` exactly the entities `EntityFilter::matches` accepts
+//! over all of them: the same ids, in the same order (by id, or as `OrderBy::sort` puts them),
+//! with the same count, on several pages.
 
 use cityhub_storage::{DynStore, Modifier, Paging};
 use ngsild_core::Entity;
-use ngsild_query::{EntityFilter, GeoQuery, QExpr, ScopeExpr, TypeExpr};
+use ngsild_query::{EntityFilter, GeoQuery, OrderBy, QExpr, ScopeExpr, TypeExpr};
 use serde_json::{json, Map, Value};
 
 use crate::support::*;
@@ -43,7 +44,11 @@ fn body(rng: &mut Rng, i: usize, version: usize) -> Value {
     b.insert("id".into(), json!(format!("urn:ngsi-ld:{t}:{i:04}")));
     b.insert("type".into(), if rng.chance(0.2) { json!([t, "Device"]) } else { json!(t) });
     if rng.chance(0.8) {
-        b.insert("n".into(), json!({"type": "Property", "value": number(rng, 50)}));
+        let mut n = json!({"type": "Property", "value": number(rng, 50)});
+        if rng.chance(0.4) {
+            n["observedAt"] = json!(format!("2026-01-{:02}T{:02}:00:00Z", 1 + rng.below(28), rng.below(24)));
+        }
+        b.insert("n".into(), n);
     }
     if rng.chance(0.7) {
         let s = *rng.pick(&["free", "occupied", "broken", "Free", "free lane"]);
@@ -105,7 +110,7 @@ fn body(rng: &mut Rng, i: usize, version: usize) -> Value {
 
 fn q_atom(rng: &mut Rng) -> String {
     let n = |rng: &mut Rng| number(rng, 50).to_string();
-    match rng.below(24) {
+    match rng.below(25) {
         0 => format!("n>{}", n(rng)),
         1 => format!("n>={}", n(rng)),
         2 => format!("n<{}", n(rng)),
@@ -132,6 +137,7 @@ fn q_atom(rng: &mut Rng) -> String {
         20 => rng.pick(&["n", "s", "rel", "nested[a]", "ds", "tags"]).to_string(),
         21 => format!("!{}", rng.pick(&["n", "s", "rel", "b"])),
         22 => format!("version=={}", rng.below(2)),
+        23 => format!("n.observedAt{}2026-01-{:02}T12:00:00Z", rng.pick(&[">=", "<", "=="]), 1 + rng.below(28)),
         _ => format!("n>{};n<{}", rng.below(25), 25 + rng.below(25)),
     }
 }
@@ -213,6 +219,11 @@ fn filter(rng: &mut Rng, known_ids: &[String]) -> (EntityFilter, String) {
         f.geo = Some(g);
         said.push(format!("georel={rel}&geometry={geometry}&coordinates={coordinates}"));
     }
+    if rng.chance(0.2) {
+        let o = *rng.pick(&["n", "n;desc", "s,n;desc", "nested[a];desc", "ds", "version;desc,n", "id;desc"]);
+        f.order = Some(OrderBy::parse(o, &ctx).unwrap_or_else(|e| panic!("orderBy={o}: {e:?}")));
+        said.push(format!("orderBy={o}"));
+    }
     (f, said.join("&"))
 }
 
@@ -265,7 +276,11 @@ pub async fn run(store: DynStore, seed: u64) {
     let mut informative = 0;
     for n in 0..FILTERS {
         let (f, said) = filter(&mut rng, &known);
-        let expected: Vec<&str> = everything.iter().filter(|e| f.matches(e)).map(|e| e.id.as_str()).collect();
+        let mut matching: Vec<Entity> = everything.iter().filter(|e| f.matches(e)).cloned().collect();
+        if let Some(order) = &f.order {
+            order.sort(&mut matching);
+        }
+        let expected: Vec<&str> = matching.iter().map(|e| e.id.as_str()).collect();
         if !expected.is_empty() && expected.len() < everything.len() {
             informative += 1;
         }
