@@ -13,6 +13,23 @@
 //! cityhub_store_contract::contract_suite!(fresh);
 //! ```
 //!
+//! A store that several hub processes share also hands out a twin, another handle on the same
+//! database, so that events, leases and the cursor are checked across processes:
+//!
+//! ```ignore
+//! async fn fresh() -> cityhub_store_contract::Fixture {
+//!     let url = cityhub_pgtest::database();
+//!     let store = std::sync::Arc::new(PostgresStore::connect(&url).await.unwrap());
+//!     let twin_url = url.clone();
+//!     cityhub_store_contract::Fixture::new(store, ()).with_twin(Box::new(move || {
+//!         let url = twin_url.clone();
+//!         Box::pin(async move {
+//!             std::sync::Arc::new(PostgresStore::connect(&url).await.unwrap()) as cityhub_store_contract::DynStore
+//!         })
+//!     }))
+//! }
+//! ```
+//!
 //! The cases: every trait operation (entities, modify with several modifiers and independent
 //! failures, query paging and counts, temporal writes and queries with aggregation, history of
 //! modifications, contexts, subscriptions, journal, outbox, delivery status, records
