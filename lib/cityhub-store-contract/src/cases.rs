@@ -327,6 +327,55 @@ pub async fn temporal_instances_round_trip(store: DynStore) {
     assert_eq!(again.unwrap_err().kind, ErrorKind::ResourceNotFound);
 }
 
+/// Temporal queries select entities like queries do (types, q on the current state), page them
+/// by id with a count, and a query leaves out entities with nothing in its window.
+pub async fn temporal_query_selects_and_pages(store: DynStore) {
+    let s = store.as_ref();
+    for i in 0..6u32 {
+        let id = format!("urn:ngsi-ld:Station:{i}");
+        let mut e = ngsild_core::Entity::new(&id, vec![iri(if i % 2 == 0 { "Station" } else { "Buoy" })]);
+        // Station i observes on day i + 1 and i + 2.
+        e.attrs.insert(
+            iri("temperature"),
+            vec![observation(json!(i), &day(i + 1), None), observation(json!(i + 10), &day(i + 2), None)],
+        );
+        let write = TemporalWrite::AddInstances { entity: e, must_exist: false };
+        s.temporal_write("", &id, write).await.unwrap().unwrap();
+    }
+    let ctx = ctx();
+    let query = |types: &str, offset: usize, limit: usize| TemporalQuery {
+        filter: EntityFilter { types: Some(TypeExpr::parse(types, &ctx).unwrap()), ..Default::default() },
+        per_attribute: 100,
+        paging: Paging { offset, limit, count: true },
+        ..Default::default()
+    };
+    let ids_of = |page: &cityhub_storage::TemporalPage| page.entities.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    let page = s.temporal_query("", &query("Station", 0, 10)).await.unwrap();
+    assert_eq!(ids_of(&page), ["urn:ngsi-ld:Station:0", "urn:ngsi-ld:Station:2", "urn:ngsi-ld:Station:4"]);
+    assert_eq!(page.total, Some(3));
+    assert_eq!(page.entities[0].types, [iri("Station")]);
+    let page = s.temporal_query("", &query("Station,Buoy", 2, 3)).await.unwrap();
+    assert_eq!(ids_of(&page), ["urn:ngsi-ld:Station:2", "urn:ngsi-ld:Station:3", "urn:ngsi-ld:Station:4"]);
+    assert_eq!(page.total, Some(6), "the count is of every match");
+    // q judges the current state: the latest observation of each.
+    let mut q = query("Station,Buoy", 0, 10);
+    q.filter.q = Some(ngsild_query::QExpr::parse("temperature>=13", &ctx).unwrap());
+    let page = s.temporal_query("", &q).await.unwrap();
+    assert_eq!(ids_of(&page), ["urn:ngsi-ld:Station:3", "urn:ngsi-ld:Station:4", "urn:ngsi-ld:Station:5"]);
+    // A window that only stations 0 and 1 have instances in.
+    let mut q = query("Station,Buoy", 0, 10);
+    q.timerel = Some(TimeRel::Before("2026-01-02T12:00:00Z".into()));
+    q.skip_empty = true;
+    let page = s.temporal_query("", &q).await.unwrap();
+    assert_eq!(ids_of(&page), ["urn:ngsi-ld:Station:0", "urn:ngsi-ld:Station:1"], "entities with nothing left out");
+    assert_eq!(values_of(&page, "temperature"), [json!(0), json!(10)]);
+    q.skip_empty = false;
+    q.filter.ids = vec!["urn:ngsi-ld:Station:5".into()];
+    let page = s.temporal_query("", &q).await.unwrap();
+    assert_eq!(ids_of(&page), ["urn:ngsi-ld:Station:5"], "a retrieval answers the entity, empty");
+    assert!(values_of(&page, "temperature").is_empty());
+}
+
 pub async fn temporal_aggregation_per_period(store: DynStore) {
     let s = store.as_ref();
     let write = TemporalWrite::AddInstances { entity: station(&[1.0, 2.0, 3.0, 5.0]), must_exist: false };

@@ -97,6 +97,7 @@ macro_rules! contract_suite {
             modifier_reports_come_back,
             query_pages_and_counts,
             temporal_instances_round_trip,
+            temporal_query_selects_and_pages,
             temporal_aggregation_per_period,
             modifications_record_history,
             contexts_round_trip,
