@@ -200,7 +200,7 @@ impl Cluster {
         let data = dir.join("data");
         let mut cost = StartCost::default();
         let t = Instant::now();
-        let out = pg_command(&bin, "initdb", as_postgres)
+        let out = pg_command(&bin, "initdb", as_postgres, &dir)
             .arg("-D")
             .arg(&data)
             .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"])
@@ -232,7 +232,7 @@ impl Cluster {
         let mut port = 0;
         for attempt in 0..5 {
             port = free_port();
-            let status = pg_command(&bin, "pg_ctl", as_postgres)
+            let status = pg_command(&bin, "pg_ctl", as_postgres, &dir)
                 .args(["start", "-w", "-t", "60", "-D"])
                 .arg(&data)
                 .arg("-l")
@@ -391,14 +391,18 @@ fn find_bindir() -> PathBuf {
     )
 }
 
-fn pg_command(bin: &Path, tool: &str, as_postgres: bool) -> Command {
-    if as_postgres {
+/// `tool` of the PostgreSQL binaries, run in `dir` (the `postgres` user may not enter the test's
+/// own working directory, e.g. under /root).
+fn pg_command(bin: &Path, tool: &str, as_postgres: bool, dir: &Path) -> Command {
+    let mut c = if as_postgres {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
         c
     } else {
         Command::new(bin.join(tool))
-    }
+    };
+    c.current_dir(dir);
+    c
 }
 
 /// Starts the watchdog that stops the server and removes `dir` once this process has ended.
@@ -418,6 +422,7 @@ fn spawn_watchdog(bin: &Path, dir: &Path, as_postgres: bool) {
     );
     use std::os::unix::process::CommandExt;
     let status = Command::new("sh")
+        .current_dir(dir)
         .arg("-c")
         .arg(script)
         .arg("cityhub-pgtest-watchdog")
