@@ -996,3 +996,53 @@ pub async fn outbox_under_concurrency(store: DynStore) {
 pub async fn query_equals_definition(store: DynStore) {
     crate::oracle::run(store, 0x15).await;
 }
+
+/// Everything acknowledged is there after every handle was dropped and the store opened again:
+/// entities, history, tenants, subscriptions with status and outbox, the cursor, records,
+/// contexts.
+pub async fn acknowledged_writes_survive_a_restart(fixture: Fixture) {
+    let store = fixture.store.clone();
+    let s = store.as_ref();
+    let kind = SubscriptionKind::Entity;
+    s.create_subscription(kind, "seoul", "urn:s:1", subscription_doc("urn:s:1", 1)).await.unwrap().unwrap();
+    let mods: Vec<(String, Modifier)> =
+        (0..20).map(|i| (format!("urn:c:{i:02}"), create(counter(&format!("urn:c:{i:02}"), i)))).collect();
+    assert!(s.modify("seoul", mods).await.unwrap().iter().all(|r| r.is_ok()));
+    modify_one(s, "seoul", "urn:c:00", increment()).await.unwrap();
+    let write = TemporalWrite::AddInstances { entity: station(&[1.0, 2.0]), must_exist: false };
+    s.temporal_write("seoul", STATION, write).await.unwrap().unwrap();
+    let journal = s.journal_after(s.notifier_cursor().await.unwrap(), 1000).await.unwrap();
+    let last = journal.last().expect("journaled").seq;
+    let endpoint = "http://127.0.0.1:9/notify";
+    let commit = NotifierCommit {
+        cursor: Some(journal[journal.len() / 2].seq),
+        expected_cursor: s.notifier_cursor().await.unwrap(),
+        notifications: vec![item(endpoint, "seoul", "urn:s:1", 1), item(endpoint, "seoul", "urn:s:1", 2)],
+        outbox_cap: 100,
+    };
+    let stored = s.commit_notifications(commit).await.unwrap();
+    s.record_delivery(&stored[0], DeliveryOutcome::Attempted, "2026-01-01T00:00:01Z").await.unwrap();
+    s.record_delivery(&stored[0], DeliveryOutcome::Sent, "2026-01-01T00:00:02Z").await.unwrap();
+    s.create_record("seoul", RecordKind::Registration, "urn:r:1", json!({"id": "urn:r:1"})).await.unwrap().unwrap();
+    s.put_context(context("c1", "seoul", 2)).await.unwrap();
+    let before_entities = all(s, "seoul").await;
+    let before_history = s.temporal_query("seoul", &history_of(STATION)).await.unwrap();
+    let cursor = s.notifier_cursor().await.unwrap();
+    drop(store);
+
+    let (store, _keep) = fixture.restart().await;
+    let s = store.as_ref();
+    assert!(s.tenant_exists("seoul").await.unwrap());
+    assert_eq!(all(s, "seoul").await, before_entities, "the entities");
+    assert_eq!(n_of(&s.get_entity("seoul", "urn:c:00").await.unwrap().unwrap()), 1);
+    assert_eq!(s.temporal_query("seoul", &history_of(STATION)).await.unwrap(), before_history, "the history");
+    assert_eq!(s.notifier_cursor().await.unwrap(), cursor, "the cursor");
+    let rest = s.journal_after(cursor, 1000).await.unwrap();
+    assert_eq!(rest.last().map(|j| j.seq), Some(last), "the journal past the cursor");
+    let pending = s.outbox(endpoint, 10).await.unwrap();
+    assert_eq!(pending, stored[1..], "the undelivered notification, as stored");
+    let status = s.get_subscription(kind, "seoul", "urn:s:1").await.unwrap().expect("the subscription").status;
+    assert_eq!((status.times_sent, status.last_success.as_deref()), (1, Some("2026-01-01T00:00:02Z")));
+    assert_eq!(s.list_records("seoul", RecordKind::Registration).await.unwrap(), [json!({"id": "urn:r:1"})]);
+    assert_eq!(s.get_context("c1").await.unwrap(), Some(context("c1", "seoul", 2)));
+}

@@ -8,25 +8,34 @@
 //! async fn fresh() -> cityhub_store_contract::Fixture {
 //!     let dir = tempfile::tempdir().unwrap();
 //!     let store = std::sync::Arc::new(cityhub_sqlite::SqliteStore::open(dir.path()).unwrap());
-//!     cityhub_store_contract::Fixture::new(store, dir)
+//!     let path = dir.path().to_path_buf();
+//!     cityhub_store_contract::Fixture::new(store, dir).with_reopen(Box::new(move || {
+//!         let path = path.clone();
+//!         Box::pin(async move { std::sync::Arc::new(SqliteStore::open(&path).unwrap()) as DynStore })
+//!     }))
 //! }
 //! cityhub_store_contract::contract_suite!(fresh);
 //! ```
+//!
+//! (`with_reopen` tells how to open the store again after every handle was dropped: the
+//! durability case restarts the store; a factory without it fails that case.)
 //!
 //! A store that several hub processes share also hands out a twin, another handle on the same
 //! database, so that events, leases and the cursor are checked across processes:
 //!
 //! ```ignore
-//! async fn fresh() -> cityhub_store_contract::Fixture {
-//!     let url = cityhub_pgtest::database();
-//!     let store = std::sync::Arc::new(PostgresStore::connect(&url).await.unwrap());
-//!     let twin_url = url.clone();
-//!     cityhub_store_contract::Fixture::new(store, ()).with_twin(Box::new(move || {
-//!         let url = twin_url.clone();
+//! fn opener(url: String) -> cityhub_store_contract::Twin {
+//!     Box::new(move || {
+//!         let url = url.clone();
 //!         Box::pin(async move {
 //!             std::sync::Arc::new(PostgresStore::connect(&url).await.unwrap()) as cityhub_store_contract::DynStore
 //!         })
-//!     }))
+//!     })
+//! }
+//! async fn fresh() -> cityhub_store_contract::Fixture {
+//!     let url = cityhub_pgtest::database();
+//!     let store = std::sync::Arc::new(PostgresStore::connect(&url).await.unwrap());
+//!     cityhub_store_contract::Fixture::new(store, ()).with_twin(opener(url.clone())).with_reopen(opener(url))
 //! }
 //! ```
 //!
@@ -59,12 +68,28 @@ pub type Twin = Box<dyn Fn() -> Pin<Box<dyn Future<Output = DynStore> + Send>> +
 pub struct Fixture {
     pub store: DynStore,
     twin: Option<Twin>,
+    reopen: Option<Twin>,
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl Fixture {
     pub fn new(store: DynStore, keep: impl std::any::Any + Send + Sync) -> Fixture {
-        Fixture { store, twin: None, _keep: Box::new(keep) }
+        Fixture { store, twin: None, reopen: None, _keep: Box::new(keep) }
+    }
+
+    /// How to open the same store again after every handle on it was dropped (a restarted hub):
+    /// the durability case needs it.
+    pub fn with_reopen(mut self, reopen: Twin) -> Fixture {
+        self.reopen = Some(reopen);
+        self
+    }
+
+    /// Drops every handle on the store and opens it again, as a restarted hub would.
+    pub async fn restart(self) -> (DynStore, Box<dyn std::any::Any + Send + Sync>) {
+        let Fixture { store, twin, reopen, _keep } = self;
+        let reopen = reopen.expect("this case needs Fixture::with_reopen: how to open the store again");
+        drop((store, twin));
+        (reopen().await, _keep)
     }
 
     /// For a store that several processes share (PostgreSQL): `twin` opens another handle on
@@ -110,6 +135,7 @@ macro_rules! contract_suite {
             outbox_under_concurrency,
             query_equals_definition,
         );
+        $crate::contract_suite!(@owned $factory; acknowledged_writes_survive_a_restart);
         $crate::contract_suite!(@shared $factory;
             records_create_if_absent_under_concurrency,
             events_follow_commits,
@@ -124,6 +150,15 @@ macro_rules! contract_suite {
                 let fixture: $crate::Fixture = $factory().await;
                 $crate::cases::$case(fixture.store.clone()).await;
                 drop(fixture);
+            }
+        )*
+    };
+    (@owned $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture: $crate::Fixture = $factory().await;
+                $crate::cases::$case(fixture).await;
             }
         )*
     };
