@@ -18,7 +18,7 @@
 //! ```
 //!
 //! (`with_reopen` tells how to open the store again after every handle was dropped: the
-//! durability case restarts the store; a factory without it fails that case.)
+//! durability case restarts the store; a factory with neither it nor a twin fails that case.)
 //!
 //! A store that several hub processes share also hands out a twin, another handle on the same
 //! database, so that events, leases and the cursor are checked across processes:
@@ -35,7 +35,7 @@
 //! async fn fresh() -> cityhub_store_contract::Fixture {
 //!     let url = cityhub_pgtest::database();
 //!     let store = std::sync::Arc::new(PostgresStore::connect(&url).await.unwrap());
-//!     cityhub_store_contract::Fixture::new(store, ()).with_twin(opener(url.clone())).with_reopen(opener(url))
+//!     cityhub_store_contract::Fixture::new(store, ()).with_twin(opener(url)) // the twin also reopens
 //! }
 //! ```
 //!
@@ -87,8 +87,10 @@ impl Fixture {
     /// Drops every handle on the store and opens it again, as a restarted hub would.
     pub async fn restart(self) -> (DynStore, Box<dyn std::any::Any + Send + Sync>) {
         let Fixture { store, twin, reopen, _keep } = self;
-        let reopen = reopen.expect("this case needs Fixture::with_reopen: how to open the store again");
-        drop((store, twin));
+        // A twin opens the same store anew: it does for a restart too.
+        let reopen =
+            reopen.or(twin).expect("this case needs Fixture::with_reopen (or with_twin): how to open the store again");
+        drop(store);
         (reopen().await, _keep)
     }
 
