@@ -155,7 +155,10 @@ pub fn test_store(data: &Path) -> Option<String> {
     };
     ANNOUNCED.call_once(|| {
         let cost = cityhub_pgtest::cluster().start_cost();
-        eprintln!("black-box tests on PostgreSQL (CITYHUB_TEST_STORE=postgres; cluster started in {:?})", cost.total());
+        uncaptured(&format!(
+            "black-box tests on PostgreSQL (CITYHUB_TEST_STORE=postgres; cluster started in {:?})",
+            cost.total()
+        ));
     });
     Some(url)
 }
@@ -164,12 +167,18 @@ pub fn test_store(data: &Path) -> Option<String> {
 /// runs only on SQLite and answers false (the test then returns).
 pub fn sqlite_only(test: &str) -> bool {
     if store_is_postgres() {
-        eprintln!(
+        uncaptured(&format!(
             "{test}: about the SQLite store's files, runs on SQLite only (not under CITYHUB_TEST_STORE=postgres)"
-        );
+        ));
         return false;
     }
     true
+}
+
+/// A line on stderr that the test harness does not capture, so that CI's log shows it.
+fn uncaptured(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A blocking HTTP client for tests (reqwest is built without a default TLS provider).
