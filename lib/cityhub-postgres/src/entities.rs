@@ -141,15 +141,16 @@ pub(crate) async fn modify(
     save(&tx, tenant, &states).await?;
     let changes: Vec<&Change> =
         answers.iter().filter_map(|a| a.as_ref().ok()).filter(|c| c.before.is_some() || c.after.is_some()).collect();
+    let remember = any_ok && crate::tenants::touch(store, &tx, tenant).await?;
     let mut journaled = false;
     if !changes.is_empty() {
         let now = ngsild_core::time::now();
         crate::temporal::record_changes(&tx, tenant, &changes, &now).await?;
         // Same transaction as the change: a change is never acknowledged without its journal
-        // entry, and never journaled without being committed.
+        // entry, and never journaled without being committed. Last before the commit: the
+        // journal serialises journaling transactions from here to their commit.
         journaled = crate::feed::journal(&tx, tenant, &changes, &now).await?;
     }
-    let remember = any_ok && crate::tenants::touch(store, &tx, tenant).await?;
     tx.commit().await.or_backend()?;
     if remember {
         store.remember_tenant(tenant);
