@@ -8,6 +8,14 @@
 //! definition) decides. Geo-queries always leave the last word to it: PostGIS narrows with a
 //! bounding box, or with `ST_DWithin` on geography for `near` (a little wider than asked, since
 //! PostGIS measures on the spheroid and NGSI-LD on the sphere).
+//!
+//! Why a facet table and not JSONB indexes: measured on 10,000 entities (3 types, a number, a
+//! text and a point each; PostgreSQL 15, shared 2-core machine, second runs), `type=T&q=n==21`
+//! took 0.7 ms on facets and 0.4-3.6 ms as JSONB containment on a `jsonb_path_ops` GIN index;
+//! `q=n>45` (800 matches) 11 ms on facets and 19 ms as `jsonb_path_exists`, which no GIN index
+//! serves (a scan of every document, growing with the tenant). Facets also answer ranges, text
+//! order, language maps and relationship lists alike, and keep the documents `json` (written
+//! order) instead of `jsonb`.
 
 use cityhub_storage::{EntityFilter, Page, Paging, StoreError};
 use futures_util::{pin_mut, TryStreamExt};
