@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dump;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
