@@ -114,8 +114,8 @@ pub(crate) async fn modify(
             Ok(result) => result,
             Err(_) => Err(NgsiLdError::internal(format!("the modification of {id} failed unexpectedly"))),
         };
-        let after = match result {
-            Ok(after) => after,
+        let (after, report) = match result {
+            Ok(modified) => (modified.next, modified.report),
             Err(e) => {
                 answers.push(Err(e));
                 continue;
@@ -135,7 +135,7 @@ pub(crate) async fn modify(
                 None => current.remove(&id),
             };
         }
-        answers.push(Ok(Change { before, after }));
+        answers.push(Ok(Change { before, after, report }));
     }
     let states: Vec<(&str, Option<&Entity>)> = touched.iter().map(|id| (id.as_str(), current.get(id))).collect();
     save(&tx, tenant, &states).await?;
