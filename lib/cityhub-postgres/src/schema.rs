@@ -26,7 +26,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "tenants, contexts, entities, geometries, history",
         sql: include_str!("../migrations/0001_core.sql"),
     },
-    // Helper "ops" appends its step here: subscriptions, journal, outbox, leases, records.
+    Migration {
+        version: 2,
+        name: "subscriptions, journal, notifier cursor, outbox, leases, records",
+        sql: include_str!("../migrations/0002_feed.sql"),
+    },
 ];
 
 /// The key of the advisory lock that serialises migrations across processes ("cityhub" in ASCII).
