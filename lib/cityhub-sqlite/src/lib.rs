@@ -13,6 +13,7 @@
 // contexts, records, subscriptions; entities over index; temporal over entities), migrate on top.
 mod codec;
 mod contexts;
+mod dump;
 mod entities;
 mod index;
 mod migrate;
