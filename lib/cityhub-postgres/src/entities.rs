@@ -60,25 +60,28 @@ pub(crate) async fn load_for_update(
     Ok(rows.into_iter().map(|r| (r.get(0), r.get::<_, Json<Entity>>(1).0)).collect())
 }
 
-/// Inside `tx`: writes the final state of each entity (None deletes it) and its geometries.
+/// Inside `tx`: writes the final state of each entity (None deletes it), whose stored state
+/// was `before`, and brings its indexes up to date.
 pub(crate) async fn save(
     tx: &tokio_postgres::Transaction<'_>,
     tenant: &str,
-    states: &[(&str, Option<&Entity>)],
+    states: &[(&str, Option<&Entity>, Option<&Entity>)],
 ) -> Result<(), StoreError> {
     let (mut ids, mut docs, mut gone) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, state) in states {
-        match state {
+    let mut delta = crate::index::Delta::default();
+    for &(id, before, after) in states {
+        match after {
             Some(entity) => {
-                ids.push(*id);
-                docs.push(Json(*entity));
+                ids.push(id);
+                docs.push(Json(entity));
             }
-            None => gone.push(*id),
+            None => gone.push(id),
         }
+        delta.change(id, before, after);
     }
     if !ids.is_empty() {
         tx.execute(
-            "INSERT INTO entities (tenant, id, doc) SELECT $1, u.id, u.doc FROM unnest($2::text[], $3::jsonb[]) AS u(id, doc)
+            "INSERT INTO entities (tenant, id, doc) SELECT $1, u.id, u.doc FROM unnest($2::text[], $3::json[]) AS u(id, doc)
              ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc",
             &[&tenant, &ids, &docs],
         )
@@ -88,7 +91,7 @@ pub(crate) async fn save(
     if !gone.is_empty() {
         tx.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2)", &[&tenant, &gone]).await.or_backend()?;
     }
-    Ok(())
+    delta.apply(tx, tenant).await
 }
 
 pub(crate) async fn modify(
@@ -103,13 +106,16 @@ pub(crate) async fn modify(
     let tx = client.transaction().await.or_backend()?;
     let ids: Vec<&str> = modifications.iter().map(|(id, _)| id.as_str()).collect();
     lock(&tx, tenant, &ids).await?;
-    let mut current: HashMap<String, Entity> = load_for_update(&tx, tenant, &ids).await?;
-    // Which entities were written, in the order first written, and whether they existed.
-    let mut touched: Vec<String> = Vec::new();
+    let loaded: HashMap<String, Entity> = load_for_update(&tx, tenant, &ids).await?;
+    // What this transaction wrote so far, over what it loaded; in the order first written.
+    let mut written: Vec<(String, Option<Entity>)> = Vec::new();
     let mut answers = Vec::with_capacity(modifications.len());
     let mut any_ok = false;
     for (id, modifier) in modifications {
-        let before = current.get(&id).cloned();
+        let before = match written.iter().find(|(w, _)| *w == id) {
+            Some((_, state)) => state.clone(),
+            None => loaded.get(&id).cloned(),
+        };
         let result: Modification = match catch_unwind(AssertUnwindSafe(|| modifier(before.clone()))) {
             Ok(result) => result,
             Err(_) => Err(NgsiLdError::internal(format!("the modification of {id} failed unexpectedly"))),
@@ -127,17 +133,15 @@ pub(crate) async fn modify(
         }
         any_ok = true;
         if before.is_some() || after.is_some() {
-            if !touched.contains(&id) {
-                touched.push(id.clone());
+            match written.iter_mut().find(|(w, _)| *w == id) {
+                Some((_, state)) => *state = after.clone(),
+                None => written.push((id.clone(), after.clone())),
             }
-            match &after {
-                Some(entity) => current.insert(id.clone(), entity.clone()),
-                None => current.remove(&id),
-            };
         }
         answers.push(Ok(Change { before, after, report }));
     }
-    let states: Vec<(&str, Option<&Entity>)> = touched.iter().map(|id| (id.as_str(), current.get(id))).collect();
+    let states: Vec<(&str, Option<&Entity>, Option<&Entity>)> =
+        written.iter().map(|(id, after)| (id.as_str(), loaded.get(id), after.as_ref())).collect();
     save(&tx, tenant, &states).await?;
     let changes: Vec<&Change> =
         answers.iter().filter_map(|a| a.as_ref().ok()).filter(|c| c.before.is_some() || c.after.is_some()).collect();
@@ -145,7 +149,7 @@ pub(crate) async fn modify(
     let mut journaled = false;
     if !changes.is_empty() {
         let now = ngsild_core::time::now();
-        crate::temporal::record_changes(&tx, tenant, &changes, &now).await?;
+        crate::temporal::record_changes(store, &tx, tenant, &changes, &now).await?;
         // Same transaction as the change: a change is never acknowledged without its journal
         // entry, and never journaled without being committed. Last before the commit: the
         // journal serialises journaling transactions from here to their commit.

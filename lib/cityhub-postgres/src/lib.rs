@@ -16,6 +16,7 @@
 mod contexts;
 mod entities;
 mod feed;
+mod index;
 mod query;
 mod records;
 mod schema;
@@ -48,6 +49,8 @@ pub struct PostgresStore {
     pub(crate) feed: feed::Feed,
     /// Tenants this process saw committed (a tenant is never deleted).
     known_tenants: RwLock<HashSet<String>>,
+    /// Months whose history partition this process saw exist (a partition is never dropped by a hub).
+    partitions: RwLock<HashSet<i64>>,
 }
 
 impl PostgresStore {
@@ -77,7 +80,12 @@ impl PostgresStore {
         schema::migrate(&mut client).await?;
         drop(client);
         let feed = feed::Feed::start(&listen_config).await?;
-        Ok(PostgresStore { pool, feed, known_tenants: RwLock::new(HashSet::new()) })
+        Ok(PostgresStore {
+            pool,
+            feed,
+            known_tenants: RwLock::new(HashSet::new()),
+            partitions: RwLock::new(HashSet::new()),
+        })
     }
 
     pub(crate) fn known_tenant(&self, tenant: &str) -> bool {
@@ -87,6 +95,16 @@ impl PostgresStore {
     pub(crate) fn remember_tenant(&self, tenant: &str) {
         if let Ok(mut known) = self.known_tenants.write() {
             known.insert(tenant.to_owned());
+        }
+    }
+
+    pub(crate) fn partition_known(&self, month: i64) -> bool {
+        self.partitions.read().is_ok_and(|known| known.contains(&month))
+    }
+
+    pub(crate) fn remember_partition(&self, month: i64) {
+        if let Ok(mut known) = self.partitions.write() {
+            known.insert(month);
         }
     }
 

@@ -12,6 +12,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod dump;
+pub mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;
