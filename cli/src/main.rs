@@ -4,6 +4,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod demo;
+mod migrate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ enum Command {
     /// Register another city's hub as a context source of this one, for the given entity types:
     /// queries at this hub then also ask the peer and merge its answers.
     Federate(FederateArgs),
+    /// Copy a stopped hub's whole embedded store (its --data directory) into a new PostgreSQL
+    /// database, then check the copy: counts of every part and a sample compared item by item.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Args)]
@@ -189,6 +193,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Federate(args) => federate(args),
+        Command::Migrate(args) => migrate::migrate(args),
     }
 }
 

@@ -39,7 +39,12 @@ impl Hub {
     /// Starts a hub on an existing data directory (the caller keeps it alive). Under
     /// `CITYHUB_TEST_STORE=postgres` the hub stores in PostgreSQL instead (see [`test_store`]).
     pub fn spawn(data: &Path, extra: &[&str]) -> Hub {
-        let store = test_store(data);
+        Self::spawn_with_store(data, test_store(data), extra)
+    }
+
+    /// Starts a hub on `data` storing in `store` (a PostgreSQL URL), or in SQLite in `data`
+    /// when None, whatever `CITYHUB_TEST_STORE` says.
+    pub fn spawn_with_store(data: &Path, store: Option<String>, extra: &[&str]) -> Hub {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cityhub"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)

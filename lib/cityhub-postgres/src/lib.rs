@@ -14,6 +14,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod contexts;
+mod dump;
 mod entities;
 mod feed;
 mod index;

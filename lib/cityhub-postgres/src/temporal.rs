@@ -82,7 +82,11 @@ fn month_start(month: i64) -> Option<i64> {
 /// Inside `tx`, before it reads or writes the history: makes sure the months of `times` that get
 /// a partition have one. A partition that cannot be made (its rows already in the default one)
 /// leaves them there.
-async fn ensure_partitions(store: &PostgresStore, tx: &Transaction<'_>, times: &[i64]) -> Result<(), StoreError> {
+pub(crate) async fn ensure_partitions(
+    store: &PostgresStore,
+    tx: &Transaction<'_>,
+    times: &[i64],
+) -> Result<(), StoreError> {
     let current = month_of(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
     let wanted: BTreeSet<i64> = times
         .iter()

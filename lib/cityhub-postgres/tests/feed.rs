@@ -12,13 +12,19 @@ use cityhub_storage::{
 use ngsild_core::model::{Attribute, AttributeKind};
 use ngsild_core::Entity;
 use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 
 async fn two_stores() -> (Arc<PostgresStore>, Arc<PostgresStore>) {
+    let (a, b, _) = two_stores_and_url().await;
+    (a, b)
+}
+
+async fn two_stores_and_url() -> (Arc<PostgresStore>, Arc<PostgresStore>, String) {
     let url = tokio::task::spawn_blocking(cityhub_pgtest::database).await.unwrap();
     let a = PostgresStore::connect(&url).await.unwrap();
     let b = PostgresStore::connect(&url).await.unwrap();
-    (Arc::new(a), Arc::new(b))
+    (Arc::new(a), Arc::new(b), url)
 }
 
 /// The next event other than a journal wake-up, within a bound.
@@ -241,4 +247,56 @@ async fn deliveries_are_counted_in_the_status_and_rows_go_when_sent() {
     assert_eq!((status.times_sent, status.times_failed, status.dropped), (2, 1, 1));
     assert_eq!(status.last_failure.as_deref(), Some("2026-01-01T00:00:02Z"));
     assert_eq!(status.last_success.as_deref(), Some("2026-01-01T00:00:05Z"));
+}
+
+/// The listening connection is cut (a DBA's pg_terminate_backend, a failover): every receiver
+/// hears "lagged" (everything may have changed), and events flow again once it reconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listen_connection_makes_receivers_lag_and_comes_back() {
+    let (a, b, url) = two_stores_and_url().await;
+    let mut at_a = a.events();
+    // The listening backends of this database: the ones that ran LISTEN (or its probe) last.
+    let killed = {
+        let client = cityhub_pgtest::connect(&url).await;
+        client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND (query LIKE 'LISTEN%' OR query = 'SELECT 1')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .len()
+    };
+    assert!(killed >= 2, "expected both stores' listening connections, found {killed}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, at_a.recv()).await {
+            Ok(Err(RecvError::Lagged(_))) => break,
+            Ok(Ok(_)) => continue,
+            other => panic!("no lag after the listening connection was cut: {other:?}"),
+        }
+    }
+    // Events from the other store reach this one again (the reconnect may take a moment: the
+    // event is sent until it arrives, a bounded number of times).
+    let mut heard = false;
+    for i in 0..50 {
+        b.create_record("", RecordKind::Registration, &format!("urn:r:{i}"), json!({})).await.unwrap().unwrap();
+        let wait = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                event = at_a.recv() => match event {
+                    Ok(StoreEvent::Records { .. }) => { heard = true; break; }
+                    _ => continue,
+                },
+                _ = &mut wait => break,
+            }
+        }
+        if heard {
+            break;
+        }
+    }
+    assert!(heard, "events never came back after the reconnect");
 }
