@@ -6,10 +6,8 @@
 use parking_lot::Mutex;
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use bytes::Bytes;
 use cityhub_storage::{Change, Modifier};
 use ngsild_core::expand::{entity_from_input, expand_fragment, EntityInput};
 use ngsild_core::ops;
@@ -19,11 +17,16 @@ use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
-use crate::federation::source_error;
-use crate::request::{link_context, read_json_body, tenant, Params};
+use crate::extract::{params, Call, JsonBody, LocalOnly, Write};
+use crate::request::link_context;
 use crate::response::{no_content, plain_json};
 use crate::SharedState;
+use ngsild_federation::forward::source_error;
 use ngsild_federation::Operation;
+
+params! {
+    Options = &["options", "local"];
+}
 
 /// An entity id with why it failed.
 type Failure = (String, NgsiLdError);
@@ -40,11 +43,9 @@ type ItemResult = Result<(String, Option<Change>), Failure>;
 
 /// Reads a batch body: an array whose items each come with their active @context.
 async fn read_batch(
-    state: &SharedState,
-    headers: &HeaderMap,
-    body: &Bytes,
+    Call { state, headers, .. }: &Call,
+    JsonBody { value, is_ld }: JsonBody,
 ) -> Result<Vec<(Value, Result<Arc<Context>, NgsiLdError>)>, crate::ApiError> {
-    let (value, is_ld) = read_json_body(headers, body, false)?;
     let Value::Array(items) = value else {
         return Err(NgsiLdError::bad_request("a batch operation needs a JSON array").into());
     };
@@ -142,25 +143,10 @@ fn no_content_or_multi(successes: Vec<String>, errors: Vec<EntityError>) -> Resp
 }
 
 /// POST /entityOperations/create
-pub async fn create(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local"])?;
-    let tenant = tenant(&headers)?;
-    let EntityBatch { inputs, mut failed, remote } = entity_batch(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        true,
-        Operation::CREATE_BATCH,
-        "/entityOperations/create",
-    )
-    .await?;
+pub async fn create(write: Write<LocalOnly>, body: JsonBody) -> ApiResult {
+    let Call { state, tenant, .. } = &write.call;
+    let EntityBatch { inputs, mut failed, remote } =
+        entity_batch(&write, body, true, Operation::CREATE_BATCH, "/entityOperations/create").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
         if modifications.iter().any(|(other, _)| other == &id) {
@@ -181,7 +167,7 @@ pub async fn create(
             Err(e) => failed.push((id, e)),
         }
     }
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let created: Vec<String> = ok.into_iter().map(|(id, _)| id).collect();
     let (created, errors) = remote.combine(created, errors);
     if errors.is_empty() {
@@ -192,26 +178,11 @@ pub async fn create(
 }
 
 /// POST /entityOperations/upsert: creates what is new; replaces (default) or updates what exists.
-pub async fn upsert(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
+pub async fn upsert(write: Write<Options>, body: JsonBody) -> ApiResult {
+    let Call { state, params, tenant, .. } = &write.call;
     let update_mode = params.has_option("update");
-    let tenant = tenant(&headers)?;
-    let EntityBatch { inputs, mut failed, remote } = entity_batch(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        true,
-        Operation::UPSERT_BATCH,
-        "/entityOperations/upsert",
-    )
-    .await?;
+    let EntityBatch { inputs, mut failed, remote } =
+        entity_batch(&write, body, true, Operation::UPSERT_BATCH, "/entityOperations/upsert").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
         let entity = match entity_from_input(&input) {
@@ -240,7 +211,7 @@ pub async fn upsert(
             }),
         ));
     }
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let mut created: Vec<String> =
         ok.iter().filter(|(_, c)| c.as_ref().is_some_and(|c| c.before.is_none())).map(|(id, _)| id.clone()).collect();
     created.extend(remote.created.iter().filter(|id| remote.remote_only.contains(id)).cloned());
@@ -257,26 +228,11 @@ pub async fn upsert(
 
 /// POST /entityOperations/update: updates existing entities; with noOverwrite, attributes that
 /// exist are kept and the entity is reported among the errors, while its new attributes are added.
-pub async fn update(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
+pub async fn update(write: Write<Options>, body: JsonBody) -> ApiResult {
+    let Call { state, params, tenant, .. } = &write.call;
     let no_overwrite = params.has_option("noOverwrite");
-    let tenant = tenant(&headers)?;
-    let EntityBatch { inputs, failed, remote } = entity_batch(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        false,
-        Operation::UPDATE_BATCH,
-        "/entityOperations/update",
-    )
-    .await?;
+    let EntityBatch { inputs, failed, remote } =
+        entity_batch(&write, body, false, Operation::UPDATE_BATCH, "/entityOperations/update").await?;
     let mut reports = Vec::new();
     let modifications = inputs
         .into_iter()
@@ -298,7 +254,7 @@ pub async fn update(
             (id, modifier)
         })
         .collect();
-    let (ok, mut errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, mut errors) = split(apply(state, tenant, modifications).await?, failed);
     let mut successes = Vec::new();
     for (id, _) in ok {
         let report = reports.iter().find(|(rid, _)| rid == &id).and_then(|(_, r)| r.lock().take());
@@ -315,25 +271,10 @@ pub async fn update(
 }
 
 /// POST /entityOperations/merge
-pub async fn merge(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
-    let tenant = tenant(&headers)?;
-    let EntityBatch { inputs, failed, remote } = entity_batch(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        false,
-        Operation::MERGE_BATCH,
-        "/entityOperations/merge",
-    )
-    .await?;
+pub async fn merge(write: Write<Options>, body: JsonBody) -> ApiResult {
+    let Call { state, tenant, .. } = &write.call;
+    let EntityBatch { inputs, failed, remote } =
+        entity_batch(&write, body, false, Operation::MERGE_BATCH, "/entityOperations/merge").await?;
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
@@ -347,22 +288,15 @@ pub async fn merge(
             (id, modifier)
         })
         .collect();
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let (successes, errors) = remote.combine(ok.into_iter().map(|(id, _)| id).collect(), errors);
     Ok(remote.warned(no_content_or_multi(successes, errors)))
 }
 
 /// POST /entityOperations/delete: the body is an array of entity ids.
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local"])?;
-    let tenant = tenant(&headers)?;
-    let (value, _) = read_json_body(&headers, &body, false)?;
-    let Value::Array(items) = value else {
+pub async fn delete(write: Write<LocalOnly>, body: JsonBody) -> ApiResult {
+    let Call { state, tenant, .. } = &write.call;
+    let Value::Array(items) = body.value else {
         return Err(NgsiLdError::bad_request("a batch delete needs a JSON array of entity ids").into());
     };
     if items.is_empty() {
@@ -378,18 +312,7 @@ pub async fn delete(
         }
         ids.push(id);
     }
-    let remote = distribute(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        None,
-        &mut ids,
-        Operation::DELETE_BATCH,
-        "/entityOperations/delete",
-    )
-    .await?;
+    let remote = distribute(&write, &[], None, &mut ids, Operation::DELETE_BATCH, "/entityOperations/delete").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for id in ids {
         let missing = id.clone();
@@ -401,7 +324,7 @@ pub async fn delete(
             }),
         ));
     }
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let (successes, errors) = remote.combine(ok.into_iter().map(|(id, _)| id).collect(), errors);
     Ok(remote.warned(no_content_or_multi(successes, errors)))
 }
@@ -460,24 +383,18 @@ struct EntityBatch {
 }
 
 /// Reads an entity batch (`need_type`: each entity must name its type) and distributes it.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
 async fn entity_batch(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    params: &Params,
-    body: &Bytes,
+    call: &Call,
+    body: JsonBody,
     need_type: bool,
     operation: &str,
     path: &str,
 ) -> Result<EntityBatch, crate::ApiError> {
-    let items = read_batch(state, headers, body).await?;
+    // The items as sent (with their @context) are what a source is forwarded.
+    let originals = body.value.as_array().cloned().unwrap_or_default();
+    let items = read_batch(call, body).await?;
     let (mut inputs, failed) = expand_items(items, need_type);
-    let remote =
-        distribute(state, headers, tenant, params, body, Some(&mut inputs), &mut Vec::new(), operation, path).await?;
+    let remote = distribute(call, &originals, Some(&mut inputs), &mut Vec::new(), operation, path).await?;
     Ok(EntityBatch { inputs, failed, remote })
 }
 
@@ -485,16 +402,9 @@ async fn entity_batch(
 /// batch request with its part of every entity it covers; the entities left in `inputs` (their
 /// attributes narrowed to the hub's part) are the hub's to apply. `inputs` of None: a batch
 /// delete, whose `ids` are the entities.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
 async fn distribute(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    params: &Params,
-    body: &Bytes,
+    Call { state, headers, params, tenant, .. }: &Call,
+    originals: &[Value],
     inputs: Option<&mut Vec<(String, EntityInput)>>,
     ids: &mut Vec<String>,
     operation: &str,
@@ -509,8 +419,6 @@ async fn distribute(
     if regs.is_empty() {
         return Ok(remote);
     }
-    let originals: Vec<Value> =
-        serde_json::from_slice::<Value>(body).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default();
     let link = link_context(headers)?.map(Value::String);
     let ctx = match &link {
         Some(l) => state.contexts.resolve(l).await.unwrap_or_else(|_| state.contexts.core()),

@@ -1,9 +1,7 @@
 //! `/csourceRegistrations`: register, query, retrieve, update and delete context sources
 //! (clauses 5.9, 5.10, 6.8, 6.9).
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use bytes::Bytes;
+use axum::http::StatusCode;
 use ngsild_core::time::{now, parse_datetime};
 use ngsild_core::NgsiLdError;
 use ngsild_federation::registration::{
@@ -14,11 +12,12 @@ use ngsild_query::{QExpr, TypeExpr};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::request::{accept, as_object, body_ld, existing_tenant, header_ld, tenant, Params};
+use crate::extract::{params, Accepting, Call, LdBody, NoParams, Read, RegistrationId, Update, Write};
+use crate::request::{as_object, Params};
 use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
-use crate::SharedState;
 
-const QUERY_PARAMS: &[&str] = &[
+params! {
+    QueryParams = &[
     "id",
     "idPattern",
     "type",
@@ -40,25 +39,16 @@ const QUERY_PARAMS: &[&str] = &[
     "lang",
     "local",
 ];
+    RetrieveParams = &["options", "lang", "local"];
+}
 
 fn location(id: &str) -> String {
     format!("/ngsi-ld/v1/csourceRegistrations/{}", path_segment(id))
 }
 
-fn check_id(id: &str) -> Result<(), NgsiLdError> {
-    ngsild_core::validate::check_uri(id, "the registration id")
-}
-
 /// POST /csourceRegistrations
-pub async fn create(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &[])?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+pub async fn create(write: Write<NoParams>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
+    let Call { state, tenant, .. } = write.call;
     let now = now();
     let mut reg = parse_registration(&as_object(value, "a registration")?, &ld.ctx, &now)?;
     if reg.id.is_empty() {
@@ -81,16 +71,11 @@ pub async fn create(
 
 /// GET /csourceRegistrations/{id}
 pub async fn retrieve(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
+    RegistrationId(id): RegistrationId,
+    Read { call, ld, .. }: Read<RetrieveParams>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "lang", "local"])?;
-    let accept = accept(&headers, false)?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+    let Call { state, params, tenant, .. } = call;
     let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
     let reg = regs
         .iter()
@@ -102,11 +87,8 @@ pub async fn retrieve(
 }
 
 /// GET /csourceRegistrations
-pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): Accepting<false>) -> ApiResult {
+    let Call { state, params, tenant, .. } = call;
     // Clause 5.10.2: a query names what it looks for.
     let names_something =
         ["id", "idPattern", "type", "attrs", "csf", "georel", "timerel", "q"].iter().any(|p| params.get(p).is_some());
@@ -227,16 +209,11 @@ impl TimeFilter {
 
 /// PATCH /csourceRegistrations/{id}
 pub async fn update(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    RegistrationId(id): RegistrationId,
+    update: Update<NoParams>,
+    LdBody { value, ld }: LdBody<true>,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &[])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let (value, ld) = body_ld(&state, &headers, &body, true).await?;
+    let Call { state, tenant, .. } = update.call;
     let fragment = as_object(value, "a registration fragment")?;
     let fed = &state.federation;
     let _writing = fed.writes.lock().await;
@@ -252,15 +229,8 @@ pub async fn update(
 }
 
 /// DELETE /csourceRegistrations/{id}
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &[])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
+pub async fn delete(RegistrationId(id): RegistrationId, update: Update<NoParams>) -> ApiResult {
+    let Call { state, tenant, .. } = update.call;
     let fed = &state.federation;
     let _writing = fed.writes.lock().await;
     let before = fed.registrations(state.store.as_ref(), &tenant).await?.iter().find(|r| r.id == id).cloned();

@@ -5,7 +5,7 @@
 
 use indexmap::IndexMap;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use cityhub_storage::{EntityFilter, Paging};
 use ngsild_core::{Entity, NgsiLdError};
@@ -15,10 +15,16 @@ use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
 
 use crate::error::ApiResult;
+use crate::extract::{params, Accepting, Call, Read};
 use crate::federation::{Federation, SourceFailure};
-use crate::request::{accept, existing_tenant, header_ld, Ld, Params};
+use crate::request::{Ld, Params};
 use crate::response::{ld_json, path_segment};
 use crate::SharedState;
+
+params! {
+    Details = &["details", "local", "via"];
+    Info = &["local", "via"];
+}
 
 #[derive(Default)]
 struct TypeSummary {
@@ -97,11 +103,8 @@ fn details(params: &Params) -> Result<bool, NgsiLdError> {
 }
 
 /// GET /types
-pub async fn types(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["details", "local", "via"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn types(Read { call, ld, .. }: Read<Details>, Accepting(accept): Accepting<false>) -> ApiResult {
+    let Call { state, headers, params, tenant, .. } = call;
     let details = details(&params)?;
     let summaries = type_summaries(&all_entities(&state, &tenant).await?);
     // type IRI -> attribute IRIs
@@ -212,15 +215,11 @@ impl RemoteNames {
 /// GET /types/{type}: the hub's entities of the type, and what the context sources registered
 /// for it hold (`retrieveEntityTypeInfo`): counts add up, attributes unite.
 pub async fn type_info(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
+    Read { call, ld, .. }: Read<Info>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "via"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+    let Call { state, headers, params, tenant, .. } = call;
     let iri = ld.ctx.expand_term(&name).into_owned();
     let summaries = type_summaries(&all_entities(&state, &tenant).await?);
     let mut found = summaries.get(&iri).is_some();
@@ -323,11 +322,8 @@ impl RemoteInfo {
 }
 
 /// GET /attributes
-pub async fn attributes(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["details", "local", "via"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn attributes(Read { call, ld, .. }: Read<Details>, Accepting(accept): Accepting<false>) -> ApiResult {
+    let Call { state, headers, params, tenant, .. } = call;
     let details = details(&params)?;
     let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
     // attribute IRI -> type IRIs
@@ -361,15 +357,11 @@ pub async fn attributes(State(state): State<SharedState>, headers: HeaderMap, Ra
 /// GET /attributes/{attr}: the hub's instances of the attribute, and what the context sources
 /// registered for it hold (`retrieveAttrTypeInfo`): counts add up, kinds and types unite.
 pub async fn attribute_info(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
+    Read { call, ld, .. }: Read<Info>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "via"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+    let Call { state, headers, params, tenant, .. } = call;
     let iri = ld.ctx.expand_term(&name).into_owned();
     let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
     let local = summaries.get(&iri);

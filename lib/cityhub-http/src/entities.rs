@@ -1,9 +1,7 @@
 //! `/entities`: create, retrieve, query, replace, merge, delete, purge, and attribute operations.
 
-use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use bytes::Bytes;
 use cityhub_storage::{modify_one, EntityFilter, Modifier, Paging};
 use ngsild_core::expand::{entity_from_input, expand_fragment, expand_raw_attribute, AttributeInput};
 use ngsild_core::ops;
@@ -18,11 +16,10 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{params, Accepting, Call, EntityAttr, EntityId, LdBody, LocalOnly, Read, Update, Write};
 use crate::federation::{Federation, ProvisionAnswer, SourceFailure};
 use crate::provision;
-use crate::request::{
-    accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
-};
+use crate::request::{as_object, push_query_body, render_options, Accept, Ld, Params};
 use crate::response::{
     append_header, created, ld_json, no_content, page_links, path_segment, plain_json, with_header, LinkStyle,
 };
@@ -32,8 +29,8 @@ use ngsild_federation::matching::{self, Operation, Request as FederationRequest}
 use ngsild_federation::merge::{merge_entities, Fragments};
 use ngsild_federation::{Mode, Registration};
 
-const CREATE_PARAMS: &[&str] = &["local"];
-const RETRIEVE_PARAMS: &[&str] = &[
+params! {
+    Retrieve = &[
     "attrs",
     "pick",
     "omit",
@@ -50,7 +47,7 @@ const RETRIEVE_PARAMS: &[&str] = &[
     "entityMap",
     "via",
 ];
-pub(crate) const QUERY_PARAMS: &[&str] = &[
+    Query = &[
     "id",
     "idPattern",
     "type",
@@ -82,8 +79,13 @@ pub(crate) const QUERY_PARAMS: &[&str] = &[
     "collation",
     "jsonKeys",
 ];
-const APPEND_PARAMS: &[&str] = &["options", "local"];
-const PURGE_PARAMS: &[&str] = &["id", "idPattern", "type", "q", "scopeQ", "keep", "drop", "local"];
+    QueryPost = &["limit", "offset", "count", "options", "format", "local", "lang", "join", "joinLevel", "orderBy", "collation"];
+    Append = &["options", "local"];
+    Purge = &["id", "idPattern", "type", "q", "scopeQ", "keep", "drop", "local"];
+    LocalAndType = &["local", "type"];
+    MergeParams = &["local", "type", "options", "format"];
+    DeleteAttr = &["datasetId", "deleteAll", "local", "lang"];
+}
 
 fn location(id: &str) -> String {
     format!("/ngsi-ld/v1/entities/{}", path_segment(id))
@@ -94,15 +96,8 @@ pub(crate) fn check_id(id: &str) -> Result<(), NgsiLdError> {
 }
 
 /// POST /entities
-pub async fn create(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), CREATE_PARAMS)?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+pub async fn create(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
+    let Call { state, headers, params, tenant, .. } = write.call;
     let input = expand_fragment(&as_object(value.clone(), "an entity")?, &ld.ctx)?;
     let mut entity = entity_from_input(&input)?;
     let id = entity.id.clone();
@@ -131,17 +126,8 @@ pub async fn create(
 }
 
 /// GET /entities/{id}
-pub async fn retrieve(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), RETRIEVE_PARAMS)?;
-    let accept = accept(&headers, true)?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn retrieve(EntityId(id): EntityId, read: Read<Retrieve>, Accepting(accept): Accepting<true>) -> ApiResult {
+    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
     let opts = render_options(&params, &ld.ctx)?;
     let local = state.store.get_entity(&tenant, &id).await?;
     let (entity, failures) = distributed_retrieve(&state, &headers, &tenant, &params, &ld, &id, local).await?;
@@ -268,40 +254,18 @@ fn geojson_feature(rendered: Value, entity: &Entity, geometry_property: &str, ld
 }
 
 /// GET /entities
-pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
-    let accept = accept(&headers, true)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn query(read: Read<Query>, Accepting(accept): Accepting<true>) -> ApiResult {
+    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
     run_query(&state, &headers, &tenant, &params, &ld, accept, Some("/ngsi-ld/v1/entities")).await
 }
 
 /// POST /entityOperations/query: the same query, its terms in a Query body.
 pub async fn query_post(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    call: Update<QueryPost>,
+    Accepting(accept): Accepting<true>,
+    LdBody { value, ld }: LdBody<false>,
 ) -> ApiResult {
-    let mut params = Params::parse(
-        raw.as_deref(),
-        &[
-            "limit",
-            "offset",
-            "count",
-            "options",
-            "format",
-            "local",
-            "lang",
-            "join",
-            "joinLevel",
-            "orderBy",
-            "collation",
-        ],
-    )?;
-    let accept = accept(&headers, true)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let Call { state, headers, mut params, tenant, .. } = call.call;
     push_query_body(&as_object(value, "a Query")?, &mut params);
     crate::limits::check_lists(&params, state.config.max_list_items)?;
     run_query(&state, &headers, &tenant, &params, &ld, accept, None).await
@@ -585,17 +549,9 @@ async fn distributed_retrieve(
 }
 
 /// DELETE /entities/{id}
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "type"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
+pub async fn delete(EntityId(id): EntityId, read: Read<LocalAndType>) -> ApiResult {
+    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
     let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &[], Operation::DELETE_ENTITY).await?;
-    let ld = header_ld(&state, &headers).await?;
     let path = format!("/entities/{}", path_segment(&id));
     let query = provision::forwarded_query(&params);
     let remote =
@@ -634,39 +590,25 @@ async fn modify_existing(
 }
 
 /// Reads a fragment body for an existing entity: id and type in it, if any, must agree.
-async fn fragment(
-    state: &SharedState,
-    headers: &HeaderMap,
-    body: &Bytes,
-    id: &str,
-    merge_patch: bool,
-) -> Result<(ngsild_core::expand::EntityInput, Ld, Value), ApiError> {
-    let (value, ld) = body_ld(state, headers, body, merge_patch).await?;
+fn fragment(value: &Value, ld: &Ld, id: &str) -> Result<ngsild_core::expand::EntityInput, ApiError> {
     let input = expand_fragment(&as_object(value.clone(), "an entity fragment")?, &ld.ctx)?;
     if input.id.as_deref().is_some_and(|given| given != id) {
         return Err(NgsiLdError::bad_request("the id in the body differs from the id in the URL").into());
     }
-    Ok((input, ld, value))
+    Ok(input)
 }
 
 /// PUT /entities/{id}: the fragment is the whole new entity; an invalid one (no type, a null
 /// attribute) is refused before the entity's existence is looked at.
-pub async fn replace(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "type"])?;
+pub async fn replace(EntityId(id): EntityId, write: Write<LocalAndType>, body: LdBody<false>) -> ApiResult {
     let path = format!("/entities/{}", path_segment(&id));
-    let write = FragmentWrite { merge_patch: false, operation: Operation::REPLACE_ENTITY, method: Method::PUT, path };
+    let how = FragmentWrite { operation: Operation::REPLACE_ENTITY, method: Method::PUT, path };
     let whole_id = id.clone();
     let replacement = move |mut input: ngsild_core::expand::EntityInput| {
         input.id = Some(whole_id);
         entity_from_input(&input)
     };
-    write_fragment(&state, &headers, &params, &id, &body, write, replacement, |entity, replacement| {
+    write_fragment(&write, &id, body, how, replacement, |entity, replacement| {
         *entity = ops::replace_entity(entity, replacement, &now());
         Ok(None)
     })
@@ -674,61 +616,34 @@ pub async fn replace(
 }
 
 /// PATCH /entities/{id}
-pub async fn merge(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "type", "options", "format"])?;
+pub async fn merge(EntityId(id): EntityId, write: Write<MergeParams>, body: LdBody<true>) -> ApiResult {
     let path = format!("/entities/{}", path_segment(&id));
-    let write = FragmentWrite { merge_patch: true, operation: Operation::MERGE_ENTITY, method: Method::PATCH, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, Ok, |entity, input| {
-        ops::merge_entity(entity, &input, &now()).map(|_| None)
-    })
-    .await
+    let how = FragmentWrite { operation: Operation::MERGE_ENTITY, method: Method::PATCH, path };
+    write_fragment(&write, &id, body, how, Ok, |entity, input| ops::merge_entity(entity, &input, &now()).map(|_| None))
+        .await
 }
 
 /// POST /entities/{id}/attrs
-pub async fn append_attrs(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
-    let no_overwrite = params.has_option("noOverwrite");
+pub async fn append_attrs(EntityId(id): EntityId, write: Write<Append>, body: LdBody<false>) -> ApiResult {
+    let no_overwrite = write.params.has_option("noOverwrite");
     let path = format!("/entities/{}/attrs", path_segment(&id));
-    let write = FragmentWrite { merge_patch: false, operation: Operation::APPEND_ATTRS, method: Method::POST, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, Ok, move |entity, input| {
+    let how = FragmentWrite { operation: Operation::APPEND_ATTRS, method: Method::POST, path };
+    write_fragment(&write, &id, body, how, Ok, move |entity, input| {
         ops::append_attributes(entity, &input, no_overwrite, &now()).map(Some)
     })
     .await
 }
 
 /// PATCH /entities/{id}/attrs
-pub async fn update_attrs(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
+pub async fn update_attrs(EntityId(id): EntityId, write: Write<Append>, body: LdBody<true>) -> ApiResult {
     let path = format!("/entities/{}/attrs", path_segment(&id));
-    let write = FragmentWrite { merge_patch: true, operation: Operation::UPDATE_ATTRS, method: Method::PATCH, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, Ok, |entity, input| {
-        ops::update_attributes(entity, &input, &now()).map(Some)
-    })
-    .await
+    let how = FragmentWrite { operation: Operation::UPDATE_ATTRS, method: Method::PATCH, path };
+    write_fragment(&write, &id, body, how, Ok, |entity, input| ops::update_attributes(entity, &input, &now()).map(Some))
+        .await
 }
 
 /// How a write of an attribute fragment to one entity travels.
 struct FragmentWrite {
-    /// The body is a JSON merge patch (`null` deletes).
-    merge_patch: bool,
     operation: &'static str,
     /// Method and path (under `/ngsi-ld/v1`) of the same request at a context source.
     method: Method,
@@ -742,27 +657,23 @@ struct FragmentWrite {
     clippy::too_many_arguments,
     reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
 )]
-async fn write_fragment<T: Send + 'static>(
-    state: &SharedState,
-    headers: &HeaderMap,
-    params: &Params,
+async fn write_fragment<T: Send + 'static, const MERGE_PATCH: bool>(
+    Call { state, headers, params, tenant, .. }: &Call,
     id: &str,
-    body: &Bytes,
+    LdBody { value, ld }: LdBody<MERGE_PATCH>,
     write: FragmentWrite,
     prepare: impl FnOnce(ngsild_core::expand::EntityInput) -> Result<T, NgsiLdError>,
     op: impl FnOnce(&mut Entity, T) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
 ) -> ApiResult {
-    check_id(id)?;
-    let tenant = tenant(headers)?;
-    let (mut input, ld, value) = fragment(state, headers, body, id, write.merge_patch).await?;
+    let mut input = fragment(&value, &ld, id)?;
     let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-    let plan = provision::plan(state, headers, &tenant, params, id, &input.types, &attrs, write.operation).await?;
+    let plan = provision::plan(state, headers, tenant, params, id, &input.types, &attrs, write.operation).await?;
     let forwarded = provision::forwardable(value, headers, &ld);
     let query = provision::forwarded_query(params);
     let remote = provision::forward(
         state,
         headers,
-        &tenant,
+        tenant,
         &ld,
         &plan,
         write.method,
@@ -772,11 +683,11 @@ async fn write_fragment<T: Send + 'static>(
         true,
     )
     .await;
-    provision::drop_exclusive_copies(state, &tenant, id, &remote).await?;
+    provision::drop_exclusive_copies(state, tenant, id, &remote).await?;
     let local = if plan.local {
         input.attrs.retain(|name, _| plan.keeps(name));
         Some(match prepare(input) {
-            Ok(prepared) => modify_existing(state, &tenant, id, move |entity| op(entity, prepared)).await,
+            Ok(prepared) => modify_existing(state, tenant, id, move |entity| op(entity, prepared)).await,
             Err(e) => Err(e.into()),
         })
     } else {
@@ -804,112 +715,79 @@ fn attribute_body(value: &Value, ld: &Ld, attr: &str) -> Result<(String, ngsild_
 }
 
 /// PATCH /entities/{id}/attrs/{attr}
-pub async fn partial_update_attr(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, true).await?;
-    let name = attribute_in_path(&attr, &ld)?;
-    let patch = ngsild_core::expand::expand_attribute_fragment(&value, &ld.ctx)?;
+pub async fn partial_update_attr(path: EntityAttr, write: Write<LocalOnly>, body: LdBody<true>) -> ApiResult {
+    let name = attribute_in_path(&path.1, &body.ld)?;
+    let patch = ngsild_core::expand::expand_attribute_fragment(&body.value, &body.ld.ctx)?;
     if patch.is_empty() {
         return Err(NgsiLdError::bad_request("the attribute fragment is empty").into());
     }
-    let attrs = vec![name.clone()];
-    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::UPDATE_ATTRS).await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let query = provision::forwarded_query(&params);
-    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PATCH, &path, &query, Some(&body), false)
-            .await;
-    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
-    let local = if plan.local {
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::partial_update_attribute(entity, &name, &patch, &now()).map(|_| None)
-            })
-            .await,
-        )
-    } else {
-        None
-    };
-    provision::answer(local, remote, &plan, &attrs, no_content())
+    let how =
+        AttributeWrite { operation: Operation::UPDATE_ATTRS, method: Method::PATCH, name, body: Some(body.value) };
+    write_attribute(&write, &path, &body.ld, how, move |entity, name| {
+        ops::partial_update_attribute(entity, name, &patch, &now()).map(drop)
+    })
+    .await
 }
 
 /// PUT /entities/{id}/attrs/{attr}
-pub async fn replace_attr(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
-    let (name, raw_attr) = attribute_body(&value, &ld, &attr)?;
-    let attrs = vec![name.clone()];
-    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::REPLACE_ATTRS).await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let query = provision::forwarded_query(&params);
-    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PUT, &path, &query, Some(&body), false).await;
-    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
-    let local = if plan.local {
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::replace_attribute(entity, &name, &raw_attr, &now()).map(|_| None)
-            })
-            .await,
-        )
-    } else {
-        None
-    };
-    provision::answer(local, remote, &plan, &attrs, no_content())
+pub async fn replace_attr(path: EntityAttr, write: Write<LocalOnly>, body: LdBody<false>) -> ApiResult {
+    let (name, raw_attr) = attribute_body(&body.value, &body.ld, &path.1)?;
+    let how = AttributeWrite { operation: Operation::REPLACE_ATTRS, method: Method::PUT, name, body: Some(body.value) };
+    write_attribute(&write, &path, &body.ld, how, move |entity, name| {
+        ops::replace_attribute(entity, name, &raw_attr, &now()).map(drop)
+    })
+    .await
 }
 
 /// DELETE /entities/{id}/attrs/{attr}
-pub async fn delete_attr(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["datasetId", "deleteAll", "local", "lang"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn delete_attr(path: EntityAttr, read: Read<DeleteAttr>) -> ApiResult {
     // `scope` may be deleted like an attribute (clause 4.18).
-    let name = if attr == "scope" { ld.ctx.expand_term("scope").into_owned() } else { attribute_in_path(&attr, &ld)? };
-    let dataset_id = params.get("datasetId").map(str::to_owned);
+    let ld = &read.ld;
+    let name =
+        if path.1 == "scope" { ld.ctx.expand_term("scope").into_owned() } else { attribute_in_path(&path.1, ld)? };
+    let dataset_id = read.params.get("datasetId").map(str::to_owned);
     if let Some(ds) = &dataset_id {
         ngsild_core::validate::check_uri(ds, "datasetId")?;
     }
-    let delete_all = params.flag("deleteAll")?;
+    let delete_all = read.params.flag("deleteAll")?;
+    let how = AttributeWrite { operation: Operation::DELETE_ATTRS, method: Method::DELETE, name, body: None };
+    write_attribute(&read, &path, ld, how, move |entity, name| {
+        ops::delete_attribute(entity, name, dataset_id.as_deref(), delete_all, &now()).map(drop)
+    })
+    .await
+}
+
+/// A write on one attribute of one entity, and how the same request travels to a source.
+struct AttributeWrite {
+    operation: &'static str,
+    method: Method,
+    /// The attribute, expanded.
+    name: String,
+    /// The body as the client sent it (none for a deletion).
+    body: Option<Value>,
+}
+
+/// Writes one attribute (`/entities/{id}/attrs/{attr}`): the registrations holding the attribute
+/// get the request as it came, the hub applies `op` to its part (404 for an entity it lacks).
+async fn write_attribute(
+    Call { state, headers, params, tenant, .. }: &Call,
+    EntityAttr(id, attr): &EntityAttr,
+    ld: &Ld,
+    how: AttributeWrite,
+    op: impl FnOnce(&mut Entity, &str) -> Result<(), NgsiLdError> + Send + 'static,
+) -> ApiResult {
+    let AttributeWrite { operation, method, name, body } = how;
     let attrs = vec![name.clone()];
-    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::DELETE_ATTRS).await?;
-    let query = provision::forwarded_query(&params);
-    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
+    let plan = provision::plan(state, headers, tenant, params, id, &[], &attrs, operation).await?;
+    let body = body.map(|value| provision::forwardable(value, headers, ld));
+    let query = provision::forwarded_query(params);
+    let path = format!("/entities/{}/attrs/{}", path_segment(id), path_segment(attr));
     let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::DELETE, &path, &query, None, false).await;
-    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
-    let local = if plan.local {
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::delete_attribute(entity, &name, dataset_id.as_deref(), delete_all, &now()).map(|_| None)
-            })
-            .await,
-        )
-    } else {
-        None
+        provision::forward(state, headers, tenant, ld, &plan, method, &path, &query, body.as_ref(), false).await;
+    provision::drop_exclusive_copies(state, tenant, id, &remote).await?;
+    let local = match plan.local {
+        true => Some(modify_existing(state, tenant, id, move |entity| op(entity, &name).map(|()| None)).await),
+        false => None,
     };
     provision::answer(local, remote, &plan, &attrs, no_content())
 }
@@ -920,10 +798,8 @@ pub async fn missing_id() -> ApiError {
 }
 
 /// DELETE /entities: purge the entities a query selects, or some of their attributes.
-pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), PURGE_PARAMS)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn purge(read: Read<Purge>) -> ApiResult {
+    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
     let keep = params.list("keep")?;
     let drop = params.list("drop")?;
     if keep.is_some() && drop.is_some() {

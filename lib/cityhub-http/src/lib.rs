@@ -11,10 +11,10 @@
 mod batch;
 mod contexts;
 mod csource;
-mod csource_subscriptions;
 mod discovery;
 mod entities;
 mod error;
+mod extract;
 mod federation;
 mod implicit_contexts;
 mod info;
@@ -43,6 +43,7 @@ use tower_http::trace::TraceLayer;
 
 pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
+use subscriptions::{CSources, Entities};
 pub use wire::{Guarded, GuardedListener};
 
 /// Settings of the HTTP layer.
@@ -169,22 +170,24 @@ pub fn router(state: SharedState) -> Router {
             axum::routing::patch(temporal::patch_instance).delete(temporal::delete_instance),
         )
         .route("/temporal/entityOperations/query", post(temporal::query_post))
-        .route("/subscriptions", post(subscriptions::create).get(subscriptions::query))
+        .route("/subscriptions", post(subscriptions::create::<Entities>).get(subscriptions::query::<Entities>))
         .route(
             "/subscriptions/{id}",
-            get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+            get(subscriptions::retrieve::<Entities>)
+                .patch(subscriptions::update::<Entities>)
+                .delete(subscriptions::delete::<Entities>),
         )
         .route("/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::add))
         .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete))
         .route("/info/sourceIdentity", get(info::source_identity))
         .route("/csourceRegistrations", post(csource::create).get(csource::query))
         .route("/csourceRegistrations/{id}", get(csource::retrieve).patch(csource::update).delete(csource::delete))
-        .route("/csourceSubscriptions", post(csource_subscriptions::create).get(csource_subscriptions::query))
+        .route("/csourceSubscriptions", post(subscriptions::create::<CSources>).get(subscriptions::query::<CSources>))
         .route(
             "/csourceSubscriptions/{id}",
-            get(csource_subscriptions::retrieve)
-                .patch(csource_subscriptions::update)
-                .delete(csource_subscriptions::delete),
+            get(subscriptions::retrieve::<CSources>)
+                .patch(subscriptions::update::<CSources>)
+                .delete(subscriptions::delete::<CSources>),
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit_tenants))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::bound_lists))
