@@ -3,12 +3,11 @@
 //! Every entity of a batch is checked and applied on its own; the whole batch is one call to the
 //! store, so it costs one durable commit.
 
-use parking_lot::Mutex;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use cityhub_storage::{Change, Modifier};
+use cityhub_storage::{Change, Modified, Modifier};
 use ngsild_core::expand::{entity_from_input, expand_fragment, EntityInput};
 use ngsild_core::ops;
 use ngsild_core::time::now;
@@ -161,7 +160,7 @@ pub async fn create(write: Write<LocalOnly>, body: JsonBody) -> ApiResult {
                         return Err(NgsiLdError::already_exists(format!("entity {} already exists", entity.id)));
                     }
                     ops::stamp_new_entity(&mut entity, &now());
-                    Ok(Some(entity))
+                    Ok(Modified::entity(entity))
                 }),
             )),
             Err(e) => failed.push((id, e)),
@@ -196,7 +195,7 @@ pub async fn upsert(write: Write<Options>, body: JsonBody) -> ApiResult {
             id,
             Box::new(move |current| {
                 let now = now();
-                Ok(Some(match current {
+                Ok(Modified::entity(match current {
                     None => {
                         let mut entity = entity;
                         ops::stamp_new_entity(&mut entity, &now);
@@ -233,13 +232,10 @@ pub async fn update(write: Write<Options>, body: JsonBody) -> ApiResult {
     let no_overwrite = params.has_option("noOverwrite");
     let EntityBatch { inputs, failed, remote } =
         entity_batch(&write, body, false, Operation::UPDATE_BATCH, "/entityOperations/update").await?;
-    let mut reports = Vec::new();
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
             let missing = id.clone();
-            let report = Arc::new(Mutex::new(None));
-            reports.push((id.clone(), report.clone()));
             let modifier: Modifier = Box::new(move |current| {
                 let mut entity =
                     current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
@@ -248,17 +244,15 @@ pub async fn update(write: Write<Options>, body: JsonBody) -> ApiResult {
                 } else {
                     ops::update_attributes(&mut entity, &input, &now())?
                 };
-                *report.lock() = Some(outcome);
-                Ok(Some(entity))
+                Ok(Modified::entity(entity).with_report(Some(outcome)))
             });
             (id, modifier)
         })
         .collect();
     let (ok, mut errors) = split(apply(state, tenant, modifications).await?, failed);
     let mut successes = Vec::new();
-    for (id, _) in ok {
-        let report = reports.iter().find(|(rid, _)| rid == &id).and_then(|(_, r)| r.lock().take());
-        match report {
+    for (id, change) in ok {
+        match change.and_then(|c| c.report) {
             Some(r) if !r.is_complete() => {
                 let names: Vec<&str> = r.not_updated.iter().map(|(n, _)| n.as_str()).collect();
                 errors.push((id, NgsiLdError::bad_request(format!("not updated: {}", names.join(", ")))));
@@ -283,7 +277,7 @@ pub async fn merge(write: Write<Options>, body: JsonBody) -> ApiResult {
                 let mut entity =
                     current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
                 ops::merge_entity(&mut entity, &input, &now())?;
-                Ok(Some(entity))
+                Ok(Modified::entity(entity))
             });
             (id, modifier)
         })
@@ -319,7 +313,7 @@ pub async fn delete(write: Write<LocalOnly>, body: JsonBody) -> ApiResult {
         modifications.push((
             id,
             Box::new(move |current| match current {
-                Some(_) => Ok(None),
+                Some(_) => Ok(Modified::delete()),
                 None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
             }),
         ));
