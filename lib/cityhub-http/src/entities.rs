@@ -26,7 +26,7 @@ use crate::response::{
 use crate::SharedState;
 use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
-use ngsild_federation::merge::{merge_entities, Fragments};
+use ngsild_federation::merge::{merge_entities, Fragments, MergedCount};
 use ngsild_federation::{Mode, Registration};
 
 params! {
@@ -485,32 +485,6 @@ async fn distributed_page(
     let page_entities: Vec<Entity> = merged.drain(..).skip(offset).take(limit).collect();
     let page = cityhub_storage::Page { entities: page_entities, total: count.then_some(total) };
     Ok((page, has_next, failures))
-}
-
-/// How many entities a distributed query matches: the hub's count plus each source's, less the
-/// entities already counted (those an earlier answer listed).
-pub(crate) struct MergedCount {
-    pub total: usize,
-    seen: std::collections::HashSet<String>,
-}
-
-impl MergedCount {
-    pub fn new<'a>(local_ids: impl Iterator<Item = &'a str>, local_total: Option<usize>) -> MergedCount {
-        let seen: std::collections::HashSet<String> = local_ids.map(str::to_owned).collect();
-        MergedCount { total: local_total.unwrap_or(seen.len()), seen }
-    }
-
-    /// Adds a source's answer: the ids it listed and the count it gave, if any.
-    pub fn add<'a>(&mut self, ids: impl Iterator<Item = &'a str>, count: Option<usize>) {
-        let (mut listed, mut fresh) = (0, 0);
-        for id in ids {
-            listed += 1;
-            if self.seen.insert(id.to_owned()) {
-                fresh += 1;
-            }
-        }
-        self.total += count.map(|c| c.saturating_sub(listed - fresh)).unwrap_or(fresh);
-    }
 }
 
 /// One entity from the hub and the context sources registered for it, merged.

@@ -238,10 +238,14 @@ pub fn router(state: SharedState) -> Router {
 /// an InternalError ProblemDetails and logged with its message (the connection and the other
 /// requests go on).
 fn observed<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
-    let trace = TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
-        let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("(no route)");
-        tracing::info_span!("request", method = %request.method(), route)
-    });
+    // A 5xx answer is not logged as a failure here: the ProblemDetails of an InternalError is
+    // logged with its cause where it is made (an unreachable @context's 503 is an answer).
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &axum::extract::Request| {
+            let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("(no route)");
+            tracing::info_span!("request", method = %request.method(), route)
+        })
+        .on_failure(());
     routes.layer(CatchPanicLayer::custom(error::panicked)).layer(trace)
 }
 

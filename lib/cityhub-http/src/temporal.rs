@@ -3,17 +3,16 @@
 use axum::http::{HeaderMap, StatusCode};
 use cityhub_storage::{TemporalOutcome, TemporalQuery, TemporalWrite};
 use ngsild_core::expand::{build_attribute, expand_fragment, expand_raw_attribute, AttributeInput};
-use ngsild_core::temporal::{
-    cut_instances, parse_duration, render_temporal, time_span, AggrMethod, TemporalFormat, TimeProperty, TimeRel,
-};
-use ngsild_core::time::{now, parse_datetime};
+use ngsild_core::temporal::{parse_duration, render_temporal, AggrMethod, TemporalFormat, TimeProperty, TimeRel};
+use ngsild_core::temporal_cut::{content_range, content_range_end, earliest_cut, page_cut};
+use ngsild_core::time::now;
 use ngsild_core::{Entity, NgsiLdError};
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
-use ngsild_federation::merge::{merge_temporal, TemporalFragments};
+use ngsild_federation::merge::{merge_temporal, MergedCount, TemporalFragments};
 use ngsild_federation::Mode;
 use serde_json::Value;
 
-use crate::entities::{distributed_targets, entity_filter, MergedCount};
+use crate::entities::{distributed_targets, entity_filter};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{
     params, Accepting, Call, EntityAttr, EntityId, InstancePath, LdBody, LocalOnly, Read, Update, Write,
@@ -274,20 +273,9 @@ fn respond(
     source_cut: Option<String>,
 ) -> ApiResult {
     let property = ask.query.time_property;
-    let cut = if ask.format == TemporalFormat::Aggregated {
-        None
-    } else {
-        if let Some(at) = source_cut.as_deref().and_then(parse_datetime) {
-            // Past a source's cut the page would show the hub's instances without the source's.
-            let newest_first = ask.last_n.is_some();
-            for instances in entities.iter_mut().flat_map(|e| e.attrs.values_mut()) {
-                instances.retain(|i| {
-                    let time = i.time(property).or(i.attribute.created_at.as_deref()).and_then(parse_datetime);
-                    time.is_none_or(|t| if newest_first { t >= at } else { t <= at })
-                });
-            }
-        }
-        cut_instances(&mut entities, ask.limit, ask.last_n, property).or(source_cut)
+    let cut = match ask.format {
+        TemporalFormat::Aggregated => None,
+        _ => page_cut(&mut entities, ask.limit, ask.last_n, property, source_cut),
     };
     let opts = render_options(&without_temporal_format(params), &ld.ctx)?;
     let rendered: Vec<Value> = entities
@@ -306,23 +294,8 @@ fn respond(
     let Some(cut) = cut else {
         return Ok(ld_json(StatusCode::OK, body, ld, accept));
     };
-    let span = time_span(&entities, property);
-    let (start, end, size) = if let Some(n) = ask.last_n {
-        let start = match &ask.query.timerel {
-            Some(TimeRel::Before(t)) => t.clone(),
-            Some(TimeRel::Between(_, end)) => end.clone(),
-            _ => span.as_ref().map(|s| s.1.clone()).unwrap_or_else(|| cut.clone()),
-        };
-        (start, cut, n.to_string())
-    } else {
-        let start = match ask.query.timerel.as_ref().map(TimeRel::bounds) {
-            Some((Some(from), _)) => from.to_owned(),
-            _ => span.as_ref().map(|s| s.0.clone()).unwrap_or_else(|| cut.clone()),
-        };
-        (start, cut, "*".to_owned())
-    };
-    let response = ld_json(StatusCode::PARTIAL_CONTENT, body, ld, accept);
-    Ok(with_header(response, "content-range", &format!("date-time {start}-{end}/{size}")))
+    let range = content_range(&entities, &cut, ask.last_n, ask.query.timerel.as_ref(), property);
+    Ok(with_header(ld_json(StatusCode::PARTIAL_CONTENT, body, ld, accept), "content-range", &range))
 }
 
 /// `format` and `options` values of the temporal API that the entity renderer does not know.
@@ -451,7 +424,8 @@ async fn remote_history(
                 }
             }
         }
-        let cut = (answer.status == 206).then(|| content_range_end(answer)).flatten();
+        let range = answer.headers.get("content-range").and_then(|v| v.to_str().ok());
+        let cut = range.filter(|_| answer.status == 206).and_then(content_range_end);
         Ok(SourceHistory { entities, count: results_count(answer), cut })
     };
     let (answers, failures) =
@@ -459,29 +433,11 @@ async fn remote_history(
     let newest_first = ask.last_n.is_some();
     let mut remote = RemoteHistory { asked: true, failures, ..Default::default() };
     for (reg, answer) in answers {
-        remote.cut = match (remote.cut.take(), answer.cut) {
-            (Some(a), Some(b)) => {
-                let (ta, tb) = (parse_datetime(&a), parse_datetime(&b));
-                Some(if (ta < tb) != newest_first { a } else { b })
-            }
-            (a, b) => a.or(b),
-        };
+        remote.cut = earliest_cut(remote.cut.take(), answer.cut, newest_first);
         remote.counts.push((answer.entities.iter().map(|e| e.id.clone()).collect(), answer.count));
         remote.sources.push(TemporalFragments { entities: answer.entities, auxiliary: reg.mode == Mode::Auxiliary });
     }
     Ok(remote)
-}
-
-/// The end of a `Content-Range: date-time <start>-<end>/<size>` (clause 6.3.10): where the
-/// source cut. Both ends are date-times with dashes of their own; the split is where both parse.
-fn content_range_end(answer: &SourceAnswer) -> Option<String> {
-    let value = answer.headers.get("content-range")?.to_str().ok()?;
-    let range = value.strip_prefix("date-time ")?.rsplit_once('/')?.0;
-    range
-        .match_indices('-')
-        .map(|(at, _)| (&range[..at], &range[at + 1..]))
-        .find(|(start, end)| parse_datetime(start).is_some() && parse_datetime(end).is_some())
-        .map(|(_, end)| end.to_owned())
 }
 
 /// GET /temporal/entities
