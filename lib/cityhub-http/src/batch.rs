@@ -179,31 +179,10 @@ pub async fn upsert(write: Write<Options>, body: JsonBody) -> ApiResult {
         entity_batch(&write, body, true, Operation::UPSERT_BATCH, "/entityOperations/upsert").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
-        let entity = match entity_from_input(&input) {
-            Ok(e) => e,
-            Err(e) => {
-                failed.push((id, e));
-                continue;
-            }
-        };
-        modifications.push((
-            id,
-            Box::new(move |current| {
-                let now = now();
-                Ok(Modified::entity(match current {
-                    None => {
-                        let mut entity = entity;
-                        ops::stamp_new_entity(&mut entity, &now);
-                        entity
-                    }
-                    Some(mut existing) if update_mode => {
-                        ops::upsert_update(&mut existing, &input, false, &now)?;
-                        existing
-                    }
-                    Some(existing) => ops::replace_entity(&existing, entity, &now),
-                }))
-            }),
-        ));
+        match entity_from_input(&input) {
+            Ok(entity) => modifications.push((id, upsert_one(entity, input, update_mode))),
+            Err(e) => failed.push((id, e)),
+        }
     }
     let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let mut created: Vec<String> =
@@ -218,6 +197,25 @@ pub async fn upsert(write: Write<Options>, body: JsonBody) -> ApiResult {
     } else {
         Ok(remote.warned(plain_json(StatusCode::CREATED, &json!(created))))
     }
+}
+
+/// Creates the entity, or replaces (`update_mode`: updates) the one that exists.
+fn upsert_one(entity: ngsild_core::Entity, input: EntityInput, update_mode: bool) -> Modifier {
+    Box::new(move |current| {
+        let now = now();
+        Ok(Modified::entity(match current {
+            None => {
+                let mut entity = entity;
+                ops::stamp_new_entity(&mut entity, &now);
+                entity
+            }
+            Some(mut existing) if update_mode => {
+                ops::upsert_update(&mut existing, &input, false, &now)?;
+                existing
+            }
+            Some(existing) => ops::replace_entity(&existing, entity, &now),
+        }))
+    })
 }
 
 /// POST /entityOperations/update: updates existing entities; with noOverwrite, attributes that

@@ -98,39 +98,11 @@ pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): 
         )
         .into());
     }
-    let mut filter = crate::entities::entity_filter(&params, &ld)?;
-    // `id` may name registrations themselves as well as the entities they cover.
-    let ids = std::mem::take(&mut filter.ids);
-    let csf = params
-        .get("csf")
-        .map(|raw| QExpr::parse(raw, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid csf: {e}"))))
-        .transpose()?;
-    let time = TimeFilter::parse(&params)?;
+    let query = RegistrationQuery::parse(&params, &ld)?;
     let paging = params.page(&state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
     let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
-    let types = params
-        .get("type")
-        .map(|t| TypeExpr::parse(t, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}"))))
-        .transpose()?;
-    let (named_registrations, entity_ids): (Vec<&String>, Vec<&String>) =
-        ids.iter().partition(|id| regs.iter().any(|r| &r.id == *id));
-    filter.ids = entity_ids.into_iter().cloned().collect();
-    let matching: Vec<&Registration> = regs
-        .iter()
-        .filter(|r| {
-            if named_registrations.is_empty() {
-                selects(r, &filter, types.as_ref())
-            } else {
-                named_registrations.contains(&&r.id)
-            }
-        })
-        // q, as csf, reads the registration's own properties (clause 5.10.2.4).
-        .filter(|r| filter.q.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
-        .filter(|r| csf.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
-        .filter(|r| filter.geo.as_ref().is_none_or(|g| g.matches(&as_entity(r))))
-        .filter(|r| time.as_ref().is_none_or(|t| t.matches(r)))
-        .collect();
+    let matching = query.select(&regs);
     let total = matching.len();
     let sys_attrs = params.has_option("sysAttrs");
     let body: Vec<Value> = matching
@@ -145,6 +117,51 @@ pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): 
     }
     let has_next = offset + limit < total;
     Ok(page_links(response, "/ngsi-ld/v1/csourceRegistrations", &params, paging, has_next, LinkStyle::Entities))
+}
+
+/// What a registration query (clause 5.10.2) asks, read from its parameters.
+struct RegistrationQuery {
+    /// The entity selection; its `ids` are those that name no registration.
+    filter: cityhub_storage::EntityFilter,
+    /// `id`: registrations themselves, or the entities they cover.
+    ids: Vec<String>,
+    csf: Option<QExpr>,
+    time: Option<TimeFilter>,
+    types: Option<TypeExpr>,
+}
+
+impl RegistrationQuery {
+    fn parse(params: &Params, ld: &crate::request::Ld) -> Result<RegistrationQuery, ApiError> {
+        let mut filter = crate::entities::entity_filter(params, ld)?;
+        let ids = std::mem::take(&mut filter.ids);
+        let csf = params
+            .get("csf")
+            .map(|raw| QExpr::parse(raw, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid csf: {e}"))))
+            .transpose()?;
+        let time = TimeFilter::parse(params)?;
+        let types = params
+            .get("type")
+            .map(|t| TypeExpr::parse(t, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}"))))
+            .transpose()?;
+        Ok(RegistrationQuery { filter, ids, csf, time, types })
+    }
+
+    /// The registrations of `regs` the query selects: those its `id` names, else those covering
+    /// its entities; then q and csf on the registration's own properties (clause 5.10.2.4), its
+    /// location against the geo-query, its time intervals against the temporal query.
+    fn select(mut self, regs: &[Registration]) -> Vec<&Registration> {
+        let (named, entity_ids): (Vec<&String>, Vec<&String>) =
+            self.ids.iter().partition(|id| regs.iter().any(|r| &r.id == *id));
+        self.filter.ids = entity_ids.into_iter().cloned().collect();
+        let (filter, types) = (&self.filter, self.types.as_ref());
+        regs.iter()
+            .filter(|r| if named.is_empty() { selects(r, filter, types) } else { named.contains(&&r.id) })
+            .filter(|r| filter.q.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
+            .filter(|r| self.csf.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
+            .filter(|r| filter.geo.as_ref().is_none_or(|g| g.matches(&as_entity(r))))
+            .filter(|r| self.time.as_ref().is_none_or(|t| t.matches(r)))
+            .collect()
+    }
 }
 
 /// Whether a registration covers the ids, types and attributes a query names (clauses 5.10.2.4,

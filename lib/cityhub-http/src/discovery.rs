@@ -222,29 +222,52 @@ pub async fn type_info(
     let Call { state, headers, params, tenant, .. } = call;
     let iri = ld.ctx.expand_term(&name).into_owned();
     let summaries = type_summaries(&all_entities(&state, &tenant).await?);
-    let mut found = summaries.get(&iri).is_some();
-    let mut entity_count = summaries.get(&iri).map_or(0, |s| s.entity_count);
-    // attribute IRI -> attribute kinds
-    let mut attributes: IndexMap<String, Vec<String>> = summaries
-        .get(&iri)
-        .map(|s| {
-            s.attributes.iter().map(|(a, kinds)| (a.clone(), kinds.iter().map(|k| k.to_string()).collect())).collect()
-        })
-        .unwrap_or_default();
+    let mut known = TypeInfo::local(summaries.get(&iri));
     let types = ngsild_query::TypeExpr::parse(&iri, &ld.ctx).map_err(|e| NgsiLdError::bad_request(e.to_string()))?;
     let filter = EntityFilter { types: Some(types), ..Default::default() };
     let info = RemoteInfo { operation: Operation::RETRIEVE_TYPE_INFO, path: format!("/types/{}", path_segment(&name)) };
     let (answers, failures) = info.ask(&state, &headers, &tenant, &params, &ld, &filter).await?;
     for (target_attrs, _, body) in &answers {
-        found = true;
-        entity_count += body.get("entityCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+        known.add_source(target_attrs.as_deref(), body, &ld);
+    }
+    if !known.found {
+        return Err(NgsiLdError::not_found(format!("no entity of type {name}")).into());
+    }
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(&iri, &ld), &ld, accept), &failures))
+}
+
+/// What the hub and the sources know of one entity type: counts add up, attributes unite.
+struct TypeInfo {
+    found: bool,
+    entity_count: usize,
+    /// attribute IRI -> attribute kinds
+    attributes: IndexMap<String, Vec<String>>,
+}
+
+impl TypeInfo {
+    fn local(summary: Option<&TypeSummary>) -> TypeInfo {
+        let attributes = summary
+            .map(|s| {
+                s.attributes
+                    .iter()
+                    .map(|(a, kinds)| (a.clone(), kinds.iter().map(|k| k.to_string()).collect()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        TypeInfo { found: summary.is_some(), entity_count: summary.map_or(0, |s| s.entity_count), attributes }
+    }
+
+    /// Adds a source's EntityTypeInfo, kept to the attributes its registration names (if any).
+    fn add_source(&mut self, registered: Option<&[String]>, body: &Value, ld: &Ld) {
+        self.found = true;
+        self.entity_count += body.get("entityCount").and_then(Value::as_u64).unwrap_or(0) as usize;
         for detail in body.get("attributeDetails").and_then(Value::as_array).into_iter().flatten() {
             let Some(attr) = detail.get("attributeName").and_then(Value::as_str) else { continue };
             let attr = ld.ctx.expand_term(attr).into_owned();
-            if target_attrs.as_ref().is_some_and(|registered| !registered.contains(&attr)) {
+            if registered.is_some_and(|registered| !registered.contains(&attr)) {
                 continue;
             }
-            let kinds = attributes.entry(attr).or_default();
+            let kinds = self.attributes.entry(attr).or_default();
             for kind in detail.get("attributeTypes").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(k) = kind.as_str() {
                     push_unique(kinds, k.to_owned());
@@ -252,22 +275,21 @@ pub async fn type_info(
             }
         }
     }
-    if !found {
-        return Err(NgsiLdError::not_found(format!("no entity of type {name}")).into());
+
+    fn body(&self, iri: &str, ld: &Ld) -> Value {
+        json!({
+            "id": iri,
+            "type": "EntityTypeInfo",
+            "typeName": compact(ld, iri),
+            "entityCount": self.entity_count,
+            "attributeDetails": self.attributes.iter().map(|(a, kinds)| json!({
+                "id": a,
+                "type": "Attribute",
+                "attributeName": compact(ld, a),
+                "attributeTypes": kinds,
+            })).collect::<Vec<_>>(),
+        })
     }
-    let body = json!({
-        "id": iri,
-        "type": "EntityTypeInfo",
-        "typeName": compact(&ld, &iri),
-        "entityCount": entity_count,
-        "attributeDetails": attributes.iter().map(|(a, kinds)| json!({
-            "id": a,
-            "type": "Attribute",
-            "attributeName": compact(&ld, a),
-            "attributeTypes": kinds,
-        })).collect::<Vec<_>>(),
-    });
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
 }
 
 /// The details of one type or one attribute the registered context sources hold (clause 5.7.7,
@@ -364,16 +386,41 @@ pub async fn attribute_info(
     let Call { state, headers, params, tenant, .. } = call;
     let iri = ld.ctx.expand_term(&name).into_owned();
     let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
-    let local = summaries.get(&iri);
-    let mut found = local.is_some();
-    let mut count = local.map_or(0, |s| s.count);
-    let mut kinds: Vec<String> = local.map(|s| s.kinds.iter().map(|k| k.to_string()).collect()).unwrap_or_default();
-    let mut types: Vec<String> = local.map(|s| s.types.clone()).unwrap_or_default();
+    let mut known = AttributeInfo::local(summaries.get(&iri));
     let filter = EntityFilter { attrs: vec![iri.clone()], ..Default::default() };
     let info =
         RemoteInfo { operation: Operation::RETRIEVE_ATTR_INFO, path: format!("/attributes/{}", path_segment(&name)) };
     let (answers, failures) = info.ask(&state, &headers, &tenant, &params, &ld, &filter).await?;
     for (_, registered_types, body) in &answers {
+        known.add_source(registered_types, body, &ld);
+    }
+    if !known.found {
+        return Err(NgsiLdError::not_found(format!("no attribute {name}")).into());
+    }
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(&iri, &ld), &ld, accept), &failures))
+}
+
+/// What the hub and the sources know of one attribute: counts add up, kinds and types unite.
+struct AttributeInfo {
+    found: bool,
+    count: usize,
+    kinds: Vec<String>,
+    types: Vec<String>,
+}
+
+impl AttributeInfo {
+    fn local(summary: Option<&AttributeSummary>) -> AttributeInfo {
+        AttributeInfo {
+            found: summary.is_some(),
+            count: summary.map_or(0, |s| s.count),
+            kinds: summary.map(|s| s.kinds.iter().map(|k| k.to_string()).collect()).unwrap_or_default(),
+            types: summary.map(|s| s.types.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Adds a source's Attribute info, kept to the types its registration names (if any): the
+    /// attribute counts only where it belongs to a registered type.
+    fn add_source(&mut self, registered_types: &[String], body: &Value, ld: &Ld) {
         let held: Vec<String> = body
             .get("typeNames")
             .and_then(Value::as_array)
@@ -383,31 +430,29 @@ pub async fn attribute_info(
             .map(|t| ld.ctx.expand_term(t).into_owned())
             .filter(|t| registered_types.is_empty() || registered_types.contains(t))
             .collect();
-        // The attribute counts only where it belongs to a registered type.
         if held.is_empty() {
-            continue;
+            return;
         }
-        found = true;
-        count += body.get("attributeCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+        self.found = true;
+        self.count += body.get("attributeCount").and_then(Value::as_u64).unwrap_or(0) as usize;
         for t in held {
-            push_unique(&mut types, t);
+            push_unique(&mut self.types, t);
         }
         for kind in body.get("attributeTypes").and_then(Value::as_array).into_iter().flatten() {
             if let Some(k) = kind.as_str() {
-                push_unique(&mut kinds, k.to_owned());
+                push_unique(&mut self.kinds, k.to_owned());
             }
         }
     }
-    if !found {
-        return Err(NgsiLdError::not_found(format!("no attribute {name}")).into());
+
+    fn body(&self, iri: &str, ld: &Ld) -> Value {
+        json!({
+            "id": iri,
+            "type": "Attribute",
+            "attributeName": compact(ld, iri),
+            "attributeCount": self.count,
+            "attributeTypes": self.kinds,
+            "typeNames": self.types.iter().map(|t| compact(ld, t)).collect::<Vec<_>>(),
+        })
     }
-    let body = json!({
-        "id": iri,
-        "type": "Attribute",
-        "attributeName": compact(&ld, &iri),
-        "attributeCount": count,
-        "attributeTypes": kinds,
-        "typeNames": types.iter().map(|t| compact(&ld, t)).collect::<Vec<_>>(),
-    });
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
 }

@@ -132,13 +132,7 @@ pub async fn retrieve(EntityId(id): EntityId, read: Read<Retrieve>, Accepting(ac
     let local = state.store.get_entity(&tenant, &id).await?;
     let (entity, failures) = distributed_retrieve(&state, &headers, &tenant, &params, &ld, &id, local).await?;
     let entity = entity.ok_or_else(|| NgsiLdError::not_found(format!("entity {id} not found")))?;
-    if let Some(types) = params.get("type") {
-        let types =
-            TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?;
-        if !types.matches(&entity.types) {
-            return Err(NgsiLdError::not_found(format!("entity {id} is not of the requested type")).into());
-        }
-    }
+    of_requested_type(&params, &ld, &entity)?;
     let roots = std::slice::from_ref(&entity);
     let linked = linked_entities(&state, &tenant, roots, &opts).await?;
     let mut rendered = render_joined(roots, &ld, &opts, &linked);
@@ -155,12 +149,7 @@ pub async fn retrieve(EntityId(id): EntityId, read: Read<Retrieve>, Accepting(ac
         let feature = geojson_feature(Value::Object(rendered), &entity, &geometry_property, &ld);
         return Ok(ld_json(StatusCode::OK, feature, &ld, Accept::GeoJson));
     }
-    let warned = |mut response: Response| {
-        for failure in &failures {
-            response = append_header(response, "ngsild-warning", &failure.warning());
-        }
-        response
-    };
+    let warned = |response: Response| provision::warned(response, &failures);
     if let Some((Join::Flat, levels)) = opts.join {
         // A flat join answers a list, the Entity then the Entities it links to; with nothing
         // linked it answers the Entity alone, as without a join.
@@ -171,6 +160,16 @@ pub async fn retrieve(EntityId(id): EntityId, read: Read<Retrieve>, Accepting(ac
         }
     }
     Ok(warned(ld_json(StatusCode::OK, Value::Object(rendered), &ld, accept)))
+}
+
+/// A retrieval's `type`: the entity is not found unless it is of that type.
+fn of_requested_type(params: &Params, ld: &Ld, entity: &Entity) -> Result<(), NgsiLdError> {
+    let Some(types) = params.get("type") else { return Ok(()) };
+    let types = TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?;
+    match types.matches(&entity.types) {
+        true => Ok(()),
+        false => Err(NgsiLdError::not_found(format!("entity {} is not of the requested type", entity.id))),
+    }
 }
 
 /// Linked Entity retrieval: fetches the Entities that the shown relationships of `roots` point
@@ -786,46 +785,51 @@ pub async fn purge(read: Read<Purge>) -> ApiResult {
     let remote = purge_sources(&state, &headers, &tenant, &params, &ld, &filter).await?;
     let expand =
         |names: Vec<String>| names.into_iter().map(|n| ld.ctx.expand_term(&n).into_owned()).collect::<Vec<_>>();
-    let keep = keep.map(expand);
-    let drop = drop.map(expand);
+    let ids = matching_ids(&state, &tenant, &filter).await?;
+    let modifications =
+        ids.into_iter().map(|id| (id, purge_one(keep.clone().map(expand), drop.clone().map(expand)))).collect();
+    state.store.modify(&tenant, modifications).await?;
+    Ok(purge_answer(&remote))
+}
+
+/// The ids of every entity `filter` selects, read a thousand at a time.
+async fn matching_ids(state: &SharedState, tenant: &str, filter: &EntityFilter) -> Result<Vec<String>, ApiError> {
     let mut ids = Vec::new();
     let chunk = 1000;
     loop {
-        let page =
-            state.store.query(&tenant, &filter, Paging { offset: ids.len(), limit: chunk, count: false }).await?;
+        let page = state.store.query(tenant, filter, Paging { offset: ids.len(), limit: chunk, count: false }).await?;
         let n = page.entities.len();
         ids.extend(page.entities.into_iter().map(|e| e.id));
         if n < chunk {
-            break;
+            return Ok(ids);
         }
     }
-    let modifications = ids
-        .into_iter()
-        .map(|id| {
-            let keep = keep.clone();
-            let drop = drop.clone();
-            let modifier: Modifier = Box::new(move |current| {
-                let Some(mut entity) = current else {
-                    return Ok(Modified::delete());
-                };
-                match (keep, drop) {
-                    (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
-                    (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
-                    (None, None) => return Ok(Modified::delete()),
-                }
-                entity.touch(&now());
-                Ok(Modified::entity(entity))
-            });
-            (id, modifier)
-        })
-        .collect();
-    state.store.modify(&tenant, modifications).await?;
+}
+
+/// Purges one entity: all of it, or all but the `keep` attributes, or the `drop` ones.
+fn purge_one(keep: Option<Vec<String>>, drop: Option<Vec<String>>) -> Modifier {
+    Box::new(move |current| {
+        let Some(mut entity) = current else {
+            return Ok(Modified::delete());
+        };
+        match (keep, drop) {
+            (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
+            (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
+            (None, None) => return Ok(Modified::delete()),
+        }
+        entity.touch(&now());
+        Ok(Modified::entity(entity))
+    })
+}
+
+/// 204 when every source purged its part too; else 207 with one error per source that did not
+/// (the hub purged its own part).
+fn purge_answer(remote: &[ProvisionAnswer]) -> Response {
     let failed: Vec<&ProvisionAnswer> = remote.iter().filter(|a| !a.accepted()).collect();
     let warnings: Vec<SourceFailure> = failed.iter().filter_map(|a| a.failure()).collect();
     if failed.is_empty() {
-        return Ok(provision::warned(no_content(), &warnings));
+        return provision::warned(no_content(), &warnings);
     }
-    // The hub purged its own part; each source that did not is one error of the answer.
     let errors: Vec<Value> = failed
         .iter()
         .filter_map(|a| {
@@ -834,7 +838,7 @@ pub async fn purge(read: Read<Purge>) -> ApiResult {
         })
         .collect();
     let body = json!({"success": [], "errors": errors});
-    Ok(provision::warned(plain_json(StatusCode::MULTI_STATUS, &body), &warnings))
+    provision::warned(plain_json(StatusCode::MULTI_STATUS, &body), &warnings)
 }
 
 /// Forwards a purge to the registrations whose entities it selects (as `purgeEntity`, or
