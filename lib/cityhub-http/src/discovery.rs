@@ -17,7 +17,7 @@ use ngsild_federation::matching::{self, Operation, Request as FederationRequest}
 use crate::error::ApiResult;
 use crate::extract::{params, Accepting, Call, Read};
 use crate::federation::{Federation, SourceFailure};
-use crate::request::{Ld, Params};
+use crate::request::{Accept, Ld, Params};
 use crate::response::{ld_json, path_segment};
 use crate::SharedState;
 
@@ -219,21 +219,44 @@ pub async fn type_info(
     Read { call, ld, .. }: Read<Info>,
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let Call { state, headers, params, tenant, .. } = call;
     let iri = ld.ctx.expand_term(&name).into_owned();
-    let summaries = type_summaries(&all_entities(&state, &tenant).await?);
-    let mut known = TypeInfo::local(summaries.get(&iri));
+    let summaries = type_summaries(&all_entities(&call.state, &call.tenant).await?);
+    let known = TypeInfo::local(summaries.get(&iri));
     let types = ngsild_query::TypeExpr::parse(&iri, &ld.ctx).map_err(|e| NgsiLdError::bad_request(e.to_string()))?;
-    let filter = EntityFilter { types: Some(types), ..Default::default() };
-    let info = RemoteInfo { operation: Operation::RETRIEVE_TYPE_INFO, path: format!("/types/{}", path_segment(&name)) };
-    let (answers, failures) = info.ask(&state, &headers, &tenant, &params, &ld, &filter).await?;
-    for (target_attrs, _, body) in &answers {
-        known.add_source(target_attrs.as_deref(), body, &ld);
+    let info = RemoteInfo {
+        operation: Operation::RETRIEVE_TYPE_INFO,
+        path: format!("/types/{}", path_segment(&name)),
+        filter: EntityFilter { types: Some(types), ..Default::default() },
+        missing: format!("no entity of type {name}"),
+    };
+    info_answer(&call, &ld, accept, known, info, &iri).await
+}
+
+/// What the hub knows of a type or an attribute, to which each source's answer adds.
+trait Known {
+    fn found(&self) -> bool;
+    fn add_source(&mut self, answer: &InfoAnswer, ld: &Ld);
+    fn body(&self, iri: &str, ld: &Ld) -> Value;
+}
+
+/// `/types/{type}` or `/attributes/{attr}` answered from what the hub knows (`known`) and what
+/// the sources add; 404 when nobody knows the name.
+async fn info_answer(
+    call: &Call,
+    ld: &Ld,
+    accept: Accept,
+    mut known: impl Known,
+    info: RemoteInfo,
+    iri: &str,
+) -> ApiResult {
+    let (answers, failures) = info.ask(&call.state, &call.headers, &call.tenant, &call.params, ld).await?;
+    for answer in &answers {
+        known.add_source(answer, ld);
     }
-    if !known.found {
-        return Err(NgsiLdError::not_found(format!("no entity of type {name}")).into());
+    if !known.found() {
+        return Err(NgsiLdError::not_found(info.missing).into());
     }
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(&iri, &ld), &ld, accept), &failures))
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(iri, ld), ld, accept), &failures))
 }
 
 /// What the hub and the sources know of one entity type: counts add up, attributes unite.
@@ -256,15 +279,21 @@ impl TypeInfo {
             .unwrap_or_default();
         TypeInfo { found: summary.is_some(), entity_count: summary.map_or(0, |s| s.entity_count), attributes }
     }
+}
+
+impl Known for TypeInfo {
+    fn found(&self) -> bool {
+        self.found
+    }
 
     /// Adds a source's EntityTypeInfo, kept to the attributes its registration names (if any).
-    fn add_source(&mut self, registered: Option<&[String]>, body: &Value, ld: &Ld) {
+    fn add_source(&mut self, (registered, _, body): &InfoAnswer, ld: &Ld) {
         self.found = true;
         self.entity_count += body.get("entityCount").and_then(Value::as_u64).unwrap_or(0) as usize;
         for detail in body.get("attributeDetails").and_then(Value::as_array).into_iter().flatten() {
             let Some(attr) = detail.get("attributeName").and_then(Value::as_str) else { continue };
             let attr = ld.ctx.expand_term(attr).into_owned();
-            if registered.is_some_and(|registered| !registered.contains(&attr)) {
+            if registered.as_ref().is_some_and(|registered| !registered.contains(&attr)) {
                 continue;
             }
             let kinds = self.attributes.entry(attr).or_default();
@@ -299,6 +328,10 @@ struct RemoteInfo {
     operation: &'static str,
     /// The same request at a source (the name as the client wrote it, in its @context).
     path: String,
+    /// What the registrations must cover: the type, or the attribute.
+    filter: EntityFilter,
+    /// The detail of the 404 when nobody knows the name.
+    missing: String,
 }
 
 /// A source's answer: the attributes and types its registration names (None: any), and the body.
@@ -312,8 +345,8 @@ impl RemoteInfo {
         tenant: &str,
         params: &Params,
         ld: &Ld,
-        filter: &EntityFilter,
     ) -> Result<(Vec<InfoAnswer>, Vec<SourceFailure>), crate::ApiError> {
+        let filter = &self.filter;
         if params.flag("local")? {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -383,21 +416,16 @@ pub async fn attribute_info(
     Read { call, ld, .. }: Read<Info>,
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let Call { state, headers, params, tenant, .. } = call;
     let iri = ld.ctx.expand_term(&name).into_owned();
-    let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
-    let mut known = AttributeInfo::local(summaries.get(&iri));
-    let filter = EntityFilter { attrs: vec![iri.clone()], ..Default::default() };
-    let info =
-        RemoteInfo { operation: Operation::RETRIEVE_ATTR_INFO, path: format!("/attributes/{}", path_segment(&name)) };
-    let (answers, failures) = info.ask(&state, &headers, &tenant, &params, &ld, &filter).await?;
-    for (_, registered_types, body) in &answers {
-        known.add_source(registered_types, body, &ld);
-    }
-    if !known.found {
-        return Err(NgsiLdError::not_found(format!("no attribute {name}")).into());
-    }
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(&iri, &ld), &ld, accept), &failures))
+    let summaries = attribute_summaries(&all_entities(&call.state, &call.tenant).await?);
+    let known = AttributeInfo::local(summaries.get(&iri));
+    let info = RemoteInfo {
+        operation: Operation::RETRIEVE_ATTR_INFO,
+        path: format!("/attributes/{}", path_segment(&name)),
+        filter: EntityFilter { attrs: vec![iri.clone()], ..Default::default() },
+        missing: format!("no attribute {name}"),
+    };
+    info_answer(&call, &ld, accept, known, info, &iri).await
 }
 
 /// What the hub and the sources know of one attribute: counts add up, kinds and types unite.
@@ -417,10 +445,16 @@ impl AttributeInfo {
             types: summary.map(|s| s.types.clone()).unwrap_or_default(),
         }
     }
+}
+
+impl Known for AttributeInfo {
+    fn found(&self) -> bool {
+        self.found
+    }
 
     /// Adds a source's Attribute info, kept to the types its registration names (if any): the
     /// attribute counts only where it belongs to a registered type.
-    fn add_source(&mut self, registered_types: &[String], body: &Value, ld: &Ld) {
+    fn add_source(&mut self, (_, registered_types, body): &InfoAnswer, ld: &Ld) {
         let held: Vec<String> = body
             .get("typeNames")
             .and_then(Value::as_array)
