@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{params, Accepting, Call, EntityAttr, EntityId, LdBody, LocalOnly, Read, Update, Write};
 use crate::federation::{Federation, ProvisionAnswer, SourceFailure};
-use crate::provision;
+use crate::provision::{self, ForwardRequest};
 use crate::request::{as_object, push_query_body, render_options, Accept, Ld, Params};
 use crate::response::{
     append_header, created, ld_json, no_content, page_links, path_segment, plain_json, with_header, LinkStyle,
@@ -97,18 +97,16 @@ pub(crate) fn check_id(id: &str) -> Result<(), NgsiLdError> {
 
 /// POST /entities
 pub async fn create(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
-    let Call { state, headers, params, tenant, .. } = write.call;
+    let call = &write.call;
+    let Call { state, headers, params, tenant, .. } = call;
     let input = expand_fragment(&as_object(value.clone(), "an entity")?, &ld.ctx)?;
     let mut entity = entity_from_input(&input)?;
     let id = entity.id.clone();
     let attrs: Vec<String> = entity.attrs.keys().cloned().collect();
-    let plan =
-        provision::plan(&state, &headers, &tenant, &params, &id, &entity.types, &attrs, Operation::CREATE_ENTITY)
-            .await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::POST, "/entities", &[], Some(&body), true)
-            .await;
+    let plan = provision::plan(call, &id, &entity.types, &attrs, Operation::CREATE_ENTITY).await?;
+    // A create is forwarded without the client's parameters.
+    let request = ForwardRequest { query: Vec::new(), ..ForwardRequest::new(Method::POST, "/entities".into(), params) };
+    let remote = provision::forward(call, &ld, &plan, request.with_body(value, headers, &ld, true)).await;
     let local = if plan.local {
         entity.attrs.retain(|name, _| plan.keeps(name));
         let modifier: Modifier = Box::new(move |current| {
@@ -118,7 +116,7 @@ pub async fn create(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>
             ops::stamp_new_entity(&mut entity, &now());
             Ok(Modified::entity(entity))
         });
-        Some(modify_one(state.store.as_ref(), &tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
+        Some(modify_one(state.store.as_ref(), tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
     } else {
         None
     };
@@ -523,19 +521,18 @@ async fn distributed_retrieve(
 
 /// DELETE /entities/{id}
 pub async fn delete(EntityId(id): EntityId, read: Read<LocalAndType>) -> ApiResult {
-    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
-    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &[], Operation::DELETE_ENTITY).await?;
-    let path = format!("/entities/{}", path_segment(&id));
-    let query = provision::forwarded_query(&params);
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::DELETE, &path, &query, None, false).await;
+    let (call, ld) = (&read.call, &read.ld);
+    let Call { state, params, tenant, .. } = call;
+    let plan = provision::plan(call, &id, &[], &[], Operation::DELETE_ENTITY).await?;
+    let request = ForwardRequest::new(Method::DELETE, format!("/entities/{}", path_segment(&id)), params);
+    let remote = provision::forward(call, ld, &plan, request).await;
     let local = if plan.local {
         let missing = id.clone();
         let modifier: Modifier = Box::new(move |current| match current {
             Some(_) => Ok(Modified::delete()),
             None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
         });
-        Some(modify_one(state.store.as_ref(), &tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
+        Some(modify_one(state.store.as_ref(), tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
     } else {
         None
     };
@@ -627,31 +624,19 @@ struct FragmentWrite {
     reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
 )]
 async fn write_fragment<T: Send + 'static, const MERGE_PATCH: bool>(
-    Call { state, headers, params, tenant, .. }: &Call,
+    call: &Call,
     id: &str,
     LdBody { value, ld }: LdBody<MERGE_PATCH>,
     write: FragmentWrite,
     prepare: impl FnOnce(ngsild_core::expand::EntityInput) -> Result<T, NgsiLdError>,
     op: impl FnOnce(&mut Entity, T) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
 ) -> ApiResult {
+    let Call { state, headers, params, tenant, .. } = call;
     let mut input = fragment(&value, &ld, id)?;
     let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-    let plan = provision::plan(state, headers, tenant, params, id, &input.types, &attrs, write.operation).await?;
-    let forwarded = provision::forwardable(value, headers, &ld);
-    let query = provision::forwarded_query(params);
-    let remote = provision::forward(
-        state,
-        headers,
-        tenant,
-        &ld,
-        &plan,
-        write.method,
-        &write.path,
-        &query,
-        Some(&forwarded),
-        true,
-    )
-    .await;
+    let plan = provision::plan(call, id, &input.types, &attrs, write.operation).await?;
+    let request = ForwardRequest::new(write.method, write.path, params).with_body(value, headers, &ld, true);
+    let remote = provision::forward(call, &ld, &plan, request).await;
     provision::drop_exclusive_copies(state, tenant, id, &remote).await?;
     let local = if plan.local {
         input.attrs.retain(|name, _| plan.keeps(name));
@@ -739,20 +724,23 @@ struct AttributeWrite {
 /// Writes one attribute (`/entities/{id}/attrs/{attr}`): the registrations holding the attribute
 /// get the request as it came, the hub applies `op` to its part (404 for an entity it lacks).
 async fn write_attribute(
-    Call { state, headers, params, tenant, .. }: &Call,
+    call: &Call,
     EntityAttr(id, attr): &EntityAttr,
     ld: &Ld,
     how: AttributeWrite,
     op: impl FnOnce(&mut Entity, &str) -> Result<(), NgsiLdError> + Send + 'static,
 ) -> ApiResult {
+    let Call { state, headers, params, tenant, .. } = call;
     let AttributeWrite { operation, method, name, body } = how;
     let attrs = vec![name.clone()];
-    let plan = provision::plan(state, headers, tenant, params, id, &[], &attrs, operation).await?;
-    let body = body.map(|value| provision::forwardable(value, headers, ld));
-    let query = provision::forwarded_query(params);
+    let plan = provision::plan(call, id, &[], &attrs, operation).await?;
     let path = format!("/entities/{}/attrs/{}", path_segment(id), path_segment(attr));
-    let remote =
-        provision::forward(state, headers, tenant, ld, &plan, method, &path, &query, body.as_ref(), false).await;
+    let request = ForwardRequest::new(method, path, params);
+    let request = match body {
+        Some(value) => request.with_body(value, headers, ld, false),
+        None => request,
+    };
+    let remote = provision::forward(call, ld, &plan, request).await;
     provision::drop_exclusive_copies(state, tenant, id, &remote).await?;
     let local = match plan.local {
         true => Some(modify_existing(state, tenant, id, move |entity| op(entity, &name).map(|()| None)).await),

@@ -15,6 +15,7 @@ use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Call;
 use crate::federation::{Federation, Forwarding, ProvisionAnswer, SourceFailure};
 use crate::request::{Ld, Params};
 use crate::response::{append_header, plain_json};
@@ -43,15 +44,8 @@ impl Plan {
 
 /// Splits a provision request on entity `id` (of `types`, when known) carrying `attrs` among
 /// the registrations that serve `operation`. `local=true` keeps it all here.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
 pub async fn plan(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    params: &Params,
+    Call { state, headers, params, tenant, .. }: &Call,
     id: &str,
     types: &[String],
     attrs: &[String],
@@ -144,37 +138,48 @@ pub fn forwarding(headers: &HeaderMap, tenant: &str, ld: &Ld) -> Forwarding {
     Forwarding { tenant: tenant.to_owned(), hops: Federation::hops(headers), ld: ld.clone() }
 }
 
-/// Sends every remote part of `plan`; `narrow` cuts the body down to the attributes each
-/// registration gets (an entity fragment), otherwise the body goes whole (one attribute).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
-pub async fn forward(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    ld: &Ld,
-    plan: &Plan,
-    method: Method,
-    path: &str,
-    query: &[(String, String)],
-    body: Option<&Value>,
-    narrow: bool,
-) -> Vec<ProvisionAnswer> {
+/// The request a source of a provision operation gets: the same method and path (under
+/// `/ngsi-ld/v1`), the client's parameters but `local`, and the body as the client sent it.
+pub struct ForwardRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+    /// The body is an entity fragment, cut down to the attributes each registration gets;
+    /// otherwise it goes whole (it is one attribute).
+    pub narrow: bool,
+}
+
+impl ForwardRequest {
+    /// The request as it came (`params` of the client), without a body.
+    pub fn new(method: Method, path: String, params: &Params) -> ForwardRequest {
+        ForwardRequest { method, path, query: forwarded_query(params), body: None, narrow: false }
+    }
+
+    /// With the client's body (its @context back in when it came in the body); `narrow`: see
+    /// [`ForwardRequest::narrow`].
+    pub fn with_body(self, value: Value, headers: &HeaderMap, ld: &Ld, narrow: bool) -> ForwardRequest {
+        ForwardRequest { body: Some(forwardable(value, headers, ld)), narrow, ..self }
+    }
+}
+
+/// Sends `request` to every remote part of `plan`.
+pub async fn forward(call: &Call, ld: &Ld, plan: &Plan, request: ForwardRequest) -> Vec<ProvisionAnswer> {
     if plan.remote.is_empty() {
         return Vec::new();
     }
+    let ForwardRequest { method, path, query, body, narrow } = request;
     let parts = plan
         .remote
         .iter()
         .map(|(reg, attrs)| {
-            let body = body.map(|b| if narrow { narrow_body(b, attrs.as_deref(), &ld.ctx) } else { b.clone() });
+            let body =
+                body.as_ref().map(|b| if narrow { narrow_body(b, attrs.as_deref(), &ld.ctx) } else { b.clone() });
             (reg.clone(), attrs.clone(), body)
         })
         .collect();
-    let fwd = forwarding(headers, tenant, ld);
-    state.federation.send_to_sources(parts, &fwd, method, path, query).await
+    let fwd = forwarding(&call.headers, &call.tenant, ld);
+    call.state.federation.send_to_sources(parts, &fwd, method, &path, &query).await
 }
 
 pub fn warned(mut response: Response, failures: &[SourceFailure]) -> Response {
