@@ -390,6 +390,26 @@ impl ProvisionAnswer {
         Some(source_error(&failure.registration_id, status, problem.as_ref(), &failure.detail))
     }
 
+    /// What the source did, for `ngsild_federation::provision::combine_write`.
+    pub fn part(&self) -> ngsild_federation::provision::SourcePart {
+        use ngsild_federation::provision::SourceOutcome;
+        let outcome = match (&self.result, self.failure()) {
+            (Ok(a), _) if a.status == 207 => {
+                SourceOutcome::Partly(serde_json::from_slice(&a.body).unwrap_or(Value::Null))
+            }
+            (Ok(_), None) => SourceOutcome::Took,
+            (result, failure) => SourceOutcome::Failed {
+                status: result.as_ref().ok().map(|a| a.status),
+                reason: failure.map(|f| f.detail).unwrap_or_default(),
+            },
+        };
+        ngsild_federation::provision::SourcePart {
+            registration_id: self.registration.id.clone(),
+            attrs: self.attrs.clone(),
+            outcome,
+        }
+    }
+
     /// Why it failed: the source's answer or the failure to get one.
     pub fn failure(&self) -> Option<SourceFailure> {
         match &self.result {
