@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod plan;
+
 use std::sync::Arc;
 use std::time::Duration;
 
