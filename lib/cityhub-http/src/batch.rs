@@ -140,7 +140,7 @@ fn no_content_or_multi(successes: Vec<String>, errors: Vec<EntityError>) -> Resp
 pub async fn create(write: Write<LocalOnly>, body: JsonBody) -> ApiResult {
     let Call { state, tenant, .. } = &write.call;
     let EntityBatch { inputs, mut failed, remote } =
-        entity_batch(&write, body, true, Operation::CREATE_BATCH, "/entityOperations/create").await?;
+        entity_batch(&write, body, true, Operation::CreateBatch, "/entityOperations/create").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
         if modifications.iter().any(|(other, _)| other == &id) {
@@ -176,7 +176,7 @@ pub async fn upsert(write: Write<Options>, body: JsonBody) -> ApiResult {
     let Call { state, params, tenant, .. } = &write.call;
     let update_mode = params.has_option("update");
     let EntityBatch { inputs, mut failed, remote } =
-        entity_batch(&write, body, true, Operation::UPSERT_BATCH, "/entityOperations/upsert").await?;
+        entity_batch(&write, body, true, Operation::UpsertBatch, "/entityOperations/upsert").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
         match entity_from_input(&input) {
@@ -224,7 +224,7 @@ pub async fn update(write: Write<Options>, body: JsonBody) -> ApiResult {
     let Call { state, params, tenant, .. } = &write.call;
     let no_overwrite = params.has_option("noOverwrite");
     let EntityBatch { inputs, failed, remote } =
-        entity_batch(&write, body, false, Operation::UPDATE_BATCH, "/entityOperations/update").await?;
+        entity_batch(&write, body, false, Operation::UpdateBatch, "/entityOperations/update").await?;
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
@@ -261,7 +261,7 @@ pub async fn update(write: Write<Options>, body: JsonBody) -> ApiResult {
 pub async fn merge(write: Write<Options>, body: JsonBody) -> ApiResult {
     let Call { state, tenant, .. } = &write.call;
     let EntityBatch { inputs, failed, remote } =
-        entity_batch(&write, body, false, Operation::MERGE_BATCH, "/entityOperations/merge").await?;
+        entity_batch(&write, body, false, Operation::MergeBatch, "/entityOperations/merge").await?;
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
@@ -299,7 +299,7 @@ pub async fn delete(write: Write<LocalOnly>, body: JsonBody) -> ApiResult {
         }
         ids.push(id);
     }
-    let remote = distribute(&write, &[], None, &mut ids, Operation::DELETE_BATCH, "/entityOperations/delete").await?;
+    let remote = distribute(&write, &[], None, &mut ids, Operation::DeleteBatch, "/entityOperations/delete").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for id in ids {
         let missing = id.clone();
@@ -351,7 +351,7 @@ async fn entity_batch(
     call: &Call,
     body: JsonBody,
     need_type: bool,
-    operation: &str,
+    operation: Operation,
     path: &str,
 ) -> Result<EntityBatch, crate::ApiError> {
     // The items as sent (with their @context) are what a source is forwarded.
@@ -371,7 +371,7 @@ async fn distribute(
     originals: &[Value],
     inputs: Option<&mut Vec<(String, EntityInput)>>,
     ids: &mut Vec<String>,
-    operation: &str,
+    operation: Operation,
     path: &str,
 ) -> Result<Remote, crate::ApiError> {
     let Call { state, headers, params, tenant, .. } = call;
@@ -425,7 +425,7 @@ async fn link_ld(state: &SharedState, headers: &axum::http::HeaderMap) -> Result
 struct Parts<'a> {
     headers: &'a axum::http::HeaderMap,
     regs: &'a [ngsild_federation::Registration],
-    operation: &'a str,
+    operation: Operation,
     ld: &'a Ld,
 }
 

@@ -110,7 +110,7 @@ pub async fn types(Read { call, ld, .. }: Read<Details>, Accepting(accept): Acce
     // type IRI -> attribute IRIs
     let mut names: IndexMap<String, Vec<String>> =
         summaries.iter().map(|(t, s)| (t.clone(), s.attributes.keys().cloned().collect())).collect();
-    let sources = RemoteNames { operation: Operation::RETRIEVE_TYPES, path: "/types" };
+    let sources = RemoteNames { operation: Operation::RetrieveTypes, path: "/types" };
     let failures = sources.merge_into(&mut names, &state, &headers, &tenant, &params, &ld).await?;
     names.sort_keys();
     let body = if details {
@@ -142,7 +142,7 @@ pub async fn types(Read { call, ld, .. }: Read<Details>, Accepting(accept): Acce
 /// `typeNames`) so that a registration's answer can be kept to the types and attributes it
 /// registers; a failing source is reported and left out.
 struct RemoteNames {
-    operation: &'static str,
+    operation: Operation,
     path: &'static str,
 }
 
@@ -172,7 +172,7 @@ impl RemoteNames {
         let parts = targets.iter().map(|t| (t.registration.clone(), t.attrs.clone(), None)).collect();
         let fwd = crate::provision::forwarding(headers, tenant, ld);
         let answers = state.federation.send_to_sources(parts, &fwd, Method::GET, self.path, &query).await;
-        let is_types = self.operation == Operation::RETRIEVE_TYPES;
+        let is_types = self.operation == Operation::RetrieveTypes;
         let (name_member, related_member) =
             if is_types { ("typeName", "attributeNames") } else { ("attributeName", "typeNames") };
         let mut failures = Vec::new();
@@ -224,7 +224,7 @@ pub async fn type_info(
     let known = TypeInfo::local(summaries.get(&iri));
     let types = ngsild_query::TypeExpr::parse(&iri, &ld.ctx).map_err(|e| NgsiLdError::bad_request(e.to_string()))?;
     let info = RemoteInfo {
-        operation: Operation::RETRIEVE_TYPE_INFO,
+        operation: Operation::RetrieveTypeInfo,
         path: format!("/types/{}", path_segment(&name)),
         filter: EntityFilter { types: Some(types), ..Default::default() },
         missing: format!("no entity of type {name}"),
@@ -325,7 +325,7 @@ impl Known for TypeInfo {
 /// 5.7.10): the registrations that serve it are asked at once; a source that does not know it
 /// (404) adds nothing, a failing one is reported and left out.
 struct RemoteInfo {
-    operation: &'static str,
+    operation: Operation,
     /// The same request at a source (the name as the client wrote it, in its @context).
     path: String,
     /// What the registrations must cover: the type, or the attribute.
@@ -383,7 +383,7 @@ pub async fn attributes(Read { call, ld, .. }: Read<Details>, Accepting(accept):
     let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
     // attribute IRI -> type IRIs
     let mut names: IndexMap<String, Vec<String>> = summaries.into_iter().map(|(a, s)| (a, s.types)).collect();
-    let sources = RemoteNames { operation: Operation::RETRIEVE_ATTRS, path: "/attributes" };
+    let sources = RemoteNames { operation: Operation::RetrieveAttrs, path: "/attributes" };
     let failures = sources.merge_into(&mut names, &state, &headers, &tenant, &params, &ld).await?;
     let body = if details {
         Value::Array(
@@ -420,7 +420,7 @@ pub async fn attribute_info(
     let summaries = attribute_summaries(&all_entities(&call.state, &call.tenant).await?);
     let known = AttributeInfo::local(summaries.get(&iri));
     let info = RemoteInfo {
-        operation: Operation::RETRIEVE_ATTR_INFO,
+        operation: Operation::RetrieveAttrInfo,
         path: format!("/attributes/{}", path_segment(&name)),
         filter: EntityFilter { attrs: vec![iri.clone()], ..Default::default() },
         missing: format!("no attribute {name}"),

@@ -103,7 +103,7 @@ pub async fn create(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>
     let mut entity = entity_from_input(&input)?;
     let id = entity.id.clone();
     let attrs: Vec<String> = entity.attrs.keys().cloned().collect();
-    let plan = provision::plan(call, &id, &entity.types, &attrs, Operation::CREATE_ENTITY).await?;
+    let plan = provision::plan(call, &id, &entity.types, &attrs, Operation::CreateEntity).await?;
     // A create is forwarded without the client's parameters.
     let request = ForwardRequest { query: Vec::new(), ..ForwardRequest::new(Method::POST, "/entities".into(), params) };
     let remote = provision::forward(call, &ld, &plan, request.with_body(value, headers, &ld, true)).await;
@@ -352,7 +352,7 @@ async fn run_query(
     let paging = params.page(&state.config)?;
     let Paging { offset, limit, count } = paging;
     // A query posted as a Query body goes on as one where the source takes it (clause 5.7.3).
-    let operation = if get_path.is_some() { Operation::QUERY_ENTITY } else { Operation::QUERY_BATCH };
+    let operation = if get_path.is_some() { Operation::QueryEntity } else { Operation::QueryBatch };
     let targets = distributed_targets(state, headers, tenant, params, &filter, operation).await?;
     let (page, has_next, failures) = if targets.is_empty() {
         // One entity more than the page tells whether a next page exists.
@@ -416,7 +416,7 @@ pub(crate) async fn distributed_targets(
     tenant: &str,
     params: &Params,
     filter: &EntityFilter,
-    operation: &str,
+    operation: Operation,
 ) -> Result<Vec<Registration>, ApiError> {
     if params.flag("local")? {
         return Ok(Vec::new());
@@ -453,7 +453,7 @@ async fn distributed_page(
     ld: &Ld,
     filter: &EntityFilter,
     registrations: &[Registration],
-    operation: &str,
+    operation: Operation,
     Window { offset, limit, count }: Window,
 ) -> Result<(cityhub_storage::Page, bool, Vec<SourceFailure>), ApiError> {
     let window = offset + limit;
@@ -502,12 +502,11 @@ async fn distributed_retrieve(
     if let Some(attrs) = params.list("attrs")? {
         filter.attrs = attrs.iter().map(|a| ld.ctx.expand_term(a).into_owned()).collect();
     }
-    let registrations =
-        distributed_targets(state, headers, tenant, params, &filter, Operation::RETRIEVE_ENTITY).await?;
+    let registrations = distributed_targets(state, headers, tenant, params, &filter, Operation::RetrieveEntity).await?;
     if registrations.is_empty() {
         return Ok((local, Vec::new()));
     }
-    let request = FederationRequest { operation: Operation::RETRIEVE_ENTITY, filter: &filter, entity_types: &[] };
+    let request = FederationRequest { operation: Operation::RetrieveEntity, filter: &filter, entity_types: &[] };
     let targets = matching::targets(&registrations, &request, &now());
     let fwd = provision::forwarding(headers, tenant, ld);
     let (answers, failures) = state.federation.entities_from_sources(&targets, &fwd, params.pairs(), Some(id)).await;
@@ -523,7 +522,7 @@ async fn distributed_retrieve(
 pub async fn delete(EntityId(id): EntityId, read: Read<LocalAndType>) -> ApiResult {
     let (call, ld) = (&read.call, &read.ld);
     let Call { state, params, tenant, .. } = call;
-    let plan = provision::plan(call, &id, &[], &[], Operation::DELETE_ENTITY).await?;
+    let plan = provision::plan(call, &id, &[], &[], Operation::DeleteEntity).await?;
     let request = ForwardRequest::new(Method::DELETE, format!("/entities/{}", path_segment(&id)), params);
     let remote = provision::forward(call, ld, &plan, request).await;
     let local = if plan.local {
@@ -568,7 +567,7 @@ fn fragment(value: &Value, ld: &Ld, id: &str) -> Result<ngsild_core::expand::Ent
 /// attribute) is refused before the entity's existence is looked at.
 pub async fn replace(EntityId(id): EntityId, write: Write<LocalAndType>, body: LdBody<false>) -> ApiResult {
     let path = format!("/entities/{}", path_segment(&id));
-    let how = FragmentWrite { operation: Operation::REPLACE_ENTITY, method: Method::PUT, path };
+    let how = FragmentWrite { operation: Operation::ReplaceEntity, method: Method::PUT, path };
     let whole_id = id.clone();
     let replacement = move |mut input: ngsild_core::expand::EntityInput| {
         input.id = Some(whole_id);
@@ -584,7 +583,7 @@ pub async fn replace(EntityId(id): EntityId, write: Write<LocalAndType>, body: L
 /// PATCH /entities/{id}
 pub async fn merge(EntityId(id): EntityId, write: Write<MergeParams>, body: LdBody<true>) -> ApiResult {
     let path = format!("/entities/{}", path_segment(&id));
-    let how = FragmentWrite { operation: Operation::MERGE_ENTITY, method: Method::PATCH, path };
+    let how = FragmentWrite { operation: Operation::MergeEntity, method: Method::PATCH, path };
     write_fragment(&write, &id, body, how, Ok, |entity, input| ops::merge_entity(entity, &input, &now()).map(|_| None))
         .await
 }
@@ -593,7 +592,7 @@ pub async fn merge(EntityId(id): EntityId, write: Write<MergeParams>, body: LdBo
 pub async fn append_attrs(EntityId(id): EntityId, write: Write<Append>, body: LdBody<false>) -> ApiResult {
     let no_overwrite = write.params.has_option("noOverwrite");
     let path = format!("/entities/{}/attrs", path_segment(&id));
-    let how = FragmentWrite { operation: Operation::APPEND_ATTRS, method: Method::POST, path };
+    let how = FragmentWrite { operation: Operation::AppendAttrs, method: Method::POST, path };
     write_fragment(&write, &id, body, how, Ok, move |entity, input| {
         ops::append_attributes(entity, &input, no_overwrite, &now()).map(Some)
     })
@@ -603,14 +602,14 @@ pub async fn append_attrs(EntityId(id): EntityId, write: Write<Append>, body: Ld
 /// PATCH /entities/{id}/attrs
 pub async fn update_attrs(EntityId(id): EntityId, write: Write<Append>, body: LdBody<true>) -> ApiResult {
     let path = format!("/entities/{}/attrs", path_segment(&id));
-    let how = FragmentWrite { operation: Operation::UPDATE_ATTRS, method: Method::PATCH, path };
+    let how = FragmentWrite { operation: Operation::UpdateAttrs, method: Method::PATCH, path };
     write_fragment(&write, &id, body, how, Ok, |entity, input| ops::update_attributes(entity, &input, &now()).map(Some))
         .await
 }
 
 /// How a write of an attribute fragment to one entity travels.
 struct FragmentWrite {
-    operation: &'static str,
+    operation: Operation,
     /// Method and path (under `/ngsi-ld/v1`) of the same request at a context source.
     method: Method,
     path: String,
@@ -675,8 +674,7 @@ pub async fn partial_update_attr(path: EntityAttr, write: Write<LocalOnly>, body
     if patch.is_empty() {
         return Err(NgsiLdError::bad_request("the attribute fragment is empty").into());
     }
-    let how =
-        AttributeWrite { operation: Operation::UPDATE_ATTRS, method: Method::PATCH, name, body: Some(body.value) };
+    let how = AttributeWrite { operation: Operation::UpdateAttrs, method: Method::PATCH, name, body: Some(body.value) };
     write_attribute(&write, &path, &body.ld, how, move |entity, name| {
         ops::partial_update_attribute(entity, name, &patch, &now()).map(drop)
     })
@@ -686,7 +684,7 @@ pub async fn partial_update_attr(path: EntityAttr, write: Write<LocalOnly>, body
 /// PUT /entities/{id}/attrs/{attr}
 pub async fn replace_attr(path: EntityAttr, write: Write<LocalOnly>, body: LdBody<false>) -> ApiResult {
     let (name, raw_attr) = attribute_body(&body.value, &body.ld, &path.1)?;
-    let how = AttributeWrite { operation: Operation::REPLACE_ATTRS, method: Method::PUT, name, body: Some(body.value) };
+    let how = AttributeWrite { operation: Operation::ReplaceAttrs, method: Method::PUT, name, body: Some(body.value) };
     write_attribute(&write, &path, &body.ld, how, move |entity, name| {
         ops::replace_attribute(entity, name, &raw_attr, &now()).map(drop)
     })
@@ -704,7 +702,7 @@ pub async fn delete_attr(path: EntityAttr, read: Read<DeleteAttr>) -> ApiResult 
         ngsild_core::validate::check_uri(ds, "datasetId")?;
     }
     let delete_all = read.params.flag("deleteAll")?;
-    let how = AttributeWrite { operation: Operation::DELETE_ATTRS, method: Method::DELETE, name, body: None };
+    let how = AttributeWrite { operation: Operation::DeleteAttrs, method: Method::DELETE, name, body: None };
     write_attribute(&read, &path, ld, how, move |entity, name| {
         ops::delete_attribute(entity, name, dataset_id.as_deref(), delete_all, &now()).map(drop)
     })
@@ -713,7 +711,7 @@ pub async fn delete_attr(path: EntityAttr, read: Read<DeleteAttr>) -> ApiResult 
 
 /// A write on one attribute of one entity, and how the same request travels to a source.
 struct AttributeWrite {
-    operation: &'static str,
+    operation: Operation,
     method: Method,
     /// The attribute, expanded.
     name: String,
@@ -839,7 +837,7 @@ async fn purge_sources(
     ld: &Ld,
     filter: &EntityFilter,
 ) -> Result<Vec<ProvisionAnswer>, ApiError> {
-    let registrations = distributed_targets(state, headers, tenant, params, filter, Operation::PURGE_ENTITY).await?;
+    let registrations = distributed_targets(state, headers, tenant, params, filter, Operation::PurgeEntity).await?;
     if registrations.is_empty() {
         return Ok(Vec::new());
     }

@@ -305,20 +305,20 @@ impl Federation {
             let mut query = narrowed(&params, target, &fwd.ld.ctx);
             let one = |collection: &str, id: &str| format!("{collection}/{}", crate::response::path_segment(id));
             let (method, path, body) = match (target.way, retrieval) {
-                (Operation::RETRIEVE_ENTITY, Some(id)) => {
+                (Operation::RetrieveEntity, Some(id)) => {
                     query.retain(|(n, _)| n != "id");
                     (Method::GET, one("/entities", id), None)
                 }
-                (Operation::RETRIEVE_TEMPORAL, Some(id)) => {
+                (Operation::RetrieveTemporal, Some(id)) => {
                     query.retain(|(n, _)| n != "id");
                     (Method::GET, one("/temporal/entities", id), None)
                 }
-                (Operation::QUERY_BATCH, _) => {
+                (Operation::QueryBatch, _) => {
                     let (url_params, body) = query_body(query);
                     query = url_params;
                     (Method::POST, "/entityOperations/query".to_owned(), Some(body))
                 }
-                (Operation::QUERY_TEMPORAL, _) => (Method::GET, "/temporal/entities".to_owned(), None),
+                (Operation::QueryTemporal, _) => (Method::GET, "/temporal/entities".to_owned(), None),
                 _ => (Method::GET, "/entities".to_owned(), None),
             };
             let (me, reg, fwd, read) = (self.clone(), target.registration.clone(), fwd.clone(), read.clone());

@@ -10,7 +10,7 @@ use ngsild_core::time::now;
 use ngsild_core::NgsiLdError;
 use ngsild_federation::matching::{self, Request as FederationRequest};
 use ngsild_federation::provision::{self, WriteAnswer};
-use ngsild_federation::Registration;
+use ngsild_federation::{Operation, Registration};
 use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
@@ -49,7 +49,7 @@ pub async fn plan(
     id: &str,
     types: &[String],
     attrs: &[String],
-    operation: &str,
+    operation: Operation,
 ) -> Result<Plan, ApiError> {
     if params.flag("local")? {
         return Ok(Plan::local_only());
@@ -69,7 +69,7 @@ pub fn plan_among(
     id: &str,
     types: &[String],
     attrs: &[String],
-    operation: &str,
+    operation: Operation,
 ) -> Plan {
     if regs.is_empty() {
         return Plan::local_only();

@@ -322,7 +322,7 @@ pub async fn retrieve(
     let page = state.store.temporal_query(&tenant, &ask.query).await?;
     let selection =
         cityhub_storage::EntityFilter { ids: vec![id.clone()], attrs: ask.query.attrs.clone(), ..Default::default() };
-    let read = HistoryRead { operation: Operation::RETRIEVE_TEMPORAL, filter: &selection, retrieval: Some(&id) };
+    let read = HistoryRead { operation: Operation::RetrieveTemporal, filter: &selection, retrieval: Some(&id) };
     let remote = remote_history(&state, &headers, &tenant, &params, &ld, &ask, read).await?;
     let entities = remote.merged_with(page.entities, &ask);
     if entities.is_empty() {
@@ -340,7 +340,7 @@ pub async fn retrieve(
 
 /// What a distributed temporal read asks the context sources.
 struct HistoryRead<'a> {
-    operation: &'static str,
+    operation: Operation,
     /// The entities and attributes it selects, for choosing the registrations.
     filter: &'a cityhub_storage::EntityFilter,
     /// The id of the one entity a retrieval asks for.
@@ -479,7 +479,7 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
     }
     let count = params.flag("count")?;
     let offset = params.usize("offset")?.unwrap_or(0);
-    let read = HistoryRead { operation: Operation::QUERY_TEMPORAL, filter: &selection, retrieval: None };
+    let read = HistoryRead { operation: Operation::QueryTemporal, filter: &selection, retrieval: None };
     let remote = remote_history(state, headers, tenant, params, &ld, &ask, read).await?;
     let (entities, total) = if remote.asked {
         // Each source was asked for its first offset + limit entities; the merged list is paged here.

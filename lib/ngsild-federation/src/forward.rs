@@ -49,7 +49,7 @@ pub fn narrowed(params: &[(String, String)], target: &Target<'_>, ctx: &Context)
     }
     // A query by id alone is not a query (clause 5.7.2): one that stands for a retrieval names
     // the registered types.
-    let is_query = matches!(target.way, Operation::QUERY_ENTITY | Operation::QUERY_BATCH | Operation::QUERY_TEMPORAL);
+    let is_query = matches!(target.way, Operation::QueryEntity | Operation::QueryBatch | Operation::QueryTemporal);
     let selects = out.iter().any(|(n, _)| matches!(n.as_str(), "type" | "attrs" | "q" | "georel" | "scopeQ"));
     if is_query && !selects && !target.types.is_empty() && target.attrs.is_none() {
         let types: Vec<String> = target.types.iter().map(|t| ctx.compact_iri(t).into_owned()).collect();
@@ -194,7 +194,7 @@ mod tests {
         items.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
     }
 
-    fn target<'r>(reg: &'r Registration, way: &'static str) -> Target<'r> {
+    fn target<'r>(reg: &'r Registration, way: Operation) -> Target<'r> {
         Target { registration: reg, attrs: None, ids: None, types: Vec::new(), way }
     }
 
@@ -226,10 +226,10 @@ mod tests {
             ("join", "inline"),
             ("q", "speed>1"),
         ]);
-        let sent = narrowed(&asked, &target(&reg, Operation::QUERY_ENTITY), &ctx);
+        let sent = narrowed(&asked, &target(&reg, Operation::QueryEntity), &ctx);
         assert_eq!(sent, pairs(&[("type", "Vehicle"), ("limit", "15"), ("q", "speed>1"), ("options", "sysAttrs")]));
         let aggregated =
-            narrowed(&pairs(&[("format", "aggregatedValues")]), &target(&reg, Operation::QUERY_TEMPORAL), &ctx);
+            narrowed(&pairs(&[("format", "aggregatedValues")]), &target(&reg, Operation::QueryTemporal), &ctx);
         assert_eq!(aggregated, pairs(&[("options", "aggregatedValues")]));
     }
 
@@ -237,7 +237,7 @@ mod tests {
     fn a_registration_narrows_ids_attributes_and_names_its_types_for_a_query_by_id() {
         let reg = registration();
         let ctx = ngsild_jsonld::core_context();
-        let mut t = target(&reg, Operation::QUERY_ENTITY);
+        let mut t = target(&reg, Operation::QueryEntity);
         t.ids = Some(vec!["urn:a".to_owned()]);
         t.types = vec!["https://example.org/Vehicle".to_owned()];
         let sent = narrowed(&pairs(&[("id", "urn:a,urn:b")]), &t, &ctx);
@@ -246,7 +246,7 @@ mod tests {
         let sent = narrowed(&pairs(&[("attrs", "speed,brand"), ("type", "Vehicle")]), &t, &ctx);
         assert_eq!(sent, pairs(&[("type", "Vehicle"), ("id", "urn:a"), ("attrs", "https://example.org/speed")]));
         // A retrieval way asks by id as it is: no type added.
-        let retrieval = target(&reg, Operation::RETRIEVE_ENTITY);
+        let retrieval = target(&reg, Operation::RetrieveEntity);
         assert_eq!(narrowed(&pairs(&[("id", "urn:a")]), &retrieval, &ctx), pairs(&[("id", "urn:a")]));
     }
 

@@ -277,7 +277,7 @@ mod tests {
         let attrs: Vec<String> = attrs.iter().map(|a| x(a)).collect();
         let filter = EntityFilter { ids: vec!["urn:v:1".into()], attrs: attrs.clone(), ..Default::default() };
         let types = vec![x("Vehicle")];
-        let request = Request { operation: Operation::UPDATE_ATTRS, filter: &filter, entity_types: &types };
+        let request = Request { operation: Operation::UpdateAttrs, filter: &filter, entity_types: &types };
         split(targets(regs, &request, NOW), &attrs)
     }
 
@@ -318,7 +318,7 @@ mod tests {
         let attrs: Vec<String> = attrs.iter().map(|a| x(a)).collect();
         let filter = EntityFilter { ids: vec!["urn:v:1".into()], attrs: attrs.clone(), ..Default::default() };
         let types = vec![x("Vehicle")];
-        let request = Request { operation: Operation::UPDATE_ATTRS, filter: &filter, entity_types: &types };
+        let request = Request { operation: Operation::UpdateAttrs, filter: &filter, entity_types: &types };
         let hops = crate::via::hops([via]);
         split_unless_looping(targets(regs, &request, NOW), &attrs, &hops).map_err(|r| r.id.as_str())
     }
