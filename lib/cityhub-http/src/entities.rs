@@ -27,7 +27,7 @@ use crate::SharedState;
 use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
 use ngsild_federation::merge::{merge_entities, Fragments, MergedCount};
-use ngsild_federation::{Mode, Registration};
+use ngsild_federation::{Mode, Registration, Target};
 
 params! {
     Retrieve = &[
@@ -362,7 +362,7 @@ async fn run_query(
         (page, has_next, Vec::new())
     } else {
         let window = Window { offset, limit, count };
-        distributed_page(state, headers, tenant, params, ld, &filter, &targets, operation, window).await?
+        distributed_page(state, headers, tenant, params, ld, &filter, &targets, window).await?
     };
     let geometry_property = geometry_property(params, ld);
     let linked = linked_entities(state, tenant, &page.entities, &opts).await?;
@@ -417,18 +417,61 @@ pub(crate) async fn distributed_targets(
     params: &Params,
     filter: &EntityFilter,
     operation: Operation,
-) -> Result<Vec<Registration>, ApiError> {
+) -> Result<Sources, ApiError> {
     if params.flag("local")? {
-        return Ok(Vec::new());
+        return Ok(Sources::default());
     }
     let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
     if regs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Sources::default());
     }
     let request = FederationRequest { operation, filter, entity_types: &[] };
     let targets = matching::targets(&regs, &request, &now());
     let hops = Federation::hops(headers);
-    Ok(state.federation.reachable(targets, &hops).into_iter().map(|t| t.registration.clone()).collect())
+    Ok(Sources::of(state.federation.reachable(targets, &hops)))
+}
+
+/// The sources a read asks, matched once per request: each registration with what to ask it
+/// (the parts of its `Target`, owned, so they outlive the tenant's registration snapshot).
+#[derive(Default)]
+pub(crate) struct Sources {
+    registrations: Vec<Registration>,
+    asks: Vec<Ask>,
+}
+
+/// Per registration: the attributes, ids and types to ask for, and the way to ask.
+type Ask = (Option<Vec<String>>, Option<Vec<String>>, Vec<String>, Operation);
+
+impl Sources {
+    fn of(targets: Vec<Target<'_>>) -> Sources {
+        let mut sources = Sources::default();
+        for t in targets {
+            sources.registrations.push(t.registration.clone());
+            sources.asks.push((t.attrs, t.ids, t.types, t.way));
+        }
+        sources
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.registrations.is_empty()
+    }
+
+    /// The targets again, as matched.
+    pub fn targets(&self) -> Vec<Target<'_>> {
+        let asks = self.registrations.iter().zip(&self.asks);
+        asks.map(|(registration, (attrs, ids, types, way))| Target {
+            registration,
+            attrs: attrs.clone(),
+            ids: ids.clone(),
+            types: types.clone(),
+            way: *way,
+        })
+        .collect()
+    }
+
+    pub fn into_registrations(self) -> Vec<Registration> {
+        self.registrations
+    }
 }
 
 /// The page a query asks for.
@@ -452,14 +495,12 @@ async fn distributed_page(
     params: &Params,
     ld: &Ld,
     filter: &EntityFilter,
-    registrations: &[Registration],
-    operation: Operation,
+    sources: &Sources,
     Window { offset, limit, count }: Window,
 ) -> Result<(cityhub_storage::Page, bool, Vec<SourceFailure>), ApiError> {
     let window = offset + limit;
     let local = state.store.query(tenant, filter, Paging { offset: 0, limit: window + 1, count }).await?;
-    let request = FederationRequest { operation, filter, entity_types: &[] };
-    let targets = matching::targets(registrations, &request, &now());
+    let targets = sources.targets();
     let mut forwarded: Vec<(String, String)> = params.pairs().to_vec();
     if !forwarded.iter().any(|(n, _)| n == "limit") {
         forwarded.push(("limit".to_owned(), limit.to_string()));
@@ -502,12 +543,11 @@ async fn distributed_retrieve(
     if let Some(attrs) = params.list("attrs")? {
         filter.attrs = attrs.iter().map(|a| ld.ctx.expand_term(a).into_owned()).collect();
     }
-    let registrations = distributed_targets(state, headers, tenant, params, &filter, Operation::RetrieveEntity).await?;
-    if registrations.is_empty() {
+    let sources = distributed_targets(state, headers, tenant, params, &filter, Operation::RetrieveEntity).await?;
+    if sources.is_empty() {
         return Ok((local, Vec::new()));
     }
-    let request = FederationRequest { operation: Operation::RetrieveEntity, filter: &filter, entity_types: &[] };
-    let targets = matching::targets(&registrations, &request, &now());
+    let targets = sources.targets();
     let fwd = provision::forwarding(headers, tenant, ld);
     let (answers, failures) = state.federation.entities_from_sources(&targets, &fwd, params.pairs(), Some(id)).await;
     let mut sources = vec![Fragments { entities: local.into_iter().collect(), auxiliary: false }];
@@ -841,7 +881,7 @@ async fn purge_sources(
     if registrations.is_empty() {
         return Ok(Vec::new());
     }
-    let parts = registrations.into_iter().map(|reg| (reg, None, None)).collect();
+    let parts = registrations.into_registrations().into_iter().map(|reg| (reg, None, None)).collect();
     let fwd = provision::forwarding(headers, tenant, ld);
     let query = provision::forwarded_query(params);
     Ok(state.federation.send_to_sources(parts, &fwd, Method::DELETE, "/entities", &query).await)

@@ -5,9 +5,8 @@ use cityhub_storage::{TemporalOutcome, TemporalQuery, TemporalWrite};
 use ngsild_core::expand::{build_attribute, expand_fragment, expand_raw_attribute, AttributeInput};
 use ngsild_core::temporal::{parse_duration, render_temporal, AggrMethod, TemporalFormat, TimeProperty, TimeRel};
 use ngsild_core::temporal_cut::{content_range, content_range_end, earliest_cut, page_cut};
-use ngsild_core::time::now;
 use ngsild_core::{Entity, NgsiLdError};
-use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
+use ngsild_federation::matching::Operation;
 use ngsild_federation::merge::{merge_temporal, MergedCount, TemporalFragments};
 use ngsild_federation::Mode;
 use serde_json::Value;
@@ -400,12 +399,11 @@ async fn remote_history(
     ask: &TemporalAsk,
     read: HistoryRead<'_>,
 ) -> Result<RemoteHistory, ApiError> {
-    let registrations = distributed_targets(state, headers, tenant, params, read.filter, read.operation).await?;
-    if registrations.is_empty() {
+    let sources = distributed_targets(state, headers, tenant, params, read.filter, read.operation).await?;
+    if sources.is_empty() {
         return Ok(RemoteHistory::default());
     }
-    let request = FederationRequest { operation: read.operation, filter: read.filter, entity_types: &[] };
-    let targets = matching::targets(&registrations, &request, &now());
+    let targets = sources.targets();
     let fwd = provision::forwarding(headers, tenant, ld);
     let (ctx, aggregated) = (ld.ctx.clone(), ask.format == TemporalFormat::Aggregated);
     let read_answer = move |answer: &SourceAnswer| -> Result<SourceHistory, String> {
