@@ -105,6 +105,8 @@ struct Inner {
     holder: String,
     /// Whether this process holds the lease (and so notifies).
     leading: watch::Sender<bool>,
+    /// Set by `release`: the lease is not taken again.
+    released: std::sync::atomic::AtomicBool,
 }
 
 /// A handle on the notification machinery (cheap to clone).
@@ -143,6 +145,7 @@ impl Notifier {
             last_notified: Mutex::new(HashMap::new()),
             holder: format!("cityhub-{}", uuid::Uuid::new_v4()),
             leading: watch::channel(false).0,
+            released: std::sync::atomic::AtomicBool::new(false),
         });
         let notifier = Notifier { inner };
         let starting = notifier.clone();
@@ -171,9 +174,13 @@ impl Notifier {
         let _ = leading.wait_for(|held| *held).await;
     }
 
-    /// Takes or renews the lease; on taking it, wakes the journal tail and every worker with
-    /// pending rows (those a killed holder left among them).
+    /// Takes or renews the lease; while held, wakes every worker with pending rows (on taking
+    /// it: those a killed holder left; later: those other hubs queued), and on taking it the
+    /// journal tail.
     async fn renew_lease(&self) {
+        if self.inner.released.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let ttl = self.inner.config.lease_ttl;
         let held = match self.inner.store.try_lease(LEASE, &self.inner.holder, ttl).await {
             Ok(held) => held,
@@ -183,11 +190,15 @@ impl Notifier {
             }
         };
         let was = self.inner.leading.send_replace(held);
-        if held && !was {
-            tracing::info!(holder = %self.inner.holder, "this hub holds the notifier lease and notifies");
-            self.inner.journal_wake.notify_one();
+        if held {
+            if !was {
+                tracing::info!(holder = %self.inner.holder, "this hub holds the notifier lease and notifies");
+                self.inner.journal_wake.notify_one();
+            }
+            // Rows other hubs queued (csource notifications of their registration changes) have
+            // no event: at each renewal the workers of every pending endpoint are woken.
             self.wake_pending_workers().await;
-        } else if was && !held {
+        } else if was {
             tracing::warn!(holder = %self.inner.holder, "this hub lost the notifier lease");
         }
     }
@@ -200,8 +211,10 @@ impl Notifier {
         }
     }
 
-    /// Gives the lease up (at shutdown), so that another hub takes over at once.
+    /// Gives the lease up for good (at shutdown), so that another hub takes over at once; this
+    /// notifier notifies no more.
     pub async fn release(&self) {
+        self.inner.released.store(true, std::sync::atomic::Ordering::Relaxed);
         self.inner.leading.send_replace(false);
         if let Err(e) = self.inner.store.release_lease(LEASE, &self.inner.holder).await {
             tracing::warn!(error = %e, "cannot release the notifier lease");

@@ -11,10 +11,10 @@ use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use crate::index::one_of;
 use serde_json::Value;
 
-use crate::schema;
+use crate::codec::{from_json, one_of, sql_err, to_json};
+use crate::entities;
 
 pub const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS temporal_entities (
@@ -130,10 +130,6 @@ pub fn move_text_keyed(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("DROP TABLE attr_history_text_keyed")
 }
 
-fn sql_err(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
 /// A DateTime as the history stores it: microseconds since the Unix epoch.
 fn micros(t: &str) -> Option<i64> {
     parse_datetime(t).map(|t| t.timestamp_micros())
@@ -217,7 +213,7 @@ impl InstanceRow {
         let fallback = chrono::Utc::now().timestamp_micros();
         Ok(InstanceRow {
             dataset_id: attr.dataset_id.clone(),
-            doc: serde_json::to_string(attr).map_err(sql_err)?,
+            doc: to_json(attr)?,
             val: attr.value.to_string(),
             num,
             observed: micros_of(attr.observed_at.as_deref()),
@@ -264,8 +260,8 @@ fn insert_instance(
 
 /// Creates or refreshes the entity's row of the temporal representation.
 fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> rusqlite::Result<()> {
-    let types = serde_json::to_string(&entity.types).map_err(sql_err)?;
-    let scope = serde_json::to_string(&entity.scope).map_err(sql_err)?;
+    let types = to_json(&entity.types)?;
+    let scope = to_json(&entity.scope)?;
     let stored_types: Option<String> = conn
         .prepare_cached("SELECT types FROM temporal_entities WHERE tenant = ?1 AND id = ?2")?
         .query_row(params![tenant, entity.id], |row| row.get(0))
@@ -333,7 +329,7 @@ pub fn apply_write(
             if must_exist && !exists {
                 return not_found();
             }
-            let current = schema::load_entity(conn, tenant, id)?;
+            let current = entities::load_entity(conn, tenant, id)?;
             input.id = id.to_owned();
             let fold = history::fold_instances(current.as_ref(), input, &now);
             for (name, attr) in &fold.instances {
@@ -348,7 +344,7 @@ pub fn apply_write(
                 }
                 insert_instance(conn, tenant, id, name, attr, None)?;
             }
-            schema::save_entity(conn, tenant, current.as_ref(), &fold.entity)?;
+            entities::save_entity(conn, tenant, current.as_ref(), &fold.entity)?;
             touch_entity(conn, tenant, &fold.entity, &now)?;
             Ok(Ok(if exists { TemporalOutcome::Updated } else { TemporalOutcome::Created }))
         }
@@ -364,8 +360,8 @@ pub fn apply_write(
             ] {
                 conn.execute(&format!("DELETE FROM {table}"), params![tenant, id])?;
             }
-            if let Some(current) = schema::load_entity(conn, tenant, id)? {
-                schema::delete_entity(conn, tenant, &current)?;
+            if let Some(current) = entities::load_entity(conn, tenant, id)? {
+                entities::delete_entity(conn, tenant, &current)?;
             }
             Ok(Ok(TemporalOutcome::Updated))
         }
@@ -388,11 +384,11 @@ pub fn apply_write(
             if deleted == 0 {
                 return Ok(Err(NgsiLdError::not_found(format!("{id} has no history of attribute {attr}"))));
             }
-            if let Some(current) = schema::load_entity(conn, tenant, id)? {
+            if let Some(current) = entities::load_entity(conn, tenant, id)? {
                 let mut entity = current.clone();
                 if entity.remove_instances(&attr, dataset_id.as_deref(), all) > 0 {
                     entity.modified_at = Some(now.clone());
-                    schema::save_entity(conn, tenant, Some(&current), &entity)?;
+                    entities::save_entity(conn, tenant, Some(&current), &entity)?;
                 }
             }
             Ok(Ok(TemporalOutcome::Updated))
@@ -403,7 +399,7 @@ pub fn apply_write(
             let Some(seq) = find_instance(conn, sid, &instance_id)? else { return not_found() };
             let doc: String =
                 conn.prepare_cached("SELECT doc FROM attr_history WHERE seq = ?1")?.query_row([seq], |r| r.get(0))?;
-            let old: Attribute = serde_json::from_str(&doc).map_err(sql_err)?;
+            let old: Attribute = from_json(&doc)?;
             attribute.created_at = old.created_at.clone();
             attribute.modified_at = Some(now.clone());
             if attribute.dataset_id.is_none() {
@@ -462,7 +458,7 @@ fn ordered_ids(
 ) -> rusqlite::Result<Vec<String>> {
     let mut first = ngsild_query::order::FirstInOrder::new(order, wanted);
     for id in &ids {
-        let current = schema::load_entity(conn, tenant, id)?.unwrap_or_else(|| Entity::new(id.clone(), Vec::new()));
+        let current = entities::load_entity(conn, tenant, id)?.unwrap_or_else(|| Entity::new(id.clone(), Vec::new()));
         first.push(order.key(&current), id.clone());
     }
     let mut out = first.finish();
@@ -494,14 +490,14 @@ fn matching_ids(conn: &Connection, tenant: &str, q: &TemporalQuery) -> rusqlite:
     let mut ids = Vec::new();
     for row in rows {
         let (id, types) = row?;
-        let types: Vec<String> = serde_json::from_str(&types).map_err(sql_err)?;
+        let types: Vec<String> = from_json(&types)?;
         if f.id_pattern.as_ref().is_some_and(|re| !re.is_match(&id))
             || f.types.as_ref().is_some_and(|t| !t.matches(&types))
         {
             continue;
         }
         if needs_current {
-            let current = schema::load_entity(conn, tenant, &id)?;
+            let current = entities::load_entity(conn, tenant, &id)?;
             let matches = current.is_some_and(|e| {
                 f.q.as_ref().is_none_or(|q| q.matches(&e))
                     && f.scope_q.as_ref().is_none_or(|s| s.matches(&e.scope))
@@ -532,8 +528,8 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
     let Some((types, scope, created_at, modified_at, deleted_at)) = row else { return Ok(None) };
     let mut entity = TemporalEntity {
         id: id.to_owned(),
-        types: serde_json::from_str(&types).map_err(sql_err)?,
-        scope: serde_json::from_str(&scope).map_err(sql_err)?,
+        types: from_json(&types)?,
+        scope: from_json(&scope)?,
         created_at: Some(created_at),
         modified_at: Some(modified_at),
         deleted_at,
@@ -612,7 +608,7 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
         let mut instances = Vec::new();
         for row in rows {
             let (doc, seq, legacy, deleted) = row?;
-            let attribute: Attribute = serde_json::from_str(&doc).map_err(sql_err)?;
+            let attribute: Attribute = from_json(&doc)?;
             let deleted_at = deleted.map(|t| format_time(datetime(t)));
             instances.push(Instance { attribute, instance_id: instance_id(seq, legacy), deleted_at });
         }
@@ -657,7 +653,7 @@ fn aggregate(
     let kind_doc: String = conn
         .prepare_cached(&format!("SELECT doc {base} LIMIT 1"))?
         .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
-    let kind = serde_json::from_str::<Attribute>(&kind_doc).map_err(sql_err)?.kind;
+    let kind = from_json::<Attribute>(&kind_doc)?.kind;
     // One pass over the window, accumulated per datasetId and period (ngsild_core::history).
     // Over observedAt the covering index serves it without the table; a GROUP BY would sort
     // every row by datasetId first (that sort and one query per period were most of the 70 ms a
