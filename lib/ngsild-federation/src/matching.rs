@@ -69,6 +69,34 @@ impl Operation {
         !self.name().starts_with("retrieve") && !self.name().starts_with("query")
     }
 
+    /// Every operation, in the order of their declaration (`ALL[op as usize] == op`).
+    pub const ALL: [Operation; 24] = [
+        Self::QueryEntity,
+        Self::RetrieveEntity,
+        Self::RetrieveTypes,
+        Self::RetrieveAttrs,
+        Self::RetrieveTypeInfo,
+        Self::RetrieveAttrInfo,
+        Self::QueryTemporal,
+        Self::RetrieveTemporal,
+        Self::CreateEntity,
+        Self::UpdateAttrs,
+        Self::AppendAttrs,
+        Self::DeleteAttrs,
+        Self::DeleteEntity,
+        Self::MergeEntity,
+        Self::ReplaceEntity,
+        Self::ReplaceAttrs,
+        Self::UpdateEntity,
+        Self::CreateBatch,
+        Self::UpsertBatch,
+        Self::UpdateBatch,
+        Self::DeleteBatch,
+        Self::MergeBatch,
+        Self::QueryBatch,
+        Self::PurgeEntity,
+    ];
+
     /// The operations a source may be asked with to serve `operation`, the preferred first: the
     /// three ways of reading entities answer each other (a retrieval is a query by id), so do the
     /// two of reading history, and a purge is a deletion of the entities a query selects.
@@ -78,26 +106,11 @@ impl Operation {
             Self::QueryBatch => &[Self::QueryBatch, Self::QueryEntity],
             Self::RetrieveEntity => &[Self::RetrieveEntity, Self::QueryEntity, Self::QueryBatch],
             Self::PurgeEntity => &[Self::PurgeEntity, Self::DeleteEntity],
-            Self::CreateEntity => &[Self::CreateEntity],
-            Self::UpdateAttrs => &[Self::UpdateAttrs],
-            Self::AppendAttrs => &[Self::AppendAttrs],
-            Self::DeleteAttrs => &[Self::DeleteAttrs],
-            Self::DeleteEntity => &[Self::DeleteEntity],
-            Self::MergeEntity => &[Self::MergeEntity],
-            Self::ReplaceEntity => &[Self::ReplaceEntity],
-            Self::ReplaceAttrs => &[Self::ReplaceAttrs],
-            Self::RetrieveTypes => &[Self::RetrieveTypes],
-            Self::RetrieveAttrs => &[Self::RetrieveAttrs],
-            Self::QueryTemporal => &[Self::QueryTemporal],
             Self::RetrieveTemporal => &[Self::RetrieveTemporal, Self::QueryTemporal],
-            Self::RetrieveTypeInfo => &[Self::RetrieveTypeInfo],
-            Self::RetrieveAttrInfo => &[Self::RetrieveAttrInfo],
-            Self::CreateBatch => &[Self::CreateBatch],
-            Self::UpsertBatch => &[Self::UpsertBatch],
-            Self::UpdateBatch => &[Self::UpdateBatch],
-            Self::DeleteBatch => &[Self::DeleteBatch],
-            Self::MergeBatch => &[Self::MergeBatch],
+            // updateEntity is not forwarded.
             Self::UpdateEntity => &[],
+            // Every other operation is asked as itself.
+            other => std::slice::from_ref(&Self::ALL[other as usize]),
         }
     }
 
@@ -403,5 +416,20 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(serve(&regs, Operation::QueryEntity, &f).len(), 1);
+    }
+
+    #[test]
+    fn every_operation_is_asked_as_itself_unless_another_way_answers_it() {
+        for (index, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, index, "{op:?} out of order in ALL");
+            match op {
+                Operation::UpdateEntity => assert!(op.ways().is_empty()),
+                _ => assert_eq!(op.ways()[0], *op, "{op:?} is first of all asked as itself"),
+            }
+        }
+        assert_eq!(Operation::CreateBatch.ways(), [Operation::CreateBatch]);
+        assert_eq!(Operation::PurgeEntity.ways(), [Operation::PurgeEntity, Operation::DeleteEntity]);
+        assert_eq!(Operation::RetrieveTemporal.ways(), [Operation::RetrieveTemporal, Operation::QueryTemporal]);
+        assert_eq!(Operation::QueryBatch.name(), "queryBatch");
     }
 }
