@@ -5,10 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use bytes::Bytes;
 use cityhub_storage::{Change, Modified, Modifier};
 use ngsild_core::expand::{entity_from_input, expand_fragment, EntityInput};
 use ngsild_core::ops;
@@ -18,32 +16,30 @@ use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
-use crate::federation::source_error;
-use crate::request::{link_context, read_json_body, tenant, Params};
+use crate::extract::{params, Call, JsonBody, LocalOnly, Write};
+use crate::federation::ProvisionAnswer;
+use crate::provision;
+use crate::request::{link_context, Ld};
 use crate::response::{no_content, plain_json};
 use crate::SharedState;
+use ngsild_federation::batch::{created_ids, source_errors, EntityError, Groups};
 use ngsild_federation::Operation;
+
+params! {
+    Options = &["options", "local"];
+}
 
 /// An entity id with why it failed.
 type Failure = (String, NgsiLdError);
-
-/// An entity of the batch that failed, at the hub or at a context source (its registration).
-struct EntityError {
-    entity_id: String,
-    error: NgsiLdError,
-    registration_id: Option<String>,
-}
 
 /// The outcome of one entity of a batch.
 type ItemResult = Result<(String, Option<Change>), Failure>;
 
 /// Reads a batch body: an array whose items each come with their active @context.
 async fn read_batch(
-    state: &SharedState,
-    headers: &HeaderMap,
-    body: &Bytes,
+    Call { state, headers, .. }: &Call,
+    JsonBody { value, is_ld }: JsonBody,
 ) -> Result<Vec<(Value, Result<Arc<Context>, NgsiLdError>)>, crate::ApiError> {
-    let (value, is_ld) = read_json_body(headers, body, false)?;
     let Value::Array(items) = value else {
         return Err(NgsiLdError::bad_request("a batch operation needs a JSON array").into());
     };
@@ -115,7 +111,7 @@ async fn apply(
 fn batch_result(successes: &[String], errors: &[EntityError]) -> Value {
     let errors: Vec<Value> = errors
         .iter()
-        .map(|e| crate::provision::batch_entity_error(Some(&e.entity_id), e.registration_id.as_deref(), &e.error))
+        .map(|e| provision::batch_entity_error(Some(&e.entity_id), e.registration_id.as_deref(), &e.error))
         .collect();
     json!({"success": successes, "errors": errors})
 }
@@ -141,25 +137,10 @@ fn no_content_or_multi(successes: Vec<String>, errors: Vec<EntityError>) -> Resp
 }
 
 /// POST /entityOperations/create
-pub async fn create(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local"])?;
-    let tenant = tenant(&headers)?;
-    let EntityBatch { inputs, mut failed, remote } = entity_batch(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        true,
-        Operation::CREATE_BATCH,
-        "/entityOperations/create",
-    )
-    .await?;
+pub async fn create(write: Write<LocalOnly>, body: JsonBody) -> ApiResult {
+    let Call { state, tenant, .. } = &write.call;
+    let EntityBatch { inputs, mut failed, remote } =
+        entity_batch(&write, body, true, Operation::CreateBatch, "/entityOperations/create").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
         if modifications.iter().any(|(other, _)| other == &id) {
@@ -180,7 +161,7 @@ pub async fn create(
             Err(e) => failed.push((id, e)),
         }
     }
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let created: Vec<String> = ok.into_iter().map(|(id, _)| id).collect();
     let (created, errors) = remote.combine(created, errors);
     if errors.is_empty() {
@@ -191,55 +172,19 @@ pub async fn create(
 }
 
 /// POST /entityOperations/upsert: creates what is new; replaces (default) or updates what exists.
-pub async fn upsert(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
+pub async fn upsert(write: Write<Options>, body: JsonBody) -> ApiResult {
+    let Call { state, params, tenant, .. } = &write.call;
     let update_mode = params.has_option("update");
-    let tenant = tenant(&headers)?;
-    let EntityBatch { inputs, mut failed, remote } = entity_batch(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        true,
-        Operation::UPSERT_BATCH,
-        "/entityOperations/upsert",
-    )
-    .await?;
+    let EntityBatch { inputs, mut failed, remote } =
+        entity_batch(&write, body, true, Operation::UpsertBatch, "/entityOperations/upsert").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for (id, input) in inputs {
-        let entity = match entity_from_input(&input) {
-            Ok(e) => e,
-            Err(e) => {
-                failed.push((id, e));
-                continue;
-            }
-        };
-        modifications.push((
-            id,
-            Box::new(move |current| {
-                let now = now();
-                Ok(Modified::entity(match current {
-                    None => {
-                        let mut entity = entity;
-                        ops::stamp_new_entity(&mut entity, &now);
-                        entity
-                    }
-                    Some(mut existing) if update_mode => {
-                        ops::upsert_update(&mut existing, &input, false, &now)?;
-                        existing
-                    }
-                    Some(existing) => ops::replace_entity(&existing, entity, &now),
-                }))
-            }),
-        ));
+        match entity_from_input(&input) {
+            Ok(entity) => modifications.push((id, upsert_one(entity, input, update_mode))),
+            Err(e) => failed.push((id, e)),
+        }
     }
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let mut created: Vec<String> =
         ok.iter().filter(|(_, c)| c.as_ref().is_some_and(|c| c.before.is_none())).map(|(id, _)| id.clone()).collect();
     created.extend(remote.created.iter().filter(|id| remote.remote_only.contains(id)).cloned());
@@ -254,28 +199,32 @@ pub async fn upsert(
     }
 }
 
+/// Creates the entity, or replaces (`update_mode`: updates) the one that exists.
+fn upsert_one(entity: ngsild_core::Entity, input: EntityInput, update_mode: bool) -> Modifier {
+    Box::new(move |current| {
+        let now = now();
+        Ok(Modified::entity(match current {
+            None => {
+                let mut entity = entity;
+                ops::stamp_new_entity(&mut entity, &now);
+                entity
+            }
+            Some(mut existing) if update_mode => {
+                ops::upsert_update(&mut existing, &input, false, &now)?;
+                existing
+            }
+            Some(existing) => ops::replace_entity(&existing, entity, &now),
+        }))
+    })
+}
+
 /// POST /entityOperations/update: updates existing entities; with noOverwrite, attributes that
 /// exist are kept and the entity is reported among the errors, while its new attributes are added.
-pub async fn update(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
+pub async fn update(write: Write<Options>, body: JsonBody) -> ApiResult {
+    let Call { state, params, tenant, .. } = &write.call;
     let no_overwrite = params.has_option("noOverwrite");
-    let tenant = tenant(&headers)?;
-    let EntityBatch { inputs, failed, remote } = entity_batch(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        false,
-        Operation::UPDATE_BATCH,
-        "/entityOperations/update",
-    )
-    .await?;
+    let EntityBatch { inputs, failed, remote } =
+        entity_batch(&write, body, false, Operation::UpdateBatch, "/entityOperations/update").await?;
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
@@ -293,7 +242,7 @@ pub async fn update(
             (id, modifier)
         })
         .collect();
-    let (ok, mut errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, mut errors) = split(apply(state, tenant, modifications).await?, failed);
     let mut successes = Vec::new();
     for (id, change) in ok {
         match change.and_then(|c| c.report) {
@@ -309,25 +258,10 @@ pub async fn update(
 }
 
 /// POST /entityOperations/merge
-pub async fn merge(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
-    let tenant = tenant(&headers)?;
-    let EntityBatch { inputs, failed, remote } = entity_batch(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        false,
-        Operation::MERGE_BATCH,
-        "/entityOperations/merge",
-    )
-    .await?;
+pub async fn merge(write: Write<Options>, body: JsonBody) -> ApiResult {
+    let Call { state, tenant, .. } = &write.call;
+    let EntityBatch { inputs, failed, remote } =
+        entity_batch(&write, body, false, Operation::MergeBatch, "/entityOperations/merge").await?;
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
@@ -341,22 +275,15 @@ pub async fn merge(
             (id, modifier)
         })
         .collect();
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let (successes, errors) = remote.combine(ok.into_iter().map(|(id, _)| id).collect(), errors);
     Ok(remote.warned(no_content_or_multi(successes, errors)))
 }
 
 /// POST /entityOperations/delete: the body is an array of entity ids.
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local"])?;
-    let tenant = tenant(&headers)?;
-    let (value, _) = read_json_body(&headers, &body, false)?;
-    let Value::Array(items) = value else {
+pub async fn delete(write: Write<LocalOnly>, body: JsonBody) -> ApiResult {
+    let Call { state, tenant, .. } = &write.call;
+    let Value::Array(items) = body.value else {
         return Err(NgsiLdError::bad_request("a batch delete needs a JSON array of entity ids").into());
     };
     if items.is_empty() {
@@ -372,18 +299,7 @@ pub async fn delete(
         }
         ids.push(id);
     }
-    let remote = distribute(
-        &state,
-        &headers,
-        &tenant,
-        &params,
-        &body,
-        None,
-        &mut ids,
-        Operation::DELETE_BATCH,
-        "/entityOperations/delete",
-    )
-    .await?;
+    let remote = distribute(&write, &[], None, &mut ids, Operation::DeleteBatch, "/entityOperations/delete").await?;
     let mut modifications: Vec<(String, Modifier)> = Vec::new();
     for id in ids {
         let missing = id.clone();
@@ -395,53 +311,30 @@ pub async fn delete(
             }),
         ));
     }
-    let (ok, errors) = split(apply(&state, &tenant, modifications).await?, failed);
+    let (ok, errors) = split(apply(state, tenant, modifications).await?, failed);
     let (successes, errors) = remote.combine(ok.into_iter().map(|(id, _)| id).collect(), errors);
     Ok(remote.warned(no_content_or_multi(successes, errors)))
 }
 
-/// What the registered context sources did with their parts of a batch (clause 4.3.6.3).
+/// What the registered context sources did with their parts of a batch (clause 4.3.6.3), and
+/// the `NGSILD-Warning`s of those that failed.
 #[derive(Default)]
 struct Remote {
-    /// Entities handled by the sources alone (the hub keeps nothing of them).
-    remote_only: Vec<String>,
-    /// Entities a source failed on.
-    errors: Vec<EntityError>,
-    /// Entities a source answered as created.
-    created: Vec<String>,
+    outcome: ngsild_federation::batch::Remote,
     warnings: Vec<crate::federation::SourceFailure>,
 }
 
-impl Remote {
-    /// Successes and errors of the whole batch from the hub's own: every entity a part of
-    /// failed on is an error, the hub's own error first.
-    fn combine(&self, mut successes: Vec<String>, errors: Vec<Failure>) -> (Vec<String>, Vec<EntityError>) {
-        for id in &self.remote_only {
-            if !successes.contains(id) {
-                successes.push(id.clone());
-            }
-        }
-        let mut errors: Vec<EntityError> = errors
-            .into_iter()
-            .map(|(entity_id, error)| EntityError { entity_id, error, registration_id: None })
-            .collect();
-        for remote in &self.errors {
-            if !errors.iter().any(|e| e.entity_id == remote.entity_id) {
-                errors.push(EntityError {
-                    entity_id: remote.entity_id.clone(),
-                    error: remote.error.clone(),
-                    registration_id: remote.registration_id.clone(),
-                });
-            }
-        }
-        // An entity a source refused did not fully succeed. A local error does not undo a local
-        // success of the same id: the second copy of an id in one batch fails, the first stands.
-        successes.retain(|id| !self.errors.iter().any(|e| &e.entity_id == id));
-        (successes, errors)
-    }
+impl std::ops::Deref for Remote {
+    type Target = ngsild_federation::batch::Remote;
 
+    fn deref(&self) -> &Self::Target {
+        &self.outcome
+    }
+}
+
+impl Remote {
     fn warned(&self, response: Response) -> Response {
-        crate::provision::warned(response, &self.warnings)
+        provision::warned(response, &self.warnings)
     }
 }
 
@@ -454,24 +347,18 @@ struct EntityBatch {
 }
 
 /// Reads an entity batch (`need_type`: each entity must name its type) and distributes it.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
 async fn entity_batch(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    params: &Params,
-    body: &Bytes,
+    call: &Call,
+    body: JsonBody,
     need_type: bool,
-    operation: &str,
+    operation: Operation,
     path: &str,
 ) -> Result<EntityBatch, crate::ApiError> {
-    let items = read_batch(state, headers, body).await?;
+    // The items as sent (with their @context) are what a source is forwarded.
+    let originals = body.value.as_array().cloned().unwrap_or_default();
+    let items = read_batch(call, body).await?;
     let (mut inputs, failed) = expand_items(items, need_type);
-    let remote =
-        distribute(state, headers, tenant, params, body, Some(&mut inputs), &mut Vec::new(), operation, path).await?;
+    let remote = distribute(call, &originals, Some(&mut inputs), &mut Vec::new(), operation, path).await?;
     Ok(EntityBatch { inputs, failed, remote })
 }
 
@@ -479,22 +366,15 @@ async fn entity_batch(
 /// batch request with its part of every entity it covers; the entities left in `inputs` (their
 /// attributes narrowed to the hub's part) are the hub's to apply. `inputs` of None: a batch
 /// delete, whose `ids` are the entities.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
 async fn distribute(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    params: &Params,
-    body: &Bytes,
+    call: &Call,
+    originals: &[Value],
     inputs: Option<&mut Vec<(String, EntityInput)>>,
     ids: &mut Vec<String>,
-    operation: &str,
+    operation: Operation,
     path: &str,
 ) -> Result<Remote, crate::ApiError> {
-    use crate::provision;
+    let Call { state, headers, params, tenant, .. } = call;
     let mut remote = Remote::default();
     if params.flag("local")? {
         return Ok(remote);
@@ -503,151 +383,153 @@ async fn distribute(
     if regs.is_empty() {
         return Ok(remote);
     }
-    let originals: Vec<Value> =
-        serde_json::from_slice::<Value>(body).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default();
+    let ld = link_ld(state, headers).await?;
+    let parts = Parts { headers, regs: &regs, operation, ld: &ld };
+    let (groups, exclusive) = match inputs {
+        Some(inputs) => parts.of_entities(state, originals, inputs, &mut remote.outcome).await,
+        None => (parts.of_ids(ids, &mut remote.outcome), Vec::new()),
+    };
+    if groups.is_empty() {
+        return Ok(remote);
+    }
+    let query = provision::forwarded_query(params);
+    let sent: Vec<_> =
+        groups.parts.iter().map(|(reg, items, _)| (reg.clone(), None, Some(Value::Array(items.clone())))).collect();
+    let fwd = provision::forwarding(headers, tenant, &ld);
+    let answers = state.federation.send_to_sources(sent, &fwd, axum::http::Method::POST, path, &query).await;
+    let read = read_answers(&answers, &groups, &mut remote);
+    let stale_copies: Vec<(String, Modifier)> = exclusive
+        .into_iter()
+        .filter(|(reg, id, _)| read.iter().any(|(r, failed)| r == reg && !failed.contains(id)))
+        .map(|(_, id, names)| (id, provision::without_attributes(names)))
+        .collect();
+    if !stale_copies.is_empty() {
+        state.store.modify(tenant, stale_copies).await?;
+    }
+    Ok(remote)
+}
+
+/// The @context of the `Link` header, for items that carry none (the core one when it cannot be
+/// had: the hub's own part then fails on it, the sources get the names as written).
+async fn link_ld(state: &SharedState, headers: &axum::http::HeaderMap) -> Result<Ld, crate::ApiError> {
     let link = link_context(headers)?.map(Value::String);
     let ctx = match &link {
         Some(l) => state.contexts.resolve(l).await.unwrap_or_else(|_| state.contexts.core()),
         None => state.contexts.core(),
     };
-    let ld = crate::request::Ld { ctx, given: link };
-    // Registration id -> (registration, items, entity ids).
-    let mut groups: Vec<(ngsild_federation::Registration, Vec<Value>, Vec<String>)> = Vec::new();
-    // (registration id, entity id, attributes) an exclusive registration takes.
-    let mut exclusive: Vec<(String, String, Vec<String>)> = Vec::new();
-    let mut add = |reg: &ngsild_federation::Registration, item: Value, id: &str| match groups
-        .iter_mut()
-        .find(|(r, ..)| r.id == reg.id)
-    {
-        Some((_, items, ids)) => {
-            items.push(item);
-            ids.push(id.to_owned());
-        }
-        None => groups.push((reg.clone(), vec![item], vec![id.to_owned()])),
-    };
-    match inputs {
-        Some(inputs) => {
-            let mut kept = Vec::with_capacity(inputs.len());
-            for (id, mut input) in inputs.drain(..) {
-                let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-                let plan = provision::plan_among(headers, &regs, &id, &input.types, &attrs, operation);
-                if let Some(error) = plan.looped {
-                    remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
-                    remote.remote_only.push(id);
-                    continue;
-                }
-                let original = originals.iter().find(|o| item_id(o) == id).cloned().unwrap_or(Value::Null);
-                for (reg, reg_attrs) in &plan.remote {
-                    if let (ngsild_federation::Mode::Exclusive, Some(names)) = (reg.mode, reg_attrs) {
-                        exclusive.push((reg.id.clone(), id.clone(), names.clone()));
-                    }
-                    // Names in an item are the item's own; with a Link they are the Link's.
-                    let item_ctx = match original.get("@context") {
-                        Some(c) => state.contexts.resolve(c).await.unwrap_or_else(|_| ld.ctx.clone()),
-                        None => ld.ctx.clone(),
-                    };
-                    add(reg, provision::narrow_body(&original, reg_attrs.as_deref(), &item_ctx), &id);
-                }
-                if plan.local {
-                    input.attrs.retain(|name, _| plan.keeps(name));
-                    kept.push((id, input));
-                } else {
-                    remote.remote_only.push(id);
-                }
+    Ok(Ld { ctx, given: link })
+}
+
+/// What decides the parts of a batch: the request's headers (`Via`), the tenant's
+/// registrations, the operation and the `Link` @context.
+struct Parts<'a> {
+    headers: &'a axum::http::HeaderMap,
+    regs: &'a [ngsild_federation::Registration],
+    operation: Operation,
+    ld: &'a Ld,
+}
+
+/// (registration id, entity id, attributes) an exclusive registration takes.
+type Exclusive = Vec<(String, String, Vec<String>)>;
+
+impl Parts<'_> {
+    /// The sources' parts of an entity batch; `inputs` keeps the hub's (narrowed to it).
+    async fn of_entities(
+        &self,
+        state: &SharedState,
+        originals: &[Value],
+        inputs: &mut Vec<(String, EntityInput)>,
+        remote: &mut ngsild_federation::batch::Remote,
+    ) -> (Groups, Exclusive) {
+        let (mut groups, mut exclusive) = (Groups::default(), Vec::new());
+        let mut kept = Vec::with_capacity(inputs.len());
+        for (id, mut input) in inputs.drain(..) {
+            let attrs: Vec<String> = input.attrs.keys().cloned().collect();
+            let plan = provision::plan_among(self.headers, self.regs, &id, &input.types, &attrs, self.operation);
+            if let Some(error) = plan.looped {
+                remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
+                remote.remote_only.push(id);
+                continue;
             }
-            *inputs = kept;
-        }
-        None => {
-            let mut kept = Vec::with_capacity(ids.len());
-            for id in ids.drain(..) {
-                let plan = provision::plan_among(headers, &regs, &id, &[], &[], operation);
-                if let Some(error) = plan.looped {
-                    remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
-                    remote.remote_only.push(id);
-                    continue;
+            let original = originals.iter().find(|o| item_id(o) == id).cloned().unwrap_or(Value::Null);
+            // Names in an item are the item's own; with a Link they are the Link's.
+            let item_ctx = match original.get("@context") {
+                Some(c) if !plan.remote.is_empty() => {
+                    state.contexts.resolve(c).await.unwrap_or_else(|_| self.ld.ctx.clone())
                 }
-                for (reg, _) in &plan.remote {
-                    add(reg, Value::String(id.clone()), &id);
+                _ => self.ld.ctx.clone(),
+            };
+            for (reg, reg_attrs) in &plan.remote {
+                if let (ngsild_federation::Mode::Exclusive, Some(names)) = (reg.mode, reg_attrs) {
+                    exclusive.push((reg.id.clone(), id.clone(), names.clone()));
                 }
-                if plan.local {
-                    kept.push(id);
-                } else {
-                    remote.remote_only.push(id);
-                }
+                groups.add(reg, provision::narrow_body(&original, reg_attrs.as_deref(), &item_ctx), &id);
             }
-            *ids = kept;
+            if plan.local {
+                input.attrs.retain(|name, _| plan.keeps(name));
+                kept.push((id, input));
+            } else {
+                remote.remote_only.push(id);
+            }
         }
+        *inputs = kept;
+        (groups, exclusive)
     }
-    if groups.is_empty() {
-        return Ok(remote);
-    }
-    let query = provision::forwarded_query(params);
-    let parts: Vec<_> =
-        groups.iter().map(|(reg, items, _)| (reg.clone(), None, Some(Value::Array(items.clone())))).collect();
-    let fwd = provision::forwarding(headers, tenant, &ld);
-    let answers = state.federation.send_to_sources(parts, &fwd, axum::http::Method::POST, path, &query).await;
-    let mut stale_copies: Vec<(String, Modifier)> = Vec::new();
-    for (answer, (reg, _, _)) in answers.iter().zip(&groups) {
-        if !answer.accepted() {
-            continue;
+
+    /// The sources' parts of a batch delete; `ids` keeps the hub's.
+    fn of_ids(&self, ids: &mut Vec<String>, remote: &mut ngsild_federation::batch::Remote) -> Groups {
+        let mut groups = Groups::default();
+        let mut kept = Vec::with_capacity(ids.len());
+        for id in ids.drain(..) {
+            let plan = provision::plan_among(self.headers, self.regs, &id, &[], &[], self.operation);
+            if let Some(error) = plan.looped {
+                remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
+                remote.remote_only.push(id);
+                continue;
+            }
+            for (reg, _) in &plan.remote {
+                groups.add(reg, Value::String(id.clone()), &id);
+            }
+            if plan.local {
+                kept.push(id);
+            } else {
+                remote.remote_only.push(id);
+            }
         }
-        let failed_ids: Vec<String> = match &answer.result {
-            Ok(a) if a.status == 207 => serde_json::from_slice::<Value>(&a.body)
-                .ok()
-                .and_then(|b| b.get("errors").and_then(Value::as_array).cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|e| e.get("entityId").and_then(Value::as_str).map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        };
-        for (_, id, names) in exclusive.iter().filter(|(r, id, _)| r == &reg.id && !failed_ids.contains(id)) {
-            stale_copies.push((id.clone(), provision::without_attributes(names.clone())));
-        }
+        *ids = kept;
+        groups
     }
-    if !stale_copies.is_empty() {
-        state.store.modify(tenant, stale_copies).await?;
-    }
-    for (answer, (_, _, ids)) in answers.iter().zip(&groups) {
+}
+
+/// Reads each source's answer (each body once) into `remote`; answers, for every source that
+/// accepted its part, the entities it failed on.
+fn read_answers(answers: &[ProvisionAnswer], groups: &Groups, remote: &mut Remote) -> Vec<(String, Vec<String>)> {
+    let mut accepted = Vec::new();
+    for (answer, (reg, _, ids)) in answers.iter().zip(&groups.parts) {
+        let body = || answer.result.as_ref().ok().and_then(|a| serde_json::from_slice::<Value>(&a.body).ok());
         match &answer.result {
-            Ok(a) if a.status < 300 && a.status != 207 => {
-                if a.status == 201 {
-                    let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-                    let listed: Vec<String> = body
-                        .as_array()
-                        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                        .unwrap_or_else(|| ids.clone());
-                    remote.created.extend(listed);
-                }
-            }
             Ok(a) if a.status == 207 => {
-                let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-                let registration_id = &answer.registration.id;
-                for item in body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default() {
-                    let problem = item.get("error");
-                    let status = problem.and_then(|p| p.get("status")).and_then(Value::as_u64).unwrap_or(400);
-                    let detail = problem.and_then(|p| p.get("detail")).and_then(Value::as_str).unwrap_or("failed");
-                    let error = source_error(registration_id, status as u16, problem, detail);
-                    let entity_id = item.get("entityId").and_then(Value::as_str).unwrap_or("").to_owned();
-                    remote.errors.push(EntityError {
-                        entity_id,
-                        error,
-                        registration_id: Some(registration_id.clone()),
-                    });
+                let errors = source_errors(&answer.registration.id, &body().unwrap_or(Value::Null));
+                let failed = errors.iter().map(|e| e.entity_id.clone()).collect();
+                remote.outcome.errors.extend(errors);
+                accepted.push((reg.id.clone(), failed));
+            }
+            Ok(a) if a.status < 300 => {
+                if a.status == 201 {
+                    remote.outcome.created.extend(created_ids(&body().unwrap_or(Value::Null), ids));
                 }
+                accepted.push((reg.id.clone(), Vec::new()));
             }
             _ => {
                 let (Some(failure), Some(error)) = (answer.failure(), answer.error()) else { continue };
-                for id in ids {
-                    remote.errors.push(EntityError {
-                        entity_id: id.clone(),
-                        error: error.clone(),
-                        registration_id: Some(failure.registration_id.clone()),
-                    });
-                }
+                remote.outcome.errors.extend(ids.iter().map(|id| EntityError {
+                    entity_id: id.clone(),
+                    error: error.clone(),
+                    registration_id: Some(failure.registration_id.clone()),
+                }));
                 remote.warnings.push(failure);
             }
         }
     }
-    Ok(remote)
+    accepted
 }

@@ -1,9 +1,7 @@
 //! `/csourceRegistrations`: register, query, retrieve, update and delete context sources
 //! (clauses 5.9, 5.10, 6.8, 6.9).
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use bytes::Bytes;
+use axum::http::StatusCode;
 use ngsild_core::time::{now, parse_datetime};
 use ngsild_core::NgsiLdError;
 use ngsild_federation::registration::{
@@ -14,11 +12,12 @@ use ngsild_query::{QExpr, TypeExpr};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::request::{accept, as_object, body_ld, existing_tenant, header_ld, tenant, Params};
+use crate::extract::{params, Accepting, Call, LdBody, NoParams, Read, RegistrationId, Update, Write};
+use crate::request::{as_object, Params};
 use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
-use crate::SharedState;
 
-const QUERY_PARAMS: &[&str] = &[
+params! {
+    QueryParams = &[
     "id",
     "idPattern",
     "type",
@@ -40,25 +39,16 @@ const QUERY_PARAMS: &[&str] = &[
     "lang",
     "local",
 ];
+    RetrieveParams = &["options", "lang", "local"];
+}
 
 fn location(id: &str) -> String {
     format!("/ngsi-ld/v1/csourceRegistrations/{}", path_segment(id))
 }
 
-fn check_id(id: &str) -> Result<(), NgsiLdError> {
-    ngsild_core::validate::check_uri(id, "the registration id")
-}
-
 /// POST /csourceRegistrations
-pub async fn create(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &[])?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+pub async fn create(write: Write<NoParams>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
+    let Call { state, tenant, .. } = write.call;
     let now = now();
     let mut reg = parse_registration(&as_object(value, "a registration")?, &ld.ctx, &now)?;
     if reg.id.is_empty() {
@@ -80,16 +70,11 @@ pub async fn create(
 
 /// GET /csourceRegistrations/{id}
 pub async fn retrieve(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
+    RegistrationId(id): RegistrationId,
+    Read { call, ld, .. }: Read<RetrieveParams>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "lang", "local"])?;
-    let accept = accept(&headers, false)?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+    let Call { state, params, tenant, .. } = call;
     let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
     let reg = regs
         .iter()
@@ -101,11 +86,8 @@ pub async fn retrieve(
 }
 
 /// GET /csourceRegistrations
-pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): Accepting<false>) -> ApiResult {
+    let Call { state, params, tenant, .. } = call;
     // Clause 5.10.2: a query names what it looks for.
     let names_something =
         ["id", "idPattern", "type", "attrs", "csf", "georel", "timerel", "q"].iter().any(|p| params.get(p).is_some());
@@ -116,39 +98,11 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         )
         .into());
     }
-    let mut filter = crate::entities::entity_filter(&params, &ld)?;
-    // `id` may name registrations themselves as well as the entities they cover.
-    let ids = std::mem::take(&mut filter.ids);
-    let csf = params
-        .get("csf")
-        .map(|raw| QExpr::parse(raw, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid csf: {e}"))))
-        .transpose()?;
-    let time = TimeFilter::parse(&params)?;
+    let query = RegistrationQuery::parse(&params, &ld)?;
     let paging = params.page(&state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
     let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
-    let types = params
-        .get("type")
-        .map(|t| TypeExpr::parse(t, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}"))))
-        .transpose()?;
-    let (named_registrations, entity_ids): (Vec<&String>, Vec<&String>) =
-        ids.iter().partition(|id| regs.iter().any(|r| &r.id == *id));
-    filter.ids = entity_ids.into_iter().cloned().collect();
-    let matching: Vec<&Registration> = regs
-        .iter()
-        .filter(|r| {
-            if named_registrations.is_empty() {
-                selects(r, &filter, types.as_ref())
-            } else {
-                named_registrations.contains(&&r.id)
-            }
-        })
-        // q, as csf, reads the registration's own properties (clause 5.10.2.4).
-        .filter(|r| filter.q.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
-        .filter(|r| csf.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
-        .filter(|r| filter.geo.as_ref().is_none_or(|g| g.matches(&as_entity(r))))
-        .filter(|r| time.as_ref().is_none_or(|t| t.matches(r)))
-        .collect();
+    let matching = query.select(&regs);
     let total = matching.len();
     let sys_attrs = params.has_option("sysAttrs");
     let body: Vec<Value> = matching
@@ -163,6 +117,51 @@ pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     }
     let has_next = offset + limit < total;
     Ok(page_links(response, "/ngsi-ld/v1/csourceRegistrations", &params, paging, has_next, LinkStyle::Entities))
+}
+
+/// What a registration query (clause 5.10.2) asks, read from its parameters.
+struct RegistrationQuery {
+    /// The entity selection; its `ids` are those that name no registration.
+    filter: cityhub_storage::EntityFilter,
+    /// `id`: registrations themselves, or the entities they cover.
+    ids: Vec<String>,
+    csf: Option<QExpr>,
+    time: Option<TimeFilter>,
+    types: Option<TypeExpr>,
+}
+
+impl RegistrationQuery {
+    fn parse(params: &Params, ld: &crate::request::Ld) -> Result<RegistrationQuery, ApiError> {
+        let mut filter = crate::entities::entity_filter(params, ld)?;
+        let ids = std::mem::take(&mut filter.ids);
+        let csf = params
+            .get("csf")
+            .map(|raw| QExpr::parse(raw, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid csf: {e}"))))
+            .transpose()?;
+        let time = TimeFilter::parse(params)?;
+        let types = params
+            .get("type")
+            .map(|t| TypeExpr::parse(t, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}"))))
+            .transpose()?;
+        Ok(RegistrationQuery { filter, ids, csf, time, types })
+    }
+
+    /// The registrations of `regs` the query selects: those its `id` names, else those covering
+    /// its entities; then q and csf on the registration's own properties (clause 5.10.2.4), its
+    /// location against the geo-query, its time intervals against the temporal query.
+    fn select(mut self, regs: &[Registration]) -> Vec<&Registration> {
+        let (named, entity_ids): (Vec<&String>, Vec<&String>) =
+            self.ids.iter().partition(|id| regs.iter().any(|r| &r.id == *id));
+        self.filter.ids = entity_ids.into_iter().cloned().collect();
+        let (filter, types) = (&self.filter, self.types.as_ref());
+        regs.iter()
+            .filter(|r| if named.is_empty() { selects(r, filter, types) } else { named.contains(&&r.id) })
+            .filter(|r| filter.q.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
+            .filter(|r| self.csf.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
+            .filter(|r| filter.geo.as_ref().is_none_or(|g| g.matches(&as_entity(r))))
+            .filter(|r| self.time.as_ref().is_none_or(|t| t.matches(r)))
+            .collect()
+    }
 }
 
 /// Whether a registration covers the ids, types and attributes a query names (clauses 5.10.2.4,
@@ -226,16 +225,11 @@ impl TimeFilter {
 
 /// PATCH /csourceRegistrations/{id}
 pub async fn update(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    RegistrationId(id): RegistrationId,
+    update: Update<NoParams>,
+    LdBody { value, ld }: LdBody<true>,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &[])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let (value, ld) = body_ld(&state, &headers, &body, true).await?;
+    let Call { state, tenant, .. } = update.call;
     let fragment = as_object(value, "a registration fragment")?;
     let fed = &state.federation;
     let regs = fed.registrations(state.store.as_ref(), &tenant).await?;
@@ -252,15 +246,8 @@ pub async fn update(
 }
 
 /// DELETE /csourceRegistrations/{id}
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &[])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
+pub async fn delete(RegistrationId(id): RegistrationId, update: Update<NoParams>) -> ApiResult {
+    let Call { state, tenant, .. } = update.call;
     let fed = &state.federation;
     let before = fed.registrations(state.store.as_ref(), &tenant).await?.iter().find(|r| r.id == id).cloned();
     if !fed.remove(state.store.as_ref(), &tenant, &id).await? {

@@ -5,7 +5,7 @@
 
 use indexmap::IndexMap;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use cityhub_storage::{EntityFilter, Paging};
 use ngsild_core::{Entity, NgsiLdError};
@@ -15,10 +15,16 @@ use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
 
 use crate::error::ApiResult;
+use crate::extract::{params, Accepting, Call, Read};
 use crate::federation::{Federation, SourceFailure};
-use crate::request::{accept, existing_tenant, header_ld, Ld, Params};
+use crate::request::{Accept, Ld, Params};
 use crate::response::{ld_json, path_segment};
 use crate::SharedState;
+
+params! {
+    Details = &["details", "local", "via"];
+    Info = &["local", "via"];
+}
 
 #[derive(Default)]
 struct TypeSummary {
@@ -97,17 +103,14 @@ fn details(params: &Params) -> Result<bool, NgsiLdError> {
 }
 
 /// GET /types
-pub async fn types(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["details", "local", "via"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn types(Read { call, ld, .. }: Read<Details>, Accepting(accept): Accepting<false>) -> ApiResult {
+    let Call { state, headers, params, tenant, .. } = call;
     let details = details(&params)?;
     let summaries = type_summaries(&all_entities(&state, &tenant).await?);
     // type IRI -> attribute IRIs
     let mut names: IndexMap<String, Vec<String>> =
         summaries.iter().map(|(t, s)| (t.clone(), s.attributes.keys().cloned().collect())).collect();
-    let sources = RemoteNames { operation: Operation::RETRIEVE_TYPES, path: "/types" };
+    let sources = RemoteNames { operation: Operation::RetrieveTypes, path: "/types" };
     let failures = sources.merge_into(&mut names, &state, &headers, &tenant, &params, &ld).await?;
     names.sort_keys();
     let body = if details {
@@ -139,7 +142,7 @@ pub async fn types(State(state): State<SharedState>, headers: HeaderMap, RawQuer
 /// `typeNames`) so that a registration's answer can be kept to the types and attributes it
 /// registers; a failing source is reported and left out.
 struct RemoteNames {
-    operation: &'static str,
+    operation: Operation,
     path: &'static str,
 }
 
@@ -169,7 +172,7 @@ impl RemoteNames {
         let parts = targets.iter().map(|t| (t.registration.clone(), t.attrs.clone(), None)).collect();
         let fwd = crate::provision::forwarding(headers, tenant, ld);
         let answers = state.federation.send_to_sources(parts, &fwd, Method::GET, self.path, &query).await;
-        let is_types = self.operation == Operation::RETRIEVE_TYPES;
+        let is_types = self.operation == Operation::RetrieveTypes;
         let (name_member, related_member) =
             if is_types { ("typeName", "attributeNames") } else { ("attributeName", "typeNames") };
         let mut failures = Vec::new();
@@ -212,40 +215,88 @@ impl RemoteNames {
 /// GET /types/{type}: the hub's entities of the type, and what the context sources registered
 /// for it hold (`retrieveEntityTypeInfo`): counts add up, attributes unite.
 pub async fn type_info(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
+    Read { call, ld, .. }: Read<Info>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "via"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
     let iri = ld.ctx.expand_term(&name).into_owned();
-    let summaries = type_summaries(&all_entities(&state, &tenant).await?);
-    let mut found = summaries.get(&iri).is_some();
-    let mut entity_count = summaries.get(&iri).map_or(0, |s| s.entity_count);
-    // attribute IRI -> attribute kinds
-    let mut attributes: IndexMap<String, Vec<String>> = summaries
-        .get(&iri)
-        .map(|s| {
-            s.attributes.iter().map(|(a, kinds)| (a.clone(), kinds.iter().map(|k| k.to_string()).collect())).collect()
-        })
-        .unwrap_or_default();
+    let summaries = type_summaries(&all_entities(&call.state, &call.tenant).await?);
+    let known = TypeInfo::local(summaries.get(&iri));
     let types = ngsild_query::TypeExpr::parse(&iri, &ld.ctx).map_err(|e| NgsiLdError::bad_request(e.to_string()))?;
-    let filter = EntityFilter { types: Some(types), ..Default::default() };
-    let info = RemoteInfo { operation: Operation::RETRIEVE_TYPE_INFO, path: format!("/types/{}", path_segment(&name)) };
-    let (answers, failures) = info.ask(&state, &headers, &tenant, &params, &ld, &filter).await?;
-    for (target_attrs, _, body) in &answers {
-        found = true;
-        entity_count += body.get("entityCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let info = RemoteInfo {
+        operation: Operation::RetrieveTypeInfo,
+        path: format!("/types/{}", path_segment(&name)),
+        filter: EntityFilter { types: Some(types), ..Default::default() },
+        missing: format!("no entity of type {name}"),
+    };
+    info_answer(&call, &ld, accept, known, info, &iri).await
+}
+
+/// What the hub knows of a type or an attribute, to which each source's answer adds.
+trait Known {
+    fn found(&self) -> bool;
+    fn add_source(&mut self, answer: &InfoAnswer, ld: &Ld);
+    fn body(&self, iri: &str, ld: &Ld) -> Value;
+}
+
+/// `/types/{type}` or `/attributes/{attr}` answered from what the hub knows (`known`) and what
+/// the sources add; 404 when nobody knows the name.
+async fn info_answer(
+    call: &Call,
+    ld: &Ld,
+    accept: Accept,
+    mut known: impl Known,
+    info: RemoteInfo,
+    iri: &str,
+) -> ApiResult {
+    let (answers, failures) = info.ask(&call.state, &call.headers, &call.tenant, &call.params, ld).await?;
+    for answer in &answers {
+        known.add_source(answer, ld);
+    }
+    if !known.found() {
+        return Err(NgsiLdError::not_found(info.missing).into());
+    }
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(iri, ld), ld, accept), &failures))
+}
+
+/// What the hub and the sources know of one entity type: counts add up, attributes unite.
+struct TypeInfo {
+    found: bool,
+    entity_count: usize,
+    /// attribute IRI -> attribute kinds
+    attributes: IndexMap<String, Vec<String>>,
+}
+
+impl TypeInfo {
+    fn local(summary: Option<&TypeSummary>) -> TypeInfo {
+        let attributes = summary
+            .map(|s| {
+                s.attributes
+                    .iter()
+                    .map(|(a, kinds)| (a.clone(), kinds.iter().map(|k| k.to_string()).collect()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        TypeInfo { found: summary.is_some(), entity_count: summary.map_or(0, |s| s.entity_count), attributes }
+    }
+}
+
+impl Known for TypeInfo {
+    fn found(&self) -> bool {
+        self.found
+    }
+
+    /// Adds a source's EntityTypeInfo, kept to the attributes its registration names (if any).
+    fn add_source(&mut self, (registered, _, body): &InfoAnswer, ld: &Ld) {
+        self.found = true;
+        self.entity_count += body.get("entityCount").and_then(Value::as_u64).unwrap_or(0) as usize;
         for detail in body.get("attributeDetails").and_then(Value::as_array).into_iter().flatten() {
             let Some(attr) = detail.get("attributeName").and_then(Value::as_str) else { continue };
             let attr = ld.ctx.expand_term(attr).into_owned();
-            if target_attrs.as_ref().is_some_and(|registered| !registered.contains(&attr)) {
+            if registered.as_ref().is_some_and(|registered| !registered.contains(&attr)) {
                 continue;
             }
-            let kinds = attributes.entry(attr).or_default();
+            let kinds = self.attributes.entry(attr).or_default();
             for kind in detail.get("attributeTypes").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(k) = kind.as_str() {
                     push_unique(kinds, k.to_owned());
@@ -253,31 +304,34 @@ pub async fn type_info(
             }
         }
     }
-    if !found {
-        return Err(NgsiLdError::not_found(format!("no entity of type {name}")).into());
+
+    fn body(&self, iri: &str, ld: &Ld) -> Value {
+        json!({
+            "id": iri,
+            "type": "EntityTypeInfo",
+            "typeName": compact(ld, iri),
+            "entityCount": self.entity_count,
+            "attributeDetails": self.attributes.iter().map(|(a, kinds)| json!({
+                "id": a,
+                "type": "Attribute",
+                "attributeName": compact(ld, a),
+                "attributeTypes": kinds,
+            })).collect::<Vec<_>>(),
+        })
     }
-    let body = json!({
-        "id": iri,
-        "type": "EntityTypeInfo",
-        "typeName": compact(&ld, &iri),
-        "entityCount": entity_count,
-        "attributeDetails": attributes.iter().map(|(a, kinds)| json!({
-            "id": a,
-            "type": "Attribute",
-            "attributeName": compact(&ld, a),
-            "attributeTypes": kinds,
-        })).collect::<Vec<_>>(),
-    });
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
 }
 
 /// The details of one type or one attribute the registered context sources hold (clause 5.7.7,
 /// 5.7.10): the registrations that serve it are asked at once; a source that does not know it
 /// (404) adds nothing, a failing one is reported and left out.
 struct RemoteInfo {
-    operation: &'static str,
+    operation: Operation,
     /// The same request at a source (the name as the client wrote it, in its @context).
     path: String,
+    /// What the registrations must cover: the type, or the attribute.
+    filter: EntityFilter,
+    /// The detail of the 404 when nobody knows the name.
+    missing: String,
 }
 
 /// A source's answer: the attributes and types its registration names (None: any), and the body.
@@ -291,8 +345,8 @@ impl RemoteInfo {
         tenant: &str,
         params: &Params,
         ld: &Ld,
-        filter: &EntityFilter,
     ) -> Result<(Vec<InfoAnswer>, Vec<SourceFailure>), crate::ApiError> {
+        let filter = &self.filter;
         if params.flag("local")? {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -323,16 +377,13 @@ impl RemoteInfo {
 }
 
 /// GET /attributes
-pub async fn attributes(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["details", "local", "via"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn attributes(Read { call, ld, .. }: Read<Details>, Accepting(accept): Accepting<false>) -> ApiResult {
+    let Call { state, headers, params, tenant, .. } = call;
     let details = details(&params)?;
     let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
     // attribute IRI -> type IRIs
     let mut names: IndexMap<String, Vec<String>> = summaries.into_iter().map(|(a, s)| (a, s.types)).collect();
-    let sources = RemoteNames { operation: Operation::RETRIEVE_ATTRS, path: "/attributes" };
+    let sources = RemoteNames { operation: Operation::RetrieveAttrs, path: "/attributes" };
     let failures = sources.merge_into(&mut names, &state, &headers, &tenant, &params, &ld).await?;
     let body = if details {
         Value::Array(
@@ -361,27 +412,49 @@ pub async fn attributes(State(state): State<SharedState>, headers: HeaderMap, Ra
 /// GET /attributes/{attr}: the hub's instances of the attribute, and what the context sources
 /// registered for it hold (`retrieveAttrTypeInfo`): counts add up, kinds and types unite.
 pub async fn attribute_info(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
+    Read { call, ld, .. }: Read<Info>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "via"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
     let iri = ld.ctx.expand_term(&name).into_owned();
-    let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
-    let local = summaries.get(&iri);
-    let mut found = local.is_some();
-    let mut count = local.map_or(0, |s| s.count);
-    let mut kinds: Vec<String> = local.map(|s| s.kinds.iter().map(|k| k.to_string()).collect()).unwrap_or_default();
-    let mut types: Vec<String> = local.map(|s| s.types.clone()).unwrap_or_default();
-    let filter = EntityFilter { attrs: vec![iri.clone()], ..Default::default() };
-    let info =
-        RemoteInfo { operation: Operation::RETRIEVE_ATTR_INFO, path: format!("/attributes/{}", path_segment(&name)) };
-    let (answers, failures) = info.ask(&state, &headers, &tenant, &params, &ld, &filter).await?;
-    for (_, registered_types, body) in &answers {
+    let summaries = attribute_summaries(&all_entities(&call.state, &call.tenant).await?);
+    let known = AttributeInfo::local(summaries.get(&iri));
+    let info = RemoteInfo {
+        operation: Operation::RetrieveAttrInfo,
+        path: format!("/attributes/{}", path_segment(&name)),
+        filter: EntityFilter { attrs: vec![iri.clone()], ..Default::default() },
+        missing: format!("no attribute {name}"),
+    };
+    info_answer(&call, &ld, accept, known, info, &iri).await
+}
+
+/// What the hub and the sources know of one attribute: counts add up, kinds and types unite.
+struct AttributeInfo {
+    found: bool,
+    count: usize,
+    kinds: Vec<String>,
+    types: Vec<String>,
+}
+
+impl AttributeInfo {
+    fn local(summary: Option<&AttributeSummary>) -> AttributeInfo {
+        AttributeInfo {
+            found: summary.is_some(),
+            count: summary.map_or(0, |s| s.count),
+            kinds: summary.map(|s| s.kinds.iter().map(|k| k.to_string()).collect()).unwrap_or_default(),
+            types: summary.map(|s| s.types.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+impl Known for AttributeInfo {
+    fn found(&self) -> bool {
+        self.found
+    }
+
+    /// Adds a source's Attribute info, kept to the types its registration names (if any): the
+    /// attribute counts only where it belongs to a registered type.
+    fn add_source(&mut self, (_, registered_types, body): &InfoAnswer, ld: &Ld) {
         let held: Vec<String> = body
             .get("typeNames")
             .and_then(Value::as_array)
@@ -391,31 +464,29 @@ pub async fn attribute_info(
             .map(|t| ld.ctx.expand_term(t).into_owned())
             .filter(|t| registered_types.is_empty() || registered_types.contains(t))
             .collect();
-        // The attribute counts only where it belongs to a registered type.
         if held.is_empty() {
-            continue;
+            return;
         }
-        found = true;
-        count += body.get("attributeCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+        self.found = true;
+        self.count += body.get("attributeCount").and_then(Value::as_u64).unwrap_or(0) as usize;
         for t in held {
-            push_unique(&mut types, t);
+            push_unique(&mut self.types, t);
         }
         for kind in body.get("attributeTypes").and_then(Value::as_array).into_iter().flatten() {
             if let Some(k) = kind.as_str() {
-                push_unique(&mut kinds, k.to_owned());
+                push_unique(&mut self.kinds, k.to_owned());
             }
         }
     }
-    if !found {
-        return Err(NgsiLdError::not_found(format!("no attribute {name}")).into());
+
+    fn body(&self, iri: &str, ld: &Ld) -> Value {
+        json!({
+            "id": iri,
+            "type": "Attribute",
+            "attributeName": compact(ld, iri),
+            "attributeCount": self.count,
+            "attributeTypes": self.kinds,
+            "typeNames": self.types.iter().map(|t| compact(ld, t)).collect::<Vec<_>>(),
+        })
     }
-    let body = json!({
-        "id": iri,
-        "type": "Attribute",
-        "attributeName": compact(&ld, &iri),
-        "attributeCount": count,
-        "attributeTypes": kinds,
-        "typeNames": types.iter().map(|t| compact(&ld, t)).collect::<Vec<_>>(),
-    });
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, &ld, accept), &failures))
 }

@@ -1,9 +1,7 @@
 //! `/entities`: create, retrieve, query, replace, merge, delete, purge, and attribute operations.
 
-use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use bytes::Bytes;
 use cityhub_storage::{modify_one, EntityFilter, Modified, Modifier, Paging};
 use ngsild_core::expand::{entity_from_input, expand_fragment, expand_raw_attribute, AttributeInput};
 use ngsild_core::ops;
@@ -18,22 +16,21 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{params, Accepting, Call, EntityAttr, EntityId, LdBody, LocalOnly, Read, Update, Write};
 use crate::federation::{Federation, ProvisionAnswer, SourceFailure};
-use crate::provision;
-use crate::request::{
-    accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
-};
+use crate::provision::{self, ForwardRequest};
+use crate::request::{as_object, push_query_body, render_options, Accept, Ld, Params};
 use crate::response::{
     append_header, created, ld_json, no_content, page_links, path_segment, plain_json, with_header, LinkStyle,
 };
 use crate::SharedState;
 use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
-use ngsild_federation::merge::{merge_entities, Fragments};
-use ngsild_federation::{Mode, Registration};
+use ngsild_federation::merge::{merge_entities, Fragments, MergedCount};
+use ngsild_federation::{Mode, Registration, Target};
 
-const CREATE_PARAMS: &[&str] = &["local"];
-const RETRIEVE_PARAMS: &[&str] = &[
+params! {
+    Retrieve = &[
     "attrs",
     "pick",
     "omit",
@@ -50,7 +47,7 @@ const RETRIEVE_PARAMS: &[&str] = &[
     "entityMap",
     "via",
 ];
-pub(crate) const QUERY_PARAMS: &[&str] = &[
+    Query = &[
     "id",
     "idPattern",
     "type",
@@ -82,8 +79,13 @@ pub(crate) const QUERY_PARAMS: &[&str] = &[
     "collation",
     "jsonKeys",
 ];
-const APPEND_PARAMS: &[&str] = &["options", "local"];
-const PURGE_PARAMS: &[&str] = &["id", "idPattern", "type", "q", "scopeQ", "keep", "drop", "local"];
+    QueryPost = &["limit", "offset", "count", "options", "format", "local", "lang", "join", "joinLevel", "orderBy", "collation"];
+    Append = &["options", "local"];
+    Purge = &["id", "idPattern", "type", "q", "scopeQ", "keep", "drop", "local"];
+    LocalAndType = &["local", "type"];
+    MergeParams = &["local", "type", "options", "format"];
+    DeleteAttr = &["datasetId", "deleteAll", "local", "lang"];
+}
 
 fn location(id: &str) -> String {
     format!("/ngsi-ld/v1/entities/{}", path_segment(id))
@@ -94,26 +96,17 @@ pub(crate) fn check_id(id: &str) -> Result<(), NgsiLdError> {
 }
 
 /// POST /entities
-pub async fn create(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), CREATE_PARAMS)?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+pub async fn create(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
+    let call = &write.call;
+    let Call { state, headers, params, tenant, .. } = call;
     let input = expand_fragment(&as_object(value.clone(), "an entity")?, &ld.ctx)?;
     let mut entity = entity_from_input(&input)?;
     let id = entity.id.clone();
     let attrs: Vec<String> = entity.attrs.keys().cloned().collect();
-    let plan =
-        provision::plan(&state, &headers, &tenant, &params, &id, &entity.types, &attrs, Operation::CREATE_ENTITY)
-            .await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::POST, "/entities", &[], Some(&body), true)
-            .await;
+    let plan = provision::plan(call, &id, &entity.types, &attrs, Operation::CreateEntity).await?;
+    // A create is forwarded without the client's parameters.
+    let request = ForwardRequest { query: Vec::new(), ..ForwardRequest::new(Method::POST, "/entities".into(), params) };
+    let remote = provision::forward(call, &ld, &plan, request.with_body(value, headers, &ld, true)).await;
     let local = if plan.local {
         entity.attrs.retain(|name, _| plan.keeps(name));
         let modifier: Modifier = Box::new(move |current| {
@@ -123,7 +116,7 @@ pub async fn create(
             ops::stamp_new_entity(&mut entity, &now());
             Ok(Modified::entity(entity))
         });
-        Some(modify_one(state.store.as_ref(), &tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
+        Some(modify_one(state.store.as_ref(), tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
     } else {
         None
     };
@@ -131,28 +124,13 @@ pub async fn create(
 }
 
 /// GET /entities/{id}
-pub async fn retrieve(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), RETRIEVE_PARAMS)?;
-    let accept = accept(&headers, true)?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn retrieve(EntityId(id): EntityId, read: Read<Retrieve>, Accepting(accept): Accepting<true>) -> ApiResult {
+    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
     let opts = render_options(&params, &ld.ctx)?;
     let local = state.store.get_entity(&tenant, &id).await?;
     let (entity, failures) = distributed_retrieve(&state, &headers, &tenant, &params, &ld, &id, local).await?;
     let entity = entity.ok_or_else(|| NgsiLdError::not_found(format!("entity {id} not found")))?;
-    if let Some(types) = params.get("type") {
-        let types =
-            TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?;
-        if !types.matches(&entity.types) {
-            return Err(NgsiLdError::not_found(format!("entity {id} is not of the requested type")).into());
-        }
-    }
+    of_requested_type(&params, &ld, &entity)?;
     let roots = std::slice::from_ref(&entity);
     let linked = linked_entities(&state, &tenant, roots, &opts).await?;
     let mut rendered = render_joined(roots, &ld, &opts, &linked);
@@ -169,12 +147,7 @@ pub async fn retrieve(
         let feature = geojson_feature(Value::Object(rendered), &entity, &geometry_property, &ld);
         return Ok(ld_json(StatusCode::OK, feature, &ld, Accept::GeoJson));
     }
-    let warned = |mut response: Response| {
-        for failure in &failures {
-            response = append_header(response, "ngsild-warning", &failure.warning());
-        }
-        response
-    };
+    let warned = |response: Response| provision::warned(response, &failures);
     if let Some((Join::Flat, levels)) = opts.join {
         // A flat join answers a list, the Entity then the Entities it links to; with nothing
         // linked it answers the Entity alone, as without a join.
@@ -185,6 +158,16 @@ pub async fn retrieve(
         }
     }
     Ok(warned(ld_json(StatusCode::OK, Value::Object(rendered), &ld, accept)))
+}
+
+/// A retrieval's `type`: the entity is not found unless it is of that type.
+fn of_requested_type(params: &Params, ld: &Ld, entity: &Entity) -> Result<(), NgsiLdError> {
+    let Some(types) = params.get("type") else { return Ok(()) };
+    let types = TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?;
+    match types.matches(&entity.types) {
+        true => Ok(()),
+        false => Err(NgsiLdError::not_found(format!("entity {} is not of the requested type", entity.id))),
+    }
 }
 
 /// Linked Entity retrieval: fetches the Entities that the shown relationships of `roots` point
@@ -268,40 +251,18 @@ fn geojson_feature(rendered: Value, entity: &Entity, geometry_property: &str, ld
 }
 
 /// GET /entities
-pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
-    let accept = accept(&headers, true)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn query(read: Read<Query>, Accepting(accept): Accepting<true>) -> ApiResult {
+    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
     run_query(&state, &headers, &tenant, &params, &ld, accept, Some("/ngsi-ld/v1/entities")).await
 }
 
 /// POST /entityOperations/query: the same query, its terms in a Query body.
 pub async fn query_post(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    call: Update<QueryPost>,
+    Accepting(accept): Accepting<true>,
+    LdBody { value, ld }: LdBody<false>,
 ) -> ApiResult {
-    let mut params = Params::parse(
-        raw.as_deref(),
-        &[
-            "limit",
-            "offset",
-            "count",
-            "options",
-            "format",
-            "local",
-            "lang",
-            "join",
-            "joinLevel",
-            "orderBy",
-            "collation",
-        ],
-    )?;
-    let accept = accept(&headers, true)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let Call { state, headers, mut params, tenant, .. } = call.call;
     push_query_body(&as_object(value, "a Query")?, &mut params);
     crate::limits::check_lists(&params, state.config.max_list_items)?;
     run_query(&state, &headers, &tenant, &params, &ld, accept, None).await
@@ -391,7 +352,7 @@ async fn run_query(
     let paging = params.page(&state.config)?;
     let Paging { offset, limit, count } = paging;
     // A query posted as a Query body goes on as one where the source takes it (clause 5.7.3).
-    let operation = if get_path.is_some() { Operation::QUERY_ENTITY } else { Operation::QUERY_BATCH };
+    let operation = if get_path.is_some() { Operation::QueryEntity } else { Operation::QueryBatch };
     let targets = distributed_targets(state, headers, tenant, params, &filter, operation).await?;
     let (page, has_next, failures) = if targets.is_empty() {
         // One entity more than the page tells whether a next page exists.
@@ -401,7 +362,7 @@ async fn run_query(
         (page, has_next, Vec::new())
     } else {
         let window = Window { offset, limit, count };
-        distributed_page(state, headers, tenant, params, ld, &filter, &targets, operation, window).await?
+        distributed_page(state, headers, tenant, params, ld, &filter, &targets, window).await?
     };
     let geometry_property = geometry_property(params, ld);
     let linked = linked_entities(state, tenant, &page.entities, &opts).await?;
@@ -455,19 +416,62 @@ pub(crate) async fn distributed_targets(
     tenant: &str,
     params: &Params,
     filter: &EntityFilter,
-    operation: &str,
-) -> Result<Vec<Registration>, ApiError> {
+    operation: Operation,
+) -> Result<Sources, ApiError> {
     if params.flag("local")? {
-        return Ok(Vec::new());
+        return Ok(Sources::default());
     }
     let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
     if regs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Sources::default());
     }
     let request = FederationRequest { operation, filter, entity_types: &[] };
     let targets = matching::targets(&regs, &request, &now());
     let hops = Federation::hops(headers);
-    Ok(state.federation.reachable(targets, &hops).into_iter().map(|t| t.registration.clone()).collect())
+    Ok(Sources::of(state.federation.reachable(targets, &hops)))
+}
+
+/// The sources a read asks, matched once per request: each registration with what to ask it
+/// (the parts of its `Target`, owned, so they outlive the tenant's registration snapshot).
+#[derive(Default)]
+pub(crate) struct Sources {
+    registrations: Vec<Registration>,
+    asks: Vec<Ask>,
+}
+
+/// Per registration: the attributes, ids and types to ask for, and the way to ask.
+type Ask = (Option<Vec<String>>, Option<Vec<String>>, Vec<String>, Operation);
+
+impl Sources {
+    fn of(targets: Vec<Target<'_>>) -> Sources {
+        let mut sources = Sources::default();
+        for t in targets {
+            sources.registrations.push(t.registration.clone());
+            sources.asks.push((t.attrs, t.ids, t.types, t.way));
+        }
+        sources
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.registrations.is_empty()
+    }
+
+    /// The targets again, as matched.
+    pub fn targets(&self) -> Vec<Target<'_>> {
+        let asks = self.registrations.iter().zip(&self.asks);
+        asks.map(|(registration, (attrs, ids, types, way))| Target {
+            registration,
+            attrs: attrs.clone(),
+            ids: ids.clone(),
+            types: types.clone(),
+            way: *way,
+        })
+        .collect()
+    }
+
+    pub fn into_registrations(self) -> Vec<Registration> {
+        self.registrations
+    }
 }
 
 /// The page a query asks for.
@@ -491,14 +495,12 @@ async fn distributed_page(
     params: &Params,
     ld: &Ld,
     filter: &EntityFilter,
-    registrations: &[Registration],
-    operation: &str,
+    sources: &Sources,
     Window { offset, limit, count }: Window,
 ) -> Result<(cityhub_storage::Page, bool, Vec<SourceFailure>), ApiError> {
     let window = offset + limit;
     let local = state.store.query(tenant, filter, Paging { offset: 0, limit: window + 1, count }).await?;
-    let request = FederationRequest { operation, filter, entity_types: &[] };
-    let targets = matching::targets(registrations, &request, &now());
+    let targets = sources.targets();
     let mut forwarded: Vec<(String, String)> = params.pairs().to_vec();
     if !forwarded.iter().any(|(n, _)| n == "limit") {
         forwarded.push(("limit".to_owned(), limit.to_string()));
@@ -523,32 +525,6 @@ async fn distributed_page(
     Ok((page, has_next, failures))
 }
 
-/// How many entities a distributed query matches: the hub's count plus each source's, less the
-/// entities already counted (those an earlier answer listed).
-pub(crate) struct MergedCount {
-    pub total: usize,
-    seen: std::collections::HashSet<String>,
-}
-
-impl MergedCount {
-    pub fn new<'a>(local_ids: impl Iterator<Item = &'a str>, local_total: Option<usize>) -> MergedCount {
-        let seen: std::collections::HashSet<String> = local_ids.map(str::to_owned).collect();
-        MergedCount { total: local_total.unwrap_or(seen.len()), seen }
-    }
-
-    /// Adds a source's answer: the ids it listed and the count it gave, if any.
-    pub fn add<'a>(&mut self, ids: impl Iterator<Item = &'a str>, count: Option<usize>) {
-        let (mut listed, mut fresh) = (0, 0);
-        for id in ids {
-            listed += 1;
-            if self.seen.insert(id.to_owned()) {
-                fresh += 1;
-            }
-        }
-        self.total += count.map(|c| c.saturating_sub(listed - fresh)).unwrap_or(fresh);
-    }
-}
-
 /// One entity from the hub and the context sources registered for it, merged.
 async fn distributed_retrieve(
     state: &SharedState,
@@ -567,13 +543,11 @@ async fn distributed_retrieve(
     if let Some(attrs) = params.list("attrs")? {
         filter.attrs = attrs.iter().map(|a| ld.ctx.expand_term(a).into_owned()).collect();
     }
-    let registrations =
-        distributed_targets(state, headers, tenant, params, &filter, Operation::RETRIEVE_ENTITY).await?;
-    if registrations.is_empty() {
+    let sources = distributed_targets(state, headers, tenant, params, &filter, Operation::RetrieveEntity).await?;
+    if sources.is_empty() {
         return Ok((local, Vec::new()));
     }
-    let request = FederationRequest { operation: Operation::RETRIEVE_ENTITY, filter: &filter, entity_types: &[] };
-    let targets = matching::targets(&registrations, &request, &now());
+    let targets = sources.targets();
     let fwd = provision::forwarding(headers, tenant, ld);
     let (answers, failures) = state.federation.entities_from_sources(&targets, &fwd, params.pairs(), Some(id)).await;
     let mut sources = vec![Fragments { entities: local.into_iter().collect(), auxiliary: false }];
@@ -585,28 +559,19 @@ async fn distributed_retrieve(
 }
 
 /// DELETE /entities/{id}
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "type"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &[], Operation::DELETE_ENTITY).await?;
-    let ld = header_ld(&state, &headers).await?;
-    let path = format!("/entities/{}", path_segment(&id));
-    let query = provision::forwarded_query(&params);
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::DELETE, &path, &query, None, false).await;
+pub async fn delete(EntityId(id): EntityId, read: Read<LocalAndType>) -> ApiResult {
+    let (call, ld) = (&read.call, &read.ld);
+    let Call { state, params, tenant, .. } = call;
+    let plan = provision::plan(call, &id, &[], &[], Operation::DeleteEntity).await?;
+    let request = ForwardRequest::new(Method::DELETE, format!("/entities/{}", path_segment(&id)), params);
+    let remote = provision::forward(call, ld, &plan, request).await;
     let local = if plan.local {
         let missing = id.clone();
         let modifier: Modifier = Box::new(move |current| match current {
             Some(_) => Ok(Modified::delete()),
             None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
         });
-        Some(modify_one(state.store.as_ref(), &tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
+        Some(modify_one(state.store.as_ref(), tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
     } else {
         None
     };
@@ -630,39 +595,25 @@ async fn modify_existing(
 }
 
 /// Reads a fragment body for an existing entity: id and type in it, if any, must agree.
-async fn fragment(
-    state: &SharedState,
-    headers: &HeaderMap,
-    body: &Bytes,
-    id: &str,
-    merge_patch: bool,
-) -> Result<(ngsild_core::expand::EntityInput, Ld, Value), ApiError> {
-    let (value, ld) = body_ld(state, headers, body, merge_patch).await?;
+fn fragment(value: &Value, ld: &Ld, id: &str) -> Result<ngsild_core::expand::EntityInput, ApiError> {
     let input = expand_fragment(&as_object(value.clone(), "an entity fragment")?, &ld.ctx)?;
     if input.id.as_deref().is_some_and(|given| given != id) {
         return Err(NgsiLdError::bad_request("the id in the body differs from the id in the URL").into());
     }
-    Ok((input, ld, value))
+    Ok(input)
 }
 
 /// PUT /entities/{id}: the fragment is the whole new entity; an invalid one (no type, a null
 /// attribute) is refused before the entity's existence is looked at.
-pub async fn replace(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "type"])?;
+pub async fn replace(EntityId(id): EntityId, write: Write<LocalAndType>, body: LdBody<false>) -> ApiResult {
     let path = format!("/entities/{}", path_segment(&id));
-    let write = FragmentWrite { merge_patch: false, operation: Operation::REPLACE_ENTITY, method: Method::PUT, path };
+    let how = FragmentWrite { operation: Operation::ReplaceEntity, method: Method::PUT, path };
     let whole_id = id.clone();
     let replacement = move |mut input: ngsild_core::expand::EntityInput| {
         input.id = Some(whole_id);
         entity_from_input(&input)
     };
-    write_fragment(&state, &headers, &params, &id, &body, write, replacement, |entity, replacement| {
+    write_fragment(&write, &id, body, how, replacement, |entity, replacement| {
         *entity = ops::replace_entity(entity, replacement, &now());
         Ok(None)
     })
@@ -670,62 +621,35 @@ pub async fn replace(
 }
 
 /// PATCH /entities/{id}
-pub async fn merge(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local", "type", "options", "format"])?;
+pub async fn merge(EntityId(id): EntityId, write: Write<MergeParams>, body: LdBody<true>) -> ApiResult {
     let path = format!("/entities/{}", path_segment(&id));
-    let write = FragmentWrite { merge_patch: true, operation: Operation::MERGE_ENTITY, method: Method::PATCH, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, Ok, |entity, input| {
-        ops::merge_entity(entity, &input, &now()).map(|_| None)
-    })
-    .await
+    let how = FragmentWrite { operation: Operation::MergeEntity, method: Method::PATCH, path };
+    write_fragment(&write, &id, body, how, Ok, |entity, input| ops::merge_entity(entity, &input, &now()).map(|_| None))
+        .await
 }
 
 /// POST /entities/{id}/attrs
-pub async fn append_attrs(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
-    let no_overwrite = params.has_option("noOverwrite");
+pub async fn append_attrs(EntityId(id): EntityId, write: Write<Append>, body: LdBody<false>) -> ApiResult {
+    let no_overwrite = write.params.has_option("noOverwrite");
     let path = format!("/entities/{}/attrs", path_segment(&id));
-    let write = FragmentWrite { merge_patch: false, operation: Operation::APPEND_ATTRS, method: Method::POST, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, Ok, move |entity, input| {
+    let how = FragmentWrite { operation: Operation::AppendAttrs, method: Method::POST, path };
+    write_fragment(&write, &id, body, how, Ok, move |entity, input| {
         ops::append_attributes(entity, &input, no_overwrite, &now()).map(Some)
     })
     .await
 }
 
 /// PATCH /entities/{id}/attrs
-pub async fn update_attrs(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), APPEND_PARAMS)?;
+pub async fn update_attrs(EntityId(id): EntityId, write: Write<Append>, body: LdBody<true>) -> ApiResult {
     let path = format!("/entities/{}/attrs", path_segment(&id));
-    let write = FragmentWrite { merge_patch: true, operation: Operation::UPDATE_ATTRS, method: Method::PATCH, path };
-    write_fragment(&state, &headers, &params, &id, &body, write, Ok, |entity, input| {
-        ops::update_attributes(entity, &input, &now()).map(Some)
-    })
-    .await
+    let how = FragmentWrite { operation: Operation::UpdateAttrs, method: Method::PATCH, path };
+    write_fragment(&write, &id, body, how, Ok, |entity, input| ops::update_attributes(entity, &input, &now()).map(Some))
+        .await
 }
 
 /// How a write of an attribute fragment to one entity travels.
 struct FragmentWrite {
-    /// The body is a JSON merge patch (`null` deletes).
-    merge_patch: bool,
-    operation: &'static str,
+    operation: Operation,
     /// Method and path (under `/ngsi-ld/v1`) of the same request at a context source.
     method: Method,
     path: String,
@@ -738,41 +662,25 @@ struct FragmentWrite {
     clippy::too_many_arguments,
     reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
 )]
-async fn write_fragment<T: Send + 'static>(
-    state: &SharedState,
-    headers: &HeaderMap,
-    params: &Params,
+async fn write_fragment<T: Send + 'static, const MERGE_PATCH: bool>(
+    call: &Call,
     id: &str,
-    body: &Bytes,
+    LdBody { value, ld }: LdBody<MERGE_PATCH>,
     write: FragmentWrite,
     prepare: impl FnOnce(ngsild_core::expand::EntityInput) -> Result<T, NgsiLdError>,
     op: impl FnOnce(&mut Entity, T) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
 ) -> ApiResult {
-    check_id(id)?;
-    let tenant = tenant(headers)?;
-    let (mut input, ld, value) = fragment(state, headers, body, id, write.merge_patch).await?;
+    let Call { state, headers, params, tenant, .. } = call;
+    let mut input = fragment(&value, &ld, id)?;
     let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-    let plan = provision::plan(state, headers, &tenant, params, id, &input.types, &attrs, write.operation).await?;
-    let forwarded = provision::forwardable(value, headers, &ld);
-    let query = provision::forwarded_query(params);
-    let remote = provision::forward(
-        state,
-        headers,
-        &tenant,
-        &ld,
-        &plan,
-        write.method,
-        &write.path,
-        &query,
-        Some(&forwarded),
-        true,
-    )
-    .await;
-    provision::drop_exclusive_copies(state, &tenant, id, &remote).await?;
+    let plan = provision::plan(call, id, &input.types, &attrs, write.operation).await?;
+    let request = ForwardRequest::new(write.method, write.path, params).with_body(value, headers, &ld, true);
+    let remote = provision::forward(call, &ld, &plan, request).await;
+    provision::drop_exclusive_copies(state, tenant, id, &remote).await?;
     let local = if plan.local {
         input.attrs.retain(|name, _| plan.keeps(name));
         Some(match prepare(input) {
-            Ok(prepared) => modify_existing(state, &tenant, id, move |entity| op(entity, prepared)).await,
+            Ok(prepared) => modify_existing(state, tenant, id, move |entity| op(entity, prepared)).await,
             Err(e) => Err(e.into()),
         })
     } else {
@@ -800,112 +708,81 @@ fn attribute_body(value: &Value, ld: &Ld, attr: &str) -> Result<(String, ngsild_
 }
 
 /// PATCH /entities/{id}/attrs/{attr}
-pub async fn partial_update_attr(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, true).await?;
-    let name = attribute_in_path(&attr, &ld)?;
-    let patch = ngsild_core::expand::expand_attribute_fragment(&value, &ld.ctx)?;
+pub async fn partial_update_attr(path: EntityAttr, write: Write<LocalOnly>, body: LdBody<true>) -> ApiResult {
+    let name = attribute_in_path(&path.1, &body.ld)?;
+    let patch = ngsild_core::expand::expand_attribute_fragment(&body.value, &body.ld.ctx)?;
     if patch.is_empty() {
         return Err(NgsiLdError::bad_request("the attribute fragment is empty").into());
     }
-    let attrs = vec![name.clone()];
-    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::UPDATE_ATTRS).await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let query = provision::forwarded_query(&params);
-    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PATCH, &path, &query, Some(&body), false)
-            .await;
-    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
-    let local = if plan.local {
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::partial_update_attribute(entity, &name, &patch, &now()).map(|_| None)
-            })
-            .await,
-        )
-    } else {
-        None
-    };
-    provision::answer(local, remote, &plan, &attrs, no_content())
+    let how = AttributeWrite { operation: Operation::UpdateAttrs, method: Method::PATCH, name, body: Some(body.value) };
+    write_attribute(&write, &path, &body.ld, how, move |entity, name| {
+        ops::partial_update_attribute(entity, name, &patch, &now()).map(drop)
+    })
+    .await
 }
 
 /// PUT /entities/{id}/attrs/{attr}
-pub async fn replace_attr(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
-    let (name, raw_attr) = attribute_body(&value, &ld, &attr)?;
-    let attrs = vec![name.clone()];
-    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::REPLACE_ATTRS).await?;
-    let body = provision::forwardable(value, &headers, &ld);
-    let query = provision::forwarded_query(&params);
-    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::PUT, &path, &query, Some(&body), false).await;
-    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
-    let local = if plan.local {
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::replace_attribute(entity, &name, &raw_attr, &now()).map(|_| None)
-            })
-            .await,
-        )
-    } else {
-        None
-    };
-    provision::answer(local, remote, &plan, &attrs, no_content())
+pub async fn replace_attr(path: EntityAttr, write: Write<LocalOnly>, body: LdBody<false>) -> ApiResult {
+    let (name, raw_attr) = attribute_body(&body.value, &body.ld, &path.1)?;
+    let how = AttributeWrite { operation: Operation::ReplaceAttrs, method: Method::PUT, name, body: Some(body.value) };
+    write_attribute(&write, &path, &body.ld, how, move |entity, name| {
+        ops::replace_attribute(entity, name, &raw_attr, &now()).map(drop)
+    })
+    .await
 }
 
 /// DELETE /entities/{id}/attrs/{attr}
-pub async fn delete_attr(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["datasetId", "deleteAll", "local", "lang"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn delete_attr(path: EntityAttr, read: Read<DeleteAttr>) -> ApiResult {
     // `scope` may be deleted like an attribute (clause 4.18).
-    let name = if attr == "scope" { ld.ctx.expand_term("scope").into_owned() } else { attribute_in_path(&attr, &ld)? };
-    let dataset_id = params.get("datasetId").map(str::to_owned);
+    let ld = &read.ld;
+    let name =
+        if path.1 == "scope" { ld.ctx.expand_term("scope").into_owned() } else { attribute_in_path(&path.1, ld)? };
+    let dataset_id = read.params.get("datasetId").map(str::to_owned);
     if let Some(ds) = &dataset_id {
         ngsild_core::validate::check_uri(ds, "datasetId")?;
     }
-    let delete_all = params.flag("deleteAll")?;
+    let delete_all = read.params.flag("deleteAll")?;
+    let how = AttributeWrite { operation: Operation::DeleteAttrs, method: Method::DELETE, name, body: None };
+    write_attribute(&read, &path, ld, how, move |entity, name| {
+        ops::delete_attribute(entity, name, dataset_id.as_deref(), delete_all, &now()).map(drop)
+    })
+    .await
+}
+
+/// A write on one attribute of one entity, and how the same request travels to a source.
+struct AttributeWrite {
+    operation: Operation,
+    method: Method,
+    /// The attribute, expanded.
+    name: String,
+    /// The body as the client sent it (none for a deletion).
+    body: Option<Value>,
+}
+
+/// Writes one attribute (`/entities/{id}/attrs/{attr}`): the registrations holding the attribute
+/// get the request as it came, the hub applies `op` to its part (404 for an entity it lacks).
+async fn write_attribute(
+    call: &Call,
+    EntityAttr(id, attr): &EntityAttr,
+    ld: &Ld,
+    how: AttributeWrite,
+    op: impl FnOnce(&mut Entity, &str) -> Result<(), NgsiLdError> + Send + 'static,
+) -> ApiResult {
+    let Call { state, headers, params, tenant, .. } = call;
+    let AttributeWrite { operation, method, name, body } = how;
     let attrs = vec![name.clone()];
-    let plan = provision::plan(&state, &headers, &tenant, &params, &id, &[], &attrs, Operation::DELETE_ATTRS).await?;
-    let query = provision::forwarded_query(&params);
-    let path = format!("/entities/{}/attrs/{}", path_segment(&id), path_segment(&attr));
-    let remote =
-        provision::forward(&state, &headers, &tenant, &ld, &plan, Method::DELETE, &path, &query, None, false).await;
-    provision::drop_exclusive_copies(&state, &tenant, &id, &remote).await?;
-    let local = if plan.local {
-        Some(
-            modify_existing(&state, &tenant, &id, move |entity| {
-                ops::delete_attribute(entity, &name, dataset_id.as_deref(), delete_all, &now()).map(|_| None)
-            })
-            .await,
-        )
-    } else {
-        None
+    let plan = provision::plan(call, id, &[], &attrs, operation).await?;
+    let path = format!("/entities/{}/attrs/{}", path_segment(id), path_segment(attr));
+    let request = ForwardRequest::new(method, path, params);
+    let request = match body {
+        Some(value) => request.with_body(value, headers, ld, false),
+        None => request,
+    };
+    let remote = provision::forward(call, ld, &plan, request).await;
+    provision::drop_exclusive_copies(state, tenant, id, &remote).await?;
+    let local = match plan.local {
+        true => Some(modify_existing(state, tenant, id, move |entity| op(entity, &name).map(|()| None)).await),
+        false => None,
     };
     provision::answer(local, remote, &plan, &attrs, no_content())
 }
@@ -916,10 +793,8 @@ pub async fn missing_id() -> ApiError {
 }
 
 /// DELETE /entities: purge the entities a query selects, or some of their attributes.
-pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), PURGE_PARAMS)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn purge(read: Read<Purge>) -> ApiResult {
+    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
     let keep = params.list("keep")?;
     let drop = params.list("drop")?;
     if keep.is_some() && drop.is_some() {
@@ -936,46 +811,51 @@ pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuer
     let remote = purge_sources(&state, &headers, &tenant, &params, &ld, &filter).await?;
     let expand =
         |names: Vec<String>| names.into_iter().map(|n| ld.ctx.expand_term(&n).into_owned()).collect::<Vec<_>>();
-    let keep = keep.map(expand);
-    let drop = drop.map(expand);
+    let ids = matching_ids(&state, &tenant, &filter).await?;
+    let modifications =
+        ids.into_iter().map(|id| (id, purge_one(keep.clone().map(expand), drop.clone().map(expand)))).collect();
+    state.store.modify(&tenant, modifications).await?;
+    Ok(purge_answer(&remote))
+}
+
+/// The ids of every entity `filter` selects, read a thousand at a time.
+async fn matching_ids(state: &SharedState, tenant: &str, filter: &EntityFilter) -> Result<Vec<String>, ApiError> {
     let mut ids = Vec::new();
     let chunk = 1000;
     loop {
-        let page =
-            state.store.query(&tenant, &filter, Paging { offset: ids.len(), limit: chunk, count: false }).await?;
+        let page = state.store.query(tenant, filter, Paging { offset: ids.len(), limit: chunk, count: false }).await?;
         let n = page.entities.len();
         ids.extend(page.entities.into_iter().map(|e| e.id));
         if n < chunk {
-            break;
+            return Ok(ids);
         }
     }
-    let modifications = ids
-        .into_iter()
-        .map(|id| {
-            let keep = keep.clone();
-            let drop = drop.clone();
-            let modifier: Modifier = Box::new(move |current| {
-                let Some(mut entity) = current else {
-                    return Ok(Modified::delete());
-                };
-                match (keep, drop) {
-                    (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
-                    (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
-                    (None, None) => return Ok(Modified::delete()),
-                }
-                entity.touch(&now());
-                Ok(Modified::entity(entity))
-            });
-            (id, modifier)
-        })
-        .collect();
-    state.store.modify(&tenant, modifications).await?;
+}
+
+/// Purges one entity: all of it, or all but the `keep` attributes, or the `drop` ones.
+fn purge_one(keep: Option<Vec<String>>, drop: Option<Vec<String>>) -> Modifier {
+    Box::new(move |current| {
+        let Some(mut entity) = current else {
+            return Ok(Modified::delete());
+        };
+        match (keep, drop) {
+            (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
+            (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
+            (None, None) => return Ok(Modified::delete()),
+        }
+        entity.touch(&now());
+        Ok(Modified::entity(entity))
+    })
+}
+
+/// 204 when every source purged its part too; else 207 with one error per source that did not
+/// (the hub purged its own part).
+fn purge_answer(remote: &[ProvisionAnswer]) -> Response {
     let failed: Vec<&ProvisionAnswer> = remote.iter().filter(|a| !a.accepted()).collect();
     let warnings: Vec<SourceFailure> = failed.iter().filter_map(|a| a.failure()).collect();
     if failed.is_empty() {
-        return Ok(provision::warned(no_content(), &warnings));
+        return provision::warned(no_content(), &warnings);
     }
-    // The hub purged its own part; each source that did not is one error of the answer.
     let errors: Vec<Value> = failed
         .iter()
         .filter_map(|a| {
@@ -984,7 +864,7 @@ pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuer
         })
         .collect();
     let body = json!({"success": [], "errors": errors});
-    Ok(provision::warned(plain_json(StatusCode::MULTI_STATUS, &body), &warnings))
+    provision::warned(plain_json(StatusCode::MULTI_STATUS, &body), &warnings)
 }
 
 /// Forwards a purge to the registrations whose entities it selects (as `purgeEntity`, or
@@ -997,11 +877,11 @@ async fn purge_sources(
     ld: &Ld,
     filter: &EntityFilter,
 ) -> Result<Vec<ProvisionAnswer>, ApiError> {
-    let registrations = distributed_targets(state, headers, tenant, params, filter, Operation::PURGE_ENTITY).await?;
+    let registrations = distributed_targets(state, headers, tenant, params, filter, Operation::PurgeEntity).await?;
     if registrations.is_empty() {
         return Ok(Vec::new());
     }
-    let parts = registrations.into_iter().map(|reg| (reg, None, None)).collect();
+    let parts = registrations.into_registrations().into_iter().map(|reg| (reg, None, None)).collect();
     let fwd = provision::forwarding(headers, tenant, ld);
     let query = provision::forwarded_query(params);
     Ok(state.federation.send_to_sources(parts, &fwd, Method::DELETE, "/entities", &query).await)

@@ -33,6 +33,23 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T = Response> = Result<T, ApiError>;
 
+/// The answer to a handler that panicked (`CatchPanicLayer`): the panic's message goes to the
+/// log, the client gets an InternalError that does not expose it.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(a panic without a message)");
+    tracing::error!(panic = message, "a handler panicked");
+    ApiError(NgsiLdError::new(
+        ErrorKind::InternalError,
+        "the hub failed unexpectedly while answering this request (the cause is in its log); \
+         the request may be retried, and reported if it fails again",
+    ))
+    .into_response()
+}
+
 pub async fn not_found_fallback(uri: axum::http::Uri) -> ApiError {
     ApiError(NgsiLdError::new(ErrorKind::ResourceNotFound, format!("no resource at {}", uri.path())))
 }

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use cityhub_storage::{RecordKind, Store, StoreError};
 use ngsild_core::expand::{entity_from_input, expand_fragment};
 use ngsild_core::{Entity, ErrorKind, NgsiLdError};
+use ngsild_federation::forward::{narrowed, query_body, query_string, source_error};
 use ngsild_federation::registration::SourceStatus;
 use ngsild_federation::{via, Operation, Registration, Target};
 use serde_json::Value;
@@ -301,23 +302,23 @@ impl Federation {
         }
         let mut tasks = tokio::task::JoinSet::new();
         for (index, target) in targets.iter().enumerate() {
-            let mut query = narrowed(&params, target, &fwd.ld);
+            let mut query = narrowed(&params, target, &fwd.ld.ctx);
             let one = |collection: &str, id: &str| format!("{collection}/{}", crate::response::path_segment(id));
             let (method, path, body) = match (target.way, retrieval) {
-                (Operation::RETRIEVE_ENTITY, Some(id)) => {
+                (Operation::RetrieveEntity, Some(id)) => {
                     query.retain(|(n, _)| n != "id");
                     (Method::GET, one("/entities", id), None)
                 }
-                (Operation::RETRIEVE_TEMPORAL, Some(id)) => {
+                (Operation::RetrieveTemporal, Some(id)) => {
                     query.retain(|(n, _)| n != "id");
                     (Method::GET, one("/temporal/entities", id), None)
                 }
-                (Operation::QUERY_BATCH, _) => {
+                (Operation::QueryBatch, _) => {
                     let (url_params, body) = query_body(query);
                     query = url_params;
                     (Method::POST, "/entityOperations/query".to_owned(), Some(body))
                 }
-                (Operation::QUERY_TEMPORAL, _) => (Method::GET, "/temporal/entities".to_owned(), None),
+                (Operation::QueryTemporal, _) => (Method::GET, "/temporal/entities".to_owned(), None),
                 _ => (Method::GET, "/entities".to_owned(), None),
             };
             let (me, reg, fwd, read) = (self.clone(), target.registration.clone(), fwd.clone(), read.clone());
@@ -358,61 +359,6 @@ pub fn results_count(answer: &SourceAnswer) -> Option<usize> {
     answer.headers.get("ngsild-results-count").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
-/// Splits the parameters of a query forwarded as `queryBatch` into what stays in the URL
-/// (paging and representation) and the Query body (clause 5.2.23) that carries the rest.
-fn query_body(params: Vec<(String, String)>) -> (Vec<(String, String)>, Value) {
-    let mut url = Vec::new();
-    let mut body = serde_json::Map::new();
-    body.insert("type".into(), Value::String("Query".into()));
-    let (mut types, mut ids, mut id_pattern) = (None, Vec::new(), None);
-    let mut geo = serde_json::Map::new();
-    for (name, value) in params {
-        match name.as_str() {
-            "limit" | "count" | "options" | "local" => url.push((name, value)),
-            "type" => types = Some(value),
-            "id" => ids.extend(value.split(',').map(str::to_owned)),
-            "idPattern" => id_pattern = Some(value),
-            "attrs" => {
-                body.insert(name, Value::Array(value.split(',').map(|a| Value::String(a.to_owned())).collect()));
-            }
-            "georel" | "geometry" | "geoproperty" => {
-                geo.insert(name, Value::String(value));
-            }
-            "coordinates" => {
-                geo.insert(name, serde_json::from_str(&value).unwrap_or(Value::String(value)));
-            }
-            _ => {
-                body.insert(name, Value::String(value));
-            }
-        }
-    }
-    let selector = |id: Option<String>| {
-        let mut s = serde_json::Map::new();
-        if let Some(id) = id {
-            s.insert("id".into(), Value::String(id));
-        }
-        if let Some(t) = &types {
-            s.insert("type".into(), Value::String(t.clone()));
-        }
-        if let Some(p) = &id_pattern {
-            s.insert("idPattern".into(), Value::String(p.clone()));
-        }
-        Value::Object(s)
-    };
-    let entities: Vec<Value> = if ids.is_empty() {
-        vec![selector(None)].into_iter().filter(|s| s.as_object().is_some_and(|m| !m.is_empty())).collect()
-    } else {
-        ids.into_iter().map(|id| selector(Some(id))).collect()
-    };
-    if !entities.is_empty() {
-        body.insert("entities".into(), Value::Array(entities));
-    }
-    if !geo.is_empty() {
-        body.insert("geoQ".into(), Value::Object(geo));
-    }
-    (url, Value::Object(body))
-}
-
 /// One source's answer to a forwarded provision request.
 pub struct ProvisionAnswer {
     pub registration: Registration,
@@ -442,6 +388,26 @@ impl ProvisionAnswer {
             Err(_) => (500, None),
         };
         Some(source_error(&failure.registration_id, status, problem.as_ref(), &failure.detail))
+    }
+
+    /// What the source did, for `ngsild_federation::provision::combine_write`.
+    pub fn part(&self) -> ngsild_federation::provision::SourcePart {
+        use ngsild_federation::provision::SourceOutcome;
+        let outcome = match (&self.result, self.failure()) {
+            (Ok(a), _) if a.status == 207 => {
+                SourceOutcome::Partly(serde_json::from_slice(&a.body).unwrap_or(Value::Null))
+            }
+            (Ok(_), None) => SourceOutcome::Took,
+            (result, failure) => SourceOutcome::Failed {
+                status: result.as_ref().ok().map(|a| a.status),
+                reason: failure.map(|f| f.detail).unwrap_or_default(),
+            },
+        };
+        ngsild_federation::provision::SourcePart {
+            registration_id: self.registration.id.clone(),
+            attrs: self.attrs.clone(),
+            outcome,
+        }
     }
 
     /// Why it failed: the source's answer or the failure to get one.
@@ -484,21 +450,6 @@ impl Federation {
         answers.sort_by_key(|(index, _)| *index);
         answers.into_iter().map(|(_, a)| a).collect()
     }
-}
-
-/// An error a context source reported, as the hub reports it on: of the type the source's
-/// ProblemDetails names, else of the one its status stands for; the detail names the source.
-pub fn source_error(registration_id: &str, status: u16, problem: Option<&Value>, detail: &str) -> NgsiLdError {
-    let named = problem.and_then(|p| p.get("type")).and_then(Value::as_str).and_then(ErrorKind::from_type_uri);
-    let kind = named.unwrap_or(match status {
-        400 => ErrorKind::BadRequestData,
-        404 => ErrorKind::ResourceNotFound,
-        409 => ErrorKind::AlreadyExists,
-        422 => ErrorKind::OperationNotSupported,
-        508 => ErrorKind::LoopDetected,
-        _ => ErrorKind::InternalError,
-    });
-    NgsiLdError::new(kind, format!("context source {registration_id}: {detail}"))
 }
 
 pub fn status_failure(reg: &Registration, answer: &SourceAnswer) -> SourceFailure {
@@ -546,93 +497,6 @@ fn entities_of(body: &[u8], ld: &Ld) -> Result<Vec<Entity>, String> {
     Ok(out)
 }
 
-/// The client's query parameters as forwarded to one source: the representation is normalized
-/// (the hub merges, then renders what the client asked for; aggregated history stays aggregated,
-/// asked as `options=aggregatedValues`), paging starts at the first entity (the hub pages the
-/// merged list), and a registration that names its entities or attributes narrows `id` and
-/// `attrs`. Everything else — `type`, `q`, `scopeQ`, the geo-query, `lang`, `count`, and for
-/// history `timerel`, `timeAt`, `endTimeAt`, `timeproperty`, `lastN`, `datasetId`,
-/// `aggrMethods`, `aggrPeriodDuration` — goes as the client wrote it, in the client's @context.
-pub fn narrowed(params: &[(String, String)], target: &Target<'_>, ld: &Ld) -> Vec<(String, String)> {
-    let offset: usize = params.iter().rev().find(|(n, _)| n == "offset").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut options: Vec<&str> = Vec::new();
-    for (name, value) in params {
-        match name.as_str() {
-            "local" | "csf" | "offset" | "join" | "joinLevel" | "pick" | "omit" => {}
-            "format" if value == "aggregatedValues" => options.push("aggregatedValues"),
-            "format" => {}
-            "options" => options.extend(value.split(',').map(str::trim).filter(|o| {
-                !matches!(*o, "keyValues" | "simplified" | "concise" | "normalized" | "temporalValues" | "")
-            })),
-            "limit" => {
-                let limit: usize = value.parse().unwrap_or(0);
-                out.push((name.clone(), (limit + offset).to_string()));
-            }
-            "attrs" if target.attrs.is_some() => {}
-            "id" if target.ids.is_some() => {}
-            _ => out.push((name.clone(), value.clone())),
-        }
-    }
-    if !options.is_empty() {
-        options.dedup();
-        out.push(("options".to_owned(), options.join(",")));
-    }
-    // A query by id alone is not a query (clause 5.7.2): one that stands for a retrieval names
-    // the registered types.
-    let is_query = matches!(target.way, Operation::QUERY_ENTITY | Operation::QUERY_BATCH | Operation::QUERY_TEMPORAL);
-    let selects = out.iter().any(|(n, _)| matches!(n.as_str(), "type" | "attrs" | "q" | "georel" | "scopeQ"));
-    if is_query && !selects && !target.types.is_empty() && target.attrs.is_none() {
-        let types: Vec<String> = target.types.iter().map(|t| ld.ctx.compact_iri(t).into_owned()).collect();
-        out.push(("type".to_owned(), types.join(",")));
-    }
-    if let Some(ids) = &target.ids {
-        out.push(("id".to_owned(), ids.join(",")));
-    }
-    if let Some(attrs) = &target.attrs {
-        let names: Vec<String> = attrs.iter().map(|a| ld.ctx.compact_iri(a).into_owned()).collect();
-        out.push(("attrs".to_owned(), names.join(",")));
-    }
-    out
-}
-
-/// What must be escaped in a forwarded query value; `:` `,` `/` `=` stay readable so that entity
-/// ids and lists travel as clients write them.
-const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'&')
-    .add(b'+')
-    .add(b'<')
-    .add(b'>')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'|')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'[')
-    .add(b']');
-
-pub fn query_string(pairs: &[(String, String)]) -> String {
-    if pairs.is_empty() {
-        return String::new();
-    }
-    let encoded: Vec<String> = pairs
-        .iter()
-        .map(|(n, v)| {
-            format!(
-                "{}={}",
-                percent_encoding::utf8_percent_encode(n, QUERY_VALUE),
-                percent_encoding::utf8_percent_encode(v, QUERY_VALUE)
-            )
-        })
-        .collect();
-    format!("?{}", encoded.join("&"))
-}
-
 /// What a request that already crossed this hub (its alias is in `Via`) gets. That hub asked all
 /// of its sources for it then ([`Federation::reachable`] asks none now), so:
 ///
@@ -676,23 +540,4 @@ pub async fn refuse_loops(
          {me} with contextSourceAlias \"{me}\" (GET /ngsi-ld/v1/info/sourceIdentity tells it)"
     );
     crate::ApiError(NgsiLdError::new(ErrorKind::LoopDetected, detail)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_queries_keep_ids_and_lists_readable() {
-        let pairs = vec![
-            ("type".to_owned(), "Vehicle".to_owned()),
-            ("id".to_owned(), "urn:ngsi-ld:Vehicle:1,urn:ngsi-ld:Vehicle:2".to_owned()),
-            ("q".to_owned(), "speed>10;brand==\"a b\"".to_owned()),
-        ];
-        assert_eq!(
-            query_string(&pairs),
-            "?type=Vehicle&id=urn:ngsi-ld:Vehicle:1,urn:ngsi-ld:Vehicle:2&q=speed>10;brand==%22a%20b%22"
-                .replace('>', "%3E")
-        );
-    }
 }

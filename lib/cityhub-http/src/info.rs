@@ -2,28 +2,18 @@
 //! of clause 6.33): who this hub is, so that a peer registering it can name it with the
 //! `contextSourceAlias` it puts in `Via` (and so keep from asking it what it already asked).
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::error::ApiResult;
-use crate::request::{accept, header_ld, tenant, Params};
+use crate::extract::{Accepting, Look, NoParams};
 use crate::response::ld_json;
-use crate::SharedState;
 
 /// `GET /info/sourceIdentity`: a ContextSourceIdentity (clause 5.2.40) in the client's @context
 /// rules (Link header for `application/json`, `@context` member for `application/ld+json`).
 /// The identity is the hub's, whichever tenant is asked for.
-pub async fn source_identity(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &[])?;
-    let accept = accept(&headers, false)?;
-    tenant(&headers)?;
-    let ld = header_ld(&state, &headers).await?;
-    let federation = &state.federation;
+pub async fn source_identity(Look { call, ld, .. }: Look<NoParams>, Accepting(accept): Accepting<false>) -> ApiResult {
+    let federation = &call.state.federation;
     let body = json!({
         "id": format!("urn:ngsi-ld:ContextSource:{}", federation.me),
         "type": "ContextSourceIdentity",

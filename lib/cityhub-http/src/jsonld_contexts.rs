@@ -19,9 +19,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use bytes::Bytes;
 use cityhub_storage::StoredContext;
 use ngsild_core::{ErrorKind, NgsiLdError};
 use ngsild_jsonld::{core_context_document, is_core_context_url, CORE_CONTEXT_URL};
@@ -29,7 +28,8 @@ use serde_json::{json, Value};
 
 use crate::contexts::{hosted_id, HOSTED_PATH};
 use crate::error::ApiResult;
-use crate::request::{read_json_body, Params};
+use crate::extract::{params, Call, Checked, JsonBody, NoParams, Write};
+use crate::request::Params;
 use crate::response::{created, no_content, plain_json};
 use crate::SharedState;
 
@@ -109,9 +109,14 @@ async fn all_contexts(state: &SharedState) -> Result<Vec<Listed>, NgsiLdError> {
     Ok(out)
 }
 
+params! {
+    Reload = &["reload"];
+    ListParams = &["details", "kind"];
+    Details = &["details"];
+}
+
 /// GET /jsonldContexts
-pub async fn list(State(state): State<SharedState>, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["details", "kind"])?;
+pub async fn list(State(state): State<SharedState>, Checked { params, .. }: Checked<ListParams>) -> ApiResult {
     let details = details_flag(&params)?;
     let kind = match params.get("kind") {
         None => None,
@@ -128,15 +133,8 @@ pub async fn list(State(state): State<SharedState>, RawQuery(raw): RawQuery) -> 
 }
 
 /// POST /jsonldContexts: hosts a context document.
-pub async fn add(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &[])?;
-    let tenant = crate::request::tenant(&headers)?;
-    let (document, _) = read_json_body(&headers, &body, false)?;
+pub async fn add(write: Write<NoParams>, JsonBody { value: document, .. }: JsonBody) -> ApiResult {
+    let Call { state, headers, tenant, .. } = write.call;
     let valid = match document.get("@context") {
         Some(Value::Object(_)) => true,
         Some(Value::Array(items)) => items.iter().all(|i| i.is_string() || i.is_object()),
@@ -187,8 +185,11 @@ fn inline_only(context: &Value) -> Value {
 }
 
 /// GET /jsonldContexts/{id}: the document, or its bookkeeping with `details=true`.
-pub async fn serve(State(state): State<SharedState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["details"])?;
+pub async fn serve(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    Checked { params, .. }: Checked<Details>,
+) -> ApiResult {
     let details = details_flag(&params)?;
     if is_core_context_url(&id) {
         if details {
@@ -208,14 +209,8 @@ pub async fn serve(State(state): State<SharedState>, Path(id): Path<String>, Raw
 
 /// DELETE /jsonldContexts/{id}: a hosted context goes; a cached one is forgotten, or fetched
 /// again with `reload=true`.
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["reload"])?;
-    let tenant = crate::request::tenant(&headers)?;
+pub async fn delete(Path(id): Path<String>, write: Write<Reload>) -> ApiResult {
+    let Call { state, params, tenant, .. } = write.call;
     let reload = params.flag("reload")?;
     if is_core_context_url(&id) {
         // The core context is compiled in: reloading it is a no-op, deleting it is refused.

@@ -11,10 +11,10 @@
 mod batch;
 mod contexts;
 mod csource;
-mod csource_subscriptions;
 mod discovery;
 mod entities;
 mod error;
+mod extract;
 mod federation;
 mod implicit_contexts;
 mod info;
@@ -30,17 +30,20 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::routing::{get, post};
 use axum::Router;
 use cityhub_notify::Notifier;
 pub use cityhub_notify::NotifyConfig;
 use cityhub_storage::DynStore;
 use tower::Layer;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+use tower_http::trace::TraceLayer;
 
 pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
+use subscriptions::{CSources, Entities};
 pub use wire::{Guarded, GuardedListener};
 
 /// Settings of the HTTP layer.
@@ -197,22 +200,24 @@ pub fn router(state: SharedState) -> Router {
             axum::routing::patch(temporal::patch_instance).delete(temporal::delete_instance),
         )
         .route("/temporal/entityOperations/query", post(temporal::query_post))
-        .route("/subscriptions", post(subscriptions::create).get(subscriptions::query))
+        .route("/subscriptions", post(subscriptions::create::<Entities>).get(subscriptions::query::<Entities>))
         .route(
             "/subscriptions/{id}",
-            get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete),
+            get(subscriptions::retrieve::<Entities>)
+                .patch(subscriptions::update::<Entities>)
+                .delete(subscriptions::delete::<Entities>),
         )
         .route("/jsonldContexts", get(jsonld_contexts::list).post(jsonld_contexts::add))
         .route("/jsonldContexts/{id}", get(jsonld_contexts::serve).delete(jsonld_contexts::delete))
         .route("/info/sourceIdentity", get(info::source_identity))
         .route("/csourceRegistrations", post(csource::create).get(csource::query))
         .route("/csourceRegistrations/{id}", get(csource::retrieve).patch(csource::update).delete(csource::delete))
-        .route("/csourceSubscriptions", post(csource_subscriptions::create).get(csource_subscriptions::query))
+        .route("/csourceSubscriptions", post(subscriptions::create::<CSources>).get(subscriptions::query::<CSources>))
         .route(
             "/csourceSubscriptions/{id}",
-            get(csource_subscriptions::retrieve)
-                .patch(csource_subscriptions::update)
-                .delete(csource_subscriptions::delete),
+            get(subscriptions::retrieve::<CSources>)
+                .patch(subscriptions::update::<CSources>)
+                .delete(subscriptions::delete::<CSources>),
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit_tenants))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::bound_lists))
@@ -221,13 +226,61 @@ pub fn router(state: SharedState) -> Router {
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
         .fallback(error::not_found_fallback)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .with_state(state.clone());
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let routes = observed(routes).with_state(state.clone());
     // The guard wraps the whole router (a layer on the router itself would see a 405 before
     // axum adds its Allow header).
     Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
 }
 
+/// The tower layers every route runs inside: a tracing span per request named by its matched
+/// route (`/ngsi-ld/v1/entities/{id}`, not the entity id), and a panic in a handler answered as
+/// an InternalError ProblemDetails and logged with its message (the connection and the other
+/// requests go on).
+fn observed<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    // A 5xx answer is not logged as a failure here: the ProblemDetails of an InternalError is
+    // logged with its cause where it is made (an unreachable @context's 503 is an answer).
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &axum::extract::Request| {
+            let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("(no route)");
+            tracing::info_span!("request", method = %request.method(), route)
+        })
+        .on_failure(());
+    routes.layer(CatchPanicLayer::custom(error::panicked)).layer(trace)
+}
+
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_an_internal_error_problem_details() {
+        async fn boom() -> &'static str {
+            panic!("the handler broke")
+        }
+        let app = observed(Router::new().route("/boom", get(boom)).route("/fine", get(|| async { "fine" })));
+        let request = Request::get("/boom").body(Body::empty()).expect("a request");
+        let response = app.clone().oneshot(request).await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = response.into_body().collect().await.expect("a body").to_bytes();
+        let problem: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(problem["type"], "https://uri.etsi.org/ngsi-ld/errors/InternalError");
+        assert_eq!(problem["title"], "There has been an error during the operation execution");
+        let detail = problem["detail"].as_str().expect("a detail");
+        assert!(detail.contains("failed unexpectedly"), "{detail}");
+        assert!(!detail.contains("the handler broke"), "the panic message stays in the log: {detail}");
+        // The router keeps serving.
+        let request = Request::get("/fine").body(Body::empty()).expect("a request");
+        let response = app.oneshot(request).await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

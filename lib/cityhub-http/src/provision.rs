@@ -9,12 +9,13 @@ use ngsild_core::ops::UpdateReport;
 use ngsild_core::time::now;
 use ngsild_core::NgsiLdError;
 use ngsild_federation::matching::{self, Request as FederationRequest};
-use ngsild_federation::provision;
-use ngsild_federation::Registration;
+use ngsild_federation::provision::{self, WriteAnswer};
+use ngsild_federation::{Operation, Registration};
 use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Call;
 use crate::federation::{Federation, Forwarding, ProvisionAnswer, SourceFailure};
 use crate::request::{Ld, Params};
 use crate::response::{append_header, plain_json};
@@ -43,19 +44,12 @@ impl Plan {
 
 /// Splits a provision request on entity `id` (of `types`, when known) carrying `attrs` among
 /// the registrations that serve `operation`. `local=true` keeps it all here.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
 pub async fn plan(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    params: &Params,
+    Call { state, headers, params, tenant, .. }: &Call,
     id: &str,
     types: &[String],
     attrs: &[String],
-    operation: &str,
+    operation: Operation,
 ) -> Result<Plan, ApiError> {
     if params.flag("local")? {
         return Ok(Plan::local_only());
@@ -75,7 +69,7 @@ pub fn plan_among(
     id: &str,
     types: &[String],
     attrs: &[String],
-    operation: &str,
+    operation: Operation,
 ) -> Plan {
     if regs.is_empty() {
         return Plan::local_only();
@@ -144,37 +138,48 @@ pub fn forwarding(headers: &HeaderMap, tenant: &str, ld: &Ld) -> Forwarding {
     Forwarding { tenant: tenant.to_owned(), hops: Federation::hops(headers), ld: ld.clone() }
 }
 
-/// Sends every remote part of `plan`; `narrow` cuts the body down to the attributes each
-/// registration gets (an entity fragment), otherwise the body goes whole (one attribute).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
-pub async fn forward(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    ld: &Ld,
-    plan: &Plan,
-    method: Method,
-    path: &str,
-    query: &[(String, String)],
-    body: Option<&Value>,
-    narrow: bool,
-) -> Vec<ProvisionAnswer> {
+/// The request a source of a provision operation gets: the same method and path (under
+/// `/ngsi-ld/v1`), the client's parameters but `local`, and the body as the client sent it.
+pub struct ForwardRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+    /// The body is an entity fragment, cut down to the attributes each registration gets;
+    /// otherwise it goes whole (it is one attribute).
+    pub narrow: bool,
+}
+
+impl ForwardRequest {
+    /// The request as it came (`params` of the client), without a body.
+    pub fn new(method: Method, path: String, params: &Params) -> ForwardRequest {
+        ForwardRequest { method, path, query: forwarded_query(params), body: None, narrow: false }
+    }
+
+    /// With the client's body (its @context back in when it came in the body); `narrow`: see
+    /// [`ForwardRequest::narrow`].
+    pub fn with_body(self, value: Value, headers: &HeaderMap, ld: &Ld, narrow: bool) -> ForwardRequest {
+        ForwardRequest { body: Some(forwardable(value, headers, ld)), narrow, ..self }
+    }
+}
+
+/// Sends `request` to every remote part of `plan`.
+pub async fn forward(call: &Call, ld: &Ld, plan: &Plan, request: ForwardRequest) -> Vec<ProvisionAnswer> {
     if plan.remote.is_empty() {
         return Vec::new();
     }
+    let ForwardRequest { method, path, query, body, narrow } = request;
     let parts = plan
         .remote
         .iter()
         .map(|(reg, attrs)| {
-            let body = body.map(|b| if narrow { narrow_body(b, attrs.as_deref(), &ld.ctx) } else { b.clone() });
+            let body =
+                body.as_ref().map(|b| if narrow { narrow_body(b, attrs.as_deref(), &ld.ctx) } else { b.clone() });
             (reg.clone(), attrs.clone(), body)
         })
         .collect();
-    let fwd = forwarding(headers, tenant, ld);
-    state.federation.send_to_sources(parts, &fwd, method, path, query).await
+    let fwd = forwarding(&call.headers, &call.tenant, ld);
+    call.state.federation.send_to_sources(parts, &fwd, method, &path, &query).await
 }
 
 pub fn warned(mut response: Response, failures: &[SourceFailure]) -> Response {
@@ -184,8 +189,9 @@ pub fn warned(mut response: Response, failures: &[SourceFailure]) -> Response {
     response
 }
 
-/// One answer from the hub's outcome (`local`: None when it had no part) and the sources'.
-/// `attrs` are the request's attributes (expanded), `success` the answer when all went well.
+/// One answer from the hub's outcome (`local`: None when it had no part) and the sources'
+/// (`provision::combine_write`); `attrs` are the request's attributes (expanded), `success` the
+/// answer when all went well. A failing source is named in an `NGSILD-Warning`.
 pub fn answer(
     local: Option<Result<Option<UpdateReport>, ApiError>>,
     remote: Vec<ProvisionAnswer>,
@@ -193,85 +199,14 @@ pub fn answer(
     attrs: &[String],
     success: Response,
 ) -> ApiResult {
-    if remote.is_empty() {
-        return match local {
-            Some(Ok(Some(report))) if !report.is_complete() => {
-                Ok(plain_json(StatusCode::MULTI_STATUS, &report.to_json(str::to_owned)))
-            }
-            Some(Err(e)) => Err(e),
-            _ => Ok(success),
-        };
+    let failures: Vec<SourceFailure> = remote.iter().filter_map(ProvisionAnswer::failure).collect();
+    let parts: Vec<provision::SourcePart> = remote.iter().map(ProvisionAnswer::part).collect();
+    let local = local.map(|outcome| outcome.map_err(|e| e.0));
+    match provision::combine_write(local, &parts, plan.local_attrs.as_deref(), attrs) {
+        WriteAnswer::Done => Ok(warned(success, &failures)),
+        WriteAnswer::Failed(e) => Err(e.into()),
+        WriteAnswer::Partial(result) => Ok(warned(plain_json(StatusCode::MULTI_STATUS, &result), &failures)),
     }
-    let failures: Vec<SourceFailure> = remote.iter().filter_map(|a| a.failure()).collect();
-    let any_accepted = remote.iter().any(|a| a.accepted()) || matches!(local, Some(Ok(_)));
-    if !any_accepted {
-        if let Some(Err(e)) = local {
-            return Err(e);
-        }
-        let statuses: Vec<u16> = remote.iter().filter_map(|a| a.result.as_ref().ok().map(|r| r.status)).collect();
-        if !statuses.is_empty() && statuses.iter().all(|s| *s == 404) {
-            let detail = failures.first().map(|f| f.detail.clone()).unwrap_or_default();
-            return Err(NgsiLdError::not_found(detail).into());
-        }
-        if !statuses.is_empty() && statuses.iter().all(|s| *s == 409) {
-            let detail = failures.first().map(|f| f.detail.clone()).unwrap_or_default();
-            return Err(NgsiLdError::already_exists(detail).into());
-        }
-    }
-    let local_complete = match &local {
-        None => true,
-        Some(Ok(report)) => report.as_ref().is_none_or(UpdateReport::is_complete),
-        Some(Err(_)) => false,
-    };
-    if local_complete && remote.iter().all(ProvisionAnswer::complete) {
-        return Ok(warned(success, &failures));
-    }
-    let mut updated: Vec<Value> = Vec::new();
-    let mut not_updated: Vec<Value> = Vec::new();
-    let local_attrs: Vec<String> = plan.local_attrs.clone().unwrap_or_else(|| attrs.to_vec());
-    match local {
-        Some(Ok(Some(report))) => {
-            updated.extend(report.updated.iter().map(|n| json!(n)));
-            not_updated
-                .extend(report.not_updated.iter().map(|(n, reason)| json!({"attributeName": n, "reason": reason})));
-        }
-        Some(Ok(None)) => updated.extend(local_attrs.iter().map(|n| json!(n))),
-        Some(Err(e)) => {
-            if local_attrs.is_empty() {
-                not_updated.push(json!({"reason": e.0.detail}));
-            }
-            not_updated.extend(local_attrs.iter().map(|n| json!({"attributeName": n, "reason": e.0.detail})));
-        }
-        None => {}
-    }
-    for answer in &remote {
-        let sent: Vec<String> = answer.attrs.clone().unwrap_or_else(|| attrs.to_vec());
-        match &answer.result {
-            Ok(a) if a.status == 207 => {
-                let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-                updated.extend(body.get("updated").and_then(Value::as_array).cloned().unwrap_or_default());
-                for item in body.get("notUpdated").and_then(Value::as_array).cloned().unwrap_or_default() {
-                    let mut item = item;
-                    if let Some(map) = item.as_object_mut() {
-                        map.insert("registrationId".into(), json!(answer.registration.id));
-                    }
-                    not_updated.push(item);
-                }
-            }
-            Ok(a) if a.status < 300 => updated.extend(sent.iter().map(|n| json!(n))),
-            _ => {
-                let reason = answer.failure().map(|f| f.detail).unwrap_or_default();
-                let id = &answer.registration.id;
-                if sent.is_empty() {
-                    not_updated.push(json!({"reason": reason, "registrationId": id}));
-                }
-                not_updated
-                    .extend(sent.iter().map(|n| json!({"attributeName": n, "reason": reason, "registrationId": id})));
-            }
-        }
-    }
-    let body = json!({"updated": updated, "notUpdated": not_updated});
-    Ok(warned(plain_json(StatusCode::MULTI_STATUS, &body), &failures))
 }
 
 /// One answer for an operation on a whole entity (create, delete) from the hub's outcome

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use bytes::Bytes;
 use cityhub_notify::subscription::{self, Subscription};
 use cityhub_notify::ContextResolver;
 use cityhub_storage::{StoredSubscription, SubscriptionKind};
@@ -19,8 +17,9 @@ use serde_json::Value;
 
 use crate::contexts::ContextService;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{params, Accepting, Call, LdBody, LocalOnly, Read, SubscriptionId, Update, Write};
 use crate::implicit_contexts;
-use crate::request::{accept, as_object, body_ld, existing_tenant, header_ld, tenant, Ld, Params};
+use crate::request::{as_object, Ld};
 use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
 use crate::SharedState;
 
@@ -47,10 +46,6 @@ fn location(kind: SubscriptionKind, id: &str) -> String {
     format!("{}/{}", collection(kind), path_segment(id))
 }
 
-fn check_id(id: &str) -> Result<(), NgsiLdError> {
-    ngsild_core::validate::check_uri(id, "the subscription id")
-}
-
 fn not_found(kind: SubscriptionKind, id: &str) -> ApiError {
     let what = match kind {
         SubscriptionKind::Entity => "subscription",
@@ -59,28 +54,33 @@ fn not_found(kind: SubscriptionKind, id: &str) -> ApiError {
     NgsiLdError::not_found(format!("{what} {id} not found")).into()
 }
 
-/// POST /subscriptions
-pub async fn create(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    create_of(SubscriptionKind::Entity, state, headers, raw, body).await
+/// The kind of subscription a route serves: `/subscriptions` or `/csourceSubscriptions`; every
+/// operation of this module runs for either (`subscriptions::create::<Entities>`).
+pub trait Kind: Send + Sync + 'static {
+    const KIND: SubscriptionKind;
+}
+
+/// `/subscriptions` (clause 5.8).
+pub struct Entities;
+impl Kind for Entities {
+    const KIND: SubscriptionKind = SubscriptionKind::Entity;
+}
+
+/// `/csourceSubscriptions` (clause 5.11).
+pub struct CSources;
+impl Kind for CSources {
+    const KIND: SubscriptionKind = SubscriptionKind::CSource;
+}
+
+params! {
+    QueryParams = &["limit", "offset", "count", "options", "local"];
+    RetrieveParams = &["options", "local"];
 }
 
 /// Creates a subscription of either kind; a csource subscription notifies at once of the
 /// registrations it matches (clause 5.11.2).
-pub async fn create_of(
-    kind: SubscriptionKind,
-    state: SharedState,
-    headers: HeaderMap,
-    raw: Option<String>,
-    body: Bytes,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+pub async fn create<K: Kind>(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
+    let (Call { state, headers, tenant, .. }, kind) = (write.call, K::KIND);
     let mut sub = subscription::from_payload(&as_object(value, "a subscription")?, &ld.ctx, ld.given.clone(), &now())?;
     // A compound @context becomes an ImplicitlyCreated one the subscription names (clause 5.13).
     if let (None, Some(given)) = (&sub.jsonld_context, ld.given.as_ref().filter(|g| implicit_contexts::is_compound(g)))
@@ -119,46 +119,22 @@ fn render(stored: &StoredSubscription, ld: &Ld, sys_attrs: bool) -> Result<Value
 }
 
 /// GET /subscriptions/{id}
-pub async fn retrieve(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
+pub async fn retrieve<K: Kind>(
+    SubscriptionId(id): SubscriptionId,
+    Read { call, ld, .. }: Read<RetrieveParams>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    retrieve_of(SubscriptionKind::Entity, state, headers, id, raw).await
-}
-
-pub async fn retrieve_of(
-    kind: SubscriptionKind,
-    state: SharedState,
-    headers: HeaderMap,
-    id: String,
-    raw: Option<String>,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["options", "local"])?;
-    let accept = accept(&headers, false)?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+    let (Call { state, params, tenant, .. }, kind) = (call, K::KIND);
     let stored = state.store.get_subscription(kind, &tenant, &id).await?.ok_or_else(|| not_found(kind, &id))?;
     Ok(ld_json(StatusCode::OK, render(&stored, &ld, params.sys_attrs_only()?)?, &ld, accept))
 }
 
 /// GET /subscriptions
-pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    query_of(SubscriptionKind::Entity, state, headers, raw).await
-}
-
-pub async fn query_of(
-    kind: SubscriptionKind,
-    state: SharedState,
-    headers: HeaderMap,
-    raw: Option<String>,
+pub async fn query<K: Kind>(
+    Read { call, ld, .. }: Read<QueryParams>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["limit", "offset", "count", "options", "local"])?;
-    let accept = accept(&headers, false)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+    let (Call { state, params, tenant, .. }, kind) = (call, K::KIND);
     let paging = params.page(&state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
     let sys_attrs = params.sys_attrs_only()?;
@@ -174,31 +150,14 @@ pub async fn query_of(
     Ok(page_links(response, collection(kind), &params, paging, has_next, LinkStyle::Subscriptions))
 }
 
-/// PATCH /subscriptions/{id}
-pub async fn update(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    update_of(SubscriptionKind::Entity, state, headers, id, raw, body).await
-}
-
 /// Updates a subscription of either kind; a csource subscription then notifies of the
 /// registrations it matches as updated.
-pub async fn update_of(
-    kind: SubscriptionKind,
-    state: SharedState,
-    headers: HeaderMap,
-    id: String,
-    raw: Option<String>,
-    body: Bytes,
+pub async fn update<K: Kind>(
+    SubscriptionId(id): SubscriptionId,
+    update: Update<LocalOnly>,
+    LdBody { value, ld }: LdBody<true>,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let (value, ld) = body_ld(&state, &headers, &body, true).await?;
+    let (Call { state, headers, tenant, .. }, kind) = (update.call, K::KIND);
     let fragment = as_object(value, "a subscription fragment")?;
     let stored = state.store.get_subscription(kind, &tenant, &id).await?.ok_or_else(|| not_found(kind, &id))?;
     let current: Subscription = serde_json::from_value(stored.doc)
@@ -254,25 +213,8 @@ async fn follow_implicit_context(
 }
 
 /// DELETE /subscriptions/{id}
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    delete_of(SubscriptionKind::Entity, state, headers, id, raw).await
-}
-
-pub async fn delete_of(
-    kind: SubscriptionKind,
-    state: SharedState,
-    headers: HeaderMap,
-    id: String,
-    raw: Option<String>,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
+pub async fn delete<K: Kind>(SubscriptionId(id): SubscriptionId, update: Update<LocalOnly>) -> ApiResult {
+    let (Call { state, tenant, .. }, kind) = (update.call, K::KIND);
     let implicit = state
         .store
         .get_subscription(kind, &tenant, &id)

@@ -1,31 +1,29 @@
 //! `/temporal/entities`: the temporal evolution of entities (clauses 5.6.11–5.6.18, 5.7.3, 5.7.4).
 
-use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use bytes::Bytes;
 use cityhub_storage::{TemporalOutcome, TemporalQuery, TemporalWrite};
 use ngsild_core::expand::{build_attribute, expand_fragment, expand_raw_attribute, AttributeInput};
-use ngsild_core::temporal::{
-    cut_instances, parse_duration, render_temporal, time_span, AggrMethod, TemporalFormat, TimeProperty, TimeRel,
-};
-use ngsild_core::time::{now, parse_datetime};
+use ngsild_core::temporal::{parse_duration, render_temporal, AggrMethod, TemporalFormat, TimeProperty, TimeRel};
+use ngsild_core::temporal_cut::{content_range, content_range_end, earliest_cut, page_cut};
 use ngsild_core::{Entity, NgsiLdError};
-use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
-use ngsild_federation::merge::{merge_temporal, TemporalFragments};
+use ngsild_federation::matching::Operation;
+use ngsild_federation::merge::{merge_temporal, MergedCount, TemporalFragments};
 use ngsild_federation::Mode;
 use serde_json::Value;
 
-use crate::entities::{check_id, distributed_targets, entity_filter, MergedCount};
+use crate::entities::{distributed_targets, entity_filter};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{
+    params, Accepting, Call, EntityAttr, EntityId, InstancePath, LdBody, LocalOnly, Read, Update, Write,
+};
 use crate::federation::{results_count, SourceAnswer, SourceFailure};
 use crate::provision;
-use crate::request::{
-    accept, as_object, body_ld, existing_tenant, header_ld, push_query_body, render_options, tenant, Accept, Ld, Params,
-};
+use crate::request::{as_object, push_query_body, render_options, Accept, Ld, Params};
 use crate::response::{created, ld_json, no_content, with_header};
 use crate::SharedState;
 
-const RETRIEVE_PARAMS: &[&str] = &[
+params! {
+    Retrieve = &[
     "attrs",
     "pick",
     "omit",
@@ -43,7 +41,7 @@ const RETRIEVE_PARAMS: &[&str] = &[
     "aggrPeriodDuration",
     "via",
 ];
-const QUERY_PARAMS: &[&str] = &[
+    Query = &[
     "id",
     "idPattern",
     "type",
@@ -75,6 +73,10 @@ const QUERY_PARAMS: &[&str] = &[
     "csf",
     "via",
 ];
+    QueryPost = &["limit", "offset", "count", "options", "format", "local", "lang", "lastN", "orderBy", "collation"];
+    LocalAndType = &["local", "type"];
+    DeleteAttr = &["datasetId", "deleteAll", "local"];
+}
 
 /// Expands a temporal entity body: every attribute may hold many instances, several per datasetId.
 fn temporal_entity(body: Value, ld: &Ld, needs_id_and_type: bool) -> Result<Entity, ApiError> {
@@ -96,15 +98,8 @@ fn temporal_entity(body: Value, ld: &Ld, needs_id_and_type: bool) -> Result<Enti
 }
 
 /// POST /temporal/entities: creates a temporal entity, or adds instances to one (204).
-pub async fn create(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
-    let tenant = tenant(&headers)?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+pub async fn create(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
+    let Call { state, tenant, .. } = write.call;
     let entity = temporal_entity(value, &ld, true)?;
     let id = entity.id.clone();
     match state.store.temporal_write(&tenant, &id, TemporalWrite::AddInstances { entity, must_exist: false }).await?? {
@@ -115,16 +110,11 @@ pub async fn create(
 
 /// POST /temporal/entities/{id}/attrs: adds attribute instances to an existing temporal entity.
 pub async fn add_attrs(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    EntityId(id): EntityId,
+    update: Update<LocalOnly>,
+    LdBody { value, ld }: LdBody<false>,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let Call { state, tenant, .. } = update.call;
     let mut entity = temporal_entity(value, &ld, false)?;
     if entity.attrs.is_empty() {
         return Err(NgsiLdError::bad_request("no attribute to add").into());
@@ -135,15 +125,8 @@ pub async fn add_attrs(
 }
 
 /// DELETE /temporal/entities/{id}
-pub async fn delete(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local", "type"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
+pub async fn delete(EntityId(id): EntityId, update: Update<LocalAndType>) -> ApiResult {
+    let Call { state, tenant, .. } = update.call;
     state.store.temporal_write(&tenant, &id, TemporalWrite::DeleteEntity).await??;
     Ok(no_content())
 }
@@ -153,16 +136,8 @@ fn attribute_name(attr: &str, ld: &Ld) -> Result<String, ApiError> {
 }
 
 /// DELETE /temporal/entities/{id}/attrs/{attrId}
-pub async fn delete_attr(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), &["datasetId", "deleteAll", "local"])?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+pub async fn delete_attr(EntityAttr(id, attr): EntityAttr, Read { call, ld, .. }: Read<DeleteAttr>) -> ApiResult {
+    let Call { state, params, tenant, .. } = call;
     let attr = attribute_name(&attr, &ld)?;
     let dataset_id = params.get("datasetId").map(str::to_owned);
     let all = params.flag("deleteAll")?;
@@ -172,17 +147,11 @@ pub async fn delete_attr(
 
 /// PATCH /temporal/entities/{id}/attrs/{attrId}/{instanceId}
 pub async fn patch_instance(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr, instance_id)): Path<(String, String, String)>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    InstancePath(id, attr, instance_id): InstancePath,
+    update: Update<LocalOnly>,
+    LdBody { value, ld }: LdBody<false>,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    check_id(&instance_id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
+    let Call { state, tenant, .. } = update.call;
     let attr = attribute_name(&attr, &ld)?;
     let mut fragment = as_object(value, "an attribute fragment")?;
     fragment.remove("@context");
@@ -214,16 +183,10 @@ pub async fn patch_instance(
 
 /// DELETE /temporal/entities/{id}/attrs/{attrId}/{instanceId}
 pub async fn delete_instance(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path((id, attr, instance_id)): Path<(String, String, String)>,
-    RawQuery(raw): RawQuery,
+    InstancePath(id, attr, instance_id): InstancePath,
+    Read { call, ld, .. }: Read<LocalOnly>,
 ) -> ApiResult {
-    Params::parse(raw.as_deref(), &["local"])?;
-    check_id(&id)?;
-    check_id(&instance_id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+    let Call { state, tenant, .. } = call;
     let attr = attribute_name(&attr, &ld)?;
     state.store.temporal_write(&tenant, &id, TemporalWrite::DeleteInstance { attr, instance_id }).await??;
     Ok(no_content())
@@ -309,20 +272,9 @@ fn respond(
     source_cut: Option<String>,
 ) -> ApiResult {
     let property = ask.query.time_property;
-    let cut = if ask.format == TemporalFormat::Aggregated {
-        None
-    } else {
-        if let Some(at) = source_cut.as_deref().and_then(parse_datetime) {
-            // Past a source's cut the page would show the hub's instances without the source's.
-            let newest_first = ask.last_n.is_some();
-            for instances in entities.iter_mut().flat_map(|e| e.attrs.values_mut()) {
-                instances.retain(|i| {
-                    let time = i.time(property).or(i.attribute.created_at.as_deref()).and_then(parse_datetime);
-                    time.is_none_or(|t| if newest_first { t >= at } else { t <= at })
-                });
-            }
-        }
-        cut_instances(&mut entities, ask.limit, ask.last_n, property).or(source_cut)
+    let cut = match ask.format {
+        TemporalFormat::Aggregated => None,
+        _ => page_cut(&mut entities, ask.limit, ask.last_n, property, source_cut),
     };
     let opts = render_options(&without_temporal_format(params), &ld.ctx)?;
     let rendered: Vec<Value> = entities
@@ -341,23 +293,8 @@ fn respond(
     let Some(cut) = cut else {
         return Ok(ld_json(StatusCode::OK, body, ld, accept));
     };
-    let span = time_span(&entities, property);
-    let (start, end, size) = if let Some(n) = ask.last_n {
-        let start = match &ask.query.timerel {
-            Some(TimeRel::Before(t)) => t.clone(),
-            Some(TimeRel::Between(_, end)) => end.clone(),
-            _ => span.as_ref().map(|s| s.1.clone()).unwrap_or_else(|| cut.clone()),
-        };
-        (start, cut, n.to_string())
-    } else {
-        let start = match ask.query.timerel.as_ref().map(TimeRel::bounds) {
-            Some((Some(from), _)) => from.to_owned(),
-            _ => span.as_ref().map(|s| s.0.clone()).unwrap_or_else(|| cut.clone()),
-        };
-        (start, cut, "*".to_owned())
-    };
-    let response = ld_json(StatusCode::PARTIAL_CONTENT, body, ld, accept);
-    Ok(with_header(response, "content-range", &format!("date-time {start}-{end}/{size}")))
+    let range = content_range(&entities, &cut, ask.last_n, ask.query.timerel.as_ref(), property);
+    Ok(with_header(ld_json(StatusCode::PARTIAL_CONTENT, body, ld, accept), "content-range", &range))
 }
 
 /// `format` and `options` values of the temporal API that the entity renderer does not know.
@@ -372,16 +309,11 @@ fn without_temporal_format(params: &Params) -> Params {
 /// GET /temporal/entities/{id}: the hub's history of the entity merged with what the context
 /// sources registered for it hold (`retrieveTemporal`, or `queryTemporal` by id).
 pub async fn retrieve(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
+    EntityId(id): EntityId,
+    Read { call, ld, .. }: Read<Retrieve>,
+    Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), RETRIEVE_PARAMS)?;
-    let accept = accept(&headers, false)?;
-    check_id(&id)?;
-    let tenant = existing_tenant(&state, &headers).await?;
-    let ld = header_ld(&state, &headers).await?;
+    let Call { state, headers, params, tenant, .. } = call;
     let mut ask = temporal_ask(&params, &ld, state.config.temporal_instance_limit)?;
     ask.query.filter.ids = vec![id.clone()];
     ask.query.skip_empty = false;
@@ -389,7 +321,7 @@ pub async fn retrieve(
     let page = state.store.temporal_query(&tenant, &ask.query).await?;
     let selection =
         cityhub_storage::EntityFilter { ids: vec![id.clone()], attrs: ask.query.attrs.clone(), ..Default::default() };
-    let read = HistoryRead { operation: Operation::RETRIEVE_TEMPORAL, filter: &selection, retrieval: Some(&id) };
+    let read = HistoryRead { operation: Operation::RetrieveTemporal, filter: &selection, retrieval: Some(&id) };
     let remote = remote_history(&state, &headers, &tenant, &params, &ld, &ask, read).await?;
     let entities = remote.merged_with(page.entities, &ask);
     if entities.is_empty() {
@@ -407,7 +339,7 @@ pub async fn retrieve(
 
 /// What a distributed temporal read asks the context sources.
 struct HistoryRead<'a> {
-    operation: &'static str,
+    operation: Operation,
     /// The entities and attributes it selects, for choosing the registrations.
     filter: &'a cityhub_storage::EntityFilter,
     /// The id of the one entity a retrieval asks for.
@@ -467,12 +399,11 @@ async fn remote_history(
     ask: &TemporalAsk,
     read: HistoryRead<'_>,
 ) -> Result<RemoteHistory, ApiError> {
-    let registrations = distributed_targets(state, headers, tenant, params, read.filter, read.operation).await?;
-    if registrations.is_empty() {
+    let sources = distributed_targets(state, headers, tenant, params, read.filter, read.operation).await?;
+    if sources.is_empty() {
         return Ok(RemoteHistory::default());
     }
-    let request = FederationRequest { operation: read.operation, filter: read.filter, entity_types: &[] };
-    let targets = matching::targets(&registrations, &request, &now());
+    let targets = sources.targets();
     let fwd = provision::forwarding(headers, tenant, ld);
     let (ctx, aggregated) = (ld.ctx.clone(), ask.format == TemporalFormat::Aggregated);
     let read_answer = move |answer: &SourceAnswer| -> Result<SourceHistory, String> {
@@ -491,7 +422,8 @@ async fn remote_history(
                 }
             }
         }
-        let cut = (answer.status == 206).then(|| content_range_end(answer)).flatten();
+        let range = answer.headers.get("content-range").and_then(|v| v.to_str().ok());
+        let cut = range.filter(|_| answer.status == 206).and_then(content_range_end);
         Ok(SourceHistory { entities, count: results_count(answer), cut })
     };
     let (answers, failures) =
@@ -499,75 +431,39 @@ async fn remote_history(
     let newest_first = ask.last_n.is_some();
     let mut remote = RemoteHistory { asked: true, failures, ..Default::default() };
     for (reg, answer) in answers {
-        remote.cut = match (remote.cut.take(), answer.cut) {
-            (Some(a), Some(b)) => {
-                let (ta, tb) = (parse_datetime(&a), parse_datetime(&b));
-                Some(if (ta < tb) != newest_first { a } else { b })
-            }
-            (a, b) => a.or(b),
-        };
+        remote.cut = earliest_cut(remote.cut.take(), answer.cut, newest_first);
         remote.counts.push((answer.entities.iter().map(|e| e.id.clone()).collect(), answer.count));
         remote.sources.push(TemporalFragments { entities: answer.entities, auxiliary: reg.mode == Mode::Auxiliary });
     }
     Ok(remote)
 }
 
-/// The end of a `Content-Range: date-time <start>-<end>/<size>` (clause 6.3.10): where the
-/// source cut. Both ends are date-times with dashes of their own; the split is where both parse.
-fn content_range_end(answer: &SourceAnswer) -> Option<String> {
-    let value = answer.headers.get("content-range")?.to_str().ok()?;
-    let range = value.strip_prefix("date-time ")?.rsplit_once('/')?.0;
-    range
-        .match_indices('-')
-        .map(|(at, _)| (&range[..at], &range[at + 1..]))
-        .find(|(start, end)| parse_datetime(start).is_some() && parse_datetime(end).is_some())
-        .map(|(_, end)| end.to_owned())
-}
-
 /// GET /temporal/entities
-pub async fn query(State(state): State<SharedState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult {
-    let params = Params::parse(raw.as_deref(), QUERY_PARAMS)?;
-    run_query(&state, &headers, params, true, None).await
+pub async fn query(Read { call, ld, .. }: Read<Query>, Accepting(accept): Accepting<false>) -> ApiResult {
+    run_query(call, accept, ld, true).await
 }
 
 /// POST /temporal/entityOperations/query
 pub async fn query_post(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    Update { mut call, .. }: Update<QueryPost>,
+    Accepting(accept): Accepting<false>,
+    LdBody { value, ld }: LdBody<false>,
 ) -> ApiResult {
-    let mut params = Params::parse(
-        raw.as_deref(),
-        &["limit", "offset", "count", "options", "format", "local", "lang", "lastN", "orderBy", "collation"],
-    )?;
-    let (value, ld) = body_ld(&state, &headers, &body, false).await?;
-    push_query_body(&as_object(value, "a Query")?, &mut params);
-    crate::limits::check_lists(&params, state.config.max_list_items)?;
-    run_query(&state, &headers, params, false, Some(ld)).await
+    push_query_body(&as_object(value, "a Query")?, &mut call.params);
+    crate::limits::check_lists(&call.params, call.state.config.max_list_items)?;
+    run_query(call, accept, ld, false).await
 }
 
-/// A temporal query; `ld` is the POST body's context, or None to read it from the headers.
-async fn run_query(
-    state: &SharedState,
-    headers: &HeaderMap,
-    params: Params,
-    needs_selector: bool,
-    ld: Option<Ld>,
-) -> ApiResult {
-    let accept = accept(headers, false)?;
-    let tenant = existing_tenant(state, headers).await?;
-    let ld = match ld {
-        Some(ld) => ld,
-        None => header_ld(state, headers).await?,
-    };
+/// A temporal query, in the @context of the `Link` header (GET) or of the Query body (POST).
+async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> ApiResult {
+    let Call { ref state, ref headers, ref params, ref tenant, .. } = call;
     // Ids alone do not select, as in an entity query (clause 5.7.4).
     let selects = ["type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
     if needs_selector && !selects && !params.flag("local")? {
         return Err(NgsiLdError::bad_request(crate::entities::TOO_WIDE_QUERY).into());
     }
-    let mut ask = temporal_ask(&params, &ld, state.config.temporal_instance_limit)?;
-    let selection = entity_filter(&params, &ld)?;
+    let mut ask = temporal_ask(params, &ld, state.config.temporal_instance_limit)?;
+    let selection = entity_filter(params, &ld)?;
     ask.query.filter = selection.clone();
     // attrs selects instances here, not entities.
     ask.query.filter.attrs.clear();
@@ -581,12 +477,12 @@ async fn run_query(
     }
     let count = params.flag("count")?;
     let offset = params.usize("offset")?.unwrap_or(0);
-    let read = HistoryRead { operation: Operation::QUERY_TEMPORAL, filter: &selection, retrieval: None };
-    let remote = remote_history(state, headers, &tenant, &params, &ld, &ask, read).await?;
+    let read = HistoryRead { operation: Operation::QueryTemporal, filter: &selection, retrieval: None };
+    let remote = remote_history(state, headers, tenant, params, &ld, &ask, read).await?;
     let (entities, total) = if remote.asked {
         // Each source was asked for its first offset + limit entities; the merged list is paged here.
         ask.query.paging = cityhub_storage::Paging { offset: 0, limit: offset + limit, count };
-        let page = state.store.temporal_query(&tenant, &ask.query).await?;
+        let page = state.store.temporal_query(tenant, &ask.query).await?;
         let mut total = MergedCount::new(page.entities.iter().map(|e| e.id.as_str()), page.total);
         for (ids, source_count) in &remote.counts {
             total.add(ids.iter().map(String::as_str), *source_count);
@@ -598,10 +494,10 @@ async fn run_query(
         (merged.into_iter().skip(offset).take(limit).collect(), count.then_some(total.total))
     } else {
         ask.query.paging = cityhub_storage::Paging { offset, limit, count };
-        let page = state.store.temporal_query(&tenant, &ask.query).await?;
+        let page = state.store.temporal_query(tenant, &ask.query).await?;
         (page.entities, page.total)
     };
-    let mut response = respond(entities, &ask, &params, &ld, accept, false, remote.cut.clone())?;
+    let mut response = respond(entities, &ask, params, &ld, accept, false, remote.cut.clone())?;
     if let Some(total) = total {
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }

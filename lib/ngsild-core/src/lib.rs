@@ -19,6 +19,7 @@ pub mod model;
 pub mod ops;
 pub mod render;
 pub mod temporal;
+pub mod temporal_cut;
 pub mod time;
 pub mod validate;
 

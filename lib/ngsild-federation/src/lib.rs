@@ -4,6 +4,8 @@
 //! * [`registration`]: the `ContextSourceRegistration` in stored (expanded, context-free) form,
 //!   read from a payload, patched, rendered in a client's @context; its operation groups.
 //! * [`matching`]: which registrations serve a request, and what to ask each of them.
+//! * [`batch`]: a batch operation split among sources, and its one result.
+//! * [`forward`]: what one source is asked when a request is forwarded, and its errors read back.
 //! * [`merge`]: one answer from the fragments of an entity that several sources hold.
 //! * [`provision`]: how a provision request splits between the hub and the sources.
 //! * [`via`]: the `Via` header that keeps crossed registrations from looping.
@@ -11,6 +13,8 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod batch;
+pub mod forward;
 pub mod matching;
 pub mod merge;
 pub mod provision;

@@ -4,82 +4,126 @@ use ngsild_query::EntityFilter;
 
 use crate::registration::{Information, Mode, Registration, Selector};
 
-/// The NGSI-LD operation names of clause 4.20 (Table 4.20-1) the hub forwards.
-pub struct Operation;
+/// The NGSI-LD operations of clause 4.20 (Table 4.20-1) the hub forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    QueryEntity,
+    RetrieveEntity,
+    RetrieveTypes,
+    RetrieveAttrs,
+    RetrieveTypeInfo,
+    RetrieveAttrInfo,
+    QueryTemporal,
+    RetrieveTemporal,
+    CreateEntity,
+    UpdateAttrs,
+    AppendAttrs,
+    DeleteAttrs,
+    DeleteEntity,
+    MergeEntity,
+    ReplaceEntity,
+    ReplaceAttrs,
+    UpdateEntity,
+    CreateBatch,
+    UpsertBatch,
+    UpdateBatch,
+    DeleteBatch,
+    MergeBatch,
+    QueryBatch,
+    PurgeEntity,
+}
 
 impl Operation {
-    pub const QUERY_ENTITY: &'static str = "queryEntity";
-    pub const RETRIEVE_ENTITY: &'static str = "retrieveEntity";
-    pub const RETRIEVE_TYPES: &'static str = "retrieveEntityTypes";
-    pub const RETRIEVE_ATTRS: &'static str = "retrieveAttrTypes";
-    pub const RETRIEVE_TYPE_INFO: &'static str = "retrieveEntityTypeInfo";
-    pub const RETRIEVE_ATTR_INFO: &'static str = "retrieveAttrTypeInfo";
-    pub const QUERY_TEMPORAL: &'static str = "queryTemporal";
-    pub const RETRIEVE_TEMPORAL: &'static str = "retrieveTemporal";
-    pub const CREATE_ENTITY: &'static str = "createEntity";
-    pub const UPDATE_ATTRS: &'static str = "updateAttrs";
-    pub const APPEND_ATTRS: &'static str = "appendAttrs";
-    pub const DELETE_ATTRS: &'static str = "deleteAttrs";
-    pub const DELETE_ENTITY: &'static str = "deleteEntity";
-    pub const MERGE_ENTITY: &'static str = "mergeEntity";
-    pub const REPLACE_ENTITY: &'static str = "replaceEntity";
-    pub const REPLACE_ATTRS: &'static str = "replaceAttrs";
-    pub const UPDATE_ENTITY: &'static str = "updateEntity";
-    pub const CREATE_BATCH: &'static str = "createBatch";
-    pub const UPSERT_BATCH: &'static str = "upsertBatch";
-    pub const UPDATE_BATCH: &'static str = "updateBatch";
-    pub const DELETE_BATCH: &'static str = "deleteBatch";
-    pub const MERGE_BATCH: &'static str = "mergeBatch";
-    pub const QUERY_BATCH: &'static str = "queryBatch";
-    pub const PURGE_ENTITY: &'static str = "purgeEntity";
+    /// The operation's name in clause 4.20, as registrations list it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::QueryEntity => "queryEntity",
+            Operation::RetrieveEntity => "retrieveEntity",
+            Operation::RetrieveTypes => "retrieveEntityTypes",
+            Operation::RetrieveAttrs => "retrieveAttrTypes",
+            Operation::RetrieveTypeInfo => "retrieveEntityTypeInfo",
+            Operation::RetrieveAttrInfo => "retrieveAttrTypeInfo",
+            Operation::QueryTemporal => "queryTemporal",
+            Operation::RetrieveTemporal => "retrieveTemporal",
+            Operation::CreateEntity => "createEntity",
+            Operation::UpdateAttrs => "updateAttrs",
+            Operation::AppendAttrs => "appendAttrs",
+            Operation::DeleteAttrs => "deleteAttrs",
+            Operation::DeleteEntity => "deleteEntity",
+            Operation::MergeEntity => "mergeEntity",
+            Operation::ReplaceEntity => "replaceEntity",
+            Operation::ReplaceAttrs => "replaceAttrs",
+            Operation::UpdateEntity => "updateEntity",
+            Operation::CreateBatch => "createBatch",
+            Operation::UpsertBatch => "upsertBatch",
+            Operation::UpdateBatch => "updateBatch",
+            Operation::DeleteBatch => "deleteBatch",
+            Operation::MergeBatch => "mergeBatch",
+            Operation::QueryBatch => "queryBatch",
+            Operation::PurgeEntity => "purgeEntity",
+        }
+    }
 
     /// Whether an operation changes data (auxiliary sources never see those).
-    pub fn is_provision(operation: &str) -> bool {
-        !operation.starts_with("retrieve") && !operation.starts_with("query")
+    pub fn is_provision(self) -> bool {
+        !self.name().starts_with("retrieve") && !self.name().starts_with("query")
     }
+
+    /// Every operation, in the order of their declaration (`ALL[op as usize] == op`).
+    pub const ALL: [Operation; 24] = [
+        Self::QueryEntity,
+        Self::RetrieveEntity,
+        Self::RetrieveTypes,
+        Self::RetrieveAttrs,
+        Self::RetrieveTypeInfo,
+        Self::RetrieveAttrInfo,
+        Self::QueryTemporal,
+        Self::RetrieveTemporal,
+        Self::CreateEntity,
+        Self::UpdateAttrs,
+        Self::AppendAttrs,
+        Self::DeleteAttrs,
+        Self::DeleteEntity,
+        Self::MergeEntity,
+        Self::ReplaceEntity,
+        Self::ReplaceAttrs,
+        Self::UpdateEntity,
+        Self::CreateBatch,
+        Self::UpsertBatch,
+        Self::UpdateBatch,
+        Self::DeleteBatch,
+        Self::MergeBatch,
+        Self::QueryBatch,
+        Self::PurgeEntity,
+    ];
 
     /// The operations a source may be asked with to serve `operation`, the preferred first: the
     /// three ways of reading entities answer each other (a retrieval is a query by id), so do the
     /// two of reading history, and a purge is a deletion of the entities a query selects.
-    pub fn ways(operation: &str) -> &'static [&'static str] {
-        match operation {
-            Self::QUERY_ENTITY => &[Self::QUERY_ENTITY, Self::QUERY_BATCH],
-            Self::QUERY_BATCH => &[Self::QUERY_BATCH, Self::QUERY_ENTITY],
-            Self::RETRIEVE_ENTITY => &[Self::RETRIEVE_ENTITY, Self::QUERY_ENTITY, Self::QUERY_BATCH],
-            Self::PURGE_ENTITY => &[Self::PURGE_ENTITY, Self::DELETE_ENTITY],
-            Self::CREATE_ENTITY => &[Self::CREATE_ENTITY],
-            Self::UPDATE_ATTRS => &[Self::UPDATE_ATTRS],
-            Self::APPEND_ATTRS => &[Self::APPEND_ATTRS],
-            Self::DELETE_ATTRS => &[Self::DELETE_ATTRS],
-            Self::DELETE_ENTITY => &[Self::DELETE_ENTITY],
-            Self::MERGE_ENTITY => &[Self::MERGE_ENTITY],
-            Self::REPLACE_ENTITY => &[Self::REPLACE_ENTITY],
-            Self::REPLACE_ATTRS => &[Self::REPLACE_ATTRS],
-            Self::RETRIEVE_TYPES => &[Self::RETRIEVE_TYPES],
-            Self::RETRIEVE_ATTRS => &[Self::RETRIEVE_ATTRS],
-            Self::QUERY_TEMPORAL => &[Self::QUERY_TEMPORAL],
-            Self::RETRIEVE_TEMPORAL => &[Self::RETRIEVE_TEMPORAL, Self::QUERY_TEMPORAL],
-            Self::RETRIEVE_TYPE_INFO => &[Self::RETRIEVE_TYPE_INFO],
-            Self::RETRIEVE_ATTR_INFO => &[Self::RETRIEVE_ATTR_INFO],
-            Self::CREATE_BATCH => &[Self::CREATE_BATCH],
-            Self::UPSERT_BATCH => &[Self::UPSERT_BATCH],
-            Self::UPDATE_BATCH => &[Self::UPDATE_BATCH],
-            Self::DELETE_BATCH => &[Self::DELETE_BATCH],
-            Self::MERGE_BATCH => &[Self::MERGE_BATCH],
-            _ => &[],
+    pub fn ways(self) -> &'static [Operation] {
+        match self {
+            Self::QueryEntity => &[Self::QueryEntity, Self::QueryBatch],
+            Self::QueryBatch => &[Self::QueryBatch, Self::QueryEntity],
+            Self::RetrieveEntity => &[Self::RetrieveEntity, Self::QueryEntity, Self::QueryBatch],
+            Self::PurgeEntity => &[Self::PurgeEntity, Self::DeleteEntity],
+            Self::RetrieveTemporal => &[Self::RetrieveTemporal, Self::QueryTemporal],
+            // updateEntity is not forwarded.
+            Self::UpdateEntity => &[],
+            // Every other operation is asked as itself.
+            other => std::slice::from_ref(&Self::ALL[other as usize]),
         }
     }
 
     /// How to ask `registration` for `operation`: the first of its [`ways`](Self::ways) the
     /// registration offers.
-    pub fn way(registration: &Registration, operation: &str) -> Option<&'static str> {
-        Self::ways(operation).iter().copied().find(|w| registration.supports(w))
+    pub fn way(self, registration: &Registration) -> Option<Operation> {
+        self.ways().iter().copied().find(|w| registration.supports(w.name()))
     }
 }
 
 /// What a client asks: the operation and the entities it concerns.
 pub struct Request<'a> {
-    pub operation: &'a str,
+    pub operation: Operation,
     /// Ids, types, attributes and the geo-query of the request; q and scopeQ are left to the
     /// sources.
     pub filter: &'a EntityFilter,
@@ -100,7 +144,7 @@ pub struct Target<'r> {
     /// for when the request names no type but the way of asking needs one (a query by id).
     pub types: Vec<String>,
     /// The operation to ask the source with (one of [`Operation::ways`] of the request's).
-    pub way: &'static str,
+    pub way: Operation,
 }
 
 /// The registrations that serve `request`, in their stored order. Expired registrations, those
@@ -112,10 +156,10 @@ pub fn targets<'r>(registrations: &'r [Registration], request: &Request<'_>, now
     registrations
         .iter()
         .filter(|r| !r.expired(now))
-        .filter(|r| !(r.mode == Mode::Auxiliary && Operation::is_provision(request.operation)))
+        .filter(|r| !(r.mode == Mode::Auxiliary && request.operation.is_provision()))
         .filter(|r| !(r.mode == Mode::Exclusive && r.information.iter().all(|i| i.attribute_names().next().is_none())))
         .filter(|r| within_reach(r, request.filter))
-        .filter_map(|r| Some((r, Operation::way(r, request.operation)?)))
+        .filter_map(|r| Some((r, request.operation.way(r)?)))
         .filter_map(|(r, way)| target(r, request, way))
         .collect()
 }
@@ -129,7 +173,7 @@ fn within_reach(reg: &Registration, filter: &EntityFilter) -> bool {
     crate::registration::area_meets(area, geo).unwrap_or(true)
 }
 
-fn target<'r>(reg: &'r Registration, request: &Request<'_>, way: &'static str) -> Option<Target<'r>> {
+fn target<'r>(reg: &'r Registration, request: &Request<'_>, way: Operation) -> Option<Target<'r>> {
     let mut any = false;
     let mut types: Vec<String> = Vec::new();
     let mut all_attrs = false;
@@ -259,17 +303,17 @@ mod tests {
         }
     }
 
-    fn serve<'r>(regs: &'r [Registration], op: &str, f: &EntityFilter) -> Vec<Target<'r>> {
+    fn serve<'r>(regs: &'r [Registration], op: Operation, f: &EntityFilter) -> Vec<Target<'r>> {
         targets(regs, &Request { operation: op, filter: f, entity_types: &[] }, NOW)
     }
 
     #[test]
     fn a_registration_serves_queries_for_its_types_only() {
         let regs = vec![reg(json!({"information": [{"entities": [{"type": "AirQualityObserved"}]}]}))];
-        assert_eq!(serve(&regs, Operation::QUERY_ENTITY, &filter(Some("AirQualityObserved"), &[], &[])).len(), 1);
-        assert_eq!(serve(&regs, Operation::QUERY_ENTITY, &filter(Some("Parking"), &[], &[])).len(), 0);
+        assert_eq!(serve(&regs, Operation::QueryEntity, &filter(Some("AirQualityObserved"), &[], &[])).len(), 1);
+        assert_eq!(serve(&regs, Operation::QueryEntity, &filter(Some("Parking"), &[], &[])).len(), 0);
         assert_eq!(
-            serve(&regs, Operation::QUERY_ENTITY, &filter(Some("Parking|AirQualityObserved"), &[], &[])).len(),
+            serve(&regs, Operation::QueryEntity, &filter(Some("Parking|AirQualityObserved"), &[], &[])).len(),
             1
         );
     }
@@ -279,59 +323,59 @@ mod tests {
         let regs = vec![reg(
             json!({"information": [{"entities": [{"type": "V", "id": "urn:v:1"}], "propertyNames": ["speed"]}]}),
         )];
-        let all = serve(&regs, Operation::QUERY_ENTITY, &filter(Some("V"), &[], &[]));
+        let all = serve(&regs, Operation::QueryEntity, &filter(Some("V"), &[], &[]));
         assert_eq!(
             all[0].attrs.as_deref(),
             Some(&[ngsild_jsonld::core_context().expand_term("speed").into_owned()][..])
         );
         assert_eq!(all[0].ids.as_deref(), Some(&["urn:v:1".to_owned()][..]));
-        assert!(serve(&regs, Operation::QUERY_ENTITY, &filter(Some("V"), &[], &["brand"])).is_empty());
-        assert!(serve(&regs, Operation::QUERY_ENTITY, &filter(None, &["urn:v:2"], &[])).is_empty());
-        assert_eq!(serve(&regs, Operation::RETRIEVE_ENTITY, &filter(None, &["urn:v:1"], &[])).len(), 1);
+        assert!(serve(&regs, Operation::QueryEntity, &filter(Some("V"), &[], &["brand"])).is_empty());
+        assert!(serve(&regs, Operation::QueryEntity, &filter(None, &["urn:v:2"], &[])).is_empty());
+        assert_eq!(serve(&regs, Operation::RetrieveEntity, &filter(None, &["urn:v:1"], &[])).len(), 1);
     }
 
     #[test]
     fn id_patterns_select_ids() {
         let regs = vec![reg(json!({"information": [{"entities": [{"type": "P", "idPattern": ".*downtown$"}]}]}))];
-        assert_eq!(serve(&regs, Operation::RETRIEVE_ENTITY, &filter(None, &["urn:p:downtown"], &[])).len(), 1);
-        assert!(serve(&regs, Operation::RETRIEVE_ENTITY, &filter(None, &["urn:p:uptown"], &[])).is_empty());
+        assert_eq!(serve(&regs, Operation::RetrieveEntity, &filter(None, &["urn:p:downtown"], &[])).len(), 1);
+        assert!(serve(&regs, Operation::RetrieveEntity, &filter(None, &["urn:p:uptown"], &[])).is_empty());
     }
 
     #[test]
     fn operations_and_modes_decide_what_is_forwarded() {
         let mut regs = vec![reg(json!({"information": [{"entities": [{"type": "V"}]}], "mode": "auxiliary"}))];
         let f = filter(Some("V"), &[], &[]);
-        assert_eq!(serve(&regs, Operation::QUERY_ENTITY, &f).len(), 1);
-        assert!(serve(&regs, Operation::CREATE_ENTITY, &f).is_empty());
+        assert_eq!(serve(&regs, Operation::QueryEntity, &f).len(), 1);
+        assert!(serve(&regs, Operation::CreateEntity, &f).is_empty());
         regs[0].mode = Mode::Redirect;
-        assert!(serve(&regs, Operation::CREATE_ENTITY, &f).is_empty(), "federationOps has no createEntity");
+        assert!(serve(&regs, Operation::CreateEntity, &f).is_empty(), "federationOps has no createEntity");
         regs[0].operations = Some(vec!["redirectionOps".into()]);
-        assert_eq!(serve(&regs, Operation::CREATE_ENTITY, &f).len(), 1);
+        assert_eq!(serve(&regs, Operation::CreateEntity, &f).len(), 1);
         regs[0].expires_at = Some("2020-01-01T00:00:00Z".into());
-        assert!(serve(&regs, Operation::QUERY_ENTITY, &f).is_empty(), "expired");
+        assert!(serve(&regs, Operation::QueryEntity, &f).is_empty(), "expired");
     }
 
     #[test]
     fn a_source_is_asked_the_way_it_offers() {
         let mut regs = vec![reg(json!({"information": [{"entities": [{"type": "V"}]}]}))];
         let by_id = filter(None, &["urn:v:1"], &[]);
-        let ways = |regs: &[Registration], op: &str, f: &EntityFilter| -> Vec<&'static str> {
+        let ways = |regs: &[Registration], op: Operation, f: &EntityFilter| -> Vec<Operation> {
             serve(regs, op, f).iter().map(|t| t.way).collect()
         };
-        assert_eq!(ways(&regs, Operation::RETRIEVE_ENTITY, &by_id), [Operation::RETRIEVE_ENTITY]);
-        assert_eq!(ways(&regs, Operation::QUERY_BATCH, &by_id), [Operation::QUERY_BATCH]);
+        assert_eq!(ways(&regs, Operation::RetrieveEntity, &by_id), [Operation::RetrieveEntity]);
+        assert_eq!(ways(&regs, Operation::QueryBatch, &by_id), [Operation::QueryBatch]);
         regs[0].operations = Some(vec!["queryBatch".into()]);
-        let retrieval = serve(&regs, Operation::RETRIEVE_ENTITY, &by_id);
-        assert_eq!(retrieval[0].way, Operation::QUERY_BATCH, "a retrieval becomes a query by id");
+        let retrieval = serve(&regs, Operation::RetrieveEntity, &by_id);
+        assert_eq!(retrieval[0].way, Operation::QueryBatch, "a retrieval becomes a query by id");
         assert_eq!(retrieval[0].types, [ngsild_jsonld::core_context().expand_term("V").into_owned()]);
         regs[0].operations = Some(vec!["retrieveOps".into()]);
-        assert_eq!(ways(&regs, Operation::QUERY_BATCH, &by_id), [Operation::QUERY_ENTITY]);
+        assert_eq!(ways(&regs, Operation::QueryBatch, &by_id), [Operation::QueryEntity]);
         regs[0].operations = Some(vec!["redirectionOps".into()]);
-        assert_eq!(ways(&regs, Operation::PURGE_ENTITY, &filter(Some("V"), &[], &[])), [Operation::PURGE_ENTITY]);
+        assert_eq!(ways(&regs, Operation::PurgeEntity, &filter(Some("V"), &[], &[])), [Operation::PurgeEntity]);
         regs[0].operations = Some(vec!["deleteEntity".into()]);
-        assert_eq!(ways(&regs, Operation::PURGE_ENTITY, &filter(Some("V"), &[], &[])), [Operation::DELETE_ENTITY]);
+        assert_eq!(ways(&regs, Operation::PurgeEntity, &filter(Some("V"), &[], &[])), [Operation::DeleteEntity]);
         regs[0].operations = Some(vec!["queryTemporal".into()]);
-        assert_eq!(ways(&regs, Operation::RETRIEVE_TEMPORAL, &by_id), [Operation::QUERY_TEMPORAL]);
+        assert_eq!(ways(&regs, Operation::RetrieveTemporal, &by_id), [Operation::QueryTemporal]);
     }
 
     #[test]
@@ -339,9 +383,9 @@ mod tests {
         let mut regs = vec![reg(json!({"information": [{"entities": [{"type": "V", "id": "urn:v:1"}]}]}))];
         regs[0].mode = Mode::Exclusive;
         regs[0].operations = Some(vec!["redirectionOps".into()]);
-        assert!(serve(&regs, Operation::DELETE_ENTITY, &filter(None, &["urn:v:1"], &[])).is_empty());
+        assert!(serve(&regs, Operation::DeleteEntity, &filter(None, &["urn:v:1"], &[])).is_empty());
         regs[0].information[0].property_names = vec![ngsild_jsonld::core_context().expand_term("speed").into_owned()];
-        assert_eq!(serve(&regs, Operation::DELETE_ENTITY, &filter(None, &["urn:v:1"], &[])).len(), 1);
+        assert_eq!(serve(&regs, Operation::DeleteEntity, &filter(None, &["urn:v:1"], &[])).len(), 1);
     }
 
     #[test]
@@ -361,7 +405,7 @@ mod tests {
             )
             .unwrap(),
         );
-        assert!(serve(&regs, Operation::QUERY_ENTITY, &f).is_empty(), "Seoul's box does not reach Busan");
+        assert!(serve(&regs, Operation::QueryEntity, &f).is_empty(), "Seoul's box does not reach Busan");
         f.geo = Some(
             GeoQuery::parse(
                 "within",
@@ -371,6 +415,21 @@ mod tests {
             )
             .unwrap(),
         );
-        assert_eq!(serve(&regs, Operation::QUERY_ENTITY, &f).len(), 1);
+        assert_eq!(serve(&regs, Operation::QueryEntity, &f).len(), 1);
+    }
+
+    #[test]
+    fn every_operation_is_asked_as_itself_unless_another_way_answers_it() {
+        for (index, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, index, "{op:?} out of order in ALL");
+            match op {
+                Operation::UpdateEntity => assert!(op.ways().is_empty()),
+                _ => assert_eq!(op.ways()[0], *op, "{op:?} is first of all asked as itself"),
+            }
+        }
+        assert_eq!(Operation::CreateBatch.ways(), [Operation::CreateBatch]);
+        assert_eq!(Operation::PurgeEntity.ways(), [Operation::PurgeEntity, Operation::DeleteEntity]);
+        assert_eq!(Operation::RetrieveTemporal.ways(), [Operation::RetrieveTemporal, Operation::QueryTemporal]);
+        assert_eq!(Operation::QueryBatch.name(), "queryBatch");
     }
 }

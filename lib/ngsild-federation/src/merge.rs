@@ -218,6 +218,32 @@ fn max_time(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
+/// How many entities a distributed query matches: the hub's count plus each source's, less the
+/// entities already counted (those an earlier answer listed).
+pub struct MergedCount {
+    pub total: usize,
+    seen: std::collections::HashSet<String>,
+}
+
+impl MergedCount {
+    pub fn new<'a>(local_ids: impl Iterator<Item = &'a str>, local_total: Option<usize>) -> MergedCount {
+        let seen: std::collections::HashSet<String> = local_ids.map(str::to_owned).collect();
+        MergedCount { total: local_total.unwrap_or(seen.len()), seen }
+    }
+
+    /// Adds a source's answer: the ids it listed and the count it gave, if any.
+    pub fn add<'a>(&mut self, ids: impl Iterator<Item = &'a str>, count: Option<usize>) {
+        let (mut listed, mut fresh) = (0, 0);
+        for id in ids {
+            listed += 1;
+            if self.seen.insert(id.to_owned()) {
+                fresh += 1;
+            }
+        }
+        self.total += count.map(|c| c.saturating_sub(listed - fresh)).unwrap_or(fresh);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +353,20 @@ mod tests {
         let aux =
             Fragments { entities: vec![entity("urn:a", &[("pm25", 9.0, "2024-06-01T00:00:00Z")])], auxiliary: true };
         assert_eq!(value(&merge_entities(vec![aux, main])[0], "pm25"), json!(1.0));
+    }
+
+    #[test]
+    fn a_merged_count_adds_each_source_less_what_was_already_counted() {
+        // The hub counted 3 and listed a, b; a source counts 4 and lists b, c: b is counted once.
+        let mut count = MergedCount::new(["a", "b"].into_iter(), Some(3));
+        count.add(["b", "c"].into_iter(), Some(4));
+        assert_eq!(count.total, 3 + 4 - 1);
+        // A source without a count adds what it lists that is new.
+        count.add(["c", "d", "e"].into_iter(), None);
+        assert_eq!(count.total, 8);
+        // Without a local count, the local ids are the count.
+        let mut count = MergedCount::new(["a"].into_iter(), None);
+        count.add(["a"].into_iter(), Some(0));
+        assert_eq!(count.total, 1, "a count below what was listed adds nothing");
     }
 }

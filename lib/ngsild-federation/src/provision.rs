@@ -6,6 +6,12 @@
 //! * A `redirect` registration takes what it covers away from the hub as well (all of the entity
 //!   when it names no attributes).
 //! * An `auxiliary` registration never sees a write (left out by [`crate::matching::targets`]).
+//!
+//! [`combine_write`] makes one answer of what the hub and each source did with their parts.
+
+use ngsild_core::ops::UpdateReport;
+use ngsild_core::NgsiLdError;
+use serde_json::{json, Value};
 
 use crate::matching::Target;
 use crate::registration::{Mode, Registration};
@@ -102,6 +108,145 @@ pub fn split_unless_looping<'r>(
     Ok(whole)
 }
 
+/// What one source did with its part of a write on one entity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceOutcome {
+    /// Took all of it (2xx other than 207).
+    Took,
+    /// Took part of it (207): its UpdateResult.
+    Partly(Value),
+    /// Did not take it: the status it answered (None: no answer) and why.
+    Failed { status: Option<u16>, reason: String },
+}
+
+/// One source's part of a write on one entity and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcePart {
+    pub registration_id: String,
+    /// The attributes (expanded) it was sent; None: all of the request.
+    pub attrs: Option<Vec<String>>,
+    pub outcome: SourceOutcome,
+}
+
+/// The one answer to a write on one entity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteAnswer {
+    /// Every part was done: the operation's own success.
+    Done,
+    /// Nothing was done: this error.
+    Failed(NgsiLdError),
+    /// Some of it was done: 207 with this UpdateResult (clause 5.2.18).
+    Partial(Value),
+}
+
+/// Combines the hub's outcome (`local`: None when it had no part; its report when the operation
+/// makes one) with the sources' into one answer. `attrs` are the request's attributes (expanded),
+/// `local_attrs` the hub's share of them (None: all). Nobody took anything: the hub's error, or
+/// 404/409 when every source answered that, else an UpdateResult of what each failed on.
+pub fn combine_write(
+    local: Option<Result<Option<UpdateReport>, NgsiLdError>>,
+    remote: &[SourcePart],
+    local_attrs: Option<&[String]>,
+    attrs: &[String],
+) -> WriteAnswer {
+    if remote.is_empty() {
+        return match local {
+            Some(Ok(Some(report))) if !report.is_complete() => WriteAnswer::Partial(report.to_json(str::to_owned)),
+            Some(Err(e)) => WriteAnswer::Failed(e),
+            _ => WriteAnswer::Done,
+        };
+    }
+    let failed = |p: &&SourcePart| matches!(p.outcome, SourceOutcome::Failed { .. });
+    let any_accepted = !remote.iter().all(|p| failed(&p)) || matches!(local, Some(Ok(_)));
+    if !any_accepted {
+        if let Some(Err(e)) = local {
+            return WriteAnswer::Failed(e);
+        }
+        if let Some(e) = unanimous_refusal(remote) {
+            return WriteAnswer::Failed(e);
+        }
+    }
+    let local_complete = match &local {
+        None => true,
+        Some(Ok(report)) => report.as_ref().is_none_or(UpdateReport::is_complete),
+        Some(Err(_)) => false,
+    };
+    if local_complete && remote.iter().all(|p| p.outcome == SourceOutcome::Took) {
+        return WriteAnswer::Done;
+    }
+    let (mut updated, mut not_updated) = (Vec::new(), Vec::new());
+    let local_attrs: Vec<String> = local_attrs.map_or_else(|| attrs.to_vec(), <[String]>::to_vec);
+    match local {
+        Some(Ok(Some(report))) => {
+            updated.extend(report.updated.iter().map(|n| json!(n)));
+            not_updated
+                .extend(report.not_updated.iter().map(|(n, reason)| json!({"attributeName": n, "reason": reason})));
+        }
+        Some(Ok(None)) => updated.extend(local_attrs.iter().map(|n| json!(n))),
+        Some(Err(e)) => {
+            if local_attrs.is_empty() {
+                not_updated.push(json!({"reason": e.detail}));
+            }
+            not_updated.extend(local_attrs.iter().map(|n| json!({"attributeName": n, "reason": e.detail})));
+        }
+        None => {}
+    }
+    for part in remote {
+        part.report_into(attrs, &mut updated, &mut not_updated);
+    }
+    WriteAnswer::Partial(json!({"updated": updated, "notUpdated": not_updated}))
+}
+
+/// Every source answered 404 (or every one 409): the write fails as they did, with the first
+/// one's reason.
+fn unanimous_refusal(remote: &[SourcePart]) -> Option<NgsiLdError> {
+    let statuses: Vec<u16> = remote
+        .iter()
+        .filter_map(|p| match &p.outcome {
+            SourceOutcome::Failed { status, .. } => *status,
+            _ => None,
+        })
+        .collect();
+    let reason = remote.iter().find_map(|p| match &p.outcome {
+        SourceOutcome::Failed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let all = |code: u16| !statuses.is_empty() && statuses.iter().all(|s| *s == code);
+    match () {
+        _ if all(404) => Some(NgsiLdError::not_found(reason.unwrap_or_default())),
+        _ if all(409) => Some(NgsiLdError::already_exists(reason.unwrap_or_default())),
+        _ => None,
+    }
+}
+
+impl SourcePart {
+    /// Adds what this source did to an UpdateResult: its own 207 (each notUpdated item with
+    /// its registrationId), all it was sent, or all it was sent as not updated.
+    fn report_into(&self, attrs: &[String], updated: &mut Vec<Value>, not_updated: &mut Vec<Value>) {
+        let sent: Vec<String> = self.attrs.clone().unwrap_or_else(|| attrs.to_vec());
+        let id = &self.registration_id;
+        match &self.outcome {
+            SourceOutcome::Partly(result) => {
+                updated.extend(result.get("updated").and_then(Value::as_array).cloned().unwrap_or_default());
+                for mut item in result.get("notUpdated").and_then(Value::as_array).cloned().unwrap_or_default() {
+                    if let Some(map) = item.as_object_mut() {
+                        map.insert("registrationId".into(), json!(id));
+                    }
+                    not_updated.push(item);
+                }
+            }
+            SourceOutcome::Took => updated.extend(sent.iter().map(|n| json!(n))),
+            SourceOutcome::Failed { reason, .. } => {
+                if sent.is_empty() {
+                    not_updated.push(json!({"reason": reason, "registrationId": id}));
+                }
+                not_updated
+                    .extend(sent.iter().map(|n| json!({"attributeName": n, "reason": reason, "registrationId": id})));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,7 +277,7 @@ mod tests {
         let attrs: Vec<String> = attrs.iter().map(|a| x(a)).collect();
         let filter = EntityFilter { ids: vec!["urn:v:1".into()], attrs: attrs.clone(), ..Default::default() };
         let types = vec![x("Vehicle")];
-        let request = Request { operation: Operation::UPDATE_ATTRS, filter: &filter, entity_types: &types };
+        let request = Request { operation: Operation::UpdateAttrs, filter: &filter, entity_types: &types };
         split(targets(regs, &request, NOW), &attrs)
     }
 
@@ -173,7 +318,7 @@ mod tests {
         let attrs: Vec<String> = attrs.iter().map(|a| x(a)).collect();
         let filter = EntityFilter { ids: vec!["urn:v:1".into()], attrs: attrs.clone(), ..Default::default() };
         let types = vec![x("Vehicle")];
-        let request = Request { operation: Operation::UPDATE_ATTRS, filter: &filter, entity_types: &types };
+        let request = Request { operation: Operation::UpdateAttrs, filter: &filter, entity_types: &types };
         let hops = crate::via::hops([via]);
         split_unless_looping(targets(regs, &request, NOW), &attrs, &hops).map_err(|r| r.id.as_str())
     }
@@ -219,5 +364,84 @@ mod tests {
         let s = looping_split(&two, &["speed"], "1.1 busan").unwrap();
         assert_eq!(s.remote.len(), 1);
         assert!(!s.local);
+    }
+
+    fn part(id: &str, attrs: Option<&[&str]>, outcome: SourceOutcome) -> SourcePart {
+        SourcePart {
+            registration_id: id.to_owned(),
+            attrs: attrs.map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
+            outcome,
+        }
+    }
+
+    fn failed(status: Option<u16>, reason: &str) -> SourceOutcome {
+        SourceOutcome::Failed { status, reason: reason.to_owned() }
+    }
+
+    #[test]
+    fn a_write_without_sources_answers_as_the_hub_did() {
+        let attrs = ["a".to_owned()];
+        assert_eq!(combine_write(Some(Ok(None)), &[], None, &attrs), WriteAnswer::Done);
+        let e = NgsiLdError::not_found("no entity");
+        assert_eq!(combine_write(Some(Err(e.clone())), &[], None, &attrs), WriteAnswer::Failed(e));
+        let report = UpdateReport { updated: vec!["a".into()], not_updated: vec![("b".into(), "no".into())] };
+        assert_eq!(
+            combine_write(Some(Ok(Some(report))), &[], None, &attrs),
+            WriteAnswer::Partial(json!({"updated": ["a"], "notUpdated": [{"attributeName": "b", "reason": "no"}]}))
+        );
+    }
+
+    #[test]
+    fn a_write_everyone_took_is_done_and_one_nobody_took_fails_as_they_did() {
+        let attrs = ["a".to_owned(), "b".to_owned()];
+        let took = [part("r1", Some(&["b"]), SourceOutcome::Took)];
+        assert_eq!(combine_write(Some(Ok(None)), &took, Some(&attrs[..1]), &attrs), WriteAnswer::Done);
+        let gone =
+            [part("r1", None, failed(Some(404), "r1 has none")), part("r2", None, failed(Some(404), "r2 neither"))];
+        match combine_write(None, &gone, None, &attrs) {
+            WriteAnswer::Failed(e) => {
+                assert_eq!(e.kind, ngsild_core::ErrorKind::ResourceNotFound);
+                assert_eq!(e.detail, "r1 has none");
+            }
+            other => panic!("expected a 404, got {other:?}"),
+        }
+        let taken = [part("r1", None, failed(Some(409), "exists"))];
+        assert!(matches!(
+            combine_write(None, &taken, None, &attrs),
+            WriteAnswer::Failed(e) if e.kind == ngsild_core::ErrorKind::AlreadyExists
+        ));
+        let hub_error = NgsiLdError::bad_request("bad");
+        assert_eq!(combine_write(Some(Err(hub_error.clone())), &gone, None, &attrs), WriteAnswer::Failed(hub_error));
+    }
+
+    #[test]
+    fn a_partly_done_write_says_who_did_not_take_what() {
+        let attrs = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let remote = [
+            part("r1", Some(&["b"]), failed(None, "unreachable")),
+            part(
+                "r2",
+                Some(&["c"]),
+                SourceOutcome::Partly(json!({"updated": [], "notUpdated": [{"attributeName": "c", "reason": "no"}]})),
+            ),
+        ];
+        let answer = combine_write(Some(Ok(None)), &remote, Some(&attrs[..1]), &attrs);
+        assert_eq!(
+            answer,
+            WriteAnswer::Partial(json!({
+                "updated": ["a"],
+                "notUpdated": [
+                    {"attributeName": "b", "reason": "unreachable", "registrationId": "r1"},
+                    {"attributeName": "c", "reason": "no", "registrationId": "r2"},
+                ],
+            }))
+        );
+        // The hub failed where a source took its part: the hub's attributes are not updated.
+        let remote = [part("r1", Some(&["b"]), SourceOutcome::Took)];
+        let answer = combine_write(Some(Err(NgsiLdError::not_found("gone"))), &remote, Some(&attrs[..1]), &attrs);
+        assert_eq!(
+            answer,
+            WriteAnswer::Partial(json!({"updated": ["b"], "notUpdated": [{"attributeName": "a", "reason": "gone"}]}))
+        );
     }
 }
