@@ -16,6 +16,7 @@ mod notify;
 mod report;
 mod runner;
 mod scenarios;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
 
 use crate::load::Limits;
-use crate::runner::Settings;
+use crate::settings::Settings;
 
 /// Load generator for cityhub: every scenario against the hub and against a ceiling server.
 #[derive(Parser)]

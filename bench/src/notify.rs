@@ -36,7 +36,7 @@ use crate::check::Check;
 use crate::data::{fresh_entity, QUERIED_TYPE};
 use crate::hub::Hub;
 use crate::load::{closed_loop, histogram, micros, Call, Conn, Limits, Target};
-use crate::runner::Settings;
+use crate::settings::Settings;
 
 pub const FAMILY: &str = "subscription-notify";
 /// The subscription counts of the scenarios.

@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 
 use crate::notify::{NotifyResult, NotifyStats};
-use crate::runner::{HistoryLoad, Outcome, ScenarioResult, Settings};
+use crate::runner::{HistoryLoad, Outcome, ScenarioResult};
 use crate::scenarios::size_label;
+use crate::settings::Settings;
 
 /// What the report says about the run besides its results.
 pub struct Header {

@@ -11,39 +11,7 @@ use crate::hub::{Hub, Usage};
 use crate::load::{closed_loop, open_loop, Conn, Limits, RunStats, Target};
 use crate::notify::{self, NotifyResult};
 use crate::scenarios::{self, size_label, Scenario};
-
-/// How hard and how long to load.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub closed: Limits,
-    /// A closed-loop run against the hub before each measured one, not recorded: warms the
-    /// hub's caches and lets the machine settle.
-    pub warmup: Duration,
-    pub open: Limits,
-    /// The open-loop rate, as a fraction of the hub's closed-loop throughput.
-    pub open_fraction: f64,
-    /// Store sizes to seed and query, ascending; the last is the size of the memory measurement
-    /// and of the scenarios after the queries.
-    pub sizes: Vec<u64>,
-    /// Scenario families to run (all when empty).
-    pub only: Vec<String>,
-    /// Temperature instances in the history of each of the temporal scenarios' entities.
-    pub history_per_entity: u64,
-    /// Connections used to seed.
-    pub seed_connections: usize,
-    /// The hub's default body limit, which the ceiling copies.
-    pub max_body_bytes: usize,
-    /// Updates per second of the notification scenarios (open loop).
-    pub notify_rate: f64,
-    /// How long the notification scenarios wait for the last notifications after the last update.
-    pub notify_drain: Duration,
-}
-
-impl Settings {
-    pub fn wants(&self, family: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|f| f == family)
-    }
-}
+use crate::settings::Settings;
 
 pub struct Seeding {
     pub from: u64,
