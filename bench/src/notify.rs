@@ -520,12 +520,12 @@ async fn updates(
                 let call = plan.update(seq);
                 tokio::time::sleep_until(due.into()).await;
                 let at = Instant::now();
-                if conn.is_none() {
-                    conn = Conn::open(hub).await.ok();
-                }
                 let acked = match conn.as_mut() {
                     Some(c) => c.exchange(&call, true).await.map(|_| Instant::now()),
-                    None => Err(format!("cannot connect to {hub}")),
+                    None => match Conn::open(hub).await {
+                        Ok(c) => conn.insert(c).exchange(&call, true).await.map(|_| Instant::now()),
+                        Err(e) => Err(format!("cannot connect to {hub}: {e:#}")),
+                    },
                 };
                 if acked.is_err() {
                     conn = None;

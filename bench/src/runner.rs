@@ -150,6 +150,8 @@ pub struct Outcome {
     pub notify: Vec<NotifyResult>,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
+    /// Readings of the hub process (RSS, disk) that failed: their figures show as 0.
+    pub readings: Vec<String>,
 }
 
 impl Outcome {
@@ -163,11 +165,13 @@ impl Outcome {
             scenarios: Vec::new(),
             notify: Vec::new(),
             aborted: None,
+            readings: Vec::new(),
         }
     }
 
     pub fn problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.aborted.iter().cloned().collect();
+        problems.extend(self.readings.iter().cloned());
         if let Some(history) = &self.history {
             problems.extend(history.errors.iter().map(|e| format!("temporal history: {e}")));
         }
@@ -237,9 +241,10 @@ async fn measure_inner(hub_process: &Hub, scenario: &Scenario, settings: &Settin
     } else {
         None
     };
-    let before = hub_process.usage().unwrap_or_default();
+    let usage = || hub_process.usage().map_err(|e| format!("cannot read the hub's CPU time: {e:#}"));
+    let before = usage()?;
     let mut hub_closed = closed_loop(hub, workload.clone(), settings.closed).await;
-    let hub_usage = hub_process.usage().unwrap_or_default().since(before);
+    let hub_usage = usage()?.since(before);
     if let Some(warmup) = warmup.filter(|w| w.errors > 0) {
         // A wrong answer during the warm-up is as wrong as any other.
         hub_closed.errors += warmup.errors;
@@ -291,7 +296,9 @@ pub async fn entity_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome)
             outcome.scenarios.push(measure(hub, make(seeded), settings).await);
         }
     }
-    outcome.rss_under_load = Some((hub.rss().unwrap_or(0), hub.peak_rss().unwrap_or(0)));
+    let rss = reading("RSS", hub.rss(), &mut outcome.readings);
+    let peak = reading("peak RSS", hub.peak_rss(), &mut outcome.readings);
+    outcome.rss_under_load = Some((rss, peak));
     // Last: from here on the hub journals every change of the default tenant.
     if settings.wants(notify::FAMILY) {
         outcome.notify = notify::run(hub, settings, seeded).await;
@@ -316,7 +323,7 @@ pub fn wants_fresh_phase(settings: &Settings) -> bool {
 /// temporal scenarios.
 pub async fn fresh_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome) {
     let entities = *settings.sizes.last().expect("sizes are checked");
-    let rss_before = hub.rss().unwrap_or(0);
+    let rss_before = reading("RSS", hub.rss(), &mut outcome.readings);
     let seeding = seed(hub.addr, 0, entities, settings.seed_connections).await;
     eprintln!("  seeded {entities} entities in {:.1} s", seeding.elapsed.as_secs_f64());
     if let Some(e) = seeding.errors.first() {
@@ -327,9 +334,9 @@ pub async fn fresh_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome) 
         entities,
         seed_elapsed: seeding.elapsed,
         rss_before,
-        rss_after: hub.rss().unwrap_or(0),
-        disk_after: hub.disk_bytes().unwrap_or(0),
-        wal_after: hub.wal_bytes().unwrap_or(0),
+        rss_after: reading("RSS", hub.rss(), &mut outcome.readings),
+        disk_after: reading("disk use", hub.disk_bytes(), &mut outcome.readings),
+        wal_after: reading("WAL size", hub.wal_bytes(), &mut outcome.readings),
     });
     if settings.wants("temporal-aggregate") || settings.wants("temporal-append") {
         temporal(hub, settings, entities, outcome).await;
@@ -349,7 +356,7 @@ async fn temporal(hub: &Hub, settings: &Settings, seeded: u64, outcome: &mut Out
         return;
     }
     if settings.wants("temporal-aggregate") {
-        let history = load_history(hub, settings).await;
+        let history = load_history(hub, settings, &mut outcome.readings).await;
         let loaded = history.errors.is_empty();
         outcome.history = Some(history);
         if loaded {
@@ -362,11 +369,12 @@ async fn temporal(hub: &Hub, settings: &Settings, seeded: u64, outcome: &mut Out
     }
 }
 
-async fn load_history(hub: &Hub, settings: &Settings) -> HistoryLoad {
+async fn load_history(hub: &Hub, settings: &Settings, readings: &mut Vec<String>) -> HistoryLoad {
     let per_entity = settings.history_per_entity;
     let instances = per_entity * scenarios::HISTORY_ENTITIES;
     eprintln!("loading a temporal history of {instances} instances");
-    let (rss_before, disk_before) = (hub.rss().unwrap_or(0), hub.disk_bytes().unwrap_or(0));
+    let rss_before = reading("RSS", hub.rss(), readings);
+    let disk_before = reading("disk use", hub.disk_bytes(), readings);
     let started = Instant::now();
     let (creates, appends, calls) = scenarios::history(per_entity);
     let mut errors = Vec::new();
@@ -399,9 +407,17 @@ async fn load_history(hub: &Hub, settings: &Settings) -> HistoryLoad {
         instances,
         elapsed,
         rss_before,
-        rss_after: hub.rss().unwrap_or(0),
+        rss_after: reading("RSS", hub.rss(), readings),
         disk_before,
-        disk_after: hub.disk_bytes().unwrap_or(0),
+        disk_after: reading("disk use", hub.disk_bytes(), readings),
         errors,
     }
+}
+
+/// A reading of the hub process, or 0 with the failure kept among the run's problems.
+fn reading(what: &str, value: anyhow::Result<u64>, problems: &mut Vec<String>) -> u64 {
+    value.unwrap_or_else(|e| {
+        problems.push(format!("cannot read the hub's {what}: {e:#}"));
+        0
+    })
 }
