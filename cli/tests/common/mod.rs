@@ -36,11 +36,14 @@ impl Hub {
         hub
     }
 
-    /// Starts a hub on an existing data directory (the caller keeps it alive).
+    /// Starts a hub on an existing data directory (the caller keeps it alive). Under
+    /// `CITYHUB_TEST_STORE=postgres` the hub stores in PostgreSQL instead (see [`test_store`]).
     pub fn spawn(data: &Path, extra: &[&str]) -> Hub {
+        let store = test_store(data);
         let mut child = Command::new(env!("CARGO_BIN_EXE_cityhub"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(store.iter().flat_map(|url| ["--store", url.as_str()]))
             .args(["--log", "warn"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -120,6 +123,53 @@ impl Drop for Hub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The backend the black-box tests run on: `CITYHUB_TEST_STORE=postgres` runs every [`Hub`] on
+/// PostgreSQL, unset (or `sqlite`) on the embedded SQLite store in its `--data` directory.
+pub fn store_is_postgres() -> bool {
+    match std::env::var("CITYHUB_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("CITYHUB_TEST_STORE={other}: expected `postgres` or `sqlite`"),
+    }
+}
+
+/// The `--store` URL of a hub on `data`, or None for SQLite. On PostgreSQL each test process has
+/// one throwaway cluster (`cityhub_pgtest`) and each data directory its own fresh database, whose
+/// URL is kept in the directory: a hub restarted on the same `--data` finds the same database.
+pub fn test_store(data: &Path) -> Option<String> {
+    if !store_is_postgres() {
+        return None;
+    }
+    static ANNOUNCED: std::sync::Once = std::sync::Once::new();
+    std::fs::create_dir_all(data).expect("the data directory");
+    let file = data.join("test-store-url");
+    let url = match std::fs::read_to_string(&file) {
+        Ok(url) => url.trim().to_owned(),
+        Err(_) => {
+            let url = cityhub_pgtest::database();
+            std::fs::write(&file, &url).expect("remember the database URL");
+            url
+        }
+    };
+    ANNOUNCED.call_once(|| {
+        let cost = cityhub_pgtest::cluster().start_cost();
+        eprintln!("black-box tests on PostgreSQL (CITYHUB_TEST_STORE=postgres; cluster started in {:?})", cost.total());
+    });
+    Some(url)
+}
+
+/// For a test about the SQLite store's files: true on SQLite; on PostgreSQL prints that `test`
+/// runs only on SQLite and answers false (the test then returns).
+pub fn sqlite_only(test: &str) -> bool {
+    if store_is_postgres() {
+        eprintln!(
+            "{test}: about the SQLite store's files, runs on SQLite only (not under CITYHUB_TEST_STORE=postgres)"
+        );
+        return false;
+    }
+    true
 }
 
 /// A blocking HTTP client for tests (reqwest is built without a default TLS provider).
