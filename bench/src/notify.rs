@@ -328,7 +328,7 @@ async fn all_of(
     let next = AtomicU64::new(0);
     let workload = Arc::new(move || make(next.fetch_add(1, Ordering::Relaxed)));
     let limits = Limits { connections, max_requests: n, max_duration: Duration::from_secs(600) };
-    let stats = closed_loop(Target { addr: hub, strict: true }, workload, limits).await;
+    let stats = closed_loop(Target::one(hub, true), workload, limits).await;
     if let Some(why) = stats.error_samples.first() {
         return Err(why.clone());
     }

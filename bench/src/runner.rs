@@ -194,7 +194,7 @@ async fn seed(hub: SocketAddr, from: u64, to: u64, connections: usize) -> Seedin
     eprintln!("seeding entities {from}..{to} in {calls} batches");
     let started = Instant::now();
     let limits = Limits { connections, max_requests: calls, max_duration: Duration::from_secs(3600) };
-    let stats = closed_loop(Target { addr: hub, strict: true }, workload, limits).await;
+    let stats = closed_loop(Target::one(hub, true), workload, limits).await;
     let mut errors = stats.error_samples.clone();
     if stats.ok != calls && errors.is_empty() {
         errors.push(format!("{} of {calls} batches answered", stats.ok));
@@ -206,8 +206,14 @@ async fn seed(hub: SocketAddr, from: u64, to: u64, connections: usize) -> Seedin
 /// closed loop on hub and ceiling, then open loop on both at the same fraction of the hub's
 /// closed-loop throughput.
 pub async fn measure(hub: &Hub, scenario: Scenario, settings: &Settings) -> ScenarioResult {
+    measure_on(&[hub], scenario, settings).await
+}
+
+/// [`measure`] with the load spread over several hubs (connections alternate between them);
+/// setup and probe go to the first, CPU time is the sum of all of them.
+pub async fn measure_on(hubs: &[&Hub], scenario: Scenario, settings: &Settings) -> ScenarioResult {
     eprintln!("scenario {}: {}", scenario.name, scenario.about);
-    let outcome = measure_inner(hub, &scenario, settings).await;
+    let outcome = measure_inner(hubs, &scenario, settings).await;
     if let Ok(m) = &outcome {
         eprintln!(
             "  hub {:.0} req/s p99 {:.2} ms; ceiling {:.0} req/s; open loop at {:.0} req/s: hub p99 {:.2} ms",
@@ -221,8 +227,9 @@ pub async fn measure(hub: &Hub, scenario: Scenario, settings: &Settings) -> Scen
     ScenarioResult { name: scenario.name, about: scenario.about, per_call: scenario.per_call, outcome }
 }
 
-async fn measure_inner(hub_process: &Hub, scenario: &Scenario, settings: &Settings) -> Result<Measured, String> {
-    let hub = hub_process.addr;
+async fn measure_inner(hubs: &[&Hub], scenario: &Scenario, settings: &Settings) -> Result<Measured, String> {
+    let first = hubs.first().ok_or("no hub to measure")?;
+    let hub = first.addr;
     let mut conn = Conn::open(hub).await.map_err(|e| format!("{e:#}"))?;
     for call in &scenario.setup {
         conn.exchange(call, true).await.map_err(|why| format!("setup: {why}"))?;
@@ -231,8 +238,8 @@ async fn measure_inner(hub_process: &Hub, scenario: &Scenario, settings: &Settin
     let reply = conn.exchange(&probe, true).await.map_err(|why| format!("probe: {why}"))?;
     drop(conn);
     let ceiling = Ceiling::start(Canned::of(&reply), settings.max_body_bytes).map_err(|e| format!("ceiling: {e:#}"))?;
-    let hub = Target { addr: hub, strict: true };
-    let ceiling_target = Target { addr: ceiling.addr, strict: false };
+    let hub = Target { addr: hub, also: hubs.get(1).map(|h| h.addr), strict: true };
+    let ceiling_target = Target::one(ceiling.addr, false);
     let workload = &scenario.workload;
 
     let warmup = if settings.warmup > Duration::ZERO {
@@ -241,7 +248,11 @@ async fn measure_inner(hub_process: &Hub, scenario: &Scenario, settings: &Settin
     } else {
         None
     };
-    let usage = || hub_process.usage().map_err(|e| format!("cannot read the hub's CPU time: {e:#}"));
+    let usage = || {
+        hubs.iter().try_fold(Usage::default(), |sum, h| {
+            h.usage().map(|u| sum.plus(u)).map_err(|e| format!("cannot read the hub's CPU time: {e:#}"))
+        })
+    };
     let before = usage()?;
     let mut hub_closed = closed_loop(hub, workload.clone(), settings.closed).await;
     let hub_usage = usage()?.since(before);
@@ -305,12 +316,32 @@ pub async fn entity_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome)
     }
 }
 
-/// The families measured on the second, fresh hub; all others belong to the first.
+/// The families measured on the second, fresh hub; all others but [`TWO_HUBS`] belong to the first.
 const FRESH_FAMILIES: [&str; 3] = ["memory", "temporal-aggregate", "temporal-append"];
+
+/// The family of one hub against two hubs on one database (PostgreSQL only), on fresh hubs.
+pub const TWO_HUBS: &str = "two-hubs";
+/// Its scenarios: the same mixed load on one hub, then spread over two.
+pub const ONE_HUB_MIXED: &str = "mixed-1-hub";
+pub const TWO_HUBS_MIXED: &str = "mixed-2-hubs";
 
 /// Whether the first phase has anything to do.
 pub fn wants_entity_phase(settings: &Settings) -> bool {
-    scenarios::FAMILIES.iter().filter(|f| !FRESH_FAMILIES.contains(f)).any(|f| settings.wants(f))
+    scenarios::FAMILIES.iter().filter(|f| !FRESH_FAMILIES.contains(f) && **f != TWO_HUBS).any(|f| settings.wants(f))
+}
+
+/// The phase of two hubs on one database: seeds the largest size through the first, then
+/// measures the mixed load on the first alone and over both.
+pub async fn two_hubs_phase(a: &Hub, b: &Hub, settings: &Settings, outcome: &mut Outcome) {
+    let entities = *settings.sizes.last().expect("sizes are checked");
+    let seeding = seed(a.addr, 0, entities, settings.seed_connections).await;
+    eprintln!("  seeded {entities} entities through the first hub in {:.1} s", seeding.elapsed.as_secs_f64());
+    if let Some(e) = seeding.errors.first() {
+        outcome.aborted = Some(format!("seeding the two-hub database failed: {e}"));
+        return;
+    }
+    outcome.scenarios.push(measure_on(&[a], scenarios::mixed(entities, ONE_HUB_MIXED), settings).await);
+    outcome.scenarios.push(measure_on(&[a, b], scenarios::mixed(entities, TWO_HUBS_MIXED), settings).await);
 }
 
 /// Whether the second phase has anything to do.
@@ -395,7 +426,7 @@ async fn load_history(hub: &Hub, settings: &Settings, readings: &mut Vec<String>
             max_requests: calls,
             max_duration: Duration::from_secs(3600),
         };
-        let stats = closed_loop(Target { addr: hub.addr, strict: true }, appends, limits).await;
+        let stats = closed_loop(Target::one(hub.addr, true), appends, limits).await;
         errors.extend(stats.error_samples.iter().cloned());
         if stats.ok != calls && errors.is_empty() {
             errors.push(format!("{} of {calls} appends answered", stats.ok));

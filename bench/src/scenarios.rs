@@ -24,7 +24,7 @@ const NEAR_M: f64 = 2000.0;
 const NEAR_SLACK: f64 = 0.005;
 
 /// The scenario families, in the order the runner goes through them.
-pub const FAMILIES: [&str; 13] = [
+pub const FAMILIES: [&str; 14] = [
     "query-props",
     "query-rel",
     "geo-near",
@@ -38,6 +38,7 @@ pub const FAMILIES: [&str; 13] = [
     "memory",
     "temporal-aggregate",
     "temporal-append",
+    "two-hubs",
 ];
 
 /// Scenarios of the peers' load tests that need an API the hub does not have yet. They are
@@ -332,6 +333,33 @@ pub fn batch_upsert() -> Scenario {
             status: StatusCode::NO_CONTENT,
             check: Check::Status,
         }),
+    }
+}
+
+/// Queries and writes in turn: `query-props` and `partial-update` over `seeded` entities, for one
+/// hub against two hubs on one database (`name` tells which). The update touches `humidity`
+/// only, so every query keeps its count and its check.
+pub fn mixed(seeded: u64, name: &str) -> Scenario {
+    let query = query_props(seeded).workload;
+    let update = partial_update(seeded).workload;
+    let turn = AtomicU64::new(0);
+    Scenario {
+        name: name.to_owned(),
+        about: format!(
+            "query-props and partial-update in turn, {} entities on one PostgreSQL database",
+            size_label(seeded)
+        ),
+        per_call: 1,
+        setup: Vec::new(),
+        workload: Arc::new(
+            move || {
+                if turn.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+                    query.next()
+                } else {
+                    update.next()
+                }
+            },
+        ),
     }
 }
 

@@ -37,3 +37,54 @@ impl Settings {
         self.only.is_empty() || self.only.iter().any(|f| f == family)
     }
 }
+
+/// Where the hubs of a pass store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// The embedded SQLite store in the hub's `--data` directory (the hub's default).
+    Sqlite,
+    /// PostgreSQL: every hub phase gets a fresh database (`cityhub_pgtest`), on a throwaway
+    /// cluster started by the bench (`None`) or on the server of the given URL, whose user may
+    /// create databases.
+    Postgres(Option<String>),
+}
+
+impl Store {
+    /// `sqlite`, `postgres` (a throwaway cluster) or `postgres://USER@HOST:PORT/DB`.
+    pub fn parse(text: &str) -> Result<Store, String> {
+        match text {
+            "sqlite" => Ok(Store::Sqlite),
+            "postgres" | "postgresql" => Ok(Store::Postgres(None)),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Store::Postgres(Some(url.to_owned())))
+            }
+            other => Err(format!("--store {other:?}: use sqlite, postgres or postgres://USER@HOST:PORT/DB")),
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Store::Sqlite => "SQLite",
+            Store::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_are_named_or_given_by_url() {
+        assert_eq!(Store::parse("sqlite"), Ok(Store::Sqlite));
+        assert_eq!(Store::parse("postgres"), Ok(Store::Postgres(None)));
+        let url = "postgres://postgres@127.0.0.1:5499/x";
+        assert_eq!(Store::parse(url), Ok(Store::Postgres(Some(url.into()))));
+        let why = Store::parse("mysql://x").unwrap_err();
+        assert!(why.contains("use sqlite, postgres or postgres://"), "{why}");
+    }
+}
