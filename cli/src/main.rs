@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use cityhub_http::{app, AppState, ContextLimits, HttpConfig, NotifyConfig};
+use cityhub_postgres::PostgresStore;
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
 use clap::{Args, Parser, Subcommand};
@@ -85,9 +86,16 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:1026", env = "CITYHUB_LISTEN")]
     listen: SocketAddr,
 
-    /// Directory of the embedded store (created if missing; holds cityhub.sqlite).
+    /// Directory of the embedded store (created if missing; holds cityhub.sqlite). Unused with
+    /// --store.
     #[arg(long, default_value = "./cityhub-data", env = "CITYHUB_DATA")]
     data: PathBuf,
+
+    /// A PostgreSQL (15+, with PostGIS 3) database to store everything in, instead of the
+    /// embedded store in --data: postgres://USER[:PASSWORD]@HOST[:PORT]/DB. Any number of hubs
+    /// may share one database.
+    #[arg(long, env = "CITYHUB_STORE")]
+    store: Option<String>,
 
     /// Load the demo city data (air quality, parking, districts in Seoul, Busan, Ho Chi Minh City
     /// and Shenzhen) into the default tenant; entities that already exist are left as they are.
@@ -200,10 +208,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let store: DynStore = Arc::new(
-            SqliteStore::open(&args.data)
-                .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
-        );
+        let store: DynStore = match &args.store {
+            Some(url) => Arc::new(
+                PostgresStore::connect(url).await.with_context(|| format!("cannot open the store {}", redact(url)))?,
+            ),
+            None => Arc::new(
+                SqliteStore::open(&args.data)
+                    .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
+            ),
+        };
         if args.demo {
             let loaded = demo::load(store.as_ref()).await?;
             tracing::info!(entities = loaded, "demo city data loaded");
@@ -239,7 +252,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = app(AppState::with_notify(store, config, notify));
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
-        tracing::info!(%address, %alias, data = %args.data.display(), "cityhub is serving NGSI-LD");
+        let stored_in = match &args.store {
+            Some(url) => redact(url),
+            None => args.data.display().to_string(),
+        };
+        tracing::info!(%address, %alias, store = %stored_in, "cityhub is serving NGSI-LD");
         let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
         axum::serve(cityhub_http::GuardedListener::new(listener), service)
             .with_graceful_shutdown(shutdown_signal())
@@ -247,6 +264,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("cityhub stopped");
         anyhow::Ok(())
     })
+}
+
+/// A store URL fit for logs and error messages: its password, if any, replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // The key=value form: `host=... user=... password=...`.
+        let words = url.split_whitespace().map(|w| if w.starts_with("password=") { "password=***" } else { w });
+        return words.collect::<Vec<_>>().join(" ");
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 /// Posts (or, when it exists, updates) the registration of a peer hub at this hub.
@@ -412,4 +445,16 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn store_urls_are_logged_without_their_password() {
+        assert_eq!(redact("postgres://city:s3cret@db:5433/hub"), "postgres://city:***@db:5433/hub");
+        assert_eq!(redact("postgres://city@db/hub"), "postgres://city@db/hub");
+        assert_eq!(redact("host=db user=city password=s3cret dbname=hub"), "host=db user=city password=*** dbname=hub");
+    }
 }

@@ -1,0 +1,210 @@
+//! The index tables of current state, kept by difference on every write: `entity_types`,
+//! `facets` (attribute present; each scalar of its values) and `geometries` (PostGIS, one row per
+//! GeoProperty instance). Queries read them (see `query`); nothing reads into a document.
+
+use std::collections::BTreeSet;
+
+use cityhub_storage::StoreError;
+use ngsild_core::model::{Attribute, AttributeKind};
+use ngsild_core::Entity;
+use serde_json::Value;
+
+use crate::OrBackend;
+
+/// A scalar a q comparison can match, or the mark that the attribute is there.
+#[derive(Debug, Clone, PartialEq)]
+enum Scalar {
+    Present,
+    Num(f64),
+    Str(String),
+}
+
+/// The facet scalars of one attribute, over all its instances.
+fn attribute_scalars(instances: &[Attribute]) -> Vec<Scalar> {
+    let mut out = vec![Scalar::Present];
+    for attr in instances {
+        if attr.kind != AttributeKind::GeoProperty {
+            collect_scalars(attr.kind, &attr.value, &mut out);
+        }
+    }
+    out
+}
+
+/// The scalars `ngsild_query::q` compares for a term on the attribute itself (no sub-attribute
+/// or compound path): numbers and strings, through arrays, language maps and relationship lists.
+fn collect_scalars(kind: AttributeKind, value: &Value, out: &mut Vec<Scalar>) {
+    match (kind, value) {
+        (AttributeKind::LanguageProperty, Value::Object(map)) => {
+            map.values().for_each(|v| collect_scalars(AttributeKind::Property, v, out))
+        }
+        (AttributeKind::ListRelationship, Value::Array(items)) => {
+            items.iter().for_each(|i| collect_scalars(AttributeKind::Relationship, i.get("object").unwrap_or(i), out))
+        }
+        (_, Value::Array(items)) => items.iter().for_each(|i| collect_scalars(kind, i, out)),
+        (_, Value::Number(n)) => out.extend(n.as_f64().map(Scalar::Num)),
+        (_, Value::String(s)) => out.push(Scalar::Str(s.clone())),
+        _ => {}
+    }
+}
+
+fn geo_values(instances: &[Attribute]) -> Vec<&Value> {
+    instances
+        .iter()
+        .filter(|a| a.kind == AttributeKind::GeoProperty)
+        .map(|a| &a.value)
+        .filter(|v| ngsild_query::geo::bounding_box(v).is_some())
+        .collect()
+}
+
+/// Facet rows as columns: attr, type, id, num, str.
+type FacetRows<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>, Vec<Option<f64>>, Vec<Option<String>>);
+
+/// The index rows to delete and insert for a batch of writes, sent as a few array statements.
+#[derive(Default)]
+pub(crate) struct Delta<'a> {
+    /// Entities whose every index row goes.
+    wipe: Vec<&'a str>,
+    /// (id, attr) whose facets go.
+    wipe_facets: (Vec<&'a str>, Vec<&'a str>),
+    /// (id, attr) whose geometries go.
+    wipe_geo: (Vec<&'a str>, Vec<&'a str>),
+    types: (Vec<&'a str>, Vec<&'a str>),
+    facets: FacetRows<'a>,
+    geo: (Vec<&'a str>, Vec<&'a str>, Vec<i32>, Vec<String>),
+}
+
+impl<'a> Delta<'a> {
+    fn add_attr(&mut self, entity: &'a Entity, name: &'a str, instances: &'a [Attribute], facets: bool, geo: bool) {
+        if facets {
+            for scalar in attribute_scalars(instances) {
+                for ty in &entity.types {
+                    let (num, str) = match &scalar {
+                        Scalar::Present => (None, None),
+                        Scalar::Num(n) => (Some(*n), None),
+                        Scalar::Str(s) => (None, Some(s.clone())),
+                    };
+                    self.facets.0.push(name);
+                    self.facets.1.push(ty);
+                    self.facets.2.push(&entity.id);
+                    self.facets.3.push(num);
+                    self.facets.4.push(str);
+                }
+            }
+        }
+        if geo {
+            for (n, value) in geo_values(instances).into_iter().enumerate() {
+                self.geo.0.push(&entity.id);
+                self.geo.1.push(name);
+                self.geo.2.push(i32::try_from(n).unwrap_or(i32::MAX));
+                self.geo.3.push(value.to_string());
+            }
+        }
+    }
+
+    /// Adds what brings the indexes of one entity from `before` to `after` (either may be absent).
+    pub(crate) fn change(&mut self, id: &'a str, before: Option<&'a Entity>, after: Option<&'a Entity>) {
+        let no_types: &[String] = &[];
+        let old_types = before.map_or(no_types, |e| &e.types[..]);
+        let new_types = after.map_or(no_types, |e| &e.types[..]);
+        if old_types != new_types {
+            // Facets are keyed by type: start again from nothing.
+            if before.is_some() {
+                self.wipe.push(id);
+            }
+            if let Some(entity) = after {
+                let mut seen = BTreeSet::new();
+                for t in &entity.types {
+                    if seen.insert(t) {
+                        self.types.0.push(t);
+                        self.types.1.push(&entity.id);
+                    }
+                }
+                for (name, instances) in &entity.attrs {
+                    self.add_attr(entity, name, instances, true, true);
+                }
+            }
+            return;
+        }
+        let (Some(before), Some(after)) = (before, after) else { return };
+        let names: BTreeSet<&'a str> = before.attrs.keys().chain(after.attrs.keys()).map(String::as_str).collect();
+        let empty: &[Attribute] = &[];
+        for name in names {
+            let old = before.attrs.get(name).map_or(empty, Vec::as_slice);
+            let new = after.attrs.get(name).map_or(empty, Vec::as_slice);
+            let old_scalars = if old.is_empty() { Vec::new() } else { attribute_scalars(old) };
+            let new_scalars = if new.is_empty() { Vec::new() } else { attribute_scalars(new) };
+            let facets = old_scalars != new_scalars;
+            let geo = geo_values(old) != geo_values(new);
+            if facets {
+                self.wipe_facets.0.push(id);
+                self.wipe_facets.1.push(name);
+            }
+            if geo {
+                self.wipe_geo.0.push(id);
+                self.wipe_geo.1.push(name);
+            }
+            if facets || geo {
+                self.add_attr(after, name, new, facets, geo);
+            }
+        }
+    }
+
+    /// Writes the delta inside `tx`.
+    pub(crate) async fn apply(&self, tx: &tokio_postgres::Transaction<'_>, tenant: &str) -> Result<(), StoreError> {
+        if !self.wipe.is_empty() {
+            for table in ["entity_types", "facets", "geometries"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant = $1 AND id = ANY($2)"), &[&tenant, &self.wipe])
+                    .await
+                    .or_backend()?;
+            }
+        }
+        for (table, (ids, attrs)) in [("facets", &self.wipe_facets), ("geometries", &self.wipe_geo)] {
+            if !ids.is_empty() {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} t USING unnest($2::text[], $3::text[]) AS u(id, attr)
+                         WHERE t.tenant = $1 AND t.id = u.id AND t.attr = u.attr"
+                    ),
+                    &[&tenant, ids, attrs],
+                )
+                .await
+                .or_backend()?;
+            }
+        }
+        if !self.types.0.is_empty() {
+            tx.execute(
+                "INSERT INTO entity_types (tenant, type, id) SELECT $1, u.t, u.id FROM unnest($2::text[], $3::text[]) AS u(t, id)
+                 ON CONFLICT DO NOTHING",
+                &[&tenant, &self.types.0, &self.types.1],
+            )
+            .await
+            .or_backend()?;
+        }
+        let f = &self.facets;
+        if !f.0.is_empty() {
+            tx.execute(
+                "INSERT INTO facets (tenant, attr, type, id, num, str)
+                 SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::text[]) AS u",
+                &[&tenant, &f.0, &f.1, &f.2, &f.3, &f.4],
+            )
+            .await
+            .or_backend()?;
+        }
+        let g = &self.geo;
+        if !g.0.is_empty() {
+            // A geometry PostGIS cannot read is left out of the index (cityhub_geometry answers
+            // NULL) instead of failing the write.
+            tx.execute(
+                "WITH u AS MATERIALIZED (
+                     SELECT u.id, u.attr, u.n, cityhub_geometry(u.g) AS geom
+                     FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[]) AS u(id, attr, n, g))
+                 INSERT INTO geometries (tenant, id, attr, n, geom)
+                 SELECT $1, u.id, u.attr, u.n, u.geom FROM u WHERE u.geom IS NOT NULL",
+                &[&tenant, &g.0, &g.1, &g.2, &g.3],
+            )
+            .await
+            .or_backend()?;
+        }
+        Ok(())
+    }
+}

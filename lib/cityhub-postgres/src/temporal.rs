@@ -1,0 +1,1059 @@
+//! The history of entities: every attribute instance ever written (`attr_history`, partitioned by
+//! month), the temporal representation of each entity (`temporal_entities`, `temporal_types`), the
+//! temporal writes and queries. The rules are the embedded store's (`cityhub-sqlite/temporal.rs`):
+//! the same instances are recorded for the same changes, and queries answer the same.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{Datelike, SecondsFormat};
+use cityhub_storage::{Change, StoreError, TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite};
+use indexmap::IndexMap;
+use ngsild_core::model::{Attribute, AttributeKind};
+use ngsild_core::temporal::{
+    deletion_of, AggrMethod, AggregatePeriod, AggregateSeries, Instance, TemporalEntity, TimeProperty,
+};
+use ngsild_core::time::{format_time, now, parse_datetime};
+use ngsild_core::{Entity, NgsiLdError};
+use serde_json::Value;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::Transaction;
+
+use crate::{OrBackend, PostgresStore};
+
+type Params<'a> = Vec<Box<dyn ToSql + Sync + Send + 'a>>;
+
+fn refs<'a>(params: &'a Params<'_>) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
+fn bad(why: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(why.to_string())
+}
+
+/// A DateTime as the history stores it: microseconds since the Unix epoch.
+fn micros(t: &str) -> Option<i64> {
+    parse_datetime(t).map(|t| t.timestamp_micros())
+}
+
+fn micros_of(t: Option<&str>) -> Option<i64> {
+    t.and_then(micros)
+}
+
+/// The instant of a stored time; past the end of year 9999 the latest DateTime, never the epoch.
+fn datetime(micros: i64) -> chrono::DateTime<chrono::Utc> {
+    ngsild_core::time::from_micros(micros).unwrap_or_else(ngsild_core::time::max_datetime)
+}
+
+const INSTANCE_PREFIX: &str = "urn:ngsi-ld:Instance:";
+
+fn instance_id(seq: i64, legacy: Option<String>) -> String {
+    legacy.unwrap_or_else(|| format!("{INSTANCE_PREFIX}{seq}"))
+}
+
+fn column(property: TimeProperty) -> &'static str {
+    match property {
+        TimeProperty::ObservedAt => "t_observed",
+        TimeProperty::CreatedAt => "t_created",
+        TimeProperty::ModifiedAt => "t_modified",
+        TimeProperty::DeletedAt => "t_deleted",
+    }
+}
+
+// ---- partitions -------------------------------------------------------------------------------
+
+/// Months (year * 12 + month - 1) get a partition of their own from this many back...
+const PARTITION_MONTHS_BACK: i64 = 120;
+/// ...to this many ahead of the current month; instances of other times go to the default one.
+const PARTITION_MONTHS_AHEAD: i64 = 12;
+/// Serialises partition creation across hubs ("cityprt").
+const PARTITION_LOCK: i64 = 0x0063_6974_7970_7274;
+
+fn month_of(t: i64) -> Option<i64> {
+    let d = chrono::DateTime::from_timestamp_micros(t)?;
+    Some(i64::from(d.year()) * 12 + i64::from(d.month0()))
+}
+
+fn month_start(month: i64) -> Option<i64> {
+    let year = i32::try_from(month.div_euclid(12)).ok()?;
+    let month0 = u32::try_from(month.rem_euclid(12)).ok()?;
+    let date = chrono::NaiveDate::from_ymd_opt(year, month0 + 1, 1)?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+/// Inside `tx`, before it reads or writes the history: makes sure the months of `times` that get
+/// a partition have one. A partition that cannot be made (its rows already in the default one)
+/// leaves them there.
+async fn ensure_partitions(store: &PostgresStore, tx: &Transaction<'_>, times: &[i64]) -> Result<(), StoreError> {
+    let current = month_of(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
+    let wanted: BTreeSet<i64> = times
+        .iter()
+        .filter_map(|t| month_of(*t))
+        .filter(|m| (current - PARTITION_MONTHS_BACK..=current + PARTITION_MONTHS_AHEAD).contains(m))
+        .filter(|m| !store.partition_known(*m))
+        .collect();
+    for month in wanted {
+        let (Some(from), Some(to)) = (month_start(month), month_start(month + 1)) else { continue };
+        let name = format!("attr_history_p{:04}{:02}", month.div_euclid(12), month.rem_euclid(12) + 1);
+        let exists: Option<String> = tx.query_one("SELECT to_regclass($1)::text", &[&name]).await.or_backend()?.get(0);
+        if exists.is_none() {
+            tx.batch_execute("SAVEPOINT cityhub_partition").await.or_backend()?;
+            let made = async {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK]).await?;
+                tx.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {name} PARTITION OF attr_history FOR VALUES FROM ({from}) TO ({to})"
+                ))
+                .await
+            }
+            .await;
+            match made {
+                Ok(()) => tx.batch_execute("RELEASE SAVEPOINT cityhub_partition").await.or_backend()?,
+                Err(e) => {
+                    tracing::warn!(partition = %name, error = %crate::describe(&e), "history partition not created; its instances stay in the default partition");
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT cityhub_partition").await.or_backend()?;
+                    continue;
+                }
+            }
+        }
+        store.remember_partition(month);
+    }
+    Ok(())
+}
+
+// ---- writing instances ------------------------------------------------------------------------
+
+/// The columns of one instance's row.
+struct InstanceRow {
+    entity_id: String,
+    attr: String,
+    dataset_id: Option<String>,
+    doc: String,
+    val: String,
+    num: Option<f64>,
+    observed: Option<i64>,
+    created: i64,
+    modified: i64,
+    deleted: Option<i64>,
+}
+
+impl InstanceRow {
+    fn of(entity_id: &str, name: &str, attr: &Attribute, deleted_at: Option<&str>) -> Result<InstanceRow, StoreError> {
+        let num = match &attr.value {
+            Value::Number(n) => n.as_f64(),
+            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            _ => None,
+        };
+        let fallback = chrono::Utc::now().timestamp_micros();
+        Ok(InstanceRow {
+            entity_id: entity_id.to_owned(),
+            attr: name.to_owned(),
+            dataset_id: attr.dataset_id.clone(),
+            doc: serde_json::to_string(attr).or_backend()?,
+            val: attr.value.to_string(),
+            num,
+            observed: micros_of(attr.observed_at.as_deref()),
+            created: micros_of(attr.created_at.as_deref()).unwrap_or(fallback),
+            modified: micros_of(attr.modified_at.as_deref()).unwrap_or(fallback),
+            deleted: micros_of(deleted_at),
+        })
+    }
+
+    fn part(&self) -> i64 {
+        self.observed.unwrap_or(self.created)
+    }
+}
+
+/// The series ids of (entity, attribute) pairs, created when missing.
+async fn series_ids(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    pairs: &[(&str, &str)],
+) -> Result<HashMap<(String, String), i64>, StoreError> {
+    let wanted: BTreeSet<(&str, &str)> = pairs.iter().copied().collect();
+    let (ids, attrs): (Vec<&str>, Vec<&str>) = wanted.iter().copied().unzip();
+    let mut found: HashMap<(String, String), i64> = HashMap::new();
+    let rows = tx
+        .query(
+            "SELECT s.entity_id, s.attr, s.sid FROM attr_series s JOIN unnest($2::text[], $3::text[]) AS u(e, a)
+             ON s.tenant = $1 AND s.entity_id = u.e AND s.attr = u.a",
+            &[&tenant, &ids, &attrs],
+        )
+        .await
+        .or_backend()?;
+    for r in rows {
+        found.insert((r.get(0), r.get(1)), r.get(2));
+    }
+    let (missing_ids, missing_attrs): (Vec<&str>, Vec<&str>) =
+        wanted.iter().filter(|(e, a)| !found.contains_key(&((*e).to_owned(), (*a).to_owned()))).copied().unzip();
+    if !missing_ids.is_empty() {
+        let rows = tx
+            .query(
+                "INSERT INTO attr_series (tenant, entity_id, attr) SELECT $1, u.e, u.a FROM unnest($2::text[], $3::text[]) AS u(e, a)
+                 RETURNING entity_id, attr, sid",
+                &[&tenant, &missing_ids, &missing_attrs],
+            )
+            .await
+            .or_backend()?;
+        for r in rows {
+            found.insert((r.get(0), r.get(1)), r.get(2));
+        }
+    }
+    Ok(found)
+}
+
+async fn series(tx: &Transaction<'_>, tenant: &str, entity_id: &str, attr: &str) -> Result<Option<i64>, StoreError> {
+    Ok(tx
+        .query_opt(
+            "SELECT sid FROM attr_series WHERE tenant = $1 AND entity_id = $2 AND attr = $3",
+            &[&tenant, &entity_id, &attr],
+        )
+        .await
+        .or_backend()?
+        .map(|r| r.get(0)))
+}
+
+/// Appends instances to the history (after `ensure_partitions` for their times).
+async fn insert_instances(tx: &Transaction<'_>, tenant: &str, rows: &[InstanceRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(&str, &str)> = rows.iter().map(|r| (r.entity_id.as_str(), r.attr.as_str())).collect();
+    let sids = series_ids(tx, tenant, &pairs).await?;
+    let mut sid = Vec::with_capacity(rows.len());
+    for r in rows {
+        sid.push(*sids.get(&(r.entity_id.clone(), r.attr.clone())).ok_or_else(|| bad("a series was not created"))?);
+    }
+    let part: Vec<i64> = rows.iter().map(InstanceRow::part).collect();
+    let dataset: Vec<Option<&str>> = rows.iter().map(|r| r.dataset_id.as_deref()).collect();
+    let doc: Vec<&str> = rows.iter().map(|r| r.doc.as_str()).collect();
+    let val: Vec<&str> = rows.iter().map(|r| r.val.as_str()).collect();
+    let num: Vec<Option<f64>> = rows.iter().map(|r| r.num).collect();
+    let observed: Vec<Option<i64>> = rows.iter().map(|r| r.observed).collect();
+    let created: Vec<i64> = rows.iter().map(|r| r.created).collect();
+    let modified: Vec<i64> = rows.iter().map(|r| r.modified).collect();
+    let deleted: Vec<Option<i64>> = rows.iter().map(|r| r.deleted).collect();
+    // ORDINALITY keeps the order of the rows in the order of their seq.
+    tx.execute(
+        "INSERT INTO attr_history (tenant, sid, t_part, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
+         SELECT $1, u.sid, u.part, u.ds, u.doc::json, u.val, u.num, u.tobs, u.tcre, u.tmod, u.tdel
+         FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::int8[], $9::int8[],
+                     $10::int8[], $11::int8[]) WITH ORDINALITY AS u(sid, part, ds, doc, val, num, tobs, tcre, tmod, tdel, n)
+         ORDER BY u.n",
+        &[&tenant, &sid, &part, &dataset, &doc, &val, &num, &observed, &created, &modified, &deleted],
+    )
+    .await
+    .or_backend()?;
+    Ok(())
+}
+
+/// Creates or refreshes the temporal representation of these entities (None: it was deleted).
+async fn touch_entities(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    states: &[(&str, Option<&Entity>)],
+    now: &str,
+) -> Result<(), StoreError> {
+    let live: Vec<&Entity> = states.iter().filter_map(|(_, e)| *e).collect();
+    if !live.is_empty() {
+        let ids: Vec<&str> = live.iter().map(|e| e.id.as_str()).collect();
+        let stored: HashMap<String, Json<Vec<String>>> = tx
+            .query("SELECT id, types FROM temporal_entities WHERE tenant = $1 AND id = ANY($2)", &[&tenant, &ids])
+            .await
+            .or_backend()?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let types: Vec<Json<&Vec<String>>> = live.iter().map(|e| Json(&e.types)).collect();
+        let scopes: Vec<Json<&Vec<String>>> = live.iter().map(|e| Json(&e.scope)).collect();
+        tx.execute(
+            "INSERT INTO temporal_entities (tenant, id, types, scope, created_at, modified_at, deleted_at)
+             SELECT $1, u.id, u.types, u.scope, $5, $5, NULL FROM unnest($2::text[], $3::json[], $4::json[]) AS u(id, types, scope)
+             ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, scope = excluded.scope,
+                 modified_at = excluded.modified_at, deleted_at = NULL",
+            &[&tenant, &ids, &types, &scopes, &now],
+        )
+        .await
+        .or_backend()?;
+        // Most writes keep the types; rewriting the type index on each would double their work.
+        let changed: Vec<&Entity> =
+            live.iter().copied().filter(|e| stored.get(&e.id).is_none_or(|t| t.0 != e.types)).collect();
+        if !changed.is_empty() {
+            let ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
+            tx.execute("DELETE FROM temporal_types WHERE tenant = $1 AND id = ANY($2)", &[&tenant, &ids])
+                .await
+                .or_backend()?;
+            let (mut t, mut i) = (Vec::new(), Vec::new());
+            for e in &changed {
+                for ty in &e.types {
+                    t.push(ty.as_str());
+                    i.push(e.id.as_str());
+                }
+            }
+            tx.execute(
+                "INSERT INTO temporal_types (tenant, type, id) SELECT $1, u.t, u.id FROM unnest($2::text[], $3::text[]) AS u(t, id)
+                 ON CONFLICT DO NOTHING",
+                &[&tenant, &t, &i],
+            )
+            .await
+            .or_backend()?;
+        }
+    }
+    let gone: Vec<&str> = states.iter().filter(|(_, e)| e.is_none()).map(|(id, _)| *id).collect();
+    if !gone.is_empty() {
+        tx.execute(
+            "UPDATE temporal_entities SET deleted_at = $3, modified_at = $3 WHERE tenant = $1 AND id = ANY($2)",
+            &[&tenant, &gone, &now],
+        )
+        .await
+        .or_backend()?;
+    }
+    Ok(())
+}
+
+/// The instances a change through the entity API records: every instance that is new or
+/// different, a deletion for every instance that went, the scope's going.
+fn change_rows(before: Option<&Entity>, after: Option<&Entity>, now: &str) -> Result<Vec<InstanceRow>, StoreError> {
+    let mut rows = Vec::new();
+    if let Some(after) = after {
+        for (name, instances) in &after.attrs {
+            for attr in instances {
+                let previous = before.and_then(|b| b.instance(name, attr.dataset_id.as_deref()));
+                if previous != Some(attr) {
+                    rows.push(InstanceRow::of(&after.id, name, attr, None)?);
+                }
+            }
+        }
+    }
+    if let Some(before) = before {
+        for (name, instances) in &before.attrs {
+            for attr in instances {
+                let kept = after.and_then(|a| a.instance(name, attr.dataset_id.as_deref())).is_some();
+                if !kept {
+                    rows.push(InstanceRow::of(&before.id, name, &deletion_of(attr, now), Some(now))?);
+                }
+            }
+        }
+        if let Some(after) = after.filter(|a| a.scope.is_empty() && !before.scope.is_empty()) {
+            // The scope went (DELETE .../attrs/scope): its history is an instance of "scope"
+            // whose value is the empty list, as clause 4.18 shows deleted scopes.
+            let mut gone = Attribute::new(AttributeKind::Property, Value::Array(Vec::new()));
+            gone.created_at = Some(now.to_owned());
+            gone.modified_at = Some(now.to_owned());
+            rows.push(InstanceRow::of(&after.id, ngsild_core::ops::SCOPE_IRI, &gone, Some(now))?);
+        }
+    }
+    Ok(rows)
+}
+
+/// Inside the transaction of `changes` (in the order they happened): records the instances each
+/// one made new or changed, and the temporal representation of each entity.
+pub(crate) async fn record_changes(
+    store: &PostgresStore,
+    tx: &Transaction<'_>,
+    tenant: &str,
+    changes: &[&Change],
+    now: &str,
+) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    // The temporal representation follows each entity's last state in this transaction.
+    let mut last: Vec<(&str, Option<&Entity>)> = Vec::new();
+    for change in changes {
+        rows.extend(change_rows(change.before.as_ref(), change.after.as_ref(), now)?);
+        let Some(id) = change.after.as_ref().or(change.before.as_ref()).map(|e| e.id.as_str()) else { continue };
+        match last.iter_mut().find(|(l, _)| *l == id) {
+            Some(slot) => slot.1 = change.after.as_ref(),
+            None => last.push((id, change.after.as_ref())),
+        }
+    }
+    let times: Vec<i64> = rows.iter().map(InstanceRow::part).collect();
+    ensure_partitions(store, tx, &times).await?;
+    // An entity created and deleted in one transaction: its row exists before it is marked.
+    let created: Vec<(&str, Option<&Entity>)> = changes
+        .iter()
+        .filter_map(|c| c.after.as_ref())
+        .filter(|e| last.iter().any(|(id, state)| *id == e.id && state.is_none()))
+        .map(|e| (e.id.as_str(), Some(e)))
+        .collect();
+    if !created.is_empty() {
+        touch_entities(tx, tenant, &created, now).await?;
+    }
+    touch_entities(tx, tenant, &last, now).await?;
+    insert_instances(tx, tenant, &rows).await
+}
+
+// ---- the temporal API's writes ----------------------------------------------------------------
+
+pub(crate) async fn write(
+    store: &PostgresStore,
+    tenant: &str,
+    id: &str,
+    write: TemporalWrite,
+) -> Result<Result<TemporalOutcome, NgsiLdError>, StoreError> {
+    let now = now();
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.or_backend()?;
+    crate::entities::lock(&tx, tenant, &[id]).await?;
+    if let TemporalWrite::AddInstances { entity, .. } = &write {
+        let mut times = vec![micros(&now).unwrap_or_default()];
+        for instances in entity.attrs.values() {
+            for attr in instances {
+                times.extend(micros_of(attr.observed_at.as_deref()));
+                times.extend(micros_of(attr.created_at.as_deref()));
+            }
+        }
+        ensure_partitions(store, &tx, &times).await?;
+    }
+    let before = crate::entities::load_for_update(&tx, tenant, &[id]).await?.remove(id);
+    let answer = apply_write(&tx, tenant, id, before.as_ref(), write, &now).await?;
+    let mut journaled = false;
+    let mut remember = false;
+    if answer.is_ok() {
+        let after = crate::entities::load_for_update(&tx, tenant, &[id]).await?.remove(id);
+        remember = crate::tenants::touch(store, &tx, tenant).await?;
+        if before != after {
+            let change = Change { before, after };
+            journaled = crate::feed::journal(&tx, tenant, &[&change], &now).await?;
+        }
+        tx.commit().await.or_backend()?;
+    }
+    // A refused write rolls back (dropping the transaction does).
+    if remember {
+        store.remember_tenant(tenant);
+    }
+    if journaled {
+        crate::feed::journaled(store);
+    }
+    Ok(answer)
+}
+
+/// Writes the current state of one entity, from `before`.
+async fn save_entity(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    before: Option<&Entity>,
+    after: Option<&Entity>,
+) -> Result<(), StoreError> {
+    crate::entities::save(tx, tenant, &[(after.or(before).map_or("", |e| e.id.as_str()), before, after)]).await
+}
+
+async fn apply_write(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    id: &str,
+    current: Option<&Entity>,
+    write: TemporalWrite,
+    now: &str,
+) -> Result<Result<TemporalOutcome, NgsiLdError>, StoreError> {
+    let exists = tx
+        .query_opt("SELECT 1 FROM temporal_entities WHERE tenant = $1 AND id = $2", &[&tenant, &id])
+        .await
+        .or_backend()?
+        .is_some();
+    let not_found = || Ok(Err(NgsiLdError::not_found(format!("no temporal representation of {id}"))));
+    match write {
+        TemporalWrite::AddInstances { entity: mut input, must_exist } => {
+            if must_exist && !exists {
+                return not_found();
+            }
+            let mut entity = current.cloned().unwrap_or_else(|| {
+                let mut e = Entity::new(id, input.types.clone());
+                e.created_at = Some(now.to_owned());
+                e
+            });
+            for t in &input.types {
+                if !entity.types.contains(t) {
+                    entity.types.push(t.clone());
+                }
+            }
+            if !input.scope.is_empty() {
+                entity.scope = input.scope.clone();
+            }
+            let mut rows = Vec::new();
+            for (name, instances) in input.attrs.iter_mut() {
+                let sid = series(tx, tenant, id, name).await?;
+                for attr in instances.iter_mut() {
+                    attr.stamp(now);
+                    // An observation of the same series at the same time replaces the earlier one.
+                    if let (Some(observed), Some(sid)) = (micros_of(attr.observed_at.as_deref()), sid) {
+                        tx.execute(
+                            "DELETE FROM attr_history WHERE tenant = $1 AND sid = $2 AND t_observed = $3
+                             AND dataset_id IS NOT DISTINCT FROM $4",
+                            &[&tenant, &sid, &observed, &attr.dataset_id],
+                        )
+                        .await
+                        .or_backend()?;
+                    }
+                    // Two observations at the same time in one write: the later one stays.
+                    if let Some(observed) = micros_of(attr.observed_at.as_deref()) {
+                        rows.retain(|r: &InstanceRow| {
+                            !(r.attr == *name && r.observed == Some(observed) && r.dataset_id == attr.dataset_id)
+                        });
+                    }
+                    rows.push(InstanceRow::of(id, name, attr, None)?);
+                }
+                // The current state holds the latest observation of each datasetId.
+                let mut latest: IndexMap<Option<String>, Attribute> = IndexMap::new();
+                for attr in instances.iter() {
+                    let newer = latest
+                        .get(&attr.dataset_id)
+                        .is_none_or(|l| micros_of(attr.observed_at.as_deref()) >= micros_of(l.observed_at.as_deref()));
+                    if newer {
+                        latest.insert(attr.dataset_id.clone(), attr.clone());
+                    }
+                }
+                for (_, attr) in latest {
+                    entity.put_instance(name, attr, now);
+                }
+            }
+            insert_instances(tx, tenant, &rows).await?;
+            entity.modified_at = Some(now.to_owned());
+            save_entity(tx, tenant, current, Some(&entity)).await?;
+            touch_entities(tx, tenant, &[(id, Some(&entity))], now).await?;
+            Ok(Ok(if exists { TemporalOutcome::Updated } else { TemporalOutcome::Created }))
+        }
+        TemporalWrite::DeleteEntity => {
+            if !exists {
+                return not_found();
+            }
+            tx.execute(
+                "DELETE FROM attr_history WHERE tenant = $1 AND sid IN (SELECT sid FROM attr_series WHERE tenant = $1 AND entity_id = $2)",
+                &[&tenant, &id],
+            )
+            .await
+            .or_backend()?;
+            tx.execute("DELETE FROM attr_series WHERE tenant = $1 AND entity_id = $2", &[&tenant, &id])
+                .await
+                .or_backend()?;
+            for table in ["temporal_entities", "temporal_types"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant = $1 AND id = $2"), &[&tenant, &id])
+                    .await
+                    .or_backend()?;
+            }
+            if current.is_some() {
+                save_entity(tx, tenant, current, None).await?;
+            }
+            Ok(Ok(TemporalOutcome::Updated))
+        }
+        TemporalWrite::DeleteAttribute { attr, dataset_id, all } => {
+            if !exists {
+                return not_found();
+            }
+            let deleted = match series(tx, tenant, id, &attr).await? {
+                None => 0,
+                Some(sid) if all => {
+                    tx.execute("DELETE FROM attr_series WHERE tenant = $1 AND sid = $2", &[&tenant, &sid])
+                        .await
+                        .or_backend()?;
+                    tx.execute("DELETE FROM attr_history WHERE tenant = $1 AND sid = $2", &[&tenant, &sid])
+                        .await
+                        .or_backend()?
+                }
+                Some(sid) => tx
+                    .execute(
+                        "DELETE FROM attr_history WHERE tenant = $1 AND sid = $2 AND dataset_id IS NOT DISTINCT FROM $3",
+                        &[&tenant, &sid, &dataset_id],
+                    )
+                    .await
+                    .or_backend()?,
+            };
+            if deleted == 0 {
+                return Ok(Err(NgsiLdError::not_found(format!("{id} has no history of attribute {attr}"))));
+            }
+            if let Some(current) = current {
+                let mut entity = current.clone();
+                if entity.remove_instances(&attr, dataset_id.as_deref(), all) > 0 {
+                    entity.modified_at = Some(now.to_owned());
+                    save_entity(tx, tenant, Some(current), Some(&entity)).await?;
+                }
+            }
+            Ok(Ok(TemporalOutcome::Updated))
+        }
+        TemporalWrite::ReplaceInstance { attr, instance_id, mut attribute } => {
+            let not_found = || Ok(Err(NgsiLdError::not_found(format!("no instance {instance_id} of {attr} in {id}"))));
+            let Some(sid) = series(tx, tenant, id, &attr).await? else { return not_found() };
+            let Some((seq, part, old)) = find_instance(tx, tenant, sid, &instance_id).await? else {
+                return not_found();
+            };
+            attribute.created_at = old.created_at.clone();
+            attribute.modified_at = Some(now.to_owned());
+            if attribute.dataset_id.is_none() {
+                attribute.dataset_id = old.dataset_id.clone();
+            }
+            let row = InstanceRow::of(id, &attr, &attribute, None)?;
+            // Into the partition of its new time first, so that an update moving it finds one.
+            // In place otherwise, so that the instance keeps its id.
+            tx.execute(
+                "UPDATE attr_history SET t_part = $4, dataset_id = $5, doc = $6::text::json, val = $7, num = $8,
+                     t_observed = $9, t_created = $10, t_modified = $11, t_deleted = $12
+                 WHERE tenant = $1 AND seq = $2 AND t_part = $3",
+                &[
+                    &tenant,
+                    &seq,
+                    &part,
+                    &row.part(),
+                    &row.dataset_id,
+                    &row.doc,
+                    &row.val,
+                    &row.num,
+                    &row.observed,
+                    &row.created,
+                    &row.modified,
+                    &row.deleted,
+                ],
+            )
+            .await
+            .or_backend()?;
+            Ok(Ok(TemporalOutcome::Updated))
+        }
+        TemporalWrite::DeleteInstance { attr, instance_id } => {
+            let found = match series(tx, tenant, id, &attr).await? {
+                Some(sid) => find_instance(tx, tenant, sid, &instance_id).await?,
+                None => None,
+            };
+            let Some((seq, part, _)) = found else {
+                return Ok(Err(NgsiLdError::not_found(format!("no instance {instance_id} of {attr} in {id}"))));
+            };
+            tx.execute(
+                "DELETE FROM attr_history WHERE tenant = $1 AND seq = $2 AND t_part = $3",
+                &[&tenant, &seq, &part],
+            )
+            .await
+            .or_backend()?;
+            Ok(Ok(TemporalOutcome::Updated))
+        }
+    }
+}
+
+/// The row (seq, partition key, content) of the instance `instance_id` of the series `sid`.
+async fn find_instance(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    sid: i64,
+    instance_id: &str,
+) -> Result<Option<(i64, i64, Attribute)>, StoreError> {
+    let row = match instance_id.strip_prefix(INSTANCE_PREFIX).and_then(|n| n.parse::<i64>().ok()) {
+        Some(seq) => tx
+            .query_opt(
+                "SELECT seq, t_part, doc FROM attr_history WHERE tenant = $1 AND seq = $2 AND sid = $3
+                 AND legacy_instance_id IS NULL",
+                &[&tenant, &seq, &sid],
+            )
+            .await
+            .or_backend()?,
+        None => tx
+            .query_opt(
+                "SELECT seq, t_part, doc FROM attr_history WHERE tenant = $1 AND legacy_instance_id = $2 AND sid = $3",
+                &[&tenant, &instance_id, &sid],
+            )
+            .await
+            .or_backend()?,
+    };
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get::<_, Json<Attribute>>(2).0)))
+}
+
+// ---- queries ----------------------------------------------------------------------------------
+
+/// Runs a temporal query on one snapshot of the database.
+pub(crate) async fn query(store: &PostgresStore, tenant: &str, q: &TemporalQuery) -> Result<TemporalPage, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .or_backend()?;
+    let mut ids = matching_ids(&tx, tenant, q).await?;
+    if let Some(order) = q.filter.order.as_ref().filter(|o| !o.is_by_id()) {
+        ids = ordered_ids(&tx, tenant, ids, order, q.paging.offset.saturating_add(q.paging.limit)).await?;
+    }
+    let total = q.paging.count.then_some(ids.len());
+    let mut entities = Vec::new();
+    for id in ids.into_iter().skip(q.paging.offset).take(q.paging.limit) {
+        if let Some(entity) = load(&tx, tenant, &id, q).await? {
+            if !(q.skip_empty && entity.attrs.is_empty() && entity.aggregates.is_empty()) {
+                entities.push(entity);
+            }
+        }
+    }
+    tx.commit().await.or_backend()?;
+    Ok(TemporalPage { entities, total })
+}
+
+async fn current_entities(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    ids: &[String],
+) -> Result<HashMap<String, Entity>, StoreError> {
+    let rows = tx
+        .query("SELECT id, doc FROM entities WHERE tenant = $1 AND id = ANY($2)", &[&tenant, &ids])
+        .await
+        .or_backend()?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get::<_, Json<Entity>>(1).0)).collect())
+}
+
+/// The first `wanted` of `ids` in an `orderBy`, judged on each entity's current state (an entity
+/// with only a history has no values and goes last); the rest follow in id order.
+async fn ordered_ids(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    ids: Vec<String>,
+    order: &ngsild_query::OrderBy,
+    wanted: usize,
+) -> Result<Vec<String>, StoreError> {
+    let current = current_entities(tx, tenant, &ids).await?;
+    let mut first = ngsild_query::order::FirstInOrder::new(order, wanted);
+    for id in &ids {
+        let key = match current.get(id) {
+            Some(e) => order.key(e),
+            None => order.key(&Entity::new(id.clone(), Vec::new())),
+        };
+        first.push(key, id.clone());
+    }
+    let mut out = first.finish();
+    let taken: HashSet<&String> = out.iter().collect();
+    let rest: Vec<String> = ids.iter().filter(|id| !taken.contains(id)).cloned().collect();
+    out.extend(rest);
+    Ok(out)
+}
+
+/// Ids of entities with a history that the query selects, in id order.
+async fn matching_ids(tx: &Transaction<'_>, tenant: &str, q: &TemporalQuery) -> Result<Vec<String>, StoreError> {
+    let f = &q.filter;
+    let mut sql = String::from("SELECT id, types FROM temporal_entities WHERE tenant = $1");
+    let mut params: Params = vec![Box::new(tenant.to_owned())];
+    if !f.ids.is_empty() {
+        params.push(Box::new(f.ids.clone()));
+        sql.push_str(&format!(" AND id = ANY(${})", params.len()));
+    }
+    if let Some(names) = f.types.as_ref().and_then(|t| t.as_type_list()) {
+        let names: Vec<String> = names.into_iter().map(str::to_owned).collect();
+        params.push(Box::new(names));
+        sql.push_str(&format!(
+            " AND id IN (SELECT id FROM temporal_types WHERE tenant = $1 AND type = ANY(${}))",
+            params.len()
+        ));
+    }
+    sql.push_str(" ORDER BY id");
+    let rows = tx.query(&sql, &refs(&params)).await.or_backend()?;
+    let mut ids = Vec::new();
+    for row in rows {
+        let id: String = row.get(0);
+        let types: Json<Vec<String>> = row.get(1);
+        if f.id_pattern.as_ref().is_some_and(|re| !re.is_match(&id))
+            || f.types.as_ref().is_some_and(|t| !t.matches(&types.0))
+        {
+            continue;
+        }
+        ids.push(id);
+    }
+    if f.q.is_some() || f.scope_q.is_some() || f.geo.is_some() {
+        let current = current_entities(tx, tenant, &ids).await?;
+        ids.retain(|id| {
+            current.get(id).is_some_and(|e| {
+                f.q.as_ref().is_none_or(|q| q.matches(e))
+                    && f.scope_q.as_ref().is_none_or(|s| s.matches(&e.scope))
+                    && f.geo.as_ref().is_none_or(|g| g.matches(e))
+            })
+        });
+    }
+    Ok(ids)
+}
+
+/// A bound of a time window, as the history stores times.
+fn bound(t: &str) -> Result<i64, StoreError> {
+    micros(t).ok_or_else(|| bad(format!("not a DateTime: {t}")))
+}
+
+/// Loads one entity's history (or aggregates) as the query asks.
+async fn load(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    id: &str,
+    q: &TemporalQuery,
+) -> Result<Option<TemporalEntity>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT types, scope, created_at, modified_at, deleted_at FROM temporal_entities WHERE tenant = $1 AND id = $2",
+            &[&tenant, &id],
+        )
+        .await
+        .or_backend()?;
+    let Some(row) = row else { return Ok(None) };
+    let mut entity = TemporalEntity {
+        id: id.to_owned(),
+        types: row.get::<_, Json<Vec<String>>>(0).0,
+        scope: row.get::<_, Json<Vec<String>>>(1).0,
+        created_at: Some(row.get(2)),
+        modified_at: Some(row.get(3)),
+        deleted_at: row.get(4),
+        ..Default::default()
+    };
+    // Series in the order their attributes first appeared, those with instances left.
+    let attrs: Vec<(String, i64)> = if q.attrs.is_empty() {
+        tx.query(
+            "SELECT attr, sid FROM attr_series s WHERE tenant = $1 AND entity_id = $2
+             AND EXISTS (SELECT 1 FROM attr_history h WHERE h.tenant = $1 AND h.sid = s.sid) ORDER BY sid",
+            &[&tenant, &id],
+        )
+        .await
+        .or_backend()?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    } else {
+        let mut found = Vec::new();
+        for attr in &q.attrs {
+            if let Some(sid) = series(tx, tenant, id, attr).await? {
+                found.push((attr.clone(), sid));
+            }
+        }
+        found
+    };
+    let col = column(q.time_property);
+    // $1 tenant, $2 sid, then the window's arguments.
+    let mut window = String::new();
+    let mut window_args: Vec<Arg> = Vec::new();
+    let next = |args: &mut Vec<Arg>, value: Arg| {
+        args.push(value);
+        format!("${}", args.len() + 2)
+    };
+    if let Some(timerel) = &q.timerel {
+        let (from, to) = timerel.bounds();
+        if let Some(from) = from {
+            let p = next(&mut window_args, Arg::Int(bound(from)?));
+            window.push_str(&format!(" AND {col} >= {p}"));
+            if col == "t_observed" {
+                // The partition key equals t_observed wherever that is set: prunes partitions.
+                window.push_str(&format!(" AND t_part >= {p}"));
+            }
+        }
+        if let Some(to) = to {
+            let p = next(&mut window_args, Arg::Int(bound(to)?));
+            window.push_str(&format!(" AND {col} < {p}"));
+            if col == "t_observed" {
+                window.push_str(&format!(" AND t_part < {p}"));
+            }
+        }
+    } else if q.time_property == TimeProperty::DeletedAt {
+        window.push_str(" AND t_deleted IS NOT NULL");
+    }
+    if let Some(ids) = &q.dataset_ids {
+        let named: Vec<String> = ids.iter().flatten().cloned().collect();
+        let mut parts = Vec::new();
+        if !named.is_empty() {
+            let p = next(&mut window_args, Arg::Texts(named));
+            parts.push(format!("dataset_id = ANY({p})"));
+        }
+        if ids.iter().any(Option::is_none) {
+            parts.push("dataset_id IS NULL".to_owned());
+        }
+        if parts.is_empty() {
+            parts.push("false".to_owned());
+        }
+        window.push_str(&format!(" AND ({})", parts.join(" OR ")));
+    }
+    let sort = format!("COALESCE({col}, t_created)");
+    for (attr, sid) in attrs {
+        let mut params: Params = vec![Box::new(tenant.to_owned()), Box::new(sid)];
+        params.extend(window_args.iter().map(Arg::boxed));
+        if let Some((methods, period)) = &q.aggregation {
+            let series = aggregate(tx, &window, &params, col, methods, *period, q).await?;
+            if !series.is_empty() {
+                entity.aggregates.insert(attr, series);
+            }
+            continue;
+        }
+        let order = if q.newest_first { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT doc, seq, legacy_instance_id, t_deleted FROM attr_history
+             WHERE tenant = $1 AND sid = $2{window}
+             ORDER BY {sort} {order}, seq {order} LIMIT {}",
+            q.per_attribute
+        );
+        let rows = tx.query(&sql, &refs(&params)).await.or_backend()?;
+        let mut instances = Vec::new();
+        for r in rows {
+            let attribute = r.get::<_, Json<Attribute>>(0).0;
+            let deleted_at = r.get::<_, Option<i64>>(3).map(|t| format_time(datetime(t)));
+            instances.push(Instance { attribute, instance_id: instance_id(r.get(1), r.get(2)), deleted_at });
+        }
+        if !instances.is_empty() {
+            entity.attrs.insert(attr, instances);
+        }
+    }
+    Ok(Some(entity))
+}
+
+/// An argument of a time window: a bound or the datasetIds.
+enum Arg {
+    Int(i64),
+    Texts(Vec<String>),
+}
+
+impl Arg {
+    fn boxed(&self) -> Box<dyn ToSql + Sync + Send> {
+        match self {
+            Arg::Int(n) => Box::new(*n),
+            Arg::Texts(t) => Box::new(t.clone()),
+        }
+    }
+}
+
+/// The aggregates of one datasetId's instances in one period.
+#[derive(Default)]
+struct Accumulator {
+    total: i64,
+    numeric: i64,
+    /// Kahan-Babuska-Neumaier sums, as the embedded store keeps them.
+    sum: (f64, f64),
+    sumsq: (f64, f64),
+    min: Option<f64>,
+    max: Option<f64>,
+    distinct: HashSet<String>,
+}
+
+fn add_compensated((sum, error): &mut (f64, f64), x: f64) {
+    let t = *sum + x;
+    *error += if sum.abs() >= x.abs() { (*sum - t) + x } else { (x - t) + *sum };
+    *sum = t;
+}
+
+impl Accumulator {
+    fn add(&mut self, n: f64) {
+        self.numeric += 1;
+        add_compensated(&mut self.sum, n);
+        add_compensated(&mut self.sumsq, n * n);
+        self.min = Some(self.min.map_or(n, |m| m.min(n)));
+        self.max = Some(self.max.map_or(n, |m| m.max(n)));
+    }
+
+    fn sums(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        if self.numeric == 0 {
+            return (None, None, None);
+        }
+        let sum = self.sum.0 + self.sum.1;
+        (Some(sum), Some(sum / self.numeric as f64), Some(self.sumsq.0 + self.sumsq.1))
+    }
+}
+
+/// Aggregates one attribute's instances per datasetId and period, streaming them in time order.
+async fn aggregate(
+    tx: &Transaction<'_>,
+    window: &str,
+    params: &Params<'_>,
+    col: &str,
+    methods: &[AggrMethod],
+    period: f64,
+    q: &TemporalQuery,
+) -> Result<Vec<AggregateSeries>, StoreError> {
+    let (from, to) = q.timerel.as_ref().map(|t| t.bounds()).unwrap_or((None, None));
+    let base =
+        format!("FROM attr_history WHERE tenant = $1 AND sid = $2 AND t_deleted IS NULL AND {col} IS NOT NULL{window}");
+    let args = refs(params);
+    let wants = |m: AggrMethod| methods.contains(&m);
+    let with_val = wants(AggrMethod::DistinctCount) || wants(AggrMethod::Min) || wants(AggrMethod::Max);
+    let val = if with_val { ", val" } else { "" };
+    let Some(kind_row) = tx.query_opt(&format!("SELECT doc {base} LIMIT 1"), &args).await.or_backend()? else {
+        return Ok(Vec::new());
+    };
+    let kind = kind_row.get::<_, Json<Attribute>>(0).0.kind;
+    // One pass over the window (through the covering index over observedAt), accumulated here
+    // per datasetId and period. SQL's GROUP BY would sort every row by datasetId and period
+    // first; streaming keeps one accumulator per period and is the embedded store's arithmetic.
+    let rows = tx.query(&format!("SELECT dataset_id, {col}, num{val} {base}"), &args).await.or_backend()?;
+    let first = rows.iter().map(|r| r.get::<_, i64>(1)).min();
+    let last = rows.iter().map(|r| r.get::<_, i64>(1)).max();
+    let (Some(first), Some(last)) = (first, last) else { return Ok(Vec::new()) };
+    let start = match from {
+        Some(from) => bound(from)?,
+        None => first,
+    };
+    let period_micros = (period * 1e6) as i64;
+    let mut by_dataset: Vec<(Option<String>, BTreeMap<i64, Accumulator>)> = Vec::new();
+    // Text extremes (SQL MIN/MAX over the JSON text of values), for periods without numbers.
+    let mut text_extremes: HashMap<(Option<String>, i64), (String, String)> = HashMap::new();
+    for row in &rows {
+        let dataset: Option<String> = row.get(0);
+        let slot = match by_dataset.iter().position(|(d, _)| *d == dataset) {
+            Some(slot) => slot,
+            None => {
+                by_dataset.push((dataset.clone(), BTreeMap::new()));
+                by_dataset.len() - 1
+            }
+        };
+        let t: i64 = row.get(1);
+        let bucket = if period_micros > 0 { (t - start).div_euclid(period_micros) } else { 0 };
+        let acc = by_dataset[slot].1.entry(bucket).or_default();
+        acc.total += 1;
+        if let Some(n) = row.get::<_, Option<f64>>(2) {
+            acc.add(n);
+        }
+        if with_val {
+            let v: String = row.get(3);
+            if wants(AggrMethod::DistinctCount) {
+                acc.distinct.insert(v.clone());
+            }
+            let e = text_extremes.entry((dataset, bucket)).or_insert_with(|| (v.clone(), v.clone()));
+            // Byte-wise, as SQLite compares text.
+            if v.as_bytes() < e.0.as_bytes() {
+                e.0 = v.clone();
+            }
+            if v.as_bytes() > e.1.as_bytes() {
+                e.1 = v;
+            }
+        }
+    }
+    by_dataset.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut series: Vec<AggregateSeries> = Vec::new();
+    let stamp = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let whole_end = match to {
+        Some(to) => bound(to)?,
+        None => last,
+    };
+    for (dataset_id, buckets) in by_dataset {
+        for (bucket, acc) in buckets {
+            let (sum, avg, sumsq) = acc.sums();
+            let (total, numeric, min, max) = (acc.total, acc.numeric, acc.min, acc.max);
+            let distinct = acc.distinct.len();
+            let no_text = (String::new(), String::new());
+            let (min_val, max_val) = text_extremes.get(&(dataset_id.clone(), bucket)).unwrap_or(&no_text);
+            let (period_start, period_end) = if period_micros > 0 {
+                let s = period_micros.checked_mul(bucket).and_then(|o| start.checked_add(o)).unwrap_or(i64::MAX);
+                (datetime(s), datetime(s.checked_add(period_micros).unwrap_or(i64::MAX)))
+            } else {
+                (datetime(start), datetime(whole_end))
+            };
+            let number = |v: Option<f64>| v.map(Value::from).unwrap_or(Value::Null);
+            let text = |v: &str| serde_json::from_str::<Value>(v).unwrap_or(Value::Null);
+            let values = methods
+                .iter()
+                .map(|m| {
+                    let v = match m {
+                        AggrMethod::TotalCount => Value::from(total),
+                        AggrMethod::DistinctCount => Value::from(distinct),
+                        AggrMethod::Sum => number(sum),
+                        AggrMethod::Avg => number(avg),
+                        AggrMethod::Min if numeric == 0 => text(min_val),
+                        AggrMethod::Max if numeric == 0 => text(max_val),
+                        AggrMethod::Min => number(min),
+                        AggrMethod::Max => number(max),
+                        AggrMethod::Sumsq => number(sumsq),
+                        AggrMethod::Stddev => match (sumsq, avg) {
+                            (Some(sq), Some(mean)) if numeric > 0 => {
+                                Value::from((sq / numeric as f64 - mean * mean).max(0.0).sqrt())
+                            }
+                            _ => Value::Null,
+                        },
+                    };
+                    (*m, v)
+                })
+                .collect();
+            let period = AggregatePeriod { start: stamp(period_start), end: stamp(period_end), values };
+            match series.iter_mut().find(|s| s.dataset_id == dataset_id) {
+                Some(s) => s.periods.push(period),
+                None => series.push(AggregateSeries { kind, dataset_id: dataset_id.clone(), periods: vec![period] }),
+            }
+        }
+    }
+    Ok(series)
+}
