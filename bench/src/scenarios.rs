@@ -351,15 +351,13 @@ pub fn mixed(seeded: u64, name: &str) -> Scenario {
         ),
         per_call: 1,
         setup: Vec::new(),
-        workload: Arc::new(
-            move || {
-                if turn.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
-                    query.next()
-                } else {
-                    update.next()
-                }
-            },
-        ),
+        workload: Arc::new(move || {
+            if turn.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+                query.next()
+            } else {
+                update.next()
+            }
+        }),
     }
 }
 
