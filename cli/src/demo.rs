@@ -2,7 +2,7 @@
 //! Ho Chi Minh City and Shenzhen, shaped like the FIWARE Smart Data Models, so a newcomer sees
 //! data at once.
 
-use cityhub_storage::{Modifier, Store, DEFAULT_TENANT};
+use cityhub_storage::{Modified, Modifier, Store, DEFAULT_TENANT};
 use ngsild_core::expand::expand_entity;
 use ngsild_core::ops::stamp_new_entity;
 use ngsild_core::time::now;
@@ -24,10 +24,10 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<usize> {
             id,
             Box::new(move |current| {
                 if current.is_some() {
-                    return Ok(current);
+                    return Ok(Modified::from(current));
                 }
                 stamp_new_entity(&mut entity, &now());
-                Ok(Some(entity))
+                Ok(Modified::entity(entity))
             }),
         ));
     }

@@ -156,6 +156,12 @@ struct ServeArgs {
     #[arg(long, default_value_t = 10_000, env = "CITYHUB_NOTIFICATION_OUTBOX_CAP")]
     notification_outbox_cap: usize,
 
+    /// Seconds the notifier lease lasts unrenewed. Of the hubs on one store, only the holder of
+    /// the lease notifies (renewing it every third of this); when it dies, another takes over
+    /// with its pending notifications after at most this long.
+    #[arg(long, default_value_t = 10.0, env = "CITYHUB_NOTIFIER_LEASE_TTL")]
+    notifier_lease_ttl: f64,
+
     /// Log filter, as in RUST_LOG (e.g. "info", "cityhub_http=debug").
     #[arg(long, default_value = "info", env = "CITYHUB_LOG")]
     log: String,
@@ -248,8 +254,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_registrations_per_tenant: args.max_registrations_per_tenant,
             ..HttpConfig::default()
         };
-        let notify = NotifyConfig { outbox_cap: args.notification_outbox_cap.max(1), ..NotifyConfig::default() };
-        let app = app(AppState::with_notify(store, config, notify));
+        let notify = NotifyConfig {
+            outbox_cap: args.notification_outbox_cap.max(1),
+            lease_ttl: lease_ttl(args.notifier_lease_ttl)?,
+            ..NotifyConfig::default()
+        };
+        let state = AppState::with_notify(store, config, notify);
+        let notifier = state.notifier.clone();
+        let app = app(state);
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         let stored_in = match &args.store {
@@ -261,6 +273,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         axum::serve(cityhub_http::GuardedListener::new(listener), service)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+        // Another hub on the same store takes over the notifications at once.
+        notifier.release().await;
         tracing::info!("cityhub stopped");
         anyhow::Ok(())
     })
@@ -280,6 +294,14 @@ fn redact(url: &str) -> String {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
     }
+}
+
+/// `--notifier-lease-ttl` as a duration: from 0.1 s to one day.
+fn lease_ttl(seconds: f64) -> anyhow::Result<std::time::Duration> {
+    if !(0.1..=86_400.0).contains(&seconds) {
+        anyhow::bail!("--notifier-lease-ttl {seconds} is out of range: give seconds from 0.1 to 86400, e.g. 10");
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 /// Posts (or, when it exists, updates) the registration of a peer hub at this hub.

@@ -3,14 +3,13 @@
 //! Every entity of a batch is checked and applied on its own; the whole batch is one call to the
 //! store, so it costs one durable commit.
 
-use parking_lot::Mutex;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use cityhub_storage::{Change, Modifier};
+use cityhub_storage::{Change, Modified, Modifier};
 use ngsild_core::expand::{entity_from_input, expand_fragment, EntityInput};
 use ngsild_core::ops;
 use ngsild_core::time::now;
@@ -175,7 +174,7 @@ pub async fn create(
                         return Err(NgsiLdError::already_exists(format!("entity {} already exists", entity.id)));
                     }
                     ops::stamp_new_entity(&mut entity, &now());
-                    Ok(Some(entity))
+                    Ok(Modified::entity(entity))
                 }),
             )),
             Err(e) => failed.push((id, e)),
@@ -225,7 +224,7 @@ pub async fn upsert(
             id,
             Box::new(move |current| {
                 let now = now();
-                Ok(Some(match current {
+                Ok(Modified::entity(match current {
                     None => {
                         let mut entity = entity;
                         ops::stamp_new_entity(&mut entity, &now);
@@ -277,13 +276,10 @@ pub async fn update(
         "/entityOperations/update",
     )
     .await?;
-    let mut reports = Vec::new();
     let modifications = inputs
         .into_iter()
         .map(|(id, input)| {
             let missing = id.clone();
-            let report = Arc::new(Mutex::new(None));
-            reports.push((id.clone(), report.clone()));
             let modifier: Modifier = Box::new(move |current| {
                 let mut entity =
                     current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
@@ -292,17 +288,15 @@ pub async fn update(
                 } else {
                     ops::update_attributes(&mut entity, &input, &now())?
                 };
-                *report.lock() = Some(outcome);
-                Ok(Some(entity))
+                Ok(Modified::entity(entity).with_report(Some(outcome)))
             });
             (id, modifier)
         })
         .collect();
     let (ok, mut errors) = split(apply(&state, &tenant, modifications).await?, failed);
     let mut successes = Vec::new();
-    for (id, _) in ok {
-        let report = reports.iter().find(|(rid, _)| rid == &id).and_then(|(_, r)| r.lock().take());
-        match report {
+    for (id, change) in ok {
+        match change.and_then(|c| c.report) {
             Some(r) if !r.is_complete() => {
                 let names: Vec<&str> = r.not_updated.iter().map(|(n, _)| n.as_str()).collect();
                 errors.push((id, NgsiLdError::bad_request(format!("not updated: {}", names.join(", ")))));
@@ -342,7 +336,7 @@ pub async fn merge(
                 let mut entity =
                     current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
                 ops::merge_entity(&mut entity, &input, &now())?;
-                Ok(Some(entity))
+                Ok(Modified::entity(entity))
             });
             (id, modifier)
         })
@@ -396,7 +390,7 @@ pub async fn delete(
         modifications.push((
             id,
             Box::new(move |current| match current {
-                Some(_) => Ok(None),
+                Some(_) => Ok(Modified::delete()),
                 None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
             }),
         ));

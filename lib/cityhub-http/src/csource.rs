@@ -67,14 +67,13 @@ pub async fn create(
     reg.created_at = Some(now.clone());
     reg.modified_at = Some(now);
     let fed = &state.federation;
-    let _writing = fed.writes.lock().await;
     let held = fed.registrations(state.store.as_ref(), &tenant).await?;
     if held.iter().any(|r| r.id == reg.id) {
         return Err(NgsiLdError::already_exists(format!("registration {} already exists", reg.id)).into());
     }
     crate::limits::check_registration_room(&state, held.len())?;
     let id = reg.id.clone();
-    fed.save(state.store.as_ref(), &tenant, reg.clone()).await?;
+    fed.create(state.store.as_ref(), &tenant, &reg).await??;
     state.notifier.registration_changed(&tenant, None, Some(&reg)).await;
     Ok(created(&location(&id)))
 }
@@ -239,14 +238,15 @@ pub async fn update(
     let (value, ld) = body_ld(&state, &headers, &body, true).await?;
     let fragment = as_object(value, "a registration fragment")?;
     let fed = &state.federation;
-    let _writing = fed.writes.lock().await;
     let regs = fed.registrations(state.store.as_ref(), &tenant).await?;
     let reg = regs
         .iter()
         .find(|r| r.id == id)
         .ok_or_else(|| NgsiLdError::not_found(format!("registration {id} not found")))?;
     let next = patch_registration(reg, &fragment, &ld.ctx, &now())?;
-    fed.save(state.store.as_ref(), &tenant, next.clone()).await?;
+    if !fed.replace(state.store.as_ref(), &tenant, &next).await? {
+        return Err(NgsiLdError::not_found(format!("registration {id} not found")).into());
+    }
     state.notifier.registration_changed(&tenant, Some(reg), Some(&next)).await;
     Ok(no_content())
 }
@@ -262,7 +262,6 @@ pub async fn delete(
     check_id(&id)?;
     let tenant = existing_tenant(&state, &headers).await?;
     let fed = &state.federation;
-    let _writing = fed.writes.lock().await;
     let before = fed.registrations(state.store.as_ref(), &tenant).await?.iter().find(|r| r.id == id).cloned();
     if !fed.remove(state.store.as_ref(), &tenant, &id).await? {
         return Err(NgsiLdError::not_found(format!("registration {id} not found")).into());

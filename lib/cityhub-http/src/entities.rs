@@ -4,7 +4,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use cityhub_storage::{modify_one, EntityFilter, Modifier, Paging};
+use cityhub_storage::{modify_one, EntityFilter, Modified, Modifier, Paging};
 use ngsild_core::expand::{entity_from_input, expand_fragment, expand_raw_attribute, AttributeInput};
 use ngsild_core::ops;
 use ngsild_core::render::{
@@ -121,7 +121,7 @@ pub async fn create(
                 return Err(NgsiLdError::already_exists(format!("entity {} already exists", entity.id)));
             }
             ops::stamp_new_entity(&mut entity, &now());
-            Ok(Some(entity))
+            Ok(Modified::entity(entity))
         });
         Some(modify_one(state.store.as_ref(), &tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
     } else {
@@ -603,7 +603,7 @@ pub async fn delete(
     let local = if plan.local {
         let missing = id.clone();
         let modifier: Modifier = Box::new(move |current| match current {
-            Some(_) => Ok(None),
+            Some(_) => Ok(Modified::delete()),
             None => Err(NgsiLdError::not_found(format!("entity {missing} not found"))),
         });
         Some(modify_one(state.store.as_ref(), &tenant, &id, modifier).await.map(|_| ()).map_err(ApiError::from))
@@ -621,16 +621,12 @@ async fn modify_existing(
     op: impl FnOnce(&mut Entity) -> Result<Option<ops::UpdateReport>, NgsiLdError> + Send + 'static,
 ) -> Result<Option<ops::UpdateReport>, ApiError> {
     let missing = id.to_owned();
-    let report = std::sync::Arc::new(parking_lot::Mutex::new(None));
-    let report_out = report.clone();
     let modifier: Modifier = Box::new(move |current| {
         let mut entity = current.ok_or_else(|| NgsiLdError::not_found(format!("entity {missing} not found")))?;
-        *report_out.lock() = op(&mut entity)?;
-        Ok(Some(entity))
+        let report = op(&mut entity)?;
+        Ok(Modified::entity(entity).with_report(report))
     });
-    modify_one(state.store.as_ref(), tenant, id, modifier).await?;
-    let report = report.lock().take();
-    Ok(report)
+    Ok(modify_one(state.store.as_ref(), tenant, id, modifier).await?.report)
 }
 
 /// Reads a fragment body for an existing entity: id and type in it, if any, must agree.
@@ -960,15 +956,15 @@ pub async fn purge(State(state): State<SharedState>, headers: HeaderMap, RawQuer
             let drop = drop.clone();
             let modifier: Modifier = Box::new(move |current| {
                 let Some(mut entity) = current else {
-                    return Ok(None);
+                    return Ok(Modified::delete());
                 };
                 match (keep, drop) {
                     (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
                     (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
-                    (None, None) => return Ok(None),
+                    (None, None) => return Ok(Modified::delete()),
                 }
                 entity.touch(&now());
-                Ok(Some(entity))
+                Ok(Modified::entity(entity))
             });
             (id, modifier)
         })

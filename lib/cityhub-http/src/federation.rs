@@ -20,8 +20,9 @@ use serde_json::Value;
 
 use crate::request::{Ld, TENANT_HEADER};
 
-/// Per-tenant registrations, cached in memory (this process is their only writer), and the
-/// forwarding client.
+/// Per-tenant registrations, cached in memory (an entry goes on every write here and on every
+/// `StoreEvent::Records` of its tenant, so a registration written at another hub on the same
+/// store is in force here too), and the forwarding client.
 pub struct Federation {
     /// This hub's `contextSourceAlias` (clause 5.2.40): how it names itself in `Via`.
     pub me: String,
@@ -31,8 +32,6 @@ pub struct Federation {
     pub timeout: Duration,
     client: reqwest::Client,
     registry: RwLock<HashMap<String, Arc<Vec<Registration>>>>,
-    /// Serialises registration writes so that "create unless it exists" holds.
-    pub writes: tokio::sync::Mutex<()>,
     /// How forwarding went per registration (tenant, id); kept in memory, not durable.
     stats: Mutex<HashMap<(String, String), SourceStatus>>,
 }
@@ -89,7 +88,6 @@ impl Federation {
             timeout,
             client,
             registry: RwLock::new(HashMap::new()),
-            writes: tokio::sync::Mutex::new(()),
             stats: Mutex::new(HashMap::new()),
         }
     }
@@ -105,27 +103,44 @@ impl Federation {
         Ok(regs)
     }
 
-    /// Stores a registration (new or replacing the one with its id). Callers hold `writes`.
-    pub async fn save(&self, store: &dyn Store, tenant: &str, reg: Registration) -> Result<(), StoreError> {
-        let current = self.registrations(store, tenant).await?;
-        store.put_record(tenant, RecordKind::Registration, &reg.id, reg.to_stored()).await?;
-        let mut next: Vec<Registration> = current.as_ref().clone();
-        match next.iter_mut().find(|r| r.id == reg.id) {
-            Some(slot) => *slot = reg,
-            None => next.push(reg),
-        }
-        self.registry.write().insert(tenant.to_owned(), Arc::new(next));
-        Ok(())
+    /// Forgets the cached registrations of a tenant (they changed, here or at another hub);
+    /// `None`: of every tenant (store events were missed).
+    pub fn forget(&self, tenant: Option<&str>) {
+        match tenant {
+            Some(tenant) => self.registry.write().remove(tenant),
+            None => {
+                self.registry.write().clear();
+                None
+            }
+        };
     }
 
-    /// Removes a registration; answers whether it existed. Callers hold `writes`.
+    /// Stores a new registration; one with its id is AlreadyExists (the store decides, so this
+    /// holds across hubs on one store).
+    pub async fn create(
+        &self,
+        store: &dyn Store,
+        tenant: &str,
+        reg: &Registration,
+    ) -> Result<Result<(), NgsiLdError>, StoreError> {
+        let created = store.create_record(tenant, RecordKind::Registration, &reg.id, reg.to_stored()).await;
+        self.forget(Some(tenant));
+        created
+    }
+
+    /// Replaces the registration with its id; false when there is none.
+    pub async fn replace(&self, store: &dyn Store, tenant: &str, reg: &Registration) -> Result<bool, StoreError> {
+        let replaced = store.replace_record(tenant, RecordKind::Registration, &reg.id, reg.to_stored()).await;
+        self.forget(Some(tenant));
+        replaced
+    }
+
+    /// Removes a registration; answers whether it existed.
     pub async fn remove(&self, store: &dyn Store, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        let current = self.registrations(store, tenant).await?;
-        let existed = store.delete_record(tenant, RecordKind::Registration, id).await?;
-        let next: Vec<Registration> = current.iter().filter(|r| r.id != id).cloned().collect();
-        self.registry.write().insert(tenant.to_owned(), Arc::new(next));
+        let existed = store.delete_record(tenant, RecordKind::Registration, id).await;
+        self.forget(Some(tenant));
         self.stats.lock().remove(&(tenant.to_owned(), id.to_owned()));
-        Ok(existed)
+        existed
     }
 
     /// The registration with its forwarding statistics filled in, for display.

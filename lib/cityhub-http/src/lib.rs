@@ -116,7 +116,37 @@ impl AppState {
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
         let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
         let limits = limits::Limits::new(&config);
-        Arc::new(AppState { store, contexts, config, notifier, federation, limits })
+        let events = store.events();
+        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits });
+        tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
+        state
+    }
+}
+
+/// Keeps the caches of this hub true to the store when other hubs write to it: each entry goes
+/// on the store event that changes it (registrations of a tenant, known tenants, @contexts
+/// built from hosted documents), and everything goes after missed events.
+async fn drop_stale_caches(
+    state: std::sync::Weak<AppState>,
+    mut events: tokio::sync::broadcast::Receiver<cityhub_storage::StoreEvent>,
+) {
+    use cityhub_storage::StoreEvent;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = events.recv().await;
+        let Some(state) = state.upgrade() else { return };
+        match event {
+            Ok(StoreEvent::Records { tenant, .. }) => state.federation.forget(Some(&tenant)),
+            Ok(StoreEvent::Tenant { tenant }) => state.limits.tenants.learn(&tenant).await,
+            Ok(StoreEvent::Context { .. }) => state.contexts.invalidate(),
+            Ok(StoreEvent::Journal | StoreEvent::Subscription { .. }) => {}
+            Err(RecvError::Lagged(_)) => {
+                state.federation.forget(None);
+                state.limits.tenants.forget_all().await;
+                state.contexts.invalidate();
+            }
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

@@ -113,6 +113,18 @@ impl TenantGate {
         Ok(true)
     }
 
+    /// Learns of a tenant that came into being (perhaps at another hub on the same store).
+    pub async fn learn(&self, tenant: &str) {
+        if let Some(known) = self.known.lock().await.as_mut() {
+            known.insert(tenant.to_owned());
+        }
+    }
+
+    /// Forgets what it knew; the store is read again on next use.
+    pub async fn forget_all(&self) {
+        *self.known.lock().await = None;
+    }
+
     /// Forgets a tenant admitted for a write that failed, unless something created it meanwhile.
     async fn release(&self, store: &dyn Store, tenant: &str) {
         let mut known = self.known.lock().await;

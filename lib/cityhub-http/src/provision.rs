@@ -355,13 +355,13 @@ pub async fn drop_exclusive_copies(
 /// A modifier that removes the attributes `names` (expanded) from an entity, if it exists.
 pub fn without_attributes(names: Vec<String>) -> cityhub_storage::Modifier {
     Box::new(move |current| {
-        Ok(current.map(|mut entity| {
+        Ok(cityhub_storage::Modified::from(current.map(|mut entity| {
             let before = entity.attrs.len();
             entity.attrs.retain(|name, _| !names.contains(name));
             if entity.attrs.len() != before {
                 entity.touch(&now());
             }
             entity
-        }))
+        })))
     })
 }

@@ -19,5 +19,5 @@ pub mod subscription;
 
 pub use csource::TriggerReason;
 pub use matching::Compiled;
-pub use notifier::{ContextResolver, Notifier, NotifyConfig};
+pub use notifier::{ContextResolver, Notifier, NotifyConfig, LEASE};
 pub use subscription::Subscription;

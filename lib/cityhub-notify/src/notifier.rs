@@ -6,6 +6,15 @@
 //! side: entity changes come from the journal, registration changes from `registration_changed`
 //! (the registration API tells), and both kinds' notifications go through the same outbox,
 //! workers and delivery status.
+//!
+//! Several hubs may share one store. Only the holder of the store lease [`LEASE`] (renewed every
+//! third of `NotifyConfig::lease_ttl`) tails the journal, runs the periodic subscriptions and
+//! delivers the outbox, so each change is notified once in total; when it stops renewing (killed)
+//! the lease expires and another hub takes over, pending outbox included. The journal cursor
+//! moves by compare-and-set, so two holders overlapping for a moment never consume one entry
+//! twice. Every hub follows the store's events (`Store::events`): a subscription created,
+//! replaced or deleted at another hub is read again from the store, and a receiver that lagged
+//! reloads them all.
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
@@ -14,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    DeliveryOutcome, DynStore, NotifierCommit, OutboxItem, Paging, RecordKind, StoreError, SubscriptionKind,
+    DeliveryOutcome, DynStore, NotifierCommit, OutboxItem, Paging, RecordKind, StoreError, StoreEvent, SubscriptionKind,
 };
 use ngsild_core::render::{link_targets, Projection};
 use ngsild_core::time::{now, parse_datetime};
@@ -23,7 +32,8 @@ use ngsild_federation::Registration;
 use ngsild_jsonld::Context;
 use ngsild_query::EntityFilter;
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::csource::TriggerReason;
@@ -50,7 +60,13 @@ pub struct NotifyConfig {
     pub send_timeout: Duration,
     /// Journal entries matched per notifier commit.
     pub journal_batch: usize,
+    /// How long the notifier lease lasts unrenewed: a killed hub's notifications pass to another
+    /// hub on the same store after at most this long. Renewed every third of it.
+    pub lease_ttl: Duration,
 }
+
+/// The name of the store lease whose holder notifies.
+pub const LEASE: &str = "notifier";
 
 impl Default for NotifyConfig {
     fn default() -> Self {
@@ -62,6 +78,7 @@ impl Default for NotifyConfig {
             give_up_after: Duration::from_secs(3600),
             send_timeout: Duration::from_secs(5),
             journal_batch: 256,
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -84,6 +101,10 @@ struct Inner {
     periodic: Mutex<HashMap<Key, JoinHandle<()>>>,
     /// When each throttled subscription last notified.
     last_notified: Mutex<HashMap<Key, Instant>>,
+    /// Who this process is, as a lease holder.
+    holder: String,
+    /// Whether this process holds the lease (and so notifies).
+    leading: watch::Sender<bool>,
 }
 
 /// A handle on the notification machinery (cheap to clone).
@@ -108,8 +129,8 @@ impl Notifier {
             .build()
             .expect("an HTTP client with default TLS settings builds");
         let journal_wake = Arc::new(Notify::new());
-        let wake = journal_wake.clone();
-        store.on_journal(Arc::new(move || wake.notify_one()));
+        // Before loading: no change made while loading goes unseen.
+        let events = store.events();
         let inner = Arc::new(Inner {
             store,
             resolver,
@@ -120,20 +141,130 @@ impl Notifier {
             workers: Mutex::new(HashMap::new()),
             periodic: Mutex::new(HashMap::new()),
             last_notified: Mutex::new(HashMap::new()),
+            holder: format!("cityhub-{}", uuid::Uuid::new_v4()),
+            leading: watch::channel(false).0,
         });
         let notifier = Notifier { inner };
         let starting = notifier.clone();
         tokio::spawn(async move {
+            // The first attempt at the lease comes first, so that a hub that gets it notifies
+            // its periodic subscriptions at once as it loads them.
+            starting.renew_lease().await;
+            let leasing = starting.clone();
+            tokio::spawn(async move { leasing.hold_lease().await });
             starting.load().await;
+            let following = starting.clone();
+            tokio::spawn(async move { following.follow_events(events).await });
             starting.tail_journal().await;
         });
         notifier
     }
 
+    /// Whether this process holds the notifier lease now.
+    pub fn leading(&self) -> bool {
+        *self.inner.leading.borrow()
+    }
+
+    /// Waits until this process holds the notifier lease.
+    async fn until_leading(&self) {
+        let mut leading = self.inner.leading.subscribe();
+        let _ = leading.wait_for(|held| *held).await;
+    }
+
+    /// Takes or renews the lease; on taking it, wakes the journal tail and every worker with
+    /// pending rows (those a killed holder left among them).
+    async fn renew_lease(&self) {
+        let ttl = self.inner.config.lease_ttl;
+        let held = match self.inner.store.try_lease(LEASE, &self.inner.holder, ttl).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the notifier lease");
+                false
+            }
+        };
+        let was = self.inner.leading.send_replace(held);
+        if held && !was {
+            tracing::info!(holder = %self.inner.holder, "this hub holds the notifier lease and notifies");
+            self.inner.journal_wake.notify_one();
+            self.wake_pending_workers().await;
+        } else if was && !held {
+            tracing::warn!(holder = %self.inner.holder, "this hub lost the notifier lease");
+        }
+    }
+
+    async fn hold_lease(&self) {
+        let period = (self.inner.config.lease_ttl / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(period).await;
+            self.renew_lease().await;
+        }
+    }
+
+    /// Gives the lease up (at shutdown), so that another hub takes over at once.
+    pub async fn release(&self) {
+        self.inner.leading.send_replace(false);
+        if let Err(e) = self.inner.store.release_lease(LEASE, &self.inner.holder).await {
+            tracing::warn!(error = %e, "cannot release the notifier lease");
+        }
+    }
+
+    async fn wake_pending_workers(&self) {
+        match self.inner.store.outbox_endpoints().await {
+            Ok(endpoints) => {
+                for endpoint in endpoints {
+                    self.worker(&endpoint).notify_one();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+        }
+    }
+
+    /// Follows the store's events: journal entries wake the tail, a subscription changed
+    /// anywhere is read again, and after a lag everything is.
+    async fn follow_events(&self, mut events: tokio::sync::broadcast::Receiver<StoreEvent>) {
+        loop {
+            match events.recv().await {
+                Ok(StoreEvent::Journal) => self.inner.journal_wake.notify_one(),
+                Ok(StoreEvent::Subscription { kind, tenant, id }) => self.reload(kind, &tenant, &id).await,
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "store events lagged: reloading the subscriptions");
+                    self.load().await;
+                    self.inner.journal_wake.notify_one();
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Brings one installed subscription in line with the store.
+    async fn reload(&self, kind: SubscriptionKind, tenant: &str, id: &str) {
+        match self.inner.store.get_subscription(kind, tenant, id).await {
+            Ok(None) => self.remove(kind, tenant, id),
+            Ok(Some(s)) => match serde_json::from_value::<Subscription>(s.doc) {
+                Ok(sub) => match self.compile(kind, tenant, sub).await {
+                    Ok(compiled) => self.install(compiled),
+                    Err(e) => tracing::warn!(%id, error = %e.detail, "a subscription cannot be compiled"),
+                },
+                Err(e) => tracing::error!(%id, error = %e, "an unreadable stored subscription is ignored"),
+            },
+            Err(e) => tracing::warn!(%id, error = %e, "a changed subscription could not be read"),
+        }
+    }
+
+    /// Installs every stored subscription (those installed and unchanged stay as they are) and
+    /// removes those the store no longer holds; wakes the workers of pending rows.
     async fn load(&self) {
         loop {
             match self.inner.store.list_subscriptions(None, None).await {
                 Ok(stored) => {
+                    let present: HashSet<Key> =
+                        stored.iter().map(|s| (s.kind, s.tenant.clone(), s.id.clone())).collect();
+                    let gone: Vec<Key> =
+                        self.inner.subs.read().keys().filter(|k| !present.contains(*k)).cloned().collect();
+                    for (kind, tenant, id) in gone {
+                        self.remove(kind, &tenant, &id);
+                    }
                     for s in stored {
                         let sub: Subscription = match serde_json::from_value(s.doc) {
                             Ok(sub) => sub,
@@ -157,14 +288,7 @@ impl Notifier {
                 }
             }
         }
-        match self.inner.store.outbox_endpoints().await {
-            Ok(endpoints) => {
-                for endpoint in endpoints {
-                    self.worker(&endpoint).notify_one();
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
-        }
+        self.wake_pending_workers().await;
     }
 
     /// Resolves the subscription's contexts and parses its expressions.
@@ -182,9 +306,14 @@ impl Notifier {
         Compiled::new(kind, tenant, sub, &ctx, notify_ctx)
     }
 
-    /// Makes a created or updated subscription the one that matches from now on.
+    /// Makes a created or updated subscription the one that matches from now on. The same
+    /// subscription installed again (its store event after the request installed it) changes
+    /// nothing: its throttling and periodic task go on.
     pub fn install(&self, compiled: Compiled) {
         let key = key(&compiled);
+        if self.inner.subs.read().get(&key).is_some_and(|installed| installed.sub == compiled.sub) {
+            return;
+        }
         let compiled = Arc::new(compiled);
         self.inner.subs.write().insert(key.clone(), compiled.clone());
         self.inner.last_notified.lock().remove(&key);
@@ -219,7 +348,17 @@ impl Notifier {
         }
     }
 
+    /// While this process holds the lease: the journal after the stored cursor, matched, and
+    /// committed with the cursor moved past it (compare-and-set: when another holder moved it
+    /// meanwhile, the cursor is read again and nothing is queued twice).
     async fn tail_journal(&self) {
+        loop {
+            self.until_leading().await;
+            self.tail_while_leading().await;
+        }
+    }
+
+    async fn tail_while_leading(&self) {
         let store = &self.inner.store;
         let mut cursor = loop {
             match store.notifier_cursor().await {
@@ -230,7 +369,7 @@ impl Notifier {
                 }
             }
         };
-        loop {
+        while self.leading() {
             let entries = match store.journal_after(cursor, self.inner.config.journal_batch).await {
                 Ok(entries) => entries,
                 Err(e) => {
@@ -272,8 +411,12 @@ impl Notifier {
                     notifications.push(outbox_item(c, c.message(data, &stamp), &stamp));
                 }
             }
-            match self.commit(Some(last), notifications).await {
+            match self.commit(Some((cursor, last)), notifications).await {
                 Ok(()) => cursor = last,
+                Err(StoreError::Conflict(why)) => {
+                    tracing::debug!(%why, "the journal cursor moved elsewhere; reading it again");
+                    return;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot queue notifications; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -282,11 +425,17 @@ impl Notifier {
         }
     }
 
-    async fn commit(&self, cursor: Option<u64>, notifications: Vec<OutboxItem>) -> Result<(), StoreError> {
-        if cursor.is_none() && notifications.is_empty() {
+    /// Queues notifications; with `cursors` (expected, next), moves the journal cursor as well.
+    async fn commit(&self, cursors: Option<(u64, u64)>, notifications: Vec<OutboxItem>) -> Result<(), StoreError> {
+        if cursors.is_none() && notifications.is_empty() {
             return Ok(());
         }
-        let commit = NotifierCommit { cursor, notifications, outbox_cap: self.inner.config.outbox_cap };
+        let commit = NotifierCommit {
+            expected_cursor: cursors.map_or(0, |(expected, _)| expected),
+            cursor: cursors.map(|(_, next)| next),
+            notifications,
+            outbox_cap: self.inner.config.outbox_cap,
+        };
         let stored = self.inner.store.commit_notifications(commit).await?;
         let endpoints: HashSet<&str> = stored.iter().map(|i| i.endpoint.as_str()).collect();
         for endpoint in endpoints {
@@ -301,7 +450,8 @@ impl Notifier {
         loop {
             // The first tick is at once: a periodic subscription notifies on creation, too.
             ticks.tick().await;
-            if !c.is_live(chrono::Utc::now()) {
+            // Only the lease holder notifies: N hubs send one notification per interval.
+            if !self.leading() || !c.is_live(chrono::Utc::now()) {
                 continue;
             }
             let stamp = now();
@@ -467,6 +617,7 @@ impl Notifier {
     async fn deliver(&self, endpoint: String, wake: Arc<Notify>) {
         let config = &self.inner.config;
         loop {
+            self.until_leading().await;
             let items = match self.inner.store.outbox(&endpoint, config.queue_cap).await {
                 Ok(items) => items,
                 Err(e) => {
@@ -480,6 +631,9 @@ impl Notifier {
                 continue;
             }
             for item in items {
+                if !self.leading() {
+                    break;
+                }
                 self.deliver_one(&item).await;
             }
         }
@@ -492,6 +646,10 @@ impl Notifier {
             let key = (item.kind, item.tenant.clone(), item.subscription_id.clone());
             if !self.inner.subs.read().contains_key(&key) {
                 // Deleted meanwhile: the store dropped its rows with it.
+                return;
+            }
+            if !self.leading() {
+                // The row stays in the outbox for the lease's next holder.
                 return;
             }
             // timesSent and lastNotification count the attempt as it starts.

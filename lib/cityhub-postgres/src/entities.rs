@@ -120,8 +120,8 @@ pub(crate) async fn modify(
             Ok(result) => result,
             Err(_) => Err(NgsiLdError::internal(format!("the modification of {id} failed unexpectedly"))),
         };
-        let after = match result {
-            Ok(after) => after,
+        let (after, report) = match result {
+            Ok(modified) => (modified.next, modified.report),
             Err(e) => {
                 answers.push(Err(e));
                 continue;
@@ -138,7 +138,7 @@ pub(crate) async fn modify(
                 None => written.push((id.clone(), after.clone())),
             }
         }
-        answers.push(Ok(Change { before, after }));
+        answers.push(Ok(Change { before, after, report }));
     }
     let states: Vec<(&str, Option<&Entity>, Option<&Entity>)> =
         written.iter().map(|(id, after)| (id.as_str(), loaded.get(id), after.as_ref())).collect();

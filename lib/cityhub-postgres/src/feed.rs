@@ -3,10 +3,11 @@
 //!
 //! Owned by helper "ops"; the skeleton only fixes the functions the rest of the crate calls.
 
-use std::sync::RwLock;
+use std::time::Duration;
 
-use cityhub_storage::{Change, DeliveryOutcome, JournalEntry, JournalListener, NotifierCommit, OutboxItem, StoreError};
+use cityhub_storage::{Change, DeliveryOutcome, JournalEntry, NotifierCommit, OutboxItem, StoreError, StoreEvent};
 use deadpool_postgres::Pool;
+use tokio::sync::broadcast;
 
 use crate::PostgresStore;
 
@@ -16,12 +17,12 @@ fn not_yet() -> StoreError {
 
 /// What this process keeps of the notification machinery.
 pub(crate) struct Feed {
-    listener: RwLock<Option<JournalListener>>,
+    events: broadcast::Sender<StoreEvent>,
 }
 
 impl Feed {
     pub(crate) async fn start(_pool: &Pool) -> Result<Feed, StoreError> {
-        Ok(Feed { listener: RwLock::new(None) })
+        Ok(Feed { events: broadcast::channel(1024).0 })
     }
 }
 
@@ -49,17 +50,24 @@ pub(crate) async fn context_changed(_tx: &tokio_postgres::Transaction<'_>, _id: 
 
 /// Called after the commit of a transaction in which `journal` answered true.
 pub(crate) fn journaled(store: &PostgresStore) {
-    if let Ok(listener) = store.feed.listener.read() {
-        if let Some(listener) = listener.as_ref() {
-            listener();
-        }
-    }
+    let _ = store.feed.events.send(StoreEvent::Journal);
 }
 
-pub(crate) fn on_journal(store: &PostgresStore, listener: JournalListener) {
-    if let Ok(mut slot) = store.feed.listener.write() {
-        *slot = Some(listener);
-    }
+pub(crate) fn events(store: &PostgresStore) -> broadcast::Receiver<StoreEvent> {
+    store.feed.events.subscribe()
+}
+
+pub(crate) async fn try_lease(
+    _store: &PostgresStore,
+    _name: &str,
+    _holder: &str,
+    _ttl: Duration,
+) -> Result<bool, StoreError> {
+    Err(not_yet())
+}
+
+pub(crate) async fn release_lease(_store: &PostgresStore, _name: &str, _holder: &str) -> Result<(), StoreError> {
+    Err(not_yet())
 }
 
 pub(crate) async fn journal_after(

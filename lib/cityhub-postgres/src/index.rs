@@ -75,6 +75,9 @@ pub(crate) struct Delta<'a> {
 
 impl<'a> Delta<'a> {
     fn add_attr(&mut self, entity: &'a Entity, name: &'a str, instances: &'a [Attribute], facets: bool, geo: bool) {
+        if instances.is_empty() {
+            return;
+        }
         if facets {
             for scalar in attribute_scalars(instances) {
                 for ty in &entity.types {

@@ -30,8 +30,8 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    Change, DeliveryOutcome, EntityFilter, JournalEntry, JournalListener, Modifier, NotifierCommit, OutboxItem, Page,
-    Paging, RecordKind, Store, StoreError, StoredContext, StoredSubscription, SubscriptionKind, TemporalOutcome,
+    Change, DeliveryOutcome, EntityFilter, JournalEntry, Modifier, NotifierCommit, OutboxItem, Page, Paging,
+    RecordKind, Store, StoreError, StoreEvent, StoredContext, StoredSubscription, SubscriptionKind, TemporalOutcome,
     TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -276,12 +276,36 @@ impl Store for PostgresStore {
         feed::record_delivery(self, item, outcome, at).await
     }
 
-    fn on_journal(&self, listener: JournalListener) {
-        feed::on_journal(self, listener)
+    fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        feed::events(self)
     }
 
-    async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError> {
-        records::put(self, tenant, kind, id, doc).await
+    async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        feed::try_lease(self, name, holder, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        feed::release_lease(self, name, holder).await
+    }
+
+    async fn create_record(
+        &self,
+        tenant: &Tenant,
+        kind: RecordKind,
+        id: &str,
+        doc: Value,
+    ) -> Result<Result<(), NgsiLdError>, StoreError> {
+        records::create(self, tenant, kind, id, doc).await
+    }
+
+    async fn replace_record(
+        &self,
+        tenant: &Tenant,
+        kind: RecordKind,
+        id: &str,
+        doc: Value,
+    ) -> Result<bool, StoreError> {
+        records::replace(self, tenant, kind, id, doc).await
     }
 
     async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError> {

@@ -171,18 +171,19 @@ pub(crate) fn plan(tenant: &str, filter: &EntityFilter) -> Sql {
     }
     if let Some(geo) = &filter.geo {
         sql.residual = true;
-        let attr = sql.bind(Box::new(geo.geoproperty.clone()));
         let near_point = match (&geo.rel, &geo.reference) {
             (GeoRel::Near { max_distance: Some(d), .. }, geo::Geometry::Point(p)) => Some((p.x(), p.y(), *d)),
             _ => None,
         };
         if let Some((lon, lat, d)) = near_point {
+            let attr = sql.bind(Box::new(geo.geoproperty.clone()));
             let (lon, lat, d) = (sql.bind(Box::new(lon)), sql.bind(Box::new(lat)), sql.bind(Box::new(d * 1.01 + 1.0)));
             sql.conditions.push(format!(
                 "EXISTS (SELECT 1 FROM geometries g WHERE g.tenant = $1 AND g.id = e.id AND g.attr = {attr}
                  AND ST_DWithin(g.geom::geography, ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326)::geography, {d}))"
             ));
         } else if let Some((min_lon, max_lon, min_lat, max_lat)) = geo.search_box() {
+            let attr = sql.bind(Box::new(geo.geoproperty.clone()));
             let b: Vec<String> =
                 [min_lon, min_lat, max_lon, max_lat].into_iter().map(|v| sql.bind(Box::new(v))).collect();
             sql.conditions.push(format!(

@@ -3,6 +3,7 @@
 //! Owned by helper "ops"; the skeleton only fixes the functions `lib.rs` calls.
 
 use cityhub_storage::{RecordKind, StoreError};
+use ngsild_core::NgsiLdError;
 use serde_json::Value;
 
 use crate::PostgresStore;
@@ -11,13 +12,23 @@ fn not_yet() -> StoreError {
     StoreError::Backend("not implemented yet".into())
 }
 
-pub(crate) async fn put(
+pub(crate) async fn create(
     _store: &PostgresStore,
     _tenant: &str,
     _kind: RecordKind,
     _id: &str,
     _doc: Value,
-) -> Result<(), StoreError> {
+) -> Result<Result<(), NgsiLdError>, StoreError> {
+    Err(not_yet())
+}
+
+pub(crate) async fn replace(
+    _store: &PostgresStore,
+    _tenant: &str,
+    _kind: RecordKind,
+    _id: &str,
+    _doc: Value,
+) -> Result<bool, StoreError> {
     Err(not_yet())
 }
 

@@ -410,7 +410,7 @@ pub(crate) async fn write(
         let after = crate::entities::load_for_update(&tx, tenant, &[id]).await?.remove(id);
         remember = crate::tenants::touch(store, &tx, tenant).await?;
         if before != after {
-            let change = Change { before, after };
+            let change = Change { before, after, report: None };
             journaled = crate::feed::journal(&tx, tenant, &[&change], &now).await?;
         }
         tx.commit().await.or_backend()?;

@@ -14,7 +14,7 @@ mod schema;
 mod subscriptions;
 mod temporal;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -24,19 +24,21 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    Change, DeliveryOutcome, EntityFilter, JournalEntry, JournalListener, Modification, Modifier, NotifierCommit,
-    OutboxItem, Page, Paging, RecordKind, Store, StoreError, StoredContext, StoredSubscription, SubscriptionKind,
+    Change, DeliveryOutcome, EntityFilter, JournalEntry, Modification, Modifier, NotifierCommit, OutboxItem, Page,
+    Paging, RecordKind, Store, StoreError, StoreEvent, StoredContext, StoredSubscription, SubscriptionKind,
     TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
 /// How many modifications one commit takes at most; the rest wait for the next one.
 const MAX_GROUP: usize = 1024;
 /// Read connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
+/// Store events a receiver may fall behind by before it lags (and must assume everything changed).
+const EVENT_CAPACITY: usize = 1024;
 
 type ModifyAnswer = Result<Vec<Result<Change, NgsiLdError>>, StoreError>;
 
@@ -76,8 +78,27 @@ struct WriterState {
     /// Tenants with at least one subscription: only their entity changes are journaled, so a hub
     /// without subscriptions pays nothing for notifications.
     journaled_tenants: HashSet<String>,
-    /// Whether the current group journaled something (the notifier is told after the commit).
-    journaled: bool,
+    /// What the current group changed, told (`StoreEvent`) once it has committed.
+    events: Vec<StoreEvent>,
+}
+
+impl WriterState {
+    /// Notes an event of the current group (once per group).
+    fn tell(&mut self, event: StoreEvent) {
+        if !self.events.contains(&event) {
+            self.events.push(event);
+        }
+    }
+
+    /// Records that `tenant` holds something (the default tenant always exists).
+    fn note_tenant(&mut self, conn: &Connection, tenant: &str) -> rusqlite::Result<()> {
+        if !tenant.is_empty()
+            && conn.prepare_cached("INSERT OR IGNORE INTO tenants (name) VALUES (?1)")?.execute([tenant])? > 0
+        {
+            self.tell(StoreEvent::Tenant { tenant: tenant.to_owned() });
+        }
+        Ok(())
+    }
 }
 
 type TemporalAnswer = Result<Result<TemporalOutcome, NgsiLdError>, StoreError>;
@@ -98,7 +119,7 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     commits: Arc<AtomicU64>,
     checkpointer: Mutex<Option<Checkpointer>>,
-    journal_listener: Arc<RwLock<Option<JournalListener>>>,
+    events: broadcast::Sender<StoreEvent>,
 }
 
 fn backend<E: std::fmt::Display>(e: E) -> StoreError {
@@ -113,15 +134,19 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(backend)?;
         schema::configure_writer(&conn).map_err(backend)?;
         schema::migrate(&mut conn).map_err(backend)?;
+        // The embedded store serves one process at a time (its writer thread is the only
+        // writer): leases a previous process held died with it, so this one need not wait
+        // for them to expire.
+        conn.execute("DELETE FROM leases", []).map_err(backend)?;
         let state = WriterState {
             journaled_tenants: subscriptions::journaled_tenants(&conn).map_err(backend)?,
-            journaled: false,
+            events: Vec::new(),
         };
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
-        let journal_listener: Arc<RwLock<Option<JournalListener>>> = Arc::new(RwLock::new(None));
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let thread_commits = commits.clone();
-        let thread_listener = journal_listener.clone();
+        let thread_events = events.clone();
         // After each commit SQLite tells how many pages the WAL holds; the checkpointer reads it.
         let wal_pages = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let seen_pages = wal_pages.clone();
@@ -133,7 +158,7 @@ impl SqliteStore {
         .map_err(backend)?;
         let handle = std::thread::Builder::new()
             .name("cityhub-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, state, receiver, thread_commits, thread_listener, writer_pages))
+            .spawn(move || writer_loop(conn, state, receiver, thread_commits, thread_events, writer_pages))
             .map_err(backend)?;
         let checkpointer = Checkpointer::start(&path, commits.clone(), wal_pages).map_err(backend)?;
         Ok(SqliteStore {
@@ -142,7 +167,7 @@ impl SqliteStore {
             writer_thread: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(Vec::new())),
             commits,
-            journal_listener,
+            events,
             checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
@@ -287,7 +312,7 @@ fn writer_loop(
     mut state: WriterState,
     receiver: mpsc::Receiver<Job>,
     commits: Arc<AtomicU64>,
-    listener: Arc<RwLock<Option<JournalListener>>>,
+    events: broadcast::Sender<StoreEvent>,
     wal_pages: Arc<std::sync::atomic::AtomicI64>,
 ) {
     while let Ok(first) = receiver.recv() {
@@ -314,16 +339,11 @@ fn writer_loop(
         // The set of journaled tenants changes inside transactions; a rolled-back group must not
         // leave it changed.
         let saved = state.journaled_tenants.clone();
-        state.journaled = false;
-        if run_group(&mut conn, &mut state, group, &commits) {
-            if state.journaled {
-                if let Some(listener) = listener.read().as_ref() {
-                    listener();
-                }
-            }
-        } else {
+        state.events.clear();
+        if !run_group(&mut conn, &mut state, group, &commits, &events) {
             state.journaled_tenants = saved;
         }
+        state.events.clear();
     }
 }
 
@@ -337,7 +357,15 @@ enum Pending {
 }
 
 /// Runs one group in one transaction; answers whether it committed.
-fn run_group(conn: &mut Connection, state: &mut WriterState, group: Vec<Job>, commits: &AtomicU64) -> bool {
+/// The group's events are sent after the commit and before any caller is answered: by the time
+/// a caller hears of its write, every listener has the event queued.
+fn run_group(
+    conn: &mut Connection,
+    state: &mut WriterState,
+    group: Vec<Job>,
+    commits: &AtomicU64,
+    events: &broadcast::Sender<StoreEvent>,
+) -> bool {
     let outcome = (|| -> Result<Vec<Pending>, rusqlite::Error> {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut pending = Vec::with_capacity(group.len());
@@ -351,17 +379,21 @@ fn run_group(conn: &mut Connection, state: &mut WriterState, group: Vec<Job>, co
                         wrote |= answer.is_ok();
                         answers.push(answer);
                     }
-                    if wrote && !tenant.is_empty() {
-                        tx.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
+                    if wrote {
+                        state.note_tenant(&tx, &tenant)?;
                     }
                     pending.push(Pending::Modify(reply, answers));
                 }
                 Job::PutContext { context, reply } => {
                     schema::put_context(&tx, &context)?;
+                    state.tell(StoreEvent::Context { id: context.id.clone() });
                     pending.push(Pending::PutContext(reply));
                 }
                 Job::DeleteContext { id, reply } => {
                     let deleted = tx.execute("DELETE FROM contexts WHERE id = ?1", [&id])? > 0;
+                    if deleted {
+                        state.tell(StoreEvent::Context { id });
+                    }
                     pending.push(Pending::DeleteContext(reply, deleted));
                 }
                 Job::Temporal { tenant, id, write, reply } => {
@@ -376,12 +408,10 @@ fn run_group(conn: &mut Connection, state: &mut WriterState, group: Vec<Job>, co
                             if before != after {
                                 let now = ngsild_core::time::now();
                                 subscriptions::journal(&tx, &tenant, before.as_ref(), after.as_ref(), &now)?;
-                                state.journaled = true;
+                                state.tell(StoreEvent::Journal);
                             }
                         }
-                        if !tenant.is_empty() {
-                            tx.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
-                        }
+                        state.note_tenant(&tx, &tenant)?;
                     }
                     pending.push(Pending::Temporal(reply, answer));
                 }
@@ -399,6 +429,10 @@ fn run_group(conn: &mut Connection, state: &mut WriterState, group: Vec<Job>, co
     match outcome {
         Ok(pending) => {
             commits.fetch_add(1, Ordering::Relaxed);
+            for event in state.events.drain(..) {
+                // No receiver: nobody listens yet, which is no error.
+                let _ = events.send(event);
+            }
             for answer in pending {
                 match answer {
                     Pending::Modify(reply, answers) => {
@@ -441,8 +475,8 @@ fn apply(
         Ok(result) => result,
         Err(_) => Err(NgsiLdError::internal(format!("the modification of {id} failed unexpectedly"))),
     };
-    let after = match result {
-        Ok(after) => after,
+    let (after, report) = match result {
+        Ok(modified) => (modified.next, modified.report),
         Err(e) => return Ok(Err(e)),
     };
     match &after {
@@ -465,10 +499,10 @@ fn apply(
         // entry, and never journaled without being committed.
         if state.journaled_tenants.contains(tenant) {
             subscriptions::journal(tx, tenant, before.as_ref(), after.as_ref(), &now)?;
-            state.journaled = true;
+            state.tell(StoreEvent::Journal);
         }
     }
-    Ok(Ok(Change { before, after }))
+    Ok(Ok(Change { before, after, report }))
 }
 
 #[async_trait]
@@ -559,12 +593,11 @@ impl Store for SqliteStore {
             if !subscriptions::create(conn, kind, &tenant, &id, &doc)? {
                 return Ok(Err(NgsiLdError::already_exists(format!("subscription {id} already exists"))));
             }
-            if !tenant.is_empty() {
-                conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
-            }
+            state.note_tenant(conn, &tenant)?;
             if kind == SubscriptionKind::Entity {
-                state.journaled_tenants.insert(tenant);
+                state.journaled_tenants.insert(tenant.clone());
             }
+            state.tell(StoreEvent::Subscription { kind, tenant, id });
             Ok(Ok(()))
         })
         .await
@@ -578,7 +611,14 @@ impl Store for SqliteStore {
         doc: Value,
     ) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.write(move |conn, _| subscriptions::replace(conn, kind, &tenant, &id, &doc)).await
+        self.write(move |conn, state| {
+            let replaced = subscriptions::replace(conn, kind, &tenant, &id, &doc)?;
+            if replaced {
+                state.tell(StoreEvent::Subscription { kind, tenant, id });
+            }
+            Ok(replaced)
+        })
+        .await
     }
 
     async fn delete_subscription(&self, kind: SubscriptionKind, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
@@ -587,6 +627,9 @@ impl Store for SqliteStore {
             let deleted = subscriptions::delete(conn, kind, &tenant, &id)?;
             if subscriptions::list(conn, Some(SubscriptionKind::Entity), Some(&tenant))?.is_empty() {
                 state.journaled_tenants.remove(&tenant);
+            }
+            if deleted {
+                state.tell(StoreEvent::Subscription { kind, tenant, id });
             }
             Ok(deleted)
         })
@@ -621,7 +664,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Vec<OutboxItem>, StoreError> {
-        self.write(move |conn, _| subscriptions::commit_notifications(conn, commit)).await
+        self.write(move |conn, _| subscriptions::commit_notifications(conn, commit)).await?
     }
 
     async fn outbox_endpoints(&self) -> Result<Vec<String>, StoreError> {
@@ -638,22 +681,60 @@ impl Store for SqliteStore {
         self.write(move |conn, _| subscriptions::record_delivery(conn, &item, outcome, &at)).await
     }
 
-    fn on_journal(&self, listener: JournalListener) {
-        *self.journal_listener.write() = Some(listener);
+    fn events(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
     }
 
-    async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError> {
+    async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |conn, _| subscriptions::try_lease(conn, &name, &holder, ttl)).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |conn, _| subscriptions::release_lease(conn, &name, &holder)).await
+    }
+
+    async fn create_record(
+        &self,
+        tenant: &Tenant,
+        kind: RecordKind,
+        id: &str,
+        doc: Value,
+    ) -> Result<Result<(), NgsiLdError>, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.write(move |conn, _| {
-            conn.prepare_cached(
-                "INSERT INTO records (tenant, kind, id, doc) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (tenant, kind, id) DO UPDATE SET doc = excluded.doc",
-            )?
-            .execute(rusqlite::params![tenant, kind.name(), id, doc.to_string()])?;
-            if !tenant.is_empty() {
-                conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?1)", [&tenant])?;
+        self.write(move |conn, state| {
+            let created = conn
+                .prepare_cached("INSERT OR IGNORE INTO records (tenant, kind, id, doc) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(rusqlite::params![tenant, kind.name(), id, doc.to_string()])?
+                > 0;
+            if !created {
+                return Ok(Err(NgsiLdError::already_exists(format!("registration {id} already exists"))));
             }
-            Ok(())
+            state.note_tenant(conn, &tenant)?;
+            state.tell(StoreEvent::Records { tenant, kind });
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn replace_record(
+        &self,
+        tenant: &Tenant,
+        kind: RecordKind,
+        id: &str,
+        doc: Value,
+    ) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn, state| {
+            let replaced = conn
+                .prepare_cached("UPDATE records SET doc = ?4 WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?
+                .execute(rusqlite::params![tenant, kind.name(), id, doc.to_string()])?
+                > 0;
+            if replaced {
+                state.tell(StoreEvent::Records { tenant, kind });
+            }
+            Ok(replaced)
         })
         .await
     }
@@ -674,11 +755,15 @@ impl Store for SqliteStore {
 
     async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.write(move |conn, _| {
+        self.write(move |conn, state| {
             let deleted = conn
                 .prepare_cached("DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?
-                .execute(rusqlite::params![tenant, kind.name(), id])?;
-            Ok(deleted > 0)
+                .execute(rusqlite::params![tenant, kind.name(), id])?
+                > 0;
+            if deleted {
+                state.tell(StoreEvent::Records { tenant, kind });
+            }
+            Ok(deleted)
         })
         .await
     }

@@ -4,8 +4,9 @@ use cityhub_storage::StoredContext;
 use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// Bumped whenever the schema changes; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 10;
+/// Bumped whenever the schema changes; `migrate` brings older files forward (version 11 added
+/// the `leases` table).
+const SCHEMA_VERSION: i64 = 11;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against

@@ -5,7 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use cityhub_storage::{
-    DeliveryOutcome, DeliveryStatus, JournalEntry, NotifierCommit, OutboxItem, StoredSubscription, SubscriptionKind,
+    DeliveryOutcome, DeliveryStatus, JournalEntry, NotifierCommit, OutboxItem, StoreError, StoredSubscription,
+    SubscriptionKind,
 };
 use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -51,6 +52,13 @@ const SCHEMA: &str = "
         attempts INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS outbox_by_endpoint ON outbox (endpoint, id);
+    -- One holder per lease name (the notifier's: `notifier`); expires_at in microseconds since
+    -- the Unix epoch, after which another holder may take it.
+    CREATE TABLE IF NOT EXISTS leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
     CREATE INDEX IF NOT EXISTS outbox_by_subscription ON outbox (tenant, kind, subscription_id);
 ";
 
@@ -237,8 +245,22 @@ pub fn journal_after(conn: &Connection, cursor: u64, limit: usize) -> rusqlite::
 }
 
 /// The notifier's commit: outbox rows (those beyond an endpoint's cap are dropped and counted in
-/// their subscription's status), then the cursor, then the consumed journal rows go.
-pub fn commit_notifications(conn: &Connection, commit: NotifierCommit) -> rusqlite::Result<Vec<OutboxItem>> {
+/// their subscription's status), then the cursor, then the consumed journal rows go. When the
+/// commit moves the cursor and the stored one is not its `expected_cursor`, nothing is written
+/// (the inner error).
+pub fn commit_notifications(
+    conn: &Connection,
+    commit: NotifierCommit,
+) -> rusqlite::Result<Result<Vec<OutboxItem>, StoreError>> {
+    if commit.cursor.is_some() {
+        let current = cursor(conn)?;
+        if current != commit.expected_cursor {
+            return Ok(Err(StoreError::Conflict(format!(
+                "the notifier cursor is at {current}, not at {} as expected: another notifier consumed the journal",
+                commit.expected_cursor
+            ))));
+        }
+    }
     let mut counts: HashMap<String, usize> = HashMap::new();
     let mut stored = Vec::with_capacity(commit.notifications.len());
     for mut item in commit.notifications {
@@ -283,7 +305,33 @@ pub fn commit_notifications(conn: &Connection, commit: NotifierCommit) -> rusqli
         .execute([cursor as i64])?;
         conn.prepare_cached("DELETE FROM journal WHERE seq <= ?1")?.execute([cursor as i64])?;
     }
-    Ok(stored)
+    Ok(Ok(stored))
+}
+
+fn micros_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Takes or renews the lease `name` for `holder` until `ttl` from now, unless another holder's
+/// lease has not expired yet; answers whether `holder` holds it.
+pub fn try_lease(conn: &Connection, name: &str, holder: &str, ttl: std::time::Duration) -> rusqlite::Result<bool> {
+    let now = micros_now();
+    let until = now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
+    let taken = conn
+        .prepare_cached(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
+        )?
+        .execute(params![name, holder, until, now])?;
+    Ok(taken > 0)
+}
+
+/// Gives the lease up when `holder` holds it.
+pub fn release_lease(conn: &Connection, name: &str, holder: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM leases WHERE name = ?1 AND holder = ?2")?.execute(params![name, holder])?;
+    Ok(())
 }
 
 pub fn outbox_endpoints(conn: &Connection) -> rusqlite::Result<Vec<String>> {

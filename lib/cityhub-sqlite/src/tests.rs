@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cityhub_storage::{modify_one, Modifier, Paging, Store, StoredContext};
+use cityhub_storage::{modify_one, Modified, Modifier, Paging, Store, StoredContext};
 use ngsild_core::model::{Attribute, AttributeKind};
 use ngsild_core::{Entity, NgsiLdError};
 use ngsild_query::{EntityFilter, TypeExpr};
@@ -19,7 +19,7 @@ fn counter(id: &str, n: i64) -> Entity {
 fn create(entity: Entity) -> Modifier {
     Box::new(move |current| match current {
         Some(_) => Err(NgsiLdError::already_exists("exists")),
-        None => Ok(Some(entity)),
+        None => Ok(Modified::entity(entity)),
     })
 }
 
@@ -28,7 +28,7 @@ fn increment() -> Modifier {
         let mut e = current.ok_or_else(|| NgsiLdError::not_found("missing"))?;
         let n = &mut e.attrs.get_mut("https://example.org/n").unwrap()[0].value;
         *n = json!(n.as_i64().unwrap() + 1);
-        Ok(Some(e))
+        Ok(Modified::entity(e))
     })
 }
 
@@ -257,15 +257,17 @@ async fn indexed_answers_equal_the_definition() {
         ngsild_core::expand::expand_entity(b.as_object().unwrap(), &ctx).unwrap().0
     };
     const N: usize = 600;
-    let replace = |e: Entity| -> Modifier { Box::new(move |_| Ok(Some(e))) };
+    let replace = |e: Entity| -> Modifier { Box::new(move |_| Ok(Modified::entity(e))) };
     store.modify("", (0..N).map(|i| (format!("urn:ngsi-ld:E:{i:04}"), create(body(i, 0)))).collect()).await.unwrap();
     // Move values, types and geometries of some, delete others.
     store
         .modify("", (0..N).step_by(3).map(|i| (format!("urn:ngsi-ld:E:{i:04}"), replace(body(i, 1)))).collect())
         .await
         .unwrap();
-    let gone: Vec<(String, Modifier)> =
-        (0..N).step_by(17).map(|i| (format!("urn:ngsi-ld:E:{i:04}"), Box::new(|_| Ok(None)) as Modifier)).collect();
+    let gone: Vec<(String, Modifier)> = (0..N)
+        .step_by(17)
+        .map(|i| (format!("urn:ngsi-ld:E:{i:04}"), Box::new(|_| Ok(Modified::delete())) as Modifier))
+        .collect();
     store.modify("", gone).await.unwrap();
     let everything =
         store.query("", &EntityFilter::default(), Paging { offset: 0, limit: 10_000, count: true }).await.unwrap();
@@ -458,4 +460,160 @@ async fn lists_of_any_length_query_fine() {
     let page = store.temporal_query("", &query).await.unwrap();
     let ids: Vec<&str> = page.entities.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["urn:c:0", "urn:c:2"]);
+}
+
+/// The store events a receiver holds now, in order.
+fn drain(
+    events: &mut tokio::sync::broadcast::Receiver<cityhub_storage::StoreEvent>,
+) -> Vec<cityhub_storage::StoreEvent> {
+    std::iter::from_fn(|| events.try_recv().ok()).collect()
+}
+
+#[tokio::test]
+async fn commits_are_told_as_store_events_and_refusals_are_not() {
+    use cityhub_storage::{RecordKind, StoreEvent, SubscriptionKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let mut events = store.events();
+    modify_one(&store, "t1", "urn:ngsi-ld:E:1", create(counter("urn:ngsi-ld:E:1", 0))).await.unwrap();
+    assert_eq!(drain(&mut events), vec![StoreEvent::Tenant { tenant: "t1".into() }]);
+    // A second write in the tenant creates nothing; no subscription yet, so nothing is journaled.
+    modify_one(&store, "t1", "urn:ngsi-ld:E:1", increment()).await.unwrap();
+    assert_eq!(drain(&mut events), vec![]);
+    store.create_subscription(SubscriptionKind::Entity, "t1", "urn:s:1", json!({})).await.unwrap().unwrap();
+    let sub = StoreEvent::Subscription { kind: SubscriptionKind::Entity, tenant: "t1".into(), id: "urn:s:1".into() };
+    assert_eq!(drain(&mut events), vec![sub.clone()]);
+    modify_one(&store, "t1", "urn:ngsi-ld:E:1", increment()).await.unwrap();
+    assert_eq!(drain(&mut events), vec![StoreEvent::Journal]);
+    // A refused modification writes nothing and tells nothing.
+    let refused = modify_one(&store, "t1", "urn:ngsi-ld:E:1", create(counter("urn:ngsi-ld:E:1", 0))).await;
+    assert_eq!(refused.unwrap_err().kind, ngsild_core::ErrorKind::AlreadyExists);
+    assert_eq!(drain(&mut events), vec![]);
+    assert!(store.replace_subscription(SubscriptionKind::Entity, "t1", "urn:s:1", json!({"a": 1})).await.unwrap());
+    assert!(!store.replace_subscription(SubscriptionKind::Entity, "t1", "urn:s:none", json!({})).await.unwrap());
+    assert!(store.delete_subscription(SubscriptionKind::Entity, "t1", "urn:s:1").await.unwrap());
+    assert_eq!(drain(&mut events), vec![sub.clone(), sub]);
+    let records = StoreEvent::Records { tenant: "t2".into(), kind: RecordKind::Registration };
+    store.create_record("t2", RecordKind::Registration, "urn:r:1", json!({"v": 1})).await.unwrap().unwrap();
+    assert_eq!(drain(&mut events), vec![StoreEvent::Tenant { tenant: "t2".into() }, records.clone()]);
+    let context = StoredContext {
+        id: "c1".into(),
+        kind: "Hosted".into(),
+        url: "http://h/c1".into(),
+        document: json!({"@context": {}}),
+        created_at: "2024-01-01T00:00:00Z".into(),
+        last_used_at: None,
+        number_of_hits: 0,
+        tenant: String::new(),
+    };
+    store.put_context(context).await.unwrap();
+    assert!(store.delete_context("c1").await.unwrap());
+    assert!(!store.delete_context("c1").await.unwrap());
+    let told = StoreEvent::Context { id: "c1".into() };
+    assert_eq!(drain(&mut events), vec![told.clone(), told]);
+}
+
+#[tokio::test]
+async fn records_are_created_if_absent_and_replaced_if_present() {
+    use cityhub_storage::RecordKind::Registration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert!(!store.replace_record("", Registration, "urn:r:1", json!({"v": 0})).await.unwrap());
+    assert!(store.list_records("", Registration).await.unwrap().is_empty(), "a replace creates nothing");
+    store.create_record("", Registration, "urn:r:1", json!({"v": 1})).await.unwrap().unwrap();
+    let taken = store.create_record("", Registration, "urn:r:1", json!({"v": 2})).await.unwrap().unwrap_err();
+    assert_eq!(taken.kind, ngsild_core::ErrorKind::AlreadyExists);
+    assert!(taken.detail.contains("urn:r:1"), "{}", taken.detail);
+    assert_eq!(store.list_records("", Registration).await.unwrap(), vec![json!({"v": 1})]);
+    assert!(store.replace_record("", Registration, "urn:r:1", json!({"v": 3})).await.unwrap());
+    // Another tenant has its own ids.
+    store.create_record("t", Registration, "urn:r:1", json!({"v": 4})).await.unwrap().unwrap();
+    assert_eq!(store.list_records("", Registration).await.unwrap(), vec![json!({"v": 3})]);
+    assert_eq!(store.list_records("t", Registration).await.unwrap(), vec![json!({"v": 4})]);
+}
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires_or_is_released() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let long = Duration::from_secs(3600);
+    assert!(store.try_lease("notifier", "a", long).await.unwrap());
+    assert!(!store.try_lease("notifier", "b", long).await.unwrap(), "b waits while a holds it");
+    assert!(store.try_lease("notifier", "a", long).await.unwrap(), "a renews");
+    assert!(store.try_lease("other", "b", long).await.unwrap(), "names are independent");
+    store.release_lease("notifier", "b").await.unwrap();
+    assert!(!store.try_lease("notifier", "b", long).await.unwrap(), "only the holder releases");
+    store.release_lease("notifier", "a").await.unwrap();
+    assert!(store.try_lease("notifier", "b", Duration::ZERO).await.unwrap(), "released: b takes it");
+    // b's lease lasted no time at all: it has expired, and a takes it over.
+    assert!(store.try_lease("notifier", "a", long).await.unwrap());
+    assert!(!store.try_lease("notifier", "b", long).await.unwrap());
+    // Reopened, the store forgets the leases of the process that had it open.
+    store.close();
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert!(store.try_lease("notifier", "b", long).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_notifier_cursor_moves_only_from_the_expected_value() {
+    use cityhub_storage::{NotifierCommit, OutboxItem, StoreError, SubscriptionKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.create_subscription(SubscriptionKind::Entity, "", "urn:s:1", json!({})).await.unwrap().unwrap();
+    for i in 0..3 {
+        modify_one(&store, "", &format!("urn:ngsi-ld:E:{i}"), create(counter(&format!("urn:ngsi-ld:E:{i}"), 0)))
+            .await
+            .unwrap();
+    }
+    let journal = store.journal_after(0, 10).await.unwrap();
+    assert_eq!(journal.len(), 3);
+    let item = OutboxItem {
+        id: 0,
+        endpoint: "http://e".into(),
+        kind: SubscriptionKind::Entity,
+        tenant: String::new(),
+        subscription_id: "urn:s:1".into(),
+        message: json!({}),
+        created_at: "t".into(),
+        attempts: 0,
+    };
+    let commit = |expected: u64, to: u64| NotifierCommit {
+        expected_cursor: expected,
+        cursor: Some(to),
+        notifications: vec![item.clone()],
+        outbox_cap: 100,
+    };
+    store.commit_notifications(commit(0, journal[1].seq)).await.unwrap();
+    assert_eq!(store.notifier_cursor().await.unwrap(), journal[1].seq);
+    // A second notifier that read the cursor at 0 loses: nothing of its commit is written.
+    let late = store.commit_notifications(commit(0, journal[2].seq)).await;
+    assert!(matches!(&late, Err(StoreError::Conflict(why)) if why.contains("another notifier")), "{late:?}");
+    assert_eq!(store.notifier_cursor().await.unwrap(), journal[1].seq);
+    assert_eq!(store.outbox("http://e", 10).await.unwrap().len(), 1);
+    assert_eq!(store.journal_after(0, 10).await.unwrap().len(), 1, "only the consumed entries left");
+    store.commit_notifications(commit(journal[1].seq, journal[2].seq)).await.unwrap();
+    assert_eq!(store.outbox("http://e", 10).await.unwrap().len(), 2);
+    // Without a cursor (notifications of registration changes) nothing is compared.
+    let no_cursor = NotifierCommit { expected_cursor: 12345, cursor: None, ..commit(0, 0) };
+    store.commit_notifications(no_cursor).await.unwrap();
+    assert_eq!(store.outbox("http://e", 10).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_modifier_report_comes_back_in_its_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    modify_one(&store, "", "urn:ngsi-ld:E:1", create(counter("urn:ngsi-ld:E:1", 0))).await.unwrap();
+    let report = ngsild_core::ops::UpdateReport {
+        updated: vec!["https://example.org/n".into()],
+        not_updated: vec![("https://example.org/m".into(), "absent".into())],
+    };
+    let sent = report.clone();
+    let reporting: Modifier = Box::new(move |current| Ok(Modified::from(current).with_report(Some(sent))));
+    let change = modify_one(&store, "", "urn:ngsi-ld:E:1", reporting).await.unwrap();
+    assert_eq!(change.report, Some(report));
+    assert_eq!(change.after.as_ref().map(value_of), Some(0));
+    assert_eq!(modify_one(&store, "", "urn:ngsi-ld:E:1", increment()).await.unwrap().report, None);
 }

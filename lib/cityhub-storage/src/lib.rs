@@ -12,10 +12,13 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ngsild_core::{Entity, NgsiLdError};
 use serde_json::Value;
+
+pub use ngsild_core::ops::UpdateReport;
 
 pub use ngsild_core::temporal::{AggrMethod, Instance, TemporalEntity, TimeProperty, TimeRel};
 pub use ngsild_query::EntityFilter;
@@ -25,8 +28,40 @@ pub type Tenant = str;
 
 pub const DEFAULT_TENANT: &str = "";
 
-/// What a [`Modifier`] answers: the entity's next state (`None` deletes it).
-pub type Modification = Result<Option<Entity>, NgsiLdError>;
+/// What a [`Modifier`] answers when it succeeds: the entity's next state (`None` deletes it, or
+/// leaves an absent entity absent) and, for attribute updates, what was and was not updated.
+/// The report travels back to the caller in [`Change::report`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Modified {
+    pub next: Option<Entity>,
+    pub report: Option<UpdateReport>,
+}
+
+impl Modified {
+    /// The entity's next state.
+    pub fn entity(entity: Entity) -> Modified {
+        Modified { next: Some(entity), report: None }
+    }
+
+    /// The entity goes (nothing happens when it did not exist).
+    pub fn delete() -> Modified {
+        Modified { next: None, report: None }
+    }
+
+    /// The same outcome, with the update's report.
+    pub fn with_report(self, report: Option<UpdateReport>) -> Modified {
+        Modified { report, ..self }
+    }
+}
+
+impl From<Option<Entity>> for Modified {
+    fn from(next: Option<Entity>) -> Modified {
+        Modified { next, report: None }
+    }
+}
+
+/// What a [`Modifier`] answers: its outcome, or a refusal that leaves the entity unchanged.
+pub type Modification = Result<Modified, NgsiLdError>;
 
 /// A pure function from an entity's current state (`None` when it does not exist) to its next one.
 pub type Modifier = Box<dyn FnOnce(Option<Entity>) -> Modification + Send>;
@@ -36,6 +71,8 @@ pub type Modifier = Box<dyn FnOnce(Option<Entity>) -> Modification + Send>;
 pub struct Change {
     pub before: Option<Entity>,
     pub after: Option<Entity>,
+    /// The modifier's report ([`Modified::report`]).
+    pub report: Option<UpdateReport>,
 }
 
 /// A page of query results.
@@ -223,6 +260,11 @@ pub enum DeliveryOutcome {
 /// Writes of the notifier: the outbox rows of a batch of journal entries, and the cursor past them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NotifierCommit {
+    /// The cursor as the notifier read it: the commit moves the cursor only from this value
+    /// (compare-and-set). When the stored cursor is elsewhere (another process consumed the
+    /// journal meanwhile) nothing is written and the answer is [`StoreError::Conflict`].
+    /// Ignored when `cursor` is None.
+    pub expected_cursor: u64,
     /// The journal is consumed up to and including this sequence number.
     pub cursor: Option<u64>,
     pub notifications: Vec<OutboxItem>,
@@ -234,14 +276,36 @@ pub struct NotifierCommit {
 pub enum StoreError {
     /// The backend failed (I/O, corruption, connection): nothing was written.
     Backend(String),
+    /// A compare-and-set found another value than expected (another process wrote first):
+    /// nothing was written; read again and retry.
+    Conflict(String),
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Backend(why) => write!(f, "storage failure: {why}"),
+            StoreError::Conflict(why) => write!(f, "storage conflict: {why}"),
         }
     }
+}
+
+/// Told after a commit, for the commits of this process and (shared backends) of every other
+/// process on the same store, so that caches and the notifier follow changes made anywhere.
+/// Delivery is best effort and bounded: a receiver that lagged (`RecvError::Lagged`) must act
+/// as if everything changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreEvent {
+    /// New journal entries were committed.
+    Journal,
+    /// A subscription was created, replaced or deleted: read it again.
+    Subscription { kind: SubscriptionKind, tenant: String, id: String },
+    /// Records (context source registrations) of a tenant changed.
+    Records { tenant: String, kind: RecordKind },
+    /// A hosted or cached @context was put or deleted.
+    Context { id: String },
+    /// A tenant came into being.
+    Tenant { tenant: String },
 }
 
 impl std::error::Error for StoreError {}
@@ -329,11 +393,13 @@ pub trait Store: Send + Sync + 'static {
     /// Journal entries after `cursor` (the notifier's, see `notifier_cursor`), oldest first.
     async fn journal_after(&self, cursor: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
 
-    /// How far the notifier has consumed the journal.
+    /// How far the notifier has consumed the journal (moved by `commit_notifications`, only from
+    /// its `expected_cursor`).
     async fn notifier_cursor(&self) -> Result<u64, StoreError>;
 
-    /// In one durable commit: the outbox rows (capped per endpoint), the cursor, and the journal
-    /// up to the cursor forgotten. Answers the rows as stored, with their ids.
+    /// In one durable commit: the outbox rows (capped per endpoint), the cursor (compare-and-set
+    /// from `expected_cursor`; [`StoreError::Conflict`] and nothing written when it moved), and
+    /// the journal up to the cursor forgotten. Answers the rows as stored, with their ids.
     async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// The endpoints with pending notifications.
@@ -345,11 +411,32 @@ pub trait Store: Send + Sync + 'static {
     /// Records an attempt at delivering one outbox row, in its subscription's status.
     async fn record_delivery(&self, item: &OutboxItem, outcome: DeliveryOutcome, at: &str) -> Result<(), StoreError>;
 
-    /// Calls `listener` after every commit that journaled an entity change (the notifier wakes).
-    fn on_journal(&self, listener: JournalListener);
+    /// The events of commits from now on (see [`StoreEvent`]); replaces polling.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
 
-    /// Writes a record (a context source registration: see [`RecordKind`]) in one durable commit, replacing the one with the same id.
-    async fn put_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value) -> Result<(), StoreError>;
+    /// Leases: one holder at a time per `name`, across every process on the store. Acquires the
+    /// lease, or renews it when `holder` holds it already; answers true while `holder` holds
+    /// it. A lease not renewed within `ttl` expires, and the next `try_lease` of another holder
+    /// takes it (a killed hub's lease passes to another hub).
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Gives a lease up at once, when `holder` holds it (nothing otherwise).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Creates a record (a context source registration: see [`RecordKind`]) in one durable
+    /// commit; one of the same kind and id in the tenant is AlreadyExists and nothing is written.
+    async fn create_record(
+        &self,
+        tenant: &Tenant,
+        kind: RecordKind,
+        id: &str,
+        doc: Value,
+    ) -> Result<Result<(), NgsiLdError>, StoreError>;
+
+    /// Replaces a record's document in one durable commit; false (nothing written) when there is
+    /// none with this id.
+    async fn replace_record(&self, tenant: &Tenant, kind: RecordKind, id: &str, doc: Value)
+        -> Result<bool, StoreError>;
 
     /// Every record of a kind in a tenant, in the order they were first written.
     async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError>;
@@ -370,9 +457,6 @@ impl RecordKind {
         }
     }
 }
-
-/// Told that new journal entries were committed.
-pub type JournalListener = Arc<dyn Fn() + Send + Sync>;
 
 pub type DynStore = Arc<dyn Store>;
 
