@@ -458,3 +458,79 @@ fn targets_section(w: &mut String, outcome: &Outcome, settings: &Settings) {
     }
     let _ = writeln!(w);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hub::Usage;
+    use crate::load::{histogram, RunStats};
+    use crate::runner::Measured;
+
+    /// A closed-loop run of `ok` requests over one second, every one taking `ms`.
+    /// (hdrhistogram keeps 3 significant digits: 10 ms reads back as 10.01.)
+    fn run(ok: u64, ms: u64) -> RunStats {
+        let mut latency = histogram();
+        latency.record_n(ms * 1000, ok).unwrap();
+        RunStats {
+            ok,
+            errors: 0,
+            error_samples: Vec::new(),
+            not_sent: 0,
+            elapsed: Duration::from_secs(1),
+            latency: latency.clone(),
+            service: latency,
+            offered_rate: None,
+        }
+    }
+
+    fn scenario(name: &str, per_call: u64, ok: u64, ms: u64) -> ScenarioResult {
+        let measured = Measured {
+            hub_closed: run(ok, ms),
+            hub_usage: Usage::default(),
+            ceiling_closed: run(ok * 10, 1),
+            hub_open: run(ok / 2, ms),
+            ceiling_open: run(ok / 2, 1),
+        };
+        ScenarioResult { name: name.into(), about: String::new(), per_call, outcome: Ok(measured) }
+    }
+
+    fn outcome(scenarios: Vec<ScenarioResult>) -> Outcome {
+        let mut outcome = Outcome::new();
+        outcome.scenarios = scenarios;
+        outcome
+    }
+
+    #[test]
+    fn postgresql_is_set_beside_sqlite_against_the_targets_of_issue_15() {
+        let sqlite = outcome(vec![scenario("query-props-1k", 1, 1000, 10), scenario("batch-upsert-200", 200, 40, 50)]);
+        let pg = outcome(vec![
+            scenario("query-props-1k", 1, 400, 25),
+            scenario("batch-upsert-200", 200, 30, 60),
+            scenario(ONE_HUB_MIXED, 1, 500, 8),
+            scenario(TWO_HUBS_MIXED, 1, 600, 7),
+        ]);
+        let mut w = String::new();
+        side_by_side(&mut w, &[(Store::Sqlite, sqlite), (Store::Postgres(None), pg)]);
+        assert!(w.contains("| query-props-1k | 1000 | 10.01 | 400 | 25.01 | 0.40 | 2.50 |"), "{w}");
+        assert!(
+            w.contains("| query-props-1k: p99 on PostgreSQL ≤ 2× SQLite's | 25.01 ms vs 10.01 ms (2.50×) | **no** |"),
+            "{w}"
+        );
+        assert!(
+            w.contains("| batch-upsert-200 on PostgreSQL ≥ 5000 entities/s | 6000 entities/s (SQLite 8000) | yes |"),
+            "{w}"
+        );
+        assert!(w.contains("## One hub against two hubs on one PostgreSQL database"), "{w}");
+        assert!(w.contains("| 2 | 600 | 7.00 | 7.00 |"), "{w}");
+        assert!(w.contains("(1.20× the throughput)"), "{w}");
+    }
+
+    #[test]
+    fn one_store_alone_has_no_comparison() {
+        let mut w = String::new();
+        side_by_side(&mut w, &[(Store::Sqlite, outcome(vec![scenario("get-by-id", 1, 10, 1)]))]);
+        assert!(w.is_empty(), "{w}");
+    }
+}
