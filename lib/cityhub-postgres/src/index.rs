@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::OrBackend;
 
-/// A scalar a q comparison can match, or the mark that the attribute is there.
+/// A row of `facets`: the attribute is there, or one scalar its values hold.
 #[derive(Debug, Clone, PartialEq)]
 enum Scalar {
     Present,
@@ -19,32 +19,15 @@ enum Scalar {
     Str(String),
 }
 
-/// The facet scalars of one attribute, over all its instances.
+/// The facet rows of one attribute, over all its instances: present, and each scalar that
+/// `cityhub_storage::plan::indexed_scalars` says a scalar index holds.
 fn attribute_scalars(instances: &[Attribute]) -> Vec<Scalar> {
     let mut out = vec![Scalar::Present];
-    for attr in instances {
-        if attr.kind != AttributeKind::GeoProperty {
-            collect_scalars(attr.kind, &attr.value, &mut out);
-        }
-    }
+    out.extend(cityhub_storage::plan::indexed_scalars(instances).into_iter().map(|s| match s {
+        cityhub_storage::plan::Scalar::Num(n) => Scalar::Num(n),
+        cityhub_storage::plan::Scalar::Str(s) => Scalar::Str(s),
+    }));
     out
-}
-
-/// The scalars `ngsild_query::q` compares for a term on the attribute itself (no sub-attribute
-/// or compound path): numbers and strings, through arrays, language maps and relationship lists.
-fn collect_scalars(kind: AttributeKind, value: &Value, out: &mut Vec<Scalar>) {
-    match (kind, value) {
-        (AttributeKind::LanguageProperty, Value::Object(map)) => {
-            map.values().for_each(|v| collect_scalars(AttributeKind::Property, v, out))
-        }
-        (AttributeKind::ListRelationship, Value::Array(items)) => {
-            items.iter().for_each(|i| collect_scalars(AttributeKind::Relationship, i.get("object").unwrap_or(i), out))
-        }
-        (_, Value::Array(items)) => items.iter().for_each(|i| collect_scalars(kind, i, out)),
-        (_, Value::Number(n)) => out.extend(n.as_f64().map(Scalar::Num)),
-        (_, Value::String(s)) => out.push(Scalar::Str(s.clone())),
-        _ => {}
-    }
 }
 
 fn geo_values(instances: &[Attribute]) -> Vec<&Value> {

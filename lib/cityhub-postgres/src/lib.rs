@@ -70,6 +70,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("cityhub");
         }
+        let listen_config = config.clone();
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
@@ -78,7 +79,7 @@ impl PostgresStore {
         let mut client = pool.get().await.or_backend()?;
         schema::migrate(&mut client).await?;
         drop(client);
-        let feed = feed::Feed::start(&pool).await?;
+        let feed = feed::Feed::start(&listen_config).await?;
         Ok(PostgresStore {
             pool,
             feed,

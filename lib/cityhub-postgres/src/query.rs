@@ -8,12 +8,20 @@
 //! definition) decides. Geo-queries always leave the last word to it: PostGIS narrows with a
 //! bounding box, or with `ST_DWithin` on geography for `near` (a little wider than asked, since
 //! PostGIS measures on the spheroid and NGSI-LD on the sphere).
+//!
+//! Why a facet table and not JSONB indexes: measured on 10,000 entities (3 types, a number, a
+//! text and a point each; PostgreSQL 15, shared 2-core machine, second runs), `type=T&q=n==21`
+//! took 0.7 ms on facets and 0.4-3.6 ms as JSONB containment on a `jsonb_path_ops` GIN index;
+//! `q=n>45` (800 matches) 11 ms on facets and 19 ms as `jsonb_path_exists`, which no GIN index
+//! serves (a scan of every document, growing with the tenant). Facets also answer ranges, text
+//! order, language maps and relationship lists alike, and keep the documents `json` (written
+//! order) instead of `jsonb`.
 
+use cityhub_storage::plan::{Condition, Probe, Scalar};
 use cityhub_storage::{EntityFilter, Page, Paging, StoreError};
 use futures_util::{pin_mut, TryStreamExt};
 use ngsild_core::Entity;
-use ngsild_query::geo::GeoRel;
-use ngsild_query::q::{Literal, Op, Operand, QExpr, QTerm};
+use ngsild_query::geo::{BoundingBox, GeoQuery, GeoRel};
 use tokio_postgres::types::{Json, ToSql};
 
 use crate::{OrBackend, PostgresStore};
@@ -45,155 +53,102 @@ impl Sql {
     }
 }
 
-/// The terms of `q` when it is a plain conjunction (or one term); `None` with any `|`.
-fn conjunction(q: &QExpr) -> Option<Vec<&QTerm>> {
-    match q {
-        QExpr::Term(t) => Some(vec![t]),
-        QExpr::And(all) => all.iter().map(|e| if let QExpr::Term(t) = e { Some(t) } else { None }).collect(),
-        QExpr::Or(_) => None,
-    }
-}
-
-/// The condition on `f` (a row of `facets`) equivalent to a q term on an attribute's own value,
-/// when there is one. Every condition here is exact.
-fn facet_condition(sql: &mut Sql, term: &QTerm) -> Option<String> {
-    let path = term.path();
-    if !path.sub.is_empty() || !path.compound.is_empty() {
-        return None;
-    }
-    enum Col {
-        Num(f64),
-        Str(String),
-    }
-    let column = |lit: &Literal| match lit {
-        Literal::Number(n) => Some(Col::Num(*n)),
-        Literal::Text(t) => Some(Col::Str(t.clone())),
-        _ => None,
+/// The condition on `f` (a row of `facets`) of a scalar probe.
+fn facet_condition(sql: &mut Sql, condition: &Condition) -> String {
+    let column = |scalar: &Scalar| match scalar {
+        Scalar::Num(_) => "f.num",
+        Scalar::Str(_) => "f.str",
     };
-    let bind = |sql: &mut Sql, c: Col| match c {
-        Col::Num(n) => ("f.num", sql.bind(Box::new(n))),
-        Col::Str(s) => ("f.str", sql.bind(Box::new(s))),
+    let bind = |sql: &mut Sql, scalar: &Scalar| match scalar {
+        Scalar::Num(n) => sql.bind(Box::new(*n)),
+        Scalar::Str(s) => sql.bind(Box::new(s.clone())),
     };
-    match term {
-        QTerm::Exists(_) => Some("f.num IS NULL AND f.str IS NULL".to_owned()),
-        QTerm::Compare(_, op, Operand::One(lit)) => {
-            let cmp = match op {
-                Op::Eq => "=",
-                Op::Gt => ">",
-                Op::Ge => ">=",
-                Op::Lt => "<",
-                Op::Le => "<=",
-                _ => return None,
-            };
-            let (col, p) = bind(sql, column(lit)?);
-            Some(format!("{col} {cmp} {p}"))
+    match condition {
+        Condition::Compare(op, value) => {
+            let p = bind(sql, value);
+            format!("{} {} {p}", column(value), op.sql())
         }
-        QTerm::Compare(_, Op::Eq, Operand::Range(lo, hi)) => {
-            let (lo, hi) = (column(lo)?, column(hi)?);
-            if matches!((&lo, &hi), (Col::Num(_), Col::Str(_)) | (Col::Str(_), Col::Num(_))) {
-                return None;
-            }
-            let (col, lo) = bind(sql, lo);
-            let (_, hi) = bind(sql, hi);
-            Some(format!("{col} BETWEEN {lo} AND {hi}"))
+        Condition::Between(lo, hi) => {
+            let (l, h) = (bind(sql, lo), bind(sql, hi));
+            format!("{} BETWEEN {l} AND {h}", column(lo))
         }
-        QTerm::Compare(_, Op::Eq, Operand::List(items)) => {
-            let (mut numbers, mut texts) = (Vec::new(), Vec::new());
-            for item in items {
-                match item {
-                    Literal::Number(n) => numbers.push(*n),
-                    Literal::Text(t) => texts.push(t.clone()),
-                    _ => return None,
-                }
-            }
+        Condition::OneOf { numbers, texts } => {
             let mut parts = Vec::new();
             if !numbers.is_empty() {
-                parts.push(format!("f.num = ANY({})", sql.bind(Box::new(numbers))));
+                parts.push(format!("f.num = ANY({})", sql.bind(Box::new(numbers.clone()))));
             }
             if !texts.is_empty() {
-                parts.push(format!("f.str = ANY({})", sql.bind(Box::new(texts))));
+                parts.push(format!("f.str = ANY({})", sql.bind(Box::new(texts.clone()))));
             }
-            Some(format!("({})", parts.join(" OR ")))
+            if parts.is_empty() {
+                parts.push("false".to_owned());
+            }
+            format!("({})", parts.join(" OR "))
         }
-        _ => None,
     }
 }
 
-/// Translates `filter` into SQL over the index tables.
+/// Translates the backend-neutral plan of `filter` (`cityhub_storage::plan`) into SQL over the
+/// index tables.
 pub(crate) fn plan(tenant: &str, filter: &EntityFilter) -> Sql {
-    let mut sql = Sql {
-        conditions: Vec::new(),
-        params: vec![Box::new(tenant.to_owned())],
-        residual: filter.id_pattern.is_some() || filter.scope_q.is_some(),
+    let plan = cityhub_storage::plan::plan(filter);
+    let mut sql = Sql { conditions: Vec::new(), params: vec![Box::new(tenant.to_owned())], residual: plan.residual };
+    let of_types = |sql: &mut Sql, types: &Option<Vec<String>>| match types {
+        Some(types) => format!(" AND f.type = ANY({})", sql.bind(Box::new(types.clone()))),
+        None => String::new(),
     };
-    let type_list = filter.types.as_ref().map(|t| t.as_type_list());
-    let types: Option<Vec<String>> =
-        type_list.clone().flatten().map(|list| list.into_iter().map(str::to_owned).collect());
-    if type_list.is_some() && types.is_none() {
-        sql.residual = true;
-    }
-    if !filter.ids.is_empty() {
-        let p = sql.bind(Box::new(filter.ids.clone()));
-        sql.conditions.push(format!("e.id = ANY({p})"));
-    }
-    // Facets are keyed by type: with a type list, each facet lookup is within those types.
-    let type_param = types.as_ref().map(|t| sql.bind(Box::new(t.clone())));
-    let of_types = |f: &str| type_param.as_ref().map(|p| format!(" AND {f}.type = ANY({p})")).unwrap_or_default();
-    if let Some(p) = &type_param {
-        sql.conditions.push(format!(
-            "EXISTS (SELECT 1 FROM entity_types t WHERE t.tenant = $1 AND t.id = e.id AND t.type = ANY({p}))"
-        ));
-    }
-    if let Some(q) = &filter.q {
-        let terms = conjunction(q);
-        if terms.is_none() {
-            sql.residual = true;
-        }
-        for term in terms.unwrap_or_else(|| q.conjuncts()) {
-            let Some(condition) = facet_condition(&mut sql, term) else {
+    for probe in &plan.probes {
+        let condition = match probe {
+            Probe::Ids(ids) => format!("e.id = ANY({})", sql.bind(Box::new(ids.clone()))),
+            Probe::Types(types) => {
+                let p = sql.bind(Box::new(types.clone()));
+                format!(
+                    "EXISTS (SELECT 1 FROM entity_types t WHERE t.tenant = $1 AND t.id = e.id AND t.type = ANY({p}))"
+                )
+            }
+            Probe::Attrs { attrs, types } => {
+                let a = sql.bind(Box::new(attrs.clone()));
+                let t = of_types(&mut sql, types);
+                format!(
+                    "EXISTS (SELECT 1 FROM facets f WHERE f.tenant = $1 AND f.attr = ANY({a}){t} AND f.id = e.id
+                     AND f.num IS NULL AND f.str IS NULL)"
+                )
+            }
+            Probe::Scalar { attr, types, condition } => {
+                let a = sql.bind(Box::new(attr.clone()));
+                let t = of_types(&mut sql, types);
+                let c = facet_condition(&mut sql, condition);
+                format!(
+                    "EXISTS (SELECT 1 FROM facets f WHERE f.tenant = $1 AND f.attr = {a}{t} AND f.id = e.id AND {c})"
+                )
+            }
+            Probe::Geo { query, search_box } => {
+                // PostGIS narrows; the filter decides (see the module's documentation).
                 sql.residual = true;
-                continue;
-            };
-            let attr = sql.bind(Box::new(term.path().attr.clone()));
-            sql.conditions.push(format!(
-                "EXISTS (SELECT 1 FROM facets f WHERE f.tenant = $1 AND f.attr = {attr}{} AND f.id = e.id AND {condition})",
-                of_types("f")
-            ));
-        }
-    }
-    if !filter.attrs.is_empty() {
-        let attrs = sql.bind(Box::new(filter.attrs.clone()));
-        sql.conditions.push(format!(
-            "EXISTS (SELECT 1 FROM facets f WHERE f.tenant = $1 AND f.attr = ANY({attrs}){} AND f.id = e.id
-             AND f.num IS NULL AND f.str IS NULL)",
-            of_types("f")
-        ));
-    }
-    if let Some(geo) = &filter.geo {
-        sql.residual = true;
-        let near_point = match (&geo.rel, &geo.reference) {
-            (GeoRel::Near { max_distance: Some(d), .. }, geo::Geometry::Point(p)) => Some((p.x(), p.y(), *d)),
-            _ => None,
+                geo_condition(&mut sql, query, *search_box)
+            }
         };
-        if let Some((lon, lat, d)) = near_point {
-            let attr = sql.bind(Box::new(geo.geoproperty.clone()));
-            let (lon, lat, d) = (sql.bind(Box::new(lon)), sql.bind(Box::new(lat)), sql.bind(Box::new(d * 1.01 + 1.0)));
-            sql.conditions.push(format!(
-                "EXISTS (SELECT 1 FROM geometries g WHERE g.tenant = $1 AND g.id = e.id AND g.attr = {attr}
-                 AND ST_DWithin(g.geom::geography, ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326)::geography, {d}))"
-            ));
-        } else if let Some((min_lon, max_lon, min_lat, max_lat)) = geo.search_box() {
-            let attr = sql.bind(Box::new(geo.geoproperty.clone()));
-            let b: Vec<String> =
-                [min_lon, min_lat, max_lon, max_lat].into_iter().map(|v| sql.bind(Box::new(v))).collect();
-            sql.conditions.push(format!(
-                "EXISTS (SELECT 1 FROM geometries g WHERE g.tenant = $1 AND g.id = e.id AND g.attr = {attr}
-                 AND g.geom && ST_MakeEnvelope({}, {}, {}, {}, 4326))",
-                b[0], b[1], b[2], b[3]
-            ));
-        }
+        sql.conditions.push(condition);
     }
     sql
+}
+
+fn geo_condition(sql: &mut Sql, query: &GeoQuery, search_box: BoundingBox) -> String {
+    let attr = sql.bind(Box::new(query.geoproperty.clone()));
+    if let (GeoRel::Near { max_distance: Some(d), .. }, geo::Geometry::Point(p)) = (&query.rel, &query.reference) {
+        let (lon, lat, d) = (sql.bind(Box::new(p.x())), sql.bind(Box::new(p.y())), sql.bind(Box::new(d * 1.01 + 1.0)));
+        return format!(
+            "EXISTS (SELECT 1 FROM geometries g WHERE g.tenant = $1 AND g.id = e.id AND g.attr = {attr}
+             AND ST_DWithin(g.geom::geography, ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326)::geography, {d}))"
+        );
+    }
+    let (min_lon, max_lon, min_lat, max_lat) = search_box;
+    let b: Vec<String> = [min_lon, min_lat, max_lon, max_lat].into_iter().map(|v| sql.bind(Box::new(v))).collect();
+    format!(
+        "EXISTS (SELECT 1 FROM geometries g WHERE g.tenant = $1 AND g.id = e.id AND g.attr = {attr}
+         AND g.geom && ST_MakeEnvelope({}, {}, {}, {}, 4326))",
+        b[0], b[1], b[2], b[3]
+    )
 }
 
 /// Entities matching `filter`, ordered by id (or by its `orderBy`), one page of them.

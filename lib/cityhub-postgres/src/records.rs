@@ -1,47 +1,111 @@
-//! Records: context source registrations, one expanded document each.
-//!
-//! Owned by helper "ops"; the skeleton only fixes the functions `lib.rs` calls.
+//! Records: context source registrations, one expanded document each, keyed by tenant, kind and
+//! id, listed in the order first written. Creation is create-if-absent through the primary key (so
+//! two hubs creating the same id at once get one 201 and one AlreadyExists, with no lock in any
+//! process); every write tells every hub (`StoreEvent::Records`) in its transaction, so their
+//! registration caches drop the tenant's entry.
 
-use cityhub_storage::{RecordKind, StoreError};
+use cityhub_storage::{RecordKind, StoreError, StoreEvent};
 use ngsild_core::NgsiLdError;
 use serde_json::Value;
+use tokio_postgres::types::Json;
 
-use crate::PostgresStore;
+use crate::{feed, OrBackend, PostgresStore};
 
-fn not_yet() -> StoreError {
-    StoreError::Backend("not implemented yet".into())
+/// What the AlreadyExists of a record says.
+fn what(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Registration => "registration",
+    }
 }
 
 pub(crate) async fn create(
-    _store: &PostgresStore,
-    _tenant: &str,
-    _kind: RecordKind,
-    _id: &str,
-    _doc: Value,
+    store: &PostgresStore,
+    tenant: &str,
+    kind: RecordKind,
+    id: &str,
+    doc: Value,
 ) -> Result<Result<(), NgsiLdError>, StoreError> {
-    Err(not_yet())
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.or_backend()?;
+    let created = tx
+        .query_opt(
+            "INSERT INTO records (tenant, kind, id, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+            &[&tenant, &kind.name(), &id, &Json(&doc)],
+        )
+        .await
+        .or_backend()?
+        .is_some();
+    if !created {
+        return Ok(Err(NgsiLdError::already_exists(format!("{} {id} already exists", what(kind)))));
+    }
+    let remember = crate::tenants::touch(store, &tx, tenant).await?;
+    let event = StoreEvent::Records { tenant: tenant.to_owned(), kind };
+    feed::notify(&tx, &event).await?;
+    tx.commit().await.or_backend()?;
+    if remember {
+        store.remember_tenant(tenant);
+    }
+    store.feed.tell(event);
+    Ok(Ok(()))
 }
 
+/// Replaces a record's document (it keeps its place in the order); false when there is none.
 pub(crate) async fn replace(
-    _store: &PostgresStore,
-    _tenant: &str,
-    _kind: RecordKind,
-    _id: &str,
-    _doc: Value,
+    store: &PostgresStore,
+    tenant: &str,
+    kind: RecordKind,
+    id: &str,
+    doc: Value,
 ) -> Result<bool, StoreError> {
-    Err(not_yet())
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.or_backend()?;
+    let replaced = tx
+        .execute(
+            "UPDATE records SET doc = $4 WHERE tenant = $1 AND kind = $2 AND id = $3",
+            &[&tenant, &kind.name(), &id, &Json(&doc)],
+        )
+        .await
+        .or_backend()?
+        > 0;
+    if !replaced {
+        return Ok(false);
+    }
+    let event = StoreEvent::Records { tenant: tenant.to_owned(), kind };
+    feed::notify(&tx, &event).await?;
+    tx.commit().await.or_backend()?;
+    store.feed.tell(event);
+    Ok(true)
 }
 
 /// In the order they were first written.
-pub(crate) async fn list(_store: &PostgresStore, _tenant: &str, _kind: RecordKind) -> Result<Vec<Value>, StoreError> {
-    Err(not_yet())
+pub(crate) async fn list(store: &PostgresStore, tenant: &str, kind: RecordKind) -> Result<Vec<Value>, StoreError> {
+    let client = store.client().await?;
+    let rows = client
+        .query("SELECT doc FROM records WHERE tenant = $1 AND kind = $2 ORDER BY position", &[&tenant, &kind.name()])
+        .await
+        .or_backend()?;
+    rows.iter().map(|r| Ok(r.try_get::<_, Json<Value>>(0).or_backend()?.0)).collect()
 }
 
 pub(crate) async fn delete(
-    _store: &PostgresStore,
-    _tenant: &str,
-    _kind: RecordKind,
-    _id: &str,
+    store: &PostgresStore,
+    tenant: &str,
+    kind: RecordKind,
+    id: &str,
 ) -> Result<bool, StoreError> {
-    Err(not_yet())
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.or_backend()?;
+    let deleted = tx
+        .execute("DELETE FROM records WHERE tenant = $1 AND kind = $2 AND id = $3", &[&tenant, &kind.name(), &id])
+        .await
+        .or_backend()?
+        > 0;
+    if !deleted {
+        return Ok(false);
+    }
+    let event = StoreEvent::Records { tenant: tenant.to_owned(), kind };
+    feed::notify(&tx, &event).await?;
+    tx.commit().await.or_backend()?;
+    store.feed.tell(event);
+    Ok(true)
 }

@@ -26,7 +26,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "tenants, contexts, entities, geometries, history",
         sql: include_str!("../migrations/0001_core.sql"),
     },
-    // Helper "ops" appends its step here: subscriptions, journal, outbox, leases, records.
+    Migration {
+        version: 2,
+        name: "subscriptions, journal, notifier cursor, outbox, leases, records",
+        sql: include_str!("../migrations/0002_feed.sql"),
+    },
 ];
 
 /// The key of the advisory lock that serialises migrations across processes ("cityhub" in ASCII).
@@ -35,16 +39,19 @@ const MIGRATION_LOCK: i64 = 0x0063_6974_7968_7562;
 /// Brings the database's schema up to the last step this build knows. A database migrated by a
 /// newer build (a step this one does not know) is refused rather than misread.
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version integer PRIMARY KEY,
-                 name text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             )",
-        )
-        .await
-        .or_backend()?;
+    // Under the lock too: two hubs creating the table at once would collide in the catalog.
+    let tx = client.transaction().await.or_backend()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.or_backend()?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .or_backend()?;
+    tx.commit().await.or_backend()?;
     for step in MIGRATIONS {
         let tx = client.transaction().await.or_backend()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.or_backend()?;

@@ -9,8 +9,9 @@
 //! - `geo_entries` + the `geo_boxes` R*Tree: the bounding box of every GeoProperty instance, with
 //!   the exact coordinates of points.
 //!
-//! A query turns each part of its filter that an index can answer into a sorted set of eids and
-//! intersects them. When every part was answered exactly, the count is the set's size and only
+//! A query takes the backend-neutral plan of its filter (`cityhub_storage::plan`: probes, and
+//! whether they answer it exactly), turns each probe into a sorted set of eids and intersects
+//! them. When every part was answered exactly, the count is the set's size and only
 //! the requested page is read and decoded; otherwise the remaining candidates are decoded and the
 //! whole filter decides, as before.
 //!
@@ -19,11 +20,11 @@
 
 use std::collections::BTreeMap;
 
+use cityhub_storage::plan::{self, Probe};
 use cityhub_storage::{EntityFilter, Page, Paging};
 use ngsild_core::model::{Attribute, AttributeKind};
 use ngsild_core::Entity;
 use ngsild_query::geo::GeoQuery;
-use ngsild_query::q::{Literal, Op, Operand, QExpr, QTerm};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
@@ -78,7 +79,7 @@ pub const DROP_OLD: &str = "
     DROP TABLE IF EXISTS geo_boxes;
 ";
 
-/// A scalar a q comparison can match, or the mark that the attribute is there.
+/// A facet row: the attribute is there, or one of its scalars (`plan::indexed_scalars`).
 #[derive(Debug, Clone, PartialEq)]
 enum Scalar {
     Present,
@@ -86,32 +87,14 @@ enum Scalar {
     Str(String),
 }
 
-/// The facet scalars of one attribute, over all its instances.
+/// The facet rows of one attribute, over all its instances.
 fn attribute_scalars(instances: &[Attribute]) -> Vec<Scalar> {
     let mut out = vec![Scalar::Present];
-    for attr in instances {
-        if attr.kind != AttributeKind::GeoProperty {
-            collect_scalars(attr.kind, &attr.value, &mut out);
-        }
-    }
+    out.extend(plan::indexed_scalars(instances).into_iter().map(|s| match s {
+        plan::Scalar::Num(n) => Scalar::Num(n),
+        plan::Scalar::Str(s) => Scalar::Str(s),
+    }));
     out
-}
-
-/// The scalars `ngsild_query::q` compares for a term on the attribute itself (no sub-attribute
-/// or compound path): numbers and strings, through arrays, language maps and relationship lists.
-fn collect_scalars(kind: AttributeKind, value: &Value, out: &mut Vec<Scalar>) {
-    match (kind, value) {
-        (AttributeKind::LanguageProperty, Value::Object(map)) => {
-            map.values().for_each(|v| collect_scalars(AttributeKind::Property, v, out))
-        }
-        (AttributeKind::ListRelationship, Value::Array(items)) => {
-            items.iter().for_each(|i| collect_scalars(AttributeKind::Relationship, i.get("object").unwrap_or(i), out))
-        }
-        (_, Value::Array(items)) => items.iter().for_each(|i| collect_scalars(kind, i, out)),
-        (_, Value::Number(n)) => out.extend(n.as_f64().map(Scalar::Num)),
-        (_, Value::String(s)) => out.push(Scalar::Str(s.clone())),
-        _ => {}
-    }
 }
 
 fn geo_values(instances: &[Attribute]) -> Vec<&Value> {
@@ -261,69 +244,36 @@ fn intersect(a: &EidSet, b: &EidSet) -> EidSet {
     small.iter().copied().filter(|e| large.binary_search(e).is_ok()).collect()
 }
 
-/// The terms of `q` when it is a plain conjunction (or one term); `None` with any `|`.
-fn conjunction(q: &QExpr) -> Option<Vec<&QTerm>> {
-    match q {
-        QExpr::Term(t) => Some(vec![t]),
-        QExpr::And(all) => all.iter().map(|e| if let QExpr::Term(t) = e { Some(t) } else { None }).collect(),
-        QExpr::Or(_) => None,
-    }
-}
-
-/// The SQL condition on `facets` equivalent to a q term on an attribute's own value, when there
-/// is one. Every condition here is exact: it selects exactly the entities the term matches.
-fn facet_condition(term: &QTerm) -> Option<(String, Vec<SqlValue>)> {
-    let path = term.path();
-    if !path.sub.is_empty() || !path.compound.is_empty() {
-        return None;
-    }
-    let column = |lit: &Literal| match lit {
-        Literal::Number(n) => Some(("num", SqlValue::Real(*n))),
-        Literal::Text(t) => Some(("str", SqlValue::Text(t.clone()))),
-        _ => None,
+/// The SQL condition on `facets` of a scalar probe's condition.
+fn facet_condition(condition: &plan::Condition, args: &mut Vec<SqlValue>) -> String {
+    let column = |scalar: &plan::Scalar| match scalar {
+        plan::Scalar::Num(n) => ("num", SqlValue::Real(*n)),
+        plan::Scalar::Str(t) => ("str", SqlValue::Text(t.clone())),
     };
-    match term {
-        QTerm::Exists(_) => Some(("1".to_owned(), Vec::new())),
-        QTerm::Compare(_, op, Operand::One(lit)) => {
-            let (col, value) = column(lit)?;
-            let cmp = match op {
-                Op::Eq => "=",
-                Op::Gt => ">",
-                Op::Ge => ">=",
-                Op::Lt => "<",
-                Op::Le => "<=",
-                _ => return None,
-            };
-            Some((format!("{col} {cmp} ?"), vec![value]))
+    match condition {
+        plan::Condition::Compare(op, value) => {
+            let (col, value) = column(value);
+            args.push(value);
+            format!("{col} {} ?", op.sql())
         }
-        QTerm::Compare(_, Op::Eq, Operand::Range(lo, hi)) => {
-            let (col, lo) = column(lo)?;
-            let (col2, hi) = column(hi)?;
-            (col == col2).then(|| (format!("{col} BETWEEN ? AND ?"), vec![lo, hi]))
+        plan::Condition::Between(lo, hi) => {
+            let ((col, lo), (_, hi)) = (column(lo), column(hi));
+            args.extend([lo, hi]);
+            format!("{col} BETWEEN ? AND ?")
         }
-        QTerm::Compare(_, Op::Eq, Operand::List(items)) => {
+        plan::Condition::OneOf { numbers, texts } => {
             // One JSON list per column, however long the list of values.
-            let (mut numbers, mut texts) = (Vec::new(), Vec::new());
-            for item in items {
-                match item {
-                    Literal::Number(n) => numbers.push(Value::from(*n)),
-                    Literal::Text(t) => texts.push(Value::from(t.as_str())),
-                    _ => return None,
-                }
-            }
             let mut parts = Vec::new();
-            let mut args = Vec::new();
             if !numbers.is_empty() {
                 parts.push(format!("num IN {IN_LIST}"));
-                args.push(json_list(&numbers));
+                args.push(json_list(numbers));
             }
             if !texts.is_empty() {
                 parts.push(format!("str IN {IN_LIST}"));
-                args.push(json_list(&texts));
+                args.push(json_list(texts));
             }
-            Some((format!("({})", parts.join(" OR ")), args))
+            format!("({})", parts.join(" OR "))
         }
-        _ => None,
     }
 }
 
@@ -333,8 +283,8 @@ pub struct Lookup {
     pub args: Vec<SqlValue>,
 }
 
-/// How a filter is answered: the lookups whose eid sets are intersected, and whether anything
-/// is left for the decoded entity to decide.
+/// A filter's plan (`cityhub_storage::plan`) in SQL: the lookups whose eid sets are intersected,
+/// and whether anything is left for the decoded entity to decide.
 pub struct Plan {
     pub lookups: Vec<Lookup>,
     /// The geo-query's lookup, which also returns exact point positions.
@@ -382,61 +332,32 @@ fn keys_subquery(tenant: &str, attrs: &[String], types: Option<&[String]>, args:
     }
 }
 
+/// Translates the backend-neutral plan of `filter` into lookups on this backend's tables.
 pub fn plan(tenant: &str, filter: &EntityFilter) -> Plan {
+    let neutral = plan::plan(filter);
     let mut lookups = Vec::new();
-    let mut residual = filter.id_pattern.is_some() || filter.scope_q.is_some();
-    let type_list = filter.types.as_ref().map(|t| t.as_type_list());
-    let types: Option<Vec<String>> =
-        type_list.clone().flatten().map(|list| list.into_iter().map(str::to_owned).collect());
-    if type_list.is_some() && types.is_none() {
-        residual = true;
-    }
-    let mut types_implied = false;
-    if !filter.ids.is_empty() {
-        let mut args: Vec<SqlValue> = vec![tenant.to_owned().into()];
-        lookups.push(Lookup {
-            sql: format!("SELECT eid FROM entities WHERE tenant = ? AND {}", one_of("id", &filter.ids, &mut args)),
-            args,
-        });
-    }
-    if let Some(q) = &filter.q {
-        let terms = conjunction(q);
-        if terms.is_none() {
-            residual = true;
-        }
-        let terms = terms.unwrap_or_else(|| q.conjuncts());
-        for term in terms {
-            let Some((condition, values)) = facet_condition(term) else {
-                residual = true;
-                continue;
-            };
-            let mut args = Vec::new();
-            let keys = keys_subquery(tenant, std::slice::from_ref(&term.path().attr), types.as_deref(), &mut args);
-            args.extend(values);
-            lookups.push(Lookup { sql: format!("SELECT eid FROM facets WHERE key IN ({keys}) AND {condition}"), args });
-            types_implied |= types.is_some();
-        }
-    }
-    if !filter.attrs.is_empty() {
-        let mut args = Vec::new();
-        let keys = keys_subquery(tenant, &filter.attrs, types.as_deref(), &mut args);
-        lookups.push(Lookup {
-            sql: format!("SELECT eid FROM facets WHERE key IN ({keys}) AND num IS NULL AND str IS NULL"),
-            args,
-        });
-        types_implied |= types.is_some();
-    }
-    if let (Some(types), false) = (&types, types_implied) {
-        let mut args: Vec<SqlValue> = vec![tenant.to_owned().into()];
-        lookups.push(Lookup {
-            sql: format!("SELECT eid FROM entity_types WHERE tenant = ? AND {}", one_of("type", types, &mut args)),
-            args,
-        });
-    }
     let mut geo = None;
-    if let Some(query) = &filter.geo {
-        match query.search_box() {
-            Some((min_lon, max_lon, min_lat, max_lat)) => {
+    for probe in &neutral.probes {
+        let mut args: Vec<SqlValue> = Vec::new();
+        let sql = match probe {
+            Probe::Ids(ids) => {
+                args.push(tenant.to_owned().into());
+                format!("SELECT eid FROM entities WHERE tenant = ? AND {}", one_of("id", ids, &mut args))
+            }
+            Probe::Types(types) => {
+                args.push(tenant.to_owned().into());
+                format!("SELECT eid FROM entity_types WHERE tenant = ? AND {}", one_of("type", types, &mut args))
+            }
+            Probe::Attrs { attrs, types } => {
+                let keys = keys_subquery(tenant, attrs, types.as_deref(), &mut args);
+                format!("SELECT eid FROM facets WHERE key IN ({keys}) AND num IS NULL AND str IS NULL")
+            }
+            Probe::Scalar { attr, types, condition } => {
+                let keys = keys_subquery(tenant, std::slice::from_ref(attr), types.as_deref(), &mut args);
+                let condition = facet_condition(condition, &mut args);
+                format!("SELECT eid FROM facets WHERE key IN ({keys}) AND {condition}")
+            }
+            Probe::Geo { query, search_box: (min_lon, max_lon, min_lat, max_lat) } => {
                 // Driven by the R*Tree: the box narrows first, the entry rows follow by rowid.
                 geo = Some(Lookup {
                     sql: "SELECT e.eid, e.lon, e.lat FROM geo_boxes b CROSS JOIN geo_entries e ON e.rowid = b.rowid
@@ -444,19 +365,20 @@ pub fn plan(tenant: &str, filter: &EntityFilter) -> Plan {
                           AND e.tenant = ? AND e.attr = ?"
                         .to_owned(),
                     args: vec![
-                        min_lon.into(),
-                        max_lon.into(),
-                        min_lat.into(),
-                        max_lat.into(),
+                        (*min_lon).into(),
+                        (*max_lon).into(),
+                        (*min_lat).into(),
+                        (*max_lat).into(),
                         tenant.to_owned().into(),
                         query.geoproperty.clone().into(),
                     ],
                 });
+                continue;
             }
-            None => residual = true,
-        }
+        };
+        lookups.push(Lookup { sql, args });
     }
-    Plan { lookups, geo, residual }
+    Plan { lookups, geo, residual: neutral.residual }
 }
 
 fn eids(conn: &Connection, lookup: &Lookup) -> rusqlite::Result<EidSet> {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod dump;
 mod index;
 mod schema;
 mod subscriptions;

@@ -11,6 +11,9 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dump;
+pub mod plan;
+
 use std::sync::Arc;
 use std::time::Duration;
 
