@@ -234,10 +234,16 @@ async fn measure_inner(hubs: &[&Hub], scenario: &Scenario, settings: &Settings) 
     for call in &scenario.setup {
         conn.exchange(call, true).await.map_err(|why| format!("setup: {why}"))?;
     }
-    let probe = scenario.workload.next();
-    let reply = conn.exchange(&probe, true).await.map_err(|why| format!("probe: {why}"))?;
+    let mut canned = Vec::new();
+    for _ in 0..scenario.probes.max(1) {
+        let probe = scenario.workload.next();
+        let reply = conn.exchange(&probe, true).await.map_err(|why| format!("probe: {why}"))?;
+        if !canned.iter().any(|(m, _)| *m == probe.method) {
+            canned.push((probe.method.clone(), Canned::of(&reply)));
+        }
+    }
     drop(conn);
-    let ceiling = Ceiling::start(Canned::of(&reply), settings.max_body_bytes).map_err(|e| format!("ceiling: {e:#}"))?;
+    let ceiling = Ceiling::start(canned, settings.max_body_bytes).map_err(|e| format!("ceiling: {e:#}"))?;
     let hub = Target { addr: hub, also: hubs.get(1).map(|h| h.addr), strict: true };
     let ceiling_target = Target::one(ceiling.addr, false);
     let workload = &scenario.workload;
