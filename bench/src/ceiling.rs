@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 
 use crate::check::Reply;
 
-/// The hub's answer, replayed for every request.
+/// The hub's answer, replayed for every request (of its method).
 #[derive(Debug, Clone)]
 pub struct Canned {
     pub status: StatusCode,
@@ -44,7 +44,10 @@ pub struct Ceiling {
 impl Ceiling {
     /// Starts on 127.0.0.1 on a free port, on a runtime of its own (a multi-threaded one with the
     /// default worker count, like the hub's) so it never shares threads with the load generator.
-    pub fn start(canned: Canned, max_body_bytes: usize) -> anyhow::Result<Ceiling> {
+    /// `canned` holds the answer to replay per request method; a method it does not name gets
+    /// the first.
+    pub fn start(canned: Vec<(Method, Canned)>, max_body_bytes: usize) -> anyhow::Result<Ceiling> {
+        anyhow::ensure!(!canned.is_empty(), "the ceiling needs an answer to replay");
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -73,10 +76,11 @@ impl Drop for Ceiling {
     }
 }
 
-async fn answer(State(canned): State<Arc<Canned>>, body: Bytes) -> Response {
+async fn answer(State(answers): State<Arc<Vec<(Method, Canned)>>>, method: Method, body: Bytes) -> Response {
     if !body.is_empty() && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
         return plain(StatusCode::BAD_REQUEST, Bytes::from_static(b"{\"title\":\"invalid JSON\"}"));
     }
+    let canned = answers.iter().find(|(m, _)| *m == method).unwrap_or(&answers[0]).1.clone();
     let mut response = plain(canned.status, canned.body.clone());
     for (name, value) in &canned.headers {
         response.headers_mut().insert(name.clone(), value.clone());

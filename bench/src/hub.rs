@@ -1,5 +1,5 @@
-//! The hub under test: built with cargo, run as a child process on a fresh data directory,
-//! observed through /proc.
+//! The hub under test: built with cargo, run as a child process on a fresh data directory (and,
+//! on PostgreSQL, a fresh database), observed through /proc (and the database's own size).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -47,6 +47,11 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// What two processes consumed together.
+    pub fn plus(self, other: Usage) -> Usage {
+        Usage { cpu: self.cpu + other.cpu, written: self.written + other.written }
+    }
+
     pub fn since(self, earlier: Usage) -> Usage {
         Usage { cpu: self.cpu.saturating_sub(earlier.cpu), written: self.written.saturating_sub(earlier.written) }
     }
@@ -57,13 +62,16 @@ pub struct Hub {
     child: Child,
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// The `--store` URL of a hub on PostgreSQL; None on SQLite (the store is in `data`).
+    pub store: Option<String>,
 }
 
 impl Hub {
-    pub fn start(bin: &Path, data: &Path) -> anyhow::Result<Hub> {
+    pub fn start(bin: &Path, data: &Path, store: Option<&str>) -> anyhow::Result<Hub> {
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(store.iter().flat_map(|url| ["--store", url]))
             .args(["--log", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -80,7 +88,12 @@ impl Hub {
                 }
             }
         });
-        let mut hub = Hub { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), data: data.to_path_buf() };
+        let mut hub = Hub {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: data.to_path_buf(),
+            store: store.map(str::to_owned),
+        };
         let announced = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(announced) => announced,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -127,15 +140,23 @@ impl Hub {
         Ok(Usage { cpu, written })
     }
 
-    /// Bytes of all the files in the data directory (database, WAL, shared memory).
+    /// Bytes of all the files in the data directory (database, WAL, shared memory); on
+    /// PostgreSQL, the database's size (`pg_database_size`).
     pub fn disk_bytes(&self) -> anyhow::Result<u64> {
-        dir_bytes(&self.data, &|_| true)
+        match &self.store {
+            Some(url) => pg_database_bytes(url),
+            None => dir_bytes(&self.data, &|_| true),
+        }
     }
 
     /// Bytes of the SQLite write-ahead logs in the data directory: they grow between
-    /// checkpoints, so they are reported apart from the database itself.
+    /// checkpoints, so they are reported apart from the database itself. 0 on PostgreSQL,
+    /// whose WAL belongs to the whole cluster.
     pub fn wal_bytes(&self) -> anyhow::Result<u64> {
-        dir_bytes(&self.data, &|name| name.ends_with("-wal"))
+        match &self.store {
+            Some(_) => Ok(0),
+            None => dir_bytes(&self.data, &|name| name.ends_with("-wal")),
+        }
     }
 
     /// Stops the hub with SIGTERM, as an operator would, and waits up to 30 s for it.
@@ -178,6 +199,28 @@ fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
         status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field} in /proc/{pid}/status"))?;
     let kib = line[field.len()..].trim().trim_end_matches("kB").trim();
     kib.parse().with_context(|| format!("cannot read {line:?}"))
+}
+
+/// The size of the database `url` names, asked on a thread of its own (callers are async).
+fn pg_database_bytes(url: &str) -> anyhow::Result<u64> {
+    let url = url.to_owned();
+    let asked = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .with_context(|| format!("cannot connect to {url}"))?;
+            let driver = tokio::spawn(connection);
+            let row = client.query_one("SELECT pg_database_size(current_database())", &[]).await?;
+            drop(client);
+            if let Ok(Err(e)) = driver.await {
+                eprintln!("the size query's connection ended with an error: {e}");
+            }
+            let bytes: i64 = row.get(0);
+            Ok(u64::try_from(bytes)?)
+        })
+    });
+    asked.join().map_err(|_| anyhow::anyhow!("the database size query panicked"))?
 }
 
 fn dir_bytes(dir: &Path, counts: &dyn Fn(&str) -> bool) -> anyhow::Result<u64> {

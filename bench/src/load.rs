@@ -47,11 +47,28 @@ impl<F: Fn() -> Call + Send + Sync> Workload for F {
     }
 }
 
-/// A server to load. `strict` asks for the full content check of every response.
+/// A server to load. `strict` asks for the full content check of every response. With `also`,
+/// the connections alternate between `addr` and `also` (two hubs on one database).
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
     pub addr: SocketAddr,
+    pub also: Option<SocketAddr>,
     pub strict: bool,
+}
+
+impl Target {
+    /// One server.
+    pub fn one(addr: SocketAddr, strict: bool) -> Target {
+        Target { addr, also: None, strict }
+    }
+
+    /// The server of the `i`-th connection of a run.
+    fn addr_of(&self, i: usize) -> SocketAddr {
+        match self.also {
+            Some(other) if i % 2 == 1 => other,
+            _ => self.addr,
+        }
+    }
 }
 
 /// The bounds of a run: it stops at whichever of count and time comes first.
@@ -108,11 +125,12 @@ impl Conn {
     }
 }
 
-/// Opens the connections of a run before its clock starts.
-async fn open_all(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Conn>> {
+/// Opens the connections of a run before its clock starts, each with the server it talks to.
+async fn open_all(target: Target, n: usize) -> anyhow::Result<Vec<(SocketAddr, Conn)>> {
     let mut conns = Vec::with_capacity(n);
-    for _ in 0..n {
-        conns.push(Conn::open(addr).await?);
+    for i in 0..n {
+        let addr = target.addr_of(i);
+        conns.push((addr, Conn::open(addr).await?));
     }
     Ok(conns)
 }
@@ -220,11 +238,16 @@ impl RunStats {
 
 /// Sends one request after a connection error, on a fresh connection, so a dropped keep-alive
 /// connection costs one error and not the rest of the run.
-async fn exchange_or_reconnect(conn: &mut Option<Conn>, target: Target, call: &Call) -> Result<Reply, String> {
+async fn exchange_or_reconnect(
+    conn: &mut Option<Conn>,
+    addr: SocketAddr,
+    strict: bool,
+    call: &Call,
+) -> Result<Reply, String> {
     if conn.is_none() {
-        *conn = Some(Conn::open(target.addr).await.map_err(|e| format!("{e:#}"))?);
+        *conn = Some(Conn::open(addr).await.map_err(|e| format!("{e:#}"))?);
     }
-    let result = conn.as_mut().expect("just opened").exchange(call, target.strict).await;
+    let result = conn.as_mut().expect("just opened").exchange(call, strict).await;
     if result.is_err() {
         // The connection may be mid-response or closed; never reuse it after a failure.
         *conn = None;
@@ -235,7 +258,7 @@ async fn exchange_or_reconnect(conn: &mut Option<Conn>, target: Target, call: &C
 /// Closed loop: `connections` connections send back to back until `max_requests` have been sent
 /// or `max_duration` has passed.
 pub async fn closed_loop(target: Target, workload: Arc<dyn Workload>, limits: Limits) -> RunStats {
-    let conns = match open_all(target.addr, limits.connections).await {
+    let conns = match open_all(target, limits.connections).await {
         Ok(conns) => conns,
         Err(e) => return RunStats::failed(format!("{e:#}")),
     };
@@ -243,7 +266,7 @@ pub async fn closed_loop(target: Target, workload: Arc<dyn Workload>, limits: Li
     let start = Instant::now();
     let deadline = start + limits.max_duration;
     let mut tasks = JoinSet::new();
-    for conn in conns {
+    for (addr, conn) in conns {
         let (issued, workload) = (issued.clone(), workload.clone());
         tasks.spawn(async move {
             let mut part = RunStats::empty();
@@ -251,7 +274,7 @@ pub async fn closed_loop(target: Target, workload: Arc<dyn Workload>, limits: Li
             while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < limits.max_requests {
                 let call = workload.next();
                 let sent = Instant::now();
-                let outcome = exchange_or_reconnect(&mut conn, target, &call).await;
+                let outcome = exchange_or_reconnect(&mut conn, addr, target.strict, &call).await;
                 let took = sent.elapsed();
                 part.record(outcome, took, took);
             }
@@ -270,7 +293,7 @@ pub async fn closed_loop(target: Target, workload: Arc<dyn Workload>, limits: Li
 /// ones still due long after the last was.
 pub async fn open_loop(target: Target, workload: Arc<dyn Workload>, rate: f64, limits: Limits) -> RunStats {
     let due = ((rate * limits.max_duration.as_secs_f64()).ceil() as u64).clamp(1, limits.max_requests.max(1));
-    let conns = match open_all(target.addr, limits.connections).await {
+    let conns = match open_all(target, limits.connections).await {
         Ok(conns) => conns,
         Err(e) => return RunStats::failed(format!("{e:#}")),
     };
@@ -278,7 +301,7 @@ pub async fn open_loop(target: Target, workload: Arc<dyn Workload>, rate: f64, l
     let start = Instant::now();
     let give_up = start + limits.max_duration * 2 + Duration::from_secs(5);
     let mut tasks = JoinSet::new();
-    for conn in conns {
+    for (addr, conn) in conns {
         let (next, workload) = (next.clone(), workload.clone());
         tasks.spawn(async move {
             let mut part = RunStats::empty();
@@ -296,7 +319,7 @@ pub async fn open_loop(target: Target, workload: Arc<dyn Workload>, rate: f64, l
                 let call = workload.next();
                 tokio::time::sleep_until(intended.into()).await;
                 let sent = Instant::now();
-                let outcome = exchange_or_reconnect(&mut conn, target, &call).await;
+                let outcome = exchange_or_reconnect(&mut conn, addr, target.strict, &call).await;
                 let done = Instant::now();
                 part.record(outcome, done - intended, done - sent);
             }

@@ -5,6 +5,7 @@
 //! cargo run --release -p cityhub-bench -- all      # the full run (minutes), release hub
 //! cargo run -p cityhub-bench -- quick              # every scenario, small counts, debug hub
 //! cargo run --release -p cityhub-bench -- get-by-id create --sizes 1000,10000
+//! cargo run -p cityhub-bench -- quick --store postgres   # SQLite, then PostgreSQL, side by side
 //! ```
 
 mod ceiling;
@@ -16,6 +17,7 @@ mod notify;
 mod report;
 mod runner;
 mod scenarios;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +27,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
 
 use crate::load::Limits;
-use crate::runner::Settings;
+use crate::settings::{Settings, Store};
 
 /// Load generator for cityhub: every scenario against the hub and against a ceiling server.
 #[derive(Parser)]
@@ -71,15 +73,44 @@ struct Args {
     #[arg(long)]
     history: Option<u64>,
 
+    /// Where the hubs store, comma-separated: `sqlite` (the default), `postgres` (a throwaway
+    /// PostgreSQL+PostGIS cluster the bench starts and stops) or `postgres://USER@HOST:PORT/DB`
+    /// (a server on which the bench creates a fresh database per hub; its user must be allowed
+    /// to). With PostgreSQL every scenario also runs on SQLite, first, the report sets them side
+    /// by side, and the `two-hubs` family (one hub against two on one database) runs too.
+    #[arg(long, value_delimiter = ',')]
+    store: Vec<String>,
+
     /// Also write the Markdown report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
-/// The two halves of a run, each on a fresh hub.
+/// The parts of a pass over one store, each on a fresh hub (and database).
 enum Phase {
     Entities,
     Fresh,
+    /// Two hubs on one database (PostgreSQL only).
+    TwoHubs,
+}
+
+/// The stores of the run: SQLite first, then at most one PostgreSQL.
+fn stores(args: &Args) -> anyhow::Result<Vec<Store>> {
+    let mut stores = vec![Store::Sqlite];
+    for text in &args.store {
+        let store = Store::parse(text).map_err(anyhow::Error::msg)?;
+        if store.is_postgres() && stores.iter().any(Store::is_postgres) {
+            bail!("--store names PostgreSQL twice: give one postgres or postgres://… store");
+        }
+        if !stores.contains(&store) {
+            stores.push(store);
+        }
+    }
+    if let Some(Store::Postgres(Some(url))) = stores.last() {
+        // cityhub_pgtest makes its databases on this server instead of a throwaway cluster.
+        std::env::set_var(cityhub_pgtest::ENV_SERVER, url);
+    }
+    Ok(stores)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +185,7 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     let settings = settings(&args)?;
+    let stores = stores(&args)?;
     let quick = args.what == ["quick"];
     let profile = args.profile.unwrap_or(if quick { Profile::Debug } else { Profile::Release });
     let hub_bin = match &args.hub_bin {
@@ -164,62 +196,50 @@ fn run() -> anyhow::Result<bool> {
     // One client thread: the load generator takes at most one core of the machine, and the same
     // one whether it loads the hub or the ceiling.
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut outcome = runner::Outcome::new();
+    let mut runs: Vec<(Store, runner::Outcome)> = Vec::new();
     let mut stop_problems = Vec::new();
-    // Each phase gets its own hub on its own data directory; the first is stopped before the
-    // second starts so they never compete for the machine.
-    let mut phases = Vec::new();
-    if runner::wants_entity_phase(&settings) {
-        phases.push(Phase::Entities);
-    }
-    if runner::wants_fresh_phase(&settings) {
-        phases.push(Phase::Fresh);
-    }
-    for phase in phases {
-        let label = match phase {
-            Phase::Entities => "entity scenarios",
-            Phase::Fresh => "memory and temporal",
-        };
-        let tmp =
-            tempfile::Builder::new().prefix("cityhub-bench-").tempdir().context("cannot make a temporary directory")?;
-        let mut hub = hub::Hub::start(&hub_bin, &tmp.path().join("data"))?;
-        eprintln!("{label}: hub {} (pid {}) on {}", hub_bin.display(), hub.pid(), hub.addr);
-        match phase {
-            Phase::Entities => client.block_on(runner::entity_phase(&hub, &settings, &mut outcome)),
-            Phase::Fresh => client.block_on(runner::fresh_phase(&hub, &settings, &mut outcome)),
-        }
-        if let Err(e) = hub.stop() {
-            stop_problems.push(format!("stopping the hub of the {label} phase: {e:#}"));
-        }
-        if outcome.aborted.is_some() {
+    for store in &stores {
+        let outcome = pass(&client, &hub_bin, store, &settings, &mut stop_problems)?;
+        let aborted = outcome.aborted.is_some();
+        runs.push((store.clone(), outcome));
+        if aborted {
             break;
         }
     }
     let header = report::Header {
         mode: args.what.join(" "),
         machine: hub::machine(),
+        stores: stores.iter().map(Store::label).collect::<Vec<_>>().join(", "),
         hub: match (&args.hub_bin, profile) {
             (Some(bin), _) => format!("{} (given)", bin.display()),
             (None, Profile::Release) => format!("{} (release build)", hub_bin.display()),
             (None, Profile::Debug) => format!("{} (debug build)", hub_bin.display()),
         },
     };
-    let text = report::render(&header, &settings, &outcome);
+    let text = report::render(&header, &settings, &runs);
     println!("{text}");
     if let Some(path) = &args.out {
         std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let mut problems = outcome.problems();
+    let mut problems = Vec::new();
+    for (store, outcome) in &runs {
+        let prefix = if runs.len() > 1 { format!("{}: ", store.label()) } else { String::new() };
+        let mut found = outcome.problems();
+        let temporal = !outcome.not_run.iter().any(|(name, _)| scenarios::TEMPORAL.contains(&name.as_str()));
+        let expected = expected_scenarios(&settings, temporal, store);
+        let ran: Vec<&str> = outcome
+            .scenarios
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(outcome.notify.iter().map(|s| s.name.as_str()))
+            .collect();
+        found.extend(expected.iter().filter(|e| !ran.contains(&e.as_str())).map(|e| format!("{e}: did not run")));
+        problems.extend(found.into_iter().map(|p| format!("{prefix}{p}")));
+    }
+    if runs.len() < stores.len() {
+        problems.push(format!("{} of {} stores were run", runs.len(), stores.len()));
+    }
     problems.extend(stop_problems);
-    let temporal = !outcome.not_run.iter().any(|(name, _)| scenarios::TEMPORAL.contains(&name.as_str()));
-    let expected = expected_scenarios(&settings, temporal);
-    let ran: Vec<&str> = outcome
-        .scenarios
-        .iter()
-        .map(|s| s.name.as_str())
-        .chain(outcome.notify.iter().map(|s| s.name.as_str()))
-        .collect();
-    problems.extend(expected.iter().filter(|e| !ran.contains(&e.as_str())).map(|e| format!("{e}: did not run")));
     eprintln!("cityhub-bench {} took {:.1} s", args.what.join(" "), started.elapsed().as_secs_f64());
     if problems.is_empty() {
         eprintln!("every scenario ran and every answer was correct");
@@ -233,8 +253,62 @@ fn run() -> anyhow::Result<bool> {
     }
 }
 
-/// The scenario names a run with these settings must produce.
-fn expected_scenarios(settings: &Settings, temporal: bool) -> Vec<String> {
+/// Every phase of one store's pass, each on a fresh hub and (PostgreSQL) a fresh database.
+fn pass(
+    client: &tokio::runtime::Runtime,
+    hub_bin: &std::path::Path,
+    store: &Store,
+    settings: &Settings,
+    stop_problems: &mut Vec<String>,
+) -> anyhow::Result<runner::Outcome> {
+    let mut outcome = runner::Outcome::new();
+    // Each phase gets its own hub on its own data directory; the first is stopped before the
+    // second starts so they never compete for the machine.
+    let mut phases = Vec::new();
+    if runner::wants_entity_phase(settings) {
+        phases.push(Phase::Entities);
+    }
+    if runner::wants_fresh_phase(settings) {
+        phases.push(Phase::Fresh);
+    }
+    if store.is_postgres() && settings.wants(runner::TWO_HUBS) {
+        phases.push(Phase::TwoHubs);
+    }
+    for phase in phases {
+        let label = match phase {
+            Phase::Entities => "entity scenarios",
+            Phase::Fresh => "memory and temporal",
+            Phase::TwoHubs => "two hubs on one database",
+        };
+        let tmp =
+            tempfile::Builder::new().prefix("cityhub-bench-").tempdir().context("cannot make a temporary directory")?;
+        let url = store.is_postgres().then(cityhub_pgtest::database);
+        let mut hub = hub::Hub::start(hub_bin, &tmp.path().join("data"), url.as_deref())?;
+        eprintln!("{} {label}: hub {} (pid {}) on {}", store.label(), hub_bin.display(), hub.pid(), hub.addr);
+        match phase {
+            Phase::Entities => client.block_on(runner::entity_phase(&hub, settings, &mut outcome)),
+            Phase::Fresh => client.block_on(runner::fresh_phase(&hub, settings, &mut outcome)),
+            Phase::TwoHubs => {
+                let mut second = hub::Hub::start(hub_bin, &tmp.path().join("data-b"), url.as_deref())?;
+                eprintln!("  and hub (pid {}) on {}, same database", second.pid(), second.addr);
+                client.block_on(runner::two_hubs_phase(&hub, &second, settings, &mut outcome));
+                if let Err(e) = second.stop() {
+                    stop_problems.push(format!("stopping the second hub of the {label} phase: {e:#}"));
+                }
+            }
+        }
+        if let Err(e) = hub.stop() {
+            stop_problems.push(format!("stopping the {} hub of the {label} phase: {e:#}", store.label()));
+        }
+        if outcome.aborted.is_some() {
+            break;
+        }
+    }
+    Ok(outcome)
+}
+
+/// The scenario names a run with these settings must produce on `store`.
+fn expected_scenarios(settings: &Settings, temporal: bool, store: &Store) -> Vec<String> {
     let wants = |f: &str| settings.only.is_empty() || settings.only.iter().any(|o| o == f);
     let largest = scenarios::size_label(*settings.sizes.last().expect("sizes are checked"));
     let mut names = Vec::new();
@@ -266,6 +340,9 @@ fn expected_scenarios(settings: &Settings, temporal: bool) -> Vec<String> {
             ("temporal-append", "temporal-append".to_owned()),
         ];
         names.extend(temporal.into_iter().filter(|(f, _)| wants(f)).map(|(_, name)| name));
+    }
+    if store.is_postgres() && wants(runner::TWO_HUBS) {
+        names.extend([runner::ONE_HUB_MIXED.to_owned(), runner::TWO_HUBS_MIXED.to_owned()]);
     }
     names
 }

@@ -36,7 +36,7 @@ use crate::check::Check;
 use crate::data::{fresh_entity, QUERIED_TYPE};
 use crate::hub::Hub;
 use crate::load::{closed_loop, histogram, micros, Call, Conn, Limits, Target};
-use crate::runner::Settings;
+use crate::settings::Settings;
 
 pub const FAMILY: &str = "subscription-notify";
 /// The subscription counts of the scenarios.
@@ -328,7 +328,7 @@ async fn all_of(
     let next = AtomicU64::new(0);
     let workload = Arc::new(move || make(next.fetch_add(1, Ordering::Relaxed)));
     let limits = Limits { connections, max_requests: n, max_duration: Duration::from_secs(600) };
-    let stats = closed_loop(Target { addr: hub, strict: true }, workload, limits).await;
+    let stats = closed_loop(Target::one(hub, true), workload, limits).await;
     if let Some(why) = stats.error_samples.first() {
         return Err(why.clone());
     }
@@ -520,12 +520,12 @@ async fn updates(
                 let call = plan.update(seq);
                 tokio::time::sleep_until(due.into()).await;
                 let at = Instant::now();
-                if conn.is_none() {
-                    conn = Conn::open(hub).await.ok();
-                }
                 let acked = match conn.as_mut() {
                     Some(c) => c.exchange(&call, true).await.map(|_| Instant::now()),
-                    None => Err(format!("cannot connect to {hub}")),
+                    None => match Conn::open(hub).await {
+                        Ok(c) => conn.insert(c).exchange(&call, true).await.map(|_| Instant::now()),
+                        Err(e) => Err(format!("cannot connect to {hub}: {e:#}")),
+                    },
                 };
                 if acked.is_err() {
                     conn = None;

@@ -3,14 +3,17 @@
 use std::fmt::Write as _;
 
 use crate::notify::{NotifyResult, NotifyStats};
-use crate::runner::{HistoryLoad, Outcome, ScenarioResult, Settings};
+use crate::runner::{HistoryLoad, Outcome, ScenarioResult, ONE_HUB_MIXED, TWO_HUBS_MIXED};
 use crate::scenarios::size_label;
+use crate::settings::{Settings, Store};
 
 /// What the report says about the run besides its results.
 pub struct Header {
     pub mode: String,
     pub machine: String,
     pub hub: String,
+    /// The stores the run went over, in order.
+    pub stores: String,
 }
 
 const KIB: f64 = 1024.0;
@@ -26,13 +29,30 @@ const RATIO_TARGETS: [(&str, f64, Option<f64>); 5] = [
     ("query-rel", 0.1, Some(20.0)),
 ];
 const RSS_TARGET_BYTES: f64 = 2048.0;
+/// Issue 15: query p99 on PostgreSQL at most this many times SQLite's.
+const PG_QUERY_P99_FACTOR: f64 = 2.0;
+/// Issue 15: batch upsert on PostgreSQL at least this many entities per second.
+const PG_UPSERT_ENTITIES_PER_S: f64 = 5000.0;
 
-pub fn render(header: &Header, settings: &Settings, outcome: &Outcome) -> String {
+/// The whole report: the run's settings, then each store's pass (under a heading of its own
+/// when there are several), then PostgreSQL beside SQLite.
+pub fn render(header: &Header, settings: &Settings, runs: &[(Store, Outcome)]) -> String {
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "# cityhub-bench `{}`\n", header.mode);
     let _ = writeln!(w, "- machine: {} (shared: other jobs may run beside the benchmark)", header.machine);
     let _ = writeln!(w, "- hub: `{}` on 127.0.0.1, fresh temporary data directory", header.hub);
+    let _ = writeln!(
+        w,
+        "- stores: {}{}",
+        header.stores,
+        if runs.iter().any(|(s, _)| s.is_postgres()) {
+            " (PostgreSQL: a fresh database per hub on one cluster, same machine; the hub's CPU and RSS \
+             exclude the server's; disk is `pg_database_size`, the cluster's WAL not counted)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(
         w,
         "- load: {} keep-alive HTTP/1.1 connections from one client thread; closed loop: at most {} requests or {:.0} s per run{}; open loop: {:.0}% of the hub's closed-loop throughput, at most {} requests or {:.0} s",
@@ -48,7 +68,19 @@ pub fn render(header: &Header, settings: &Settings, outcome: &Outcome) -> String
         w,
         "- ceiling: axum on its own tokio runtime, replaying the hub's answer after parsing the request body\n"
     );
+    for (store, outcome) in runs {
+        if runs.len() > 1 {
+            let _ = writeln!(w, "# On {}\n", store.label());
+        }
+        render_outcome(w, settings, outcome);
+    }
+    if runs.len() > 1 {
+        side_by_side(w, runs);
+    }
+    out
+}
 
+fn render_outcome(w: &mut String, settings: &Settings, outcome: &Outcome) {
     seeding_section(w, outcome);
     closed_section(w, &outcome.scenarios);
     open_section(w, &outcome.scenarios);
@@ -77,7 +109,95 @@ pub fn render(header: &Header, settings: &Settings, outcome: &Outcome) -> String
     for problem in problems {
         let _ = writeln!(w, "- {problem}");
     }
-    out
+    let _ = writeln!(w);
+}
+
+/// Every scenario measured on both stores, PostgreSQL against SQLite, the targets of issue 15,
+/// and one hub against two on one database.
+fn side_by_side(w: &mut String, runs: &[(Store, Outcome)]) {
+    let Some((_, sqlite)) = runs.iter().find(|(s, _)| *s == Store::Sqlite) else { return };
+    let Some((_, pg)) = runs.iter().find(|(s, _)| s.is_postgres()) else { return };
+    let find = |o: &Outcome, name: &str| -> Option<(u64, f64, f64)> {
+        let s = o.scenarios.iter().find(|s| s.name == name)?;
+        let m = s.outcome.as_ref().ok()?;
+        Some((s.per_call, m.hub_closed.throughput(), m.hub_closed.ms(0.99)))
+    };
+    let _ = writeln!(w, "# PostgreSQL beside SQLite (closed loop, hub only)\n");
+    let _ = writeln!(
+        w,
+        "| scenario | SQLite req/s | p99 ms | PostgreSQL req/s | p99 ms | req/s PG/SQLite | p99 PG/SQLite |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in &sqlite.scenarios {
+        let (Some((_, s_rate, s_p99)), Some((_, p_rate, p_p99))) = (find(sqlite, &s.name), find(pg, &s.name)) else {
+            continue;
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {s_rate:.0} | {s_p99:.2} | {p_rate:.0} | {p_p99:.2} | {:.2} | {:.2} |",
+            s.name,
+            p_rate / s_rate.max(1e-9),
+            p_p99 / s_p99.max(1e-9)
+        );
+    }
+    let _ = writeln!(w, "\n## Targets of issue 15\n");
+    let _ = writeln!(w, "| target | measured | met |\n|---|---|---|");
+    let queries = sqlite
+        .scenarios
+        .iter()
+        .filter(|s| ["query-props-", "query-rel-", "geo-near-"].iter().any(|prefix| s.name.starts_with(prefix)));
+    for s in queries {
+        let (Some((_, _, s_p99)), Some((_, _, p_p99))) = (find(sqlite, &s.name), find(pg, &s.name)) else {
+            continue;
+        };
+        let met = p_p99 <= PG_QUERY_P99_FACTOR * s_p99;
+        let _ = writeln!(
+            w,
+            "| {}: p99 on PostgreSQL ≤ {PG_QUERY_P99_FACTOR}× SQLite's | {p_p99:.2} ms vs {s_p99:.2} ms ({:.2}×) | {} |",
+            s.name,
+            p_p99 / s_p99.max(1e-9),
+            if met { "yes" } else { "**no**" }
+        );
+    }
+    let upsert = format!("batch-upsert-{}", crate::scenarios::BATCH);
+    if let Some((per_call, rate, _)) = find(pg, &upsert) {
+        let entities = rate * per_call as f64;
+        let met = entities >= PG_UPSERT_ENTITIES_PER_S;
+        let sqlite_entities = find(sqlite, &upsert).map(|(n, r, _)| format!(" (SQLite {:.0})", r * n as f64));
+        let _ = writeln!(
+            w,
+            "| {upsert} on PostgreSQL ≥ {PG_UPSERT_ENTITIES_PER_S:.0} entities/s | {entities:.0} entities/s{} | {} |",
+            sqlite_entities.unwrap_or_default(),
+            if met { "yes" } else { "**no**" }
+        );
+    }
+    let _ = writeln!(w);
+    let one = pg.scenarios.iter().find(|s| s.name == ONE_HUB_MIXED).and_then(|s| s.outcome.as_ref().ok());
+    let two = pg.scenarios.iter().find(|s| s.name == TWO_HUBS_MIXED).and_then(|s| s.outcome.as_ref().ok());
+    if let (Some(one), Some(two)) = (one, two) {
+        let _ = writeln!(w, "## One hub against two hubs on one PostgreSQL database\n");
+        let _ = writeln!(
+            w,
+            "| hubs | req/s | p50 ms | p99 ms | hub cores busy | open loop p99 ms |\n|---:|---:|---:|---:|---:|---:|"
+        );
+        for (n, m) in [(1, one), (2, two)] {
+            let _ = writeln!(
+                w,
+                "| {n} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                m.hub_closed.throughput(),
+                m.hub_closed.ms(0.5),
+                m.hub_closed.ms(0.99),
+                m.hub_cores(),
+                m.hub_open.ms(0.99)
+            );
+        }
+        let _ = writeln!(
+            w,
+            "\nThe same load (query-props and partial-update in turn) from the same connections, spread \
+             over two hubs in the second row; two hubs gain only where one hub, not the database or the \
+             machine's cores, was the bound ({:.2}× the throughput).\n",
+            two.hub_closed.throughput() / one.hub_closed.throughput().max(1e-9)
+        );
+    }
 }
 
 fn seeding_section(w: &mut String, outcome: &Outcome) {
@@ -337,4 +457,80 @@ fn targets_section(w: &mut String, outcome: &Outcome, settings: &Settings) {
         );
     }
     let _ = writeln!(w);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hub::Usage;
+    use crate::load::{histogram, RunStats};
+    use crate::runner::Measured;
+
+    /// A closed-loop run of `ok` requests over one second, every one taking `ms`.
+    /// (hdrhistogram keeps 3 significant digits: 10 ms reads back as 10.01.)
+    fn run(ok: u64, ms: u64) -> RunStats {
+        let mut latency = histogram();
+        latency.record_n(ms * 1000, ok).unwrap();
+        RunStats {
+            ok,
+            errors: 0,
+            error_samples: Vec::new(),
+            not_sent: 0,
+            elapsed: Duration::from_secs(1),
+            latency: latency.clone(),
+            service: latency,
+            offered_rate: None,
+        }
+    }
+
+    fn scenario(name: &str, per_call: u64, ok: u64, ms: u64) -> ScenarioResult {
+        let measured = Measured {
+            hub_closed: run(ok, ms),
+            hub_usage: Usage::default(),
+            ceiling_closed: run(ok * 10, 1),
+            hub_open: run(ok / 2, ms),
+            ceiling_open: run(ok / 2, 1),
+        };
+        ScenarioResult { name: name.into(), about: String::new(), per_call, outcome: Ok(measured) }
+    }
+
+    fn outcome(scenarios: Vec<ScenarioResult>) -> Outcome {
+        let mut outcome = Outcome::new();
+        outcome.scenarios = scenarios;
+        outcome
+    }
+
+    #[test]
+    fn postgresql_is_set_beside_sqlite_against_the_targets_of_issue_15() {
+        let sqlite = outcome(vec![scenario("query-props-1k", 1, 1000, 10), scenario("batch-upsert-200", 200, 40, 50)]);
+        let pg = outcome(vec![
+            scenario("query-props-1k", 1, 400, 25),
+            scenario("batch-upsert-200", 200, 30, 60),
+            scenario(ONE_HUB_MIXED, 1, 500, 8),
+            scenario(TWO_HUBS_MIXED, 1, 600, 7),
+        ]);
+        let mut w = String::new();
+        side_by_side(&mut w, &[(Store::Sqlite, sqlite), (Store::Postgres(None), pg)]);
+        assert!(w.contains("| query-props-1k | 1000 | 10.01 | 400 | 25.01 | 0.40 | 2.50 |"), "{w}");
+        assert!(
+            w.contains("| query-props-1k: p99 on PostgreSQL ≤ 2× SQLite's | 25.01 ms vs 10.01 ms (2.50×) | **no** |"),
+            "{w}"
+        );
+        assert!(
+            w.contains("| batch-upsert-200 on PostgreSQL ≥ 5000 entities/s | 6000 entities/s (SQLite 8000) | yes |"),
+            "{w}"
+        );
+        assert!(w.contains("## One hub against two hubs on one PostgreSQL database"), "{w}");
+        assert!(w.contains("| 2 | 600 | 7.00 | 7.00 |"), "{w}");
+        assert!(w.contains("(1.20× the throughput)"), "{w}");
+    }
+
+    #[test]
+    fn one_store_alone_has_no_comparison() {
+        let mut w = String::new();
+        side_by_side(&mut w, &[(Store::Sqlite, outcome(vec![scenario("get-by-id", 1, 10, 1)]))]);
+        assert!(w.is_empty(), "{w}");
+    }
 }

@@ -11,39 +11,7 @@ use crate::hub::{Hub, Usage};
 use crate::load::{closed_loop, open_loop, Conn, Limits, RunStats, Target};
 use crate::notify::{self, NotifyResult};
 use crate::scenarios::{self, size_label, Scenario};
-
-/// How hard and how long to load.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub closed: Limits,
-    /// A closed-loop run against the hub before each measured one, not recorded: warms the
-    /// hub's caches and lets the machine settle.
-    pub warmup: Duration,
-    pub open: Limits,
-    /// The open-loop rate, as a fraction of the hub's closed-loop throughput.
-    pub open_fraction: f64,
-    /// Store sizes to seed and query, ascending; the last is the size of the memory measurement
-    /// and of the scenarios after the queries.
-    pub sizes: Vec<u64>,
-    /// Scenario families to run (all when empty).
-    pub only: Vec<String>,
-    /// Temperature instances in the history of each of the temporal scenarios' entities.
-    pub history_per_entity: u64,
-    /// Connections used to seed.
-    pub seed_connections: usize,
-    /// The hub's default body limit, which the ceiling copies.
-    pub max_body_bytes: usize,
-    /// Updates per second of the notification scenarios (open loop).
-    pub notify_rate: f64,
-    /// How long the notification scenarios wait for the last notifications after the last update.
-    pub notify_drain: Duration,
-}
-
-impl Settings {
-    pub fn wants(&self, family: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|f| f == family)
-    }
-}
+use crate::settings::Settings;
 
 pub struct Seeding {
     pub from: u64,
@@ -182,6 +150,8 @@ pub struct Outcome {
     pub notify: Vec<NotifyResult>,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
+    /// Readings of the hub process (RSS, disk) that failed: their figures show as 0.
+    pub readings: Vec<String>,
 }
 
 impl Outcome {
@@ -195,11 +165,13 @@ impl Outcome {
             scenarios: Vec::new(),
             notify: Vec::new(),
             aborted: None,
+            readings: Vec::new(),
         }
     }
 
     pub fn problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.aborted.iter().cloned().collect();
+        problems.extend(self.readings.iter().cloned());
         if let Some(history) = &self.history {
             problems.extend(history.errors.iter().map(|e| format!("temporal history: {e}")));
         }
@@ -222,7 +194,7 @@ async fn seed(hub: SocketAddr, from: u64, to: u64, connections: usize) -> Seedin
     eprintln!("seeding entities {from}..{to} in {calls} batches");
     let started = Instant::now();
     let limits = Limits { connections, max_requests: calls, max_duration: Duration::from_secs(3600) };
-    let stats = closed_loop(Target { addr: hub, strict: true }, workload, limits).await;
+    let stats = closed_loop(Target::one(hub, true), workload, limits).await;
     let mut errors = stats.error_samples.clone();
     if stats.ok != calls && errors.is_empty() {
         errors.push(format!("{} of {calls} batches answered", stats.ok));
@@ -234,8 +206,14 @@ async fn seed(hub: SocketAddr, from: u64, to: u64, connections: usize) -> Seedin
 /// closed loop on hub and ceiling, then open loop on both at the same fraction of the hub's
 /// closed-loop throughput.
 pub async fn measure(hub: &Hub, scenario: Scenario, settings: &Settings) -> ScenarioResult {
+    measure_on(&[hub], scenario, settings).await
+}
+
+/// [`measure`] with the load spread over several hubs (connections alternate between them);
+/// setup and probe go to the first, CPU time is the sum of all of them.
+pub async fn measure_on(hubs: &[&Hub], scenario: Scenario, settings: &Settings) -> ScenarioResult {
     eprintln!("scenario {}: {}", scenario.name, scenario.about);
-    let outcome = measure_inner(hub, &scenario, settings).await;
+    let outcome = measure_inner(hubs, &scenario, settings).await;
     if let Ok(m) = &outcome {
         eprintln!(
             "  hub {:.0} req/s p99 {:.2} ms; ceiling {:.0} req/s; open loop at {:.0} req/s: hub p99 {:.2} ms",
@@ -249,18 +227,25 @@ pub async fn measure(hub: &Hub, scenario: Scenario, settings: &Settings) -> Scen
     ScenarioResult { name: scenario.name, about: scenario.about, per_call: scenario.per_call, outcome }
 }
 
-async fn measure_inner(hub_process: &Hub, scenario: &Scenario, settings: &Settings) -> Result<Measured, String> {
-    let hub = hub_process.addr;
+async fn measure_inner(hubs: &[&Hub], scenario: &Scenario, settings: &Settings) -> Result<Measured, String> {
+    let first = hubs.first().ok_or("no hub to measure")?;
+    let hub = first.addr;
     let mut conn = Conn::open(hub).await.map_err(|e| format!("{e:#}"))?;
     for call in &scenario.setup {
         conn.exchange(call, true).await.map_err(|why| format!("setup: {why}"))?;
     }
-    let probe = scenario.workload.next();
-    let reply = conn.exchange(&probe, true).await.map_err(|why| format!("probe: {why}"))?;
+    let mut canned = Vec::new();
+    for _ in 0..scenario.probes.max(1) {
+        let probe = scenario.workload.next();
+        let reply = conn.exchange(&probe, true).await.map_err(|why| format!("probe: {why}"))?;
+        if !canned.iter().any(|(m, _)| *m == probe.method) {
+            canned.push((probe.method.clone(), Canned::of(&reply)));
+        }
+    }
     drop(conn);
-    let ceiling = Ceiling::start(Canned::of(&reply), settings.max_body_bytes).map_err(|e| format!("ceiling: {e:#}"))?;
-    let hub = Target { addr: hub, strict: true };
-    let ceiling_target = Target { addr: ceiling.addr, strict: false };
+    let ceiling = Ceiling::start(canned, settings.max_body_bytes).map_err(|e| format!("ceiling: {e:#}"))?;
+    let hub = Target { addr: hub, also: hubs.get(1).map(|h| h.addr), strict: true };
+    let ceiling_target = Target::one(ceiling.addr, false);
     let workload = &scenario.workload;
 
     let warmup = if settings.warmup > Duration::ZERO {
@@ -269,9 +254,14 @@ async fn measure_inner(hub_process: &Hub, scenario: &Scenario, settings: &Settin
     } else {
         None
     };
-    let before = hub_process.usage().unwrap_or_default();
+    let usage = || {
+        hubs.iter().try_fold(Usage::default(), |sum, h| {
+            h.usage().map(|u| sum.plus(u)).map_err(|e| format!("cannot read the hub's CPU time: {e:#}"))
+        })
+    };
+    let before = usage()?;
     let mut hub_closed = closed_loop(hub, workload.clone(), settings.closed).await;
-    let hub_usage = hub_process.usage().unwrap_or_default().since(before);
+    let hub_usage = usage()?.since(before);
     if let Some(warmup) = warmup.filter(|w| w.errors > 0) {
         // A wrong answer during the warm-up is as wrong as any other.
         hub_closed.errors += warmup.errors;
@@ -323,19 +313,41 @@ pub async fn entity_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome)
             outcome.scenarios.push(measure(hub, make(seeded), settings).await);
         }
     }
-    outcome.rss_under_load = Some((hub.rss().unwrap_or(0), hub.peak_rss().unwrap_or(0)));
+    let rss = reading("RSS", hub.rss(), &mut outcome.readings);
+    let peak = reading("peak RSS", hub.peak_rss(), &mut outcome.readings);
+    outcome.rss_under_load = Some((rss, peak));
     // Last: from here on the hub journals every change of the default tenant.
     if settings.wants(notify::FAMILY) {
         outcome.notify = notify::run(hub, settings, seeded).await;
     }
 }
 
-/// The families measured on the second, fresh hub; all others belong to the first.
+/// The families measured on the second, fresh hub; all others but [`TWO_HUBS`] belong to the first.
 const FRESH_FAMILIES: [&str; 3] = ["memory", "temporal-aggregate", "temporal-append"];
+
+/// The family of one hub against two hubs on one database (PostgreSQL only), on fresh hubs.
+pub const TWO_HUBS: &str = "two-hubs";
+/// Its scenarios: the same mixed load on one hub, then spread over two.
+pub const ONE_HUB_MIXED: &str = "mixed-1-hub";
+pub const TWO_HUBS_MIXED: &str = "mixed-2-hubs";
 
 /// Whether the first phase has anything to do.
 pub fn wants_entity_phase(settings: &Settings) -> bool {
-    scenarios::FAMILIES.iter().filter(|f| !FRESH_FAMILIES.contains(f)).any(|f| settings.wants(f))
+    scenarios::FAMILIES.iter().filter(|f| !FRESH_FAMILIES.contains(f) && **f != TWO_HUBS).any(|f| settings.wants(f))
+}
+
+/// The phase of two hubs on one database: seeds the largest size through the first, then
+/// measures the mixed load on the first alone and over both.
+pub async fn two_hubs_phase(a: &Hub, b: &Hub, settings: &Settings, outcome: &mut Outcome) {
+    let entities = *settings.sizes.last().expect("sizes are checked");
+    let seeding = seed(a.addr, 0, entities, settings.seed_connections).await;
+    eprintln!("  seeded {entities} entities through the first hub in {:.1} s", seeding.elapsed.as_secs_f64());
+    if let Some(e) = seeding.errors.first() {
+        outcome.aborted = Some(format!("seeding the two-hub database failed: {e}"));
+        return;
+    }
+    outcome.scenarios.push(measure_on(&[a], scenarios::mixed(entities, ONE_HUB_MIXED), settings).await);
+    outcome.scenarios.push(measure_on(&[a, b], scenarios::mixed(entities, TWO_HUBS_MIXED), settings).await);
 }
 
 /// Whether the second phase has anything to do.
@@ -348,7 +360,7 @@ pub fn wants_fresh_phase(settings: &Settings) -> bool {
 /// temporal scenarios.
 pub async fn fresh_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome) {
     let entities = *settings.sizes.last().expect("sizes are checked");
-    let rss_before = hub.rss().unwrap_or(0);
+    let rss_before = reading("RSS", hub.rss(), &mut outcome.readings);
     let seeding = seed(hub.addr, 0, entities, settings.seed_connections).await;
     eprintln!("  seeded {entities} entities in {:.1} s", seeding.elapsed.as_secs_f64());
     if let Some(e) = seeding.errors.first() {
@@ -359,9 +371,9 @@ pub async fn fresh_phase(hub: &Hub, settings: &Settings, outcome: &mut Outcome) 
         entities,
         seed_elapsed: seeding.elapsed,
         rss_before,
-        rss_after: hub.rss().unwrap_or(0),
-        disk_after: hub.disk_bytes().unwrap_or(0),
-        wal_after: hub.wal_bytes().unwrap_or(0),
+        rss_after: reading("RSS", hub.rss(), &mut outcome.readings),
+        disk_after: reading("disk use", hub.disk_bytes(), &mut outcome.readings),
+        wal_after: reading("WAL size", hub.wal_bytes(), &mut outcome.readings),
     });
     if settings.wants("temporal-aggregate") || settings.wants("temporal-append") {
         temporal(hub, settings, entities, outcome).await;
@@ -381,7 +393,7 @@ async fn temporal(hub: &Hub, settings: &Settings, seeded: u64, outcome: &mut Out
         return;
     }
     if settings.wants("temporal-aggregate") {
-        let history = load_history(hub, settings).await;
+        let history = load_history(hub, settings, &mut outcome.readings).await;
         let loaded = history.errors.is_empty();
         outcome.history = Some(history);
         if loaded {
@@ -394,11 +406,12 @@ async fn temporal(hub: &Hub, settings: &Settings, seeded: u64, outcome: &mut Out
     }
 }
 
-async fn load_history(hub: &Hub, settings: &Settings) -> HistoryLoad {
+async fn load_history(hub: &Hub, settings: &Settings, readings: &mut Vec<String>) -> HistoryLoad {
     let per_entity = settings.history_per_entity;
     let instances = per_entity * scenarios::HISTORY_ENTITIES;
     eprintln!("loading a temporal history of {instances} instances");
-    let (rss_before, disk_before) = (hub.rss().unwrap_or(0), hub.disk_bytes().unwrap_or(0));
+    let rss_before = reading("RSS", hub.rss(), readings);
+    let disk_before = reading("disk use", hub.disk_bytes(), readings);
     let started = Instant::now();
     let (creates, appends, calls) = scenarios::history(per_entity);
     let mut errors = Vec::new();
@@ -419,7 +432,7 @@ async fn load_history(hub: &Hub, settings: &Settings) -> HistoryLoad {
             max_requests: calls,
             max_duration: Duration::from_secs(3600),
         };
-        let stats = closed_loop(Target { addr: hub.addr, strict: true }, appends, limits).await;
+        let stats = closed_loop(Target::one(hub.addr, true), appends, limits).await;
         errors.extend(stats.error_samples.iter().cloned());
         if stats.ok != calls && errors.is_empty() {
             errors.push(format!("{} of {calls} appends answered", stats.ok));
@@ -431,9 +444,17 @@ async fn load_history(hub: &Hub, settings: &Settings) -> HistoryLoad {
         instances,
         elapsed,
         rss_before,
-        rss_after: hub.rss().unwrap_or(0),
+        rss_after: reading("RSS", hub.rss(), readings),
         disk_before,
-        disk_after: hub.disk_bytes().unwrap_or(0),
+        disk_after: reading("disk use", hub.disk_bytes(), readings),
         errors,
     }
+}
+
+/// A reading of the hub process, or 0 with the failure kept among the run's problems.
+fn reading(what: &str, value: anyhow::Result<u64>, problems: &mut Vec<String>) -> u64 {
+    value.unwrap_or_else(|e| {
+        problems.push(format!("cannot read the hub's {what}: {e:#}"));
+        0
+    })
 }

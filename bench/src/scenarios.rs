@@ -24,7 +24,7 @@ const NEAR_M: f64 = 2000.0;
 const NEAR_SLACK: f64 = 0.005;
 
 /// The scenario families, in the order the runner goes through them.
-pub const FAMILIES: [&str; 13] = [
+pub const FAMILIES: [&str; 14] = [
     "query-props",
     "query-rel",
     "geo-near",
@@ -38,6 +38,7 @@ pub const FAMILIES: [&str; 13] = [
     "memory",
     "temporal-aggregate",
     "temporal-append",
+    "two-hubs",
 ];
 
 /// Scenarios of the peers' load tests that need an API the hub does not have yet. They are
@@ -57,6 +58,9 @@ pub struct Scenario {
     pub about: String,
     /// Entities written or read per request, to turn requests into entities per second.
     pub per_call: u64,
+    /// Requests whose answers the ceiling replays (one per method the workload sends; the
+    /// workload's first calls, sent once before the measurements).
+    pub probes: u64,
     /// Requests sent once, in order, before the measurements (not timed).
     pub setup: Vec<Call>,
     pub workload: Arc<dyn Workload>,
@@ -130,6 +134,7 @@ pub fn create() -> Scenario {
         name: "create".into(),
         about: "POST /entities, the ~1.4 KB template".into(),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(|seq| Call {
             method: Method::POST,
@@ -147,6 +152,7 @@ pub fn get_by_id(seeded: u64) -> Scenario {
         name: "get-by-id".into(),
         about: format!("GET /entities/{{id}}, random among {} entities", size_label(seeded)),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(move |seq| {
             let entity = pick(seq, seeded, 0x6e7);
@@ -168,6 +174,7 @@ pub fn partial_update(seeded: u64) -> Scenario {
         name: "partial-update".into(),
         about: "PATCH /entities/{id}/attrs/humidity (one datasetId instance)".into(),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(move |seq| Call {
             method: Method::PATCH,
@@ -185,6 +192,7 @@ pub fn update_attrs(seeded: u64) -> Scenario {
         name: "update-attrs".into(),
         about: "PATCH /entities/{id}/attrs, 5 attributes".into(),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(move |seq| Call {
             method: Method::PATCH,
@@ -218,6 +226,7 @@ pub fn query_props(seeded: u64) -> Scenario {
         name: format!("query-props-{}", size_label(seeded)),
         about: format!("type + q on two properties, {} entities ({expected} match)", size_label(seeded)),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(move |_| {
             let each = Each::AboveAndStatus { threshold: 20.0, status: "ok" };
@@ -237,6 +246,7 @@ pub fn query_rel(seeded: u64) -> Scenario {
         name: format!("query-rel-{}", size_label(seeded)),
         about: format!("type + q on a relationship, {} entities (~{mean:.0} match)", size_label(seeded)),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(move |seq| {
             let k = seq % APIARIES;
@@ -272,6 +282,7 @@ pub fn geo_near(seeded: u64) -> Scenario {
         name: format!("geo-near-{}", size_label(seeded)),
         about: format!("type + georel=near;maxDistance==2000, {} entities (~{mean} match)", size_label(seeded)),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(move |seq| {
             let k = (seq % centres.len() as u64) as usize;
@@ -295,6 +306,7 @@ pub fn batch_create() -> Scenario {
         name: format!("batch-create-{BATCH}"),
         about: format!("POST /entityOperations/create, {BATCH} new entities per request"),
         per_call: BATCH,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(|seq| Call {
             method: Method::POST,
@@ -324,6 +336,7 @@ pub fn batch_upsert() -> Scenario {
         name: format!("batch-upsert-{BATCH}"),
         about: format!("POST /entityOperations/upsert, {BATCH} existing entities per request"),
         per_call: BATCH,
+        probes: 1,
         setup,
         workload: counted(move |seq| Call {
             method: Method::POST,
@@ -331,6 +344,32 @@ pub fn batch_upsert() -> Scenario {
             body: json_body(&batch_of(ids(seq % POOL), seq)),
             status: StatusCode::NO_CONTENT,
             check: Check::Status,
+        }),
+    }
+}
+
+/// Queries and writes in turn: `query-props` and `partial-update` over `seeded` entities, for one
+/// hub against two hubs on one database (`name` tells which). The update touches `humidity`
+/// only, so every query keeps its count and its check.
+pub fn mixed(seeded: u64, name: &str) -> Scenario {
+    let query = query_props(seeded).workload;
+    let update = partial_update(seeded).workload;
+    let turn = AtomicU64::new(0);
+    Scenario {
+        name: name.to_owned(),
+        about: format!(
+            "query-props and partial-update in turn, {} entities on one PostgreSQL database",
+            size_label(seeded)
+        ),
+        per_call: 1,
+        probes: 2,
+        setup: Vec::new(),
+        workload: Arc::new(move || {
+            if turn.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+                query.next()
+            } else {
+                update.next()
+            }
         }),
     }
 }
@@ -400,6 +439,7 @@ pub fn temporal_aggregate(per_entity: u64) -> Scenario {
             size_label(per_entity)
         ),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(move |seq| {
             let id = history_id(seq % HISTORY_ENTITIES);
@@ -426,6 +466,7 @@ pub fn temporal_append(seeded: u64) -> Scenario {
         name: "temporal-append".into(),
         about: "POST /temporal/entities/{id}/attrs, one instance".into(),
         per_call: 1,
+        probes: 1,
         setup: Vec::new(),
         workload: counted(move |seq| {
             let mut instance = data::history_instance(seq % 100_000, 100_000);

@@ -215,6 +215,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--alias {alias:?} {why}; for example --alias seoul");
     }
     // reqwest is built without a default TLS provider; https @contexts and notifications use ring.
+    // `Err` only says a provider is installed already, which serves as well.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -310,6 +311,7 @@ fn lease_ttl(seconds: f64) -> anyhow::Result<std::time::Duration> {
 
 /// Posts (or, when it exists, updates) the registration of a peer hub at this hub.
 fn federate(args: FederateArgs) -> anyhow::Result<()> {
+    // `Err` only says a provider is installed already, which serves as well.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let peer = args.peer.trim_end_matches('/').trim_end_matches("/ngsi-ld/v1").to_owned();
     if !(peer.starts_with("http://") || peer.starts_with("https://")) {
@@ -360,22 +362,22 @@ fn federate(args: FederateArgs) -> anyhow::Result<()> {
         // The peer's own name for itself goes into the registration, so that this hub never asks
         // it a request that already crossed it (clause 5.12).
         let alias = match &args.peer_alias {
-            Some(alias) => Some(alias.clone()),
+            Some(alias) => Ok(alias.clone()),
             None => peer_alias(&client, &peer, args.peer_tenant.as_deref()).await,
         };
         match &alias {
-            Some(alias) => {
+            Ok(alias) => {
                 if let Err(why) = ngsild_federation::via::check_alias(alias) {
                     anyhow::bail!("the peer's alias {alias:?} {why}; give one with --peer-alias");
                 }
                 registration["contextSourceAlias"] = serde_json::Value::String(alias.clone());
             }
-            None => eprintln!(
-                "note: {peer} serves no /ngsi-ld/v1/info/sourceIdentity; registered without a contextSourceAlias \
-                 (give one with --peer-alias), so requests that already crossed the peer are known by its \
-                 host:port only"
+            Err(why) => eprintln!(
+                "note: {why}; registered without a contextSourceAlias (give one with --peer-alias), so \
+                 requests that already crossed the peer are known by its host:port only"
             ),
         }
+        let alias = alias.ok();
         let url = format!("{hub}/ngsi-ld/v1/csourceRegistrations");
         let created = with_headers(client.post(&url)).body(registration.to_string()).send().await?;
         let status = created.status();
@@ -387,31 +389,44 @@ fn federate(args: FederateArgs) -> anyhow::Result<()> {
             }
             let updated = with_headers(client.patch(format!("{url}/{id}"))).body(fragment.to_string()).send().await?;
             if !updated.status().is_success() {
-                anyhow::bail!(
-                    "the hub refused the update: {} {}",
-                    updated.status(),
-                    updated.text().await.unwrap_or_default()
-                );
+                anyhow::bail!("the hub refused the update: {} {}", updated.status(), body_text(updated).await);
             }
             println!("updated registration {id}: {peer}{} for {}", alias_note(&alias), args.types.join(", "));
         } else if status.is_success() {
             println!("registered {id}: {peer}{} for {}", alias_note(&alias), args.types.join(", "));
         } else {
-            anyhow::bail!("the hub refused the registration: {status} {}", created.text().await.unwrap_or_default());
+            anyhow::bail!("the hub refused the registration: {status} {}", body_text(created).await);
         }
         anyhow::Ok(())
     })
 }
 
-/// The `contextSourceAlias` a peer serves at `/info/sourceIdentity` (clause 5.15.1), if it does.
-async fn peer_alias(client: &reqwest::Client, peer: &str, tenant: Option<&str>) -> Option<String> {
-    let mut request = client.get(format!("{peer}/ngsi-ld/v1/info/sourceIdentity")).header("Accept", "application/json");
+/// The `contextSourceAlias` a peer serves at `/info/sourceIdentity` (clause 5.15.1), or why
+/// there is none to be had (unreachable, refused, not JSON, no alias).
+async fn peer_alias(client: &reqwest::Client, peer: &str, tenant: Option<&str>) -> Result<String, String> {
+    let url = format!("{peer}/ngsi-ld/v1/info/sourceIdentity");
+    let mut request = client.get(&url).header("Accept", "application/json");
     if let Some(tenant) = tenant {
         request = request.header("NGSILD-Tenant", tenant);
     }
-    let response = request.send().await.ok().filter(|r| r.status().is_success())?;
-    let identity: serde_json::Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
-    identity.get("contextSourceAlias").and_then(serde_json::Value::as_str).map(str::to_owned)
+    let response = request.send().await.map_err(|e| format!("GET {url} failed: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("GET {url} answered {status}"));
+    }
+    let bytes = response.bytes().await.map_err(|e| format!("GET {url}: the answer could not be read: {e}"))?;
+    let identity: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("GET {url} answered no JSON: {e}"))?;
+    identity
+        .get("contextSourceAlias")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("GET {url} names no contextSourceAlias"))
+}
+
+/// An answer's body for an error message, or why it could not be read.
+async fn body_text(response: reqwest::Response) -> String {
+    response.text().await.unwrap_or_else(|e| format!("(the body could not be read: {e})"))
 }
 
 fn alias_note(alias: &Option<String>) -> String {
@@ -430,13 +445,24 @@ fn host_name() -> String {
 }
 
 async fn shutdown_signal() {
+    // A handler that cannot be installed is told and then never fires: it must not shut the
+    // hub down at once.
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C; stop the hub with SIGTERM");
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; stop the hub with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
         }
     };
     #[cfg(not(unix))]

@@ -110,9 +110,14 @@ async fn publish_v311(client_id: &str, target: &MqttTarget, payload: Vec<u8>, qo
             _ => {}
         }
     }
-    let _ = client.disconnect().await;
-    // Let the disconnect leave; the broker drops the session either way.
-    let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+    // The message is delivered; a disconnect that fails costs nothing but is told. Let the
+    // disconnect leave; the broker drops the session either way.
+    if let Err(e) = client.disconnect().await {
+        tracing::debug!(error = %e, "the MQTT disconnect after a delivered notification failed");
+    }
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(200), events.poll()).await {
+        tracing::debug!(error = %e, "the MQTT connection after a delivered notification ended with an error");
+    }
     Ok(())
 }
 
@@ -143,8 +148,14 @@ async fn publish_v5(client_id: &str, target: &MqttTarget, payload: Vec<u8>, qos:
             _ => {}
         }
     }
-    let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+    // The message is delivered; a disconnect that fails costs nothing but is told. Let the
+    // disconnect leave; the broker drops the session either way.
+    if let Err(e) = client.disconnect().await {
+        tracing::debug!(error = %e, "the MQTT disconnect after a delivered notification failed");
+    }
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(200), events.poll()).await {
+        tracing::debug!(error = %e, "the MQTT connection after a delivered notification ended with an error");
+    }
     Ok(())
 }
 

@@ -510,8 +510,11 @@ impl Notifier {
         match self.inner.store.list_records(&c.tenant, RecordKind::Registration).await {
             Ok(docs) => {
                 let stamp = now();
-                let regs = docs.into_iter().filter_map(Registration::from_stored);
-                Some(regs.filter_map(|r| c.relevant(&r, &stamp)).collect())
+                let (regs, problems) = Registration::decode_all(docs);
+                for why in problems {
+                    tracing::error!(tenant = %c.tenant, %why, "a registration is left out of a csource notification");
+                }
+                Some(regs.iter().filter_map(|r| c.relevant(r, &stamp)).collect())
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the registrations could not be read for a csource notification");

@@ -770,10 +770,10 @@ pub fn render(
     endpoint.insert("uri".into(), json!(n.endpoint.uri));
     endpoint.insert("accept".into(), json!(n.endpoint.accept));
     if !n.endpoint.receiver_info.is_empty() {
-        endpoint.insert("receiverInfo".into(), serde_json::to_value(&n.endpoint.receiver_info).unwrap_or_default());
+        endpoint.insert("receiverInfo".into(), key_value_list(&n.endpoint.receiver_info));
     }
     if !n.endpoint.notifier_info.is_empty() {
-        endpoint.insert("notifierInfo".into(), serde_json::to_value(&n.endpoint.notifier_info).unwrap_or_default());
+        endpoint.insert("notifierInfo".into(), key_value_list(&n.endpoint.notifier_info));
     }
     notification.insert("endpoint".into(), Value::Object(endpoint));
     // Delivery status appears once something was sent (clause 5.2.14: `status` ok/failed).
@@ -836,4 +836,9 @@ fn number(n: f64) -> Value {
     } else {
         json!(n)
     }
+}
+
+/// `receiverInfo`/`notifierInfo` as shown: `[{"key": .., "value": ..}]`.
+fn key_value_list(items: &[KeyValue]) -> Value {
+    Value::Array(items.iter().map(|kv| json!({"key": kv.key, "value": kv.value})).collect())
 }

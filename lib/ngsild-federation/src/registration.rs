@@ -333,12 +333,23 @@ impl Registration {
     }
 
     /// The stored form as JSON.
+    #[expect(
+        clippy::expect_used,
+        reason = "serde_json fails only on maps with non-string keys or on a Serialize impl that \
+                  errors; a Registration has neither (`stored_form_round_trips` covers every member)"
+    )]
     pub fn to_stored(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+        serde_json::to_value(self).expect("a Registration always serializes")
     }
 
-    pub fn from_stored(value: Value) -> Option<Registration> {
-        let mut reg: Registration = serde_json::from_value(value).ok()?;
+    /// A stored registration read back, or why it cannot be (with its id when it has one), so
+    /// the caller can log it: a record that does not decode must not vanish without a trace.
+    pub fn decode(value: Value) -> Result<Registration, String> {
+        let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        let mut reg: Registration = serde_json::from_value(value).map_err(|e| match id {
+            Some(id) => format!("the stored registration {id} does not decode: {e}"),
+            None => format!("a stored registration without an id does not decode: {e}"),
+        })?;
         // Registrations stored before the alias had a member of its own kept it among the
         // CSource properties.
         if reg.context_source_alias.is_none() {
@@ -349,7 +360,26 @@ impl Registration {
                 }
             }
         }
-        Some(reg)
+        Ok(reg)
+    }
+
+    /// [`Registration::decode`] without the reason. Prefer `decode` (or [`Registration::decode_all`])
+    /// and log the reason: this drops an undecodable record silently.
+    pub fn from_stored(value: Value) -> Option<Registration> {
+        Registration::decode(value).ok()
+    }
+
+    /// Every stored record that decodes, and for each one that does not, why.
+    pub fn decode_all(docs: impl IntoIterator<Item = Value>) -> (Vec<Registration>, Vec<String>) {
+        let mut regs = Vec::new();
+        let mut problems = Vec::new();
+        for doc in docs {
+            match Registration::decode(doc) {
+                Ok(reg) => regs.push(reg),
+                Err(why) => problems.push(why),
+            }
+        }
+        (regs, problems)
     }
 }
 
@@ -877,6 +907,23 @@ mod tests {
         let mut body = minimal();
         body["operations"] = json!(["updateAttrsTemporal"]);
         assert!(parse(body).is_err(), "not a name of Table 4.20-1");
+    }
+
+    #[test]
+    fn a_stored_record_that_does_not_decode_says_why() {
+        let good = parse(minimal()).unwrap();
+        let mut broken = good.to_stored();
+        broken["id"] = json!("urn:ngsi-ld:ContextSourceRegistration:broken");
+        broken["endpoint"] = json!(42);
+        let why = Registration::decode(broken.clone()).unwrap_err();
+        assert!(why.contains("urn:ngsi-ld:ContextSourceRegistration:broken"), "names the record: {why}");
+        assert!(why.contains("invalid type"), "gives serde's cause: {why}");
+        let why = Registration::decode(json!({"endpoint": "http://x"})).unwrap_err();
+        assert!(why.starts_with("a stored registration without an id"), "{why}");
+        let (regs, problems) = Registration::decode_all([good.to_stored(), broken]);
+        assert_eq!(regs, vec![good]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains(":broken"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
@@ -107,6 +108,19 @@ impl Context {
         ctx.apply_core();
         ctx.index();
         Ok(ctx)
+    }
+
+    /// The core context alone (ETSI GS CIM 009 Annex B), built once per process and shared.
+    #[expect(clippy::expect_used, reason = "the core context is compiled in; `core_context_builds` builds it")]
+    pub fn core() -> Arc<Context> {
+        static CORE: OnceLock<Arc<Context>> = OnceLock::new();
+        CORE.get_or_init(|| {
+            Arc::new(
+                Context::build(&Value::Array(vec![]), &NoDocuments)
+                    .expect("an empty user context over the core context always builds"),
+            )
+        })
+        .clone()
     }
 
     /// Every remote URL that `user` refers to, directly or through loaded documents, that the loader
@@ -391,6 +405,11 @@ fn collect_missing(value: &Value, loader: &dyn DocumentLoader, missing: &mut Vec
     }
 }
 
+/// The core context alone: [`Context::core`], under the name the crates have always called.
+pub fn core_context() -> Arc<Context> {
+    Context::core()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +471,27 @@ mod tests {
     fn invalid_contexts_are_reported() {
         assert!(matches!(Context::build(&json!(42), &NoDocuments), Err(ContextError::Invalid(_))));
         assert!(matches!(Context::build(&json!({"a": 3}), &NoDocuments), Err(ContextError::Invalid(_))));
+    }
+
+    #[test]
+    fn core_context_builds() {
+        let doc = core_context_document();
+        assert!(doc["@context"].is_object(), "the shipped core context has an @context object");
+        // Building any user context applies the core context first.
+        let built = Context::build(&serde_json::json!({"speed": "http://example.org/speed"}), &NoDocuments).unwrap();
+        assert_eq!(built.expand_term("speed"), "http://example.org/speed");
+        assert_eq!(built.expand_term("location"), "https://uri.etsi.org/ngsi-ld/location");
+    }
+
+    #[test]
+    fn core_terms_expand_and_compact() {
+        let core = Context::core();
+        assert_eq!(core.expand_term("location"), "https://uri.etsi.org/ngsi-ld/location");
+        assert_eq!(core.expand_term("Property"), "https://uri.etsi.org/ngsi-ld/Property");
+        assert_eq!(core.expand_term("speed"), "https://uri.etsi.org/ngsi-ld/default-context/speed");
+        assert_eq!(core.compact_iri("https://uri.etsi.org/ngsi-ld/default-context/speed"), "speed");
+        assert_eq!(core.compact_iri("https://uri.etsi.org/ngsi-ld/location"), "location");
+        assert_eq!(core.compact_iri("https://uri.etsi.org/ngsi-ld/somethingElse"), "ngsi-ld:somethingElse");
+        assert_eq!(core.compact_iri("http://example.org/x"), "http://example.org/x");
     }
 }

@@ -1,11 +1,10 @@
 //! The NGSI-LD core @context (ETSI GS CIM 009 Annex B), shipped inside the binary so that a hub
-//! with no internet access still understands every payload.
+//! with no internet access still understands every payload. Data only: the document, its URL
+//! and the versions recognised as it; the built context is [`crate::Context::core`].
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use serde_json::Value;
-
-use crate::context::{Context, NoDocuments};
 
 /// The URL under which the hub publishes and recognises the core context.
 pub const CORE_CONTEXT_URL: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld";
@@ -38,19 +37,6 @@ pub fn core_context_document() -> &'static Value {
     DOC.get_or_init(|| serde_json::from_str(CORE_CONTEXT_TEXT).expect("the shipped core context is valid JSON"))
 }
 
-/// The core context alone, built once.
-#[expect(clippy::expect_used, reason = "the core context is compiled in; `core_context_builds` builds it")]
-pub fn core_context() -> Arc<Context> {
-    static CORE: OnceLock<Arc<Context>> = OnceLock::new();
-    CORE.get_or_init(|| {
-        Arc::new(
-            Context::build(&Value::Array(vec![]), &NoDocuments)
-                .expect("an empty user context over the core context always builds"),
-        )
-    })
-    .clone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,27 +48,5 @@ mod tests {
         assert!(is_core_context_url("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"));
         assert!(!is_core_context_url("https://uri.etsi.org/ngsi-ld/v1/other.jsonld"));
         assert!(!is_core_context_url("https://example.org/ngsi-ld-core-context-v1.8.jsonld"));
-    }
-
-    #[test]
-    fn core_context_builds() {
-        let doc = core_context_document();
-        assert!(doc["@context"].is_object(), "the shipped core context has an @context object");
-        // Building any user context applies the core context first.
-        let built = Context::build(&serde_json::json!({"speed": "http://example.org/speed"}), &NoDocuments).unwrap();
-        assert_eq!(built.expand_term("speed"), "http://example.org/speed");
-        assert_eq!(built.expand_term("location"), "https://uri.etsi.org/ngsi-ld/location");
-    }
-
-    #[test]
-    fn core_terms_expand_and_compact() {
-        let core = core_context();
-        assert_eq!(core.expand_term("location"), "https://uri.etsi.org/ngsi-ld/location");
-        assert_eq!(core.expand_term("Property"), "https://uri.etsi.org/ngsi-ld/Property");
-        assert_eq!(core.expand_term("speed"), "https://uri.etsi.org/ngsi-ld/default-context/speed");
-        assert_eq!(core.compact_iri("https://uri.etsi.org/ngsi-ld/default-context/speed"), "speed");
-        assert_eq!(core.compact_iri("https://uri.etsi.org/ngsi-ld/location"), "location");
-        assert_eq!(core.compact_iri("https://uri.etsi.org/ngsi-ld/somethingElse"), "ngsi-ld:somethingElse");
-        assert_eq!(core.compact_iri("http://example.org/x"), "http://example.org/x");
     }
 }

@@ -15,5 +15,5 @@
 mod context;
 mod core;
 
-pub use context::{Context, ContextError, DocumentLoader, NoDocuments, TermDefinition, TypeMapping};
-pub use core::{core_context, core_context_document, is_core_context_url, CORE_CONTEXT_URL, NGSI_LD_PREFIX};
+pub use context::{core_context, Context, ContextError, DocumentLoader, NoDocuments, TermDefinition, TypeMapping};
+pub use core::{core_context_document, is_core_context_url, CORE_CONTEXT_URL, NGSI_LD_PREFIX};
