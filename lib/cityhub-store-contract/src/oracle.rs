@@ -289,8 +289,8 @@ pub async fn run(store: DynStore, seed: u64) {
         for (offset, limit) in [(0, 10_000), (offset, limit)] {
             let page = s.query(tenant, &f, Paging { offset, limit, count: true }).await.unwrap();
             let want: Vec<&str> = expected.iter().skip(offset).take(limit).copied().collect();
-            assert_eq!(ids(&page.entities), want, "filter #{n} ({said}), page {offset}+{limit}");
-            assert_eq!(page.total, Some(expected.len()), "filter #{n} ({said}): count");
+            assert_eq!(ids(&page.entities), want, "seed {seed}, filter #{n} ({said}), page {offset}+{limit}");
+            assert_eq!(page.total, Some(expected.len()), "seed {seed}, filter #{n} ({said}): count");
             for got in &page.entities {
                 let stored = everything.iter().find(|e| e.id == got.id);
                 assert_eq!(Some(got), stored, "filter #{n}: the entity as stored");
