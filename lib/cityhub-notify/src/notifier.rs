@@ -105,6 +105,8 @@ struct Inner {
     holder: String,
     /// Whether this process holds the lease (and so notifies).
     leading: watch::Sender<bool>,
+    /// Set by `release`: the lease is not taken again.
+    released: std::sync::atomic::AtomicBool,
 }
 
 /// A handle on the notification machinery (cheap to clone).
@@ -143,6 +145,7 @@ impl Notifier {
             last_notified: Mutex::new(HashMap::new()),
             holder: format!("cityhub-{}", uuid::Uuid::new_v4()),
             leading: watch::channel(false).0,
+            released: std::sync::atomic::AtomicBool::new(false),
         });
         let notifier = Notifier { inner };
         let starting = notifier.clone();
@@ -174,6 +177,9 @@ impl Notifier {
     /// Takes or renews the lease; on taking it, wakes the journal tail and every worker with
     /// pending rows (those a killed holder left among them).
     async fn renew_lease(&self) {
+        if self.inner.released.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let ttl = self.inner.config.lease_ttl;
         let held = match self.inner.store.try_lease(LEASE, &self.inner.holder, ttl).await {
             Ok(held) => held,
@@ -200,8 +206,10 @@ impl Notifier {
         }
     }
 
-    /// Gives the lease up (at shutdown), so that another hub takes over at once.
+    /// Gives the lease up for good (at shutdown), so that another hub takes over at once; this
+    /// notifier notifies no more.
     pub async fn release(&self) {
+        self.inner.released.store(true, std::sync::atomic::Ordering::Relaxed);
         self.inner.leading.send_replace(false);
         if let Err(e) = self.inner.store.release_lease(LEASE, &self.inner.holder).await {
             tracing::warn!(error = %e, "cannot release the notifier lease");

@@ -63,22 +63,25 @@ fn facet_condition(sql: &mut Sql, condition: &Condition) -> String {
         Scalar::Num(n) => sql.bind(Box::new(*n)),
         Scalar::Str(s) => sql.bind(Box::new(s.clone())),
     };
+    // Each names `IS NOT NULL`, so that the planner sees the partial index of its column serves.
     match condition {
         Condition::Compare(op, value) => {
             let p = bind(sql, value);
-            format!("{} {} {p}", column(value), op.sql())
+            let c = column(value);
+            format!("{c} IS NOT NULL AND {c} {} {p}", op.sql())
         }
         Condition::Between(lo, hi) => {
             let (l, h) = (bind(sql, lo), bind(sql, hi));
-            format!("{} BETWEEN {l} AND {h}", column(lo))
+            let c = column(lo);
+            format!("{c} IS NOT NULL AND {c} BETWEEN {l} AND {h}")
         }
         Condition::OneOf { numbers, texts } => {
             let mut parts = Vec::new();
             if !numbers.is_empty() {
-                parts.push(format!("f.num = ANY({})", sql.bind(Box::new(numbers.clone()))));
+                parts.push(format!("(f.num IS NOT NULL AND f.num = ANY({}))", sql.bind(Box::new(numbers.clone()))));
             }
             if !texts.is_empty() {
-                parts.push(format!("f.str = ANY({})", sql.bind(Box::new(texts.clone()))));
+                parts.push(format!("(f.str IS NOT NULL AND f.str = ANY({}))", sql.bind(Box::new(texts.clone()))));
             }
             if parts.is_empty() {
                 parts.push("false".to_owned());

@@ -1,17 +1,16 @@
 //! The history of entities: every attribute instance ever written (`attr_history`, partitioned by
 //! month), the temporal representation of each entity (`temporal_entities`, `temporal_types`), the
-//! temporal writes and queries. The rules are the embedded store's (`cityhub-sqlite/temporal.rs`):
-//! the same instances are recorded for the same changes, and queries answer the same.
+//! temporal writes and queries. The NGSI-LD rules are `ngsild_core::history`'s (which instances a
+//! change records, how temporal instances fold into the entity, the aggregation accumulator):
+//! this module only stores, indexes and streams rows into them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use chrono::{Datelike, SecondsFormat};
+use chrono::Datelike;
 use cityhub_storage::{Change, StoreError, TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite};
-use indexmap::IndexMap;
-use ngsild_core::model::{Attribute, AttributeKind};
-use ngsild_core::temporal::{
-    deletion_of, AggrMethod, AggregatePeriod, AggregateSeries, Instance, TemporalEntity, TimeProperty,
-};
+use ngsild_core::history;
+use ngsild_core::model::Attribute;
+use ngsild_core::temporal::{AggrMethod, AggregateSeries, Instance, TemporalEntity, TimeProperty};
 use ngsild_core::time::{format_time, now, parse_datetime};
 use ngsild_core::{Entity, NgsiLdError};
 use serde_json::Value;
@@ -309,39 +308,13 @@ async fn touch_entities(
     Ok(())
 }
 
-/// The instances a change through the entity API records: every instance that is new or
-/// different, a deletion for every instance that went, the scope's going.
+/// The instances a change through the entity API records (`ngsild_core::history::recorded`).
 fn change_rows(before: Option<&Entity>, after: Option<&Entity>, now: &str) -> Result<Vec<InstanceRow>, StoreError> {
-    let mut rows = Vec::new();
-    if let Some(after) = after {
-        for (name, instances) in &after.attrs {
-            for attr in instances {
-                let previous = before.and_then(|b| b.instance(name, attr.dataset_id.as_deref()));
-                if previous != Some(attr) {
-                    rows.push(InstanceRow::of(&after.id, name, attr, None)?);
-                }
-            }
-        }
-    }
-    if let Some(before) = before {
-        for (name, instances) in &before.attrs {
-            for attr in instances {
-                let kept = after.and_then(|a| a.instance(name, attr.dataset_id.as_deref())).is_some();
-                if !kept {
-                    rows.push(InstanceRow::of(&before.id, name, &deletion_of(attr, now), Some(now))?);
-                }
-            }
-        }
-        if let Some(after) = after.filter(|a| a.scope.is_empty() && !before.scope.is_empty()) {
-            // The scope went (DELETE .../attrs/scope): its history is an instance of "scope"
-            // whose value is the empty list, as clause 4.18 shows deleted scopes.
-            let mut gone = Attribute::new(AttributeKind::Property, Value::Array(Vec::new()));
-            gone.created_at = Some(now.to_owned());
-            gone.modified_at = Some(now.to_owned());
-            rows.push(InstanceRow::of(&after.id, ngsild_core::ops::SCOPE_IRI, &gone, Some(now))?);
-        }
-    }
-    Ok(rows)
+    let Some(id) = after.or(before).map(|e| e.id.as_str()) else { return Ok(Vec::new()) };
+    history::recorded(before, after, now)
+        .iter()
+        .map(|r| InstanceRow::of(id, &r.attr, &r.attribute, r.deleted_at.as_deref()))
+        .collect()
 }
 
 /// Inside the transaction of `changes` (in the order they happened): records the instances each
@@ -450,30 +423,26 @@ async fn apply_write(
         .is_some();
     let not_found = || Ok(Err(NgsiLdError::not_found(format!("no temporal representation of {id}"))));
     match write {
-        TemporalWrite::AddInstances { entity: mut input, must_exist } => {
+        TemporalWrite::AddInstances { entity: input, must_exist } => {
             if must_exist && !exists {
                 return not_found();
             }
-            let mut entity = current.cloned().unwrap_or_else(|| {
-                let mut e = Entity::new(id, input.types.clone());
-                e.created_at = Some(now.to_owned());
-                e
-            });
-            for t in &input.types {
-                if !entity.types.contains(t) {
-                    entity.types.push(t.clone());
-                }
-            }
-            if !input.scope.is_empty() {
-                entity.scope = input.scope.clone();
-            }
-            let mut rows = Vec::new();
-            for (name, instances) in input.attrs.iter_mut() {
-                let sid = series(tx, tenant, id, name).await?;
-                for attr in instances.iter_mut() {
-                    attr.stamp(now);
-                    // An observation of the same series at the same time replaces the earlier one.
-                    if let (Some(observed), Some(sid)) = (micros_of(attr.observed_at.as_deref()), sid) {
+            let fold = history::fold_instances(current, input, now);
+            let mut rows: Vec<InstanceRow> = Vec::new();
+            let mut sids: HashMap<String, Option<i64>> = HashMap::new();
+            for (name, attr) in &fold.instances {
+                // An observation of the same series at the same time replaces the earlier one,
+                // recorded before or earlier in this write.
+                if let Some(observed) = micros_of(attr.observed_at.as_deref()) {
+                    let sid = match sids.get(name) {
+                        Some(sid) => *sid,
+                        None => {
+                            let sid = series(tx, tenant, id, name).await?;
+                            sids.insert(name.clone(), sid);
+                            sid
+                        }
+                    };
+                    if let Some(sid) = sid {
                         tx.execute(
                             "DELETE FROM attr_history WHERE tenant = $1 AND sid = $2 AND t_observed = $3
                              AND dataset_id IS NOT DISTINCT FROM $4",
@@ -482,32 +451,15 @@ async fn apply_write(
                         .await
                         .or_backend()?;
                     }
-                    // Two observations at the same time in one write: the later one stays.
-                    if let Some(observed) = micros_of(attr.observed_at.as_deref()) {
-                        rows.retain(|r: &InstanceRow| {
-                            !(r.attr == *name && r.observed == Some(observed) && r.dataset_id == attr.dataset_id)
-                        });
-                    }
-                    rows.push(InstanceRow::of(id, name, attr, None)?);
+                    rows.retain(|r| {
+                        !(r.attr == *name && r.observed == Some(observed) && r.dataset_id == attr.dataset_id)
+                    });
                 }
-                // The current state holds the latest observation of each datasetId.
-                let mut latest: IndexMap<Option<String>, Attribute> = IndexMap::new();
-                for attr in instances.iter() {
-                    let newer = latest
-                        .get(&attr.dataset_id)
-                        .is_none_or(|l| micros_of(attr.observed_at.as_deref()) >= micros_of(l.observed_at.as_deref()));
-                    if newer {
-                        latest.insert(attr.dataset_id.clone(), attr.clone());
-                    }
-                }
-                for (_, attr) in latest {
-                    entity.put_instance(name, attr, now);
-                }
+                rows.push(InstanceRow::of(id, name, attr, None)?);
             }
             insert_instances(tx, tenant, &rows).await?;
-            entity.modified_at = Some(now.to_owned());
-            save_entity(tx, tenant, current, Some(&entity)).await?;
-            touch_entities(tx, tenant, &[(id, Some(&entity))], now).await?;
+            save_entity(tx, tenant, current, Some(&fold.entity)).await?;
+            touch_entities(tx, tenant, &[(id, Some(&fold.entity))], now).await?;
             Ok(Ok(if exists { TemporalOutcome::Updated } else { TemporalOutcome::Created }))
         }
         TemporalWrite::DeleteEntity => {
@@ -899,44 +851,8 @@ impl Arg {
     }
 }
 
-/// The aggregates of one datasetId's instances in one period.
-#[derive(Default)]
-struct Accumulator {
-    total: i64,
-    numeric: i64,
-    /// Kahan-Babuska-Neumaier sums, as the embedded store keeps them.
-    sum: (f64, f64),
-    sumsq: (f64, f64),
-    min: Option<f64>,
-    max: Option<f64>,
-    distinct: HashSet<String>,
-}
-
-fn add_compensated((sum, error): &mut (f64, f64), x: f64) {
-    let t = *sum + x;
-    *error += if sum.abs() >= x.abs() { (*sum - t) + x } else { (x - t) + *sum };
-    *sum = t;
-}
-
-impl Accumulator {
-    fn add(&mut self, n: f64) {
-        self.numeric += 1;
-        add_compensated(&mut self.sum, n);
-        add_compensated(&mut self.sumsq, n * n);
-        self.min = Some(self.min.map_or(n, |m| m.min(n)));
-        self.max = Some(self.max.map_or(n, |m| m.max(n)));
-    }
-
-    fn sums(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
-        if self.numeric == 0 {
-            return (None, None, None);
-        }
-        let sum = self.sum.0 + self.sum.1;
-        (Some(sum), Some(sum / self.numeric as f64), Some(self.sumsq.0 + self.sumsq.1))
-    }
-}
-
-/// Aggregates one attribute's instances per datasetId and period, streaming them in time order.
+/// Aggregates one attribute's instances per datasetId and period: streams them into
+/// `ngsild_core::history::SeriesAccumulator`.
 async fn aggregate(
     tx: &Transaction<'_>,
     window: &str,
@@ -968,92 +884,14 @@ async fn aggregate(
         Some(from) => bound(from)?,
         None => first,
     };
-    let period_micros = (period * 1e6) as i64;
-    let mut by_dataset: Vec<(Option<String>, BTreeMap<i64, Accumulator>)> = Vec::new();
-    // Text extremes (SQL MIN/MAX over the JSON text of values), for periods without numbers.
-    let mut text_extremes: HashMap<(Option<String>, i64), (String, String)> = HashMap::new();
+    let mut acc = history::SeriesAccumulator::new(start, period);
     for row in &rows {
-        let dataset: Option<String> = row.get(0);
-        let slot = match by_dataset.iter().position(|(d, _)| *d == dataset) {
-            Some(slot) => slot,
-            None => {
-                by_dataset.push((dataset.clone(), BTreeMap::new()));
-                by_dataset.len() - 1
-            }
-        };
-        let t: i64 = row.get(1);
-        let bucket = if period_micros > 0 { (t - start).div_euclid(period_micros) } else { 0 };
-        let acc = by_dataset[slot].1.entry(bucket).or_default();
-        acc.total += 1;
-        if let Some(n) = row.get::<_, Option<f64>>(2) {
-            acc.add(n);
-        }
-        if with_val {
-            let v: String = row.get(3);
-            if wants(AggrMethod::DistinctCount) {
-                acc.distinct.insert(v.clone());
-            }
-            let e = text_extremes.entry((dataset, bucket)).or_insert_with(|| (v.clone(), v.clone()));
-            // Byte-wise, as SQLite compares text.
-            if v.as_bytes() < e.0.as_bytes() {
-                e.0 = v.clone();
-            }
-            if v.as_bytes() > e.1.as_bytes() {
-                e.1 = v;
-            }
-        }
+        let value: Option<String> = if with_val { row.get(3) } else { None };
+        acc.add(row.get::<_, Option<String>>(0).as_deref(), row.get(1), row.get(2), value.as_deref());
     }
-    by_dataset.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut series: Vec<AggregateSeries> = Vec::new();
-    let stamp = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let whole_end = match to {
+    let end = match to {
         Some(to) => bound(to)?,
         None => last,
     };
-    for (dataset_id, buckets) in by_dataset {
-        for (bucket, acc) in buckets {
-            let (sum, avg, sumsq) = acc.sums();
-            let (total, numeric, min, max) = (acc.total, acc.numeric, acc.min, acc.max);
-            let distinct = acc.distinct.len();
-            let no_text = (String::new(), String::new());
-            let (min_val, max_val) = text_extremes.get(&(dataset_id.clone(), bucket)).unwrap_or(&no_text);
-            let (period_start, period_end) = if period_micros > 0 {
-                let s = period_micros.checked_mul(bucket).and_then(|o| start.checked_add(o)).unwrap_or(i64::MAX);
-                (datetime(s), datetime(s.checked_add(period_micros).unwrap_or(i64::MAX)))
-            } else {
-                (datetime(start), datetime(whole_end))
-            };
-            let number = |v: Option<f64>| v.map(Value::from).unwrap_or(Value::Null);
-            let text = |v: &str| serde_json::from_str::<Value>(v).unwrap_or(Value::Null);
-            let values = methods
-                .iter()
-                .map(|m| {
-                    let v = match m {
-                        AggrMethod::TotalCount => Value::from(total),
-                        AggrMethod::DistinctCount => Value::from(distinct),
-                        AggrMethod::Sum => number(sum),
-                        AggrMethod::Avg => number(avg),
-                        AggrMethod::Min if numeric == 0 => text(min_val),
-                        AggrMethod::Max if numeric == 0 => text(max_val),
-                        AggrMethod::Min => number(min),
-                        AggrMethod::Max => number(max),
-                        AggrMethod::Sumsq => number(sumsq),
-                        AggrMethod::Stddev => match (sumsq, avg) {
-                            (Some(sq), Some(mean)) if numeric > 0 => {
-                                Value::from((sq / numeric as f64 - mean * mean).max(0.0).sqrt())
-                            }
-                            _ => Value::Null,
-                        },
-                    };
-                    (*m, v)
-                })
-                .collect();
-            let period = AggregatePeriod { start: stamp(period_start), end: stamp(period_end), values };
-            match series.iter_mut().find(|s| s.dataset_id == dataset_id) {
-                Some(s) => s.periods.push(period),
-                None => series.push(AggregateSeries { kind, dataset_id: dataset_id.clone(), periods: vec![period] }),
-            }
-        }
-    }
-    Ok(series)
+    Ok(acc.finish(kind, methods, end))
 }

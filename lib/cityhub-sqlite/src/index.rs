@@ -29,7 +29,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
 
-use crate::schema::decode;
+use crate::codec::{decode, json_list, one_of, IN_LIST};
 
 pub const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS entity_types (
@@ -291,32 +291,6 @@ pub struct Plan {
     pub geo: Option<Lookup>,
     /// Some part of the filter no index answers exactly: decode candidates and match them.
     pub residual: bool,
-}
-
-/// A list bound as ONE SQL variable, a JSON array, to be read with [`IN_LIST`]: any number of
-/// ids, types, attribute names or values fits (SQLite allows 32766 variables per statement, and
-/// one statement per list length would crowd the statement cache).
-pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> SqlValue {
-    SqlValue::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned()))
-}
-
-/// The right-hand side of `x IN …` over a [`json_list`] argument.
-pub(crate) const IN_LIST: &str = "(SELECT value FROM json_each(?))";
-
-/// `column` is one of `items`: `column = ?` for one (the plan of the common case stays a plain
-/// index search), `column IN` a [`json_list`] for more.
-pub(crate) fn one_of<T: serde::Serialize + Clone + Into<SqlValue>>(
-    column: &str,
-    items: &[T],
-    args: &mut Vec<SqlValue>,
-) -> String {
-    if let [one] = items {
-        args.push(one.clone().into());
-        format!("{column} = ?")
-    } else {
-        args.push(json_list(items));
-        format!("{column} IN {IN_LIST}")
-    }
 }
 
 /// The facet keys of the attributes `attrs` among `types` (all types when `None`), as a subquery.

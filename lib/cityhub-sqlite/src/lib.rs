@@ -9,9 +9,15 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+// From the bottom up: codec (row encoding), the table modules (each owns its DDL: index,
+// contexts, records, subscriptions; entities over index; temporal over entities), migrate on top.
+mod codec;
+mod contexts;
 mod dump;
+mod entities;
 mod index;
-mod schema;
+mod migrate;
+mod records;
 mod subscriptions;
 mod temporal;
 
@@ -30,7 +36,7 @@ use cityhub_storage::{
     TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use ngsild_core::{Entity, NgsiLdError};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
@@ -93,9 +99,7 @@ impl WriterState {
 
     /// Records that `tenant` holds something (the default tenant always exists).
     fn note_tenant(&mut self, conn: &Connection, tenant: &str) -> rusqlite::Result<()> {
-        if !tenant.is_empty()
-            && conn.prepare_cached("INSERT OR IGNORE INTO tenants (name) VALUES (?1)")?.execute([tenant])? > 0
-        {
+        if entities::note_tenant(conn, tenant)? {
             self.tell(StoreEvent::Tenant { tenant: tenant.to_owned() });
         }
         Ok(())
@@ -133,8 +137,8 @@ impl SqliteStore {
         std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("cityhub.sqlite");
         let mut conn = Connection::open(&path).map_err(backend)?;
-        schema::configure_writer(&conn).map_err(backend)?;
-        schema::migrate(&mut conn).map_err(backend)?;
+        migrate::configure_writer(&conn).map_err(backend)?;
+        migrate::migrate(&mut conn).map_err(backend)?;
         // The embedded store serves one process at a time (its writer thread is the only
         // writer): leases a previous process held died with it, so this one need not wait
         // for them to expire.
@@ -227,7 +231,7 @@ impl SqliteStore {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .map_err(backend)?;
-                    schema::configure_reader(&conn).map_err(backend)?;
+                    migrate::configure_reader(&conn).map_err(backend)?;
                     conn
                 }
             };
@@ -386,12 +390,12 @@ fn run_group(
                     pending.push(Pending::Modify(reply, answers));
                 }
                 Job::PutContext { context, reply } => {
-                    schema::put_context(&tx, &context)?;
+                    contexts::put_context(&tx, &context)?;
                     state.tell(StoreEvent::Context { id: context.id.clone() });
                     pending.push(Pending::PutContext(reply));
                 }
                 Job::DeleteContext { id, reply } => {
-                    let deleted = tx.execute("DELETE FROM contexts WHERE id = ?1", [&id])? > 0;
+                    let deleted = contexts::delete_context(&tx, &id)?;
                     if deleted {
                         state.tell(StoreEvent::Context { id });
                     }
@@ -399,13 +403,13 @@ fn run_group(
                 }
                 Job::Temporal { tenant, id, write, reply } => {
                     let journaled = state.journaled_tenants.contains(&tenant);
-                    let before = if journaled { schema::load_entity(&tx, &tenant, &id)? } else { None };
+                    let before = if journaled { entities::load_entity(&tx, &tenant, &id)? } else { None };
                     let sp = tx.savepoint()?;
                     let answer = temporal::apply_write(&sp, &tenant, &id, *write)?;
                     if answer.is_ok() {
                         sp.commit()?;
                         if journaled {
-                            let after = schema::load_entity(&tx, &tenant, &id)?;
+                            let after = entities::load_entity(&tx, &tenant, &id)?;
                             if before != after {
                                 let now = ngsild_core::time::now();
                                 subscriptions::journal(&tx, &tenant, before.as_ref(), after.as_ref(), &now)?;
@@ -471,7 +475,7 @@ fn apply(
     id: &str,
     modifier: Modifier,
 ) -> Result<Result<Change, NgsiLdError>, rusqlite::Error> {
-    let before = schema::load_entity(tx, tenant, id)?;
+    let before = entities::load_entity(tx, tenant, id)?;
     let result: Modification = match catch_unwind(AssertUnwindSafe(|| modifier(before.clone()))) {
         Ok(result) => result,
         Err(_) => Err(NgsiLdError::internal(format!("the modification of {id} failed unexpectedly"))),
@@ -485,11 +489,11 @@ fn apply(
             if entity.id != id {
                 return Ok(Err(NgsiLdError::internal("a modification changed the entity id")));
             }
-            schema::save_entity(tx, tenant, before.as_ref(), entity)?;
+            entities::save_entity(tx, tenant, before.as_ref(), entity)?;
         }
         None => {
             if let Some(before) = &before {
-                schema::delete_entity(tx, tenant, before)?
+                entities::delete_entity(tx, tenant, before)?
             }
         }
     }
@@ -513,27 +517,16 @@ impl Store for SqliteStore {
             return Ok(true);
         }
         let tenant = tenant.to_owned();
-        self.read(move |conn| {
-            conn.query_row("SELECT 1 FROM tenants WHERE name = ?1", [&tenant], |_| Ok(()))
-                .optional()
-                .map(|found| found.is_some())
-                .map_err(backend)
-        })
-        .await
+        self.read(move |conn| entities::tenant_exists(conn, &tenant).map_err(backend)).await
     }
 
     async fn tenants(&self) -> Result<Vec<String>, StoreError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare("SELECT name FROM tenants ORDER BY name").map_err(backend)?;
-            let names = stmt.query_map([], |row| row.get(0)).map_err(backend)?;
-            names.collect::<Result<Vec<String>, _>>().map_err(backend)
-        })
-        .await
+        self.read(|conn| entities::tenants(conn).map_err(backend)).await
     }
 
     async fn get_entity(&self, tenant: &Tenant, id: &str) -> Result<Option<Entity>, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.read(move |conn| schema::load_entity(conn, &tenant, &id).map_err(backend)).await
+        self.read(move |conn| entities::load_entity(conn, &tenant, &id).map_err(backend)).await
     }
 
     async fn modify(&self, tenant: &Tenant, modifications: Vec<(String, Modifier)>) -> ModifyAnswer {
@@ -569,11 +562,11 @@ impl Store for SqliteStore {
 
     async fn get_context(&self, id: &str) -> Result<Option<StoredContext>, StoreError> {
         let id = id.to_owned();
-        self.read(move |conn| schema::get_context(conn, &id).map_err(backend)).await
+        self.read(move |conn| contexts::get_context(conn, &id).map_err(backend)).await
     }
 
     async fn list_contexts(&self) -> Result<Vec<StoredContext>, StoreError> {
-        self.read(|conn| schema::list_contexts(conn).map_err(backend)).await
+        self.read(|conn| contexts::list_contexts(conn).map_err(backend)).await
     }
 
     async fn delete_context(&self, id: &str) -> Result<bool, StoreError> {
@@ -705,11 +698,7 @@ impl Store for SqliteStore {
     ) -> Result<Result<(), NgsiLdError>, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn, state| {
-            let created = conn
-                .prepare_cached("INSERT OR IGNORE INTO records (tenant, kind, id, doc) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(rusqlite::params![tenant, kind.name(), id, doc.to_string()])?
-                > 0;
-            if !created {
+            if !records::create(conn, &tenant, kind, &id, &doc)? {
                 return Ok(Err(NgsiLdError::already_exists(format!("registration {id} already exists"))));
             }
             state.note_tenant(conn, &tenant)?;
@@ -728,10 +717,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn, state| {
-            let replaced = conn
-                .prepare_cached("UPDATE records SET doc = ?4 WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?
-                .execute(rusqlite::params![tenant, kind.name(), id, doc.to_string()])?
-                > 0;
+            let replaced = records::replace(conn, &tenant, kind, &id, &doc)?;
             if replaced {
                 state.tell(StoreEvent::Records { tenant, kind });
             }
@@ -742,25 +728,13 @@ impl Store for SqliteStore {
 
     async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError> {
         let tenant = tenant.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare("SELECT doc FROM records WHERE tenant = ?1 AND kind = ?2 ORDER BY rowid")
-                .map_err(backend)?;
-            let docs = stmt
-                .query_map(rusqlite::params![tenant, kind.name()], |row| row.get::<_, String>(0))
-                .map_err(backend)?;
-            docs.map(|doc| serde_json::from_str(&doc.map_err(backend)?).map_err(backend)).collect()
-        })
-        .await
+        self.read(move |conn| records::list(conn, &tenant, kind).map_err(backend)).await
     }
 
     async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn, state| {
-            let deleted = conn
-                .prepare_cached("DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?
-                .execute(rusqlite::params![tenant, kind.name(), id])?
-                > 0;
+            let deleted = records::delete(conn, &tenant, kind, &id)?;
             if deleted {
                 state.tell(StoreEvent::Records { tenant, kind });
             }

@@ -12,6 +12,8 @@ use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
+use crate::codec::{from_json, has_column, to_json};
+
 /// Subscriptions of both kinds (`kind`: entity or csource, see `SubscriptionKind`) share the
 /// status columns and the outbox, so that one delivery path serves both.
 const SCHEMA: &str = "
@@ -62,12 +64,6 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS outbox_by_subscription ON outbox (tenant, kind, subscription_id);
 ";
 
-fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
-    let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
-    let names = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(names.iter().any(|n| n == column))
-}
-
 /// Creates the tables, bringing those of schema versions before 8 forward: version 8 gave
 /// subscriptions and outbox rows a kind, and moved csource subscriptions out of `records`
 /// (where they had no delivery status) into `subscriptions`.
@@ -100,10 +96,6 @@ pub fn migrate(tx: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn json_err(e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
 /// The tenants whose entity changes are journaled: those with at least one entity subscription.
 pub fn journaled_tenants(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
     let mut stmt = conn.prepare("SELECT DISTINCT tenant FROM subscriptions WHERE kind = ?1")?;
@@ -119,7 +111,7 @@ pub fn journal(
     after: Option<&Entity>,
     at: &str,
 ) -> rusqlite::Result<()> {
-    let encode = |e: Option<&Entity>| e.map(serde_json::to_string).transpose().map_err(json_err);
+    let encode = |e: Option<&Entity>| e.map(to_json).transpose();
     conn.prepare_cached("INSERT INTO journal (tenant, before, after, at) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![tenant, encode(before)?, encode(after)?, at])?;
     Ok(())
@@ -152,7 +144,7 @@ fn subscription_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSubscription> 
         kind: kind_from_row(row, 0)?,
         tenant: row.get(1)?,
         id: row.get(2)?,
-        doc: serde_json::from_str(&doc).map_err(json_err)?,
+        doc: from_json(&doc)?,
         status: status_from_row(row, 4)?,
     })
 }
@@ -191,7 +183,7 @@ pub fn create(
     id: &str,
     doc: &Value,
 ) -> rusqlite::Result<bool> {
-    let doc = serde_json::to_string(doc).map_err(json_err)?;
+    let doc = to_json(doc)?;
     Ok(conn.execute(
         "INSERT OR IGNORE INTO subscriptions (kind, tenant, id, doc) VALUES (?1, ?2, ?3, ?4)",
         params![kind.name(), tenant, id, doc],
@@ -205,7 +197,7 @@ pub fn replace(
     id: &str,
     doc: &Value,
 ) -> rusqlite::Result<bool> {
-    let doc = serde_json::to_string(doc).map_err(json_err)?;
+    let doc = to_json(doc)?;
     Ok(conn.execute(
         "UPDATE subscriptions SET doc = ?4 WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
         params![tenant, kind.name(), id, doc],
@@ -230,9 +222,8 @@ pub fn journal_after(conn: &Connection, cursor: u64, limit: usize) -> rusqlite::
     let mut stmt =
         conn.prepare_cached("SELECT seq, tenant, before, after, at FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
     let rows = stmt.query_map(params![cursor as i64, limit as i64], |row| {
-        let decode = |text: Option<String>| -> rusqlite::Result<Option<Entity>> {
-            text.map(|t| serde_json::from_str(&t).map_err(json_err)).transpose()
-        };
+        let decode =
+            |text: Option<String>| -> rusqlite::Result<Option<Entity>> { text.map(|t| from_json(&t)).transpose() };
         Ok(JournalEntry {
             seq: row.get::<_, i64>(0)? as u64,
             tenant: row.get(1)?,
@@ -281,7 +272,7 @@ pub fn commit_notifications(
             continue;
         }
         *count += 1;
-        let message = serde_json::to_string(&item.message).map_err(json_err)?;
+        let message = to_json(&item.message)?;
         conn.prepare_cached(
             "INSERT INTO outbox (endpoint, kind, tenant, subscription_id, message, created_at, attempts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
@@ -353,7 +344,7 @@ pub fn outbox(conn: &Connection, endpoint: &str, limit: usize) -> rusqlite::Resu
             kind: kind_from_row(row, 2)?,
             tenant: row.get(3)?,
             subscription_id: row.get(4)?,
-            message: serde_json::from_str(&message).map_err(json_err)?,
+            message: from_json(&message)?,
             created_at: row.get(6)?,
             attempts: row.get(7)?,
         })

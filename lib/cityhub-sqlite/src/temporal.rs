@@ -2,22 +2,19 @@
 //! and each time property; aggregation runs as SQL `GROUP BY` over it, so the store never holds
 //! more than one period's accumulators per series in memory.
 
-use chrono::SecondsFormat;
 use cityhub_storage::{TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite};
-use indexmap::IndexMap;
-use ngsild_core::model::{Attribute, AttributeKind};
-use ngsild_core::temporal::{
-    deletion_of, AggrMethod, AggregatePeriod, AggregateSeries, Instance, TemporalEntity, TimeProperty,
-};
+use ngsild_core::history;
+use ngsild_core::model::Attribute;
+use ngsild_core::temporal::{AggrMethod, AggregateSeries, Instance, TemporalEntity, TimeProperty};
 use ngsild_core::time::{format_time, now, parse_datetime};
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use crate::index::one_of;
 use serde_json::Value;
 
-use crate::schema;
+use crate::codec::{from_json, one_of, sql_err, to_json};
+use crate::entities;
 
 pub const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS temporal_entities (
@@ -133,10 +130,6 @@ pub fn move_text_keyed(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("DROP TABLE attr_history_text_keyed")
 }
 
-fn sql_err(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
 /// A DateTime as the history stores it: microseconds since the Unix epoch.
 fn micros(t: &str) -> Option<i64> {
     parse_datetime(t).map(|t| t.timestamp_micros())
@@ -220,7 +213,7 @@ impl InstanceRow {
         let fallback = chrono::Utc::now().timestamp_micros();
         Ok(InstanceRow {
             dataset_id: attr.dataset_id.clone(),
-            doc: serde_json::to_string(attr).map_err(sql_err)?,
+            doc: to_json(attr)?,
             val: attr.value.to_string(),
             num,
             observed: micros_of(attr.observed_at.as_deref()),
@@ -267,8 +260,8 @@ fn insert_instance(
 
 /// Creates or refreshes the entity's row of the temporal representation.
 fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> rusqlite::Result<()> {
-    let types = serde_json::to_string(&entity.types).map_err(sql_err)?;
-    let scope = serde_json::to_string(&entity.scope).map_err(sql_err)?;
+    let types = to_json(&entity.types)?;
+    let scope = to_json(&entity.scope)?;
     let stored_types: Option<String> = conn
         .prepare_cached("SELECT types FROM temporal_entities WHERE tenant = ?1 AND id = ?2")?
         .query_row(params![tenant, entity.id], |row| row.get(0))
@@ -292,8 +285,8 @@ fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> 
     Ok(())
 }
 
-/// Records what a modification through the entity API changed: every instance that is new or
-/// different, and a deletion for every instance that went.
+/// Records what a modification through the entity API changed (`ngsild_core::history::recorded`:
+/// every instance that is new or different, and a deletion for every instance that went).
 pub fn record_change(
     conn: &Connection,
     tenant: &str,
@@ -301,40 +294,18 @@ pub fn record_change(
     after: Option<&Entity>,
     now: &str,
 ) -> rusqlite::Result<()> {
+    let Some(id) = after.or(before).map(|e| e.id.as_str()) else { return Ok(()) };
     if let Some(after) = after {
         touch_entity(conn, tenant, after, now)?;
-        for (name, instances) in &after.attrs {
-            for attr in instances {
-                let previous = before.and_then(|b| b.instance(name, attr.dataset_id.as_deref()));
-                if previous != Some(attr) {
-                    insert_instance(conn, tenant, &after.id, name, attr, None)?;
-                }
-            }
-        }
     }
-    if let Some(before) = before {
-        for (name, instances) in &before.attrs {
-            for attr in instances {
-                let kept = after.and_then(|a| a.instance(name, attr.dataset_id.as_deref())).is_some();
-                if !kept {
-                    insert_instance(conn, tenant, &before.id, name, &deletion_of(attr, now), Some(now))?;
-                }
-            }
-        }
-        if let Some(after) = after.filter(|a| a.scope.is_empty() && !before.scope.is_empty()) {
-            // The scope went (DELETE .../attrs/scope): its history is an instance of "scope"
-            // whose value is the empty list, as clause 4.18 shows deleted scopes.
-            let mut gone = Attribute::new(AttributeKind::Property, Value::Array(Vec::new()));
-            gone.created_at = Some(now.to_owned());
-            gone.modified_at = Some(now.to_owned());
-            insert_instance(conn, tenant, &after.id, ngsild_core::ops::SCOPE_IRI, &gone, Some(now))?;
-        }
-        if after.is_none() {
-            conn.prepare_cached(
-                "UPDATE temporal_entities SET deleted_at = ?3, modified_at = ?3 WHERE tenant = ?1 AND id = ?2",
-            )?
-            .execute(params![tenant, before.id, now])?;
-        }
+    for r in history::recorded(before, after, now) {
+        insert_instance(conn, tenant, id, &r.attr, &r.attribute, r.deleted_at.as_deref())?;
+    }
+    if before.is_some() && after.is_none() {
+        conn.prepare_cached(
+            "UPDATE temporal_entities SET deleted_at = ?3, modified_at = ?3 WHERE tenant = ?1 AND id = ?2",
+        )?
+        .execute(params![tenant, id, now])?;
     }
     Ok(())
 }
@@ -358,51 +329,23 @@ pub fn apply_write(
             if must_exist && !exists {
                 return not_found();
             }
-            let current = schema::load_entity(conn, tenant, id)?;
-            let mut entity = current.clone().unwrap_or_else(|| {
-                let mut e = Entity::new(id, input.types.clone());
-                e.created_at = Some(now.clone());
-                e
-            });
-            for t in &input.types {
-                if !entity.types.contains(t) {
-                    entity.types.push(t.clone());
+            let current = entities::load_entity(conn, tenant, id)?;
+            input.id = id.to_owned();
+            let fold = history::fold_instances(current.as_ref(), input, &now);
+            for (name, attr) in &fold.instances {
+                // An observation of the same series at the same time replaces the earlier one.
+                if let (Some(observed), Some(sid)) =
+                    (micros_of(attr.observed_at.as_deref()), series(conn, tenant, id, name)?)
+                {
+                    conn.prepare_cached(
+                        "DELETE FROM attr_history WHERE sid = ?1 AND t_observed = ?2 AND dataset_id IS ?3",
+                    )?
+                    .execute(params![sid, observed, attr.dataset_id])?;
                 }
+                insert_instance(conn, tenant, id, name, attr, None)?;
             }
-            if !input.scope.is_empty() {
-                entity.scope = input.scope.clone();
-            }
-            for (name, instances) in input.attrs.iter_mut() {
-                for attr in instances.iter_mut() {
-                    attr.stamp(&now);
-                    // An observation of the same series at the same time replaces the earlier one.
-                    if let (Some(observed), Some(sid)) =
-                        (micros_of(attr.observed_at.as_deref()), series(conn, tenant, id, name)?)
-                    {
-                        conn.prepare_cached(
-                            "DELETE FROM attr_history WHERE sid = ?1 AND t_observed = ?2 AND dataset_id IS ?3",
-                        )?
-                        .execute(params![sid, observed, attr.dataset_id])?;
-                    }
-                    insert_instance(conn, tenant, id, name, attr, None)?;
-                }
-                // The current state holds the latest observation of each datasetId.
-                let mut latest: IndexMap<Option<String>, Attribute> = IndexMap::new();
-                for attr in instances.iter() {
-                    let newer = latest
-                        .get(&attr.dataset_id)
-                        .is_none_or(|l| micros_of(attr.observed_at.as_deref()) >= micros_of(l.observed_at.as_deref()));
-                    if newer {
-                        latest.insert(attr.dataset_id.clone(), attr.clone());
-                    }
-                }
-                for (_, attr) in latest {
-                    entity.put_instance(name, attr, &now);
-                }
-            }
-            entity.modified_at = Some(now.clone());
-            schema::save_entity(conn, tenant, current.as_ref(), &entity)?;
-            touch_entity(conn, tenant, &entity, &now)?;
+            entities::save_entity(conn, tenant, current.as_ref(), &fold.entity)?;
+            touch_entity(conn, tenant, &fold.entity, &now)?;
             Ok(Ok(if exists { TemporalOutcome::Updated } else { TemporalOutcome::Created }))
         }
         TemporalWrite::DeleteEntity => {
@@ -417,8 +360,8 @@ pub fn apply_write(
             ] {
                 conn.execute(&format!("DELETE FROM {table}"), params![tenant, id])?;
             }
-            if let Some(current) = schema::load_entity(conn, tenant, id)? {
-                schema::delete_entity(conn, tenant, &current)?;
+            if let Some(current) = entities::load_entity(conn, tenant, id)? {
+                entities::delete_entity(conn, tenant, &current)?;
             }
             Ok(Ok(TemporalOutcome::Updated))
         }
@@ -441,11 +384,11 @@ pub fn apply_write(
             if deleted == 0 {
                 return Ok(Err(NgsiLdError::not_found(format!("{id} has no history of attribute {attr}"))));
             }
-            if let Some(current) = schema::load_entity(conn, tenant, id)? {
+            if let Some(current) = entities::load_entity(conn, tenant, id)? {
                 let mut entity = current.clone();
                 if entity.remove_instances(&attr, dataset_id.as_deref(), all) > 0 {
                     entity.modified_at = Some(now.clone());
-                    schema::save_entity(conn, tenant, Some(&current), &entity)?;
+                    entities::save_entity(conn, tenant, Some(&current), &entity)?;
                 }
             }
             Ok(Ok(TemporalOutcome::Updated))
@@ -456,7 +399,7 @@ pub fn apply_write(
             let Some(seq) = find_instance(conn, sid, &instance_id)? else { return not_found() };
             let doc: String =
                 conn.prepare_cached("SELECT doc FROM attr_history WHERE seq = ?1")?.query_row([seq], |r| r.get(0))?;
-            let old: Attribute = serde_json::from_str(&doc).map_err(sql_err)?;
+            let old: Attribute = from_json(&doc)?;
             attribute.created_at = old.created_at.clone();
             attribute.modified_at = Some(now.clone());
             if attribute.dataset_id.is_none() {
@@ -515,7 +458,7 @@ fn ordered_ids(
 ) -> rusqlite::Result<Vec<String>> {
     let mut first = ngsild_query::order::FirstInOrder::new(order, wanted);
     for id in &ids {
-        let current = schema::load_entity(conn, tenant, id)?.unwrap_or_else(|| Entity::new(id.clone(), Vec::new()));
+        let current = entities::load_entity(conn, tenant, id)?.unwrap_or_else(|| Entity::new(id.clone(), Vec::new()));
         first.push(order.key(&current), id.clone());
     }
     let mut out = first.finish();
@@ -547,14 +490,14 @@ fn matching_ids(conn: &Connection, tenant: &str, q: &TemporalQuery) -> rusqlite:
     let mut ids = Vec::new();
     for row in rows {
         let (id, types) = row?;
-        let types: Vec<String> = serde_json::from_str(&types).map_err(sql_err)?;
+        let types: Vec<String> = from_json(&types)?;
         if f.id_pattern.as_ref().is_some_and(|re| !re.is_match(&id))
             || f.types.as_ref().is_some_and(|t| !t.matches(&types))
         {
             continue;
         }
         if needs_current {
-            let current = schema::load_entity(conn, tenant, &id)?;
+            let current = entities::load_entity(conn, tenant, &id)?;
             let matches = current.is_some_and(|e| {
                 f.q.as_ref().is_none_or(|q| q.matches(&e))
                     && f.scope_q.as_ref().is_none_or(|s| s.matches(&e.scope))
@@ -585,8 +528,8 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
     let Some((types, scope, created_at, modified_at, deleted_at)) = row else { return Ok(None) };
     let mut entity = TemporalEntity {
         id: id.to_owned(),
-        types: serde_json::from_str(&types).map_err(sql_err)?,
-        scope: serde_json::from_str(&scope).map_err(sql_err)?,
+        types: from_json(&types)?,
+        scope: from_json(&scope)?,
         created_at: Some(created_at),
         modified_at: Some(modified_at),
         deleted_at,
@@ -665,7 +608,7 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
         let mut instances = Vec::new();
         for row in rows {
             let (doc, seq, legacy, deleted) = row?;
-            let attribute: Attribute = serde_json::from_str(&doc).map_err(sql_err)?;
+            let attribute: Attribute = from_json(&doc)?;
             let deleted_at = deleted.map(|t| format_time(datetime(t)));
             instances.push(Instance { attribute, instance_id: instance_id(seq, legacy), deleted_at });
         }
@@ -674,44 +617,6 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
         }
     }
     Ok(Some(entity))
-}
-
-/// The aggregates of one datasetId's instances in one period.
-#[derive(Default)]
-struct Accumulator {
-    total: i64,
-    numeric: i64,
-    /// Kahan-Babuska-Neumaier sums, as SQLite's SUM and AVG keep them.
-    sum: (f64, f64),
-    sumsq: (f64, f64),
-    min: Option<f64>,
-    max: Option<f64>,
-    distinct: std::collections::HashSet<String>,
-}
-
-fn add_compensated((sum, error): &mut (f64, f64), x: f64) {
-    let t = *sum + x;
-    *error += if sum.abs() >= x.abs() { (*sum - t) + x } else { (x - t) + *sum };
-    *sum = t;
-}
-
-impl Accumulator {
-    fn add(&mut self, n: f64) {
-        self.numeric += 1;
-        add_compensated(&mut self.sum, n);
-        add_compensated(&mut self.sumsq, n * n);
-        self.min = Some(self.min.map_or(n, |m| m.min(n)));
-        self.max = Some(self.max.map_or(n, |m| m.max(n)));
-    }
-
-    /// Sum, average and sum of squares; none without a number, as in SQL.
-    fn sums(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
-        if self.numeric == 0 {
-            return (None, None, None);
-        }
-        let sum = self.sum.0 + self.sum.1;
-        (Some(sum), Some(sum / self.numeric as f64), Some(self.sumsq.0 + self.sumsq.1))
-    }
 }
 
 /// Aggregates one attribute's instances per datasetId and period, in SQL.
@@ -742,117 +647,52 @@ fn aggregate(
         Some(from) => bound(from)?,
         None => first,
     };
-    let period_micros = (period * 1e6) as i64;
+    let mut acc = history::SeriesAccumulator::new(start, period);
+    let period_micros = acc.period_micros();
     let wants = |m: AggrMethod| methods.contains(&m);
     let kind_doc: String = conn
         .prepare_cached(&format!("SELECT doc {base} LIMIT 1"))?
         .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
-    let kind = serde_json::from_str::<Attribute>(&kind_doc).map_err(sql_err)?.kind;
-    // One pass over the window, accumulated here per datasetId and period. Over observedAt the
-    // covering index serves it without the table; a GROUP BY would sort every row by datasetId
-    // first (that sort and one query per period were most of the 70 ms a 100k-instance
-    // aggregation took). Distinct counts need `val`, from the table, only when asked for.
+    let kind = from_json::<Attribute>(&kind_doc)?.kind;
+    // One pass over the window, accumulated per datasetId and period (ngsild_core::history).
+    // Over observedAt the covering index serves it without the table; a GROUP BY would sort
+    // every row by datasetId first (that sort and one query per period were most of the 70 ms a
+    // 100k-instance aggregation took). Distinct counts need `val`, from the table, only when
+    // asked for.
     let with_val = wants(AggrMethod::DistinctCount);
     let val = if with_val { ", val" } else { "" };
     let mut stmt = conn.prepare_cached(&format!("SELECT dataset_id, {col}, num{val} {base}"))?;
     let mut rows = stmt.query(params_from_iter(args.iter()))?;
-    let mut by_dataset: Vec<(Option<String>, std::collections::BTreeMap<i64, Accumulator>)> = Vec::new();
     while let Some(row) = rows.next()? {
         let dataset = row.get_ref(0)?.as_str_or_null()?;
-        let slot = match by_dataset.iter().position(|(d, _)| d.as_deref() == dataset) {
-            Some(slot) => slot,
-            None => {
-                by_dataset.push((dataset.map(str::to_owned), Default::default()));
-                by_dataset.len() - 1
-            }
-        };
         let t: i64 = row.get(1)?;
-        let bucket = if period_micros > 0 { (t - start).div_euclid(period_micros) } else { 0 };
-        let acc = by_dataset[slot].1.entry(bucket).or_default();
-        acc.total += 1;
-        if let Some(n) = row.get::<_, Option<f64>>(2)? {
-            acc.add(n);
-        }
-        if with_val {
-            acc.distinct.insert(row.get(3)?);
-        }
+        let number = row.get::<_, Option<f64>>(2)?;
+        let value = if with_val { Some(row.get_ref(3)?.as_str()?) } else { None };
+        acc.add(dataset, t, number, value);
     }
     drop(rows);
-    by_dataset.sort_by(|a, b| a.0.cmp(&b.0));
-    let groups: Vec<(Option<String>, i64, Accumulator)> = by_dataset
-        .into_iter()
-        .flat_map(|(dataset, buckets)| buckets.into_iter().map(move |(bucket, acc)| (dataset.clone(), bucket, acc)))
-        .collect();
-    let bucket = if period_micros > 0 { format!("(({col} - ?) / {period_micros})") } else { "0".to_owned() };
-    let mut all_args: Vec<SqlValue> = Vec::new();
-    if period_micros > 0 {
-        all_args.push(start.into());
-    }
-    all_args.extend(args.iter().cloned());
-    let mut text_extremes: std::collections::HashMap<(Option<String>, i64), (String, String)> = Default::default();
-    if (wants(AggrMethod::Min) || wants(AggrMethod::Max)) && groups.iter().any(|g| g.2.numeric == 0) {
+    if (wants(AggrMethod::Min) || wants(AggrMethod::Max)) && !with_val && acc.has_textual_period() {
+        // The min/max of a period without numbers are those of the value texts.
+        let bucket = if period_micros > 0 { format!("(({col} - ?) / {period_micros})") } else { "0".to_owned() };
+        let mut all_args: Vec<SqlValue> = Vec::new();
+        if period_micros > 0 {
+            all_args.push(start.into());
+        }
+        all_args.extend(args.iter().cloned());
         let sql = format!(
             "SELECT dataset_id, {bucket} AS bucket, MIN(val), MAX(val) {base} GROUP BY dataset_id, bucket",
             base = base.replace(" INDEXED BY attr_history_observed", "")
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt
-            .query_map(params_from_iter(all_args.iter()), |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))?;
-        for row in rows {
-            let (key, extremes) = row?;
-            text_extremes.insert(key, extremes);
+        let mut rows = stmt.query(params_from_iter(all_args.iter()))?;
+        while let Some(row) = rows.next()? {
+            let (dataset, bucket): (Option<String>, i64) = (row.get(0)?, row.get(1)?);
+            acc.at(dataset.as_deref(), bucket).set_text_extremes(row.get(2)?, row.get(3)?);
         }
     }
-    let mut series: Vec<AggregateSeries> = Vec::new();
-    let stamp = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let whole_end = match to {
+    let end = match to {
         Some(to) => bound(to)?,
         None => last,
     };
-    for (dataset_id, bucket, acc) in groups {
-        let (sum, avg, sumsq) = acc.sums();
-        let (total, numeric, min, max) = (acc.total, acc.numeric, acc.min, acc.max);
-        let distinct = acc.distinct.len();
-        let no_text = (String::new(), String::new());
-        let (min_val, max_val) = text_extremes.get(&(dataset_id.clone(), bucket)).unwrap_or(&no_text);
-        let (period_start, period_end) = if period_micros > 0 {
-            // Checked: a long period after a late start ends past year 9999 (clamped there).
-            let s = period_micros.checked_mul(bucket).and_then(|o| start.checked_add(o)).unwrap_or(i64::MAX);
-            (datetime(s), datetime(s.checked_add(period_micros).unwrap_or(i64::MAX)))
-        } else {
-            (datetime(start), datetime(whole_end))
-        };
-        let number = |v: Option<f64>| v.map(Value::from).unwrap_or(Value::Null);
-        let text = |v: &str| serde_json::from_str::<Value>(v).unwrap_or(Value::Null);
-        let values = methods
-            .iter()
-            .map(|m| {
-                let v = match m {
-                    AggrMethod::TotalCount => Value::from(total),
-                    AggrMethod::DistinctCount => Value::from(distinct),
-                    AggrMethod::Sum => number(sum),
-                    AggrMethod::Avg => number(avg),
-                    AggrMethod::Min if numeric == 0 => text(min_val),
-                    AggrMethod::Max if numeric == 0 => text(max_val),
-                    AggrMethod::Min => number(min),
-                    AggrMethod::Max => number(max),
-                    AggrMethod::Sumsq => number(sumsq),
-                    // Population standard deviation, from the streamed sums.
-                    AggrMethod::Stddev => match (sumsq, avg) {
-                        (Some(sq), Some(mean)) if numeric > 0 => {
-                            Value::from((sq / numeric as f64 - mean * mean).max(0.0).sqrt())
-                        }
-                        _ => Value::Null,
-                    },
-                };
-                (*m, v)
-            })
-            .collect();
-        let period = AggregatePeriod { start: stamp(period_start), end: stamp(period_end), values };
-        match series.iter_mut().find(|s| s.dataset_id == dataset_id) {
-            Some(s) => s.periods.push(period),
-            None => series.push(AggregateSeries { kind, dataset_id, periods: vec![period] }),
-        }
-    }
-    Ok(series)
+    Ok(acc.finish(kind, methods, end))
 }

@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod expand;
+pub mod history;
 pub mod limits;
 pub mod model;
 pub mod ops;
