@@ -201,19 +201,11 @@ impl ContextService {
         core_context()
     }
 
-    /// The active context for a request's @context value (a URL, an object or an array); counts
-    /// a use (`numberOfHits`) of each URL in it.
+    /// The active context for a request's @context value (a URL, an object or an array).
     pub async fn resolve(&self, value: &Value) -> Result<Arc<Context>, NgsiLdError> {
-        let ctx = self.resolve_uncounted(value).await?;
-        self.count_usage(value);
-        Ok(ctx)
-    }
-
-    /// [`ContextService::resolve`] without counting a use: for the hub's own work (compiling a
-    /// stored subscription again when the store says it changed), which no client asked for.
-    pub async fn resolve_uncounted(&self, value: &Value) -> Result<Arc<Context>, NgsiLdError> {
         let key = value.to_string();
         if let Some(ctx) = self.built.get(&key).await {
+            self.count_usage(value);
             return Ok(ctx);
         }
         let mut docs = Loaded(HashMap::new());
@@ -253,6 +245,7 @@ impl ContextService {
         };
         self.built.insert(key, ctx.clone()).await;
         self.built.run_pending_tasks().await;
+        self.count_usage(value);
         Ok(ctx)
     }
 

@@ -23,14 +23,12 @@ use crate::request::{as_object, Ld};
 use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
 use crate::SharedState;
 
-/// The notifier resolves subscription @contexts the way requests do, but its own work (compiling
-/// a subscription, rendering a notification) is no use of a context by a client: `numberOfHits`
-/// counts requests only, and does not grow with the number of hubs that compile a subscription.
+/// The notifier resolves subscription @contexts the way requests do.
 #[async_trait]
 impl ContextResolver for ContextService {
     async fn resolve(&self, context: Option<&Value>) -> Result<Arc<Context>, NgsiLdError> {
         match context {
-            Some(value) => self.resolve_uncounted(value).await,
+            Some(value) => ContextService::resolve(self, value).await,
             None => Ok(self.core()),
         }
     }
