@@ -255,6 +255,10 @@ impl Notifier {
         match self.inner.store.get_subscription(kind, tenant, id).await {
             Ok(None) => self.remove(kind, tenant, id),
             Ok(Some(s)) => match serde_json::from_value::<Subscription>(s.doc) {
+                // The event of a change this process made and installed already (or one that
+                // changed nothing): compiling again would resolve its @contexts once more, and
+                // count a use of them (`numberOfHits`) that no client made.
+                Ok(sub) if self.installed_as(kind, tenant, &sub) => {}
                 Ok(sub) => match self.compile(kind, tenant, sub).await {
                     Ok(compiled) => self.install(compiled),
                     Err(e) => tracing::warn!(%id, error = %e.detail, "a subscription cannot be compiled"),
@@ -317,6 +321,12 @@ impl Notifier {
             None => ctx.clone(),
         };
         Compiled::new(kind, tenant, sub, &ctx, notify_ctx)
+    }
+
+    /// Whether `sub` is the subscription installed under its key already.
+    fn installed_as(&self, kind: SubscriptionKind, tenant: &str, sub: &Subscription) -> bool {
+        let key = (kind, tenant.to_owned(), sub.id.clone());
+        self.inner.subs.read().get(&key).is_some_and(|installed| installed.sub == *sub)
     }
 
     /// Makes a created or updated subscription the one that matches from now on. The same

@@ -150,3 +150,52 @@ async fn settled(store: &DynStore) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Counts how often the notifier resolves a subscription's @context (each resolution counts as a
+/// use of the context, `numberOfHits`, in the hub's resolver).
+struct Counting(AtomicUsize);
+
+#[async_trait]
+impl ContextResolver for Counting {
+    async fn resolve(&self, _: Option<&Value>) -> Result<Arc<Context>, NgsiLdError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(ngsild_jsonld::core_context())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_event_that_changes_nothing_does_not_compile_the_subscription_again() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(cityhub_sqlite::SqliteStore::open(dir.path()).unwrap());
+    let resolver = Arc::new(Counting(AtomicUsize::new(0)));
+    let _notifier = Notifier::start(store.clone(), resolver.clone(), NotifyConfig::default());
+    let doc = |description: &str| {
+        let payload = json!({
+            "id": "urn:ngsi-ld:Subscription:same", "type": "Subscription", "description": description,
+            "entities": [{"type": "https://example.org/Room"}],
+            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/never"}},
+        });
+        let sub = cityhub_notify::subscription::from_payload(
+            payload.as_object().unwrap(),
+            &ngsild_jsonld::core_context(),
+            None,
+            "2000-01-01T00:00:00Z",
+        )
+        .unwrap();
+        serde_json::to_value(&sub).unwrap()
+    };
+    let id = "urn:ngsi-ld:Subscription:same";
+    store.create_subscription(SubscriptionKind::Entity, "", id, doc("first")).await.unwrap().unwrap();
+    let resolves = || resolver.0.load(Ordering::SeqCst);
+    until("the new subscription was compiled", || resolves() >= 1).await;
+    let after_create = resolves();
+    // The same document written again: an event, but nothing to compile.
+    assert!(store.replace_subscription(SubscriptionKind::Entity, "", id, doc("first")).await.unwrap());
+    // A real change after it: events are handled in order, so once this one is compiled the one
+    // before it was handled too.
+    assert!(store.replace_subscription(SubscriptionKind::Entity, "", id, doc("second")).await.unwrap());
+    until("the changed subscription was compiled", || resolves() > after_create).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(resolves(), after_create * 2, "one compilation for the change, none for the event that changed nothing");
+}
