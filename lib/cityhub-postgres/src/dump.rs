@@ -2,7 +2,7 @@
 //!
 //! Export reads each section in its order (keyset pages; the resume token is the last item's key
 //! as a JSON array). Import writes one call's items in one transaction: entities through
-//! `entities::save` (so their type, facet and geometry indexes are built as for any write),
+//! `rows::save` (so their type, facet and geometry indexes are built as for any write),
 //! histories as rows of `temporal_entities`, `attr_series` and `attr_history` whose instances keep
 //! the ids they had in the source store (`legacy_instance_id`), subscriptions with their status,
 //! records in order, outbox rows in order (new ids), and journal entries not yet consumed (new
@@ -394,9 +394,8 @@ async fn import(store: &PostgresStore, items: Vec<Dumped>) -> Result<(), StoreEr
                 .or_backend()?;
             }
             Dumped::Entity { tenant, entity } => {
-                let before = crate::entities::load_for_update(&tx, tenant, &[entity.id.as_str()]).await?;
-                crate::entities::save(&tx, tenant, &[(entity.id.as_str(), before.get(&entity.id), Some(entity))])
-                    .await?;
+                let before = crate::rows::load_for_update(&tx, tenant, &[entity.id.as_str()]).await?;
+                crate::rows::save(&tx, tenant, &[(entity.id.as_str(), before.get(&entity.id), Some(entity))]).await?;
             }
             Dumped::History { tenant, history } => import_history(store, &tx, tenant, history).await?,
             Dumped::Subscription(s) => {

@@ -20,6 +20,7 @@ mod feed;
 mod index;
 mod query;
 mod records;
+mod rows;
 mod schema;
 mod subscriptions;
 mod temporal;
@@ -169,7 +170,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_entity(&self, tenant: &Tenant, id: &str) -> Result<Option<Entity>, StoreError> {
-        entities::get(self, tenant, id).await
+        rows::get(self, tenant, id).await
     }
 
     async fn modify(

@@ -368,7 +368,7 @@ pub(crate) async fn write(
     let now = now();
     let mut client = store.client().await?;
     let tx = client.transaction().await.or_backend()?;
-    crate::entities::lock(&tx, tenant, &[id]).await?;
+    crate::rows::lock(&tx, tenant, &[id]).await?;
     if let TemporalWrite::AddInstances { entity, .. } = &write {
         let mut times = vec![micros(&now).unwrap_or_default()];
         for instances in entity.attrs.values() {
@@ -379,12 +379,12 @@ pub(crate) async fn write(
         }
         ensure_partitions(store, &tx, &times).await?;
     }
-    let before = crate::entities::load_for_update(&tx, tenant, &[id]).await?.remove(id);
+    let before = crate::rows::load_for_update(&tx, tenant, &[id]).await?.remove(id);
     let answer = apply_write(&tx, tenant, id, before.as_ref(), write, &now).await?;
     let mut journaled = false;
     let mut remember = false;
     if answer.is_ok() {
-        let after = crate::entities::load_for_update(&tx, tenant, &[id]).await?.remove(id);
+        let after = crate::rows::load_for_update(&tx, tenant, &[id]).await?.remove(id);
         remember = crate::tenants::touch(store, &tx, tenant).await?;
         if before != after {
             let change = Change { before, after, report: None };
@@ -409,7 +409,7 @@ async fn save_entity(
     before: Option<&Entity>,
     after: Option<&Entity>,
 ) -> Result<(), StoreError> {
-    crate::entities::save(tx, tenant, &[(after.or(before).map_or("", |e| e.id.as_str()), before, after)]).await
+    crate::rows::save(tx, tenant, &[(after.or(before).map_or("", |e| e.id.as_str()), before, after)]).await
 }
 
 async fn apply_write(
