@@ -1,6 +1,9 @@
 //! The history of entities: every attribute instance ever written, indexed by entity, attribute
-//! and each time property; aggregation runs as SQL `GROUP BY` over it, so the store never holds
-//! more than one period's accumulators per series in memory.
+//! and each time property. This module stores and retrieves only: which instances a change
+//! records, how temporal-API instances fold into the current entity, and how aggregated values
+//! accumulate are `ngsild_core::history`'s. Aggregation is one range scan per series over the
+//! covering index, its rows streamed in time order into a `history::SeriesAccumulator`, so the
+//! store holds one period's accumulators per series in memory, never the instances.
 
 use cityhub_storage::{TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite};
 use ngsild_core::history;
