@@ -99,7 +99,7 @@ pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): 
         .into());
     }
     let query = RegistrationQuery::parse(&params, &ld)?;
-    let paging = params.page(&state.config)?;
+    let paging = crate::request::page(&params, &state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
     let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
     let matching = query.select(&regs);
@@ -132,7 +132,7 @@ struct RegistrationQuery {
 
 impl RegistrationQuery {
     fn parse(params: &Params, ld: &crate::request::Ld) -> Result<RegistrationQuery, ApiError> {
-        let mut filter = crate::entities::entity_filter(params, ld)?;
+        let mut filter = ngsild_query::params::entity_filter(params, &ld.ctx)?;
         let ids = std::mem::take(&mut filter.ids);
         let csf = params
             .get("csf")

@@ -11,16 +11,17 @@ use ngsild_federation::merge::{merge_temporal, MergedCount, TemporalFragments};
 use ngsild_federation::Mode;
 use serde_json::Value;
 
-use crate::entities::{distributed_targets, entity_filter};
+use crate::entities::distributed_targets;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{
     params, Accepting, Call, EntityAttr, EntityId, InstancePath, LdBody, LocalOnly, Read, Update, Write,
 };
 use crate::federation::{results_count, SourceAnswer, SourceFailure};
 use crate::provision;
-use crate::request::{as_object, push_query_body, render_options, Accept, Ld, Params};
+use crate::request::{as_object, Accept, Ld, Params};
 use crate::response::{created, ld_json, no_content, with_header};
 use crate::SharedState;
+use ngsild_query::params::{entity_filter, push_query_body, render_options};
 
 params! {
     Retrieve = &[
@@ -463,7 +464,7 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
         return Err(NgsiLdError::bad_request(crate::entities::TOO_WIDE_QUERY).into());
     }
     let mut ask = temporal_ask(params, &ld, state.config.temporal_instance_limit)?;
-    let selection = entity_filter(params, &ld)?;
+    let selection = entity_filter(params, &ld.ctx)?;
     ask.query.filter = selection.clone();
     // attrs selects instances here, not entities.
     ask.query.filter.attrs.clear();

@@ -17,6 +17,7 @@ pub mod history;
 pub mod limits;
 pub mod model;
 pub mod ops;
+pub mod params;
 pub mod render;
 pub mod temporal;
 pub mod temporal_cut;
