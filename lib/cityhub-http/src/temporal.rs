@@ -3,7 +3,7 @@
 use axum::http::{HeaderMap, StatusCode};
 use cityhub_storage::{TemporalOutcome, TemporalQuery, TemporalWrite};
 use ngsild_core::expand::{build_attribute, expand_fragment, expand_raw_attribute, AttributeInput};
-use ngsild_core::temporal::{parse_duration, render_temporal, AggrMethod, TemporalFormat, TimeProperty, TimeRel};
+use ngsild_core::temporal::{render_temporal, TemporalFormat};
 use ngsild_core::temporal_cut::{content_range, content_range_end, earliest_cut, page_cut};
 use ngsild_core::{Entity, NgsiLdError};
 use ngsild_federation::matching::Operation;
@@ -202,63 +202,21 @@ struct TemporalAsk {
     limit: usize,
 }
 
+/// The temporal parameters ([`ngsild_core::temporal_ask`]) as the store's query.
 fn temporal_ask(params: &Params, ld: &Ld, instance_limit: usize) -> Result<TemporalAsk, ApiError> {
-    let mut format = TemporalFormat::Normalized;
-    for option in params.options() {
-        match option {
-            "temporalValues" => format = TemporalFormat::TemporalValues,
-            "aggregatedValues" => format = TemporalFormat::Aggregated,
-            "sysAttrs" | "normalized" | "" => {}
-            other => return Err(NgsiLdError::invalid_request(format!("unknown option {other:?}")).into()),
-        }
-    }
-    match params.get("format") {
-        Some("temporalValues" | "simplified" | "keyValues") => format = TemporalFormat::TemporalValues,
-        Some("aggregatedValues") => format = TemporalFormat::Aggregated,
-        Some("normalized") | None => {}
-        Some(other) => return Err(NgsiLdError::invalid_request(format!("unknown format {other:?}")).into()),
-    }
-    let timerel = TimeRel::parse(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))?;
-    let time_property = params.get("timeproperty").map(TimeProperty::parse).transpose()?.unwrap_or_default();
-    let last_n = match params.get("lastN") {
-        None => None,
-        Some(n) => Some(
-            n.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| NgsiLdError::bad_request(format!("lastN must be a positive integer, not {n:?}")))?,
-        ),
-    };
-    let aggregation = if format == TemporalFormat::Aggregated {
-        let methods =
-            params.get("aggrMethods").ok_or_else(|| NgsiLdError::bad_request("aggregatedValues needs aggrMethods"))?;
-        let methods = AggrMethod::parse_list(methods)?;
-        let period = params.get("aggrPeriodDuration").map(parse_duration).transpose()?.unwrap_or(0.0);
-        Some((methods, period))
-    } else {
-        None
-    };
-    let attrs = match params.get("attrs") {
-        Some(list) => list.split(',').map(|a| attribute_name(a.trim(), ld)).collect::<Result<Vec<_>, _>>()?,
-        None => Vec::new(),
-    };
-    let dataset_ids = params
-        .list("datasetId")?
-        .map(|ids| ids.into_iter().map(|id| if id == "@none" { None } else { Some(id) }).collect());
-    // One instance more than may be shown tells whether an attribute was cut.
-    let keep = last_n.unwrap_or(instance_limit).min(instance_limit);
+    let ask = ngsild_core::temporal_ask::TemporalAsk::parse(params, &ld.ctx, instance_limit)?;
     let query = TemporalQuery {
-        attrs,
-        dataset_ids,
-        timerel,
-        time_property,
-        per_attribute: keep + 1,
-        newest_first: last_n.is_some(),
+        per_attribute: ask.per_attribute(),
+        attrs: ask.attrs,
+        dataset_ids: ask.dataset_ids,
+        timerel: ask.timerel,
+        time_property: ask.time_property,
+        newest_first: ask.last_n.is_some(),
         skip_empty: true,
-        aggregation,
+        aggregation: ask.aggregation,
         ..Default::default()
     };
-    Ok(TemporalAsk { format, query, last_n, limit: instance_limit })
+    Ok(TemporalAsk { format: ask.format, query, last_n: ask.last_n, limit: ask.limit })
 }
 
 /// Renders temporal entities, cutting instances to one page; 206 with `Content-Range` when cut.

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod params;
 pub mod render;
 pub mod temporal;
+pub mod temporal_ask;
 pub mod temporal_cut;
 pub mod time;
 pub mod validate;
