@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod discovery;
 pub mod error;
 pub mod expand;
 pub mod history;
