@@ -302,8 +302,8 @@ async fn run_query(
         page.entities.truncate(limit);
         (page, has_next, Vec::new())
     } else {
-        let window = Window { offset, limit, count };
-        distributed_page(state, headers, tenant, params, ld, &filter, &targets, window).await?
+        let query = DistributedQuery { params, ld, filter: &filter, sources: &targets, paging };
+        distributed_page(state, headers, tenant, query).await?
     };
     let geometry_property = geometry_property(params, ld);
     let linked = linked_entities(state, tenant, &page.entities, &opts).await?;
@@ -415,30 +415,26 @@ impl Sources {
     }
 }
 
-/// The page a query asks for.
-struct Window {
-    offset: usize,
-    limit: usize,
-    count: bool,
+/// One query as the hub and its context sources are asked it.
+struct DistributedQuery<'a> {
+    params: &'a Params,
+    ld: &'a Ld,
+    filter: &'a EntityFilter,
+    sources: &'a Sources,
+    /// The page the client asks for.
+    paging: Paging,
 }
 
 /// A query answered from the hub and its context sources together: each source is asked for
 /// the first `offset + limit` matches, the answers merge by entity id, and the merged list is
 /// paged here.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
 async fn distributed_page(
     state: &SharedState,
     headers: &HeaderMap,
     tenant: &str,
-    params: &Params,
-    ld: &Ld,
-    filter: &EntityFilter,
-    sources: &Sources,
-    Window { offset, limit, count }: Window,
+    DistributedQuery { params, ld, filter, sources, paging }: DistributedQuery<'_>,
 ) -> Result<(cityhub_storage::Page, bool, Vec<SourceFailure>), ApiError> {
+    let Paging { offset, limit, count } = paging;
     let window = offset + limit;
     let local = state.store.query(tenant, filter, Paging { offset: 0, limit: window + 1, count }).await?;
     let targets = sources.targets();
