@@ -448,7 +448,7 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
         }
         let mut merged = remote.merged_with(page.entities, &ask);
         if let Some(order) = &selection.order {
-            order_histories(order, &mut merged);
+            order.sort_histories(&mut merged);
         }
         (merged.into_iter().skip(offset).take(limit).collect(), count.then_some(total.total))
     } else {
@@ -461,25 +461,4 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }
     Ok(provision::warned(response, &remote.failures))
-}
-
-/// Orders merged histories by an `orderBy`, each judged by its latest instance of every attribute
-/// (what its current state would be), as the store orders the hub's own.
-fn order_histories(order: &ngsild_query::OrderBy, histories: &mut Vec<ngsild_core::temporal::TemporalEntity>) {
-    let mut keyed: Vec<_> = histories
-        .drain(..)
-        .map(|h| {
-            let mut latest = Entity::new(h.id.clone(), h.types.clone());
-            latest.created_at = h.created_at.clone();
-            latest.modified_at = h.modified_at.clone();
-            for (name, instances) in &h.attrs {
-                if let Some(last) = instances.iter().rev().find(|i| i.deleted_at.is_none()) {
-                    latest.attrs.insert(name.clone(), vec![last.attribute.clone()]);
-                }
-            }
-            (order.key(&latest), h)
-        })
-        .collect();
-    keyed.sort_by(|a, b| order.compare(&a.0, &b.0));
-    histories.extend(keyed.into_iter().map(|(_, h)| h));
 }
