@@ -463,7 +463,11 @@ impl Parts<'_> {
                 if let (ngsild_federation::Mode::Exclusive, Some(names)) = (reg.mode, reg_attrs) {
                     exclusive.push((reg.id.clone(), id.clone(), names.clone()));
                 }
-                groups.add(reg, provision::narrow_body(&original, reg_attrs.as_deref(), &item_ctx), &id);
+                groups.add(
+                    reg,
+                    ngsild_federation::provision::narrow_body(&original, reg_attrs.as_deref(), &item_ctx),
+                    &id,
+                );
             }
             if plan.local {
                 input.attrs.retain(|name, _| plan.keeps(name));

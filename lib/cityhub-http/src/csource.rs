@@ -2,18 +2,15 @@
 //! (clauses 5.9, 5.10, 6.8, 6.9).
 
 use axum::http::StatusCode;
-use ngsild_core::time::{now, parse_datetime};
+use ngsild_core::time::now;
 use ngsild_core::NgsiLdError;
-use ngsild_federation::registration::{
-    as_entity, parse_registration, patch_registration, render_registration, EntitySpec,
-};
-use ngsild_federation::Registration;
-use ngsild_query::{QExpr, TypeExpr};
+use ngsild_federation::query::RegistrationQuery;
+use ngsild_federation::registration::{parse_registration, patch_registration, render_registration};
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{params, Accepting, Call, LdBody, NoParams, Read, RegistrationId, Update, Write};
-use crate::request::{as_object, Params};
+use crate::request::as_object;
 use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
 
 params! {
@@ -88,18 +85,8 @@ pub async fn retrieve(
 /// GET /csourceRegistrations
 pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): Accepting<false>) -> ApiResult {
     let Call { state, params, tenant, .. } = call;
-    // Clause 5.10.2: a query names what it looks for.
-    let names_something =
-        ["id", "idPattern", "type", "attrs", "csf", "georel", "timerel", "q"].iter().any(|p| params.get(p).is_some());
-    if !names_something {
-        return Err(NgsiLdError::bad_request(
-            "a registration query needs at least one of type, attrs, id, idPattern, q, csf, a geo-query (georel, \
-             geometry, coordinates) or a temporal query (timerel, timeAt)",
-        )
-        .into());
-    }
-    let query = RegistrationQuery::parse(&params, &ld)?;
-    let paging = params.page(&state.config)?;
+    let query = RegistrationQuery::parse(&params, &ld.ctx)?;
+    let paging = crate::request::page(&params, &state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
     let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
     let matching = query.select(&regs);
@@ -117,110 +104,6 @@ pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): 
     }
     let has_next = offset + limit < total;
     Ok(page_links(response, "/ngsi-ld/v1/csourceRegistrations", &params, paging, has_next, LinkStyle::Entities))
-}
-
-/// What a registration query (clause 5.10.2) asks, read from its parameters.
-struct RegistrationQuery {
-    /// The entity selection; its `ids` are those that name no registration.
-    filter: cityhub_storage::EntityFilter,
-    /// `id`: registrations themselves, or the entities they cover.
-    ids: Vec<String>,
-    csf: Option<QExpr>,
-    time: Option<TimeFilter>,
-    types: Option<TypeExpr>,
-}
-
-impl RegistrationQuery {
-    fn parse(params: &Params, ld: &crate::request::Ld) -> Result<RegistrationQuery, ApiError> {
-        let mut filter = crate::entities::entity_filter(params, ld)?;
-        let ids = std::mem::take(&mut filter.ids);
-        let csf = params
-            .get("csf")
-            .map(|raw| QExpr::parse(raw, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid csf: {e}"))))
-            .transpose()?;
-        let time = TimeFilter::parse(params)?;
-        let types = params
-            .get("type")
-            .map(|t| TypeExpr::parse(t, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}"))))
-            .transpose()?;
-        Ok(RegistrationQuery { filter, ids, csf, time, types })
-    }
-
-    /// The registrations of `regs` the query selects: those its `id` names, else those covering
-    /// its entities; then q and csf on the registration's own properties (clause 5.10.2.4), its
-    /// location against the geo-query, its time intervals against the temporal query.
-    fn select(mut self, regs: &[Registration]) -> Vec<&Registration> {
-        let (named, entity_ids): (Vec<&String>, Vec<&String>) =
-            self.ids.iter().partition(|id| regs.iter().any(|r| &r.id == *id));
-        self.filter.ids = entity_ids.into_iter().cloned().collect();
-        let (filter, types) = (&self.filter, self.types.as_ref());
-        regs.iter()
-            .filter(|r| if named.is_empty() { selects(r, filter, types) } else { named.contains(&&r.id) })
-            .filter(|r| filter.q.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
-            .filter(|r| self.csf.as_ref().is_none_or(|q| q.matches(&as_entity(r))))
-            .filter(|r| filter.geo.as_ref().is_none_or(|g| g.matches(&as_entity(r))))
-            .filter(|r| self.time.as_ref().is_none_or(|t| t.matches(r)))
-            .collect()
-    }
-}
-
-/// Whether a registration covers the ids, types and attributes a query names (clauses 5.10.2.4,
-/// 5.12).
-fn selects(reg: &Registration, filter: &ngsild_query::EntityFilter, types: Option<&TypeExpr>) -> bool {
-    let spec = EntitySpec { types, ids: &filter.ids, id_pattern: filter.id_pattern.as_ref() };
-    let names_entities = spec.types.is_some() || !spec.ids.is_empty() || spec.id_pattern.is_some();
-    let specs = if names_entities { vec![spec] } else { Vec::new() };
-    let attrs: Vec<&String> = filter.attrs.iter().collect();
-    reg.information.iter().any(|info| info.matches(&specs, &attrs))
-}
-
-/// A temporal filter on a registration's observation or management interval.
-struct TimeFilter {
-    management: bool,
-    rel: String,
-    at: chrono::DateTime<chrono::Utc>,
-    end: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl TimeFilter {
-    fn parse(params: &Params) -> Result<Option<TimeFilter>, ApiError> {
-        let Some(rel) = params.get("timerel") else {
-            return Ok(None);
-        };
-        let time = |name: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-            params
-                .get(name)
-                .map(|v| {
-                    parse_datetime(v)
-                        .ok_or_else(|| NgsiLdError::bad_request(format!("{name} is not a date-time")).into())
-                })
-                .transpose()
-        };
-        let at = time("timeAt")?.ok_or_else(|| NgsiLdError::bad_request("timerel needs timeAt"))?;
-        let end = time("endTimeAt")?;
-        if !matches!(rel, "before" | "after" | "between") || (rel == "between" && end.is_none()) {
-            return Err(NgsiLdError::bad_request(format!("invalid timerel {rel:?}")).into());
-        }
-        let management = match params.get("timeproperty") {
-            // observedAt is about observations; createdAt and modifiedAt about management.
-            None | Some("observationInterval") | Some("observedAt") => false,
-            Some("managementInterval") | Some("createdAt") | Some("modifiedAt") => true,
-            Some(other) => return Err(NgsiLdError::bad_request(format!("invalid timeproperty {other:?}")).into()),
-        };
-        Ok(Some(TimeFilter { management, rel: rel.to_owned(), at, end }))
-    }
-
-    fn matches(&self, reg: &Registration) -> bool {
-        let interval = if self.management { &reg.management_interval } else { &reg.observation_interval };
-        let Some(interval) = interval else { return false };
-        let bound = |name: &str| interval.get(name).and_then(Value::as_str).and_then(parse_datetime);
-        let (start, end) = (bound("startAt"), bound("endAt"));
-        match self.rel.as_str() {
-            "before" => start.is_some_and(|s| s < self.at),
-            "after" => end.is_none_or(|e| e > self.at),
-            _ => start.is_some_and(|s| self.end.is_some_and(|t| s < t)) && end.is_none_or(|e| e > self.at),
-        }
-    }
 }
 
 /// PATCH /csourceRegistrations/{id}

@@ -8,6 +8,9 @@ use indexmap::IndexMap;
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use cityhub_storage::{EntityFilter, Paging};
+use ngsild_core::discovery::{
+    attribute_summaries, push_unique, type_summaries, AttributeInfo, DiscoveryInfo, SourceInfo, TypeInfo,
+};
 use ngsild_core::{Entity, NgsiLdError};
 use serde_json::{json, Value};
 
@@ -26,68 +29,12 @@ params! {
     Info = &["local", "via"];
 }
 
-#[derive(Default)]
-struct TypeSummary {
-    entity_count: usize,
-    /// attribute IRI -> attribute kinds seen
-    attributes: IndexMap<String, Vec<&'static str>>,
-}
-
-#[derive(Default)]
-struct AttributeSummary {
-    count: usize,
-    kinds: Vec<&'static str>,
-    types: Vec<String>,
-}
-
-fn push_unique<T: PartialEq>(items: &mut Vec<T>, item: T) {
-    if !items.contains(&item) {
-        items.push(item);
-    }
-}
-
 async fn all_entities(state: &SharedState, tenant: &str) -> Result<Vec<Entity>, crate::ApiError> {
     let page = state
         .store
         .query(tenant, &EntityFilter::default(), Paging { offset: 0, limit: usize::MAX, count: false })
         .await?;
     Ok(page.entities)
-}
-
-/// Types in IRI order (stable across calls); each type's attributes in the order first seen.
-fn type_summaries(entities: &[Entity]) -> IndexMap<String, TypeSummary> {
-    let mut types: IndexMap<String, TypeSummary> = IndexMap::new();
-    for e in entities {
-        for t in &e.types {
-            let summary = types.entry(t.clone()).or_default();
-            summary.entity_count += 1;
-            for (name, instances) in &e.attrs {
-                let kinds = summary.attributes.entry(name.clone()).or_default();
-                for a in instances {
-                    push_unique(kinds, a.kind.name());
-                }
-            }
-        }
-    }
-    types.sort_keys();
-    types
-}
-
-fn attribute_summaries(entities: &[Entity]) -> IndexMap<String, AttributeSummary> {
-    let mut attributes: IndexMap<String, AttributeSummary> = IndexMap::new();
-    for e in entities {
-        for (name, instances) in &e.attrs {
-            let summary = attributes.entry(name.clone()).or_default();
-            summary.count += instances.len();
-            for a in instances {
-                push_unique(&mut summary.kinds, a.kind.name());
-            }
-            for t in &e.types {
-                push_unique(&mut summary.types, t.clone());
-            }
-        }
-    }
-    attributes
 }
 
 fn compact(ld: &Ld, iri: &str) -> Value {
@@ -232,93 +179,24 @@ pub async fn type_info(
     info_answer(&call, &ld, accept, known, info, &iri).await
 }
 
-/// What the hub knows of a type or an attribute, to which each source's answer adds.
-trait Known {
-    fn found(&self) -> bool;
-    fn add_source(&mut self, answer: &InfoAnswer, ld: &Ld);
-    fn body(&self, iri: &str, ld: &Ld) -> Value;
-}
-
 /// `/types/{type}` or `/attributes/{attr}` answered from what the hub knows (`known`) and what
 /// the sources add; 404 when nobody knows the name.
 async fn info_answer(
     call: &Call,
     ld: &Ld,
     accept: Accept,
-    mut known: impl Known,
+    mut known: impl DiscoveryInfo,
     info: RemoteInfo,
     iri: &str,
 ) -> ApiResult {
     let (answers, failures) = info.ask(&call.state, &call.headers, &call.tenant, &call.params, ld).await?;
     for answer in &answers {
-        known.add_source(answer, ld);
+        known.add_source(answer, &ld.ctx);
     }
     if !known.found() {
         return Err(NgsiLdError::not_found(info.missing).into());
     }
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(iri, ld), ld, accept), &failures))
-}
-
-/// What the hub and the sources know of one entity type: counts add up, attributes unite.
-struct TypeInfo {
-    found: bool,
-    entity_count: usize,
-    /// attribute IRI -> attribute kinds
-    attributes: IndexMap<String, Vec<String>>,
-}
-
-impl TypeInfo {
-    fn local(summary: Option<&TypeSummary>) -> TypeInfo {
-        let attributes = summary
-            .map(|s| {
-                s.attributes
-                    .iter()
-                    .map(|(a, kinds)| (a.clone(), kinds.iter().map(|k| k.to_string()).collect()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        TypeInfo { found: summary.is_some(), entity_count: summary.map_or(0, |s| s.entity_count), attributes }
-    }
-}
-
-impl Known for TypeInfo {
-    fn found(&self) -> bool {
-        self.found
-    }
-
-    /// Adds a source's EntityTypeInfo, kept to the attributes its registration names (if any).
-    fn add_source(&mut self, (registered, _, body): &InfoAnswer, ld: &Ld) {
-        self.found = true;
-        self.entity_count += body.get("entityCount").and_then(Value::as_u64).unwrap_or(0) as usize;
-        for detail in body.get("attributeDetails").and_then(Value::as_array).into_iter().flatten() {
-            let Some(attr) = detail.get("attributeName").and_then(Value::as_str) else { continue };
-            let attr = ld.ctx.expand_term(attr).into_owned();
-            if registered.as_ref().is_some_and(|registered| !registered.contains(&attr)) {
-                continue;
-            }
-            let kinds = self.attributes.entry(attr).or_default();
-            for kind in detail.get("attributeTypes").and_then(Value::as_array).into_iter().flatten() {
-                if let Some(k) = kind.as_str() {
-                    push_unique(kinds, k.to_owned());
-                }
-            }
-        }
-    }
-
-    fn body(&self, iri: &str, ld: &Ld) -> Value {
-        json!({
-            "id": iri,
-            "type": "EntityTypeInfo",
-            "typeName": compact(ld, iri),
-            "entityCount": self.entity_count,
-            "attributeDetails": self.attributes.iter().map(|(a, kinds)| json!({
-                "id": a,
-                "type": "Attribute",
-                "attributeName": compact(ld, a),
-                "attributeTypes": kinds,
-            })).collect::<Vec<_>>(),
-        })
-    }
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(iri, &ld.ctx), ld, accept), &failures))
 }
 
 /// The details of one type or one attribute the registered context sources hold (clause 5.7.7,
@@ -334,9 +212,6 @@ struct RemoteInfo {
     missing: String,
 }
 
-/// A source's answer: the attributes and types its registration names (None: any), and the body.
-type InfoAnswer = (Option<Vec<String>>, Vec<String>, Value);
-
 impl RemoteInfo {
     async fn ask(
         &self,
@@ -345,7 +220,7 @@ impl RemoteInfo {
         tenant: &str,
         params: &Params,
         ld: &Ld,
-    ) -> Result<(Vec<InfoAnswer>, Vec<SourceFailure>), crate::ApiError> {
+    ) -> Result<(Vec<SourceInfo>, Vec<SourceFailure>), crate::ApiError> {
         let filter = &self.filter;
         if params.flag("local")? {
             return Ok((Vec::new(), Vec::new()));
@@ -366,7 +241,7 @@ impl RemoteInfo {
             match &answer.result {
                 Ok(a) if a.status == 200 => {
                     let body = serde_json::from_slice::<Value>(&a.body).unwrap_or(Value::Null);
-                    found.push((target.attrs.clone(), target.types.clone(), body));
+                    found.push(SourceInfo { attrs: target.attrs.clone(), types: target.types.clone(), body });
                 }
                 Ok(a) if a.status == 404 => {}
                 _ => failures.extend(answer.failure()),
@@ -426,67 +301,4 @@ pub async fn attribute_info(
         missing: format!("no attribute {name}"),
     };
     info_answer(&call, &ld, accept, known, info, &iri).await
-}
-
-/// What the hub and the sources know of one attribute: counts add up, kinds and types unite.
-struct AttributeInfo {
-    found: bool,
-    count: usize,
-    kinds: Vec<String>,
-    types: Vec<String>,
-}
-
-impl AttributeInfo {
-    fn local(summary: Option<&AttributeSummary>) -> AttributeInfo {
-        AttributeInfo {
-            found: summary.is_some(),
-            count: summary.map_or(0, |s| s.count),
-            kinds: summary.map(|s| s.kinds.iter().map(|k| k.to_string()).collect()).unwrap_or_default(),
-            types: summary.map(|s| s.types.clone()).unwrap_or_default(),
-        }
-    }
-}
-
-impl Known for AttributeInfo {
-    fn found(&self) -> bool {
-        self.found
-    }
-
-    /// Adds a source's Attribute info, kept to the types its registration names (if any): the
-    /// attribute counts only where it belongs to a registered type.
-    fn add_source(&mut self, (_, registered_types, body): &InfoAnswer, ld: &Ld) {
-        let held: Vec<String> = body
-            .get("typeNames")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(|t| ld.ctx.expand_term(t).into_owned())
-            .filter(|t| registered_types.is_empty() || registered_types.contains(t))
-            .collect();
-        if held.is_empty() {
-            return;
-        }
-        self.found = true;
-        self.count += body.get("attributeCount").and_then(Value::as_u64).unwrap_or(0) as usize;
-        for t in held {
-            push_unique(&mut self.types, t);
-        }
-        for kind in body.get("attributeTypes").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(k) = kind.as_str() {
-                push_unique(&mut self.kinds, k.to_owned());
-            }
-        }
-    }
-
-    fn body(&self, iri: &str, ld: &Ld) -> Value {
-        json!({
-            "id": iri,
-            "type": "Attribute",
-            "attributeName": compact(ld, iri),
-            "attributeCount": self.count,
-            "attributeTypes": self.kinds,
-            "typeNames": self.types.iter().map(|t| compact(ld, t)).collect::<Vec<_>>(),
-        })
-    }
 }

@@ -11,7 +11,7 @@ use ngsild_core::render::{
 use ngsild_core::time::now;
 use ngsild_core::Entity;
 use ngsild_core::NgsiLdError;
-use ngsild_query::{GeoQuery, QExpr, ScopeExpr, TypeExpr};
+use ngsild_query::TypeExpr;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{params, Accepting, Call, EntityAttr, EntityId, LdBody, LocalOnly, Read, Update, Write};
 use crate::federation::{Federation, ProvisionAnswer, SourceFailure};
 use crate::provision::{self, ForwardRequest};
-use crate::request::{as_object, push_query_body, render_options, Accept, Ld, Params};
+use crate::request::{as_object, Accept, Ld, Params};
 use crate::response::{
     append_header, created, ld_json, no_content, page_links, path_segment, plain_json, with_header, LinkStyle,
 };
@@ -28,6 +28,7 @@ use axum::http::Method;
 use ngsild_federation::matching::{self, Operation, Request as FederationRequest};
 use ngsild_federation::merge::{merge_entities, Fragments, MergedCount};
 use ngsild_federation::{Mode, Registration, Target};
+use ngsild_query::params::{entity_filter, push_query_body, render_options};
 
 params! {
     Retrieve = &[
@@ -89,10 +90,6 @@ params! {
 
 fn location(id: &str) -> String {
     format!("/ngsi-ld/v1/entities/{}", path_segment(id))
-}
-
-pub(crate) fn check_id(id: &str) -> Result<(), NgsiLdError> {
-    ngsild_core::validate::check_uri(id, "the entity id")
 }
 
 /// POST /entities
@@ -268,62 +265,6 @@ pub async fn query_post(
     run_query(&state, &headers, &tenant, &params, &ld, accept, None).await
 }
 
-/// Builds an [`EntityFilter`] from query parameters.
-pub(crate) fn entity_filter(params: &Params, ld: &Ld) -> Result<EntityFilter, NgsiLdError> {
-    let mut filter = EntityFilter::default();
-    if let Some(ids) = params.get("id") {
-        for id in ids.split(',') {
-            check_id(id)?;
-            filter.ids.push(id.to_owned());
-        }
-    }
-    if let Some(pattern) = params.get("idPattern") {
-        // Doubled quantifiers are accepted by Rust's engine but not by the ECMAScript/POSIX ones
-        // clients write their patterns for; refusing them keeps a pattern's meaning portable.
-        let doubled = ["**", "++", "*+", "+*", "?*", "*?*"].iter().any(|q| pattern.contains(q));
-        let regex = regex::Regex::new(pattern).ok().filter(|_| !doubled);
-        filter.id_pattern =
-            Some(regex.ok_or_else(|| NgsiLdError::bad_request(format!("invalid idPattern {pattern:?}")))?);
-    }
-    if let Some(types) = params.get("type") {
-        filter.types =
-            Some(TypeExpr::parse(types, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid type: {e}")))?);
-    }
-    if let Some(attrs) = params.get("attrs") {
-        for name in attrs.split(',').map(str::trim) {
-            if matches!(name, "id" | "type" | "scope" | "@context") {
-                return Err(NgsiLdError::bad_request(format!("{name} is not an attribute")));
-            }
-            filter.attrs.push(ngsild_core::expand::expand_attribute_name(name, &ld.ctx)?);
-        }
-    }
-    if let Some(q) = params.get("q") {
-        filter.q = Some(QExpr::parse(q, &ld.ctx).map_err(|e| NgsiLdError::bad_request(format!("invalid q: {e}")))?);
-    }
-    if let Some(scope_q) = params.get("scopeQ") {
-        filter.scope_q =
-            Some(ScopeExpr::parse(scope_q).map_err(|e| NgsiLdError::bad_request(format!("invalid scopeQ: {e}")))?);
-    }
-    match (params.get("georel"), params.get("geometry"), params.get("coordinates")) {
-        (None, None, None) => {}
-        (Some(georel), Some(geometry), Some(coordinates)) => {
-            let geoproperty = ld.ctx.expand_term(params.get("geoproperty").unwrap_or("location")).into_owned();
-            filter.geo = Some(
-                GeoQuery::parse(georel, geometry, coordinates, &geoproperty)
-                    .map_err(|e| NgsiLdError::bad_request(format!("invalid geo-query: {e}")))?,
-            );
-        }
-        _ => return Err(NgsiLdError::bad_request("a geo-query needs georel, geometry and coordinates together")),
-    }
-    if let Some(order) = params.get("orderBy") {
-        filter.order = Some(
-            ngsild_query::OrderBy::parse(order, &ld.ctx)
-                .map_err(|e| NgsiLdError::bad_request(format!("invalid orderBy: {e}")))?,
-        );
-    }
-    Ok(filter)
-}
-
 /// The refusal of a query that names nothing it selects by (clause 5.7.2: type, attrs, q, a
 /// geo-query or scopeQ; `id` and `idPattern` only narrow such a selection).
 pub const TOO_WIDE_QUERY: &str = "a query must name at least one of type, attrs, q, scopeQ or a geo-query \
@@ -341,7 +282,7 @@ async fn run_query(
 ) -> ApiResult {
     // GET needs a selector and answers paging links; POST carries its selectors in the body.
     let needs_selector = get_path.is_some();
-    let filter = entity_filter(params, ld)?;
+    let filter = entity_filter(params, &ld.ctx)?;
     // Ids alone do not select (clause 5.7.2): a query names types, attributes, q, a geo-query or
     // scopes.
     let selects = ["type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
@@ -349,7 +290,7 @@ async fn run_query(
         return Err(NgsiLdError::bad_request(TOO_WIDE_QUERY).into());
     }
     let opts = render_options(params, &ld.ctx)?;
-    let paging = params.page(&state.config)?;
+    let paging = crate::request::page(params, &state.config)?;
     let Paging { offset, limit, count } = paging;
     // A query posted as a Query body goes on as one where the source takes it (clause 5.7.3).
     let operation = if get_path.is_some() { Operation::QueryEntity } else { Operation::QueryBatch };
@@ -361,8 +302,8 @@ async fn run_query(
         page.entities.truncate(limit);
         (page, has_next, Vec::new())
     } else {
-        let window = Window { offset, limit, count };
-        distributed_page(state, headers, tenant, params, ld, &filter, &targets, window).await?
+        let query = DistributedQuery { params, ld, filter: &filter, sources: &targets, paging };
+        distributed_page(state, headers, tenant, query).await?
     };
     let geometry_property = geometry_property(params, ld);
     let linked = linked_entities(state, tenant, &page.entities, &opts).await?;
@@ -474,30 +415,26 @@ impl Sources {
     }
 }
 
-/// The page a query asks for.
-struct Window {
-    offset: usize,
-    limit: usize,
-    count: bool,
+/// One query as the hub and its context sources are asked it.
+struct DistributedQuery<'a> {
+    params: &'a Params,
+    ld: &'a Ld,
+    filter: &'a EntityFilter,
+    sources: &'a Sources,
+    /// The page the client asks for.
+    paging: Paging,
 }
 
 /// A query answered from the hub and its context sources together: each source is asked for
 /// the first `offset + limit` matches, the answers merge by entity id, and the merged list is
 /// paged here.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one request, passed as read; issue 14 gathers them into one request context"
-)]
 async fn distributed_page(
     state: &SharedState,
     headers: &HeaderMap,
     tenant: &str,
-    params: &Params,
-    ld: &Ld,
-    filter: &EntityFilter,
-    sources: &Sources,
-    Window { offset, limit, count }: Window,
+    DistributedQuery { params, ld, filter, sources, paging }: DistributedQuery<'_>,
 ) -> Result<(cityhub_storage::Page, bool, Vec<SourceFailure>), ApiError> {
+    let Paging { offset, limit, count } = paging;
     let window = offset + limit;
     let local = state.store.query(tenant, filter, Paging { offset: 0, limit: window + 1, count }).await?;
     let targets = sources.targets();
@@ -807,7 +744,7 @@ pub async fn purge(read: Read<Purge>) -> ApiResult {
         )
         .into());
     }
-    let filter = entity_filter(&params, &ld)?;
+    let filter = entity_filter(&params, &ld.ctx)?;
     let remote = purge_sources(&state, &headers, &tenant, &params, &ld, &filter).await?;
     let expand =
         |names: Vec<String>| names.into_iter().map(|n| ld.ctx.expand_term(&n).into_owned()).collect::<Vec<_>>();

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method};
 use cityhub_storage::{RecordKind, Store, StoreError};
-use ngsild_core::expand::{entity_from_input, expand_fragment};
 use ngsild_core::{Entity, ErrorKind, NgsiLdError};
 use ngsild_federation::forward::{narrowed, query_body, query_string, source_error};
 use ngsild_federation::registration::SourceStatus;
@@ -474,27 +473,14 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// Reads a source's answer (entities in the context we sent: a list, or one entity) into stored
-/// form.
+/// A source's entities (`ngsild_federation::forward::read_entities`), each one it answered invalid logged and
+/// left out.
 fn entities_of(body: &[u8], ld: &Ld) -> Result<Vec<Entity>, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("answered invalid JSON: {e}"))?;
-    let items = match value {
-        Value::Array(items) => items,
-        one @ Value::Object(_) => vec![one],
-        _ => return Err("answered something other than entities".to_owned()),
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Some(map) = item.as_object() else { continue };
-        let mut map = map.clone();
-        map.remove("@context");
-        let entity = expand_fragment(&map, &ld.ctx).and_then(|input| entity_from_input(&input));
-        match entity {
-            Ok(entity) => out.push(entity),
-            Err(e) => tracing::warn!(error = %e, "a context source answered an entity that is not valid; left out"),
-        }
+    let (entities, invalid) = ngsild_federation::forward::read_entities(body, &ld.ctx)?;
+    for e in invalid {
+        tracing::warn!(error = %e, "a context source answered an entity that is not valid; left out");
     }
-    Ok(out)
+    Ok(entities)
 }
 
 /// What a request that already crossed this hub (its alias is in `Via`) gets. That hub asked all

@@ -27,7 +27,7 @@ use ngsild_jsonld::{core_context_document, is_core_context_url, CORE_CONTEXT_URL
 use serde_json::{json, Value};
 
 use crate::contexts::{hosted_id, HOSTED_PATH};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{params, Call, Checked, JsonBody, NoParams, Write};
 use crate::request::Params;
 use crate::response::{created, no_content, plain_json};
@@ -239,15 +239,20 @@ pub async fn delete(Path(id): Path<String>, write: Write<Reload>) -> ApiResult {
             ))
             .into());
         }
-        _ => {
-            if !state.store.delete_context(&found.local_id).await? {
-                return Err(NgsiLdError::new(ErrorKind::ResourceNotFound, format!("no @context {id}")).into());
-            }
-            state.contexts.invalidate();
-            if found.kind == IMPLICIT {
-                crate::implicit_contexts::forget(&state, &found.url).await?;
-            }
-        }
+        _ => delete_hosted(&state, &found, &id).await?,
     }
     Ok(no_content())
+}
+
+/// Deletes a hosted @context (its tenant checked): the store's copy, the term maps built from
+/// it, and an ImplicitlyCreated one's record.
+async fn delete_hosted(state: &SharedState, found: &Listed, id: &str) -> Result<(), ApiError> {
+    if !state.store.delete_context(&found.local_id).await? {
+        return Err(NgsiLdError::new(ErrorKind::ResourceNotFound, format!("no @context {id}")).into());
+    }
+    state.contexts.invalidate();
+    if found.kind == IMPLICIT {
+        crate::implicit_contexts::forget(state, &found.url).await?;
+    }
+    Ok(())
 }

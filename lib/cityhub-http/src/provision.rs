@@ -11,7 +11,6 @@ use ngsild_core::NgsiLdError;
 use ngsild_federation::matching::{self, Request as FederationRequest};
 use ngsild_federation::provision::{self, WriteAnswer};
 use ngsild_federation::{Operation, Registration};
-use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -113,22 +112,6 @@ pub fn forwardable(mut value: Value, headers: &HeaderMap, ld: &Ld) -> Value {
     value
 }
 
-/// An entity (fragment) with only the attributes `attrs` (expanded) of it; None keeps them all.
-pub fn narrow_body(body: &Value, attrs: Option<&[String]>, ctx: &Context) -> Value {
-    let (Some(attrs), Some(map)) = (attrs, body.as_object()) else {
-        return body.clone();
-    };
-    let kept = map
-        .iter()
-        .filter(|(k, _)| {
-            matches!(k.as_str(), "id" | "@id" | "type" | "@type" | "scope" | "@context")
-                || attrs.iter().any(|a| a.as_str() == ctx.expand_term(k).as_ref())
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Value::Object(kept)
-}
-
 /// The client's query parameters minus `local`.
 pub fn forwarded_query(params: &Params) -> Vec<(String, String)> {
     params.pairs().iter().filter(|(n, _)| n != "local").cloned().collect()
@@ -173,8 +156,13 @@ pub async fn forward(call: &Call, ld: &Ld, plan: &Plan, request: ForwardRequest)
         .remote
         .iter()
         .map(|(reg, attrs)| {
-            let body =
-                body.as_ref().map(|b| if narrow { narrow_body(b, attrs.as_deref(), &ld.ctx) } else { b.clone() });
+            let body = body.as_ref().map(|b| {
+                if narrow {
+                    provision::narrow_body(b, attrs.as_deref(), &ld.ctx)
+                } else {
+                    b.clone()
+                }
+            });
             (reg.clone(), attrs.clone(), body)
         })
         .collect();

@@ -135,7 +135,7 @@ pub async fn query<K: Kind>(
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
     let (Call { state, params, tenant, .. }, kind) = (call, K::KIND);
-    let paging = params.page(&state.config)?;
+    let paging = crate::request::page(&params, &state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
     let sys_attrs = params.sys_attrs_only()?;
     let all = state.store.list_subscriptions(Some(kind), Some(&tenant)).await?;

@@ -3,7 +3,7 @@
 use axum::http::{HeaderMap, StatusCode};
 use cityhub_storage::{TemporalOutcome, TemporalQuery, TemporalWrite};
 use ngsild_core::expand::{build_attribute, expand_fragment, expand_raw_attribute, AttributeInput};
-use ngsild_core::temporal::{parse_duration, render_temporal, AggrMethod, TemporalFormat, TimeProperty, TimeRel};
+use ngsild_core::temporal::{render_temporal, TemporalFormat};
 use ngsild_core::temporal_cut::{content_range, content_range_end, earliest_cut, page_cut};
 use ngsild_core::{Entity, NgsiLdError};
 use ngsild_federation::matching::Operation;
@@ -11,16 +11,17 @@ use ngsild_federation::merge::{merge_temporal, MergedCount, TemporalFragments};
 use ngsild_federation::Mode;
 use serde_json::Value;
 
-use crate::entities::{distributed_targets, entity_filter};
+use crate::entities::distributed_targets;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{
     params, Accepting, Call, EntityAttr, EntityId, InstancePath, LdBody, LocalOnly, Read, Update, Write,
 };
 use crate::federation::{results_count, SourceAnswer, SourceFailure};
 use crate::provision;
-use crate::request::{as_object, push_query_body, render_options, Accept, Ld, Params};
+use crate::request::{as_object, Accept, Ld, Params};
 use crate::response::{created, ld_json, no_content, with_header};
 use crate::SharedState;
+use ngsild_query::params::{entity_filter, push_query_body, render_options};
 
 params! {
     Retrieve = &[
@@ -201,63 +202,21 @@ struct TemporalAsk {
     limit: usize,
 }
 
+/// The temporal parameters ([`ngsild_core::temporal_ask`]) as the store's query.
 fn temporal_ask(params: &Params, ld: &Ld, instance_limit: usize) -> Result<TemporalAsk, ApiError> {
-    let mut format = TemporalFormat::Normalized;
-    for option in params.options() {
-        match option {
-            "temporalValues" => format = TemporalFormat::TemporalValues,
-            "aggregatedValues" => format = TemporalFormat::Aggregated,
-            "sysAttrs" | "normalized" | "" => {}
-            other => return Err(NgsiLdError::invalid_request(format!("unknown option {other:?}")).into()),
-        }
-    }
-    match params.get("format") {
-        Some("temporalValues" | "simplified" | "keyValues") => format = TemporalFormat::TemporalValues,
-        Some("aggregatedValues") => format = TemporalFormat::Aggregated,
-        Some("normalized") | None => {}
-        Some(other) => return Err(NgsiLdError::invalid_request(format!("unknown format {other:?}")).into()),
-    }
-    let timerel = TimeRel::parse(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))?;
-    let time_property = params.get("timeproperty").map(TimeProperty::parse).transpose()?.unwrap_or_default();
-    let last_n = match params.get("lastN") {
-        None => None,
-        Some(n) => Some(
-            n.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| NgsiLdError::bad_request(format!("lastN must be a positive integer, not {n:?}")))?,
-        ),
-    };
-    let aggregation = if format == TemporalFormat::Aggregated {
-        let methods =
-            params.get("aggrMethods").ok_or_else(|| NgsiLdError::bad_request("aggregatedValues needs aggrMethods"))?;
-        let methods = AggrMethod::parse_list(methods)?;
-        let period = params.get("aggrPeriodDuration").map(parse_duration).transpose()?.unwrap_or(0.0);
-        Some((methods, period))
-    } else {
-        None
-    };
-    let attrs = match params.get("attrs") {
-        Some(list) => list.split(',').map(|a| attribute_name(a.trim(), ld)).collect::<Result<Vec<_>, _>>()?,
-        None => Vec::new(),
-    };
-    let dataset_ids = params
-        .list("datasetId")?
-        .map(|ids| ids.into_iter().map(|id| if id == "@none" { None } else { Some(id) }).collect());
-    // One instance more than may be shown tells whether an attribute was cut.
-    let keep = last_n.unwrap_or(instance_limit).min(instance_limit);
+    let ask = ngsild_core::temporal_ask::TemporalAsk::parse(params, &ld.ctx, instance_limit)?;
     let query = TemporalQuery {
-        attrs,
-        dataset_ids,
-        timerel,
-        time_property,
-        per_attribute: keep + 1,
-        newest_first: last_n.is_some(),
+        per_attribute: ask.per_attribute(),
+        attrs: ask.attrs,
+        dataset_ids: ask.dataset_ids,
+        timerel: ask.timerel,
+        time_property: ask.time_property,
+        newest_first: ask.last_n.is_some(),
         skip_empty: true,
-        aggregation,
+        aggregation: ask.aggregation,
         ..Default::default()
     };
-    Ok(TemporalAsk { format, query, last_n, limit: instance_limit })
+    Ok(TemporalAsk { format: ask.format, query, last_n: ask.last_n, limit: ask.limit })
 }
 
 /// Renders temporal entities, cutting instances to one page; 206 with `Content-Range` when cut.
@@ -463,7 +422,7 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
         return Err(NgsiLdError::bad_request(crate::entities::TOO_WIDE_QUERY).into());
     }
     let mut ask = temporal_ask(params, &ld, state.config.temporal_instance_limit)?;
-    let selection = entity_filter(params, &ld)?;
+    let selection = entity_filter(params, &ld.ctx)?;
     ask.query.filter = selection.clone();
     // attrs selects instances here, not entities.
     ask.query.filter.attrs.clear();
@@ -489,7 +448,7 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
         }
         let mut merged = remote.merged_with(page.entities, &ask);
         if let Some(order) = &selection.order {
-            order_histories(order, &mut merged);
+            order.sort_histories(&mut merged);
         }
         (merged.into_iter().skip(offset).take(limit).collect(), count.then_some(total.total))
     } else {
@@ -502,25 +461,4 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
         response = with_header(response, "ngsild-results-count", &total.to_string());
     }
     Ok(provision::warned(response, &remote.failures))
-}
-
-/// Orders merged histories by an `orderBy`, each judged by its latest instance of every attribute
-/// (what its current state would be), as the store orders the hub's own.
-fn order_histories(order: &ngsild_query::OrderBy, histories: &mut Vec<ngsild_core::temporal::TemporalEntity>) {
-    let mut keyed: Vec<_> = histories
-        .drain(..)
-        .map(|h| {
-            let mut latest = Entity::new(h.id.clone(), h.types.clone());
-            latest.created_at = h.created_at.clone();
-            latest.modified_at = h.modified_at.clone();
-            for (name, instances) in &h.attrs {
-                if let Some(last) = instances.iter().rev().find(|i| i.deleted_at.is_none()) {
-                    latest.attrs.insert(name.clone(), vec![last.attribute.clone()]);
-                }
-            }
-            (order.key(&latest), h)
-        })
-        .collect();
-    keyed.sort_by(|a, b| order.compare(&a.0, &b.0));
-    histories.extend(keyed.into_iter().map(|(_, h)| h));
 }

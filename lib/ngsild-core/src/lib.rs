@@ -11,14 +11,17 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod discovery;
 pub mod error;
 pub mod expand;
 pub mod history;
 pub mod limits;
 pub mod model;
 pub mod ops;
+pub mod params;
 pub mod render;
 pub mod temporal;
+pub mod temporal_ask;
 pub mod temporal_cut;
 pub mod time;
 pub mod validate;

@@ -9,7 +9,8 @@
 //!   readable.
 //! * [`source_error`]: a source's error as the hub reports it on.
 
-use ngsild_core::{ErrorKind, NgsiLdError};
+use ngsild_core::expand::{entity_from_input, expand_fragment};
+use ngsild_core::{Entity, ErrorKind, NgsiLdError};
 use ngsild_jsonld::Context;
 use serde_json::Value;
 
@@ -173,6 +174,29 @@ pub fn source_error(registration_id: &str, status: u16, problem: Option<&Value>,
     NgsiLdError::new(kind, format!("context source {registration_id}: {detail}"))
 }
 
+/// Reads a source's answer (entities in the context we sent: a list, or one entity) into stored
+/// form; an entity that is not valid is left out and its error returned beside the others.
+/// `Err` says what the whole answer is when it holds no entities at all.
+pub fn read_entities(body: &[u8], ctx: &Context) -> Result<(Vec<Entity>, Vec<NgsiLdError>), String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("answered invalid JSON: {e}"))?;
+    let items = match value {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        _ => return Err("answered something other than entities".to_owned()),
+    };
+    let (mut entities, mut invalid) = (Vec::with_capacity(items.len()), Vec::new());
+    for item in items {
+        let Some(map) = item.as_object() else { continue };
+        let mut map = map.clone();
+        map.remove("@context");
+        match expand_fragment(&map, ctx).and_then(|input| entity_from_input(&input)) {
+            Ok(entity) => entities.push(entity),
+            Err(e) => invalid.push(e),
+        }
+    }
+    Ok((entities, invalid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +311,18 @@ mod tests {
         assert_eq!(source_error("r", 422, None, "x").kind, ErrorKind::OperationNotSupported);
         assert_eq!(source_error("r", 508, None, "x").kind, ErrorKind::LoopDetected);
         assert_eq!(source_error("r", 503, None, "x").kind, ErrorKind::InternalError);
+    }
+
+    #[test]
+    fn a_sources_entities_are_read_and_the_invalid_ones_told_apart() {
+        let ctx = ngsild_jsonld::core_context();
+        let body = br#"[{"id": "urn:a", "type": "T", "@context": "x"}, {"type": "T"}, 3]"#;
+        let (entities, invalid) = read_entities(body, &ctx).unwrap();
+        assert_eq!(entities.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["urn:a"]);
+        assert_eq!(invalid.len(), 1);
+        let (one, _) = read_entities(br#"{"id": "urn:b", "type": "T"}"#, &ctx).unwrap();
+        assert_eq!(one[0].id, "urn:b");
+        assert!(read_entities(b"nope", &ctx).unwrap_err().starts_with("answered invalid JSON"));
+        assert_eq!(read_entities(b"7", &ctx).unwrap_err(), "answered something other than entities");
     }
 }

@@ -18,6 +18,7 @@ pub mod forward;
 pub mod matching;
 pub mod merge;
 pub mod provision;
+pub mod query;
 pub mod registration;
 pub mod via;
 

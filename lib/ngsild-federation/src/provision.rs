@@ -11,6 +11,7 @@
 
 use ngsild_core::ops::UpdateReport;
 use ngsild_core::NgsiLdError;
+use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
 use crate::matching::Target;
@@ -247,6 +248,22 @@ impl SourcePart {
     }
 }
 
+/// An entity (fragment) with only the attributes `attrs` (expanded) of it; None keeps them all.
+pub fn narrow_body(body: &Value, attrs: Option<&[String]>, ctx: &Context) -> Value {
+    let (Some(attrs), Some(map)) = (attrs, body.as_object()) else {
+        return body.clone();
+    };
+    let kept = map
+        .iter()
+        .filter(|(k, _)| {
+            matches!(k.as_str(), "id" | "@id" | "type" | "@type" | "scope" | "@context")
+                || attrs.iter().any(|a| a.as_str() == ctx.expand_term(k).as_ref())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Value::Object(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +460,17 @@ mod tests {
             answer,
             WriteAnswer::Partial(json!({"updated": ["b"], "notUpdated": [{"attributeName": "a", "reason": "gone"}]}))
         );
+    }
+
+    #[test]
+    fn a_narrowed_body_keeps_the_core_members_and_the_named_attributes() {
+        let ctx = ngsild_jsonld::core_context();
+        let body = json!({"id": "urn:x", "type": "T", "@context": "c", "speed": 1, "name": "n"});
+        let speed = ctx.expand_term("speed").into_owned();
+        assert_eq!(
+            narrow_body(&body, Some(&[speed]), &ctx),
+            json!({"id": "urn:x", "type": "T", "@context": "c", "speed": 1})
+        );
+        assert_eq!(narrow_body(&body, None, &ctx), body);
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod geo;
 pub mod order;
+pub mod params;
 pub mod projection;
 pub mod q;
 pub mod scope;

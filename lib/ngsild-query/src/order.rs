@@ -17,6 +17,7 @@
 
 use std::cmp::Ordering;
 
+use ngsild_core::temporal::TemporalEntity;
 use ngsild_core::time::parse_datetime;
 use ngsild_core::Entity;
 use ngsild_jsonld::Context;
@@ -208,6 +209,27 @@ impl OrderBy {
         keyed.sort_by(|a, b| self.compare(&a.0, &b.0));
         entities.extend(keyed.into_iter().map(|(_, e)| e));
     }
+
+    /// Sorts histories in this order, each judged by its latest instance of every attribute not
+    /// deleted (what its current state would be), as a store orders its own.
+    pub fn sort_histories(&self, histories: &mut Vec<TemporalEntity>) {
+        let mut keyed: Vec<(SortKey, TemporalEntity)> = histories
+            .drain(..)
+            .map(|h| {
+                let mut latest = Entity::new(h.id.clone(), h.types.clone());
+                latest.created_at = h.created_at.clone();
+                latest.modified_at = h.modified_at.clone();
+                for (name, instances) in &h.attrs {
+                    if let Some(last) = instances.iter().rev().find(|i| i.deleted_at.is_none()) {
+                        latest.attrs.insert(name.clone(), vec![last.attribute.clone()]);
+                    }
+                }
+                (self.key(&latest), h)
+            })
+            .collect();
+        keyed.sort_by(|a, b| self.compare(&a.0, &b.0));
+        histories.extend(keyed.into_iter().map(|(_, h)| h));
+    }
 }
 
 /// Keeps the first `wanted` of a stream of items in an order, holding at most twice that many at
@@ -334,5 +356,33 @@ mod tests {
         }
         let kept = first.finish();
         assert_eq!(kept, ["urn:ngsi-ld:Building:193", "urn:ngsi-ld:Building:96", "urn:ngsi-ld:Building:192"]);
+    }
+
+    #[test]
+    fn histories_sort_by_their_latest_instance_not_deleted() {
+        use ngsild_core::model::{Attribute, AttributeKind};
+        use ngsild_core::temporal::Instance;
+        let ctx = core_context();
+        let name = ctx.expand_term("name").into_owned();
+        let history = |id: &str, values: &[(&str, bool)]| {
+            let mut h = TemporalEntity { id: id.to_owned(), types: vec!["urn:T".into()], ..Default::default() };
+            h.attrs.insert(
+                name.clone(),
+                values
+                    .iter()
+                    .map(|(v, deleted)| Instance {
+                        attribute: Attribute::new(AttributeKind::Property, json!(v)),
+                        instance_id: format!("urn:i:{v}"),
+                        deleted_at: deleted.then(|| "2024-01-01T00:00:00Z".to_owned()),
+                    })
+                    .collect(),
+            );
+            h
+        };
+        // urn:a's latest live value is "c" (its "a" was deleted); urn:b's is "b".
+        let mut histories =
+            vec![history("urn:a", &[("c", false), ("a", true)]), history("urn:b", &[("z", false), ("b", false)])];
+        OrderBy::parse("name", &ctx).unwrap().sort_histories(&mut histories);
+        assert_eq!(histories.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), vec!["urn:b", "urn:a"]);
     }
 }
