@@ -1,4 +1,26 @@
 //! `/entities`: create, retrieve, query, replace, merge, delete, purge, and attribute operations.
+//!
+//! # The flow of a request
+//!
+//! Take `PATCH /ngsi-ld/v1/entities/{id}/attrs` (update attributes):
+//!
+//! 1. The extractors of `update_attrs` (`extract.rs`): `EntityId` checks the
+//!    id, `Write<Append>` the query parameters against the ones the operation knows (an unknown one
+//!    is `InvalidRequest`) and the tenant, and `LdBody` reads the body:
+//! 2. `request::body_ld` checks `Content-Type` (415), parses JSON (`InvalidRequest`), applies the
+//!    @context rules of clause 6.3.5 (Link header vs body `@context`) and resolves the context
+//!    through `ContextService` (remote fetch, `LdContextNotAvailable` 503 when it fails).
+//! 3. `ngsild_core::expand::expand_fragment` expands names and values into an `EntityInput`.
+//! 4. The handler wraps `ngsild_core::ops::update_attributes` in a `Modifier` and calls
+//!    `Store::modify`. The SQLite backend's writer thread loads the entity, runs the modifier, writes
+//!    the result and commits — together with whatever other modifications were queued (group commit)
+//!    — and only then answers.
+//! 5. The handler answers 204, or 207 with an UpdateResult whose names are compacted back with the
+//!    request's context.
+//!
+//! Reads go the other way: `Store::get_entity`/`query` return stored entities,
+//! `ngsild_core::render` compacts them with the request's context and the response carries that
+//! context in a `Link` header (`application/json`) or in the body (`application/ld+json`).
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;

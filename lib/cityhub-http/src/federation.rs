@@ -4,6 +4,73 @@
 //! Which source serves what, and how answers merge, is decided by `ngsild_federation` (pure);
 //! this module does the I/O: a concurrent fan-out with a timeout per source, where a source that
 //! fails is reported (`NGSILD-Warning`) and never costs the other sources' answers.
+//!
+//! # The flow of a distributed query
+//!
+//! Take `GET /ngsi-ld/v1/entities?type=AirQualityObserved` at Seoul (`--alias seoul`), which
+//! registered Busan (`cityhub federate --peer http://busan:1026 --type AirQualityObserved`: it reads
+//! Busan's `GET /info/sourceIdentity` and puts `"contextSourceAlias": "busan"` in the registration):
+//!
+//! 1. The `refuse_loops` middleware reads `Via`. A request that already lists this hub's alias
+//!    crossed it before, and this hub asked all of its sources then: a read goes on (step 2 asks no
+//!    source) and its answer gets `NGSILD-Warning: 199 seoul "…already passed through seoul…"`; a
+//!    write answers 508 `LoopDetected` (this hub did its part of it then; again would apply it twice).
+//! 2. `entities::run_query` parses the filter as for a local query. Unless `local=true`,
+//!    `Federation::registrations` gives the tenant's registrations (cached in memory; the store holds
+//!    them as records), `ngsild_federation::matching::targets` keeps those that serve `queryEntity`
+//!    for this filter, and `Federation::reachable` drops every one whose source the request crossed
+//!    (clause 5.12): its `contextSourceAlias`, or for a registration without one its endpoint's
+//!    `host:port`, is already in `Via` — all of them when `Via` lists this hub. So when Busan, which
+//!    registered Seoul as `seoul`, gets Seoul's forwarded query (`Via: 1.1 seoul`), it answers from
+//!    its own data and does not ask Seoul back: one forward per query.
+//! 3. With no target the query is local, exactly as before. Otherwise the store is asked for the
+//!    first `offset + limit` matches while every source is asked at once (`query_sources`, a
+//!    `JoinSet`) with the client's parameters and @context (`Link`) — `type`, `q`, `scopeQ`, the
+//!    geo-query, `count` as given; `attrs`/`id` narrowed to what the registration names;
+//!    `limit = offset + limit`, no `offset`; normalized representation — plus `Via: …, 1.1 <alias>`,
+//!    the registration's `tenant` and its `contextSourceInfo` as headers. Each source is asked the
+//!    way its registration offers (`Operation::way`): `GET /entities` (`queryEntity`) or
+//!    `POST /entityOperations/query` with a Query body (`queryBatch`); a client's own
+//!    `POST /entityOperations/query` prefers `queryBatch`.
+//! 4. Each source's answer is expanded with the same @context into stored entities;
+//!    `merge::merge_entities` merges them with the local ones by id, ordered by id (re-sorted by the query's `orderBy` when given); the hub pages
+//!    the merged list, counts (local + remote counts − duplicates) and renders as usual.
+//! 5. A source that times out (`--forward-timeout-ms`), cannot be reached or answers an error is
+//!    left out and reported as one `NGSILD-Warning: 199 <host:port> "<registration id>: <why>"`
+//!    header; the answer stays 200 with everyone else's entities. Forwarding counts
+//!    (`timesSent`, `timesFailed`, `lastSuccess`, `lastFailure`, `status`) show with
+//!    `options=sysAttrs` on the registration (in memory, not durable).
+//!
+//! Retrieval (`GET /entities/{id}`) is the same with `retrieveEntity`: a source's 404 is not a
+//! failure, and the entity is 404 only when nobody has it. A source whose registration offers only
+//! `queryEntity` or `queryBatch` is asked a query by id, with the registered types. Every read goes
+//! through `Federation::read_sources` (the way per source, the fan-out, the 404 rule), each with its
+//! own reader of the answers. `GET /types`
+//! and `GET /attributes` ask the sources offering `retrieveEntityTypes`/`retrieveAttrTypes` for
+//! their details and add the types and attributes each registration covers to the hub's own.
+//! `GET /types/{type}` and `GET /attributes/{attr}` ask those offering `retrieveEntityTypeInfo`/
+//! `retrieveAttrTypeInfo` (`discovery::RemoteInfo`): entity and attribute counts add up, attribute
+//! kinds and types unite (kept to what each registration names), a source's 404 adds nothing, and
+//! the answer is 404 only when nobody knows the name.
+//!
+//! Operation names and groups are those of clause 4.20 (Tables 4.20-1 and 4.20-2): `federationOps`
+//! (the default) holds no temporal operation, so a registration serves history only when it names
+//! `retrieveTemporal`/`queryTemporal` (`cityhub federate` registers peers with both);
+//! `redirectionOps` includes `purgeEntity`.
+//!
+//! Temporal reads (`GET /temporal/entities`, `GET /temporal/entities/{id}`) follow the same steps
+//! with `queryTemporal` and `retrieveTemporal` (a source offering only `queryTemporal` is asked a
+//! query by id). Sources get the client's `timerel`, `timeAt`, `endTimeAt`, `timeproperty`, `lastN`,
+//! `datasetId`, `aggrMethods` and `aggrPeriodDuration` as written, the normalized representation
+//! (`options=aggregatedValues` kept). `ngsild_core::temporal::read_temporal` reads each answer back
+//! into the history model and `merge::merge_temporal` merges it with the hub's own: entities by id,
+//! an attribute's instances from every source side by side in time order (newest first for
+//! `lastN`), an instance two sources both hold (same datasetId, time and value) once, an auxiliary
+//! source's series only where nobody else has it. Aggregates cannot be combined exactly, so where
+//! two sources aggregated the same series the hub's (or the first source's) stands. The hub then
+//! cuts the merged instances to its page (`ngsild_core::temporal_cut::page_cut`); a source that answered 206 (its own
+//! instance limit) also cuts the page at its `Content-Range` end, so the page never shows the hub's
+//! instances past where a source's stop. Queries page the merged entities as in step 4.
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;

@@ -1,9 +1,23 @@
 //! The NGSI-LD HTTP API of cityhub: a thin axum shell.
 //!
-//! Every handler follows the same flow: [`request::Ctx`] reads the headers (tenant, media types,
-//! @context) and the query string, the body is expanded by `ngsild_core::expand`, the change is a
-//! pure `ngsild_core::ops` function handed to the [`cityhub_storage::Store`], and the answer is
-//! rendered by `ngsild_core::render` in the client's @context.
+//! Every handler is "extract, call the core, answer": the extractors of `extract` read the tenant,
+//! the operation's query parameters, the path ids, the accepted media type and the JSON-LD body
+//! with its @context (each refusing with a ProblemDetails), the body is expanded by
+//! `ngsild_core::expand`, the change is a pure `ngsild_core::ops` function handed to the
+//! [`cityhub_storage::Store`] as a modifier, and the answer is rendered by `ngsild_core::render`
+//! in the client's @context. `extract::admit` is the one place that decides who may do what.
+//!
+//! # Before any handler
+//!
+//! What a request meets before its handler, in order: the connection is a `wire::Guarded` stream
+//! (a request head hyper cannot parse gets a ProblemDetails instead of hyper's empty
+//! 400/414/431); `error::guard` refuses a declared body over `--max-body-bytes`, bad
+//! percent-escapes and non-ASCII header values, and rewrites the framework's own
+//! 404/405/413/415 answers; the trace layer opens a span named by the matched route and the
+//! panic layer turns a panicking handler into an InternalError ProblemDetails; then, around the
+//! API routes, `federation::refuse_loops` (a request that already crossed this hub),
+//! `limits::bound_lists` (`attrs`/`pick`/`omit`/`id`/`type` lengths) and `limits::admit_tenants`
+//! (a write that would create one tenant too many).
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]

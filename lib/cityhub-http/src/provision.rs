@@ -2,6 +2,50 @@
 //! part of a request each registration gets (`ngsild_federation::provision`), forwarding the
 //! parts at once, and one answer from the hub's and the sources' outcomes — 204 (201) when all
 //! took their part, 207 with an UpdateResult naming what each one did not take otherwise.
+//!
+//! # The flow of a distributed write
+//!
+//! Take `PATCH /entities/{id}/attrs` at Seoul, where Busan holds `pm25` of that entity under an
+//! `exclusive` registration with `redirectionOps`:
+//!
+//! 1. `entities::write_fragment` (shared by replace, merge, append and update of attributes) reads the fragment as for a local update and lists its attributes (expanded).
+//! 2. `provision::plan` runs `matching::targets` for `updateAttrs` with the entity id, its types (when
+//!    the body gives them) and those attributes, and `ngsild_federation::provision::split_unless_looping`
+//!    leaves out the sources the request crossed (alias or endpoint in `Via`; what the hub keeps is
+//!    decided with them counted, so a crossed exclusive source's attributes do not become the hub's);
+//!    when only crossed exclusive/redirect sources hold the data — a single source registered to
+//!    redirect back where the request came from — the write is 508 `LoopDetected` (clause 6.3.17;
+//!    in a batch, that entity's BatchEntityError). `ngsild_federation::provision::split` decides the parts: an `inclusive` source gets a copy of
+//!    what it covers, an `exclusive` one takes the attributes it names away from the hub, a
+//!    `redirect` one takes what it covers (the whole entity when it names no attributes), an
+//!    `auxiliary` one never sees a write. An exclusive registration that names no attribute is not
+//!    forwarded to at all: exclusive registrations are about specific attributes (clause 4.3.6.3).
+//!    What is left is the hub's part; with nothing left the hub does not apply it at all.
+//! 3. Every source gets its part at once (`Federation::provision_sources`): the same method, path and
+//!    query (minus `local`), the body cut down to its attributes (`ngsild_federation::provision::narrow_body`; an attribute path
+//!    operation goes whole), the client's @context as it came (body or `Link`).
+//! 4. Once an exclusive source accepted its attributes, a copy the hub still holds of them (from
+//!    before the registration) is removed (`provision::drop_exclusive_copies`): the hub never
+//!    answers a stale value of an attribute it does not own.
+//! 5. The hub applies its part through the usual modifier, then `provision::answer` makes one
+//!    answer: 204 (201 for a create) when every part was taken; 207 with an UpdateResult listing
+//!    each attribute not taken, with the `registrationId` of a failing source, otherwise; the
+//!    hub's own error when nobody took anything. Failing sources also show as `NGSILD-Warning`.
+//!
+//! Replace, merge, append, update, partial update, replace attribute and delete attribute work this
+//! way; replace, merge, append and update share `entities::write_fragment`, whose `prepare` step
+//! reads the hub's part (for a replace: the whole new entity, so an invalid one is refused before
+//! the entity is looked up, as 400 rather than 404). Creation and deletion of one entity are planned the same way; their answer
+//! (`provision::entity_answer`) is 201/204 when every part was done, the error itself when the only
+//! part failed, and otherwise 207 with a BatchOperationResult: one BatchEntityError per failed part
+//! (the hub's, or a source's with its `registrationId`). Batch operations (`batch::distribute`)
+//! plan each entity the same way and send each registration one batch of its parts
+//! (`/entityOperations/{op}`); the hub runs the batch of what is left, and the BatchOperationResult
+//! joins the hub's errors with the entities a source failed on: each a BatchEntityError with the
+//! `registrationId` and a ProblemDetails of the type the source's own answer names (or, failing
+//! that, its status stands for) — `federation::source_error`, which single-entity writes use too. A purge (`DELETE /entities?…`) goes
+//! to every registration it selects that offers `purgeEntity` (or `deleteEntity`) with the same
+//! query, and the hub purges its own entities; a failing source makes it a 207.
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;

@@ -15,6 +15,74 @@
 //! twice. Every hub follows the store's events (`Store::events`): a subscription created,
 //! replaced or deleted at another hub is read again from the store, and a receiver that lagged
 //! reloads them all.
+//!
+//! # The flow of a notification
+//!
+//! Entity subscriptions (`/subscriptions`) go as follows; csource subscriptions (above) share steps
+//! 3 (their rows come from registration changes instead of the journal), 4 and 5.
+//!
+//! 1. `POST /subscriptions` (`cityhub-http::subscriptions`) reads the payload with the request's
+//!    @context into a `Subscription`, compiles it (`jsonldContext` resolved: 503 when unreachable),
+//!    stores it (`Store::create_subscription`; 409 for a taken id) and installs it in the `Notifier`.
+//!    From that commit on the writer thread journals the tenant's changes: it keeps the set of
+//!    tenants with subscriptions in memory, so a hub without subscriptions pays nothing.
+//! 2. Every entity change in such a tenant — entity API, batch operations, the temporal API — appends
+//!    a row to `journal` (tenant, seq, before, after, time) **in the transaction of the change**, and
+//!    the store sends `StoreEvent::Journal` after the commit, which wakes the notifier.
+//! 3. The notifier reads journal entries after its cursor, matches them against the installed
+//!    entity subscriptions (active, not expired, created before the change, not throttled) and in **one
+//!    commit** writes an `outbox` row per notification (the full message, keyed by endpoint URI),
+//!    advances its cursor (compare-and-set: if another notifier moved it, nothing is written and the
+//!    cursor is read again) and deletes the consumed journal rows. An endpoint's outbox holds at most
+//!    `outbox_cap` rows; the rest are dropped and counted.
+//!    A subscription with `notification.join` (flat or inline) reads the linked entities as they
+//!    are at matching time, one store query per `joinLevel` hop, and renders them with
+//!    `ngsild_core::render` as Linked Entity retrieval does for queries.
+//! 4. One worker per endpoint reads its outbox oldest first, at most `queue_cap` rows in memory,
+//!    and sends each: `timesSent`/`lastNotification` are recorded as the attempt starts; success
+//!    deletes the row (`lastSuccess`), failure records `timesFailed`/`lastFailure` and retries with
+//!    exponential backoff (0.5 s doubling to 5 s); a row older than `give_up_after` (1 h) is given up
+//!    and counted. A dead or hanging endpoint holds back only its own queue.
+//! 5. On start the notifier loads the subscriptions, wakes a worker for every endpoint with pending
+//!    rows, and tails the journal from its stored cursor: a crash loses no notification (delivery is
+//!    at least once; a notification sent but not yet recorded as sent is sent again).
+//!
+//! Steps 3 and 4 and the periodic subscriptions run only in the process holding the store lease
+//! `notifier` (`NotifyConfig::lease_ttl`, `cityhub serve --notifier-lease-ttl`, default 10 s, renewed
+//! every third of it), so hubs sharing a store notify each change once; a holder killed with -9 stops
+//! renewing, and the next holder wakes the workers of every pending endpoint (as every holder does
+//! at each renewal, for the rows other hubs queued: csource notifications of their registration
+//! changes). (The embedded SQLite
+//! store belongs to one process: it forgets leases when opened.) Every hub follows `Store::events`:
+//! a `Subscription` event makes the notifier read that subscription again (so one created at another
+//! hub is in force), and the HTTP caches drop what an event changes — a tenant's registrations
+//! (`Records`), the known tenants of the tenant gate (`Tenant`), the term maps built from hosted
+//! @contexts (`Context`); a lagged receiver drops them all.
+//!
+//! `droppedNotifications` in a subscription's `notification` member is a cityhub extension: how many
+//! of its notifications were dropped (outbox full, or given up).
+//!
+//! # Context source subscriptions
+//!
+//! `/csourceSubscriptions` is the Subscription data type too, served by the handlers of
+//! `subscriptions.rs` with `SubscriptionKind::CSource`: stored in the same `subscriptions` table
+//! (its own id space), installed in the same `Notifier`, delivered through the same outbox and
+//! workers, with the same durable status (`timesSent`, `lastSuccess`, `lastFailure`, `status`).
+//! What differs is what they match (`cityhub_notify::csource`) and what feeds them:
+//!
+//! 1. Every registration created, updated or deleted through `/csourceRegistrations` calls
+//!    `Notifier::registration_changed(tenant, before, after)` before the request is answered. Each
+//!    live, non-periodic csource subscription of the tenant compares both versions: `newlyMatching`,
+//!    `updated` or `noLongerMatching` (the registration as it matched), and the CSourceNotifications
+//!    are committed to the outbox in one commit.
+//! 2. Creating or updating a non-periodic csource subscription notifies at once of every
+//!    registration it matches then (`newlyMatching`; nothing when none matches).
+//! 3. A `timeInterval` subscription notifies on creation and every interval with all registrations
+//!    it matches, even none (clause 5.11.7: regardless of any change); its task reads the
+//!    registration records.
+//! 4. `data` holds the registrations with only their matching RegistrationInfo elements, rendered
+//!    in the subscription's @context (`jsonldContext` when given). `temporalQ` is accepted and not
+//!    evaluated.
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};

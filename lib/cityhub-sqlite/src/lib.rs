@@ -5,6 +5,14 @@
 //! one transaction and answers each caller only after that transaction is durable. Under load one
 //! fsync serves many requests; alone, a request pays exactly one. Reads run on a pool of read-only
 //! connections, concurrently with the writer (WAL).
+//!
+//! # History with every write
+//!
+//! Every modification also records history: in the same transaction, the writer compares the
+//! entity before and after and appends to `attr_history` each instance that is new or changed, and a
+//! deletion (`urn:ngsi-ld:null`, `deletedAt`) for each that went. The `/temporal` API writes
+//! instances directly (`TemporalWrite`) and brings the current entity up to date with the latest
+//! observation of each attribute.
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -188,7 +196,9 @@ impl SqliteStore {
         self.writer.lock().take();
         if let Some(handle) = self.writer_thread.lock().take() {
             if handle.join().is_err() {
-                tracing::error!("the writer thread panicked; writes queued after the panic were answered with an error");
+                tracing::error!(
+                    "the writer thread panicked; writes queued after the panic were answered with an error"
+                );
             }
         }
         if let Some(checkpointer) = self.checkpointer.lock().take() {
