@@ -11,7 +11,7 @@ use cityhub_storage::{Change, StoreError, TemporalOutcome, TemporalPage, Tempora
 use ngsild_core::history;
 use ngsild_core::model::Attribute;
 use ngsild_core::temporal::{AggrMethod, AggregateSeries, Instance, TemporalEntity, TimeProperty};
-use ngsild_core::time::{format_time, now, parse_datetime};
+use ngsild_core::time::{datetime_of_micros, format_time, micros, micros_of, now};
 use ngsild_core::{Entity, NgsiLdError};
 use serde_json::Value;
 use tokio_postgres::types::{Json, ToSql};
@@ -27,26 +27,6 @@ fn refs<'a>(params: &'a Params<'_>) -> Vec<&'a (dyn ToSql + Sync)> {
 
 fn bad(why: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(why.to_string())
-}
-
-/// A DateTime as the history stores it: microseconds since the Unix epoch.
-fn micros(t: &str) -> Option<i64> {
-    parse_datetime(t).map(|t| t.timestamp_micros())
-}
-
-fn micros_of(t: Option<&str>) -> Option<i64> {
-    t.and_then(micros)
-}
-
-/// The instant of a stored time; past the end of year 9999 the latest DateTime, never the epoch.
-fn datetime(micros: i64) -> chrono::DateTime<chrono::Utc> {
-    ngsild_core::time::from_micros(micros).unwrap_or_else(ngsild_core::time::max_datetime)
-}
-
-const INSTANCE_PREFIX: &str = "urn:ngsi-ld:Instance:";
-
-fn instance_id(seq: i64, legacy: Option<String>) -> String {
-    legacy.unwrap_or_else(|| format!("{INSTANCE_PREFIX}{seq}"))
 }
 
 fn column(property: TimeProperty) -> &'static str {
@@ -586,7 +566,7 @@ async fn find_instance(
     sid: i64,
     instance_id: &str,
 ) -> Result<Option<(i64, i64, Attribute)>, StoreError> {
-    let row = match instance_id.strip_prefix(INSTANCE_PREFIX).and_then(|n| n.parse::<i64>().ok()) {
+    let row = match instance_id.strip_prefix(history::INSTANCE_PREFIX).and_then(|n| n.parse::<i64>().ok()) {
         Some(seq) => tx
             .query_opt(
                 "SELECT seq, t_part, doc FROM attr_history WHERE tenant = $1 AND seq = $2 AND sid = $3
@@ -830,8 +810,8 @@ async fn load(
         let mut instances = Vec::new();
         for r in rows {
             let attribute = r.get::<_, Json<Attribute>>(0).0;
-            let deleted_at = r.get::<_, Option<i64>>(3).map(|t| format_time(datetime(t)));
-            instances.push(Instance { attribute, instance_id: instance_id(r.get(1), r.get(2)), deleted_at });
+            let deleted_at = r.get::<_, Option<i64>>(3).map(|t| format_time(datetime_of_micros(t)));
+            instances.push(Instance { attribute, instance_id: history::instance_id(r.get(1), r.get(2)), deleted_at });
         }
         if !instances.is_empty() {
             entity.attrs.insert(attr, instances);

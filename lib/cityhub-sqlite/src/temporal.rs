@@ -9,7 +9,7 @@ use cityhub_storage::{TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrit
 use ngsild_core::history;
 use ngsild_core::model::Attribute;
 use ngsild_core::temporal::{AggrMethod, AggregateSeries, Instance, TemporalEntity, TimeProperty};
-use ngsild_core::time::{format_time, now, parse_datetime};
+use ngsild_core::time::{datetime_of_micros, format_time, micros, micros_of, now};
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -133,30 +133,9 @@ pub fn move_text_keyed(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("DROP TABLE attr_history_text_keyed")
 }
 
-/// A DateTime as the history stores it: microseconds since the Unix epoch.
-fn micros(t: &str) -> Option<i64> {
-    parse_datetime(t).map(|t| t.timestamp_micros())
-}
-
-fn micros_of(t: Option<&str>) -> Option<i64> {
-    t.and_then(micros)
-}
-
-/// The instant of a stored time; past the end of year 9999 (a period end only: every stored time
-/// was a DateTime) the latest DateTime, never the epoch.
-fn datetime(micros: i64) -> chrono::DateTime<chrono::Utc> {
-    ngsild_core::time::from_micros(micros).unwrap_or_else(ngsild_core::time::max_datetime)
-}
-
-const INSTANCE_PREFIX: &str = "urn:ngsi-ld:Instance:";
-
-fn instance_id(seq: i64, legacy: Option<String>) -> String {
-    legacy.unwrap_or_else(|| format!("{INSTANCE_PREFIX}{seq}"))
-}
-
 /// The row of the instance `instance_id` of the series `sid`, if it has one.
 fn find_instance(conn: &Connection, sid: i64, instance_id: &str) -> rusqlite::Result<Option<i64>> {
-    match instance_id.strip_prefix(INSTANCE_PREFIX).and_then(|n| n.parse::<i64>().ok()) {
+    match instance_id.strip_prefix(history::INSTANCE_PREFIX).and_then(|n| n.parse::<i64>().ok()) {
         Some(seq) => conn
             .prepare_cached("SELECT seq FROM attr_history WHERE seq = ?1 AND sid = ?2 AND legacy_instance_id IS NULL")?
             .query_row(params![seq, sid], |r| r.get(0))
@@ -612,8 +591,8 @@ fn load(conn: &Connection, tenant: &str, id: &str, q: &TemporalQuery) -> rusqlit
         for row in rows {
             let (doc, seq, legacy, deleted) = row?;
             let attribute: Attribute = from_json(&doc)?;
-            let deleted_at = deleted.map(|t| format_time(datetime(t)));
-            instances.push(Instance { attribute, instance_id: instance_id(seq, legacy), deleted_at });
+            let deleted_at = deleted.map(|t| format_time(datetime_of_micros(t)));
+            instances.push(Instance { attribute, instance_id: history::instance_id(seq, legacy), deleted_at });
         }
         if !instances.is_empty() {
             entity.attrs.insert(attr, instances);

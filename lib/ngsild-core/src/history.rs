@@ -6,6 +6,15 @@
 //! A backend stores the instances these functions name and streams its rows into the
 //! accumulator; it decides nothing about what a history holds.
 
+/// How a recorded instance is named when its store numbers it: `urn:ngsi-ld:Instance:<seq>`.
+pub const INSTANCE_PREFIX: &str = "urn:ngsi-ld:Instance:";
+
+/// The instanceId of the `seq`-th recorded instance, or the one it kept from the store it was
+/// copied from (`cityhub migrate`).
+pub fn instance_id(seq: i64, kept: Option<String>) -> String {
+    kept.unwrap_or_else(|| format!("{INSTANCE_PREFIX}{seq}"))
+}
+
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::SecondsFormat;

@@ -27,6 +27,22 @@ pub fn from_micros(micros: i64) -> Option<DateTime<Utc>> {
     (MIN_MICROS..=MAX_MICROS).contains(&micros).then(|| DateTime::from_timestamp_micros(micros)).flatten()
 }
 
+/// A DateTime as histories store it: microseconds since the Unix epoch (None: not a DateTime).
+pub fn micros(t: &str) -> Option<i64> {
+    parse_datetime(t).map(|t| t.timestamp_micros())
+}
+
+/// [`micros`] of an optional time.
+pub fn micros_of(t: Option<&str>) -> Option<i64> {
+    t.and_then(micros)
+}
+
+/// The instant of a stored time; past the end of year 9999 (a period end only: every stored time
+/// was a DateTime) the latest DateTime, never the epoch.
+pub fn datetime_of_micros(micros: i64) -> DateTime<Utc> {
+    from_micros(micros).unwrap_or_else(max_datetime)
+}
+
 /// Parses an NGSI-LD DateTime (RFC 3339 with a zone; a bare date-time is read as UTC). Years
 /// outside 0000 to 9999 are not DateTimes (so every one the hub holds can be written back and
 /// counted in microseconds without overflow).

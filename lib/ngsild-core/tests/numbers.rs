@@ -63,3 +63,19 @@ fn every_double_survives_write_and_read() {
     }
     assert!(checked > 190_000);
 }
+
+#[test]
+fn stored_times_and_instance_ids_read_back_the_same_on_every_backend() {
+    use ngsild_core::history::instance_id;
+    use ngsild_core::time::{datetime_of_micros, format_time, max_datetime, micros, micros_of};
+    let t = "2026-12-01T13:45:00.123456Z";
+    let m = micros(t).expect("a DateTime");
+    assert_eq!(format_time(datetime_of_micros(m)), t);
+    assert_eq!(micros("yesterday"), None);
+    assert_eq!(micros_of(None), None);
+    assert_eq!(micros("10000-01-01T00:00:00Z"), None, "years past 9999 are no DateTimes");
+    // A period end past the last DateTime reads as the last DateTime, never the epoch.
+    assert_eq!(datetime_of_micros(i64::MAX), max_datetime());
+    assert_eq!(instance_id(42, None), "urn:ngsi-ld:Instance:42");
+    assert_eq!(instance_id(42, Some("urn:x:kept".into())), "urn:x:kept");
+}
