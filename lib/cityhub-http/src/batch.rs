@@ -111,7 +111,9 @@ async fn apply(
 fn batch_result(successes: &[String], errors: &[EntityError]) -> Value {
     let errors: Vec<Value> = errors
         .iter()
-        .map(|e| provision::batch_entity_error(Some(&e.entity_id), e.registration_id.as_deref(), &e.error))
+        .map(|e| {
+            ngsild_federation::provision::batch_entity_error(Some(&e.entity_id), e.registration_id.as_deref(), &e.error)
+        })
         .collect();
     json!({"success": successes, "errors": errors})
 }
@@ -445,12 +447,14 @@ impl Parts<'_> {
         let mut kept = Vec::with_capacity(inputs.len());
         for (id, mut input) in inputs.drain(..) {
             let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-            let plan = provision::plan_among(self.headers, self.regs, &id, &input.types, &attrs, self.operation);
-            if let Some(error) = plan.looped {
-                remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
-                remote.remote_only.push(id);
-                continue;
-            }
+            let plan = match provision::plan_among(self.headers, self.regs, &id, &input.types, &attrs, self.operation) {
+                Ok(plan) => plan,
+                Err(error) => {
+                    remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
+                    remote.remote_only.push(id);
+                    continue;
+                }
+            };
             let original = originals.iter().find(|o| item_id(o) == id).cloned().unwrap_or(Value::Null);
             // Names in an item are the item's own; with a Link they are the Link's.
             let item_ctx = match original.get("@context") {
@@ -485,12 +489,14 @@ impl Parts<'_> {
         let mut groups = Groups::default();
         let mut kept = Vec::with_capacity(ids.len());
         for id in ids.drain(..) {
-            let plan = provision::plan_among(self.headers, self.regs, &id, &[], &[], self.operation);
-            if let Some(error) = plan.looped {
-                remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
-                remote.remote_only.push(id);
-                continue;
-            }
+            let plan = match provision::plan_among(self.headers, self.regs, &id, &[], &[], self.operation) {
+                Ok(plan) => plan,
+                Err(error) => {
+                    remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
+                    remote.remote_only.push(id);
+                    continue;
+                }
+            };
             for (reg, _) in &plan.remote {
                 groups.add(reg, Value::String(id.clone()), &id);
             }

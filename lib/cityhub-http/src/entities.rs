@@ -819,7 +819,7 @@ fn purge_answer(remote: &[ProvisionAnswer]) -> Response {
         .iter()
         .filter_map(|a| {
             let error = a.error()?;
-            Some(provision::batch_entity_error(None, Some(&a.registration.id), &error))
+            Some(ngsild_federation::provision::batch_entity_error(None, Some(&a.registration.id), &error))
         })
         .collect();
     let body = json!({"success": [], "errors": errors});
