@@ -312,6 +312,19 @@ pub fn upsert(
     })
 }
 
+/// Purge of one entity (clause 5.6.21, `DELETE /entities?…`): with `keep` (the query's `attrs`)
+/// only those attributes stay, with `drop` (`deleteAttrs`) those go, and with neither the
+/// entity goes (None). A changed entity is modified `now`.
+pub fn purge(mut entity: Entity, keep: Option<&[String]>, drop: Option<&[String]>, now: &str) -> Option<Entity> {
+    match (keep, drop) {
+        (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
+        (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
+        (None, None) => return None,
+    }
+    entity.touch(now);
+    Some(entity)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,5 +442,17 @@ mod tests {
         names.sort();
         assert_eq!(names, vec![&format!("{D}a"), &format!("{D}b"), &format!("{D}c")]);
         assert_eq!(updated.modified_at.as_deref(), Some(later));
+    }
+
+    #[test]
+    fn a_purge_keeps_drops_or_deletes() {
+        let (a, b) = (format!("{D}a"), format!("{D}b"));
+        let later = "2024-02-01T00:00:00Z";
+        let kept = purge(entity(), Some(std::slice::from_ref(&a)), None, later).unwrap();
+        assert_eq!(kept.attrs.keys().collect::<Vec<_>>(), vec![&a]);
+        assert_eq!(kept.modified_at.as_deref(), Some(later));
+        let dropped = purge(entity(), None, Some(std::slice::from_ref(&a)), later).unwrap();
+        assert_eq!(dropped.attrs.keys().collect::<Vec<_>>(), vec![&b]);
+        assert_eq!(purge(entity(), None, None, later), None, "no attrs: the entity goes");
     }
 }

@@ -387,6 +387,20 @@ pub fn combine_entity(
     EntityAnswer::Partial(json!({"success": success, "errors": errors}))
 }
 
+/// The result of a purge the hub did its part of (clause 5.6.21) from each source's outcome
+/// (registration id, its error when it did not purge): None when every source purged its part
+/// too (204); otherwise a BatchOperationResult with one BatchEntityError per failing source.
+pub fn purge_result(remote: &[(String, Option<NgsiLdError>)]) -> Option<Value> {
+    let errors: Vec<Value> = remote
+        .iter()
+        .filter_map(|(registration_id, error)| Some(batch_entity_error(None, Some(registration_id), error.as_ref()?)))
+        .collect();
+    match errors.is_empty() {
+        true => None,
+        false => Some(json!({"success": [], "errors": errors})),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,5 +676,17 @@ mod tests {
         assert_eq!(body["success"], json!([]));
         assert_eq!(body["errors"][0].get("registrationId"), None);
         assert_eq!(body["errors"][1]["registrationId"], "r1");
+    }
+
+    #[test]
+    fn a_purge_a_source_failed_on_names_the_source() {
+        assert_eq!(purge_result(&[("r1".into(), None)]), None);
+        let refused = NgsiLdError::bad_request("source r2 refused the purge");
+        let body = purge_result(&[("r1".into(), None), ("r2".into(), Some(refused.clone()))]).unwrap();
+        assert_eq!(
+            body,
+            json!({"success": [], "errors": [{"registrationId": "r2", "error": refused.problem_details()}]})
+        );
+        assert_eq!(body["errors"][0]["error"]["detail"], "source r2 refused the purge");
     }
 }
