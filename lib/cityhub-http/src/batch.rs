@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::Response;
 use cityhub_storage::{Change, Modified, Modifier};
-use ngsild_core::expand::{entity_from_input, expand_fragment, EntityInput};
+use ngsild_core::expand::{entity_from_input, EntityInput};
 use ngsild_core::ops;
 use ngsild_core::time::now;
 use ngsild_core::NgsiLdError;
@@ -22,15 +22,12 @@ use crate::provision;
 use crate::request::{link_context, Ld};
 use crate::response::{no_content, plain_json};
 use crate::SharedState;
-use ngsild_federation::batch::{created_ids, source_errors, EntityError, Groups};
+use ngsild_federation::batch::{batch_result, expand_items, item_id, split, EntityError, Failure, Groups, SourceReply};
 use ngsild_federation::Operation;
 
 params! {
     Options = &["options", "local"];
 }
-
-/// An entity id with why it failed.
-type Failure = (String, NgsiLdError);
 
 /// The outcome of one entity of a batch.
 type ItemResult = Result<(String, Option<Change>), Failure>;
@@ -65,38 +62,6 @@ async fn read_batch(
     Ok(out)
 }
 
-fn item_id(item: &Value) -> String {
-    item.get("id").or_else(|| item.get("@id")).and_then(Value::as_str).unwrap_or("").to_owned()
-}
-
-/// Expands every item; items that fail are answered at once, the rest go to the store.
-fn expand_items(
-    items: Vec<(Value, Result<Arc<Context>, NgsiLdError>)>,
-    need_type: bool,
-) -> (Vec<(String, EntityInput)>, Vec<Failure>) {
-    let mut ok = Vec::new();
-    let mut failed = Vec::new();
-    for (item, ctx) in items {
-        let id = item_id(&item);
-        let result = ctx.and_then(|ctx| {
-            let map = item.as_object().ok_or_else(|| NgsiLdError::bad_request("a batch item must be a JSON object"))?;
-            let input = expand_fragment(map, &ctx)?;
-            if input.id.is_none() {
-                return Err(NgsiLdError::bad_request("the entity has no id"));
-            }
-            if need_type && input.types.is_empty() {
-                return Err(NgsiLdError::bad_request("the entity has no type"));
-            }
-            Ok(input)
-        });
-        match result {
-            Ok(input) => ok.push((id, input)),
-            Err(e) => failed.push((id, e)),
-        }
-    }
-    (ok, failed)
-}
-
 async fn apply(
     state: &SharedState,
     tenant: &str,
@@ -105,26 +70,6 @@ async fn apply(
     let ids: Vec<String> = modifications.iter().map(|(id, _)| id.clone()).collect();
     let results = state.store.modify(tenant, modifications).await?;
     Ok(ids.into_iter().zip(results).map(|(id, r)| r.map(|c| (id.clone(), Some(c))).map_err(|e| (id, e))).collect())
-}
-
-/// The BatchOperationResult body (clause 5.2.16).
-fn batch_result(successes: &[String], errors: &[EntityError]) -> Value {
-    let errors: Vec<Value> = errors
-        .iter()
-        .map(|e| provision::batch_entity_error(Some(&e.entity_id), e.registration_id.as_deref(), &e.error))
-        .collect();
-    json!({"success": successes, "errors": errors})
-}
-
-fn split(results: Vec<ItemResult>, mut errors: Vec<Failure>) -> (Vec<(String, Option<Change>)>, Vec<Failure>) {
-    let mut ok = Vec::new();
-    for r in results {
-        match r {
-            Ok(x) => ok.push(x),
-            Err(e) => errors.push(e),
-        }
-    }
-    (ok, errors)
 }
 
 /// 204 when everything succeeded, 207 with a BatchOperationResult otherwise.
@@ -201,21 +146,7 @@ pub async fn upsert(write: Write<Options>, body: JsonBody) -> ApiResult {
 
 /// Creates the entity, or replaces (`update_mode`: updates) the one that exists.
 fn upsert_one(entity: ngsild_core::Entity, input: EntityInput, update_mode: bool) -> Modifier {
-    Box::new(move |current| {
-        let now = now();
-        Ok(Modified::entity(match current {
-            None => {
-                let mut entity = entity;
-                ops::stamp_new_entity(&mut entity, &now);
-                entity
-            }
-            Some(mut existing) if update_mode => {
-                ops::upsert_update(&mut existing, &input, false, &now)?;
-                existing
-            }
-            Some(existing) => ops::replace_entity(&existing, entity, &now),
-        }))
-    })
+    Box::new(move |current| Ok(Modified::entity(ops::upsert(current, entity, &input, update_mode, &now())?)))
 }
 
 /// POST /entityOperations/update: updates existing entities; with noOverwrite, attributes that
@@ -445,12 +376,14 @@ impl Parts<'_> {
         let mut kept = Vec::with_capacity(inputs.len());
         for (id, mut input) in inputs.drain(..) {
             let attrs: Vec<String> = input.attrs.keys().cloned().collect();
-            let plan = provision::plan_among(self.headers, self.regs, &id, &input.types, &attrs, self.operation);
-            if let Some(error) = plan.looped {
-                remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
-                remote.remote_only.push(id);
-                continue;
-            }
+            let plan = match provision::plan_among(self.headers, self.regs, &id, &input.types, &attrs, self.operation) {
+                Ok(plan) => plan,
+                Err(error) => {
+                    remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
+                    remote.remote_only.push(id);
+                    continue;
+                }
+            };
             let original = originals.iter().find(|o| item_id(o) == id).cloned().unwrap_or(Value::Null);
             // Names in an item are the item's own; with a Link they are the Link's.
             let item_ctx = match original.get("@context") {
@@ -485,12 +418,14 @@ impl Parts<'_> {
         let mut groups = Groups::default();
         let mut kept = Vec::with_capacity(ids.len());
         for id in ids.drain(..) {
-            let plan = provision::plan_among(self.headers, self.regs, &id, &[], &[], self.operation);
-            if let Some(error) = plan.looped {
-                remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
-                remote.remote_only.push(id);
-                continue;
-            }
+            let plan = match provision::plan_among(self.headers, self.regs, &id, &[], &[], self.operation) {
+                Ok(plan) => plan,
+                Err(error) => {
+                    remote.errors.push(EntityError { entity_id: id.clone(), error, registration_id: None });
+                    remote.remote_only.push(id);
+                    continue;
+                }
+            };
             for (reg, _) in &plan.remote {
                 groups.add(reg, Value::String(id.clone()), &id);
             }
@@ -505,34 +440,22 @@ impl Parts<'_> {
     }
 }
 
-/// Reads each source's answer (each body once) into `remote`; answers, for every source that
-/// accepted its part, the entities it failed on.
+/// Reads each source's answer (each body once) into `remote` (`batch::Remote::read`); answers,
+/// for every source that accepted its part, the entities it failed on.
 fn read_answers(answers: &[ProvisionAnswer], groups: &Groups, remote: &mut Remote) -> Vec<(String, Vec<String>)> {
     let mut accepted = Vec::new();
     for (answer, (reg, _, ids)) in answers.iter().zip(&groups.parts) {
-        let body = || answer.result.as_ref().ok().and_then(|a| serde_json::from_slice::<Value>(&a.body).ok());
-        match &answer.result {
-            Ok(a) if a.status == 207 => {
-                let errors = source_errors(&answer.registration.id, &body().unwrap_or(Value::Null));
-                let failed = errors.iter().map(|e| e.entity_id.clone()).collect();
-                remote.outcome.errors.extend(errors);
-                accepted.push((reg.id.clone(), failed));
-            }
-            Ok(a) if a.status < 300 => {
-                if a.status == 201 {
-                    remote.outcome.created.extend(created_ids(&body().unwrap_or(Value::Null), ids));
-                }
-                accepted.push((reg.id.clone(), Vec::new()));
-            }
+        let body = answer.result.as_ref().ok().and_then(|a| serde_json::from_slice::<Value>(&a.body).ok());
+        let reply = match &answer.result {
+            Ok(a) if a.status < 300 => SourceReply::Accepted { status: a.status, body: body.as_ref() },
             _ => {
                 let (Some(failure), Some(error)) = (answer.failure(), answer.error()) else { continue };
-                remote.outcome.errors.extend(ids.iter().map(|id| EntityError {
-                    entity_id: id.clone(),
-                    error: error.clone(),
-                    registration_id: Some(failure.registration_id.clone()),
-                }));
                 remote.warnings.push(failure);
+                SourceReply::Failed(error)
             }
+        };
+        if let Some(failed) = remote.outcome.read(&answer.registration.id, ids, reply) {
+            accepted.push((reg.id.clone(), failed));
         }
     }
     accepted

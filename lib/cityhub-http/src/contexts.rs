@@ -39,8 +39,7 @@ use serde_json::Value;
 
 use crate::HttpConfig;
 
-/// Where a hosted context is served, relative to the API root.
-pub const HOSTED_PATH: &str = "/ngsi-ld/v1/jsonldContexts/";
+pub use ngsild_jsonld::hosted::{hosted_id, json_heap_bytes, usage_key, HOSTED_PATH};
 
 /// The bounds on remote @context documents (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,20 +111,6 @@ impl DocumentLoader for Loaded {
 
 fn weight(bytes: usize) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
-}
-
-/// An estimate of the heap a parsed JSON value holds: every string's bytes, and per node the
-/// size of a `Value` plus, in objects, the key's `String` and the map's per-entry overhead.
-pub fn json_heap_bytes(value: &Value) -> usize {
-    // Per string, the allocator rounds up and keeps a header: 16 bytes on average.
-    const NODE: usize = size_of::<Value>();
-    const MAP_ENTRY: usize = 24 + 32 + 16;
-    match value {
-        Value::String(s) => NODE + s.len() + 16,
-        Value::Array(items) => NODE + items.iter().map(json_heap_bytes).sum::<usize>(),
-        Value::Object(map) => NODE + map.iter().map(|(k, v)| MAP_ENTRY + k.len() + json_heap_bytes(v)).sum::<usize>(),
-        _ => NODE,
-    }
 }
 
 /// The message of an error and of every error beneath it (reqwest names only the outermost).
@@ -367,42 +352,5 @@ impl ContextService {
         self.store.put_context(context).await?;
         self.invalidate();
         Ok(())
-    }
-}
-
-/// The local id of a hosted context URL (`.../ngsi-ld/v1/jsonldContexts/{id}`), on any host, or
-/// given as the bare path that the `Location` of its creation answered.
-pub fn hosted_id(url: &str) -> Option<String> {
-    let path = match url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) {
-        Some(rest) => &rest[rest.find('/')?..],
-        None => url,
-    };
-    if !path.starts_with(HOSTED_PATH) && !path.starts_with("/ngsi-ld/") {
-        return None;
-    }
-    let (_, id) = path.rsplit_once("/jsonldContexts/")?;
-    (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
-}
-
-/// The key under which a context's usage is counted: hosted contexts by local id (they are
-/// reachable under several URLs), the others by URL.
-pub fn usage_key(url: &str) -> String {
-    match hosted_id(url) {
-        Some(id) => format!("hosted:{id}"),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosted_context_urls() {
-        assert_eq!(hosted_id("http://hub:1026/ngsi-ld/v1/jsonldContexts/abc").as_deref(), Some("abc"));
-        assert_eq!(hosted_id("/ngsi-ld/v1/jsonldContexts/abc").as_deref(), Some("abc"));
-        assert_eq!(hosted_id("https://other.example/contexts/abc"), None);
-        assert_eq!(hosted_id("http://hub/ngsi-ld/v1/jsonldContexts/"), None);
-        assert_eq!(usage_key("http://a/ngsi-ld/v1/jsonldContexts/x"), usage_key("/ngsi-ld/v1/jsonldContexts/x"));
     }
 }

@@ -794,36 +794,21 @@ async fn matching_ids(state: &SharedState, tenant: &str, filter: &EntityFilter) 
 /// Purges one entity: all of it, or all but the `keep` attributes, or the `drop` ones.
 fn purge_one(keep: Option<Vec<String>>, drop: Option<Vec<String>>) -> Modifier {
     Box::new(move |current| {
-        let Some(mut entity) = current else {
-            return Ok(Modified::delete());
-        };
-        match (keep, drop) {
-            (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
-            (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
-            (None, None) => return Ok(Modified::delete()),
-        }
-        entity.touch(&now());
-        Ok(Modified::entity(entity))
+        let purged = current.and_then(|entity| ops::purge(entity, keep.as_deref(), drop.as_deref(), &now()));
+        Ok(purged.map_or_else(Modified::delete, Modified::entity))
     })
 }
 
 /// 204 when every source purged its part too; else 207 with one error per source that did not
-/// (the hub purged its own part).
+/// (`provision::purge_result`; the hub purged its own part).
 fn purge_answer(remote: &[ProvisionAnswer]) -> Response {
-    let failed: Vec<&ProvisionAnswer> = remote.iter().filter(|a| !a.accepted()).collect();
-    let warnings: Vec<SourceFailure> = failed.iter().filter_map(|a| a.failure()).collect();
-    if failed.is_empty() {
-        return provision::warned(no_content(), &warnings);
+    let warnings: Vec<SourceFailure> = remote.iter().filter_map(ProvisionAnswer::failure).collect();
+    let outcomes: Vec<(String, Option<NgsiLdError>)> =
+        remote.iter().map(|a| (a.registration.id.clone(), a.error())).collect();
+    match ngsild_federation::provision::purge_result(&outcomes) {
+        None => provision::warned(no_content(), &warnings),
+        Some(body) => provision::warned(plain_json(StatusCode::MULTI_STATUS, &body), &warnings),
     }
-    let errors: Vec<Value> = failed
-        .iter()
-        .filter_map(|a| {
-            let error = a.error()?;
-            Some(provision::batch_entity_error(None, Some(&a.registration.id), &error))
-        })
-        .collect();
-    let body = json!({"success": [], "errors": errors});
-    provision::warned(plain_json(StatusCode::MULTI_STATUS, &body), &warnings)
 }
 
 /// Forwards a purge to the registrations whose entities it selects (as `purgeEntity`, or

@@ -26,7 +26,7 @@ impl IntoResponse for ApiError {
             tracing::error!(detail = %self.0.detail, "internal error");
         }
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.0.problem_details()).unwrap_or_default();
+        let body = crate::response::json_bytes(&self.0.problem_details());
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }

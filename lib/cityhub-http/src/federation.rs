@@ -165,7 +165,12 @@ impl Federation {
             return Ok(cached.clone());
         }
         let docs = store.list_records(tenant, RecordKind::Registration).await?;
-        let regs: Arc<Vec<Registration>> = Arc::new(docs.into_iter().filter_map(Registration::from_stored).collect());
+        let (regs, problems) = Registration::decode_all(docs);
+        // A registration that does not decode is not in force; the operator learns which and why.
+        for problem in &problems {
+            tracing::warn!(tenant, problem = %problem, "a stored registration is left out");
+        }
+        let regs: Arc<Vec<Registration>> = Arc::new(regs);
         self.registry.write().insert(tenant.to_owned(), regs.clone());
         Ok(regs)
     }

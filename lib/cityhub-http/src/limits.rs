@@ -31,34 +31,7 @@ use ngsild_core::{ErrorKind, NgsiLdError};
 use crate::error::ApiError;
 use crate::request::Params;
 use crate::SharedState;
-
-/// The list parameters bounded by `--max-list-items`, and the characters that separate their
-/// items (a `type` expression and a projection also nest).
-const LISTS: &[(&str, &[char])] = &[
-    ("attrs", &[',']),
-    ("id", &[',']),
-    ("type", &[',', ';', '|', '(', ')']),
-    ("pick", &[',', '|', '{', '}']),
-    ("omit", &[',', '|', '{', '}']),
-];
-
-/// Refuses a request whose `attrs`, `pick`, `omit`, `id` or `type` names more than `max` items.
-pub fn check_lists(params: &Params, max: usize) -> Result<(), NgsiLdError> {
-    for (name, value) in params.pairs() {
-        let Some((_, separators)) = LISTS.iter().find(|(list, _)| list == name) else { continue };
-        let items = value.split(*separators).filter(|item| !item.trim().is_empty()).count();
-        if items > max {
-            return Err(NgsiLdError::new(
-                ErrorKind::TooComplexQuery,
-                format!(
-                    "{name} names {items} items; the hub accepts at most {max} in one {name} list \
-                     (set by --max-list-items): split the request into several"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
+pub use ngsild_core::limits::check_lists;
 
 /// Checks the list parameters of every request's query string (a `Query` body's are checked
 /// where it is read).
@@ -207,21 +180,4 @@ pub fn check_registration_room(state: &SharedState, held: usize) -> Result<(), A
         .into());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_are_counted_by_their_items() {
-        let params = |q: &str| Params::from_pairs(form_urlencoded::parse(q.as_bytes()).into_owned().collect());
-        assert!(check_lists(&params("attrs=a,b,c&type=(A|B);C"), 3).is_ok());
-        let e = check_lists(&params("attrs=a,b,c,d"), 3).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::TooComplexQuery);
-        assert!(e.detail.contains("attrs names 4 items") && e.detail.contains("--max-list-items"), "{}", e.detail);
-        assert!(check_lists(&params("type=(A|B);(C|D)"), 3).is_err());
-        assert!(check_lists(&params("pick=a,b{c,d}"), 3).is_err());
-        assert!(check_lists(&params("q=a==1,b==2,c==3,d==4"), 3).is_ok());
-    }
 }

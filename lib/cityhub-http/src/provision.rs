@@ -52,10 +52,9 @@ use axum::response::Response;
 use ngsild_core::ops::UpdateReport;
 use ngsild_core::time::now;
 use ngsild_core::NgsiLdError;
-use ngsild_federation::matching::{self, Request as FederationRequest};
-use ngsild_federation::provision::{self, WriteAnswer};
+use ngsild_federation::provision::{self, EntityAnswer, Plan, WriteAnswer};
 use ngsild_federation::{Operation, Registration};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Call;
@@ -63,27 +62,6 @@ use crate::federation::{Federation, Forwarding, ProvisionAnswer, SourceFailure};
 use crate::request::{Ld, Params};
 use crate::response::{append_header, plain_json};
 use crate::SharedState;
-
-/// The parts of a provision request on one entity, owned.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub remote: Vec<(Registration, Option<Vec<String>>)>,
-    pub local: bool,
-    pub local_attrs: Option<Vec<String>>,
-    /// The request is a loop (clause 6.3.17): only sources it already crossed hold its data.
-    pub looped: Option<NgsiLdError>,
-}
-
-impl Plan {
-    pub fn local_only() -> Plan {
-        Plan { remote: Vec::new(), local: true, local_attrs: None, looped: None }
-    }
-
-    /// Whether the hub keeps attribute `name` (expanded).
-    pub fn keeps(&self, name: &str) -> bool {
-        self.local_attrs.as_ref().is_none_or(|kept| kept.iter().any(|k| k == name))
-    }
-}
 
 /// Splits a provision request on entity `id` (of `types`, when known) carrying `attrs` among
 /// the registrations that serve `operation`. `local=true` keeps it all here.
@@ -98,14 +76,11 @@ pub async fn plan(
         return Ok(Plan::local_only());
     }
     let regs = state.federation.registrations(state.store.as_ref(), tenant).await?;
-    let plan = plan_among(headers, &regs, id, types, attrs, operation);
-    match plan.looped {
-        Some(loop_error) => Err(ApiError(loop_error)),
-        None => Ok(plan),
-    }
+    Ok(plan_among(headers, &regs, id, types, attrs, operation)?)
 }
 
-/// As [`plan`], with the tenant's registrations at hand (a batch plans many entities).
+/// As [`plan`], with the tenant's registrations at hand (a batch plans many entities):
+/// `ngsild_federation::provision::plan_among` with the request's `Via` hops, now.
 pub fn plan_among(
     headers: &HeaderMap,
     regs: &[Registration],
@@ -113,38 +88,8 @@ pub fn plan_among(
     types: &[String],
     attrs: &[String],
     operation: Operation,
-) -> Plan {
-    if regs.is_empty() {
-        return Plan::local_only();
-    }
-    let filter =
-        cityhub_storage::EntityFilter { ids: vec![id.to_owned()], attrs: attrs.to_vec(), ..Default::default() };
-    let request = FederationRequest { operation, filter: &filter, entity_types: types };
-    let targets = matching::targets(regs, &request, &now());
-    match provision::split_unless_looping(targets, attrs, &Federation::hops(headers)) {
-        Ok(split) => Plan {
-            remote: split.remote.into_iter().map(|p| (p.registration.clone(), p.attrs)).collect(),
-            local: split.local,
-            local_attrs: split.local_attrs,
-            looped: None,
-        },
-        Err(reg) => Plan {
-            remote: Vec::new(),
-            local: false,
-            local_attrs: Some(Vec::new()),
-            looped: Some(NgsiLdError::new(
-                ngsild_core::ErrorKind::LoopDetected,
-                format!(
-                    "{id} is held by context source {} ({}, registration {}), and the request already passed \
-                     through it (Via): it is registered to redirect back here. Give its registration here the \
-                     right contextSourceAlias, or remove one of the two registrations",
-                    reg.context_source_alias.as_deref().unwrap_or(&reg.endpoint),
-                    reg.mode.name(),
-                    reg.id
-                ),
-            )),
-        },
-    }
+) -> Result<Plan, NgsiLdError> {
+    provision::plan_among(regs, id, types, attrs, operation, &Federation::hops(headers), &now())
 }
 
 /// The body as the client sent it: its @context goes back in when it came in the body.
@@ -253,42 +198,13 @@ pub fn entity_answer(
     success: Response,
 ) -> ApiResult {
     let failures: Vec<SourceFailure> = remote.iter().filter_map(ProvisionAnswer::failure).collect();
-    let parts = remote.len() + usize::from(local.is_some());
-    let mut errors: Vec<Value> = Vec::new();
-    let mut done = false;
-    match local {
-        Some(Err(e)) if parts == 1 => return Err(e),
-        Some(Err(e)) => errors.push(batch_entity_error(Some(id), None, &e.0)),
-        Some(Ok(())) => done = true,
-        None => {}
+    let parts: Vec<(String, Option<NgsiLdError>)> =
+        remote.iter().map(|answer| (answer.registration.id.clone(), answer.error())).collect();
+    match provision::combine_entity(id, local.map(|outcome| outcome.map_err(|e| e.0)), &parts) {
+        EntityAnswer::Done => Ok(warned(success, &failures)),
+        EntityAnswer::Failed(e) => Err(e.into()),
+        EntityAnswer::Partial(body) => Ok(warned(plain_json(StatusCode::MULTI_STATUS, &body), &failures)),
     }
-    for answer in &remote {
-        match answer.error() {
-            Some(e) if parts == 1 => return Err(e.into()),
-            Some(e) => errors.push(batch_entity_error(Some(id), Some(&answer.registration.id), &e)),
-            None => done = true,
-        }
-    }
-    if errors.is_empty() {
-        return Ok(warned(success, &failures));
-    }
-    let success: Vec<&str> = if done { vec![id] } else { Vec::new() };
-    let body = json!({"success": success, "errors": errors});
-    Ok(warned(plain_json(StatusCode::MULTI_STATUS, &body), &failures))
-}
-
-/// One BatchEntityError (clause 5.2.17): the entity, the registration of the context source that
-/// failed on it (none for the hub's own failure), and the error as ProblemDetails.
-pub fn batch_entity_error(entity_id: Option<&str>, registration_id: Option<&str>, error: &NgsiLdError) -> Value {
-    let mut item = serde_json::Map::new();
-    if let Some(id) = entity_id {
-        item.insert("entityId".into(), json!(id));
-    }
-    if let Some(reg) = registration_id {
-        item.insert("registrationId".into(), json!(reg));
-    }
-    item.insert("error".into(), error.problem_details());
-    Value::Object(item)
 }
 
 /// An exclusive registration takes its attributes away from the hub (clause 4.3.6.3): once its
@@ -319,15 +235,12 @@ pub async fn drop_exclusive_copies(
     Ok(())
 }
 
-/// A modifier that removes the attributes `names` (expanded) from an entity, if it exists.
+/// A modifier that removes the attributes `names` (expanded) from an entity, if it exists
+/// (`Entity::remove_attributes`).
 pub fn without_attributes(names: Vec<String>) -> cityhub_storage::Modifier {
     Box::new(move |current| {
         Ok(cityhub_storage::Modified::from(current.map(|mut entity| {
-            let before = entity.attrs.len();
-            entity.attrs.retain(|name, _| !names.contains(name));
-            if entity.attrs.len() != before {
-                entity.touch(&now());
-            }
+            entity.remove_attributes(&names, &now());
             entity
         })))
     })

@@ -39,7 +39,7 @@ pub fn ld_json(status: StatusCode, mut body: Value, ld: &Ld, accept: Accept) -> 
             ));
         }
     }
-    let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    let mut response = (status, json_bytes(&body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
@@ -48,9 +48,19 @@ pub fn ld_json(status: StatusCode, mut body: Value, ld: &Ld, accept: Accept) -> 
     response
 }
 
+/// The bytes of a JSON body. Serializing a `serde_json::Value` does not fail (its keys are
+/// strings, its numbers finite); were it to, the failure is logged and the body left empty rather
+/// than the request's task panicking.
+pub fn json_bytes(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a JSON body did not serialize");
+        Vec::new()
+    })
+}
+
 /// A plain JSON body with no @context (batch results, errors in 207s, ids).
 pub fn plain_json(status: StatusCode, body: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, JSON)], serde_json::to_vec(body).unwrap_or_default()).into_response()
+    (status, [(header::CONTENT_TYPE, JSON)], json_bytes(body)).into_response()
 }
 
 pub fn no_content() -> Response {

@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use cityhub_storage::{TemporalOutcome, TemporalQuery, TemporalWrite};
-use ngsild_core::expand::{build_attribute, expand_fragment, expand_raw_attribute, AttributeInput};
+use ngsild_core::expand::{build_attribute, expand_raw_attribute, expand_temporal_entity};
 use ngsild_core::temporal::{render_temporal, TemporalFormat};
 use ngsild_core::temporal_cut::{content_range, content_range_end, earliest_cut, page_cut};
 use ngsild_core::{Entity, NgsiLdError};
@@ -81,21 +81,7 @@ params! {
 
 /// Expands a temporal entity body: every attribute may hold many instances, several per datasetId.
 fn temporal_entity(body: Value, ld: &Ld, needs_id_and_type: bool) -> Result<Entity, ApiError> {
-    let input = expand_fragment(&as_object(body, "a temporal entity")?, &ld.ctx)?;
-    let id = input.id.clone().unwrap_or_default();
-    if needs_id_and_type && (id.is_empty() || input.types.is_empty()) {
-        return Err(NgsiLdError::bad_request("a temporal entity needs an id and a type").into());
-    }
-    let mut entity = Entity::new(id, input.types.clone());
-    entity.scope = input.scope.clone().unwrap_or_default();
-    for (name, attr) in &input.attrs {
-        let AttributeInput::Instances(raws) = attr else {
-            return Err(NgsiLdError::bad_request(format!("attribute {name} cannot be null")).into());
-        };
-        let instances = raws.iter().map(build_attribute).collect::<Result<Vec<_>, _>>()?;
-        entity.attrs.insert(name.clone(), instances);
-    }
-    Ok(entity)
+    Ok(expand_temporal_entity(&as_object(body, "a temporal entity")?, &ld.ctx, needs_id_and_type)?)
 }
 
 /// POST /temporal/entities: creates a temporal entity, or adds instances to one (204).
@@ -235,7 +221,7 @@ fn respond(
         TemporalFormat::Aggregated => None,
         _ => page_cut(&mut entities, ask.limit, ask.last_n, property, source_cut),
     };
-    let opts = render_options(&without_temporal_format(params), &ld.ctx)?;
+    let opts = render_options(&params.without_temporal_format(), &ld.ctx)?;
     let rendered: Vec<Value> = entities
         .iter()
         .map(|e| Value::Object(render_temporal(e, &ld.ctx, ask.format, property, &opts)))
@@ -254,15 +240,6 @@ fn respond(
     };
     let range = content_range(&entities, &cut, ask.last_n, ask.query.timerel.as_ref(), property);
     Ok(with_header(ld_json(StatusCode::PARTIAL_CONTENT, body, ld, accept), "content-range", &range))
-}
-
-/// `format` and `options` values of the temporal API that the entity renderer does not know.
-fn without_temporal_format(params: &Params) -> Params {
-    let mut cleaned = params.clone();
-    cleaned.retain(|(name, value)| {
-        !(name == "format" && matches!(value.as_str(), "temporalValues" | "aggregatedValues" | "simplified"))
-    });
-    cleaned
 }
 
 /// GET /temporal/entities/{id}: the hub's history of the entity merged with what the context

@@ -162,7 +162,7 @@ fn hyper_refusal(buf: &[u8]) -> Option<u16> {
 /// Our answer in place of hyper's bare one.
 fn problem_answer(status: u16, head: &Head) -> Vec<u8> {
     let error = explain(status, head);
-    let body = serde_json::to_vec(&error.problem_details()).unwrap_or_default();
+    let body = crate::response::json_bytes(&error.problem_details());
     let reason =
         axum::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Bad Request");
     let mut out = format!(

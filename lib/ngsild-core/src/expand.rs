@@ -601,6 +601,27 @@ pub fn merge_raw(base: &mut RawAttribute, patch: &RawAttribute) {
     }
 }
 
+/// A temporal entity (clause 5.7.1 / 5.7.2 body, expanded with `ctx`): every attribute instance
+/// as given, each checked as an attribute is; `needs_id_and_type` (a creation) refuses one
+/// without an id or a type. A null attribute has no place in a history and is refused.
+pub fn expand_temporal_entity(body: &Map<String, Value>, ctx: &Context, needs_id_and_type: bool) -> Result<Entity> {
+    let input = expand_fragment(body, ctx)?;
+    let id = input.id.clone().unwrap_or_default();
+    if needs_id_and_type && (id.is_empty() || input.types.is_empty()) {
+        return Err(NgsiLdError::bad_request("a temporal entity needs an id and a type"));
+    }
+    let mut entity = Entity::new(id, input.types.clone());
+    entity.scope = input.scope.clone().unwrap_or_default();
+    for (name, attr) in &input.attrs {
+        let AttributeInput::Instances(raws) = attr else {
+            return Err(NgsiLdError::bad_request(format!("attribute {name} cannot be null")));
+        };
+        let instances = raws.iter().map(build_attribute).collect::<Result<Vec<_>>>()?;
+        entity.attrs.insert(name.clone(), instances);
+    }
+    Ok(entity)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,5 +745,23 @@ mod tests {
             json!({"type": "Property", "value": 2,
             "s": {"type": "Property", "value": "b", "t": {"type": "Property", "value": 0}}})
         );
+    }
+
+    #[test]
+    fn a_temporal_entity_keeps_every_instance_and_refuses_what_has_no_place_in_a_history() {
+        let body = json!({"id": "urn:x:1", "type": "T", "speed": [
+            {"type": "Property", "value": 1, "observedAt": "2024-01-01T00:00:00Z"},
+            {"type": "Property", "value": 2, "observedAt": "2024-01-02T00:00:00Z"},
+        ]});
+        let e = expand_temporal_entity(body.as_object().unwrap(), &core_context(), true).unwrap();
+        assert_eq!(e.id, "urn:x:1");
+        assert_eq!(e.attrs[&format!("{DEFAULT}speed")].len(), 2);
+        let no_type = json!({"id": "urn:x:1", "speed": 1});
+        let err = expand_temporal_entity(no_type.as_object().unwrap(), &core_context(), true).unwrap_err();
+        assert_eq!(err.detail, "a temporal entity needs an id and a type");
+        assert!(expand_temporal_entity(no_type.as_object().unwrap(), &core_context(), false).is_ok());
+        let null = json!({"id": "urn:x:1", "type": "T", "speed": null});
+        let err = expand_temporal_entity(null.as_object().unwrap(), &core_context(), true).unwrap_err();
+        assert_eq!(err.detail, format!("attribute {DEFAULT}speed cannot be null"));
     }
 }

@@ -191,6 +191,18 @@ impl Entity {
         removed
     }
 
+    /// Removes every instance of the attributes `names` (expanded); when one was there, the
+    /// entity is modified `now`. Returns whether any was removed.
+    pub fn remove_attributes(&mut self, names: &[String], now: &str) -> bool {
+        let before = self.attrs.len();
+        self.attrs.retain(|name, _| !names.contains(name));
+        let removed = self.attrs.len() != before;
+        if removed {
+            self.touch(now);
+        }
+        removed
+    }
+
     pub fn touch(&mut self, now: &str) {
         if self.created_at.is_none() {
             self.created_at = Some(now.to_owned());
@@ -208,5 +220,24 @@ fn keep_sub_created_at(new: &mut Attribute, old: &Attribute) {
         if let Some(old_sub) = old.sub.get(name) {
             sub.created_at = old_sub.created_at.clone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn removing_attributes_touches_the_entity_only_when_one_was_there() {
+        let mut entity = Entity::new("urn:v:1", vec!["T".into()]);
+        entity.put_instance("a", Attribute::new(AttributeKind::Property, json!(1)), "2024-01-01T00:00:00Z");
+        entity.put_instance("b", Attribute::new(AttributeKind::Property, json!(2)), "2024-01-01T00:00:00Z");
+        entity.modified_at = Some("2024-01-01T00:00:00Z".into());
+        assert!(!entity.remove_attributes(&["c".into()], "2025-01-01T00:00:00Z"));
+        assert_eq!(entity.modified_at.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert!(entity.remove_attributes(&["a".into(), "c".into()], "2025-01-01T00:00:00Z"));
+        assert_eq!(entity.attrs.keys().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(entity.modified_at.as_deref(), Some("2025-01-01T00:00:00Z"));
     }
 }

@@ -288,6 +288,43 @@ pub fn upsert_update(entity: &mut Entity, input: &EntityInput, no_overwrite: boo
     append_attributes(entity, input, no_overwrite, now)
 }
 
+/// Batch upsert (clause 5.6.8) of one entity: `entity` (expanded from `input`) is created when
+/// there is no `current` one; otherwise it replaces it, or (`update_mode`) its attributes are
+/// appended to it, overwriting.
+pub fn upsert(
+    current: Option<Entity>,
+    entity: Entity,
+    input: &EntityInput,
+    update_mode: bool,
+    now: &str,
+) -> Result<Entity> {
+    Ok(match current {
+        None => {
+            let mut entity = entity;
+            stamp_new_entity(&mut entity, now);
+            entity
+        }
+        Some(mut existing) if update_mode => {
+            upsert_update(&mut existing, input, false, now)?;
+            existing
+        }
+        Some(existing) => replace_entity(&existing, entity, now),
+    })
+}
+
+/// Purge of one entity (clause 5.6.21, `DELETE /entities?…`): with `keep` (the query's `attrs`)
+/// only those attributes stay, with `drop` (`deleteAttrs`) those go, and with neither the
+/// entity goes (None). A changed entity is modified `now`.
+pub fn purge(mut entity: Entity, keep: Option<&[String]>, drop: Option<&[String]>, now: &str) -> Option<Entity> {
+    match (keep, drop) {
+        (Some(keep), _) => entity.attrs.retain(|name, _| keep.contains(name)),
+        (_, Some(drop)) => entity.attrs.retain(|name, _| !drop.contains(name)),
+        (None, None) => return None,
+    }
+    entity.touch(now);
+    Some(entity)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,5 +425,34 @@ mod tests {
         let mut e = entity();
         delete_attribute(&mut e, &format!("{D}a"), None, false, "t").unwrap();
         assert_eq!(delete_attribute(&mut e, &format!("{D}a"), None, false, "t").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn an_upsert_creates_replaces_or_updates() {
+        let input = frag(json!({"id": "urn:x:1", "type": "T", "c": 3}));
+        let new = crate::expand::entity_from_input(&input).unwrap();
+        let later = "2024-02-01T00:00:00Z";
+        let created = upsert(None, new.clone(), &input, false, later).unwrap();
+        assert_eq!(created.created_at.as_deref(), Some(later));
+        let replaced = upsert(Some(entity()), new.clone(), &input, false, later).unwrap();
+        assert_eq!(replaced.attrs.keys().collect::<Vec<_>>(), vec![&format!("{D}c")]);
+        assert_eq!(replaced.created_at.as_deref(), Some("2024-01-01T00:00:00Z"), "createdAt survives a replace");
+        let updated = upsert(Some(entity()), new, &input, true, later).unwrap();
+        let mut names: Vec<&String> = updated.attrs.keys().collect();
+        names.sort();
+        assert_eq!(names, vec![&format!("{D}a"), &format!("{D}b"), &format!("{D}c")]);
+        assert_eq!(updated.modified_at.as_deref(), Some(later));
+    }
+
+    #[test]
+    fn a_purge_keeps_drops_or_deletes() {
+        let (a, b) = (format!("{D}a"), format!("{D}b"));
+        let later = "2024-02-01T00:00:00Z";
+        let kept = purge(entity(), Some(std::slice::from_ref(&a)), None, later).unwrap();
+        assert_eq!(kept.attrs.keys().collect::<Vec<_>>(), vec![&a]);
+        assert_eq!(kept.modified_at.as_deref(), Some(later));
+        let dropped = purge(entity(), None, Some(std::slice::from_ref(&a)), later).unwrap();
+        assert_eq!(dropped.attrs.keys().collect::<Vec<_>>(), vec![&b]);
+        assert_eq!(purge(entity(), None, None, later), None, "no attrs: the entity goes");
     }
 }

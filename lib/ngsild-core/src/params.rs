@@ -102,6 +102,16 @@ impl Params {
     pub fn has_option(&self, option: &str) -> bool {
         self.options().contains(&option)
     }
+
+    /// Without a temporal representation (`format=temporalValues`, `aggregatedValues`,
+    /// `simplified`), which the rendering of an entity must not see; any other `format` stays.
+    pub fn without_temporal_format(&self) -> Params {
+        let mut cleaned = self.clone();
+        cleaned.retain(|(name, value)| {
+            !(name == "format" && matches!(value.as_str(), "temporalValues" | "aggregatedValues" | "simplified"))
+        });
+        cleaned
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +142,13 @@ mod tests {
         assert!(params.flag("count").unwrap_err().detail.contains("true or false"));
         assert!(params.usize("limit").unwrap_err().detail.contains("non-negative integer"));
         assert_eq!(params.query_string_without(&["limit"]), "count=yes");
+    }
+
+    #[test]
+    fn a_temporal_format_is_left_out_and_the_rest_stays() {
+        let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        let params =
+            Params::from_pairs(vec![pair("format", "temporalValues"), pair("attrs", "a"), pair("format", "keyValues")]);
+        assert_eq!(params.without_temporal_format().pairs(), [pair("attrs", "a"), pair("format", "keyValues")]);
     }
 }

@@ -2,8 +2,12 @@
 //! registration gets, what a source's BatchOperationResult says back, and the one result of the
 //! whole batch from the hub's outcome and the sources'.
 
+use std::sync::Arc;
+
+use ngsild_core::expand::{expand_fragment, EntityInput};
 use ngsild_core::NgsiLdError;
-use serde_json::Value;
+use ngsild_jsonld::Context;
+use serde_json::{json, Value};
 
 use crate::forward::source_error;
 use crate::registration::Registration;
@@ -67,6 +71,75 @@ pub fn created_ids(body: &Value, sent: &[String]) -> Vec<String> {
         .unwrap_or_else(|| sent.to_vec())
 }
 
+/// An entity id of a batch with why it failed.
+pub type Failure = (String, NgsiLdError);
+
+/// The id a batch item names (`id` or `@id`); empty when it names none.
+pub fn item_id(item: &Value) -> String {
+    item.get("id").or_else(|| item.get("@id")).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// Expands every item of a batch with its active @context (or the error getting it): the items
+/// that expand go on (with their ids), each one that does not is an error of its id — not an
+/// object, no id, or (`need_type`) no type.
+pub fn expand_items(
+    items: Vec<(Value, Result<Arc<Context>, NgsiLdError>)>,
+    need_type: bool,
+) -> (Vec<(String, EntityInput)>, Vec<Failure>) {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (item, ctx) in items {
+        let id = item_id(&item);
+        let result = ctx.and_then(|ctx| {
+            let map = item.as_object().ok_or_else(|| NgsiLdError::bad_request("a batch item must be a JSON object"))?;
+            let input = expand_fragment(map, &ctx)?;
+            if input.id.is_none() {
+                return Err(NgsiLdError::bad_request("the entity has no id"));
+            }
+            if need_type && input.types.is_empty() {
+                return Err(NgsiLdError::bad_request("the entity has no type"));
+            }
+            Ok(input)
+        });
+        match result {
+            Ok(input) => ok.push((id, input)),
+            Err(e) => failed.push((id, e)),
+        }
+    }
+    (ok, failed)
+}
+
+/// Splits the outcomes of a batch's entities into the successes and the errors, after `errors`
+/// (those that failed before reaching the store).
+pub fn split<T>(results: Vec<Result<T, Failure>>, mut errors: Vec<Failure>) -> (Vec<T>, Vec<Failure>) {
+    let mut ok = Vec::new();
+    for r in results {
+        match r {
+            Ok(x) => ok.push(x),
+            Err(e) => errors.push(e),
+        }
+    }
+    (ok, errors)
+}
+
+/// The BatchOperationResult body (clause 5.2.16): each error a BatchEntityError.
+pub fn batch_result(successes: &[String], errors: &[EntityError]) -> Value {
+    let errors: Vec<Value> = errors
+        .iter()
+        .map(|e| crate::provision::batch_entity_error(Some(&e.entity_id), e.registration_id.as_deref(), &e.error))
+        .collect();
+    json!({"success": successes, "errors": errors})
+}
+
+/// What a context source answered to its part of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceReply<'a> {
+    /// A 2xx answer, its body when it was JSON.
+    Accepted { status: u16, body: Option<&'a Value> },
+    /// No answer, or one that refused the part: the error it stands for.
+    Failed(NgsiLdError),
+}
+
 /// What the registered context sources did with their parts of a batch.
 #[derive(Debug, Default)]
 pub struct Remote {
@@ -79,6 +152,35 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// Takes in what the source of `registration_id` answered to its part (the entities `ids`):
+    /// a 207's errors, a 201's created ids, or every entity as failed with the source's error.
+    /// Answers, when the source accepted its part, the entities it failed on.
+    pub fn read(&mut self, registration_id: &str, ids: &[String], reply: SourceReply<'_>) -> Option<Vec<String>> {
+        let null = Value::Null;
+        match reply {
+            SourceReply::Accepted { status: 207, body } => {
+                let errors = source_errors(registration_id, body.unwrap_or(&null));
+                let failed = errors.iter().map(|e| e.entity_id.clone()).collect();
+                self.errors.extend(errors);
+                Some(failed)
+            }
+            SourceReply::Accepted { status, body } => {
+                if status == 201 {
+                    self.created.extend(created_ids(body.unwrap_or(&null), ids));
+                }
+                Some(Vec::new())
+            }
+            SourceReply::Failed(error) => {
+                self.errors.extend(ids.iter().map(|id| EntityError {
+                    entity_id: id.clone(),
+                    error: error.clone(),
+                    registration_id: Some(registration_id.to_owned()),
+                }));
+                None
+            }
+        }
+    }
+
     /// Successes and errors of the whole batch from the hub's own: every entity a part of
     /// failed on is an error, the hub's own error first.
     pub fn combine(
@@ -185,5 +287,85 @@ mod tests {
         let errors: Vec<(&str, Option<&str>)> =
             errors.iter().map(|e| (e.entity_id.as_str(), e.registration_id.as_deref())).collect();
         assert_eq!(errors, [("urn:e:2", None), ("urn:e:1", Some("urn:reg:a"))], "the hub's own error first, once");
+    }
+
+    #[test]
+    fn each_item_that_does_not_expand_is_an_error_of_its_id() {
+        let core = || Ok(ngsild_jsonld::core_context());
+        let items = vec![
+            (json!({"id": "urn:e:1", "type": "T"}), core()),
+            (json!({"id": "urn:e:2"}), core()),
+            (json!({"type": "T"}), core()),
+            (json!("urn:e:4"), core()),
+            (json!({"id": "urn:e:5", "type": "T"}), Err(NgsiLdError::bad_request("no such @context"))),
+        ];
+        let (ok, failed) = expand_items(items, true);
+        assert_eq!(ok.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["urn:e:1"]);
+        let failed: Vec<(&str, &str)> = failed.iter().map(|(id, e)| (id.as_str(), e.detail.as_str())).collect();
+        assert_eq!(
+            failed,
+            [
+                ("urn:e:2", "the entity has no type"),
+                ("", "the entity has no id"),
+                ("", "a batch item must be a JSON object"),
+                ("urn:e:5", "no such @context"),
+            ]
+        );
+        let (ok, _) = expand_items(vec![(json!({"@id": "urn:e:2"}), core())], false);
+        assert_eq!(ok[0].0, "urn:e:2", "an update batch needs no type");
+    }
+
+    #[test]
+    fn outcomes_split_after_the_earlier_errors() {
+        let early = vec![("urn:e:0".to_owned(), NgsiLdError::bad_request("bad"))];
+        let results = vec![Ok(1), Err(("urn:e:2".to_owned(), NgsiLdError::not_found("gone"))), Ok(3)];
+        let (ok, errors) = split(results, early);
+        assert_eq!(ok, [1, 3]);
+        assert_eq!(errors.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["urn:e:0", "urn:e:2"]);
+    }
+
+    #[test]
+    fn a_batch_result_lists_each_error_as_a_batch_entity_error() {
+        let errors = [EntityError {
+            entity_id: "urn:e:1".to_owned(),
+            error: NgsiLdError::not_found("gone"),
+            registration_id: Some("urn:reg:a".to_owned()),
+        }];
+        let body = batch_result(&["urn:e:2".to_owned()], &errors);
+        assert_eq!(body["success"], json!(["urn:e:2"]));
+        assert_eq!(body["errors"][0]["entityId"], "urn:e:1");
+        assert_eq!(body["errors"][0]["registrationId"], "urn:reg:a");
+        assert_eq!(body["errors"][0]["error"]["type"], "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound");
+        assert_eq!(body["errors"][0]["error"]["detail"], "gone");
+    }
+
+    #[test]
+    fn a_source_s_reply_becomes_created_ids_or_entity_errors() {
+        let ids = vec!["urn:e:1".to_owned(), "urn:e:2".to_owned()];
+        let mut remote = Remote::default();
+        let created = json!(["urn:e:1"]);
+        let reply = SourceReply::Accepted { status: 201, body: Some(&created) };
+        assert_eq!(remote.read("urn:reg:a", &ids, reply), Some(Vec::new()));
+        assert_eq!(remote.created, ["urn:e:1"]);
+        let partial = json!({"success": ["urn:e:1"], "errors": [
+            {"entityId": "urn:e:2", "error": {"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound", "status": 404, "detail": "none"}}
+        ]});
+        let reply = SourceReply::Accepted { status: 207, body: Some(&partial) };
+        assert_eq!(remote.read("urn:reg:a", &ids, reply), Some(vec!["urn:e:2".to_owned()]));
+        assert_eq!(remote.errors[0].error.kind, ErrorKind::ResourceNotFound);
+        assert_eq!(remote.errors[0].registration_id.as_deref(), Some("urn:reg:a"));
+        let refused = NgsiLdError::bad_request("source urn:reg:b refused");
+        assert_eq!(remote.read("urn:reg:b", &ids, SourceReply::Failed(refused.clone())), None);
+        let failed: Vec<(&str, Option<&str>, &str)> = remote.errors[1..]
+            .iter()
+            .map(|e| (e.entity_id.as_str(), e.registration_id.as_deref(), e.error.detail.as_str()))
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                ("urn:e:1", Some("urn:reg:b"), "source urn:reg:b refused"),
+                ("urn:e:2", Some("urn:reg:b"), "source urn:reg:b refused")
+            ]
+        );
     }
 }

@@ -14,7 +14,9 @@ use ngsild_core::NgsiLdError;
 use ngsild_jsonld::Context;
 use serde_json::{json, Value};
 
-use crate::matching::Target;
+use ngsild_query::EntityFilter;
+
+use crate::matching::{targets, Operation, Request, Target};
 use crate::registration::{Mode, Registration};
 
 /// One registration's share of a provision request.
@@ -264,13 +266,145 @@ pub fn narrow_body(body: &Value, attrs: Option<&[String]>, ctx: &Context) -> Val
     Value::Object(kept)
 }
 
+/// The parts of a provision request on one entity, owned: what each registration gets and what
+/// the hub keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Each registration with the attributes (expanded) it gets; None: all of the request.
+    pub remote: Vec<(Registration, Option<Vec<String>>)>,
+    /// Whether the hub applies its part.
+    pub local: bool,
+    /// The attributes (expanded) the hub applies; None: all that the request carries.
+    pub local_attrs: Option<Vec<String>>,
+}
+
+impl Plan {
+    /// Nothing forwarded: the hub does it all.
+    pub fn local_only() -> Plan {
+        Plan { remote: Vec::new(), local: true, local_attrs: None }
+    }
+
+    /// Whether the hub keeps attribute `name` (expanded).
+    pub fn keeps(&self, name: &str) -> bool {
+        self.local_attrs.as_ref().is_none_or(|kept| kept.iter().any(|k| k == name))
+    }
+}
+
+/// Plans a provision request on entity `id` (of `types`, when known) carrying `attrs` (expanded)
+/// among the tenant's registrations `regs` that serve `operation` at `now`, leaving out the
+/// sources the request crossed (`hops`, from `Via`; [`split_unless_looping`]). A request only
+/// crossed exclusive or redirect sources hold is 508 LoopDetected (clause 6.3.17), naming the
+/// source and what to change.
+pub fn plan_among(
+    regs: &[Registration],
+    id: &str,
+    types: &[String],
+    attrs: &[String],
+    operation: Operation,
+    hops: &[String],
+    now: &str,
+) -> Result<Plan, NgsiLdError> {
+    if regs.is_empty() {
+        return Ok(Plan::local_only());
+    }
+    let filter = EntityFilter { ids: vec![id.to_owned()], attrs: attrs.to_vec(), ..Default::default() };
+    let request = Request { operation, filter: &filter, entity_types: types };
+    match split_unless_looping(targets(regs, &request, now), attrs, hops) {
+        Ok(split) => Ok(Plan {
+            remote: split.remote.into_iter().map(|p| (p.registration.clone(), p.attrs)).collect(),
+            local: split.local,
+            local_attrs: split.local_attrs,
+        }),
+        Err(reg) => Err(NgsiLdError::new(
+            ngsild_core::ErrorKind::LoopDetected,
+            format!(
+                "{id} is held by context source {} ({}, registration {}), and the request already passed \
+                 through it (Via): it is registered to redirect back here. Give its registration here the \
+                 right contextSourceAlias, or remove one of the two registrations",
+                reg.context_source_alias.as_deref().unwrap_or(&reg.endpoint),
+                reg.mode.name(),
+                reg.id
+            ),
+        )),
+    }
+}
+
+/// One BatchEntityError (clause 5.2.17): the entity, the registration of the context source that
+/// failed on it (none for the hub's own failure), and the error as ProblemDetails.
+pub fn batch_entity_error(entity_id: Option<&str>, registration_id: Option<&str>, error: &NgsiLdError) -> Value {
+    let mut item = serde_json::Map::new();
+    if let Some(id) = entity_id {
+        item.insert("entityId".into(), json!(id));
+    }
+    if let Some(reg) = registration_id {
+        item.insert("registrationId".into(), json!(reg));
+    }
+    item.insert("error".into(), error.problem_details());
+    Value::Object(item)
+}
+
+/// The answer to an operation on a whole entity (create, delete) split among the hub and sources.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntityAnswer {
+    /// Every part was done: the operation's own success.
+    Done,
+    /// The only part failed: its error is the answer.
+    Failed(NgsiLdError),
+    /// Some part failed: 207 with this BatchOperationResult.
+    Partial(Value),
+}
+
+/// One answer for an operation on entity `id` from the hub's outcome (`local`: None when it had
+/// no part) and each source's (`remote`: registration id, its error when it failed): done when
+/// every part was; the error itself when the only part failed; otherwise a BatchOperationResult
+/// whose `errors` hold one BatchEntityError per failed part (clause 5.2.17, a source's with its
+/// `registrationId`), `success` naming the entity when some part was done.
+pub fn combine_entity(
+    id: &str,
+    local: Option<Result<(), NgsiLdError>>,
+    remote: &[(String, Option<NgsiLdError>)],
+) -> EntityAnswer {
+    let parts = remote.len() + usize::from(local.is_some());
+    let mut errors: Vec<Value> = Vec::new();
+    let mut done = false;
+    match local {
+        Some(Err(e)) if parts == 1 => return EntityAnswer::Failed(e),
+        Some(Err(e)) => errors.push(batch_entity_error(Some(id), None, &e)),
+        Some(Ok(())) => done = true,
+        None => {}
+    }
+    for (registration_id, error) in remote {
+        match error {
+            Some(e) if parts == 1 => return EntityAnswer::Failed(e.clone()),
+            Some(e) => errors.push(batch_entity_error(Some(id), Some(registration_id), e)),
+            None => done = true,
+        }
+    }
+    if errors.is_empty() {
+        return EntityAnswer::Done;
+    }
+    let success: Vec<&str> = if done { vec![id] } else { Vec::new() };
+    EntityAnswer::Partial(json!({"success": success, "errors": errors}))
+}
+
+/// The result of a purge the hub did its part of (clause 5.6.21) from each source's outcome
+/// (registration id, its error when it did not purge): None when every source purged its part
+/// too (204); otherwise a BatchOperationResult with one BatchEntityError per failing source.
+pub fn purge_result(remote: &[(String, Option<NgsiLdError>)]) -> Option<Value> {
+    let errors: Vec<Value> = remote
+        .iter()
+        .filter_map(|(registration_id, error)| Some(batch_entity_error(None, Some(registration_id), error.as_ref()?)))
+        .collect();
+    match errors.is_empty() {
+        true => None,
+        false => Some(json!({"success": [], "errors": errors})),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matching::{targets, Operation, Request};
     use crate::registration::parse_registration;
-    use ngsild_query::EntityFilter;
-    use serde_json::json;
 
     const NOW: &str = "2024-01-01T00:00:00Z";
 
@@ -472,5 +606,87 @@ mod tests {
             json!({"id": "urn:x", "type": "T", "@context": "c", "speed": 1})
         );
         assert_eq!(narrow_body(&body, None, &ctx), body);
+    }
+
+    #[test]
+    fn a_plan_names_each_registration_s_part_and_the_hub_s() {
+        let regs = vec![reg("urn:r:1", "exclusive", &["speed"])];
+        let (speed, brand) = (x("speed"), x("brand"));
+        let attrs = vec![speed.clone(), brand.clone()];
+        let types = vec![x("Vehicle")];
+        let plan = plan_among(&regs, "urn:v:1", &types, &attrs, Operation::UpdateAttrs, &[], NOW).unwrap();
+        assert_eq!(plan.remote.len(), 1);
+        assert_eq!(plan.remote[0].0.id, "urn:r:1");
+        assert_eq!(plan.remote[0].1, Some(vec![speed.clone()]));
+        assert!(plan.local && plan.keeps(&brand) && !plan.keeps(&speed));
+        assert_eq!(
+            plan_among(&[], "urn:v:1", &types, &attrs, Operation::UpdateAttrs, &[], NOW).unwrap(),
+            Plan::local_only()
+        );
+    }
+
+    #[test]
+    fn a_plan_back_through_a_crossed_redirect_source_is_a_loop_that_names_it() {
+        let regs = vec![aliased("urn:r:9", "redirect", &[], "busan")];
+        let attrs = vec![x("speed")];
+        let hops = crate::via::hops(["1.1 busan"]);
+        let err =
+            plan_among(&regs, "urn:v:1", &[x("Vehicle")], &attrs, Operation::UpdateAttrs, &hops, NOW).unwrap_err();
+        assert_eq!(err.kind, ngsild_core::ErrorKind::LoopDetected);
+        assert!(
+            err.detail.starts_with("urn:v:1 is held by context source busan (redirect, registration urn:r:9)"),
+            "{}",
+            err.detail
+        );
+        assert!(err.detail.contains("right contextSourceAlias"), "{}", err.detail);
+    }
+
+    #[test]
+    fn a_batch_entity_error_names_the_entity_the_source_and_the_problem() {
+        let e = NgsiLdError::not_found("urn:v:1 is not there");
+        let item = batch_entity_error(Some("urn:v:1"), Some("urn:r:1"), &e);
+        assert_eq!(item["entityId"], "urn:v:1");
+        assert_eq!(item["registrationId"], "urn:r:1");
+        assert_eq!(item["error"]["type"], "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound");
+        assert_eq!(item["error"]["detail"], "urn:v:1 is not there");
+        let hub = batch_entity_error(None, None, &e);
+        assert!(hub.get("entityId").is_none() && hub.get("registrationId").is_none());
+    }
+
+    #[test]
+    fn an_entity_answer_is_done_the_only_error_or_a_batch_result() {
+        let gone = NgsiLdError::not_found("gone");
+        assert_eq!(combine_entity("urn:v:1", Some(Ok(())), &[("r1".into(), None)]), EntityAnswer::Done);
+        assert_eq!(combine_entity("urn:v:1", Some(Err(gone.clone())), &[]), EntityAnswer::Failed(gone.clone()));
+        assert_eq!(
+            combine_entity("urn:v:1", None, &[("r1".into(), Some(gone.clone()))]),
+            EntityAnswer::Failed(gone.clone())
+        );
+        let EntityAnswer::Partial(body) = combine_entity("urn:v:1", Some(Ok(())), &[("r1".into(), Some(gone.clone()))])
+        else {
+            panic!("a failed source beside the hub's success is a 207")
+        };
+        assert_eq!(body["success"], json!(["urn:v:1"]));
+        assert_eq!(body["errors"], json!([batch_entity_error(Some("urn:v:1"), Some("r1"), &gone)]));
+        let EntityAnswer::Partial(body) =
+            combine_entity("urn:v:1", Some(Err(gone.clone())), &[("r1".into(), Some(gone.clone()))])
+        else {
+            panic!("two failed parts are a 207")
+        };
+        assert_eq!(body["success"], json!([]));
+        assert_eq!(body["errors"][0].get("registrationId"), None);
+        assert_eq!(body["errors"][1]["registrationId"], "r1");
+    }
+
+    #[test]
+    fn a_purge_a_source_failed_on_names_the_source() {
+        assert_eq!(purge_result(&[("r1".into(), None)]), None);
+        let refused = NgsiLdError::bad_request("source r2 refused the purge");
+        let body = purge_result(&[("r1".into(), None), ("r2".into(), Some(refused.clone()))]).unwrap();
+        assert_eq!(
+            body,
+            json!({"success": [], "errors": [{"registrationId": "r2", "error": refused.problem_details()}]})
+        );
+        assert_eq!(body["errors"][0]["error"]["detail"], "source r2 refused the purge");
     }
 }

@@ -14,6 +14,7 @@
 
 mod context;
 mod core;
+pub mod hosted;
 
 pub use context::{core_context, Context, ContextError, DocumentLoader, NoDocuments, TermDefinition, TypeMapping};
 pub use core::{core_context_document, is_core_context_url, CORE_CONTEXT_URL, NGSI_LD_PREFIX};
