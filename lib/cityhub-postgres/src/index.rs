@@ -147,9 +147,14 @@ impl<'a> Delta<'a> {
         for (table, (ids, attrs)) in [("facets", &self.wipe_facets), ("geometries", &self.wipe_geo)] {
             if !ids.is_empty() {
                 tx.execute(
+                    // The rows found by index probes per (id, attr) (LATERAL, kept from being
+                    // flattened by OFFSET), deleted by their ctid: a join with the pairs let the
+                    // planner hash the whole table instead, a scan of it on every write.
                     &format!(
-                        "DELETE FROM {table} t USING unnest($2::text[], $3::text[]) AS u(id, attr)
-                         WHERE t.tenant = $1 AND t.id = u.id AND t.attr = u.attr"
+                        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                             SELECT x.ctid FROM unnest($2::text[], $3::text[]) AS u(id, attr)
+                             CROSS JOIN LATERAL (SELECT t.ctid FROM {table} t
+                                                 WHERE t.tenant = $1 AND t.id = u.id AND t.attr = u.attr OFFSET 0) x))"
                     ),
                     &[&tenant, ids, attrs],
                 )

@@ -156,8 +156,12 @@ async fn series_ids(
     let mut found: HashMap<(String, String), i64> = HashMap::new();
     let rows = tx
         .query(
-            "SELECT s.entity_id, s.attr, s.sid FROM attr_series s JOIN unnest($2::text[], $3::text[]) AS u(e, a)
-             ON s.tenant = $1 AND s.entity_id = u.e AND s.attr = u.a",
+            // One primary-key probe per pair (LATERAL, kept from being flattened by LIMIT): a plain
+            // join let the planner hash the whole table instead, a scan of every series of the
+            // tenant on every write (80 ms of a 200-entity upsert over 10k entities).
+            "SELECT u.e, u.a, s.sid FROM unnest($2::text[], $3::text[]) AS u(e, a)
+             CROSS JOIN LATERAL (SELECT s.sid FROM attr_series s
+                                 WHERE s.tenant = $1 AND s.entity_id = u.e AND s.attr = u.a LIMIT 1) s",
             &[&tenant, &ids, &attrs],
         )
         .await
