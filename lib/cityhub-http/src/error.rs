@@ -26,7 +26,7 @@ impl IntoResponse for ApiError {
             tracing::error!(detail = %self.0.detail, "internal error");
         }
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = crate::response::json_bytes(&self.0.problem_details());
+        let body = json_bytes(&self.0.problem_details());
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
@@ -189,4 +189,14 @@ async fn problem_details_for_framework_errors(
         }
     }
     out
+}
+
+/// The bytes of a JSON body. Serializing a `serde_json::Value` does not fail (its keys are
+/// strings, its numbers finite); were it to, the failure is logged and the body left empty rather
+/// than the request's task panicking.
+pub fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a JSON body did not serialize");
+        Vec::new()
+    })
 }

@@ -1,5 +1,6 @@
 //! Building responses: JSON bodies with the @context where the client wants it.
 
+pub use crate::error::json_bytes;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -46,16 +47,6 @@ pub fn ld_json(status: StatusCode, mut body: Value, ld: &Ld, accept: Accept) -> 
         headers.insert(header::LINK, link);
     }
     response
-}
-
-/// The bytes of a JSON body. Serializing a `serde_json::Value` does not fail (its keys are
-/// strings, its numbers finite); were it to, the failure is logged and the body left empty rather
-/// than the request's task panicking.
-pub fn json_bytes(value: &Value) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a JSON body did not serialize");
-        Vec::new()
-    })
 }
 
 /// A plain JSON body with no @context (batch results, errors in 207s, ids).
