@@ -1,5 +1,5 @@
-//! `/subscriptions` (clause 5.8) and, through `csource_subscriptions`, `/csourceSubscriptions`
-//! (clause 5.11): create, query, retrieve, update, delete. Both are the Subscription data type
+//! `/subscriptions` (clause 5.8) and `/csourceSubscriptions` (clause 5.11), one set of handlers
+//! generic over the kind: create, query, retrieve, update, delete. Both are the Subscription data type
 //! (`cityhub_notify::subscription`), stored by kind (`SubscriptionKind`) and run by the one
 //! `Notifier`.
 
