@@ -13,7 +13,6 @@ use ngsild_core::model::Attribute;
 use ngsild_core::temporal::{AggrMethod, AggregateSeries, Instance, TemporalEntity, TimeProperty};
 use ngsild_core::time::{datetime_of_micros, format_time, micros, micros_of, now};
 use ngsild_core::{Entity, NgsiLdError};
-use serde_json::Value;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Transaction;
 
@@ -104,44 +103,28 @@ pub(crate) async fn ensure_partitions(
 
 // ---- writing instances ------------------------------------------------------------------------
 
-/// The columns of one instance's row.
+/// One instance's row: its series (entity and attribute), its document and the columns
+/// `ngsild_core::history` says it keeps.
 struct InstanceRow {
     entity_id: String,
     attr: String,
-    dataset_id: Option<String>,
     doc: String,
-    val: String,
-    num: Option<f64>,
-    observed: Option<i64>,
-    created: i64,
-    modified: i64,
-    deleted: Option<i64>,
+    cols: history::InstanceColumns,
 }
 
 impl InstanceRow {
     fn of(entity_id: &str, name: &str, attr: &Attribute, deleted_at: Option<&str>) -> Result<InstanceRow, StoreError> {
-        let num = match &attr.value {
-            Value::Number(n) => n.as_f64(),
-            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-            _ => None,
-        };
-        let fallback = chrono::Utc::now().timestamp_micros();
+        let now = chrono::Utc::now().timestamp_micros();
         Ok(InstanceRow {
             entity_id: entity_id.to_owned(),
             attr: name.to_owned(),
-            dataset_id: attr.dataset_id.clone(),
             doc: serde_json::to_string(attr).or_backend()?,
-            val: attr.value.to_string(),
-            num,
-            observed: micros_of(attr.observed_at.as_deref()),
-            created: micros_of(attr.created_at.as_deref()).unwrap_or(fallback),
-            modified: micros_of(attr.modified_at.as_deref()).unwrap_or(fallback),
-            deleted: micros_of(deleted_at),
+            cols: history::InstanceColumns::of(attr, deleted_at, now),
         })
     }
 
     fn part(&self) -> i64 {
-        self.observed.unwrap_or(self.created)
+        self.cols.observed.unwrap_or(self.cols.created)
     }
 }
 
@@ -210,14 +193,14 @@ async fn insert_instances(tx: &Transaction<'_>, tenant: &str, rows: &[InstanceRo
         sid.push(*sids.get(&(r.entity_id.clone(), r.attr.clone())).ok_or_else(|| bad("a series was not created"))?);
     }
     let part: Vec<i64> = rows.iter().map(InstanceRow::part).collect();
-    let dataset: Vec<Option<&str>> = rows.iter().map(|r| r.dataset_id.as_deref()).collect();
+    let dataset: Vec<Option<&str>> = rows.iter().map(|r| r.cols.dataset_id.as_deref()).collect();
     let doc: Vec<&str> = rows.iter().map(|r| r.doc.as_str()).collect();
-    let val: Vec<&str> = rows.iter().map(|r| r.val.as_str()).collect();
-    let num: Vec<Option<f64>> = rows.iter().map(|r| r.num).collect();
-    let observed: Vec<Option<i64>> = rows.iter().map(|r| r.observed).collect();
-    let created: Vec<i64> = rows.iter().map(|r| r.created).collect();
-    let modified: Vec<i64> = rows.iter().map(|r| r.modified).collect();
-    let deleted: Vec<Option<i64>> = rows.iter().map(|r| r.deleted).collect();
+    let val: Vec<&str> = rows.iter().map(|r| r.cols.val.as_str()).collect();
+    let num: Vec<Option<f64>> = rows.iter().map(|r| r.cols.num).collect();
+    let observed: Vec<Option<i64>> = rows.iter().map(|r| r.cols.observed).collect();
+    let created: Vec<i64> = rows.iter().map(|r| r.cols.created).collect();
+    let modified: Vec<i64> = rows.iter().map(|r| r.cols.modified).collect();
+    let deleted: Vec<Option<i64>> = rows.iter().map(|r| r.cols.deleted).collect();
     // ORDINALITY keeps the order of the rows in the order of their seq.
     tx.execute(
         "INSERT INTO attr_history (tenant, sid, t_part, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
@@ -440,7 +423,7 @@ async fn apply_write(
                         .or_backend()?;
                     }
                     rows.retain(|r| {
-                        !(r.attr == *name && r.observed == Some(observed) && r.dataset_id == attr.dataset_id)
+                        !(r.attr == *name && r.cols.observed == Some(observed) && r.cols.dataset_id == attr.dataset_id)
                     });
                 }
                 rows.push(InstanceRow::of(id, name, attr, None)?);
@@ -530,14 +513,14 @@ async fn apply_write(
                     &seq,
                     &part,
                     &row.part(),
-                    &row.dataset_id,
+                    &row.cols.dataset_id,
                     &row.doc,
-                    &row.val,
-                    &row.num,
-                    &row.observed,
-                    &row.created,
-                    &row.modified,
-                    &row.deleted,
+                    &row.cols.val,
+                    &row.cols.num,
+                    &row.cols.observed,
+                    &row.cols.created,
+                    &row.cols.modified,
+                    &row.cols.deleted,
                 ],
             )
             .await

@@ -14,8 +14,6 @@ use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use serde_json::Value;
-
 use crate::codec::{from_json, one_of, sql_err, to_json};
 use crate::entities;
 
@@ -173,50 +171,30 @@ fn column(property: TimeProperty) -> &'static str {
     }
 }
 
-/// The columns of one instance's row.
+/// One instance's row: its document and the columns `ngsild_core::history` says it keeps.
 struct InstanceRow {
-    dataset_id: Option<String>,
     doc: String,
-    val: String,
-    num: Option<f64>,
-    observed: Option<i64>,
-    created: i64,
-    modified: i64,
-    deleted: Option<i64>,
+    cols: history::InstanceColumns,
 }
 
 impl InstanceRow {
     fn of(attr: &Attribute, deleted_at: Option<&str>) -> rusqlite::Result<InstanceRow> {
-        let num = match &attr.value {
-            Value::Number(n) => n.as_f64(),
-            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-            _ => None,
-        };
-        let fallback = chrono::Utc::now().timestamp_micros();
-        Ok(InstanceRow {
-            dataset_id: attr.dataset_id.clone(),
-            doc: to_json(attr)?,
-            val: attr.value.to_string(),
-            num,
-            observed: micros_of(attr.observed_at.as_deref()),
-            created: micros_of(attr.created_at.as_deref()).unwrap_or(fallback),
-            modified: micros_of(attr.modified_at.as_deref()).unwrap_or(fallback),
-            deleted: micros_of(deleted_at),
-        })
+        let now = chrono::Utc::now().timestamp_micros();
+        Ok(InstanceRow { doc: to_json(attr)?, cols: history::InstanceColumns::of(attr, deleted_at, now) })
     }
 
     /// Runs `sql` with `?1` bound to `key` and `?2`..`?9` to the row's columns.
     fn write(&self, conn: &Connection, sql: &str, key: i64) -> rusqlite::Result<usize> {
         conn.prepare_cached(sql)?.execute(params![
             key,
-            self.dataset_id,
+            self.cols.dataset_id,
             self.doc,
-            self.val,
-            self.num,
-            self.observed,
-            self.created,
-            self.modified,
-            self.deleted
+            self.cols.val,
+            self.cols.num,
+            self.cols.observed,
+            self.cols.created,
+            self.cols.modified,
+            self.cols.deleted
         ])
     }
 }

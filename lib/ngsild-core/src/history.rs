@@ -23,7 +23,41 @@ use serde_json::Value;
 
 use crate::model::{Attribute, AttributeKind, Entity};
 use crate::temporal::{deletion_of, AggrMethod, AggregatePeriod, AggregateSeries};
-use crate::time::{from_micros, max_datetime, parse_datetime};
+use crate::time::{from_micros, max_datetime, micros_of, parse_datetime};
+
+/// The columns every backend's history row keeps for one instance beside its JSON document: the
+/// value as JSON text (what distinct counts and the minimum and maximum of texts compare), the
+/// number aggregations add up (a boolean counts as 1 or 0), and its times in microseconds
+/// ([`crate::time::micros`]); a missing createdAt or modifiedAt reads as `now_micros`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceColumns {
+    pub dataset_id: Option<String>,
+    pub val: String,
+    pub num: Option<f64>,
+    pub observed: Option<i64>,
+    pub created: i64,
+    pub modified: i64,
+    pub deleted: Option<i64>,
+}
+
+impl InstanceColumns {
+    pub fn of(attr: &Attribute, deleted_at: Option<&str>, now_micros: i64) -> InstanceColumns {
+        let num = match &attr.value {
+            Value::Number(n) => n.as_f64(),
+            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            _ => None,
+        };
+        InstanceColumns {
+            dataset_id: attr.dataset_id.clone(),
+            val: attr.value.to_string(),
+            num,
+            observed: micros_of(attr.observed_at.as_deref()),
+            created: micros_of(attr.created_at.as_deref()).unwrap_or(now_micros),
+            modified: micros_of(attr.modified_at.as_deref()).unwrap_or(now_micros),
+            deleted: micros_of(deleted_at),
+        }
+    }
+}
 
 /// One instance to append to the history of attribute `attr` (expanded name).
 #[derive(Debug, Clone, PartialEq)]

@@ -79,3 +79,24 @@ fn stored_times_and_instance_ids_read_back_the_same_on_every_backend() {
     assert_eq!(instance_id(42, None), "urn:ngsi-ld:Instance:42");
     assert_eq!(instance_id(42, Some("urn:x:kept".into())), "urn:x:kept");
 }
+
+#[test]
+fn a_history_row_keeps_the_same_columns_on_every_backend() {
+    use ngsild_core::history::InstanceColumns;
+    use ngsild_core::model::{Attribute, AttributeKind};
+    use ngsild_core::time::micros;
+    let mut on = Attribute::new(AttributeKind::Property, serde_json::json!(true));
+    on.observed_at = Some("2026-12-01T10:00:00Z".into());
+    on.created_at = Some("2026-12-01T10:00:01Z".into());
+    on.dataset_id = Some("urn:ds:1".into());
+    let cols = InstanceColumns::of(&on, Some("2026-12-01T11:00:00Z"), 7);
+    assert_eq!(cols.num, Some(1.0), "a boolean counts as 1 in sums and averages");
+    assert_eq!(cols.val, "true");
+    assert_eq!(cols.dataset_id.as_deref(), Some("urn:ds:1"));
+    assert_eq!(cols.observed, micros("2026-12-01T10:00:00Z"));
+    assert_eq!(Some(cols.created), micros("2026-12-01T10:00:01Z"));
+    assert_eq!(cols.modified, 7, "a missing modifiedAt reads as now");
+    assert_eq!(cols.deleted, micros("2026-12-01T11:00:00Z"));
+    let text = InstanceColumns::of(&Attribute::new(AttributeKind::Property, serde_json::json!("a")), None, 7);
+    assert_eq!((text.num, text.val.as_str(), text.deleted), (None, "\"a\"", None));
+}
