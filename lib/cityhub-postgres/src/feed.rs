@@ -215,6 +215,19 @@ pub(crate) async fn notify(client: &Transaction<'_>, event: &StoreEvent) -> Resu
     Ok(())
 }
 
+/// Commits `tx` with `event` told to every hub: through NOTIFY on commit, and to this hub's own
+/// receivers at once after it.
+pub(crate) async fn commit_telling(
+    store: &PostgresStore,
+    tx: deadpool_postgres::Transaction<'_>,
+    event: StoreEvent,
+) -> Result<(), StoreError> {
+    notify(&tx, &event).await?;
+    tx.commit().await.or_backend()?;
+    store.feed.tell(event);
+    Ok(())
+}
+
 /// Called by `entities` and `temporal` as the last statement before COMMIT of entity changes (in
 /// each, before or after is an entity; in the order they happened): writes their journal entries
 /// when the tenant has an entity subscription. Answers whether it journaled.

@@ -71,9 +71,7 @@ pub(crate) async fn replace(
         return Ok(false);
     }
     let event = StoreEvent::Records { tenant: tenant.to_owned(), kind };
-    feed::notify(&tx, &event).await?;
-    tx.commit().await.or_backend()?;
-    store.feed.tell(event);
+    feed::commit_telling(store, tx, event).await?;
     Ok(true)
 }
 
@@ -104,8 +102,6 @@ pub(crate) async fn delete(
         return Ok(false);
     }
     let event = StoreEvent::Records { tenant: tenant.to_owned(), kind };
-    feed::notify(&tx, &event).await?;
-    tx.commit().await.or_backend()?;
-    store.feed.tell(event);
+    feed::commit_telling(store, tx, event).await?;
     Ok(true)
 }

@@ -94,9 +94,7 @@ pub(crate) async fn replace(
         return Ok(false);
     }
     let event = StoreEvent::Subscription { kind, tenant: tenant.to_owned(), id: id.to_owned() };
-    feed::notify(&tx, &event).await?;
-    tx.commit().await.or_backend()?;
-    store.feed.tell(event);
+    feed::commit_telling(store, tx, event).await?;
     Ok(true)
 }
 
@@ -124,9 +122,7 @@ pub(crate) async fn delete(
         return Ok(false);
     }
     let event = StoreEvent::Subscription { kind, tenant: tenant.to_owned(), id: id.to_owned() };
-    feed::notify(&tx, &event).await?;
-    tx.commit().await.or_backend()?;
-    store.feed.tell(event);
+    feed::commit_telling(store, tx, event).await?;
     Ok(true)
 }
 
