@@ -58,23 +58,19 @@ params! {
     LocalOnly = &["local"];
 }
 
-/// Who sends a request. Access control (issue 16) reads the identity here; until then every
-/// caller is anonymous.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Anonymous,
-}
+/// Who sends a request: its credentials checked ([`cityhub_access::Identity`]).
+pub type Caller = cityhub_access::Identity;
 
-/// The caller of a request: the one place a request's identity is read.
+/// The caller of a request: the one place a request's identity is read. Every caller is
+/// anonymous until identities (issue 16) are read here.
 pub fn caller(_parts: &Parts) -> Result<Caller, ApiError> {
-    Ok(Caller::Anonymous)
+    Ok(Caller::anonymous())
 }
 
-/// Whether `caller` may act on `tenant`: the one place that decides access. Everyone may, today.
-pub fn admit(caller: &Caller, _tenant: &str) -> Result<(), ApiError> {
-    match caller {
-        Caller::Anonymous => Ok(()),
-    }
+/// Whether `caller` may act on `tenant`: the one place that decides access. Everyone may, until
+/// access control (issue 16) decides here.
+pub fn admit(_caller: &Caller, _tenant: &str) -> Result<(), ApiError> {
+    Ok(())
 }
 
 /// What every handler knows of its request: the state, the headers (forwarding reads `Via`,
