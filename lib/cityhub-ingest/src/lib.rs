@@ -3,6 +3,8 @@
 //!
 //! - [`ngsiv2`] (pure): an Orion NGSIv2 entity or notification → NGSI-LD entities, normalized
 //!   and context-free in compact form, for the NGSIv2 intake and `cityhub import --from-ngsiv2`.
+//! - [`payload`] (pure): JSON and UltraLight 2.0 device payloads → readings.
+//! - [`provision`] (pure): IoT Agent service groups and devices; a reading → an NGSI-LD entity.
 //!
 //! **What this crate may do:** read payloads, keep provisioning as store records, and write
 //! entities only through the core write path (`ngsild_core::ops` as `Store::modify` modifiers),
@@ -14,3 +16,5 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod ngsiv2;
+pub mod payload;
+pub mod provision;

@@ -247,7 +247,7 @@ fn positions(list: &Value, at_least: usize) -> Result<Vec<Value>, String> {
 }
 
 /// GeoJSON for a v2 geo attribute type.
-fn geometry(v2_type: &str, value: &Value) -> Result<Value, String> {
+pub(crate) fn geometry(v2_type: &str, value: &Value) -> Result<Value, String> {
     Ok(match v2_type {
         "geo:json" => value.clone(),
         "geo:point" => json!({"type": "Point", "coordinates": position(value)?}),
