@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cityhub_http::{app, AppState, ContextLimits, HttpConfig, NotifyConfig};
+use cityhub_http::{AppState, ContextLimits, HttpConfig, NotifyConfig};
 use cityhub_postgres::PostgresStore;
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
@@ -186,6 +186,19 @@ struct ServeArgs {
     /// Deprecated synonym of --alias (it used to take host:port, which is not an alias).
     #[arg(long, env = "CITYHUB_VIA_NAME", hide = true)]
     via_name: Option<String>,
+
+    #[command(flatten)]
+    ingest: IngestArgs,
+}
+
+/// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
+/// the MQTT southbound when a broker is named.
+#[derive(Args)]
+struct IngestArgs {
+    /// An MQTT broker to ingest device measurements from, mqtt://HOST:PORT: the hub subscribes to
+    /// /<apikey>/<device_id>/attrs (and /json/..., /ul/..., .../attrs/<attr>) as IoT Agents do.
+    #[arg(long, env = "CITYHUB_MQTT_INGEST")]
+    mqtt_ingest: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -264,9 +277,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             lease_ttl: lease_ttl(args.notifier_lease_ttl)?,
             ..NotifyConfig::default()
         };
+        let ingest =
+            cityhub_ingest::Ingest::start(store.clone()).await.context("cannot load the device provisioning")?;
+        if let Some(url) = &args.ingest.mqtt_ingest {
+            ingest.connect_mqtt(url).map_err(anyhow::Error::msg)?;
+        }
         let state = AppState::with_notify(store, config, notify);
         let notifier = state.notifier.clone();
-        let app = app(state);
+        let app = cityhub_http::app_with(state, cityhub_ingest::routes(ingest));
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         let stored_in = match &args.store {

@@ -55,6 +55,32 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Vec<Reading>, String> {
     Ok(readings)
 }
 
+/// The format of a payload on a topic that names none: JSON when it starts like a JSON object or
+/// array, else UltraLight.
+pub fn sniff(bytes: &[u8]) -> Format {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'[') => Format::Json,
+        _ => Format::UltraLight,
+    }
+}
+
+/// The payload of `/<apikey>/<device>/attrs/<attr>`: the one value of `attr`, JSON when it reads
+/// as JSON, else text.
+pub fn single(attr: &str, bytes: &[u8]) -> Result<Reading, String> {
+    if attr.is_empty() || attr == "TimeInstant" {
+        return Err(format!("{attr:?} cannot be a measure's key"));
+    }
+    let value = match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) if !value.is_null() => value,
+        Ok(_) => return Err(format!("the value of {attr:?} is null")),
+        Err(_) => {
+            let text = std::str::from_utf8(bytes).map_err(|_| format!("the value of {attr:?} is not UTF-8 text"))?;
+            Value::String(text.trim().to_owned())
+        }
+    };
+    Ok(Reading { measures: vec![(attr.to_owned(), value)], time: None })
+}
+
 fn json(bytes: &[u8]) -> Result<Vec<Reading>, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("the payload is not JSON: {e}"))?;
     match value {
@@ -168,6 +194,15 @@ mod tests {
         assert!(why(Format::UltraLight, b"2026-01-01T00:00:00Z").contains("no key|value"));
         assert!(why(Format::UltraLight, b"|1").contains("without a key"));
         assert!(why(Format::UltraLight, &[0xff, 0xfe]).contains("UTF-8"));
+    }
+
+    #[test]
+    fn a_single_attribute_payload_and_sniffing() {
+        assert_eq!(single("t", b"21.5").unwrap().measures, vec![("t".to_owned(), json!(21.5))]);
+        assert_eq!(single("s", b"on").unwrap().measures, vec![("s".to_owned(), json!("on"))]);
+        assert!(single("t", b"null").is_err());
+        assert_eq!(sniff(b"  {\"t\":1}"), Format::Json);
+        assert_eq!(sniff(b"t|1"), Format::UltraLight);
     }
 
     proptest! {

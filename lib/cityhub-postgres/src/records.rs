@@ -14,6 +14,8 @@ use crate::{feed, OrBackend, PostgresStore};
 /// What the AlreadyExists of a record says.
 fn what(kind: RecordKind) -> &'static str {
     match kind {
+        RecordKind::IngestDevice => "device",
+        RecordKind::IngestService => "service group",
         RecordKind::Registration => "registration",
     }
 }

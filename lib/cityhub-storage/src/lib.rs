@@ -450,15 +450,24 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// A device provisioned for ingestion (`/iot/devices`, cityhub-ingest).
+    IngestDevice,
+    /// A service group of devices (`/iot/services`, cityhub-ingest).
+    IngestService,
     Registration,
 }
 
 impl RecordKind {
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::IngestDevice => "ingestDevice",
+            RecordKind::IngestService => "ingestService",
             RecordKind::Registration => "csourceRegistration",
         }
     }
+
+    /// Every kind, to read a kind back from its name.
+    pub const ALL: [RecordKind; 3] = [RecordKind::IngestDevice, RecordKind::IngestService, RecordKind::Registration];
 }
 
 pub type DynStore = Arc<dyn Store>;
