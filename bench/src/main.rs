@@ -6,6 +6,7 @@
 //! cargo run -p cityhub-bench -- quick              # every scenario, small counts, debug hub
 //! cargo run --release -p cityhub-bench -- get-by-id create --sizes 1000,10000
 //! cargo run -p cityhub-bench -- quick --store postgres   # SQLite, then PostgreSQL, side by side
+//! cargo run -p cityhub-bench -- mqtt-ingest --messages 20000   # MQTT ingestion vs its ceiling
 //! ```
 
 mod ceiling;
@@ -13,6 +14,7 @@ mod check;
 mod data;
 mod hub;
 mod load;
+mod mqtt;
 mod notify;
 mod report;
 mod runner;
@@ -80,6 +82,10 @@ struct Args {
     /// by side, and the `two-hubs` family (one hub against two on one database) runs too.
     #[arg(long, value_delimiter = ',')]
     store: Vec<String>,
+
+    /// Messages of the `mqtt-ingest` throughput run (its latency run publishes half as many).
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
 
     /// Also write the Markdown report to this file.
     #[arg(long)]
@@ -184,6 +190,9 @@ fn main() -> ExitCode {
 /// Answers whether every scenario ran and answered correctly.
 fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
+    if args.what == ["mqtt-ingest"] {
+        return mqtt_ingest(&args);
+    }
     let settings = settings(&args)?;
     let stores = stores(&args)?;
     let quick = args.what == ["quick"];
@@ -251,6 +260,22 @@ fn run() -> anyhow::Result<bool> {
         }
         Ok(false)
     }
+}
+
+/// `mqtt-ingest` (bench/src/mqtt.rs): on its own, since it needs a broker and no seeding.
+fn mqtt_ingest(args: &Args) -> anyhow::Result<bool> {
+    let profile = args.profile.unwrap_or(Profile::Debug);
+    let hub_bin = match &args.hub_bin {
+        Some(bin) => bin.clone(),
+        None => hub::build(profile == Profile::Release)?,
+    };
+    let report = mqtt::run(&hub_bin, args.messages.max(100))?;
+    let text = format!("{}\n{}", hub::machine(), report.render());
+    println!("{text}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(true)
 }
 
 /// Every phase of one store's pass, each on a fresh hub and (PostgreSQL) a fresh database.

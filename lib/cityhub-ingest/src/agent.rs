@@ -292,7 +292,9 @@ async fn commit(store: &dyn cityhub_storage::Store, status: &StatusBook, tenant:
             modifications.push((b.entity_id.clone(), modifier(entity, input, statics.take())));
         }
     }
+    let (readings, started) = (modifications.len(), std::time::Instant::now());
     let outcome = store.modify(tenant, modifications).await;
+    tracing::debug!(tenant, messages = counts.len(), readings, ms = started.elapsed().as_millis() as u64, "ingested");
     let at = ngsild_core::time::now();
     let mut results = match outcome {
         Ok(results) => results.into_iter().map(|r| r.err()).collect::<Vec<Option<NgsiLdError>>>(),
