@@ -466,6 +466,15 @@ impl RecordKind {
         }
     }
 
+    /// What a refusal calls a record of this kind ("registration urn:x already exists").
+    pub fn what(self) -> &'static str {
+        match self {
+            RecordKind::IngestDevice => "device",
+            RecordKind::IngestService => "service group",
+            RecordKind::Registration => "registration",
+        }
+    }
+
     /// Every kind, to read a kind back from its name.
     pub const ALL: [RecordKind; 3] = [RecordKind::IngestDevice, RecordKind::IngestService, RecordKind::Registration];
 }

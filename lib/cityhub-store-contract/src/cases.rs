@@ -651,6 +651,30 @@ pub async fn records_round_trip(store: DynStore) {
     // Created again after a delete, it is new: last in order.
     s.create_record("", r, "urn:r:2", doc("urn:r:2", 3)).await.unwrap().unwrap();
     assert_eq!(s.list_records("", r).await.unwrap(), [doc("urn:r:1", 1), doc("urn:r:2", 3)]);
+    // Kinds apart: the same id under every other kind is another record, and each event names
+    // its kind (a kind's name reads back as that kind).
+    let mut events = s.events();
+    for kind in RecordKind::ALL.into_iter().filter(|k| *k != r) {
+        assert_eq!(RecordKind::ALL.into_iter().find(|k| k.name() == kind.name()), Some(kind));
+        s.create_record("", kind, "urn:r:1", json!({"kind": kind.name()})).await.unwrap().unwrap();
+        assert_eq!(s.list_records("", kind).await.unwrap(), [json!({"kind": kind.name()})]);
+        let again = s.create_record("", kind, "urn:r:1", json!({})).await.unwrap().unwrap_err();
+        assert!(again.detail.starts_with(kind.what()), "the refusal names the kind: {}", again.detail);
+        assert!(s.replace_record("", kind, "urn:r:1", json!({"kind": kind.name(), "v": 2})).await.unwrap());
+        let told = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Ok(StoreEvent::Records { tenant, kind: k }) if tenant.is_empty() && k == kind => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await;
+        assert_eq!(told, Ok(true), "a write of a {} record is told with its kind", kind.name());
+        assert!(s.delete_record("", kind, "urn:r:1").await.unwrap());
+    }
+    assert_eq!(s.list_records("", r).await.unwrap(), [doc("urn:r:1", 1), doc("urn:r:2", 3)], "untouched");
 }
 
 /// Concurrent creates of one record id: exactly one wins, the others are AlreadyExists.
