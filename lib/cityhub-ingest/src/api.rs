@@ -26,7 +26,6 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use cityhub_http::extract::{admit, caller};
 use cityhub_http::{ApiError, SharedState};
-use cityhub_storage::{Modified, Modifier};
 use ngsild_core::{ErrorKind, NgsiLdError};
 use serde_json::{json, Value};
 
@@ -389,26 +388,7 @@ async fn ngsiv2_notify(
         ingest.status.rejected(&keys, &at, &source, &e.0, &body);
         IotError::syntax(e.0)
     })?;
-    let ctx = ngsild_jsonld::Context::core();
-    let mut errors: Vec<(String, NgsiLdError)> = Vec::new();
-    let mut modifications: Vec<(String, Modifier)> = Vec::new();
-    for (i, item) in converted.into_iter().enumerate() {
-        let expanded = item.map_err(|e| NgsiLdError::bad_request(e.0)).and_then(|v| match v {
-            Value::Object(map) => ngsild_core::expand::expand_entity(&map, &ctx),
-            _ => Err(NgsiLdError::bad_request("not an entity")),
-        });
-        match expanded {
-            Ok((entity, input)) => {
-                let id = entity.id.clone();
-                let modifier: Modifier = Box::new(move |current| {
-                    let now = ngsild_core::time::now();
-                    Ok(Modified::entity(ngsild_core::ops::upsert(current, entity, &input, true, &now)?))
-                });
-                modifications.push((id, modifier));
-            }
-            Err(e) => errors.push((format!("data[{i}]"), e)),
-        }
-    }
+    let (modifications, mut errors) = crate::intake::upserts(converted);
     let ids: Vec<String> = modifications.iter().map(|(id, _)| id.clone()).collect();
     let results = state.store.modify(&call.tenant, modifications).await.map_err(ApiError::from)?;
     let mut stored = Vec::new();

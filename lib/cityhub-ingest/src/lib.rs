@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod intake;
 pub mod mqtt;
 pub mod ngsiv2;
 pub mod payload;
