@@ -267,6 +267,12 @@ fn devices_publish_over_mqtt_and_http_and_the_provisioning_survives_a_restart() 
     assert_eq!(get(&hub, STATION)["temperature"]["observedAt"], "2026-05-01T10:03:00Z");
     assert_eq!(post("/iot/d?k=k1&i=d1", "2026-05-01T10:04:00Z|t|25").status(), 200);
     assert_eq!(get(&hub, STATION)["temperature"]["value"], 25);
+    let notified = receiver.wait_for("urn:ngsi-ld:Subscription:weather", 5, WAIT);
+    let pairs: Vec<(Value, Value)> = notified
+        .iter()
+        .map(|n| (n["data"][0]["temperature"]["value"].clone(), n["data"][0]["temperature"]["observedAt"].clone()))
+        .collect();
+    assert!(pairs.contains(&(json!(25), json!("2026-05-01T10:04:00Z"))), "the HTTP southbound notifies too: {pairs:?}");
     let problem = assert_problem(post("/iot/d?k=k1&i=d1", "t|1|h"), 400, "BadRequestData");
     assert!(problem["detail"].as_str().unwrap().contains("odd number of fields"), "{problem}");
     assert_eq!(problem["name"], "WRONG_SYNTAX");
@@ -297,6 +303,23 @@ fn devices_publish_over_mqtt_and_http_and_the_provisioning_survives_a_restart() 
         json!({"type": "Property", "value": 26, "unitCode": "CEL", "observedAt": "2026-05-01T10:05:00Z"})
     );
     assert_eq!(temperatures(&hub).len(), 6);
+    // Updating provisioning: the group's humidity now maps to another attribute.
+    let patch = json!({"attributes": [{"object_id": "h", "name": "humidity", "type": "Number", "unitCode": "P1"}]});
+    let response = iot(&hub, reqwest::Method::PUT, "/iot/services?apikey=k1&resource=/iot/json", Some(&patch));
+    assert_eq!(response.status(), 204, "{}", response.text().unwrap());
+    let response = hub.client.post(at(&hub, "/iot/json?k=k1&i=d1")).body(r#"{"h": 61}"#).send().unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+    assert_eq!(get(&hub, STATION)["humidity"]["value"], 61);
+    let renamed = json!({"entity_name": "station1"});
+    let problem = assert_problem(
+        iot(&hub, reqwest::Method::PUT, "/iot/devices/d1", Some(&json!({"device_id": "d7"}))),
+        400,
+        "BadRequestData",
+    );
+    assert!(problem["detail"].as_str().unwrap().contains("device_id cannot be changed"), "{problem}");
+    assert_eq!(iot(&hub, reqwest::Method::PUT, "/iot/devices/d1", Some(&renamed)).status(), 204);
+    let (_, device) = json_of(iot(&hub, reqwest::Method::GET, "/iot/devices/d1", None));
+    assert_eq!(device["entity_name"], "station1");
     // Deleting provisioning: the device goes, then its measures take the group's defaults.
     assert_eq!(iot(&hub, reqwest::Method::DELETE, "/iot/devices/d1", None).status(), 204);
     let problem = assert_problem(iot(&hub, reqwest::Method::GET, "/iot/devices/d1", None), 404, "ResourceNotFound");
