@@ -199,6 +199,14 @@ struct IngestArgs {
     /// /<apikey>/<device_id>/attrs (and /json/..., /ul/..., .../attrs/<attr>) as IoT Agents do.
     #[arg(long, env = "CITYHUB_MQTT_INGEST")]
     mqtt_ingest: Option<String>,
+
+    /// The most IoT Agent service groups (/iot/services) one tenant may hold.
+    #[arg(long, default_value_t = 1000, env = "CITYHUB_MAX_SERVICE_GROUPS_PER_TENANT")]
+    max_service_groups_per_tenant: usize,
+
+    /// The most provisioned devices (/iot/devices) one tenant may hold.
+    #[arg(long, default_value_t = 100_000, env = "CITYHUB_MAX_DEVICES_PER_TENANT")]
+    max_devices_per_tenant: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -277,14 +285,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             lease_ttl: lease_ttl(args.notifier_lease_ttl)?,
             ..NotifyConfig::default()
         };
-        let ingest =
-            cityhub_ingest::Ingest::start(store.clone()).await.context("cannot load the device provisioning")?;
+        let limits = cityhub_ingest::registry::Limits {
+            groups_per_tenant: args.ingest.max_service_groups_per_tenant,
+            devices_per_tenant: args.ingest.max_devices_per_tenant,
+        };
+        let ingest = cityhub_ingest::Ingest::start(store.clone(), limits)
+            .await
+            .context("cannot load the device provisioning")?;
         if let Some(url) = &args.ingest.mqtt_ingest {
             ingest.connect_mqtt(url).map_err(anyhow::Error::msg)?;
         }
         let state = AppState::with_notify(store, config, notify);
         let notifier = state.notifier.clone();
-        let app = cityhub_http::app_with(state, cityhub_ingest::routes(ingest));
+        let routes = cityhub_ingest::routes(ingest, &state);
+        let app = cityhub_http::app_with(state, routes);
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         let stored_in = match &args.store {

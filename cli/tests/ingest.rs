@@ -416,3 +416,28 @@ fn an_orion_ngsiv2_notification_becomes_the_ngsi_ld_entity_written_by_hand() {
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(letters[0]["source"].as_str().unwrap().contains("subscription s2"), "{}", letters[0]);
 }
+
+#[test]
+fn provisioning_is_bounded_per_tenant_and_by_max_tenants() {
+    let hub = Hub::start_with(&["--max-devices-per-tenant", "1", "--max-tenants", "1"]);
+    let device = |id: &str| json!({"devices": [{"device_id": id}]});
+    assert_eq!(iot(&hub, reqwest::Method::POST, "/iot/devices", Some(&device("a"))).status(), 201);
+    let problem = assert_problem(
+        iot(&hub, reqwest::Method::POST, "/iot/devices", Some(&device("b"))),
+        422,
+        "OperationNotSupported",
+    );
+    assert!(problem["detail"].as_str().unwrap().contains("--max-devices-per-tenant is 1"), "{problem}");
+    let other = hub
+        .client
+        .post(at(&hub, "/iot/services"))
+        .header("fiware-service", "another")
+        .header("content-type", "application/json")
+        .body(json!({"services": [{"apikey": "k"}]}).to_string())
+        .send()
+        .unwrap();
+    let problem = assert_problem(other, 422, "OperationNotSupported");
+    assert!(problem["detail"].as_str().unwrap().contains("--max-tenants"), "{problem}");
+    let (_, devices) = json_of(iot(&hub, reqwest::Method::GET, "/iot/devices", None));
+    assert_eq!(devices["count"], 1, "the refused device was not kept");
+}

@@ -57,6 +57,7 @@ use tower_http::trace::TraceLayer;
 
 pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
+pub use limits::{admit_tenant, release_tenant};
 use subscriptions::{CSources, Entities};
 pub use wire::{Guarded, GuardedListener};
 

@@ -134,6 +134,21 @@ pub async fn admit_tenants(State(state): State<SharedState>, request: Request, n
     response
 }
 
+/// For routes that name their tenant otherwise (cityhub-ingest reads `fiware-service` too): lets
+/// a write to `tenant` through `--max-tenants` as [`admit_tenants`] does; answers whether the
+/// tenant is new, so that a failed write gives it back with [`release_tenant`].
+pub async fn admit_tenant(state: &SharedState, tenant: &str) -> Result<bool, ApiError> {
+    if tenant.is_empty() {
+        return Ok(false);
+    }
+    Ok(state.limits.tenants.admit(state.store.as_ref(), tenant).await?)
+}
+
+/// Gives back a tenant [`admit_tenant`] admitted for a write that failed.
+pub async fn release_tenant(state: &SharedState, tenant: &str) {
+    state.limits.tenants.release(state.store.as_ref(), tenant).await;
+}
+
 /// The limits' shared state.
 pub struct Limits {
     pub tenants: TenantGate,

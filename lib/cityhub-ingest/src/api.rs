@@ -38,7 +38,7 @@ use crate::status::SourceKey;
 use crate::Ingest;
 
 /// The routes, for `cityhub_http::app_with`.
-pub fn routes(ingest: Arc<Ingest>) -> Router<SharedState> {
+pub fn routes(ingest: Arc<Ingest>, state: &SharedState) -> Router<SharedState> {
     Router::new()
         .route("/iot/services", post(create_services).get(list_services).put(update_service).delete(delete_service))
         .route("/iot/devices", post(create_devices).get(list_devices))
@@ -48,7 +48,34 @@ pub fn routes(ingest: Arc<Ingest>) -> Router<SharedState> {
         .route("/cityhub/v1/ingest/status", get(status))
         .route("/cityhub/v1/ingest/dead-letters", get(dead_letters))
         .route("/cityhub/v1/ngsiv2/notify", post(ngsiv2_notify))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), bound_tenants))
         .layer(Extension(ingest))
+}
+
+/// A write that would create a tenant passes `--max-tenants` as NGSI-LD writes do (the tenant
+/// read as [`IotCall`] reads it); a failed write gives a new tenant back.
+async fn bound_tenants(
+    State(state): State<SharedState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !matches!(*request.method(), axum::http::Method::POST | axum::http::Method::PUT) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let tenant = match read_call(&parts) {
+        Ok(call) => call.tenant,
+        Err(e) => return e.into_response(),
+    };
+    let new = match cityhub_http::admit_tenant(&state, &tenant).await {
+        Ok(new) => new,
+        Err(e) => return IotError::new(e.0.kind, "TOO_MANY_TENANTS", e.0.detail).into_response(),
+    };
+    let response = next.run(axum::extract::Request::from_parts(parts, body)).await;
+    if new && !response.status().is_success() {
+        cityhub_http::release_tenant(&state, &tenant).await;
+    }
+    response
 }
 
 /// An error answered as a ProblemDetails with the IoT Agent `name` and `message`.
@@ -74,6 +101,7 @@ impl From<Refusal> for IotError {
             Refusal::Duplicate { name, message } => IotError::new(ErrorKind::AlreadyExists, name, message),
             Refusal::NotFound { name, message } => IotError::new(ErrorKind::ResourceNotFound, name, message),
             Refusal::Syntax(message) => IotError::syntax(message),
+            Refusal::Full(message) => IotError::new(ErrorKind::OperationNotSupported, "TOO_MANY_ITEMS", message),
             Refusal::Store(message) => IotError::new(ErrorKind::InternalError, "INTERNAL_ERROR", message),
         }
     }

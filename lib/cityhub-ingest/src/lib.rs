@@ -48,8 +48,8 @@ pub const MAX_DEAD_LETTERS: usize = 1000;
 
 impl Ingest {
     /// Loads the provisioning and starts the writer (on the current tokio runtime).
-    pub async fn start(store: DynStore) -> Result<Arc<Ingest>, StoreError> {
-        let registry = registry::Registry::open(store.clone()).await?;
+    pub async fn start(store: DynStore, limits: registry::Limits) -> Result<Arc<Ingest>, StoreError> {
+        let registry = registry::Registry::open(store.clone(), limits).await?;
         let status = Arc::new(status::StatusBook::new(MAX_SOURCES, MAX_DEAD_LETTERS));
         let agent = agent::Agent::start(store, registry.clone(), status.clone());
         Ok(Arc::new(Ingest { registry, agent, status }))

@@ -27,14 +27,38 @@ struct Cache {
 pub struct Registry {
     store: DynStore,
     cache: RwLock<Cache>,
+    limits: Limits,
+}
+
+/// How much provisioning one tenant may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--max-service-groups-per-tenant`
+    pub groups_per_tenant: usize,
+    /// `--max-devices-per-tenant`
+    pub devices_per_tenant: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { groups_per_tenant: 1000, devices_per_tenant: 100_000 }
+    }
 }
 
 /// Why a provisioning write was refused, as the IoT Agents name it (`name`) with a sentence.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
-    Duplicate { name: &'static str, message: String },
-    NotFound { name: &'static str, message: String },
+    Duplicate {
+        name: &'static str,
+        message: String,
+    },
+    NotFound {
+        name: &'static str,
+        message: String,
+    },
     Syntax(String),
+    /// A bound of [`Limits`], named with its flag.
+    Full(String),
     Store(String),
 }
 
@@ -46,9 +70,9 @@ impl From<StoreError> for Refusal {
 
 impl Registry {
     /// Loads every tenant's provisioning and follows the store's events from now on.
-    pub async fn open(store: DynStore) -> Result<Arc<Registry>, StoreError> {
+    pub async fn open(store: DynStore, limits: Limits) -> Result<Arc<Registry>, StoreError> {
         let events = store.events();
-        let registry = Arc::new(Registry { store, cache: RwLock::new(Cache::default()) });
+        let registry = Arc::new(Registry { store, cache: RwLock::new(Cache::default()), limits });
         registry.reload_all().await?;
         tokio::spawn(follow(Arc::downgrade(&registry), events));
         Ok(registry)
@@ -128,6 +152,16 @@ impl Registry {
     /// Creates service groups (all or none: the first refusal stops before anything is written
     /// that a later item would refuse).
     pub async fn create_groups(&self, groups: Vec<ServiceGroup>) -> Result<(), Refusal> {
+        if let Some(g) = groups.first() {
+            let (held, max) = (self.groups(&g.service).len(), self.limits.groups_per_tenant);
+            if held + groups.len() > max {
+                return Err(Refusal::Full(format!(
+                    "the tenant holds {held} service groups and this would add {}, past the most one tenant keeps \
+                     (--max-service-groups-per-tenant is {max}): delete groups no longer needed first",
+                    groups.len()
+                )));
+            }
+        }
         for (i, g) in groups.iter().enumerate() {
             if self.group(&g.apikey).is_some() || groups[..i].iter().any(|o| o.apikey == g.apikey) {
                 return Err(Refusal::Duplicate {
@@ -173,6 +207,14 @@ impl Registry {
 
     /// Creates devices in `tenant` (all or none, as [`Registry::create_groups`]).
     pub async fn create_devices(&self, tenant: &str, devices: Vec<Device>) -> Result<(), Refusal> {
+        let (held, max) = (self.devices(tenant).len(), self.limits.devices_per_tenant);
+        if held + devices.len() > max {
+            return Err(Refusal::Full(format!(
+                "the tenant holds {held} devices and this would add {}, past the most one tenant keeps \
+                 (--max-devices-per-tenant is {max}): delete devices no longer needed first",
+                devices.len()
+            )));
+        }
         for (i, d) in devices.iter().enumerate() {
             if self.device(tenant, &d.device_id).is_some() || devices[..i].iter().any(|o| o.device_id == d.device_id) {
                 return Err(Refusal::Duplicate {
