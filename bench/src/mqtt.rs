@@ -296,7 +296,9 @@ async fn request(
 }
 
 async fn stored(conn: &mut Conn) -> anyhow::Result<(u64, u64)> {
-    let status = request(conn, Method::GET, "/cityhub/v1/ingest/status", Value::Null, StatusCode::OK).await?;
+    let status =
+        request(conn, Method::GET, "/cityhub/v1/ingest/status?kind=service&name=bench", Value::Null, StatusCode::OK)
+            .await?;
     let group = status["sources"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["kind"] == "service" && s["name"] == "bench").cloned());

@@ -229,6 +229,9 @@ fn devices_publish_over_mqtt_and_http_and_the_provisioning_survives_a_restart() 
     let status = wait_stored(&hub, "d1", 3, 1);
     assert_eq!(status["received"], 4);
     assert!(status["lastError"].as_str().unwrap().contains("\"t\": \"warm\" is not a Number"), "{status}");
+    let group = get(&hub, "/cityhub/v1/ingest/status?kind=service&name=k1");
+    assert_eq!(group["sources"].as_array().unwrap().len(), 1, "{group}");
+    assert_eq!((group["sources"][0]["received"].clone(), group["sources"][0]["stored"].clone()), (json!(4), json!(3)));
 
     let station = get(&hub, STATION);
     assert_eq!(station["temperature"]["value"], 23);

@@ -6,7 +6,7 @@
 //!   created 201 with an empty body, changed and deleted 204;
 //! - the HTTP southbound: `POST /iot/json?k=APIKEY&i=DEVICE` (JSON) and `POST /iot/d?k=&i=`
 //!   (UltraLight 2.0), answered 200 once the measures are stored;
-//! - `GET /cityhub/v1/ingest/status` and `GET /cityhub/v1/ingest/dead-letters`;
+//! - `GET /cityhub/v1/ingest/status` (`?kind=service|device|ngsiv2&name=` to pick) and `GET /cityhub/v1/ingest/dead-letters`;
 //! - `POST /cityhub/v1/ngsiv2/notify`: Orion NGSIv2 notifications, upserted as NGSI-LD.
 //!
 //! The tenant is `NGSILD-Tenant`, or `fiware-service` when that is absent (what IoT Agent
@@ -374,11 +374,15 @@ async fn southbound_ul(Extension(ingest): Extension<Arc<Ingest>>, call: IotCall,
 }
 
 async fn status(Extension(ingest): Extension<Arc<Ingest>>, call: IotCall) -> IotResult {
-    call.known(&[])?;
+    call.known(&["kind", "name"])?;
+    let wanted = |key: &SourceKey| {
+        call.query.get("kind").is_none_or(|k| k == key.kind) && call.query.get("name").is_none_or(|n| *n == key.name)
+    };
     let sources: Vec<Value> = ingest
         .status
         .sources(Some(&call.tenant))
         .into_iter()
+        .filter(|(key, _)| wanted(key))
         .map(|(key, counters)| {
             let mut doc = json!({"kind": key.kind, "name": key.name});
             if let (Some(doc), Value::Object(c)) = (doc.as_object_mut(), json!(counters)) {
