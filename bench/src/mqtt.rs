@@ -53,6 +53,11 @@ pub struct Report {
     pub ceiling: Measured,
     pub poll_ms: f64,
     pub hub_bin: String,
+    /// Hub CPU per stored measurement over both runs, and the cores it used meanwhile.
+    pub hub_cpu_ms: f64,
+    pub hub_cores: f64,
+    /// The machine's 1-minute load average at the end.
+    pub load: String,
 }
 
 impl Report {
@@ -68,13 +73,17 @@ impl Report {
              | run | messages | stored/s (throughput run) | latency run rate /s | p50 ms | p99 ms | max ms |\n\
              |---|---|---|---|---|---|---|\n{}\n{}\n\n\
              hub / ceiling: {:.2}×. Latency is publish → stored (hub) or parsed (ceiling); the hub's \
-             is late by at most one status poll (mean poll {:.2} ms).\n",
+             is late by at most one status poll (mean poll {:.2} ms). The hub spent {:.3} ms of CPU per \
+             measurement and used {:.2} cores meanwhile; load average {}.\n",
             DEVICES,
             self.hub_bin,
             row("hub", &self.hub),
             row("ceiling (parse only)", &self.ceiling),
             self.hub.per_second / self.ceiling.per_second.max(1e-9),
-            self.poll_ms
+            self.poll_ms,
+            self.hub_cpu_ms,
+            self.hub_cores,
+            self.load
         )
     }
 }
@@ -406,8 +415,19 @@ pub fn run(hub_bin: &Path, messages: u64) -> anyhow::Result<Report> {
     let url = format!("mqtt://127.0.0.1:{}", broker.port);
     let mut hub = Hub::start_with(hub_bin, &tmp.path().join("data"), None, &["--mqtt-ingest", &url])?;
     eprintln!("mqtt-ingest: hub (pid {}) on {} through mosquitto on {}", hub.pid(), hub.addr, broker.port);
+    let (before, started) = (hub.usage()?, Instant::now());
     let outcome = runtime.block_on(hub_run(hub.addr, broker.port, messages, |r| r / 2.0));
+    let (used, wall) = (hub.usage()?.since(before).cpu.as_secs_f64(), started.elapsed().as_secs_f64());
     hub.stop()?;
     let (hub_measured, poll_ms) = outcome?;
-    Ok(Report { hub: hub_measured, ceiling, poll_ms, hub_bin: hub_bin.display().to_string() })
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    Ok(Report {
+        hub: hub_measured,
+        ceiling,
+        poll_ms,
+        hub_bin: hub_bin.display().to_string(),
+        hub_cpu_ms: used * 1000.0 / (messages + messages / 2) as f64,
+        hub_cores: used / wall,
+        load: load.split_whitespace().next().unwrap_or("?").to_owned(),
+    })
 }
