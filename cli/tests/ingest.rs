@@ -28,8 +28,11 @@ impl Drop for Mosquitto {
 }
 
 fn mosquitto() -> Mosquitto {
+    mosquitto_on(free_port())
+}
+
+fn mosquitto_on(port: u16) -> Mosquitto {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = dir.path().join("mosquitto.conf");
     std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
     let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
@@ -59,7 +62,8 @@ struct Publisher {
 
 impl Publisher {
     fn connect(port: u16) -> Publisher {
-        let mut options = rumqttc::MqttOptions::new("ingest-test-device", "127.0.0.1", port);
+        let name = format!("ingest-test-device-{}", free_port());
+        let mut options = rumqttc::MqttOptions::new(name, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut connection) = rumqttc::Client::new(options, 64);
         let (tx, acks) = std::sync::mpsc::channel();
@@ -443,4 +447,32 @@ fn provisioning_is_bounded_per_tenant_and_by_max_tenants() {
     assert!(problem["detail"].as_str().unwrap().contains("--max-tenants"), "{problem}");
     let (_, devices) = json_of(iot(&hub, reqwest::Method::GET, "/iot/devices", None));
     assert_eq!(devices["count"], 1, "the refused device was not kept");
+}
+
+/// Publishes `/probe/<n>/attrs` (an apikey nobody has) until the hub has dead-lettered `n`
+/// probes: the hub reads the broker.
+fn probe_until_read(hub: &Hub, port: u16, n: usize) {
+    let device = Publisher::connect(port);
+    let deadline = Instant::now() + WAIT;
+    while dead_letters(hub, Some("")).len() < n {
+        assert!(Instant::now() < deadline, "the hub reads the broker on {port}");
+        device.publish(&format!("/probe/{n}/attrs"), "t|1");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_mqtt_southbound_reconnects_to_a_restarted_broker() {
+    let broker = mosquitto();
+    let port = broker.port;
+    let hub = Hub::start_with(&["--mqtt-ingest", &format!("mqtt://127.0.0.1:{port}")]);
+    probe_until_read(&hub, port, 1);
+    drop(broker);
+    let _broker = mosquitto_on(port);
+    // The first probes after the restart may reach the broker before the hub is back; each
+    // is repeated until one is read.
+    let before = dead_letters(&hub, Some("")).len();
+    probe_until_read(&hub, port, before + 1);
+    let last = dead_letters(&hub, Some("")).pop().unwrap();
+    assert!(last["reason"].as_str().unwrap().contains("no service group has apikey \"probe\""), "{last}");
 }
