@@ -18,6 +18,11 @@
 //! static attributes, by its first reading), so every reading is its own change — its own
 //! history instances, its own notifications — and the whole batch costs one durable commit.
 //! Only then is the message counted stored and its sender (HTTP) answered.
+//!
+//! Known limits: a message of several readings whose later reading the store refuses is counted
+//! rejected though its earlier readings were stored (each reading is its own change); and MQTT
+//! messages are acknowledged to the broker when read, so what is queued here (at most
+//! [`QUEUE`] messages) is lost if the hub is killed.
 
 use std::sync::Arc;
 use std::time::Duration;
