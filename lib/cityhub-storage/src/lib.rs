@@ -450,12 +450,18 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// A dashboard composed in the browser UI (`/cityhub/v1/dashboards`).
+    Dashboard,
     Registration,
 }
 
 impl RecordKind {
+    /// Every kind, so that a dump or a migration reads each kind's name back.
+    pub const ALL: [RecordKind; 2] = [RecordKind::Dashboard, RecordKind::Registration];
+
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::Dashboard => "dashboard",
             RecordKind::Registration => "csourceRegistration",
         }
     }

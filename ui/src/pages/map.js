@@ -1,0 +1,258 @@
+// The map: every entity with a location, coloured by a chosen attribute, clustered when dense;
+// click -> detail; filter by type and q; draw a box -> geo-query. The base layer is offline: a
+// graticule and the hub's own area entities (districts), or --basemap's tile server.
+import L from 'leaflet';
+import 'leaflet.markercluster';
+import { t, fmtNumber, fmtDate } from '../i18n.js';
+import { allEntities, types, get } from '../api.js';
+import { onLive } from '../main.js';
+import { h, short, typeOf, colour, entityHref, valueOf, clear, pm25Level } from '../util.js';
+
+const AREA = 'AdministrativeArea';
+const CLUSTER_ABOVE = 300;
+let config = null;
+
+async function uiConfig() {
+  if (!config) config = (await get('/ui/config.json')).body || {};
+  return config;
+}
+
+function graticule() {
+  const lines = [];
+  for (let lat = -80; lat <= 80; lat += 10) lines.push([[lat, -180], [lat, 180]]);
+  for (let lng = -180; lng <= 180; lng += 10) lines.push([[-85, lng], [85, lng]]);
+  return L.polyline(lines, { color: '#9aa7b5', weight: 0.6, interactive: false });
+}
+
+function firstPoint(geo) {
+  if (!geo || !geo.coordinates) return null;
+  let c = geo.coordinates;
+  while (Array.isArray(c[0])) c = c[0];
+  return typeof c[0] === 'number' ? [c[1], c[0]] : null;
+}
+
+export async function mapPage() {
+  const main = document.getElementById('main');
+  const began = performance.now();
+  const params = new URLSearchParams(location.hash.split('?')[1] || '');
+  const all = (await types()).filter((ty) => ty.attrs.map(short).includes('location'));
+  const shown = all.filter((ty) => short(ty.name) !== AREA);
+  let type = params.get('type') || '';
+  let q = params.get('q') || '';
+  let by = params.get('by') || (shown.some((ty) => short(ty.name) === 'AirQualityObserved') ? 'pm25' : '');
+  let box = null;
+
+  const typeSelect = h('select', { id: 'map-type' }, h('option', { value: '' }, t('map.allTypes')), shown.map((ty) => h('option', { value: short(ty.name) }, short(ty.name))));
+  typeSelect.value = type;
+  const attrs = [...new Set(shown.flatMap((ty) => ty.attrs.map(short)))].filter((a) => !['location', 'name'].includes(a));
+  const bySelect = h('select', { id: 'map-by' }, h('option', { value: '' }, t('map.noColour')), attrs.map((a) => h('option', { value: a }, a)));
+  bySelect.value = by;
+  const qInput = h('input', { id: 'map-q', value: q, placeholder: 'pm25>35', size: 18 });
+  const drawButton = h('button', { type: 'button', id: 'map-draw', 'aria-pressed': 'false' }, t('map.draw'));
+  const clearButton = h('button', { type: 'button', id: 'map-clear' }, t('map.clearArea'));
+  const status = h('p', { id: 'map-status', role: 'status' });
+  const form = h('form', { class: 'toolbar', onsubmit: (e) => { e.preventDefault(); q = qInput.value.trim(); load(); } },
+    h('label', { for: 'map-type' }, t('map.type')), typeSelect,
+    h('label', { for: 'map-q' }, t('map.q')), qInput,
+    h('label', { for: 'map-by' }, t('map.colourBy')), bySelect,
+    h('button', { type: 'submit' }, t('map.apply')), drawButton, clearButton);
+  const mapDiv = h('div', { id: 'map', class: 'map', role: 'region', 'aria-label': t('map.region') });
+  const detail = h('section', { id: 'map-detail', class: 'detail', 'aria-live': 'polite', 'aria-label': t('map.detail') });
+  const legend = h('div', { id: 'map-legend', class: 'legend' });
+  const list = h('details', { class: 'map-list' }, h('summary', {}, t('map.list')));
+  main.append(h('h1', {}, t('map.title')), form, status, h('div', { class: 'map-layout' }, mapDiv, h('div', { class: 'side' }, legend, detail)), list);
+
+  const map = L.map(mapDiv, { preferCanvas: false, attributionControl: false, zoomControl: true, worldCopyJump: true }).setView([20, 115], 3);
+  const cfg = await uiConfig();
+  if (cfg.basemap) L.tileLayer(cfg.basemap, { maxZoom: 19 }).addTo(map);
+  else graticule().addTo(map);
+  const areaLayer = L.geoJSON(null, { style: { color: '#34495e', weight: 1.2, fillColor: '#c9d6e3', fillOpacity: 0.35 } }).addTo(map);
+  let markerLayer = L.layerGroup().addTo(map);
+  const markers = new Map();
+  const values = new Map();
+  let range = [0, 0];
+
+  // The areas are the base layer: drawn once, beneath everything.
+  if (all.some((ty) => short(ty.name) === AREA)) {
+    const { items } = await allEntities({ type: AREA, pick: 'id,name,location' }, 2000);
+    for (const a of items) {
+      if (!a.location) continue;
+      const layer = L.geoJSON(a.location, { style: { color: '#34495e', weight: 1.2, fillColor: '#c9d6e3', fillOpacity: 0.35 } });
+      layer.bindTooltip(String(valueOf(a.name) || short(a.id)));
+      layer.on('click', () => showDetail(a));
+      areaLayer.addLayer(layer);
+    }
+  }
+
+  function icon(e) {
+    const v = by ? e[by] : undefined;
+    return L.divIcon({ className: 'marker', html: '', iconSize: [14, 14], iconAnchor: [7, 7] });
+  }
+
+  function paint(marker, e) {
+    const el = marker.getElement();
+    const v = by ? e[by] : undefined;
+    if (el) {
+      el.style.background = colour(by, v, range[0], range[1]);
+      el.dataset.id = e.id;
+      el.dataset.value = v === undefined ? '' : String(v);
+    }
+  }
+
+  function showDetail(e) {
+    clear(detail);
+    const rows = Object.entries(e).filter(([k]) => !['id', 'type', 'location'].includes(k));
+    detail.dataset.id = e.id;
+    detail.append(
+      h('h2', {}, String(valueOf(e.name) || short(e.id))),
+      h('p', { class: 'muted' }, short(typeOf(e)), ' · ', e.id),
+      h('dl', { class: 'kv' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', { dataset: { attr: k } }, display(k, v))])),
+      h('p', {}, h('a', { href: entityHref(e.id) }, t('map.open'))),
+    );
+  }
+
+  function display(k, v) {
+    v = valueOf(v);
+    if (typeof v === 'number') return k === 'pm25' ? `${fmtNumber(v)} (${t('level.' + pm25Level(v))})` : fmtNumber(v);
+    if (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) return fmtDate(v);
+    return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  }
+
+  function computeRange() {
+    const nums = [...values.values()].map((e) => e[by]).filter((v) => typeof v === 'number');
+    range = nums.length ? [Math.min(...nums.slice(0, 50000)), Math.max(...nums.slice(0, 50000))] : [0, 0];
+  }
+
+  function drawLegend() {
+    clear(legend);
+    if (!by) return;
+    legend.append(h('h2', {}, t('map.legend', { attr: by })));
+    if (by === 'pm25') {
+      legend.append(h('ul', {}, ['good', 'moderate', 'unhealthy', 'hazardous'].map((l) =>
+        h('li', {}, h('span', { class: 'swatch', style: `background:${colour('pm25', { good: 5, moderate: 25, unhealthy: 50, hazardous: 100 }[l])}` }), t('level.' + l)))));
+    } else if (range[1] > range[0]) {
+      legend.append(h('p', {}, t('map.range', { min: fmtNumber(range[0]), max: fmtNumber(range[1]) })));
+    }
+  }
+
+  function place(e) {
+    const at = e.location && e.location.type === 'Point' ? [e.location.coordinates[1], e.location.coordinates[0]] : firstPoint(e.location);
+    if (!at) return;
+    let marker = markers.get(e.id);
+    if (!marker) {
+      const name = String(valueOf(e.name) || short(e.id));
+      marker = L.marker(at, { icon: icon(e), title: name, alt: name, keyboard: true, riseOnHover: true });
+      marker.on('click', () => showDetail(values.get(e.id)));
+      marker.on('add', () => paint(marker, values.get(e.id)));
+      markers.set(e.id, marker);
+      markerLayer.addLayer(marker);
+    } else marker.setLatLng(at);
+    paint(marker, e);
+  }
+
+  async function load() {
+    const loadBegan = performance.now();
+    status.textContent = t('map.loading');
+    const query = { q: q || undefined, pick: ['id', 'type', 'name', 'location', by].filter(Boolean).join(',') };
+    if (box) Object.assign(query, { georel: 'within', geometry: 'Polygon', coordinates: JSON.stringify(box) });
+    const wanted = type ? [type] : shown.map((ty) => short(ty.name));
+    let total = 0;
+    let items = [];
+    try {
+      for (const ty of wanted) {
+        const page = await allEntities({ ...query, type: ty }, 20000);
+        total += page.total;
+        items.push(...page.items);
+      }
+    } catch (e) {
+      status.textContent = t('error.load', { detail: e.message });
+      return;
+    }
+    map.removeLayer(markerLayer);
+    markers.clear();
+    values.clear();
+    markerLayer = items.length > CLUSTER_ABOVE ? L.markerClusterGroup({ chunkedLoading: true, disableClusteringAtZoom: 16 }) : L.layerGroup();
+    for (const e of items) values.set(e.id, e);
+    computeRange();
+    markerLayer.addTo(map);
+    if (markerLayer.addLayers) {
+      const ms = [];
+      for (const e of items) {
+        const at = firstPoint(e.location);
+        if (!at) continue;
+        const name = String(valueOf(e.name) || short(e.id));
+        const m = L.marker(at, { icon: icon(e), title: name, alt: name });
+        m.on('click', () => showDetail(values.get(e.id)));
+        m.on('add', () => paint(m, values.get(e.id)));
+        markers.set(e.id, m);
+        ms.push(m);
+      }
+      markerLayer.addLayers(ms);
+    } else items.forEach(place);
+    drawLegend();
+    status.textContent = t('map.count', { n: fmtNumber(items.length), total: fmtNumber(total) });
+    status.dataset.count = String(items.length);
+    clear(list).append(h('summary', {}, t('map.list')), h('ul', {}, items.slice(0, 200).map((e) => h('li', {}, h('a', { href: entityHref(e.id) }, String(valueOf(e.name) || short(e.id)))))));
+    const ms = performance.now() - loadBegan;
+    window.__cityhub.timings.map = { entities: items.length, loadAndRenderMs: ms, sincePageMs: performance.now() - began };
+    performance.mark('cityhub-map-rendered');
+  }
+
+  typeSelect.addEventListener('change', () => { type = typeSelect.value; load(); });
+  bySelect.addEventListener('change', () => { by = bySelect.value; load(); });
+  clearButton.addEventListener('click', () => { box = null; boxLayer.clearLayers(); load(); });
+
+  // Drawing a box: press the button, then drag on the map.
+  const boxLayer = L.layerGroup().addTo(map);
+  let drawing = false;
+  let corner = null;
+  let rect = null;
+  drawButton.addEventListener('click', () => {
+    drawing = !drawing;
+    drawButton.setAttribute('aria-pressed', String(drawing));
+    if (drawing) map.dragging.disable();
+    else map.dragging.enable();
+  });
+  map.on('mousedown', (ev) => {
+    if (!drawing) return;
+    corner = ev.latlng;
+    boxLayer.clearLayers();
+    rect = L.rectangle([corner, corner], { color: '#1f5fa8', weight: 2, fill: false, interactive: false }).addTo(boxLayer);
+  });
+  map.on('mousemove', (ev) => { if (drawing && corner && rect) rect.setBounds([corner, ev.latlng]); });
+  map.on('mouseup', (ev) => {
+    if (!drawing || !corner) return;
+    const b = L.latLngBounds(corner, ev.latlng);
+    corner = null;
+    drawing = false;
+    drawButton.setAttribute('aria-pressed', 'false');
+    map.dragging.enable();
+    const [w, s, e, n] = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((x) => Math.round(x * 1e5) / 1e5);
+    if (w === e || s === n) return;
+    box = [[[w, s], [e, s], [e, n], [w, n], [w, s]]];
+    load();
+  });
+
+  await load();
+  const bounds = areaLayer.getBounds();
+  if (!params.get('keepView') && bounds.isValid() && !type) map.fitBounds(bounds, { maxZoom: 12 });
+
+  onLive((change) => {
+    if (change.lagged) return load();
+    const e = change.entity;
+    if (change.deleted) {
+      const m = markers.get(change.id);
+      if (m) markerLayer.removeLayer(m);
+      markers.delete(change.id);
+      values.delete(change.id);
+      return;
+    }
+    if (!values.has(change.id)) return;
+    const merged = { ...values.get(change.id), ...e };
+    values.set(change.id, merged);
+    const m = markers.get(change.id);
+    if (m) paint(m, merged);
+    if (detail.dataset.id === change.id) showDetail(merged);
+  });
+  return () => map.remove();
+}
