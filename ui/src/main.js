@@ -52,7 +52,7 @@ async function route() {
     }
     leave = (await found[1](found[0])) || null;
   } catch (e) {
-    main.append(h('p', { class: 'error', role: 'alert' }, t('error.load', { detail: e.message })));
+    main.append(h('p', { class: 'error', role: 'alert' }, t('error.load', { detail: e?.message || String(e) })));
   }
   document.querySelectorAll('#nav a').forEach((a) => {
     const current = a.getAttribute('href') === (hash || '#/') || (hash.startsWith(a.getAttribute('href')) && a.getAttribute('href') !== '#/');

@@ -9,7 +9,7 @@ export function h(tag, attrs = {}, ...children) {
     else if (k === 'dataset') Object.assign(el.dataset, v);
     else el.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -76,4 +76,11 @@ export function colour(attr, value, min, max) {
 export function clear(el) {
   while (el.firstChild) el.firstChild.remove();
   return el;
+}
+
+/** A readable label of an entity: its name, else its id without the urn:ngsi-ld: prefix. */
+export function label(e) {
+  const name = valueOf(e?.name);
+  if (name) return String(name);
+  return String(e?.id ?? '').replace(/^urn:ngsi-ld:/, '').split(':').join(' ');
 }

@@ -1,6 +1,6 @@
 // Dashboards an operator composes (map, latest value, time series, gauge, table, counts), kept
 // in the hub (/cityhub/v1/dashboards) and shared through a read-only link (#/share/<token>).
-import L from 'leaflet';
+import L from '../leaflet.js';
 import { t, fmtNumber, fmtDate } from '../i18n.js';
 import { get, send, entities, series, types } from '../api.js';
 import { onLive } from '../main.js';

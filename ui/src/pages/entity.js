@@ -65,7 +65,7 @@ export async function entityPage(id) {
     const aggregate = hours > 24 ? 'PT1H' : null;
     for (const attr of numeric) {
       const box = h('figure', { class: 'chart', dataset: { attr } });
-      const plot = h('div', { class: 'plot', id: `chart-${attr}` });
+      const plot = h('div', { class: 'plot', id: `chart-${attr}`, dataset: { from, to, aggregate: aggregate || '' } });
       box.append(h('figcaption', {}, aggregate ? t('entity.chartAvg', { attr }) : t('entity.chart', { attr })), plot);
       holder.append(box);
       try {

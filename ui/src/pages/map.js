@@ -1,12 +1,12 @@
 // The map: every entity with a location, coloured by a chosen attribute, clustered when dense;
 // click -> detail; filter by type and q; draw a box -> geo-query. The base layer is offline: a
 // graticule and the hub's own area entities (districts), or --basemap's tile server.
-import L from 'leaflet';
+import L from '../leaflet.js';
 import 'leaflet.markercluster';
 import { t, fmtNumber, fmtDate } from '../i18n.js';
 import { allEntities, types, get } from '../api.js';
 import { onLive } from '../main.js';
-import { h, short, typeOf, colour, entityHref, valueOf, clear, pm25Level } from '../util.js';
+import { h, short, typeOf, colour, entityHref, valueOf, clear, pm25Level, label } from '../util.js';
 
 const AREA = 'AdministrativeArea';
 const CLUSTER_ABOVE = 300;
@@ -62,7 +62,7 @@ export async function mapPage() {
   const list = h('details', { class: 'map-list' }, h('summary', {}, t('map.list')));
   main.append(h('h1', {}, t('map.title')), form, status, h('div', { class: 'map-layout' }, mapDiv, h('div', { class: 'side' }, legend, detail)), list);
 
-  const map = L.map(mapDiv, { preferCanvas: false, attributionControl: false, zoomControl: true, worldCopyJump: true }).setView([20, 115], 3);
+  const map = L.map(mapDiv, { maxZoom: 19, minZoom: 2, attributionControl: false, zoomControl: true, worldCopyJump: true }).setView([20, 115], 3);
   const cfg = await uiConfig();
   if (cfg.basemap) L.tileLayer(cfg.basemap, { maxZoom: 19 }).addTo(map);
   else graticule().addTo(map);
@@ -78,14 +78,13 @@ export async function mapPage() {
     for (const a of items) {
       if (!a.location) continue;
       const layer = L.geoJSON(a.location, { style: { color: '#34495e', weight: 1.2, fillColor: '#c9d6e3', fillOpacity: 0.35 } });
-      layer.bindTooltip(String(valueOf(a.name) || short(a.id)));
+      layer.bindTooltip(label(a));
       layer.on('click', () => showDetail(a));
       areaLayer.addLayer(layer);
     }
   }
 
-  function icon(e) {
-    const v = by ? e[by] : undefined;
+  function icon() {
     return L.divIcon({ className: 'marker', html: '', iconSize: [14, 14], iconAnchor: [7, 7] });
   }
 
@@ -104,7 +103,7 @@ export async function mapPage() {
     const rows = Object.entries(e).filter(([k]) => !['id', 'type', 'location'].includes(k));
     detail.dataset.id = e.id;
     detail.append(
-      h('h2', {}, String(valueOf(e.name) || short(e.id))),
+      h('h2', {}, label(e)),
       h('p', { class: 'muted' }, short(typeOf(e)), ' · ', e.id),
       h('dl', { class: 'kv' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', { dataset: { attr: k } }, display(k, v))])),
       h('p', {}, h('a', { href: entityHref(e.id) }, t('map.open'))),
@@ -135,19 +134,16 @@ export async function mapPage() {
     }
   }
 
-  function place(e) {
-    const at = e.location && e.location.type === 'Point' ? [e.location.coordinates[1], e.location.coordinates[0]] : firstPoint(e.location);
-    if (!at) return;
-    let marker = markers.get(e.id);
-    if (!marker) {
-      const name = String(valueOf(e.name) || short(e.id));
-      marker = L.marker(at, { icon: icon(e), title: name, alt: name, keyboard: true, riseOnHover: true });
-      marker.on('click', () => showDetail(values.get(e.id)));
-      marker.on('add', () => paint(marker, values.get(e.id)));
-      markers.set(e.id, marker);
-      markerLayer.addLayer(marker);
-    } else marker.setLatLng(at);
-    paint(marker, e);
+  function makeMarker(e, at) {
+    const name = label(e);
+    const marker = L.marker(at, { icon: icon(), title: name, alt: name, keyboard: true, riseOnHover: true });
+    const open = () => showDetail(values.get(e.id));
+    marker.on('click', open);
+    // Markers are buttons: Enter and Space open them as a click does.
+    marker.on('keypress', (ev) => { if (ev.originalEvent.key === 'Enter' || ev.originalEvent.key === ' ') open(); });
+    marker.on('add', () => paint(marker, values.get(e.id)));
+    markers.set(e.id, marker);
+    return marker;
   }
 
   async function load() {
@@ -175,24 +171,17 @@ export async function mapPage() {
     for (const e of items) values.set(e.id, e);
     computeRange();
     markerLayer.addTo(map);
-    if (markerLayer.addLayers) {
-      const ms = [];
-      for (const e of items) {
-        const at = firstPoint(e.location);
-        if (!at) continue;
-        const name = String(valueOf(e.name) || short(e.id));
-        const m = L.marker(at, { icon: icon(e), title: name, alt: name });
-        m.on('click', () => showDetail(values.get(e.id)));
-        m.on('add', () => paint(m, values.get(e.id)));
-        markers.set(e.id, m);
-        ms.push(m);
-      }
-      markerLayer.addLayers(ms);
-    } else items.forEach(place);
+    const made = [];
+    for (const e of items) {
+      const at = firstPoint(e.location);
+      if (at) made.push(makeMarker(e, at));
+    }
+    if (markerLayer.addLayers) markerLayer.addLayers(made);
+    else made.forEach((m) => markerLayer.addLayer(m));
     drawLegend();
     status.textContent = t('map.count', { n: fmtNumber(items.length), total: fmtNumber(total) });
     status.dataset.count = String(items.length);
-    clear(list).append(h('summary', {}, t('map.list')), h('ul', {}, items.slice(0, 200).map((e) => h('li', {}, h('a', { href: entityHref(e.id) }, String(valueOf(e.name) || short(e.id)))))));
+    clear(list).append(h('summary', {}, t('map.list')), h('ul', {}, items.slice(0, 200).map((e) => h('li', {}, h('a', { href: entityHref(e.id) }, label(e))))));
     const ms = performance.now() - loadBegan;
     window.__cityhub.timings.map = { entities: items.length, loadAndRenderMs: ms, sincePageMs: performance.now() - began };
     performance.mark('cityhub-map-rendered');
@@ -234,8 +223,10 @@ export async function mapPage() {
   });
 
   await load();
-  const bounds = areaLayer.getBounds();
-  if (!params.get('keepView') && bounds.isValid() && !type) map.fitBounds(bounds, { maxZoom: 12 });
+  // Start on what there is: the shown entities, else the areas.
+  const points = [...markers.values()].map((m) => m.getLatLng());
+  const bounds = points.length ? L.latLngBounds(points) : areaLayer.getBounds();
+  if (bounds.isValid()) map.fitBounds(bounds, { maxZoom: 13, padding: [20, 20] });
 
   onLive((change) => {
     if (change.lagged) return load();
