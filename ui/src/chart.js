@@ -20,7 +20,7 @@ export function renderChart(container, xs, ys, label = '') {
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: true } },
       axes: [
-        { values: (u, splits) => splits.map((s) => fmt.format(new Date(s * 1000))) },
+        { space: 120, values: (u, splits) => splits.map((s) => fmt.format(new Date(s * 1000))) },
         { values: (u, splits) => splits.map((s) => fmtNumber(s)) },
       ],
       series: [{}, { label, stroke: '#1f5fa8', width: 1.5, points: { show: xs.length < 200 } }],

@@ -4,7 +4,7 @@ import { t, fmtNumber, fmtDate } from '../i18n.js';
 import { get, ld, series } from '../api.js';
 import { onLive } from '../main.js';
 import { renderChart } from '../chart.js';
-import { h, short, entityHref, typeHref, clear, pm25Level } from '../util.js';
+import { h, short, entityHref, typeHref, clear, pm25Level, label } from '../util.js';
 
 const RANGES = { PT6H: 6, P1D: 24, P7D: 24 * 7 };
 const META = new Set(['type', 'createdAt', 'modifiedAt', 'observedAt', 'unitCode', 'datasetId', 'value', 'object', 'objectType', 'languageMap', 'vocab', 'json', 'instanceId']);
@@ -42,7 +42,7 @@ export async function entityPage(id) {
     h('tbody', {}, Object.entries(e).filter(([k]) => !['id', 'type', '@context', 'createdAt', 'modifiedAt'].includes(k)).map(([k, a]) => attributeBlock(k, a))));
   draw(entity);
   main.append(
-    h('h1', {}, String(entity.name?.value ?? short(id))),
+    h('h1', {}, label({ id, name: entity.name?.value })),
     h('p', { class: 'muted' }, h('a', { href: typeHref(short(type)) }, short(type)), ' · ', h('code', {}, id),
       entity.modifiedAt ? [' · ', t('entity.modified', { at: fmtDate(entity.modifiedAt) })] : null),
     table);
