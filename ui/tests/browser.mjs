@@ -89,6 +89,8 @@ try {
   const row = await page.textContent('#kinds-table tr[data-type="AirQualityObserved"] td.num');
   check(row.trim() === aqCount, 'the first page counts the stations', { row, aqCount });
   check(await page.$('main h1') && await page.$('header nav'), 'landmarks and a heading', {});
+  const seoul = await page.textContent('#city-now li[data-city="Seoul"]');
+  check(/4 air-quality stations, mean PM2\.5 [\d.]+ µg\/m³/.test(seoul) && /of 4 parking spots free/.test(seoul), 'the first page says how each city is doing', seoul);
   await shot(page, 'home-en');
   await axe(page, 'home');
 

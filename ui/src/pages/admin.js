@@ -32,7 +32,7 @@ export async function adminPage() {
         const n = s.notification || {};
         const paused = s.isActive === false;
         const button = h('button', { type: 'button', onclick: async () => { await send('PATCH', ld(`/subscriptions/${encodeURIComponent(s.id)}`), { isActive: paused }); loadSubs(); } }, t(paused ? 'admin.resume' : 'admin.pause'));
-        return [s.subscriptionName || s.id, t('status.' + (s.status || 'active')), n.endpoint?.uri || '', fmtNumber(n.timesSent ?? 0), when(n.lastSuccess),
+        return [s.subscriptionName || s.id, [t('status.' + (s.status || 'active')), n.status === 'failed' ? ` · ${t('admin.deliveryFailed')}` : ''], n.endpoint?.uri || '', fmtNumber(n.timesSent ?? 0), when(n.lastSuccess),
           n.lastFailure ? [when(n.lastFailure), n.lastFailureReason ? ` (${n.lastFailureReason})` : ''] : '—', button];
       })));
   }

@@ -67,6 +67,7 @@ export async function mapPage() {
   if (cfg.basemap) L.tileLayer(cfg.basemap, { maxZoom: 19 }).addTo(map);
   else graticule().addTo(map);
   const areaLayer = L.geoJSON(null, { style: { color: '#34495e', weight: 1.2, fillColor: '#c9d6e3', fillOpacity: 0.35 } }).addTo(map);
+  const shapeLayer = L.layerGroup().addTo(map);
   let markerLayer = L.layerGroup().addTo(map);
   const markers = new Map();
   const values = new Map();
@@ -172,9 +173,15 @@ export async function mapPage() {
     computeRange();
     markerLayer.addTo(map);
     const made = [];
+    shapeLayer.clearLayers();
     for (const e of items) {
       const at = firstPoint(e.location);
       if (at) made.push(makeMarker(e, at));
+      // Lines and polygons are drawn as they are, with a marker at their first point to click.
+      if (e.location && e.location.type !== 'Point') {
+        const paintShape = { color: colour(by, by ? e[by] : undefined, range[0], range[1]), weight: 3, fillOpacity: 0.2 };
+        shapeLayer.addLayer(L.geoJSON(e.location, { style: paintShape, interactive: false }));
+      }
     }
     if (markerLayer.addLayers) markerLayer.addLayers(made);
     else made.forEach((m) => markerLayer.addLayer(m));
