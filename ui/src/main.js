@@ -1,6 +1,7 @@
 // The cityhub dashboard: a hash-routed single page over the hub's own APIs.
 import 'leaflet/dist/leaflet.css';
 import 'leaflet.markercluster/dist/MarkerCluster.css';
+import 'leaflet.markercluster/dist/MarkerCluster.Default.css';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { initI18n, t, setLanguage, currentLanguage } from './i18n.js';

@@ -96,7 +96,7 @@ try {
 
   // The map shows the demo stations.
   await page.goto(`${base}/?lang=en#/map?type=AirQualityObserved&by=pm25`);
-  await page.waitForSelector('#map-status[data-count]');
+  await page.waitForSelector('#map-status[data-count][data-rendered]');
   const markers = await page.$$eval('.marker[data-id]', (els) => els.map((e) => e.dataset.id));
   check(markers.length === Number(aqCount) && markers.every((id) => id.includes('AirQualityObserved')), 'the map shows every station', { markers: markers.length, aqCount });
   await shot(page, 'map');
@@ -229,11 +229,12 @@ try {
     check(r.status === 201, 'the 10k entities are created', r.status);
   }
   await page.goto(`${base}/?lang=en&tenant=${perf}#/map?type=Sensor&by=pm25`);
-  await page.waitForSelector('#map-status[data-count="10000"]', { timeout: 120000 });
+  await page.waitForSelector('#map-status[data-count="10000"][data-rendered]', { timeout: 120000 });
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   report.timings.map10k = await page.evaluate(() => ({
     ...window.__cityhub.timings.map,
-    sinceNavigationMs: performance.getEntriesByName('cityhub-map-rendered')[0]?.startTime,
+    // From the start of the navigation, as the browser counts it.
+    sinceNavigationMs: performance.getEntriesByName('cityhub-map-placed')[0]?.startTime,
   }));
   await shot(page, 'map-10k');
   check(report.blocked.length === 0, 'no request left the loopback', report.blocked);

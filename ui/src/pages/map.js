@@ -17,11 +17,22 @@ async function uiConfig() {
   return config;
 }
 
-function graticule() {
-  const lines = [];
-  for (let lat = -80; lat <= 80; lat += 10) lines.push([[lat, -180], [lat, 180]]);
-  for (let lng = -180; lng <= 180; lng += 10) lines.push([[-85, lng], [85, lng]]);
-  return L.polyline(lines, { color: '#9aa7b5', weight: 0.6, interactive: false });
+/** Lines of latitude and longitude, spaced for the zoom, over the visible part of the map. */
+function graticule(map, layer) {
+  const draw = () => {
+    layer.clearLayers();
+    const z = map.getZoom();
+    const step = z < 5 ? 10 : z < 8 ? 1 : z < 11 ? 0.1 : z < 14 ? 0.01 : 0.001;
+    const b = map.getBounds().pad(0.2);
+    const [s, n] = [Math.max(-85, b.getSouth()), Math.min(85, b.getNorth())];
+    const [w, e] = [Math.max(-180, b.getWest()), Math.min(180, b.getEast())];
+    const lines = [];
+    for (let lat = Math.ceil(s / step) * step; lat <= n && lines.length < 400; lat += step) lines.push([[lat, w], [lat, e]]);
+    for (let lng = Math.ceil(w / step) * step; lng <= e && lines.length < 800; lng += step) lines.push([[s, lng], [n, lng]]);
+    layer.addLayer(L.polyline(lines, { color: '#9aa7b5', weight: 0.6, interactive: false }));
+  };
+  map.on('moveend', draw);
+  draw();
 }
 
 function firstPoint(geo) {
@@ -65,7 +76,7 @@ export async function mapPage() {
   const map = L.map(mapDiv, { maxZoom: 19, minZoom: 2, attributionControl: false, zoomControl: true, worldCopyJump: true }).setView([20, 115], 3);
   const cfg = await uiConfig();
   if (cfg.basemap) L.tileLayer(cfg.basemap, { maxZoom: 19 }).addTo(map);
-  else graticule().addTo(map);
+  else graticule(map, L.layerGroup().addTo(map));
   const areaLayer = L.geoJSON(null, { style: { color: '#34495e', weight: 1.2, fillColor: '#c9d6e3', fillOpacity: 0.35 } }).addTo(map);
   const shapeLayer = L.layerGroup().addTo(map);
   let markerLayer = L.layerGroup().addTo(map);
@@ -75,13 +86,20 @@ export async function mapPage() {
 
   // The areas are the base layer: drawn once, beneath everything.
   if (all.some((ty) => short(ty.name) === AREA)) {
-    const { items } = await allEntities({ type: AREA, pick: 'id,name,location' }, 2000);
+    const { items } = await allEntities({ type: AREA, pick: 'id,name,location,addressLocality' }, 2000);
+    // Each city's name at the middle of its districts, so the offline map reads without tiles.
+    const cityBounds = new Map();
     for (const a of items) {
       if (!a.location) continue;
       const layer = L.geoJSON(a.location, { style: { color: '#34495e', weight: 1.2, fillColor: '#c9d6e3', fillOpacity: 0.35 } });
       layer.bindTooltip(label(a));
       layer.on('click', () => showDetail(a));
       areaLayer.addLayer(layer);
+      const city = valueOf(a.addressLocality);
+      if (city) cityBounds.set(city, (cityBounds.get(city) || L.latLngBounds([])).extend(layer.getBounds()));
+    }
+    for (const [city, b] of cityBounds) {
+      L.tooltip({ permanent: true, direction: 'top', className: 'city-label', interactive: false }).setLatLng(b.getCenter()).setContent(String(city)).addTo(map);
     }
   }
 
@@ -149,6 +167,7 @@ export async function mapPage() {
 
   async function load() {
     const loadBegan = performance.now();
+    let fetched = loadBegan;
     status.textContent = t('map.loading');
     const query = { q: q || undefined, pick: ['id', 'type', 'name', 'location', by].filter(Boolean).join(',') };
     if (box) Object.assign(query, { georel: 'within', geometry: 'Polygon', coordinates: JSON.stringify(box) });
@@ -165,10 +184,21 @@ export async function mapPage() {
       status.textContent = t('error.load', { detail: e.message });
       return;
     }
+    fetched = performance.now();
     map.removeLayer(markerLayer);
     markers.clear();
     values.clear();
-    markerLayer = items.length > CLUSTER_ABOVE ? L.markerClusterGroup({ chunkedLoading: true, disableClusteringAtZoom: 16 }) : L.layerGroup();
+    delete status.dataset.rendered;
+    // Every marker placed: the clusters are drawn (markercluster adds them in chunks, between frames).
+    const rendered = () => {
+      const timing = window.__cityhub.timings.map;
+      if (timing) timing.allPlacedMs = performance.now() - loadBegan;
+      status.dataset.rendered = 'true';
+      performance.mark('cityhub-map-placed');
+    };
+    markerLayer = items.length > CLUSTER_ABOVE
+      ? L.markerClusterGroup({ chunkedLoading: true, disableClusteringAtZoom: 16, chunkProgress: (done, total) => { if (done === total) rendered(); } })
+      : L.layerGroup();
     for (const e of items) values.set(e.id, e);
     computeRange();
     markerLayer.addTo(map);
@@ -190,8 +220,9 @@ export async function mapPage() {
     status.dataset.count = String(items.length);
     clear(list).append(h('summary', {}, t('map.list')), h('ul', {}, items.slice(0, 200).map((e) => h('li', {}, h('a', { href: entityHref(e.id) }, label(e))))));
     const ms = performance.now() - loadBegan;
-    window.__cityhub.timings.map = { entities: items.length, loadAndRenderMs: ms, sincePageMs: performance.now() - began };
+    window.__cityhub.timings.map = { entities: items.length, fetchMs: fetched - loadBegan, renderMs: performance.now() - fetched, loadAndRenderMs: ms, sincePageMs: performance.now() - began };
     performance.mark('cityhub-map-rendered');
+    if (!markerLayer.addLayers || !made.length) rendered();
   }
 
   typeSelect.addEventListener('change', () => { type = typeSelect.value; load(); });
