@@ -102,6 +102,22 @@ try {
   await shot(page, 'map');
   await axe(page, 'map');
 
+  // Drawing a box asks the hub a geo-query (within the box) and shows its answer.
+  const area = await page.$eval('#map', (el) => { const r = el.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; });
+  await page.click('#map-draw');
+  await page.mouse.move(area.x + area.w * 0.5, area.y + area.h * 0.05);
+  await page.mouse.down();
+  await page.mouse.move(area.x + area.w * 0.72, area.y + area.h * 0.4, { steps: 8 });
+  await page.mouse.up();
+  await page.waitForSelector('#map-status[data-box][data-rendered]');
+  const drawn = await page.$eval('#map-status', (el) => ({ box: el.dataset.box, count: Number(el.dataset.count) }));
+  const within = await api(`/entities?${new URLSearchParams({ type: 'AirQualityObserved', georel: 'within', geometry: 'Polygon', coordinates: drawn.box, count: 'true', limit: '0' })}`);
+  const inBox = Number(within.headers.get('ngsild-results-count'));
+  check(drawn.count === inBox && inBox > 0 && inBox < Number(aqCount), 'a drawn box shows what the geo-query answers', { drawn, inBox });
+  await shot(page, 'map-box');
+  await page.click('#map-clear');
+  await page.waitForSelector(`#map-status[data-count="${aqCount}"][data-rendered]:not([data-box])`);
+
   // Clicking one opens its detail with the right values.
   const id = markers[0];
   // Markers are buttons: the keyboard opens one as a click does (and overlapping ones do not hide it).

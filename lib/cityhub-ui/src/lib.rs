@@ -109,3 +109,73 @@ mod tests {
         assert_eq!(mime("x"), "application/octet-stream");
     }
 }
+
+#[cfg(test)]
+mod catalogues {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    fn ui() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui")
+    }
+
+    fn keys(lang: &str) -> serde_json::Map<String, serde_json::Value> {
+        let text = std::fs::read_to_string(ui().join(format!("public/i18n/{lang}.json"))).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The message keys the code names literally: `t('section.name'`.
+    fn used() -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        let mut dirs = vec![ui().join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "js") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for piece in text.split("t('").skip(1) {
+                        let key: String =
+                            piece.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+                        if piece[key.len()..].starts_with('\'') && key.contains('.') && !key.ends_with('.') {
+                            found.insert(key);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_language_has_every_message_and_the_code_names_only_known_ones() {
+        let english = keys("en");
+        let used = used();
+        assert!(used.len() > 100, "the scan finds the code's messages: {used:?}");
+        for key in used {
+            assert!(english.contains_key(&key), "the code uses {key}, which en.json lacks");
+        }
+        for lang in ["ko", "vi", "zh-Hans"] {
+            let other = keys(lang);
+            let missing: Vec<&String> = english.keys().filter(|k| !other.contains_key(*k)).collect();
+            let extra: Vec<&String> = other.keys().filter(|k| !english.contains_key(*k)).collect();
+            assert!(missing.is_empty() && extra.is_empty(), "{lang}: missing {missing:?}, extra {extra:?}");
+            for (key, text) in &other {
+                let text = text.as_str().unwrap_or("");
+                assert!(!text.trim().is_empty(), "{lang}: {key} is empty");
+                // The same placeholders as in English, so no value goes missing in a translation.
+                let holes = |s: &str| {
+                    s.split('{').skip(1).filter_map(|p| p.split('}').next()).map(str::to_owned).collect::<BTreeSet<_>>()
+                };
+                assert_eq!(holes(text), holes(english[key].as_str().unwrap()), "{lang}: {key}");
+            }
+        }
+        // Korean, Vietnamese and Chinese are really translated, not English copies.
+        for (lang, key, text) in
+            [("ko", "nav.map", "지도"), ("vi", "nav.map", "Bản đồ"), ("zh-Hans", "nav.map", "地图")]
+        {
+            assert_eq!(keys(lang)[key], text);
+        }
+    }
+}

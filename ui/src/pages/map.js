@@ -218,6 +218,8 @@ export async function mapPage() {
     drawLegend();
     status.textContent = t('map.count', { n: fmtNumber(items.length), total: fmtNumber(total) });
     status.dataset.count = String(items.length);
+    if (box) status.dataset.box = JSON.stringify(box);
+    else delete status.dataset.box;
     clear(list).append(h('summary', {}, t('map.list')), h('ul', {}, items.slice(0, 200).map((e) => h('li', {}, h('a', { href: entityHref(e.id) }, label(e))))));
     const ms = performance.now() - loadBegan;
     window.__cityhub.timings.map = { entities: items.length, fetchMs: fetched - loadBegan, renderMs: performance.now() - fetched, loadAndRenderMs: ms, sincePageMs: performance.now() - began };
