@@ -138,6 +138,15 @@ try {
   check(Number(chart.points) === held && held > 20, 'the chart shows the points the temporal API holds', { chart, held });
   await shot(page, 'entity');
   await axe(page, 'entity');
+  await page.selectOption('#history-range', 'P7D');
+  await page.waitForSelector('#chart-pm25[data-aggregate="PT1H"][data-points]');
+  const week = await page.$eval('#chart-pm25', (el) => ({ ...el.dataset }));
+  const hourly = await api(`/temporal/entities/${encodeURIComponent(id)}?${new URLSearchParams({ attrs: 'pm25', options: 'aggregatedValues', aggrMethods: 'avg', aggrPeriodDuration: 'PT1H', timerel: 'between', timeAt: week.from, endTimeAt: week.to })}`);
+  const periods = (hourly.body?.pm25?.avg || []).length;
+  check(Number(week.points) === periods && periods >= 7 * 24, 'a week is charted as the store\'s hourly averages', { week, periods });
+  await shot(page, 'entity-week');
+  await page.selectOption('#history-range', 'P1D');
+  await page.waitForSelector('#chart-pm25[data-aggregate=""][data-points]');
 
   // A value written through the API appears in the open page within 2 s.
   const written = 123.4 + Math.round(Math.random() * 100) / 10;
@@ -162,6 +171,13 @@ try {
   await axe(page, 'browse');
   await page.goto(`${base}/?lang=en#/admin`);
   await page.waitForSelector('#tenants-table');
+  await page.fill('#sub-type', 'AirQualityObserved');
+  await page.fill('#sub-attrs', 'pm25');
+  await page.fill('#sub-uri', 'http://127.0.0.1:9/nowhere');
+  await page.click('#sub-form button[type=submit]');
+  await page.waitForSelector('#subs-table tbody tr');
+  const subs = (await api('/subscriptions')).body;
+  check(subs.length === 1 && subs[0].watchedAttributes?.[0] === 'pm25', 'a subscription made in administration is in the hub', subs);
   await shot(page, 'admin');
   await axe(page, 'admin');
 

@@ -274,28 +274,50 @@ pub async fn stream(read: Read<LiveParams>) -> Result<impl IntoResponse, ApiErro
         let (tenant, types, ctx) = (tenant.clone(), types.clone(), ctx.clone());
         async move {
             let mut receiver = receiver?;
-            loop {
-                match receiver.recv().await {
-                    Ok(change) if change.tenant != tenant => continue,
-                    Ok(change) => {
-                        if let (Some(types), Some(after)) = (&types, &change.after) {
-                            if !after.types.iter().any(|t| types.contains(t)) {
-                                continue;
-                            }
-                        }
-                        return Some((Ok::<_, Infallible>(change_event(&change, &ctx)), Some(receiver)));
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        let event = Event::default().event("lagged").data(json!({ "missed": missed }).to_string());
-                        return Some((Ok(event), None));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+            match next(&mut receiver, &tenant, types.as_deref()).await? {
+                Next::Change(change) => Some((Ok::<_, Infallible>(change_event(&change, &ctx)), Some(receiver))),
+                // The last event of a listener that fell behind: its stream ends after it.
+                Next::Lagged(missed) => {
+                    let event = Event::default().event("lagged").data(json!({ "missed": missed }).to_string());
+                    Some((Ok(event), None))
                 }
             }
         }
     });
     let keep_alive = KeepAlive::new().interval(Duration::from_secs(15)).text("");
     Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Sse::new(events).keep_alive(keep_alive)))
+}
+
+/// What a listener is sent next.
+#[derive(Debug)]
+enum Next {
+    Change(Arc<LiveChange>),
+    /// It fell this many changes behind: it is dropped.
+    Lagged(u64),
+}
+
+/// The next change of `tenant` (of one of `types`, when given) on `receiver`; None once the hub
+/// stops telling.
+async fn next(
+    receiver: &mut broadcast::Receiver<Arc<LiveChange>>,
+    tenant: &str,
+    types: Option<&[String]>,
+) -> Option<Next> {
+    loop {
+        match receiver.recv().await {
+            Ok(change) if change.tenant != tenant => continue,
+            Ok(change) => {
+                if let (Some(types), Some(after)) = (types, &change.after) {
+                    if !after.types.iter().any(|t| types.contains(t)) {
+                        continue;
+                    }
+                }
+                return Some(Next::Change(change));
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => return Some(Next::Lagged(missed)),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
 }
 
 fn change_event(change: &LiveChange, ctx: &ngsild_jsonld::Context) -> Event {
@@ -310,4 +332,48 @@ fn change_event(change: &LiveChange, ctx: &ngsild_jsonld::Context) -> Event {
     };
     let data = json!({ "id": change.id, "type": types, "deleted": change.after.is_none(), "entity": entity });
     Event::default().event("change").data(data.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(tenant: &str, id: &str, ty: &str) -> LiveChange {
+        LiveChange { tenant: tenant.to_owned(), id: id.to_owned(), after: Some(Entity::new(id, vec![ty.to_owned()])) }
+    }
+
+    #[tokio::test]
+    async fn a_listener_gets_its_tenants_changes_of_its_types() {
+        let (sender, _) = broadcast::channel(CLIENT_BACKLOG);
+        let live = Live { sender };
+        let mut receiver = live.subscribe();
+        live.tell(change("other", "urn:a", "T"));
+        live.tell(change("", "urn:b", "U"));
+        live.tell(change("", "urn:c", "T"));
+        live.tell(LiveChange { tenant: String::new(), id: "urn:d".into(), after: None });
+        let types = ["T".to_owned()];
+        match next(&mut receiver, "", Some(&types)).await {
+            Some(Next::Change(c)) => assert_eq!(c.id, "urn:c"),
+            other => panic!("{other:?}"),
+        }
+        // A deletion has no type left to filter on: every listener of the tenant is told.
+        match next(&mut receiver, "", Some(&types)).await {
+            Some(Next::Change(c)) => assert!(c.id == "urn:d" && c.after.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_falls_behind_is_told_and_dropped_not_buffered() {
+        let (sender, _) = broadcast::channel(CLIENT_BACKLOG);
+        let live = Live { sender };
+        let mut slow = live.subscribe();
+        for i in 0..CLIENT_BACKLOG + 10 {
+            live.tell(change("", &format!("urn:{i}"), "T"));
+        }
+        match next(&mut slow, "", None).await {
+            Some(Next::Lagged(missed)) => assert_eq!(missed, 10),
+            other => panic!("{other:?}"),
+        }
+    }
 }

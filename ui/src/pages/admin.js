@@ -51,4 +51,31 @@ export async function adminPage() {
   ctxs.append(table('contexts-table', t('admin.contextsCaption'), [t('admin.url'), t('admin.kind'), t('admin.created'), t('admin.hits')],
     (ctxList || []).map((c) => [c.url || c.localId, c.kind, when(c.createdAt), fmtNumber(c.numberOfHits ?? 0)])));
   await loadSubs();
+
+  // A new subscription: entities of a type, the attributes watched, an HTTP endpoint.
+  const type = h('input', { id: 'sub-type', required: true, size: 18, placeholder: 'AirQualityObserved' });
+  const attrs = h('input', { id: 'sub-attrs', size: 16, placeholder: 'pm25' });
+  const q = h('input', { id: 'sub-q', size: 14, placeholder: 'pm25>35' });
+  const uri = h('input', { id: 'sub-uri', required: true, size: 30, type: 'url', placeholder: 'http://127.0.0.1:8080/notify' });
+  const result = h('p', { id: 'sub-result', role: 'status' });
+  const form = h('form', { class: 'toolbar', id: 'sub-form', onsubmit: async (e) => {
+    e.preventDefault();
+    const body = { type: 'Subscription', entities: [{ type: type.value.trim() }], notification: { endpoint: { uri: uri.value.trim(), accept: 'application/json' } } };
+    const watched = attrs.value.split(',').map((a) => a.trim()).filter(Boolean);
+    if (watched.length) body.watchedAttributes = watched;
+    if (q.value.trim()) body.q = q.value.trim();
+    try {
+      await send('POST', ld('/subscriptions'), body);
+      result.textContent = t('admin.subscriptionCreated');
+      loadSubs();
+    } catch (err) {
+      result.textContent = t('error.load', { detail: err.message });
+    }
+  } },
+  h('label', { for: 'sub-type' }, t('admin.type')), type,
+  h('label', { for: 'sub-attrs' }, t('admin.watched')), attrs,
+  h('label', { for: 'sub-q' }, t('map.q')), q,
+  h('label', { for: 'sub-uri' }, t('admin.endpoint')), uri,
+  h('button', { type: 'submit' }, t('admin.subscribe')));
+  subs.after(h('section', { 'aria-labelledby': 'newsub-h' }, h('h2', { id: 'newsub-h' }, t('admin.newSubscription')), form, result));
 }
