@@ -130,6 +130,19 @@ try {
   check(shown.startsWith(expected), 'the detail shows the station\'s pm25', { shown, expected });
   await shot(page, 'map-detail');
 
+  // A write through the API recolours the marker and updates the open detail within 2 s.
+  const onMap = 55.5;
+  const began0 = Date.now();
+  const patched = await api(`/entities/${encodeURIComponent(id)}/attrs`, {
+    method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ pm25: { type: 'Property', value: onMap } }),
+  });
+  check(patched.status === 204, 'the write is accepted', patched);
+  await page.waitForFunction(([sel, v]) => document.querySelector(sel)?.dataset.value === v && document.querySelector('#map-detail dd[data-attr="pm25"]')?.textContent.startsWith(v),
+    [`.marker[data-id="${id}"]`, String(onMap)], { timeout: 2000 });
+  report.timings.liveMapMs = Date.now() - began0;
+  const markerColour = await page.$eval(`.marker[data-id="${id}"]`, (el) => el.style.background);
+  check(markerColour === 'rgb(230, 97, 1)', 'the marker takes the colour of its new level (unhealthy)', markerColour);
+
   // The entity page: a chart with the points the temporal API holds.
   await page.goto(`${base}/?lang=en#/entity/${encodeURIComponent(id)}?range=P1D`);
   await page.waitForSelector('#chart-pm25[data-points]');
@@ -225,6 +238,7 @@ try {
   const share = await page.getAttribute('#dash-share', 'href');
   await page.goto(`${base}/?lang=en${share}`);
   await page.waitForSelector('#dash-readonly');
+  await page.waitForSelector('.widget[data-kind="count"] .big');
   check(!(await page.$('#w-form')) && (await page.$$('.widget')).length === 2, 'the share link is read-only', {});
   await shot(page, 'dashboard-shared');
 

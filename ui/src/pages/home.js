@@ -41,7 +41,7 @@ export async function homePage() {
 
   const latest = h('section', { 'aria-labelledby': 'latest-h' }, h('h2', { id: 'latest-h' }, t('home.latest')));
   for (const ty of counted.filter((x) => short(x.name) !== AREA).slice(0, 6)) {
-    const { items } = await entities({ type: ty.name, limit: 5, options: 'keyValues,sysAttrs', orderBy: 'modifiedAt', pick: 'id,name,modifiedAt,' + ty.attrs.map(short).filter((a) => a !== 'location').slice(0, 8).join(',') }).catch(() => entities({ type: ty.name, limit: 5 }));
+    const { items } = await entities({ type: ty.name, limit: 5, options: 'keyValues,sysAttrs', pick: 'id,name,modifiedAt,' + ty.attrs.map(short).filter((a) => a !== 'location').slice(0, 8).join(',') }).catch(() => entities({ type: ty.name, limit: 5 }));
     latest.append(h('h3', {}, short(ty.name)), h('ul', {}, items.map((e) => h('li', {},
       h('a', { href: entityHref(e.id) }, label(e)), ': ',
       Object.entries(e).filter(([k, v]) => !['id', 'type', 'name', 'modifiedAt', 'createdAt', 'location', 'refArea', 'dateObserved'].includes(k) && (typeof v === 'number' || typeof v === 'string'))
