@@ -651,6 +651,13 @@ pub async fn records_round_trip(store: DynStore) {
     // Created again after a delete, it is new: last in order.
     s.create_record("", r, "urn:r:2", doc("urn:r:2", 3)).await.unwrap().unwrap();
     assert_eq!(s.list_records("", r).await.unwrap(), [doc("urn:r:1", 1), doc("urn:r:2", 3)]);
+    // Kinds apart: a dashboard may share an id with a registration, and each goes its own way.
+    let d = RecordKind::Dashboard;
+    s.create_record("", d, "urn:r:1", json!({"id": "urn:r:1", "title": "Air"})).await.unwrap().unwrap();
+    assert_eq!(s.list_records("", d).await.unwrap(), [json!({"id": "urn:r:1", "title": "Air"})]);
+    assert_eq!(s.list_records("", r).await.unwrap(), [doc("urn:r:1", 1), doc("urn:r:2", 3)], "kinds apart");
+    assert!(s.delete_record("", d, "urn:r:1").await.unwrap());
+    assert_eq!(s.list_records("", r).await.unwrap().len(), 2, "deleting a dashboard leaves the registration");
 }
 
 /// Concurrent creates of one record id: exactly one wins, the others are AlreadyExists.
