@@ -6,7 +6,7 @@ import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { initI18n, t, setLanguage, currentLanguage } from './i18n.js';
 import { tenant, setTenant, follow } from './api.js';
-import { h, clear } from './util.js';
+import { h } from './util.js';
 import { homePage } from './pages/home.js';
 import { mapPage } from './pages/map.js';
 import { browsePage } from './pages/browse.js';
@@ -19,10 +19,14 @@ import { renderChart } from './chart.js';
 window.__cityhub = { timings: {}, renderChart, live: 0 };
 
 const listeners = new Set();
-/** Registers `fn` for live changes while the current page is shown. */
-export function onLive(fn) {
-  listeners.add(fn);
-  return () => listeners.delete(fn);
+/**
+ * Registers `fn` for live changes while `node` (the page's main element) is shown: a page that
+ * finishes loading after the reader moved on registers nothing that stays.
+ */
+export function onLive(fn, node) {
+  const entry = { fn, node };
+  listeners.add(entry);
+  return () => listeners.delete(entry);
 }
 
 const ROUTES = [
@@ -39,11 +43,14 @@ const ROUTES = [
 let leave = null;
 
 async function route() {
-  const main = document.getElementById('main');
   if (leave) leave();
   leave = null;
   listeners.clear();
-  clear(main);
+  // A fresh main element per page: a page still loading writes into the one it started with,
+  // which is no longer shown.
+  const old = document.getElementById('main');
+  const main = old.cloneNode(false);
+  old.replaceWith(main);
   const hash = location.hash.split('?')[0];
   const found = ROUTES.map(([re, page]) => [re.exec(hash), page]).find(([m]) => m);
   try {
@@ -85,7 +92,10 @@ function chrome() {
   follow(
     (change) => {
       window.__cityhub.live++;
-      for (const fn of listeners) fn(change);
+      for (const entry of listeners) {
+        if (entry.node && !entry.node.isConnected) listeners.delete(entry);
+        else entry.fn(change);
+      }
     },
     (s) => {
       state.textContent = t(s === 'live' ? 'live.on' : 'live.off');

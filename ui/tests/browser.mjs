@@ -233,6 +233,7 @@ try {
   const parking = await page.getAttribute('.widget[data-kind="count"] .big', 'data-value');
   const parkingCount = (await api('/entities?type=ParkingSpot&count=true&limit=0')).headers.get('ngsild-results-count');
   check(Number(latest) === written && parking === parkingCount, 'the saved dashboard reopens with its widgets', { latest, written, parking, parkingCount });
+  check(!(await page.$('#home-summary')), 'a page left while loading writes nothing into the next one', {});
   await shot(page, 'dashboard');
   await axe(page, 'dashboard');
   const share = await page.getAttribute('#dash-share', 'href');

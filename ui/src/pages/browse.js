@@ -73,5 +73,5 @@ export async function browsePage(type) {
       const td = row.querySelector(`td[data-attr="${c}"]`);
       if (td && c in change.entity) clear(td).append(cell(change.entity[c]));
     }
-  });
+  }, main);
 }

@@ -45,7 +45,7 @@ async function widget(w, cleanups) {
         box.append(h('p', { class: 'big', dataset: { value: v } }, fmtNumber(v)), h('p', { class: 'muted' }, `${w.attr} · `, h('a', { href: entityHref(w.entity) }, short(w.entity))));
       };
       show(body?.[w.attr]);
-      cleanups.push(onLive((c) => { if (c.id === w.entity && c.entity && w.attr in c.entity) show(c.entity[w.attr]); }));
+      cleanups.push(onLive((c) => { if (c.id === w.entity && c.entity && w.attr in c.entity) show(c.entity[w.attr]); }, box));
     } else if (w.kind === 'series') {
       const plot = h('div', { class: 'plot' });
       box.append(plot);

@@ -82,5 +82,5 @@ export async function entityPage(id) {
     if (change.id !== id || change.deleted) return;
     const { body } = await get(ld(`/entities/${encodeURIComponent(id)}`), { options: 'sysAttrs' });
     draw(body);
-  });
+  }, main);
 }

@@ -284,6 +284,6 @@ export async function mapPage() {
     const m = markers.get(change.id);
     if (m) paint(m, merged);
     if (detail.dataset.id === change.id) showDetail(merged);
-  });
+  }, main);
   return () => map.remove();
 }
