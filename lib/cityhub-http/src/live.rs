@@ -88,6 +88,10 @@ impl Store for Watched {
         tenant: &Tenant,
         modifications: Vec<(String, Modifier)>,
     ) -> Result<Vec<Result<Change, NgsiLdError>>, StoreError> {
+        // Nothing is copied for the live channel while nobody listens.
+        if self.live.sender.receiver_count() == 0 {
+            return self.inner.modify(tenant, modifications).await;
+        }
         let ids: Vec<String> = modifications.iter().map(|(id, _)| id.clone()).collect();
         let results = self.inner.modify(tenant, modifications).await?;
         for (id, result) in ids.into_iter().zip(&results) {
