@@ -180,6 +180,17 @@ try {
   await page.waitForSelector('#browse-table tbody tr');
   const rows = await page.$$eval('#browse-table tbody tr', (r) => r.length);
   check(rows === Math.min(20, Number(aqCount)), 'the browser shows one page', { rows });
+  // Sorted and filtered by the hub (orderBy, q), one page at a time.
+  await page.selectOption('#browse-order', 'pm25');
+  await page.waitForFunction(() => {
+    const v = [...document.querySelectorAll('#browse-table td[data-attr="pm25"]')].map((td) => Number(td.textContent.replace(/,/g, '')));
+    return v.length > 1 && v.every((x, i) => i === 0 || v[i - 1] <= x);
+  });
+  await page.fill('#browse-q', 'pm25>50');
+  await page.click('#browse-q ~ button[type=submit]');
+  const over = Number((await api('/entities?type=AirQualityObserved&q=pm25>50&count=true&limit=0')).headers.get('ngsild-results-count'));
+  await page.waitForFunction((n) => document.querySelectorAll('#browse-table tbody tr').length === n, over);
+  check(over >= 1, 'q filters the table as the hub does', { over });
   await shot(page, 'browse');
   await axe(page, 'browse');
   await page.goto(`${base}/?lang=en#/admin`);
