@@ -2,6 +2,8 @@
 //! Ho Chi Minh City and Shenzhen, shaped like the FIWARE Smart Data Models, so a newcomer sees
 //! data at once.
 
+pub mod live;
+
 use cityhub_storage::{Modified, Modifier, Store, DEFAULT_TENANT};
 use ngsild_core::expand::expand_entity;
 use ngsild_core::ops::stamp_new_entity;

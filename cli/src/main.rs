@@ -183,6 +183,9 @@ struct ServeArgs {
     #[arg(long, env = "CITYHUB_ALIAS")]
     alias: Option<String>,
 
+    #[command(flatten)]
+    ui: UiArgs,
+
     /// Deprecated synonym of --alias (it used to take host:port, which is not an alias).
     #[arg(long, env = "CITYHUB_VIA_NAME", hide = true)]
     via_name: Option<String>,
@@ -207,6 +210,20 @@ struct IngestArgs {
     /// The most provisioned devices (/iot/devices) one tenant may hold.
     #[arg(long, default_value_t = 100_000, env = "CITYHUB_MAX_DEVICES_PER_TENANT")]
     max_devices_per_tenant: usize,
+}
+
+/// The browser UI at `/` and the live demo city.
+#[derive(Args)]
+struct UiArgs {
+    /// A tile server for the UI's map, as a URL template such as
+    /// https://tiles.city.example/{z}/{x}/{y}.png (default: the offline base layer, a graticule
+    /// and the hub's own districts).
+    #[arg(long, env = "CITYHUB_BASEMAP")]
+    basemap: Option<String>,
+
+    /// With --demo: seconds between the demo city's new observations.
+    #[arg(long, default_value_t = 5.0, env = "CITYHUB_DEMO_INTERVAL")]
+    demo_interval: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -278,6 +295,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_tenants: args.max_tenants,
             max_subscriptions_per_tenant: args.max_subscriptions_per_tenant,
             max_registrations_per_tenant: args.max_registrations_per_tenant,
+            ui: cityhub_ui_config(&args.ui),
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {
@@ -296,6 +314,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ingest.connect_mqtt(url).map_err(anyhow::Error::msg)?;
         }
         let state = AppState::with_notify(store, config, notify);
+        if args.demo {
+            demo::live::start(state.store.clone(), demo_interval(args.ui.demo_interval)?).await?;
+        }
         let notifier = state.notifier.clone();
         let routes = cityhub_ingest::routes(ingest, &state);
         let app = cityhub_http::app_with(state, routes);
@@ -331,6 +352,18 @@ fn redact(url: &str) -> String {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
     }
+}
+
+fn cityhub_ui_config(args: &UiArgs) -> cityhub_http::UiConfig {
+    cityhub_http::UiConfig { basemap: args.basemap.clone() }
+}
+
+/// `--demo-interval` as a duration: from 0.1 s to one hour.
+fn demo_interval(seconds: f64) -> anyhow::Result<std::time::Duration> {
+    if !(0.1..=3600.0).contains(&seconds) {
+        anyhow::bail!("--demo-interval {seconds} is out of range: give seconds from 0.1 to 3600, e.g. 5");
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 /// `--notifier-lease-ttl` as a duration: from 0.1 s to one day.

@@ -25,6 +25,7 @@
 mod batch;
 mod contexts;
 mod csource;
+mod dashboards;
 mod discovery;
 mod entities;
 mod error;
@@ -34,11 +35,13 @@ mod implicit_contexts;
 mod info;
 mod jsonld_contexts;
 mod limits;
+pub mod live;
 mod provision;
 mod request;
 mod response;
 mod subscriptions;
 mod temporal;
+mod ui;
 mod wire;
 
 use std::sync::Arc;
@@ -55,6 +58,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 use tower_http::trace::TraceLayer;
 
+pub use cityhub_ui::UiConfig;
 pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
 pub use limits::{admit_tenant, release_tenant};
@@ -91,6 +95,8 @@ pub struct HttpConfig {
     pub alias: String,
     /// How long one context source may take to answer a forwarded request.
     pub forward_timeout: Duration,
+    /// What the browser UI at `/` is told (`--basemap`).
+    pub ui: UiConfig,
 }
 
 impl Default for HttpConfig {
@@ -108,6 +114,7 @@ impl Default for HttpConfig {
             temporal_instance_limit: 30,
             alias: "cityhub".to_owned(),
             forward_timeout: Duration::from_secs(5),
+            ui: UiConfig::default(),
         }
     }
 }
@@ -119,6 +126,8 @@ pub struct AppState {
     pub federation: Arc<federation::Federation>,
     pub notifier: Notifier,
     pub limits: limits::Limits,
+    /// The live channel's changes (`live`): every write of this hub, told after its commit.
+    pub live: live::Live,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -130,12 +139,13 @@ impl AppState {
     }
 
     pub fn with_notify(store: DynStore, config: HttpConfig, notify: NotifyConfig) -> SharedState {
+        let (store, live) = live::watch(store);
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
         let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
         let limits = limits::Limits::new(&config);
         let events = store.events();
-        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits });
+        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, live });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
         state
     }
@@ -252,6 +262,7 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
         .merge(extra)
+        .merge(ui::routes(&state))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let routes = observed(routes).with_state(state.clone());

@@ -118,7 +118,7 @@ impl Registry {
                     }
                 }
             }
-            RecordKind::Registration => {}
+            RecordKind::Dashboard | RecordKind::Registration => {}
         }
         Ok(())
     }

@@ -450,6 +450,8 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// A dashboard composed in the browser UI (`/cityhub/v1/dashboards`).
+    Dashboard,
     /// A device provisioned for ingestion (`/iot/devices`, cityhub-ingest).
     IngestDevice,
     /// A service group of devices (`/iot/services`, cityhub-ingest).
@@ -458,8 +460,13 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// Every kind, so that a dump or a migration reads each kind's name back.
+    pub const ALL: [RecordKind; 4] =
+        [RecordKind::Dashboard, RecordKind::IngestDevice, RecordKind::IngestService, RecordKind::Registration];
+
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::Dashboard => "dashboard",
             RecordKind::IngestDevice => "ingestDevice",
             RecordKind::IngestService => "ingestService",
             RecordKind::Registration => "csourceRegistration",
@@ -469,14 +476,12 @@ impl RecordKind {
     /// What a refusal calls a record of this kind ("registration urn:x already exists").
     pub fn what(self) -> &'static str {
         match self {
+            RecordKind::Dashboard => "dashboard",
             RecordKind::IngestDevice => "device",
             RecordKind::IngestService => "service group",
             RecordKind::Registration => "registration",
         }
     }
-
-    /// Every kind, to read a kind back from its name.
-    pub const ALL: [RecordKind; 3] = [RecordKind::IngestDevice, RecordKind::IngestService, RecordKind::Registration];
 }
 
 pub type DynStore = Arc<dyn Store>;

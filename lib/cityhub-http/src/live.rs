@@ -1,0 +1,383 @@
+//! The live channel: `GET /cityhub/v1/live`, Server-Sent Events of a tenant's entity changes,
+//! which the dashboard follows so values and markers change within a second of a write.
+//!
+//! # Where changes come from
+//!
+//! [`watch`] wraps the hub's store in [`Watched`], a [`Store`] that forwards every call and,
+//! after a successful `modify` or `temporal_write` commit, tells the change on a bounded
+//! broadcast channel ([`Live`]). Every write of this hub goes through that store — the NGSI-LD
+//! API, batches, the temporal API, the notifier's writes, `serve --demo` — so no write path can
+//! forget to tell. A hub tells only the writes made through it: with several hubs on one
+//! PostgreSQL store, a listener sees the changes made at its own hub (following other hubs'
+//! writes needs a journal the notifier does not consume; see ARCHITECTURE.md).
+//!
+//! # One listener
+//!
+//! The request is a [`Read`] (no parameter but `type`, the tenant must exist, `extract::admit`
+//! decides), so access control covers it as every read. Each event is `event: change` with
+//! `{"id", "type", "deleted", "entity"}` — the entity in keyValues form in the core @context,
+//! only changes of the tenant asked for (and of the types asked, when `type` is given). A client
+//! that falls [`CLIENT_BACKLOG`] changes behind is sent `event: lagged` and dropped (its
+//! connection ends; it reconnects and reads the current state again): nothing is buffered
+//! without limit. A comment line every 15 s keeps proxies from closing an idle connection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use cityhub_storage::*;
+use ngsild_core::{Entity, NgsiLdError};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::extract::{params, Read};
+use crate::ApiError;
+
+/// How many changes a listener may fall behind before it is dropped.
+pub const CLIENT_BACKLOG: usize = 1024;
+
+/// One committed change, as the live channel tells it.
+#[derive(Debug, Clone)]
+pub struct LiveChange {
+    pub tenant: String,
+    pub id: String,
+    /// The entity after the change; None when it was deleted.
+    pub after: Option<Entity>,
+}
+
+/// The sending side of the live channel, shared by every listener of this hub.
+#[derive(Clone)]
+pub struct Live {
+    sender: broadcast::Sender<Arc<LiveChange>>,
+}
+
+impl Live {
+    /// Follows the changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveChange>> {
+        self.sender.subscribe()
+    }
+
+    fn tell(&self, change: LiveChange) {
+        // Nobody listening is no error.
+        if self.sender.receiver_count() > 0 {
+            let _ = self.sender.send(Arc::new(change));
+        }
+    }
+}
+
+/// Wraps `store` so that its commits are told on the returned [`Live`].
+pub fn watch(store: DynStore) -> (DynStore, Live) {
+    let (sender, _) = broadcast::channel(CLIENT_BACKLOG);
+    let live = Live { sender };
+    (Arc::new(Watched { inner: store, live: live.clone() }), live)
+}
+
+/// A [`Store`] that tells [`Live`] about every committed entity change.
+pub struct Watched {
+    inner: DynStore,
+    live: Live,
+}
+
+#[async_trait]
+impl Store for Watched {
+    async fn modify(
+        &self,
+        tenant: &Tenant,
+        modifications: Vec<(String, Modifier)>,
+    ) -> Result<Vec<Result<Change, NgsiLdError>>, StoreError> {
+        // Nothing is copied for the live channel while nobody listens.
+        if self.live.sender.receiver_count() == 0 {
+            return self.inner.modify(tenant, modifications).await;
+        }
+        let ids: Vec<String> = modifications.iter().map(|(id, _)| id.clone()).collect();
+        let results = self.inner.modify(tenant, modifications).await?;
+        for (id, result) in ids.into_iter().zip(&results) {
+            if let Ok(change) = result {
+                if change.before != change.after {
+                    self.live.tell(LiveChange { tenant: tenant.to_owned(), id, after: change.after.clone() });
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    async fn temporal_write(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        write: TemporalWrite,
+    ) -> Result<Result<TemporalOutcome, NgsiLdError>, StoreError> {
+        let outcome = self.inner.temporal_write(tenant, id, write).await?;
+        if outcome.is_ok() && self.live.sender.receiver_count() > 0 {
+            let after = self.inner.get_entity(tenant, id).await?;
+            self.live.tell(LiveChange { tenant: tenant.to_owned(), id: id.to_owned(), after });
+        }
+        Ok(outcome)
+    }
+
+    async fn tenant_exists(&self, tenant: &Tenant) -> Result<bool, StoreError> {
+        self.inner.tenant_exists(tenant).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.tenants().await
+    }
+
+    async fn get_entity(&self, tenant: &Tenant, id: &str) -> Result<Option<Entity>, StoreError> {
+        self.inner.get_entity(tenant, id).await
+    }
+
+    async fn query(&self, tenant: &Tenant, filter: &EntityFilter, paging: Paging) -> Result<Page, StoreError> {
+        self.inner.query(tenant, filter, paging).await
+    }
+
+    async fn temporal_query(&self, tenant: &Tenant, query: &TemporalQuery) -> Result<TemporalPage, StoreError> {
+        self.inner.temporal_query(tenant, query).await
+    }
+
+    async fn put_context(&self, context: StoredContext) -> Result<(), StoreError> {
+        self.inner.put_context(context).await
+    }
+
+    async fn get_context(&self, id: &str) -> Result<Option<StoredContext>, StoreError> {
+        self.inner.get_context(id).await
+    }
+
+    async fn list_contexts(&self) -> Result<Vec<StoredContext>, StoreError> {
+        self.inner.list_contexts().await
+    }
+
+    async fn delete_context(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_context(id).await
+    }
+
+    async fn create_subscription(
+        &self,
+        kind: SubscriptionKind,
+        tenant: &Tenant,
+        id: &str,
+        doc: Value,
+    ) -> Result<Result<(), NgsiLdError>, StoreError> {
+        self.inner.create_subscription(kind, tenant, id, doc).await
+    }
+
+    async fn replace_subscription(
+        &self,
+        kind: SubscriptionKind,
+        tenant: &Tenant,
+        id: &str,
+        doc: Value,
+    ) -> Result<bool, StoreError> {
+        self.inner.replace_subscription(kind, tenant, id, doc).await
+    }
+
+    async fn delete_subscription(&self, kind: SubscriptionKind, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_subscription(kind, tenant, id).await
+    }
+
+    async fn get_subscription(
+        &self,
+        kind: SubscriptionKind,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<Option<StoredSubscription>, StoreError> {
+        self.inner.get_subscription(kind, tenant, id).await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        kind: Option<SubscriptionKind>,
+        tenant: Option<&Tenant>,
+    ) -> Result<Vec<StoredSubscription>, StoreError> {
+        self.inner.list_subscriptions(kind, tenant).await
+    }
+
+    async fn journal_after(&self, cursor: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.journal_after(cursor, limit).await
+    }
+
+    async fn notifier_cursor(&self) -> Result<u64, StoreError> {
+        self.inner.notifier_cursor().await
+    }
+
+    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Vec<OutboxItem>, StoreError> {
+        self.inner.commit_notifications(commit).await
+    }
+
+    async fn outbox_endpoints(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.outbox_endpoints().await
+    }
+
+    async fn outbox(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.inner.outbox(endpoint, limit).await
+    }
+
+    async fn record_delivery(&self, item: &OutboxItem, outcome: DeliveryOutcome, at: &str) -> Result<(), StoreError> {
+        self.inner.record_delivery(item, outcome, at).await
+    }
+
+    fn events(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events()
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.try_lease(name, holder, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(name, holder).await
+    }
+
+    async fn create_record(
+        &self,
+        tenant: &Tenant,
+        kind: RecordKind,
+        id: &str,
+        doc: Value,
+    ) -> Result<Result<(), NgsiLdError>, StoreError> {
+        self.inner.create_record(tenant, kind, id, doc).await
+    }
+
+    async fn replace_record(
+        &self,
+        tenant: &Tenant,
+        kind: RecordKind,
+        id: &str,
+        doc: Value,
+    ) -> Result<bool, StoreError> {
+        self.inner.replace_record(tenant, kind, id, doc).await
+    }
+
+    async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError> {
+        self.inner.list_records(tenant, kind).await
+    }
+
+    async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_record(tenant, kind, id).await
+    }
+}
+
+params! {
+    /// The live channel: `type`, a comma-separated list of entity types to follow.
+    LiveParams = &["type"];
+}
+
+/// GET /cityhub/v1/live: the tenant's changes from now on, as Server-Sent Events.
+pub async fn stream(read: Read<LiveParams>) -> Result<impl IntoResponse, ApiError> {
+    let types = match read.params.list("type")? {
+        Some(names) => Some(ngsild_core::expand::expand_types(&json!(names), &read.ld.ctx)?),
+        None => None,
+    };
+    let tenant = read.tenant.clone();
+    let ctx = read.ld.ctx.clone();
+    let receiver = read.state.live.subscribe();
+    let events = futures_util::stream::unfold(Some(receiver), move |receiver| {
+        let (tenant, types, ctx) = (tenant.clone(), types.clone(), ctx.clone());
+        async move {
+            let mut receiver = receiver?;
+            match next(&mut receiver, &tenant, types.as_deref()).await? {
+                Next::Change(change) => Some((Ok::<_, Infallible>(change_event(&change, &ctx)), Some(receiver))),
+                // The last event of a listener that fell behind: its stream ends after it.
+                Next::Lagged(missed) => {
+                    let event = Event::default().event("lagged").data(json!({ "missed": missed }).to_string());
+                    Some((Ok(event), None))
+                }
+            }
+        }
+    });
+    let keep_alive = KeepAlive::new().interval(Duration::from_secs(15)).text("");
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Sse::new(events).keep_alive(keep_alive)))
+}
+
+/// What a listener is sent next.
+#[derive(Debug)]
+enum Next {
+    Change(Arc<LiveChange>),
+    /// It fell this many changes behind: it is dropped.
+    Lagged(u64),
+}
+
+/// The next change of `tenant` (of one of `types`, when given) on `receiver`; None once the hub
+/// stops telling.
+async fn next(
+    receiver: &mut broadcast::Receiver<Arc<LiveChange>>,
+    tenant: &str,
+    types: Option<&[String]>,
+) -> Option<Next> {
+    loop {
+        match receiver.recv().await {
+            Ok(change) if change.tenant != tenant => continue,
+            Ok(change) => {
+                if let (Some(types), Some(after)) = (types, &change.after) {
+                    if !after.types.iter().any(|t| types.contains(t)) {
+                        continue;
+                    }
+                }
+                return Some(Next::Change(change));
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => return Some(Next::Lagged(missed)),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+fn change_event(change: &LiveChange, ctx: &ngsild_jsonld::Context) -> Event {
+    let options =
+        ngsild_core::render::RenderOptions { format: ngsild_core::render::Format::KeyValues, ..Default::default() };
+    let (entity, types) = match &change.after {
+        Some(after) => (
+            Value::Object(ngsild_core::render::render_entity(after, ctx, &options)),
+            ngsild_core::render::compact_types(&after.types, ctx),
+        ),
+        None => (Value::Null, Value::Null),
+    };
+    let data = json!({ "id": change.id, "type": types, "deleted": change.after.is_none(), "entity": entity });
+    Event::default().event("change").data(data.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(tenant: &str, id: &str, ty: &str) -> LiveChange {
+        LiveChange { tenant: tenant.to_owned(), id: id.to_owned(), after: Some(Entity::new(id, vec![ty.to_owned()])) }
+    }
+
+    #[tokio::test]
+    async fn a_listener_gets_its_tenants_changes_of_its_types() {
+        let (sender, _) = broadcast::channel(CLIENT_BACKLOG);
+        let live = Live { sender };
+        let mut receiver = live.subscribe();
+        live.tell(change("other", "urn:a", "T"));
+        live.tell(change("", "urn:b", "U"));
+        live.tell(change("", "urn:c", "T"));
+        live.tell(LiveChange { tenant: String::new(), id: "urn:d".into(), after: None });
+        let types = ["T".to_owned()];
+        match next(&mut receiver, "", Some(&types)).await {
+            Some(Next::Change(c)) => assert_eq!(c.id, "urn:c"),
+            other => panic!("{other:?}"),
+        }
+        // A deletion has no type left to filter on: every listener of the tenant is told.
+        match next(&mut receiver, "", Some(&types)).await {
+            Some(Next::Change(c)) => assert!(c.id == "urn:d" && c.after.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_falls_behind_is_told_and_dropped_not_buffered() {
+        let (sender, _) = broadcast::channel(CLIENT_BACKLOG);
+        let live = Live { sender };
+        let mut slow = live.subscribe();
+        for i in 0..CLIENT_BACKLOG + 10 {
+            live.tell(change("", &format!("urn:{i}"), "T"));
+        }
+        match next(&mut slow, "", None).await {
+            Some(Next::Lagged(missed)) => assert_eq!(missed, 10),
+            other => panic!("{other:?}"),
+        }
+    }
+}
