@@ -4,6 +4,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod demo;
+mod guard;
 mod migrate;
 
 use std::net::SocketAddr;
@@ -186,6 +187,9 @@ struct ServeArgs {
     /// Deprecated synonym of --alias (it used to take host:port, which is not an alias).
     #[arg(long, env = "CITYHUB_VIA_NAME", hide = true)]
     via_name: Option<String>,
+
+    #[command(flatten)]
+    guard: guard::GuardArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -257,6 +261,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_tenants: args.max_tenants,
             max_subscriptions_per_tenant: args.max_subscriptions_per_tenant,
             max_registrations_per_tenant: args.max_registrations_per_tenant,
+            egress: args.guard.egress(address),
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {
@@ -345,6 +350,10 @@ fn federate(args: FederateArgs) -> anyhow::Result<()> {
     let hub = args.hub.trim_end_matches('/').trim_end_matches("/ngsi-ld/v1").to_owned();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a command-line client of the operator's own hub and peer, not the hub's egress"
+        )]
         let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
         let with_headers = |request: reqwest::RequestBuilder| {
             let mut request = request.header("Content-Type", "application/json");

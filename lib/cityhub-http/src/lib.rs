@@ -47,6 +47,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::routing::{get, post};
 use axum::Router;
+pub use cityhub_egress::Egress;
 use cityhub_notify::Notifier;
 pub use cityhub_notify::NotifyConfig;
 use cityhub_storage::DynStore;
@@ -90,6 +91,8 @@ pub struct HttpConfig {
     pub alias: String,
     /// How long one context source may take to answer a forwarded request.
     pub forward_timeout: Duration,
+    /// Where the hub may send requests (@contexts, notifications, context sources).
+    pub egress: Egress,
 }
 
 impl Default for HttpConfig {
@@ -107,6 +110,7 @@ impl Default for HttpConfig {
             temporal_instance_limit: 30,
             alias: "cityhub".to_owned(),
             forward_timeout: Duration::from_secs(5),
+            egress: Egress::default(),
         }
     }
 }
@@ -128,10 +132,13 @@ impl AppState {
         AppState::with_notify(store, config, NotifyConfig::default())
     }
 
-    pub fn with_notify(store: DynStore, config: HttpConfig, notify: NotifyConfig) -> SharedState {
+    /// The notifier sends under `config.egress`, whatever `notify.egress` says.
+    pub fn with_notify(store: DynStore, config: HttpConfig, mut notify: NotifyConfig) -> SharedState {
+        notify.egress = config.egress.clone();
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
-        let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
+        let federation =
+            Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout, &config.egress));
         let limits = limits::Limits::new(&config);
         let events = store.events();
         let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits });
