@@ -1,5 +1,5 @@
 //! The `serve` flags of issue 16's guard: the egress rules (where the hub may send requests)
-//! and the audit log.
+//! and the audit log (how long it is kept, how much may wait for the store).
 
 use std::net::SocketAddr;
 
@@ -20,9 +20,24 @@ pub struct GuardArgs {
     /// over allow.
     #[arg(long, value_delimiter = ',', env = "CITYHUB_EGRESS_DENY")]
     pub egress_deny: Vec<Rule>,
+
+    /// Days audit entries (every write and refusal, read at GET /cityhub/v1/audit) are kept;
+    /// older ones are deleted hourly.
+    #[arg(long, default_value_t = 90, env = "CITYHUB_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: u32,
+
+    /// Audit entries waiting to be stored at most; when the store falls behind, more are dropped
+    /// (counted and logged) rather than slowing requests.
+    #[arg(long, default_value_t = 10_000, env = "CITYHUB_AUDIT_QUEUE")]
+    pub audit_queue: usize,
 }
 
 impl GuardArgs {
+    /// `--audit-retention-days` as a duration (at least one day).
+    pub fn audit_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.audit_retention_days.max(1)) * 86_400)
+    }
+
     /// The egress rules of a hub bound to `listen`.
     pub fn egress(&self, listen: SocketAddr) -> Egress {
         let egress = Egress::new(Rules::new(self.egress_allow.clone(), self.egress_deny.clone(), vec![listen]));

@@ -262,6 +262,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_subscriptions_per_tenant: args.max_subscriptions_per_tenant,
             max_registrations_per_tenant: args.max_registrations_per_tenant,
             egress: args.guard.egress(address),
+            audit_retention: args.guard.audit_retention(),
+            audit_queue: args.guard.audit_queue.max(1),
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {
@@ -279,7 +281,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => args.data.display().to_string(),
         };
         tracing::info!(%address, %alias, store = %stored_in, "cityhub is serving NGSI-LD");
-        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        // With the client's address, which the audit log records.
+        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            cityhub_http::ClientAddr,
+        >(app);
         axum::serve(cityhub_http::GuardedListener::new(listener), service)
             .with_graceful_shutdown(shutdown_signal())
             .await?;

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod batch;
 mod contexts;
 mod csource;
@@ -59,7 +60,7 @@ use tower_http::trace::TraceLayer;
 pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
 use subscriptions::{CSources, Entities};
-pub use wire::{Guarded, GuardedListener};
+pub use wire::{ClientAddr, Guarded, GuardedListener};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -93,6 +94,10 @@ pub struct HttpConfig {
     pub forward_timeout: Duration,
     /// Where the hub may send requests (@contexts, notifications, context sources).
     pub egress: Egress,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
+    /// Audit entries waiting for the store at most; more are dropped and counted.
+    pub audit_queue: usize,
 }
 
 impl Default for HttpConfig {
@@ -111,6 +116,8 @@ impl Default for HttpConfig {
             alias: "cityhub".to_owned(),
             forward_timeout: Duration::from_secs(5),
             egress: Egress::default(),
+            audit_retention: Duration::from_secs(90 * 86_400),
+            audit_queue: 10_000,
         }
     }
 }
@@ -122,6 +129,7 @@ pub struct AppState {
     pub federation: Arc<federation::Federation>,
     pub notifier: Notifier,
     pub limits: limits::Limits,
+    pub audit: Arc<audit::AuditLog>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -140,8 +148,9 @@ impl AppState {
         let federation =
             Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout, &config.egress));
         let limits = limits::Limits::new(&config);
+        let audit = audit::AuditLog::start(store.clone(), config.audit_retention, config.audit_queue);
         let events = store.events();
-        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits });
+        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, audit });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
         state
     }
@@ -246,12 +255,19 @@ pub fn router(state: SharedState) -> Router {
     let routes = Router::new()
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
+        .merge(audit::routes())
+        .route_layer(axum::middleware::from_fn(audit::reached))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let routes = observed(routes).with_state(state.clone());
     // The guard wraps the whole router (a layer on the router itself would see a 405 before
     // axum adds its Allow header).
-    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
+    // The audit layer is the outermost: it sees every answer, the guard's and the identify
+    // layer's refusals included.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
+        .layer(axum::middleware::from_fn_with_state(state, audit::record))
 }
 
 /// The tower layers every route runs inside: a tracing span per request named by its matched
