@@ -55,10 +55,16 @@ pub struct AuditLog {
 impl AuditLog {
     /// Starts the appending and the retention tasks (on the current tokio runtime).
     pub fn start(store: DynStore, retention: Duration, queue: usize) -> Arc<AuditLog> {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        let (log, rx) = AuditLog::queue(queue);
         tokio::spawn(append(store.clone(), rx));
         tokio::spawn(retain(store, retention));
-        Arc::new(AuditLog { queue: tx, dropped: AtomicU64::new(0) })
+        Arc::new(log)
+    }
+
+    /// The log and the receiving end of its queue.
+    fn queue(queue: usize) -> (AuditLog, mpsc::Receiver<AuditEntry>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        (AuditLog { queue: tx, dropped: AtomicU64::new(0) }, rx)
     }
 
     /// Queues an entry without waiting; a full queue drops it and counts it.
@@ -135,7 +141,7 @@ pub async fn reached(
 }
 
 /// Audits a write or a refusal once answered (see the module's doc).
-pub async fn record(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+pub async fn record(State(log): State<Arc<AuditLog>>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let tenant = request
@@ -173,7 +179,7 @@ pub async fn record(State(state): State<SharedState>, request: Request, next: Ne
         status,
         error: response.extensions().get::<ErrorKind>().map(|k| k.name().to_owned()),
     };
-    state.audit.offer(entry);
+    log.offer(entry);
     response
 }
 
@@ -258,6 +264,80 @@ fn render(entry: &AuditEntry) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ApiError;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// A router audited as the hub's is: `/open` answers 200 to GET and POST, `/closed/{id}` a
+    /// 403 for the identity `alice`, `/busy` a 429 with a bearer identity.
+    fn audited(log: Arc<AuditLog>) -> Router {
+        async fn refuse() -> Response {
+            let mut response = ApiError(NgsiLdError::new(ErrorKind::BadRequestData, "not for alice")).into_response();
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            let alice = Identity { subject: Some("alice".into()), via: Via::Token, grants: vec![] };
+            response.extensions_mut().insert(alice);
+            response
+        }
+        async fn busy() -> Response {
+            let mut response = StatusCode::TOO_MANY_REQUESTS.into_response();
+            let key = Identity { subject: Some("k1".into()), via: Via::Key, grants: vec![] };
+            response.extensions_mut().insert(key);
+            response
+        }
+        Router::new()
+            .route("/open", get(|| async { "ok" }).post(|| async { "ok" }))
+            .route("/closed/{id}", get(refuse))
+            .route("/busy", get(busy))
+            .route_layer(axum::middleware::from_fn(reached))
+            .layer(axum::middleware::from_fn_with_state(log, record))
+    }
+
+    async fn send(app: &Router, method: &str, uri: &str) {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("NGSILD-Tenant", "seoul")
+            .header("Authorization", "Bearer SECRET")
+            .body(Body::empty())
+            .unwrap();
+        app.clone().oneshot(request).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_and_refusals_are_offered_reads_are_not() {
+        let (log, mut rx) = AuditLog::queue(16);
+        let app = audited(Arc::new(log));
+        send(&app, "GET", "/open").await;
+        send(&app, "POST", "/open?token=SECRET").await;
+        send(&app, "GET", "/closed/urn:ngsi-ld:Room:1").await;
+        send(&app, "GET", "/busy").await;
+        send(&app, "GET", "/nowhere").await;
+        let mut got = Vec::new();
+        while let Ok(entry) = rx.try_recv() {
+            got.push(entry);
+        }
+        assert_eq!(got.len(), 3, "the POST, the 403 and the 429: {got:?}");
+        assert_eq!((got[0].method.as_str(), got[0].route.as_str(), got[0].status), ("POST", "/open", 200));
+        assert_eq!((got[0].subject.as_str(), got[0].via.as_str()), ("anonymous", "anonymous"));
+        assert_eq!(got[1].route, "/closed/{id}");
+        assert_eq!(got[1].target.as_deref(), Some("urn:ngsi-ld:Room:1"));
+        assert_eq!((got[1].subject.as_str(), got[1].via.as_str(), got[1].status), ("alice", "token", 403));
+        assert_eq!(got[1].error.as_deref(), Some("BadRequestData"));
+        assert_eq!((got[2].subject.as_str(), got[2].via.as_str(), got[2].status), ("key:k1", "key", 429));
+        assert!(got.iter().all(|e| e.tenant == "seoul"));
+        assert!(!format!("{got:?}").contains("SECRET"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_without_waiting() {
+        let (log, _rx) = AuditLog::queue(1);
+        let log = Arc::new(log);
+        let app = audited(log.clone());
+        for _ in 0..3 {
+            send(&app, "POST", "/open").await;
+        }
+        assert_eq!(log.dropped(), 2);
+    }
 
     fn params(query: &str) -> Params {
         Params::parse(Some(query), <AuditParams as crate::extract::Allowed>::NAMES).unwrap()

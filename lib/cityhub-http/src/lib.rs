@@ -17,7 +17,9 @@
 //! panic layer turns a panicking handler into an InternalError ProblemDetails; then, around the
 //! API routes, `federation::refuse_loops` (a request that already crossed this hub),
 //! `limits::bound_lists` (`attrs`/`pick`/`omit`/`id`/`type` lengths) and `limits::admit_tenants`
-//! (a write that would create one tenant too many).
+//! (a write that would create one tenant too many). Outside all of it, `audit::record` records
+//! every write that reached a handler and every 401/403/429 (the route layer `audit::reached`
+//! tags answers with their matched route); see `audit` for how.
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -267,7 +269,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
-        .layer(axum::middleware::from_fn_with_state(state, audit::record))
+        .layer(axum::middleware::from_fn_with_state(state.audit.clone(), audit::record))
 }
 
 /// The tower layers every route runs inside: a tracing span per request named by its matched
