@@ -57,7 +57,7 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Redirects followed (each judged as the first URL); 0 follows none.
     pub max_redirects: usize,
-    /// The flag that sets `max_redirects`, named when it is passed.
+    /// The flag that sets `max_redirects`, named when it is passed (empty: a fixed limit).
     pub redirects_flag: &'static str,
     /// Header names as written (`Via`, not `via`): some receivers read them case-sensitively.
     pub title_case_headers: bool,
@@ -227,7 +227,8 @@ impl Egress {
         reqwest::redirect::Policy::custom(move |attempt| {
             let refused = RedirectRefused;
             if attempt.previous().len() > max {
-                return attempt.error(refused(format!("more than {max} redirects (the hub's limit, set by {flag})")));
+                let set_by = if flag.is_empty() { String::new() } else { format!(", set by {flag}") };
+                return attempt.error(refused(format!("more than {max} redirects (the hub's limit{set_by})")));
             }
             let url = attempt.url().clone();
             if !matches!(url.scheme(), "http" | "https") {

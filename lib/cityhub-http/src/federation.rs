@@ -148,7 +148,7 @@ impl Federation {
             timeout,
             pool_idle_timeout: Some(Duration::from_secs(30)),
             max_redirects: 10,
-            redirects_flag: "(a fixed limit of 10)",
+            redirects_flag: "",
         });
         Federation {
             me: me.to_ascii_lowercase(),
