@@ -4,6 +4,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod demo;
+mod guard;
 mod migrate;
 
 use std::net::SocketAddr;
@@ -192,6 +193,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     ingest: IngestArgs,
+
+    #[command(flatten)]
+    guard: guard::GuardArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -296,6 +300,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_subscriptions_per_tenant: args.max_subscriptions_per_tenant,
             max_registrations_per_tenant: args.max_registrations_per_tenant,
             ui: cityhub_ui_config(&args.ui),
+            egress: args.guard.egress(address),
+            audit_retention: args.guard.audit_retention(),
+            audit_queue: args.guard.audit_queue.max(1),
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {
@@ -327,7 +334,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => args.data.display().to_string(),
         };
         tracing::info!(%address, %alias, store = %stored_in, "cityhub is serving NGSI-LD");
-        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        // With the client's address, which the audit log records.
+        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            cityhub_http::ClientAddr,
+        >(app);
         axum::serve(cityhub_http::GuardedListener::new(listener), service)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
@@ -410,6 +420,10 @@ fn federate(args: FederateArgs) -> anyhow::Result<()> {
     let hub = args.hub.trim_end_matches('/').trim_end_matches("/ngsi-ld/v1").to_owned();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a command-line client of the operator's own hub and peer, not the hub's egress"
+        )]
         let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
         let with_headers = |request: reqwest::RequestBuilder| {
             let mut request = request.header("Content-Type", "application/json");

@@ -609,6 +609,7 @@ fn mqtt_notifications_go_through_mosquitto() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    #[expect(clippy::disallowed_methods, reason = "the test's own subscriber to the broker, not the hub's egress")]
     let mut options = rumqttc::MqttOptions::new("cityhub-test", "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut connection) = rumqttc::Client::new(options, 16);

@@ -45,8 +45,12 @@ impl Hub {
     /// Starts a hub on `data` storing in `store` (a PostgreSQL URL), or in SQLite in `data`
     /// when None, whatever `CITYHUB_TEST_STORE` says.
     pub fn spawn_with_store(data: &Path, store: Option<String>, extra: &[&str]) -> Hub {
+        // A test may give its own --listen (e.g. 0.0.0.0:0); it is still reached over loopback.
+        let listen = if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_cityhub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg("serve")
+            .args(listen)
+            .arg("--data")
             .arg(data)
             .args(store.iter().flat_map(|url| ["--store", url.as_str()]))
             .args(["--log", "warn"])
@@ -60,7 +64,8 @@ impl Hub {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("cityhub listening on ") {
-                    let _ = tx.send(rest.trim_end_matches("/ngsi-ld/v1").to_owned());
+                    let base = rest.trim_end_matches("/ngsi-ld/v1").replace("//0.0.0.0:", "//127.0.0.1:");
+                    let _ = tx.send(base);
                 }
             }
         });

@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use cityhub_egress::{ClientOptions, EgressClient};
 use cityhub_storage::{DynStore, StoredContext};
 use moka::future::Cache;
 use ngsild_core::{ErrorKind, NgsiLdError};
@@ -93,7 +94,7 @@ type UsageMap = Arc<Mutex<HashMap<String, Usage>>>;
 
 pub struct ContextService {
     store: DynStore,
-    client: reqwest::Client,
+    client: EgressClient,
     built: Cache<String, Arc<Context>>,
     cached: Cache<String, CachedContext>,
     usage: UsageMap,
@@ -113,50 +114,18 @@ fn weight(bytes: usize) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
-/// The message of an error and of every error beneath it (reqwest names only the outermost).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let more = inner.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = inner.source();
-    }
-    text
-}
-
 impl ContextService {
-    #[expect(
-        clippy::expect_used,
-        reason = "runs once at start-up, before any request; reqwest fails only without a TLS backend"
-    )]
     pub fn new(store: DynStore, config: &HttpConfig) -> Self {
         let limits = config.context_limits;
-        let max_redirects = limits.max_redirects;
-        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > max_redirects {
-                attempt.error(format!(
-                    "more than {max_redirects} redirects (the hub's limit, set by --context-max-redirects)"
-                ))
-            } else if !matches!(attempt.url().scheme(), "http" | "https") {
-                let to = attempt.url().to_string();
-                attempt.error(format!("redirected to {to}, which is not an http(s) URL"))
-            } else if attempt.url().scheme() == "http" && attempt.previous().iter().any(|u| u.scheme() == "https") {
-                let to = attempt.url().to_string();
-                attempt.error(format!("redirected from https to {to}: a downgrade to plain http is not followed"))
-            } else {
-                attempt.follow()
-            }
+        // Redirects are followed to http(s) URLs only, never from https down to http, and each
+        // hop is judged by the egress rules as the first URL was.
+        let client = config.egress.client(&ClientOptions {
+            timeout: config.context_fetch_timeout,
+            connect_timeout: config.context_fetch_timeout,
+            max_redirects: limits.max_redirects,
+            redirects_flag: "--context-max-redirects",
+            ..ClientOptions::default()
         });
-        let client = reqwest::Client::builder()
-            .timeout(config.context_fetch_timeout)
-            .connect_timeout(config.context_fetch_timeout)
-            .redirect(redirects)
-            .build()
-            .expect("an HTTP client with default TLS settings builds");
         let half = (limits.cache_bytes / 2).max(1);
         let usage: UsageMap = Arc::default();
         let evicted_usage = usage.clone();
@@ -266,13 +235,8 @@ impl ContextService {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(unavailable("only http and https URLs can be fetched".into()));
         }
-        let mut response = self
-            .client
-            .get(url)
-            .header("Accept", "application/ld+json, application/json;q=0.9")
-            .send()
-            .await
-            .map_err(|e| unavailable(error_chain(&e)))?;
+        let request = self.client.get(url).header("Accept", "application/ld+json, application/json;q=0.9");
+        let mut response = self.client.execute(request).await.map_err(|e| unavailable(e.to_string()))?;
         if !response.status().is_success() {
             return Err(unavailable(format!("HTTP status {}", response.status())));
         }
@@ -282,7 +246,7 @@ impl ContextService {
         }
         // Read no more than the limit: stop at the first chunk past it.
         let mut body: Vec<u8> = Vec::with_capacity(usize::try_from(declared).unwrap_or(0).min(max));
-        while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(error_chain(&e)))? {
+        while let Some(chunk) = response.chunk().await.map_err(|_| unavailable("the answer broke off".into()))? {
             if body.len() + chunk.len() > max {
                 return Err(too_large());
             }

@@ -59,6 +59,7 @@ pub async fn create(write: Write<NoParams>, LdBody { value, ld }: LdBody<false>)
         return Err(NgsiLdError::already_exists(format!("registration {} already exists", reg.id)).into());
     }
     crate::limits::check_registration_room(&state, held.len())?;
+    crate::limits::vet_endpoint(&state, "registration endpoint", &reg.endpoint).await?;
     let id = reg.id.clone();
     fed.create(state.store.as_ref(), &tenant, &reg).await??;
     state.notifier.registration_changed(&tenant, None, Some(&reg)).await;
@@ -121,6 +122,7 @@ pub async fn update(
         .find(|r| r.id == id)
         .ok_or_else(|| NgsiLdError::not_found(format!("registration {id} not found")))?;
     let next = patch_registration(reg, &fragment, &ld.ctx, &now())?;
+    crate::limits::vet_endpoint(&state, "registration endpoint", &next.endpoint).await?;
     if !fed.replace(state.store.as_ref(), &tenant, &next).await? {
         return Err(NgsiLdError::not_found(format!("registration {id} not found")).into());
     }

@@ -27,7 +27,10 @@ impl IntoResponse for ApiError {
         }
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = json_bytes(&self.0.problem_details());
-        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        // The audit layer reads what kind of error was answered.
+        response.extensions_mut().insert(self.0.kind);
+        response
     }
 }
 

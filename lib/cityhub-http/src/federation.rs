@@ -78,6 +78,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method};
+use cityhub_egress::{ClientOptions, Egress, EgressClient, EgressError};
 use cityhub_storage::{RecordKind, Store, StoreError};
 use ngsild_core::{Entity, ErrorKind, NgsiLdError};
 use ngsild_federation::forward::{narrowed, query_body, query_string, source_error};
@@ -97,7 +98,7 @@ pub struct Federation {
     pub started: std::time::Instant,
     pub time_of_startup: String,
     pub timeout: Duration,
-    client: reqwest::Client,
+    client: EgressClient,
     registry: RwLock<HashMap<String, Arc<Vec<Registration>>>>,
     /// How forwarding went per registration (tenant, id); kept in memory, not durable.
     stats: Mutex<HashMap<(String, String), SourceStatus>>,
@@ -138,16 +139,17 @@ pub struct Forwarding {
 }
 
 impl Federation {
-    pub fn new(me: String, timeout: Duration) -> Federation {
+    pub fn new(me: String, timeout: Duration, egress: &Egress) -> Federation {
         // Title-case header names (`Via`, not `via`): some context sources read them
-        // case-sensitively.
-        let client = reqwest::Client::builder()
-            .http1_title_case_headers()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
+        // case-sensitively. Every source is reached under the egress rules.
+        let client = egress.client(&ClientOptions {
+            title_case_headers: true,
+            connect_timeout: timeout,
+            timeout,
+            pool_idle_timeout: Some(Duration::from_secs(30)),
+            max_redirects: 10,
+            redirects_flag: "",
+        });
         Federation {
             me: me.to_ascii_lowercase(),
             started: std::time::Instant::now(),
@@ -317,15 +319,16 @@ impl Federation {
             request = request.header("Content-Type", media).body(body.to_string());
         }
         let outcome = async {
-            let response = request.send().await.map_err(|e| fail(describe(&e)))?;
+            let response = self.client.execute(request).await.map_err(|e| fail(e.to_string()))?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(|e| fail(describe(&e)))?;
+            let body = response.bytes().await.map_err(|_| fail("the answer broke off".to_owned()))?;
             Ok(SourceAnswer { status, headers, body })
         };
         let answer = match tokio::time::timeout(self.timeout, outcome).await {
             Ok(answer) => answer,
-            Err(_) => Err(fail(format!("no answer within {} ms", self.timeout.as_millis()))),
+            // The same text as a failed connection: an answer never tells what listens where.
+            Err(_) => Err(fail(EgressError::Unreachable.to_string())),
         };
         let ok = answer.as_ref().is_ok_and(|a| a.status < 500);
         self.record(&fwd.tenant, &reg.id, ok);
@@ -532,16 +535,6 @@ pub fn status_failure(reg: &Registration, answer: &SourceAnswer) -> SourceFailur
         registration_id: reg.id.clone(),
         endpoint: reg.endpoint.clone(),
         detail: format!("answered {} {detail}", answer.status).trim_end().to_owned(),
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        e.to_string()
     }
 }
 

@@ -17,11 +17,14 @@
 //! panic layer turns a panicking handler into an InternalError ProblemDetails; then, around the
 //! API routes, `federation::refuse_loops` (a request that already crossed this hub),
 //! `limits::bound_lists` (`attrs`/`pick`/`omit`/`id`/`type` lengths) and `limits::admit_tenants`
-//! (a write that would create one tenant too many).
+//! (a write that would create one tenant too many). Outside all of it, `audit::record` records
+//! every write that reached a handler and every 401/403/429 (the route layer `audit::reached`
+//! tags answers with their matched route); see `audit` for how.
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod batch;
 mod contexts;
 mod csource;
@@ -50,6 +53,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::routing::{get, post};
 use axum::Router;
+pub use cityhub_egress::Egress;
 use cityhub_notify::Notifier;
 pub use cityhub_notify::NotifyConfig;
 use cityhub_storage::DynStore;
@@ -63,7 +67,7 @@ pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
 pub use limits::{admit_tenant, release_tenant};
 use subscriptions::{CSources, Entities};
-pub use wire::{Guarded, GuardedListener};
+pub use wire::{ClientAddr, Guarded, GuardedListener};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -97,6 +101,12 @@ pub struct HttpConfig {
     pub forward_timeout: Duration,
     /// What the browser UI at `/` is told (`--basemap`).
     pub ui: UiConfig,
+    /// Where the hub may send requests (@contexts, notifications, context sources).
+    pub egress: Egress,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
+    /// Audit entries waiting for the store at most; more are dropped and counted.
+    pub audit_queue: usize,
 }
 
 impl Default for HttpConfig {
@@ -115,6 +125,9 @@ impl Default for HttpConfig {
             alias: "cityhub".to_owned(),
             forward_timeout: Duration::from_secs(5),
             ui: UiConfig::default(),
+            egress: Egress::default(),
+            audit_retention: Duration::from_secs(90 * 86_400),
+            audit_queue: 10_000,
         }
     }
 }
@@ -128,6 +141,7 @@ pub struct AppState {
     pub limits: limits::Limits,
     /// The live channel's changes (`live`): every write of this hub, told after its commit.
     pub live: live::Live,
+    pub audit: Arc<audit::AuditLog>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -138,14 +152,18 @@ impl AppState {
         AppState::with_notify(store, config, NotifyConfig::default())
     }
 
-    pub fn with_notify(store: DynStore, config: HttpConfig, notify: NotifyConfig) -> SharedState {
+    /// The notifier sends under `config.egress`, whatever `notify.egress` says.
+    pub fn with_notify(store: DynStore, config: HttpConfig, mut notify: NotifyConfig) -> SharedState {
+        notify.egress = config.egress.clone();
         let (store, live) = live::watch(store);
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
-        let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
+        let federation =
+            Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout, &config.egress));
         let limits = limits::Limits::new(&config);
+        let audit = audit::AuditLog::start(store.clone(), config.audit_retention, config.audit_queue);
         let events = store.events();
-        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, live });
+        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, live, audit });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
         state
     }
@@ -263,12 +281,19 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .route("/health", get(health))
         .merge(extra)
         .merge(ui::routes(&state))
+        .merge(audit::routes())
+        .route_layer(axum::middleware::from_fn(audit::reached))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let routes = observed(routes).with_state(state.clone());
     // The guard wraps the whole router (a layer on the router itself would see a 405 before
     // axum adds its Allow header).
-    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
+    // The audit layer is the outermost: it sees every answer, the guard's and the identify
+    // layer's refusals included.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
+        .layer(axum::middleware::from_fn_with_state(state.audit.clone(), audit::record))
 }
 
 /// The tower layers every route runs inside: a tracing span per request named by its matched

@@ -16,6 +16,10 @@
 //!   creating one more is refused as **422 OperationNotSupported** for the same reason; deleting
 //!   one makes room again.
 //!
+//! - **egress** (`--egress-allow`, `--egress-deny`, `cityhub_egress`): a subscription (either
+//!   kind) or a registration whose endpoint the rules refuse is **400 BadRequestData** at
+//!   creation and at every update, naming the endpoint, why, and the flag that would allow it.
+//!
 //! The @context limits (document size, documents per request, redirects, cache memory) are the
 //! [`crate::contexts::ContextService`]'s.
 
@@ -195,4 +199,16 @@ pub fn check_registration_room(state: &SharedState, held: usize) -> Result<(), A
         .into());
     }
     Ok(())
+}
+
+/// Refuses an endpoint the egress rules refuse (`what`: "notification endpoint", ...).
+pub async fn vet_endpoint(state: &SharedState, what: &str, uri: &str) -> Result<(), ApiError> {
+    match state.config.egress.vet(uri).await {
+        Ok(()) => Ok(()),
+        Err(refusal) => Err(NgsiLdError::bad_request(format!(
+            "the {what} {uri} is refused by the hub's egress rules: {}",
+            refusal.detail()
+        ))
+        .into()),
+    }
 }

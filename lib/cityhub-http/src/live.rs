@@ -258,6 +258,23 @@ impl Store for Watched {
     async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_record(tenant, kind, id).await
     }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.inner.append_audit(entries).await
+    }
+
+    async fn read_audit(
+        &self,
+        filter: &AuditFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        self.inner.read_audit(filter, offset, limit).await
+    }
+
+    async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError> {
+        self.inner.purge_audit(before_micros).await
+    }
 }
 
 params! {

@@ -87,6 +87,7 @@ pub async fn create<K: Kind>(write: Write<LocalOnly>, LdBody { value, ld }: LdBo
     {
         sub.jsonld_context = Some(implicit_contexts::url_for(&state, &headers, given).await?);
     }
+    crate::limits::vet_endpoint(&state, "notification endpoint", &sub.notification.endpoint.uri).await?;
     let compiled = compile(&state, kind, &tenant, sub.clone()).await?;
     let doc = serde_json::to_value(&sub).map_err(|e| NgsiLdError::internal(e.to_string()))?;
     let admitting = state.limits.subscription_writes.lock().await;
@@ -170,6 +171,7 @@ pub async fn update<K: Kind>(
     // An ImplicitlyCreated jsonldContext follows the subscription's new compound @context,
     // unless the fragment names a jsonldContext itself.
     let replaced = follow_implicit_context(&state, &headers, &current, &mut next, &fragment, &ld).await?;
+    crate::limits::vet_endpoint(&state, "notification endpoint", &next.notification.endpoint.uri).await?;
     let compiled = compile(&state, kind, &tenant, next.clone()).await?;
     let doc = serde_json::to_value(&next).map_err(|e| NgsiLdError::internal(e.to_string()))?;
     if !state.store.replace_subscription(kind, &tenant, &id, doc).await? {

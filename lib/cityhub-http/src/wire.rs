@@ -61,6 +61,17 @@ impl axum::serve::Listener for GuardedListener {
     }
 }
 
+/// The address of the client of a connection (`into_make_service_with_connect_info::<ClientAddr>`),
+/// which the audit log records.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
 /// What is known about the request head being read.
 #[derive(Debug, Default)]
 struct Head {

@@ -1,18 +1,20 @@
 //! Sending one notification message: HTTP POST, or an MQTT publish (clause 7.? MQTT binding:
-//! the payload is `{metadata, body}`, the topic is the URI's path).
+//! the payload is `{metadata, body}`, the topic is the URI's path). Both under the egress rules
+//! (`cityhub_egress`); a failure reads the same whatever the network answered.
 
 use std::time::Duration;
 
+use cityhub_egress::{Egress, EgressClient, EgressError};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
 /// Sends a message built by `Compiled::message`; Err says why it was not delivered.
-pub async fn send(http: &reqwest::Client, message: &Value, timeout: Duration) -> Result<(), String> {
+pub async fn send(http: &EgressClient, egress: &Egress, message: &Value, timeout: Duration) -> Result<(), String> {
     let uri = message.get("uri").and_then(Value::as_str).ok_or("the message has no uri")?;
     if uri.starts_with("mqtt://") {
-        tokio::time::timeout(timeout, send_mqtt(uri, message))
+        tokio::time::timeout(timeout, send_mqtt(egress, uri, message))
             .await
-            .map_err(|_| "the MQTT broker timed out".to_owned())?
+            .map_err(|_| EgressError::Unreachable.to_string())?
     } else if uri.starts_with("mqtts://") {
         Err("mqtts endpoints are not supported by this build".to_owned())
     } else {
@@ -20,7 +22,7 @@ pub async fn send(http: &reqwest::Client, message: &Value, timeout: Duration) ->
     }
 }
 
-async fn send_http(http: &reqwest::Client, uri: &str, message: &Value) -> Result<(), String> {
+async fn send_http(http: &EgressClient, uri: &str, message: &Value) -> Result<(), String> {
     let mut request = http.post(uri);
     for (name, value) in message.get("headers").and_then(Value::as_object).into_iter().flatten() {
         if let Some(value) = value.as_str() {
@@ -28,7 +30,7 @@ async fn send_http(http: &reqwest::Client, uri: &str, message: &Value) -> Result
         }
     }
     let body = serde_json::to_vec(&message["body"]).map_err(|e| e.to_string())?;
-    let response = request.body(body).send().await.map_err(|e| e.to_string())?;
+    let response = http.execute(request.body(body)).await.map_err(|e| e.to_string())?;
     if response.status().is_success() {
         Ok(())
     } else {
@@ -71,24 +73,30 @@ pub fn mqtt_target(uri: &str) -> Result<MqttTarget, String> {
     Ok(MqttTarget { host, port, user, password, topic: decode(topic) })
 }
 
-async fn send_mqtt(uri: &str, message: &Value) -> Result<(), String> {
+async fn send_mqtt(egress: &Egress, uri: &str, message: &Value) -> Result<(), String> {
     let target = mqtt_target(uri)?;
     let payload = serde_json::to_vec(&json!({"metadata": message["headers"], "body": message["body"]}))
         .map_err(|e| e.to_string())?;
     let qos = message.get("qos").and_then(Value::as_u64).unwrap_or(0) as u8;
     let client_id = format!("cityhub-{}", uuid::Uuid::new_v4().simple());
     if message.get("mqttVersion").and_then(Value::as_str) == Some("mqtt5.0") {
-        publish_v5(&client_id, &target, payload, qos).await
+        let options = egress.mqtt5_options(&client_id, &target.host, target.port).await.map_err(|e| e.to_string())?;
+        publish_v5(options, &target, payload, qos).await
     } else {
-        publish_v311(&client_id, &target, payload, qos).await
+        let options = egress.mqtt_options(&client_id, &target.host, target.port).await.map_err(|e| e.to_string())?;
+        publish_v311(options, &target, payload, qos).await
     }
 }
 
 /// One connection per message: connect, publish, wait for the broker's acknowledgement (QoS 1
 /// and 2) or for the packet to leave (QoS 0), disconnect.
-async fn publish_v311(client_id: &str, target: &MqttTarget, payload: Vec<u8>, qos: u8) -> Result<(), String> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-    let mut options = MqttOptions::new(client_id, target.host.clone(), target.port);
+async fn publish_v311(
+    mut options: rumqttc::MqttOptions,
+    target: &MqttTarget,
+    payload: Vec<u8>,
+    qos: u8,
+) -> Result<(), String> {
+    use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
     options.set_keep_alive(Duration::from_secs(10));
     if let Some(user) = &target.user {
         options.set_credentials(user.clone(), target.password.clone().unwrap_or_default());
@@ -101,7 +109,7 @@ async fn publish_v311(client_id: &str, target: &MqttTarget, payload: Vec<u8>, qo
     };
     client.publish(target.topic.clone(), qos, false, payload).await.map_err(|e| e.to_string())?;
     loop {
-        match events.poll().await.map_err(|e| e.to_string())? {
+        match events.poll().await.map_err(|_| EgressError::Unreachable.to_string())? {
             Event::Incoming(Packet::ConnAck(ack)) if ack.code != rumqttc::ConnectReturnCode::Success => {
                 return Err(format!("the MQTT broker refused the connection: {:?}", ack.code))
             }
@@ -121,12 +129,16 @@ async fn publish_v311(client_id: &str, target: &MqttTarget, payload: Vec<u8>, qo
     Ok(())
 }
 
-async fn publish_v5(client_id: &str, target: &MqttTarget, payload: Vec<u8>, qos: u8) -> Result<(), String> {
+async fn publish_v5(
+    mut options: rumqttc::v5::MqttOptions,
+    target: &MqttTarget,
+    payload: Vec<u8>,
+    qos: u8,
+) -> Result<(), String> {
     use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet};
     use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    use rumqttc::v5::{AsyncClient, Event};
     use rumqttc::Outgoing;
-    let mut options = MqttOptions::new(client_id, target.host.clone(), target.port);
     options.set_keep_alive(Duration::from_secs(10));
     if let Some(user) = &target.user {
         options.set_credentials(user.clone(), target.password.clone().unwrap_or_default());
@@ -139,7 +151,7 @@ async fn publish_v5(client_id: &str, target: &MqttTarget, payload: Vec<u8>, qos:
     };
     client.publish(target.topic.clone(), qos, false, payload).await.map_err(|e| e.to_string())?;
     loop {
-        match events.poll().await.map_err(|e| e.to_string())? {
+        match events.poll().await.map_err(|_| EgressError::Unreachable.to_string())? {
             Event::Incoming(Packet::ConnAck(ack)) if ack.code != ConnectReturnCode::Success => {
                 return Err(format!("the MQTT broker refused the connection: {:?}", ack.code))
             }

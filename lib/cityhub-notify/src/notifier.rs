@@ -131,6 +131,8 @@ pub struct NotifyConfig {
     /// How long the notifier lease lasts unrenewed: a killed hub's notifications pass to another
     /// hub on the same store after at most this long. Renewed every third of it.
     pub lease_ttl: Duration,
+    /// Where notifications may be sent.
+    pub egress: cityhub_egress::Egress,
 }
 
 /// The name of the store lease whose holder notifies.
@@ -147,6 +149,7 @@ impl Default for NotifyConfig {
             send_timeout: Duration::from_secs(5),
             journal_batch: 256,
             lease_ttl: Duration::from_secs(10),
+            egress: cityhub_egress::Egress::default(),
         }
     }
 }
@@ -162,7 +165,7 @@ struct Inner {
     store: DynStore,
     resolver: Arc<dyn ContextResolver>,
     config: NotifyConfig,
-    http: reqwest::Client,
+    http: cityhub_egress::EgressClient,
     subs: RwLock<HashMap<Key, Arc<Compiled>>>,
     journal_wake: Arc<Notify>,
     workers: Mutex<HashMap<String, Arc<Notify>>>,
@@ -186,18 +189,14 @@ pub struct Notifier {
 impl Notifier {
     /// Starts the machinery on the current tokio runtime: loads the stored subscriptions, replays
     /// the outbox, and tails the journal from where it stopped.
-    #[expect(
-        clippy::expect_used,
-        reason = "runs once at start-up, before any request; reqwest fails only without a TLS backend"
-    )]
     pub fn start(store: DynStore, resolver: Arc<dyn ContextResolver>, config: NotifyConfig) -> Notifier {
-        let http = reqwest::Client::builder()
+        let http = config.egress.client(&cityhub_egress::ClientOptions {
             // Receivers (the ETSI suite's among them) read header names as written in the spec.
-            .http1_title_case_headers()
-            .timeout(config.send_timeout)
-            .connect_timeout(config.send_timeout)
-            .build()
-            .expect("an HTTP client with default TLS settings builds");
+            title_case_headers: true,
+            timeout: config.send_timeout,
+            connect_timeout: config.send_timeout,
+            ..cityhub_egress::ClientOptions::default()
+        });
         let journal_wake = Arc::new(Notify::new());
         // Before loading: no change made while loading goes unseen.
         let events = store.events();
@@ -747,7 +746,14 @@ impl Notifier {
             if let Err(e) = self.inner.store.record_delivery(item, DeliveryOutcome::Attempted, &now()).await {
                 tracing::error!(error = %e, "cannot record a delivery attempt");
             }
-            let outcome = match crate::delivery::send(&self.inner.http, &item.message, config.send_timeout).await {
+            let outcome = match crate::delivery::send(
+                &self.inner.http,
+                &self.inner.config.egress,
+                &item.message,
+                config.send_timeout,
+            )
+            .await
+            {
                 Ok(()) => DeliveryOutcome::Sent,
                 Err(why) => {
                     tracing::debug!(endpoint = %item.endpoint, %why, "a notification was not delivered");

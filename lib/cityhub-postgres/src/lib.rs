@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod contexts;
 mod dump;
 mod entities;
@@ -32,9 +33,9 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    Change, DeliveryOutcome, EntityFilter, JournalEntry, Modifier, NotifierCommit, OutboxItem, Page, Paging,
-    RecordKind, Store, StoreError, StoreEvent, StoredContext, StoredSubscription, SubscriptionKind, TemporalOutcome,
-    TemporalPage, TemporalQuery, TemporalWrite, Tenant,
+    AuditEntry, AuditFilter, AuditPage, Change, DeliveryOutcome, EntityFilter, JournalEntry, Modifier, NotifierCommit,
+    OutboxItem, Page, Paging, RecordKind, Store, StoreError, StoreEvent, StoredContext, StoredSubscription,
+    SubscriptionKind, TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use ngsild_core::{Entity, NgsiLdError};
@@ -317,5 +318,17 @@ impl Store for PostgresStore {
 
     async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError> {
         records::delete(self, tenant, kind, id).await
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        audit::append(self, &entries).await
+    }
+
+    async fn read_audit(&self, filter: &AuditFilter, offset: usize, limit: usize) -> Result<AuditPage, StoreError> {
+        audit::read(self, filter, offset, limit).await
+    }
+
+    async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError> {
+        audit::purge(self, before_micros).await
     }
 }

@@ -31,6 +31,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "subscriptions, journal, notifier cursor, outbox, leases, records",
         sql: include_str!("../migrations/0002_feed.sql"),
     },
+    Migration { version: 3, name: "audit log", sql: include_str!("../migrations/0003_audit.sql") },
 ];
 
 /// The key of the advisory lock that serialises migrations across processes ("cityhub" in ASCII).

@@ -19,6 +19,7 @@
 
 // From the bottom up: codec (row encoding), the table modules (each owns its DDL: index,
 // contexts, records, subscriptions; entities over index; temporal over entities), migrate on top.
+mod audit;
 mod codec;
 mod contexts;
 mod dump;
@@ -39,9 +40,9 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    Change, DeliveryOutcome, EntityFilter, JournalEntry, Modification, Modifier, NotifierCommit, OutboxItem, Page,
-    Paging, RecordKind, Store, StoreError, StoreEvent, StoredContext, StoredSubscription, SubscriptionKind,
-    TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite, Tenant,
+    AuditEntry, AuditFilter, AuditPage, Change, DeliveryOutcome, EntityFilter, JournalEntry, Modification, Modifier,
+    NotifierCommit, OutboxItem, Page, Paging, RecordKind, Store, StoreError, StoreEvent, StoredContext,
+    StoredSubscription, SubscriptionKind, TemporalOutcome, TemporalPage, TemporalQuery, TemporalWrite, Tenant,
 };
 use ngsild_core::{Entity, NgsiLdError};
 use rusqlite::{Connection, OpenFlags};
@@ -759,6 +760,19 @@ impl Store for SqliteStore {
             Ok(deleted)
         })
         .await
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.write(move |conn, _| audit::append(conn, &entries)).await
+    }
+
+    async fn read_audit(&self, filter: &AuditFilter, offset: usize, limit: usize) -> Result<AuditPage, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| audit::read(conn, &filter, offset, limit).map_err(backend)).await
+    }
+
+    async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError> {
+        self.write(move |conn, _| audit::purge(conn, before_micros)).await
     }
 }
 

@@ -1,15 +1,15 @@
 //! The top layer of the embedded backend: connection settings and the migrations that bring a
 //! file of any earlier schema version to the current one, from the DDL each table module owns
-//! (`entities`, `contexts`, `records`, `index`, `temporal`, `subscriptions`).
+//! (`entities`, `contexts`, `records`, `audit`, `index`, `temporal`, `subscriptions`).
 
 use rusqlite::Connection;
 
 use crate::codec::decode;
-use crate::{contexts, entities, index, records, subscriptions, temporal};
+use crate::{audit, contexts, entities, index, records, subscriptions, temporal};
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward (version 11 added
-/// the `leases` table).
-const SCHEMA_VERSION: i64 = 11;
+/// the `leases` table, 12 the `audit_log`).
+const SCHEMA_VERSION: i64 = 12;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -47,6 +47,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.execute_batch(entities::TENANTS)?;
     tx.execute_batch(contexts::SCHEMA)?;
     tx.execute_batch(records::SCHEMA)?;
+    tx.execute_batch(audit::SCHEMA)?;
     if version < 4 {
         tx.execute_batch(entities::ENTITIES_V4)?;
     }

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit;
 pub mod dump;
 pub mod plan;
 
@@ -23,6 +24,7 @@ use serde_json::Value;
 
 pub use ngsild_core::ops::UpdateReport;
 
+pub use audit::{AuditEntry, AuditFilter, AuditOutcome, AuditPage};
 pub use ngsild_core::temporal::{AggrMethod, Instance, TemporalEntity, TimeProperty, TimeRel};
 pub use ngsild_query::EntityFilter;
 
@@ -445,6 +447,17 @@ pub trait Store: Send + Sync + 'static {
     async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError>;
 
     async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError>;
+
+    /// Appends audit entries (one batch, one durable commit), shared by every process on the
+    /// store.
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
+
+    /// The entries `filter` selects ([`AuditFilter::matches`]), newest first (by time, then the
+    /// later appended first), `offset` skipped, at most `limit`; with the total.
+    async fn read_audit(&self, filter: &AuditFilter, offset: usize, limit: usize) -> Result<AuditPage, StoreError>;
+
+    /// Deletes the entries older than `before_micros`; answers how many went.
+    async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError>;
 }
 
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cityhub_storage::{
-    modify_one, AggrMethod, DeliveryOutcome, DynStore, Modified, Modifier, NotifierCommit, OutboxItem, Paging,
-    RecordKind, StoreError, StoreEvent, StoredContext, SubscriptionKind, TemporalOutcome, TemporalQuery, TemporalWrite,
-    TimeRel, UpdateReport,
+    modify_one, AggrMethod, AuditEntry, AuditFilter, AuditOutcome, DeliveryOutcome, DynStore, Modified, Modifier,
+    NotifierCommit, OutboxItem, Paging, RecordKind, StoreError, StoreEvent, StoredContext, SubscriptionKind,
+    TemporalOutcome, TemporalQuery, TemporalWrite, TimeRel, UpdateReport,
 };
 use ngsild_core::error::ErrorKind;
 use ngsild_core::model::{Attribute, AttributeKind};
@@ -675,6 +675,92 @@ pub async fn records_round_trip(store: DynStore) {
         assert!(s.delete_record("", kind, "urn:r:1").await.unwrap());
     }
     assert_eq!(s.list_records("", r).await.unwrap(), [doc("urn:r:1", 1), doc("urn:r:2", 3)], "untouched");
+}
+
+fn audit_entry(n: i64, tenant: &str, subject: &str, method: &str, route: &str, status: u16) -> AuditEntry {
+    AuditEntry {
+        // Two entries share each time, so order within one time (later appended first) counts.
+        at_micros: 1_700_000_000_000_000 + (n / 2) * 1_000_000,
+        tenant: tenant.to_owned(),
+        subject: subject.to_owned(),
+        via: if subject == "anonymous" { "anonymous" } else { "jwt" }.to_owned(),
+        client: format!("127.0.0.1:{}", 40000 + n),
+        method: method.to_owned(),
+        route: route.to_owned(),
+        target: (n % 3 == 0).then(|| format!("urn:ngsi-ld:Room:{n}")),
+        status,
+        error: (status >= 400).then(|| "BadRequestData".to_owned()),
+    }
+}
+
+/// Audit entries read back as `AuditFilter::matches` defines, newest first (the later appended
+/// first within one time), paged with the total; a purge removes exactly the older ones.
+pub async fn audit_log_reads_as_its_filter_defines(store: DynStore) {
+    let s = store.as_ref();
+    let page = s.read_audit(&AuditFilter::default(), 0, 10).await.unwrap();
+    assert_eq!((page.entries.len(), page.total), (0, 0), "an empty log");
+    let routes = ["/ngsi-ld/v1/entities", "/ngsi-ld/v1/entities/{id}", "/ngsi-ld/v1/subscriptions"];
+    let methods = ["POST", "PATCH", "DELETE"];
+    let statuses = [201, 204, 400, 401, 403, 429];
+    let all: Vec<AuditEntry> = (0..40)
+        .map(|n: i64| {
+            let i = n as usize;
+            let tenant = ["", "seoul", "busan"][i % 3];
+            let subject = ["anonymous", "alice", "key:k1"][i % 4 % 3];
+            audit_entry(n, tenant, subject, methods[i % 3], routes[i % 5 % 3], statuses[i % 6])
+        })
+        .collect();
+    // Appended in three batches, as the shell does.
+    s.append_audit(all[..15].to_vec()).await.unwrap();
+    s.append_audit(all[15..16].to_vec()).await.unwrap();
+    s.append_audit(all[16..].to_vec()).await.unwrap();
+    s.append_audit(Vec::new()).await.unwrap();
+    let t = |n: i64| 1_700_000_000_000_000 + n * 1_000_000;
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter { tenant: Some("seoul".into()), ..Default::default() },
+        AuditFilter { tenant: Some(String::new()), ..Default::default() },
+        AuditFilter { subject: Some("alice".into()), ..Default::default() },
+        AuditFilter { operation: Some("POST".into()), ..Default::default() },
+        AuditFilter { operation: Some("/ngsi-ld/v1/entities/{id}".into()), ..Default::default() },
+        AuditFilter { operation: Some("PATCH /ngsi-ld/v1/entities/{id}".into()), ..Default::default() },
+        AuditFilter { outcome: Some(AuditOutcome::Success), ..Default::default() },
+        AuditFilter { outcome: Some(AuditOutcome::Failure), tenant: Some("busan".into()), ..Default::default() },
+        AuditFilter { outcome: Some(AuditOutcome::Status(403)), ..Default::default() },
+        AuditFilter { since_micros: Some(t(5)), until_micros: Some(t(12)), ..Default::default() },
+        AuditFilter { subject: Some("nobody".into()), ..Default::default() },
+    ];
+    for filter in &filters {
+        let mut expected: Vec<AuditEntry> = all.iter().filter(|e| filter.matches(e)).cloned().collect();
+        expected.reverse();
+        let whole = s.read_audit(filter, 0, 1000).await.unwrap();
+        assert_eq!(whole.entries, expected, "{filter:?}");
+        assert_eq!(whole.total, expected.len(), "{filter:?}");
+        let page = s.read_audit(filter, 2, 3).await.unwrap();
+        let want: Vec<AuditEntry> = expected.iter().skip(2).take(3).cloned().collect();
+        assert_eq!(page.entries, want, "page 2..5 of {filter:?}");
+        assert_eq!(page.total, expected.len(), "the total of a page is of the whole: {filter:?}");
+    }
+    // Purge: what is older than the time goes, the rest stays.
+    let gone = s.purge_audit(t(10)).await.unwrap();
+    assert_eq!(gone, 20, "entries 0..20 are older than t(10)");
+    let rest = s.read_audit(&AuditFilter::default(), 0, 1000).await.unwrap();
+    assert_eq!(rest.total, 20);
+    assert!(rest.entries.iter().all(|e| e.at_micros >= t(10)));
+    assert_eq!(s.purge_audit(t(10)).await.unwrap(), 0);
+}
+
+/// What one handle (hub) appends, every other handle on the same store reads.
+pub async fn audit_log_is_one_log_for_every_handle(fixture: &Fixture) {
+    let handles = fixture.handles().await;
+    for (n, handle) in handles.iter().enumerate() {
+        let n = n as i64;
+        handle.append_audit(vec![audit_entry(n * 2, "", "alice", "POST", "/ngsi-ld/v1/entities", 201)]).await.unwrap();
+    }
+    for handle in &handles {
+        let page = handle.read_audit(&AuditFilter::default(), 0, 100).await.unwrap();
+        assert_eq!(page.total, handles.len(), "every handle's entries, read at each");
+    }
 }
 
 /// Concurrent creates of one record id: exactly one wins, the others are AlreadyExists.

@@ -42,7 +42,7 @@
 //! The cases: every trait operation (entities, modify with several modifiers and independent
 //! failures, query paging and counts, temporal writes and queries with aggregation, history of
 //! modifications, contexts, subscriptions, journal, outbox, delivery status, records
-//! create-if-absent/replace/delete, tenants, modifier reports, events, leases, the cursor);
+//! create-if-absent/replace/delete, the audit log (filters, paging, order, purge), tenants, modifier reports, events, leases, the cursor);
 //! concurrent writers on one entity (no lost update); journal and outbox under concurrency; and
 //! [`oracle`]: over seeded random entities and filters, `Store::query` must answer exactly what
 //! `EntityFilter::matches` says over all entities, as ids, in order, with counts. The cases of
@@ -132,6 +132,7 @@ macro_rules! contract_suite {
             journal_outbox_and_delivery_status,
             outbox_is_capped_per_endpoint,
             records_round_trip,
+            audit_log_reads_as_its_filter_defines,
             concurrent_writers_lose_no_update,
             journal_under_concurrency,
             outbox_under_concurrency,
@@ -139,6 +140,7 @@ macro_rules! contract_suite {
         );
         $crate::contract_suite!(@owned $factory; acknowledged_writes_survive_a_restart);
         $crate::contract_suite!(@shared $factory;
+            audit_log_is_one_log_for_every_handle,
             records_create_if_absent_under_concurrency,
             events_follow_commits,
             leases_hold_expire_and_pass,
