@@ -9,7 +9,10 @@
 //!
 //! # Before any handler
 //!
-//! What a request meets before its handler, in order: the connection is a `wire::Guarded` stream
+//! What a request meets before its handler, in order: `identify::bound_in_flight` (over
+//! `--max-in-flight` requests at once: 503 at once), `identify::identify` (the caller's
+//! credentials read once into a `cityhub_access::Identity` in the request's and the response's
+//! extensions, 401 for bad ones, 429 over its rate; `extract::caller` reads it there); the connection is a `wire::Guarded` stream
 //! (a request head hyper cannot parse gets a ProblemDetails instead of hyper's empty
 //! 400/414/431); `error::guard` refuses a declared body over `--max-body-bytes`, bad
 //! percent-escapes and non-ASCII header values, and rewrites the framework's own
@@ -30,6 +33,7 @@ mod entities;
 mod error;
 mod extract;
 mod federation;
+mod identify;
 mod implicit_contexts;
 mod info;
 mod jsonld_contexts;
@@ -58,7 +62,7 @@ use tower_http::trace::TraceLayer;
 pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
 use subscriptions::{CSources, Entities};
-pub use wire::{Guarded, GuardedListener};
+pub use wire::{Guarded, GuardedListener, PeerAddr};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -90,6 +94,8 @@ pub struct HttpConfig {
     pub alias: String,
     /// How long one context source may take to answer a forwarded request.
     pub forward_timeout: Duration,
+    /// The most requests served at once; one more answers 503 at once instead of queueing.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpConfig {
@@ -107,6 +113,7 @@ impl Default for HttpConfig {
             temporal_instance_limit: 30,
             alias: "cityhub".to_owned(),
             forward_timeout: Duration::from_secs(5),
+            max_in_flight: 512,
         }
     }
 }
@@ -118,6 +125,10 @@ pub struct AppState {
     pub federation: Arc<federation::Federation>,
     pub notifier: Notifier,
     pub limits: limits::Limits,
+    /// Who sends each request (identity sources, rate limits): read by the identify layer.
+    pub auth: Arc<cityhub_auth::Auth>,
+    /// Permits for requests in flight (`max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -129,12 +140,24 @@ impl AppState {
     }
 
     pub fn with_notify(store: DynStore, config: HttpConfig, notify: NotifyConfig) -> SharedState {
+        AppState::with_auth(store, config, notify, cityhub_auth::Auth::open())
+    }
+
+    /// The state with the identity sources of `auth` (open mode: [`cityhub_auth::Auth::open`]).
+    pub fn with_auth(
+        store: DynStore,
+        config: HttpConfig,
+        notify: NotifyConfig,
+        auth: cityhub_auth::Auth,
+    ) -> SharedState {
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
         let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
         let limits = limits::Limits::new(&config);
         let events = store.events();
-        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits });
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
+        let auth = Arc::new(auth);
+        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, auth, in_flight });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
         state
     }
@@ -239,12 +262,18 @@ pub fn router(state: SharedState) -> Router {
     let routes = Router::new()
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
+        .merge(identify::routes())
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let routes = observed(routes).with_state(state.clone());
     // The guard wraps the whole router (a layer on the router itself would see a 405 before
-    // axum adds its Allow header).
-    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
+    // axum adds its Allow header); the identity of a request is read before it, and the bound on
+    // requests in flight is met first of all.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), identify::identify))
+        .layer(axum::middleware::from_fn_with_state(state, identify::bound_in_flight))
 }
 
 /// The tower layers every route runs inside: a tracing span per request named by its matched

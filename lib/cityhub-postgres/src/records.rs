@@ -14,6 +14,7 @@ use crate::{feed, OrBackend, PostgresStore};
 /// What the AlreadyExists of a record says.
 fn what(kind: RecordKind) -> &'static str {
     match kind {
+        RecordKind::ApiKey => "API key",
         RecordKind::Registration => "registration",
     }
 }

@@ -450,12 +450,16 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// An API key the hub issued (its SHA-256, never the key; `cityhub-auth`), hub-wide: kept
+    /// in the default tenant.
+    ApiKey,
     Registration,
 }
 
 impl RecordKind {
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::ApiKey => "apiKey",
             RecordKind::Registration => "csourceRegistration",
         }
     }
