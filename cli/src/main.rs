@@ -4,6 +4,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod config;
 mod demo;
 mod migrate;
 
@@ -34,8 +35,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process; the serve flags are many")]
 enum Command {
     /// Run the hub: the NGSI-LD API under /ngsi-ld/v1, a health check at /health.
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Register another city's hub as a context source of this one, for the given entity types:
     /// queries at this hub then also ask the peer and merge its answers.
@@ -89,6 +92,12 @@ struct FederateArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of serve settings: keys are the flags' long names (listen = "0.0.0.0:1026",
+    /// auth-keys = true); an unknown key is an error. The command line wins over the file, the
+    /// file over CITYHUB_* variables, those over the defaults.
+    #[arg(long, env = "CITYHUB_CONFIG")]
+    config: Option<PathBuf>,
+
     /// Address and port to listen on. Use 0.0.0.0:1026 to serve other machines.
     #[arg(long, default_value = "127.0.0.1:1026", env = "CITYHUB_LISTEN")]
     listen: SocketAddr,
@@ -195,7 +204,7 @@ struct ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(config::expand(std::env::args_os().collect())?);
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Federate(args) => federate(args),

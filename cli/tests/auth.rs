@@ -482,3 +482,40 @@ fn a_jwks_file_is_read_at_start_and_a_missing_one_stops_the_start() {
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(why.contains("--auth-jwks") && why.contains("missing.json"), "{why}");
 }
+
+#[test]
+fn a_config_file_sets_serve_flags_below_the_command_line_and_above_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cityhub.toml");
+    std::fs::write(
+        &file,
+        "# what the hub would get on its command line\nlisten = \"192.0.2.1:0\"\nauth_keys = true\nmax-body-bytes = 100\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    // The command line's --listen (127.0.0.1:0, from Hub) wins over the file's; the rest holds.
+    let hub = Hub::start_with(&["--config", file]);
+    assert_unauthorized(whoami(&hub, Some(("X-API-Key", "chk_forged"))), "not one this hub issued");
+    let big =
+        json!({"id": "urn:ngsi-ld:Thing:1", "type": "Thing", "name": {"type": "Property", "value": "x".repeat(200)}});
+    let (status, body) = common::json_of(hub.post("/entities", &big));
+    assert_eq!(status, 413, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("the 100 bytes"), "{body}");
+
+    // The file wins over the environment.
+    let data = dir.path().join("data2").display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["serve", "--config", file, "--data", &data])
+        .env("CITYHUB_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && why.contains("cannot listen on 192.0.2.1:0"), "{why}");
+
+    // A key that is no flag is an error naming it.
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "listen = \"127.0.0.1:0\"\nmax_bdy_bytes = 5\n").unwrap();
+    let out = cityhub(&["serve", "--config", typo.to_str().unwrap(), "--data", &data]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && why.contains("unknown key `max_bdy_bytes`"), "{why}");
+}
