@@ -68,11 +68,17 @@ pub struct Hub {
 
 impl Hub {
     pub fn start(bin: &Path, data: &Path, store: Option<&str>) -> anyhow::Result<Hub> {
+        Hub::start_with(bin, data, store, &[])
+    }
+
+    /// [`Hub::start`] with more `serve` flags.
+    pub fn start_with(bin: &Path, data: &Path, store: Option<&str>, extra: &[&str]) -> anyhow::Result<Hub> {
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(store.iter().flat_map(|url| ["--store", url]))
             .args(["--log", "warn"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
