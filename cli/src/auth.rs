@@ -57,9 +57,19 @@ pub struct AuthArgs {
     /// The most requests served at once; one more answers 503 with Retry-After at once.
     #[arg(long, default_value_t = 512, env = "CITYHUB_MAX_IN_FLIGHT")]
     pub max_in_flight: usize,
+
+    /// Seconds a client may take to send a request head (from its first byte, or from the
+    /// connection for the first request); a slower one is disconnected. 0: no limit.
+    #[arg(long, default_value_t = 30.0, env = "CITYHUB_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: f64,
 }
 
 impl AuthArgs {
+    pub fn header_timeout(&self) -> Option<std::time::Duration> {
+        (self.header_timeout_secs.is_finite() && self.header_timeout_secs > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(self.header_timeout_secs.min(86_400.0)))
+    }
+
     fn enforced(&self) -> bool {
         self.auth_jwks.is_some() || self.auth_keys
     }

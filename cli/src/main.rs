@@ -300,9 +300,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
             cityhub_http::PeerAddr,
         >(app);
-        axum::serve(cityhub_http::GuardedListener::new(listener), service)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let listener = cityhub_http::GuardedListener::new(listener).with_head_timeout(args.auth.header_timeout());
+        axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
         // Another hub on the same store takes over the notifications at once.
         notifier.release().await;
         tracing::info!("cityhub stopped");

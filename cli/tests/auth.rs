@@ -519,3 +519,23 @@ fn a_config_file_sets_serve_flags_below_the_command_line_and_above_the_environme
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && why.contains("unknown key `max_bdy_bytes`"), "{why}");
 }
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    let hub = Hub::start_with(&["--header-timeout-secs", "1"]);
+    let address = hub.base.trim_start_matches("http://").to_owned();
+    let mut slow = TcpStream::connect(&address).unwrap();
+    // Bounds the test: were the hub never to close, this read fails instead of hanging.
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    write!(slow, "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: 1").unwrap();
+    let mut got = Vec::new();
+    let closed = slow.read_to_end(&mut got);
+    assert!(closed.is_ok(), "the hub closed the connection: {closed:?}");
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    // A silent connection is closed the same way; a prompt client is served.
+    let mut silent = TcpStream::connect(&address).unwrap();
+    silent.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    assert!(silent.read_to_end(&mut Vec::new()).is_ok());
+    let (status, body) = common::json_of(hub.client.get(format!("{}/health", hub.base)).send().unwrap());
+    assert_eq!((status, body["status"].clone()), (200, json!("ok")));
+}
