@@ -70,7 +70,7 @@ pub struct Verifier {
     audience: Option<String>,
     roles_claim: Vec<String>,
     cache: moka::sync::Cache<[u8; 32], Arc<Cached>>,
-    client: reqwest::Client,
+    client: Option<reqwest::Client>,
 }
 
 impl Verifier {
@@ -81,11 +81,17 @@ impl Verifier {
             true => Source::Url(source.to_owned()),
             false => Source::File(PathBuf::from(source)),
         };
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|e| format!("no HTTP client for the JWKS: {e}"))?;
+        // Only a URL needs a client (its TLS provider is the process's: the hub installs ring).
+        let client = match &source {
+            Source::Url(_) => Some(
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .redirect(reqwest::redirect::Policy::limited(3))
+                    .build()
+                    .map_err(|e| format!("no HTTP client for the JWKS: {e}"))?,
+            ),
+            Source::File(_) => None,
+        };
         let claim = if config.roles_claim.is_empty() { "roles" } else { config.roles_claim.as_str() };
         let verifier = Arc::new(Verifier {
             source,
@@ -126,7 +132,8 @@ impl Verifier {
         let bytes = match &self.source {
             Source::File(path) => std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?,
             Source::Url(url) => {
-                let response = self.client.get(url).send().await.map_err(|e| format!("GET failed: {e}"))?;
+                let client = self.client.as_ref().ok_or("no HTTP client")?;
+                let response = client.get(url).send().await.map_err(|e| format!("GET failed: {e}"))?;
                 if !response.status().is_success() {
                     return Err(format!("GET answered {}", response.status()));
                 }
@@ -341,5 +348,85 @@ fn refusal(e: &jsonwebtoken::errors::Error, verifier: &Verifier) -> String {
         ),
         E::MissingRequiredClaim(claim) => format!("the token has no {claim} claim: send a token that has one"),
         _ => format!("the token was refused ({e}): send a valid JWT of this hub's issuer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cityhub_access::Role;
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+    use serde_json::json;
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// An Ed25519 key: its PKCS#8 document and its public JWK.
+    fn ed25519(kid: &str, alg: &str) -> (Vec<u8>, Value) {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "alg": alg, "x": b64(pair.public_key().as_ref())});
+        (pkcs8.as_ref().to_vec(), jwk)
+    }
+
+    fn token(pkcs8: &[u8], kid: &str, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ed_der(pkcs8)).unwrap()
+    }
+
+    async fn verifier(keys: &[Value], roles_claim: &str) -> Arc<Verifier> {
+        let file = std::env::temp_dir().join(format!("cityhub-auth-jwks-{}.json", uuid_like()));
+        std::fs::write(&file, json!({"keys": keys}).to_string()).unwrap();
+        let config = AuthConfig { roles_claim: roles_claim.to_owned(), ..AuthConfig::default() };
+        let verifier = Verifier::start(file.to_str().unwrap(), &config).await.unwrap();
+        let _ = std::fs::remove_file(&file);
+        verifier
+    }
+
+    fn uuid_like() -> String {
+        let mut bytes = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[tokio::test]
+    async fn eddsa_tokens_verify_and_their_roles_are_read_at_a_dotted_path() {
+        let (pkcs8, jwk) = ed25519("ed-1", "EdDSA");
+        let verifier = verifier(&[jwk], "realm_access.roles").await;
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let claims =
+            json!({"sub": "bob", "exp": exp, "realm_access": {"roles": ["seoul:editor", "uma_authorization"]}});
+        let signed = token(&pkcs8, "ed-1", &claims);
+        for _ in 0..2 {
+            // The second time from the cache.
+            let id = verifier.verify(&signed).await.unwrap();
+            assert_eq!(id.subject.as_deref(), Some("bob"));
+            assert_eq!(id.via, Via::Token);
+            assert_eq!(id.role_in("seoul"), Role::Editor);
+            assert_eq!(id.role_in("busan"), Role::Public);
+        }
+        let no_exp = token(&pkcs8, "ed-1", &json!({"sub": "bob"}));
+        assert!(verifier.verify(&no_exp).await.unwrap_err().detail.contains("no exp claim"));
+    }
+
+    #[tokio::test]
+    async fn a_key_whose_alg_names_another_algorithm_is_not_used() {
+        let (pkcs8, jwk) = ed25519("ed-1", "EdDSA");
+        let (_, mismatched) = ed25519("ed-2", "RS256");
+        // A JWKS of only unusable keys does not start.
+        let file = std::env::temp_dir().join(format!("cityhub-auth-jwks-{}.json", uuid_like()));
+        std::fs::write(&file, json!({"keys": [mismatched.clone(), {"kty": "oct", "k": "c2VjcmV0"}]}).to_string())
+            .unwrap();
+        let refused = Verifier::start(file.to_str().unwrap(), &AuthConfig::default()).await.err().unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert!(refused.contains("holds no RSA, P-256 or Ed25519 key"), "{refused}");
+        let verifier = verifier(&[jwk, mismatched], "roles").await;
+        let claims = json!({"exp": chrono::Utc::now().timestamp() + 600, "roles": "admin"});
+        assert_eq!(verifier.verify(&token(&pkcs8, "ed-1", &claims)).await.unwrap().role_in("x"), Role::Admin);
+        let other = verifier.verify(&token(&pkcs8, "ed-2", &claims)).await.unwrap_err();
+        assert!(other.detail.contains("kid \"ed-2\" is not a key"), "{}", other.detail);
     }
 }
