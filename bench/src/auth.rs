@@ -6,7 +6,7 @@
 //!   10 %).
 //! - `cityhub-bench overload`: 2,000 connections each sending GET /entities/{id} in a closed
 //!   loop, against a hub whose in-flight bound is out of reach (as before the bound existed)
-//!   and against one with the default `--max-in-flight`; per run the throughput, the p50 and
+//!   against one with the default `--max-in-flight` and one with a tight bound (64); per run the throughput, the p50 and
 //!   p99 of the answered requests and how many were shed (503).
 
 use std::path::Path;
@@ -151,8 +151,11 @@ pub fn overload(
     let data = tmp.path().join("data");
     client.block_on(seeded(bin, &data))?;
     let mut rows = Vec::new();
-    for (label, bound) in [("no bound (--max-in-flight 1000000)", "1000000"), ("--max-in-flight 512 (default)", "512")]
-    {
+    for (label, bound) in [
+        ("no bound (--max-in-flight 1000000)", "1000000"),
+        ("--max-in-flight 512 (default)", "512"),
+        ("--max-in-flight 64", "64"),
+    ] {
         let mut hub = Hub::start_with(bin, &data, None, &["--max-in-flight", bound])?;
         let (stats, cpu) = timed(&hub, client, connections, duration)?;
         eprintln!("  {label}: {:.0} req/s, p99 {:.2} ms, {} shed", stats.throughput(), stats.ms(0.99), stats.errors);
