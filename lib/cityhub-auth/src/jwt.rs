@@ -42,6 +42,8 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
 /// Verified tokens kept.
 pub const CACHE_ENTRIES: u64 = 10_000;
+/// The longest token read; a longer one is refused before it is hashed or decoded.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// The largest JWKS document read.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
@@ -182,6 +184,13 @@ impl Verifier {
 
     /// The identity a token proves, or why it proves none.
     pub async fn verify(&self, token: &str) -> Result<Identity, Unauthorized> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Unauthorized::token(format!(
+                "the bearer token is {} bytes, longer than the {MAX_TOKEN_BYTES} this hub reads: send the token the \
+                 issuer made",
+                token.len()
+            )));
+        }
         let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
         let mut hash = [0u8; 32];
         hash.copy_from_slice(digest.as_ref());
@@ -408,6 +417,8 @@ mod tests {
             assert_eq!(id.role_in("seoul"), Role::Editor);
             assert_eq!(id.role_in("busan"), Role::Public);
         }
+        let huge = "e".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(verifier.verify(&huge).await.unwrap_err().detail.contains("longer than the 16384"));
         let no_exp = token(&pkcs8, "ed-1", &json!({"sub": "bob"}));
         assert!(verifier.verify(&no_exp).await.unwrap_err().detail.contains("no exp claim"));
     }
