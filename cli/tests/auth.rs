@@ -539,3 +539,18 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     let (status, body) = common::json_of(hub.client.get(format!("{}/health", hub.base)).send().unwrap());
     assert_eq!((status, body["status"].clone()), (200, json!("ok")));
 }
+
+#[test]
+fn anonymous_callers_share_their_address_bucket_and_a_key_holder_has_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, key) = issue(&data, &["--tenant", "*", "--role", "reader"]);
+    // The default: one request per 100 s, no burst beyond it.
+    let hub = Hub::spawn(&data, &["--auth-keys", "--rate-limit", "0.01", "--rate-burst", "1"]);
+    assert_eq!(whoami(&hub, None).0, 200);
+    let (status, body, _) = whoami(&hub, None);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["type"], "https://cityhub.dev/errors/TooManyRequests");
+    let (status, me, _) = whoami(&hub, Some(("X-API-Key", &key)));
+    assert_eq!((status, me["via"].clone()), (200, json!("key")), "the key's bucket is its own");
+}
