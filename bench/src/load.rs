@@ -79,6 +79,15 @@ pub struct Limits {
     pub max_duration: Duration,
 }
 
+/// The `Authorization: Bearer` token every connection sends, when set (the `jwt` mode measures
+/// the cost of checking one on every request).
+static BEARER: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+
+/// Sets (or clears) the bearer token every request carries from now on.
+pub fn set_bearer(token: Option<String>) {
+    *BEARER.write().unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+}
+
 /// One keep-alive connection.
 pub struct Conn {
     sender: SendRequest<Full<Bytes>>,
@@ -104,6 +113,9 @@ impl Conn {
             .header(ACCEPT, "application/json");
         if !call.body.is_empty() {
             request = request.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = BEARER.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_deref() {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let response = self.sender.send_request(request.body(Full::new(call.body.clone()))?).await?;
         let (parts, body) = response.into_parts();

@@ -9,6 +9,7 @@
 //! cargo run -p cityhub-bench -- mqtt-ingest --messages 20000   # MQTT ingestion vs its ceiling
 //! ```
 
+mod auth;
 mod ceiling;
 mod check;
 mod data;
@@ -39,6 +40,8 @@ struct Args {
     /// small counts, checks answers only), or scenario families to run with the `all` settings:
     /// query-props, query-rel, geo-near, get-by-id, partial-update, update-attrs, create,
     /// batch-create, batch-upsert, subscription-notify, memory, temporal-aggregate, temporal-append.
+    /// Alone: `jwt` (GET by id without and with a bearer JWT on every request) or `overload`
+    /// (2,000 connections against no in-flight bound and the default one).
     #[arg(required = true)]
     what: Vec<String>,
 
@@ -192,6 +195,23 @@ fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     if args.what == ["mqtt-ingest"] {
         return mqtt_ingest(&args);
+    }
+    if let [mode] = &args.what[..] {
+        if mode == "jwt" || mode == "overload" {
+            let profile = args.profile.unwrap_or(Profile::Release);
+            let hub_bin = match &args.hub_bin {
+                Some(bin) => bin.clone(),
+                None => hub::build(profile == Profile::Release)?,
+            };
+            let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let duration = Duration::from_secs_f64(args.duration.unwrap_or(10.0));
+            let text = match mode.as_str() {
+                "jwt" => auth::jwt(&hub_bin, &client, args.connections.unwrap_or(16), duration)?,
+                _ => auth::overload(&hub_bin, &client, args.connections.unwrap_or(2000), duration)?,
+            };
+            println!("{text}");
+            return Ok(true);
+        }
     }
     let settings = settings(&args)?;
     let stores = stores(&args)?;

@@ -146,6 +146,7 @@ fn message(seq: u64) -> (String, Vec<u8>) {
     }
 }
 
+#[expect(clippy::disallowed_methods, reason = "the bench is a device publishing to its own broker, not the hub")]
 fn options(port: u16, name: &str) -> MqttOptions {
     let mut options = MqttOptions::new(format!("bench-{name}-{}", std::process::id()), "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));

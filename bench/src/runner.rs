@@ -189,7 +189,7 @@ impl Outcome {
 }
 
 /// Seeds `from..to` with batch creates over a few connections.
-async fn seed(hub: SocketAddr, from: u64, to: u64, connections: usize) -> Seeding {
+pub async fn seed(hub: SocketAddr, from: u64, to: u64, connections: usize) -> Seeding {
     let (workload, calls) = scenarios::seeding(from, to);
     eprintln!("seeding entities {from}..{to} in {calls} batches");
     let started = Instant::now();

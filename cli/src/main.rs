@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
+mod config;
 mod demo;
 mod guard;
 mod migrate;
@@ -34,8 +36,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process; the serve flags are many")]
 enum Command {
     /// Run the hub: the NGSI-LD API under /ngsi-ld/v1, a health check at /health.
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Register another city's hub as a context source of this one, for the given entity types:
     /// queries at this hub then also ask the peer and merge its answers.
@@ -43,6 +47,8 @@ enum Command {
     /// Copy a stopped hub's whole embedded store (its --data directory) into a new PostgreSQL
     /// database, then check the copy: counts of every part and a sample compared item by item.
     Migrate(migrate::MigrateArgs),
+    /// Issue, list and revoke the API keys of the hubs of a store (`serve --auth-keys`).
+    Keys(auth::KeysArgs),
 }
 
 #[derive(Args)]
@@ -87,6 +93,12 @@ struct FederateArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of serve settings: keys are the flags' long names (listen = "0.0.0.0:1026",
+    /// auth-keys = true); an unknown key is an error. The command line wins over the file, the
+    /// file over CITYHUB_* variables, those over the defaults.
+    #[arg(long, env = "CITYHUB_CONFIG")]
+    config: Option<PathBuf>,
+
     /// Address and port to listen on. Use 0.0.0.0:1026 to serve other machines.
     #[arg(long, default_value = "127.0.0.1:1026", env = "CITYHUB_LISTEN")]
     listen: SocketAddr,
@@ -196,6 +208,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     guard: guard::GuardArgs,
+
+    #[command(flatten)]
+    auth: auth::AuthArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -231,11 +246,12 @@ struct UiArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(config::expand(std::env::args_os().collect())?);
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Federate(args) => federate(args),
         Command::Migrate(args) => migrate::migrate(args),
+        Command::Keys(args) => auth::keys(args),
     }
 }
 
@@ -256,6 +272,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(why) = ngsild_federation::via::check_alias(&alias) {
         anyhow::bail!("--alias {alias:?} {why}; for example --alias seoul");
     }
+    args.auth.check_safe(args.listen)?;
     // reqwest is built without a default TLS provider; https @contexts and notifications use ring.
     // `Err` only says a provider is installed already, which serves as well.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -270,6 +287,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
             ),
         };
+        let identities = cityhub_auth::Auth::start(store.clone(), &args.auth.config())
+            .await
+            .map_err(|why| anyhow::anyhow!("cannot start checking identities: {why}"))?;
+        let mode = identities.mode();
         if args.demo {
             let loaded = demo::load(store.as_ref()).await?;
             tracing::info!(entities = loaded, "demo city data loaded");
@@ -303,6 +324,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             egress: args.guard.egress(address),
             audit_retention: args.guard.audit_retention(),
             audit_queue: args.guard.audit_queue.max(1),
+            max_in_flight: args.auth.max_in_flight.max(1),
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {
@@ -320,7 +342,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(url) = &args.ingest.mqtt_ingest {
             ingest.connect_mqtt(url).map_err(anyhow::Error::msg)?;
         }
-        let state = AppState::with_notify(store, config, notify);
+        let state = AppState::with_auth(store, config, notify, identities);
         if args.demo {
             demo::live::start(state.store.clone(), demo_interval(args.ui.demo_interval)?).await?;
         }
@@ -333,14 +355,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(url) => redact(url),
             None => args.data.display().to_string(),
         };
-        tracing::info!(%address, %alias, store = %stored_in, "cityhub is serving NGSI-LD");
-        // With the client's address, which the audit log records.
+        tracing::info!(%address, %alias, store = %stored_in, %mode, "cityhub is serving NGSI-LD");
+        // The client's address: what the audit log records and an anonymous caller's rate bucket
+        // is named by.
         let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
             cityhub_http::ClientAddr,
         >(app);
-        axum::serve(cityhub_http::GuardedListener::new(listener), service)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let listener = cityhub_http::GuardedListener::new(listener).with_head_timeout(args.auth.header_timeout());
+        axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
         // Another hub on the same store takes over the notifications at once.
         notifier.release().await;
         tracing::info!("cityhub stopped");

@@ -61,6 +61,7 @@ struct Publisher {
 }
 
 impl Publisher {
+    #[expect(clippy::disallowed_methods, reason = "the test is a device, not the hub")]
     fn connect(port: u16) -> Publisher {
         let name = format!("ingest-test-device-{}", free_port());
         let mut options = rumqttc::MqttOptions::new(name, "127.0.0.1", port);

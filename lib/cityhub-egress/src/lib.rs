@@ -142,6 +142,14 @@ impl Egress {
         Egress { rules: Arc::new(rules) }
     }
 
+    /// The rules for a URL the operator named on the command line (the JWKS of `--auth-jwks`):
+    /// any address may be reached, the city's own network included, since no client of the hub
+    /// can choose it. Never for a URL that arrives in a request.
+    pub fn operator() -> Egress {
+        let anywhere = parse_list("0.0.0.0/0,::/0").unwrap_or_default();
+        Egress::new(Rules::new(anywhere, vec![], vec![]))
+    }
+
     pub fn rules(&self) -> &Rules {
         &self.rules
     }

@@ -18,8 +18,9 @@
 //!
 //! Access: every request's [`Caller`] is read in one place, [`caller`], and whether the caller
 //! may act on the tenant it names is decided in one place, [`admit`], which every tenant goes
-//! through. Today every caller is anonymous and admitted; access control (issue 16) fills these
-//! two functions in and changes no handler.
+//! through. The identity is read from the credentials once per request, before the router, by
+//! the identify layer (`crate::identify`); access control (issue 16) fills `admit` in and
+//! changes no handler.
 
 use std::marker::PhantomData;
 
@@ -61,10 +62,11 @@ params! {
 /// Who sends a request: its credentials checked ([`cityhub_access::Identity`]).
 pub type Caller = cityhub_access::Identity;
 
-/// The caller of a request: the one place a request's identity is read. Every caller is
-/// anonymous until identities (issue 16) are read here.
-pub fn caller(_parts: &Parts) -> Result<Caller, ApiError> {
-    Ok(Caller::anonymous())
+/// The caller of a request: the one place a request's identity is read, from what the identify
+/// layer (`crate::identify`) put in its extensions; a request that did not pass it is anonymous
+/// (fail closed).
+pub fn caller(parts: &Parts) -> Result<Caller, ApiError> {
+    Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_else(Caller::anonymous))
 }
 
 /// Whether `caller` may act on `tenant`: the one place that decides access. Everyone may, until

@@ -9,7 +9,10 @@
 //!
 //! # Before any handler
 //!
-//! What a request meets before its handler, in order: the connection is a `wire::Guarded` stream
+//! What a request meets before its handler, in order: `identify::bound_in_flight` (over
+//! `--max-in-flight` requests at once: 503 at once), `identify::identify` (the caller's
+//! credentials read once into a `cityhub_access::Identity` in the request's and the response's
+//! extensions, 401 for bad ones, 429 over its rate; `extract::caller` reads it there); the connection is a `wire::Guarded` stream
 //! (a request head hyper cannot parse gets a ProblemDetails instead of hyper's empty
 //! 400/414/431); `error::guard` refuses a declared body over `--max-body-bytes`, bad
 //! percent-escapes and non-ASCII header values, and rewrites the framework's own
@@ -34,6 +37,7 @@ mod entities;
 mod error;
 pub mod extract;
 mod federation;
+mod identify;
 mod implicit_contexts;
 mod info;
 mod jsonld_contexts;
@@ -107,6 +111,8 @@ pub struct HttpConfig {
     pub audit_retention: Duration,
     /// Audit entries waiting for the store at most; more are dropped and counted.
     pub audit_queue: usize,
+    /// The most requests served at once; one more answers 503 at once instead of queueing.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpConfig {
@@ -128,6 +134,7 @@ impl Default for HttpConfig {
             egress: Egress::default(),
             audit_retention: Duration::from_secs(90 * 86_400),
             audit_queue: 10_000,
+            max_in_flight: 512,
         }
     }
 }
@@ -142,6 +149,10 @@ pub struct AppState {
     /// The live channel's changes (`live`): every write of this hub, told after its commit.
     pub live: live::Live,
     pub audit: Arc<audit::AuditLog>,
+    /// Who sends each request (identity sources, rate limits): read by the identify layer.
+    pub auth: Arc<cityhub_auth::Auth>,
+    /// Permits for requests in flight (`max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -152,8 +163,18 @@ impl AppState {
         AppState::with_notify(store, config, NotifyConfig::default())
     }
 
+    pub fn with_notify(store: DynStore, config: HttpConfig, notify: NotifyConfig) -> SharedState {
+        AppState::with_auth(store, config, notify, cityhub_auth::Auth::open())
+    }
+
+    /// The state with the identity sources of `auth` (open mode: [`cityhub_auth::Auth::open`]).
     /// The notifier sends under `config.egress`, whatever `notify.egress` says.
-    pub fn with_notify(store: DynStore, config: HttpConfig, mut notify: NotifyConfig) -> SharedState {
+    pub fn with_auth(
+        store: DynStore,
+        config: HttpConfig,
+        mut notify: NotifyConfig,
+        auth: cityhub_auth::Auth,
+    ) -> SharedState {
         notify.egress = config.egress.clone();
         let (store, live) = live::watch(store);
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
@@ -163,7 +184,10 @@ impl AppState {
         let limits = limits::Limits::new(&config);
         let audit = audit::AuditLog::start(store.clone(), config.audit_retention, config.audit_queue);
         let events = store.events();
-        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, live, audit });
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
+        let auth = Arc::new(auth);
+        let state =
+            Arc::new(AppState { store, contexts, config, notifier, federation, limits, live, audit, auth, in_flight });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
         state
     }
@@ -282,18 +306,21 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .merge(extra)
         .merge(ui::routes(&state))
         .merge(audit::routes())
+        .merge(identify::routes())
         .route_layer(axum::middleware::from_fn(audit::reached))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let routes = observed(routes).with_state(state.clone());
     // The guard wraps the whole router (a layer on the router itself would see a 405 before
-    // axum adds its Allow header).
-    // The audit layer is the outermost: it sees every answer, the guard's and the identify
-    // layer's refusals included.
+    // axum adds its Allow header); the identity of a request is read before it; the audit layer
+    // sees every answer, the guard's and the identify layer's refusals included; the bound on
+    // requests in flight is met first of all.
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), identify::identify))
         .layer(axum::middleware::from_fn_with_state(state.audit.clone(), audit::record))
+        .layer(axum::middleware::from_fn_with_state(state, identify::bound_in_flight))
 }
 
 /// The tower layers every route runs inside: a tracing span per request named by its matched

@@ -263,12 +263,7 @@ impl Store for Watched {
         self.inner.append_audit(entries).await
     }
 
-    async fn read_audit(
-        &self,
-        filter: &AuditFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<AuditPage, StoreError> {
+    async fn read_audit(&self, filter: &AuditFilter, offset: usize, limit: usize) -> Result<AuditPage, StoreError> {
         self.inner.read_audit(filter, offset, limit).await
     }
 

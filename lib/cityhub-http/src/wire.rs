@@ -18,10 +18,12 @@
 //! hyper still closes the connection after such an answer, as before; every other byte passes
 //! through untouched.
 
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use ngsild_core::{ErrorKind, NgsiLdError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -39,11 +41,21 @@ pub const KEPT_HEAD_BYTES: usize = 16 * 1024;
 /// A TCP listener whose connections answer hyper's own refusals with ProblemDetails.
 pub struct GuardedListener {
     inner: TcpListener,
+    head_timeout: Option<Duration>,
 }
 
 impl GuardedListener {
     pub fn new(inner: TcpListener) -> Self {
-        GuardedListener { inner }
+        GuardedListener { inner, head_timeout: None }
+    }
+
+    /// Closes a connection whose request head is not complete `timeout` after its first byte
+    /// (or, for a new connection, after it was accepted): a slow client (slowloris) cannot hold
+    /// a connection by sending its head a byte at a time. hyper, as axum serves it, has no
+    /// timer for this.
+    pub fn with_head_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.head_timeout = timeout;
+        self
     }
 }
 
@@ -53,7 +65,9 @@ impl axum::serve::Listener for GuardedListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (Guarded::new(io), addr)
+        let mut guarded = Guarded::new(io);
+        guarded.head_timeout = self.head_timeout;
+        (guarded, addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -62,7 +76,7 @@ impl axum::serve::Listener for GuardedListener {
 }
 
 /// The address of the client of a connection (`into_make_service_with_connect_info::<ClientAddr>`),
-/// which the audit log records.
+/// which the audit log records and an anonymous caller's rate bucket is named by.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
@@ -132,11 +146,24 @@ pub struct Guarded<S> {
     inner: S,
     head: Head,
     replacement: Option<Replacement>,
+    /// How long a request head may take from its first byte (see
+    /// [`GuardedListener::with_head_timeout`]).
+    head_timeout: Option<Duration>,
+    /// When the head being read must be complete.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// No byte was read yet: the first head's time runs from the first read.
+    fresh: bool,
 }
 
 impl<S> Guarded<S> {
     pub fn new(inner: S) -> Self {
-        Guarded { inner, head: Head::default(), replacement: None }
+        Guarded { inner, head: Head::default(), replacement: None, head_timeout: None, deadline: None, fresh: true }
+    }
+
+    fn arm(&mut self) {
+        if let (None, Some(timeout)) = (&self.deadline, self.head_timeout) {
+            self.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
     }
 
     /// A response head is being written: the next bytes read belong to the next request.
@@ -317,9 +344,37 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        this.head.observe(&buf.filled()[before..]);
-        Poll::Ready(Ok(()))
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                if !new.is_empty() {
+                    this.fresh = false;
+                    if !this.head.complete {
+                        this.arm();
+                    }
+                }
+                this.head.observe(new);
+                if this.head.complete {
+                    this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if this.fresh {
+                    this.arm();
+                }
+                if let Some(deadline) = &mut this.deadline {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the request head was not complete in time (--header-timeout-secs)",
+                        )));
+                    }
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 
 use crate::agent::{Agent, Message};
 use crate::payload::Format;
@@ -72,12 +72,19 @@ pub fn broker(url: &str) -> Result<(String, u16), String> {
 pub fn start(agent: Arc<Agent>, url: &str) -> Result<(), String> {
     let (host, port) = broker(url)?;
     let id = format!("cityhub-ingest-{}", uuid::Uuid::new_v4().simple());
-    let mut options = MqttOptions::new(id, host, port);
-    options.set_keep_alive(Duration::from_secs(30));
-    options.set_clean_session(true);
-    options.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, events) = AsyncClient::new(options, 64);
-    tokio::spawn(run(agent, client, events, url.to_owned()));
+    let url = url.to_owned();
+    tokio::spawn(async move {
+        // The broker is the operator's (`--mqtt-ingest`), not a client's: any address may be it.
+        let mut options = match cityhub_egress::Egress::operator().mqtt_options(&id, &host, port).await {
+            Ok(options) => options,
+            Err(e) => return tracing::error!(broker = %url, error = %e, "MQTT ingestion cannot reach its broker"),
+        };
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(true);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, events) = AsyncClient::new(options, 64);
+        run(agent, client, events, url).await;
+    });
     Ok(())
 }
 

@@ -118,7 +118,8 @@ impl Registry {
                     }
                 }
             }
-            RecordKind::Dashboard | RecordKind::Registration => {}
+            // Kinds that are not provisioning.
+            _ => {}
         }
         Ok(())
     }

@@ -463,6 +463,9 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// An API key the hub issued (its SHA-256, never the key; `cityhub-auth`), hub-wide: kept
+    /// in the default tenant.
+    ApiKey,
     /// A dashboard composed in the browser UI (`/cityhub/v1/dashboards`).
     Dashboard,
     /// A device provisioned for ingestion (`/iot/devices`, cityhub-ingest).
@@ -474,11 +477,17 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind, so that a dump or a migration reads each kind's name back.
-    pub const ALL: [RecordKind; 4] =
-        [RecordKind::Dashboard, RecordKind::IngestDevice, RecordKind::IngestService, RecordKind::Registration];
+    pub const ALL: [RecordKind; 5] = [
+        RecordKind::ApiKey,
+        RecordKind::Dashboard,
+        RecordKind::IngestDevice,
+        RecordKind::IngestService,
+        RecordKind::Registration,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::ApiKey => "apiKey",
             RecordKind::Dashboard => "dashboard",
             RecordKind::IngestDevice => "ingestDevice",
             RecordKind::IngestService => "ingestService",
@@ -489,6 +498,7 @@ impl RecordKind {
     /// What a refusal calls a record of this kind ("registration urn:x already exists").
     pub fn what(self) -> &'static str {
         match self {
+            RecordKind::ApiKey => "API key",
             RecordKind::Dashboard => "dashboard",
             RecordKind::IngestDevice => "device",
             RecordKind::IngestService => "service group",

@@ -40,11 +40,17 @@ pub enum ErrorKind {
     RequestHeaderFieldsTooLarge,
     /// A distributed request came back to a hub it already crossed (clause 6.3.18).
     LoopDetected,
+    /// HTTP 401: missing, bad, expired or revoked credentials (a cityhub type).
+    Unauthorized,
+    /// HTTP 429: the caller is over its rate limit (a cityhub type).
+    TooManyRequests,
+    /// HTTP 503: the hub has as many requests in flight as it takes (a cityhub type).
+    Overloaded,
 }
 
 impl ErrorKind {
     /// Every kind, the NGSI-LD ones and the HTTP-level ones.
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::InvalidRequest,
         ErrorKind::BadRequestData,
         ErrorKind::AlreadyExists,
@@ -64,6 +70,9 @@ impl ErrorKind {
         ErrorKind::UriTooLong,
         ErrorKind::RequestHeaderFieldsTooLarge,
         ErrorKind::LoopDetected,
+        ErrorKind::Unauthorized,
+        ErrorKind::TooManyRequests,
+        ErrorKind::Overloaded,
     ];
 
     /// Whether this kind is an NGSI-LD error type (Table 5.5.2-1) rather than an HTTP-level
@@ -77,7 +86,13 @@ impl ErrorKind {
                 | ErrorKind::MethodNotAllowed
                 | ErrorKind::UriTooLong
                 | ErrorKind::RequestHeaderFieldsTooLarge
-        )
+        ) && !self.is_cityhub()
+    }
+
+    /// Whether this kind is one of cityhub's own types (`https://cityhub.dev/errors/<Name>`):
+    /// refusals about who the caller is and how much it asks, which NGSI-LD has no type for.
+    pub fn is_cityhub(self) -> bool {
+        matches!(self, ErrorKind::Unauthorized | ErrorKind::TooManyRequests | ErrorKind::Overloaded)
     }
 
     /// The kind a ProblemDetails `type` names (`https://uri.etsi.org/ngsi-ld/errors/<Name>`).
@@ -103,6 +118,9 @@ impl ErrorKind {
             ErrorKind::UriTooLong => 414,
             ErrorKind::RequestHeaderFieldsTooLarge => 431,
             ErrorKind::LoopDetected => 508,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::TooManyRequests => 429,
+            ErrorKind::Overloaded => 503,
         }
     }
 
@@ -127,6 +145,9 @@ impl ErrorKind {
             ErrorKind::UriTooLong => "UriTooLong",
             ErrorKind::RequestHeaderFieldsTooLarge => "RequestHeaderFieldsTooLarge",
             ErrorKind::LoopDetected => "LoopDetected",
+            ErrorKind::Unauthorized => "Unauthorized",
+            ErrorKind::TooManyRequests => "TooManyRequests",
+            ErrorKind::Overloaded => "Overloaded",
         }
     }
 
@@ -135,6 +156,8 @@ impl ErrorKind {
     pub fn type_uri(self) -> String {
         if self.is_ngsi_ld() {
             format!("https://uri.etsi.org/ngsi-ld/errors/{}", self.name())
+        } else if self.is_cityhub() {
+            format!("https://cityhub.dev/errors/{}", self.name())
         } else {
             "about:blank".to_owned()
         }
@@ -164,6 +187,9 @@ impl ErrorKind {
             ErrorKind::UriTooLong => "URI Too Long",
             ErrorKind::RequestHeaderFieldsTooLarge => "Request Header Fields Too Large",
             ErrorKind::LoopDetected => "The request already passed through this broker",
+            ErrorKind::Unauthorized => "The request carries no valid credentials",
+            ErrorKind::TooManyRequests => "The caller sent more requests than its rate limit allows",
+            ErrorKind::Overloaded => "The hub is serving as many requests as it takes",
         }
     }
 }
@@ -229,6 +255,9 @@ mod tests {
             if kind.is_ngsi_ld() {
                 assert_eq!(ty, format!("https://uri.etsi.org/ngsi-ld/errors/{}", kind.name()));
                 assert_eq!(ErrorKind::from_type_uri(ty), Some(kind));
+            } else if kind.is_cityhub() {
+                assert_eq!(ty, format!("https://cityhub.dev/errors/{}", kind.name()));
+                assert_eq!(ErrorKind::from_type_uri(ty), None);
             } else {
                 assert_eq!(ty, "about:blank", "{kind:?}");
                 assert!(!body["title"].as_str().unwrap_or_default().is_empty());
