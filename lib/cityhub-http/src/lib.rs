@@ -28,7 +28,7 @@ mod csource;
 mod discovery;
 mod entities;
 mod error;
-mod extract;
+pub mod extract;
 mod federation;
 mod implicit_contexts;
 mod info;
@@ -170,11 +170,23 @@ async fn drop_stale_caches(
 /// The service to serve: the router behind trailing-slash normalisation (clients, the ETSI suite
 /// among them, write `/entities/` as often as `/entities`).
 pub fn app(state: SharedState) -> NormalizePath<Router> {
-    NormalizePathLayer::trim_trailing_slash().layer(router(state))
+    app_with(state, Router::new())
+}
+
+/// [`app`] with more routes beside the NGSI-LD API (capability crates such as
+/// `cityhub-catalog`), built with the extractors of [`extract`] and answered inside the same
+/// guard, trace and panic layers.
+pub fn app_with(state: SharedState, extra: Router<SharedState>) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router_with(state, extra))
 }
 
 /// The whole API under `/ngsi-ld/v1`, plus `/health`.
 pub fn router(state: SharedState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes merged beside the API.
+pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
     let api = Router::new()
         .route(
             "/entities",
@@ -239,6 +251,7 @@ pub fn router(state: SharedState) -> Router {
     let routes = Router::new()
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
+        .merge(extra)
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let routes = observed(routes).with_state(state.clone());

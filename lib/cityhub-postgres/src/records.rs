@@ -11,13 +11,6 @@ use tokio_postgres::types::Json;
 
 use crate::{feed, OrBackend, PostgresStore};
 
-/// What the AlreadyExists of a record says.
-fn what(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::Registration => "registration",
-    }
-}
-
 pub(crate) async fn create(
     store: &PostgresStore,
     tenant: &str,
@@ -36,7 +29,7 @@ pub(crate) async fn create(
         .or_backend()?
         .is_some();
     if !created {
-        return Ok(Err(NgsiLdError::already_exists(format!("{} {id} already exists", what(kind)))));
+        return Ok(Err(NgsiLdError::already_exists(format!("{} {id} already exists", kind.noun()))));
     }
     let remember = crate::tenants::touch(store, &tx, tenant).await?;
     let event = StoreEvent::Records { tenant: tenant.to_owned(), kind };

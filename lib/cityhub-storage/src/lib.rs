@@ -450,14 +450,37 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// A JSON Schema an entity type's writes are checked against (`cityhub-catalog`).
+    DataModel,
+    /// A published selection of the hub's data with its metadata (`cityhub-catalog`).
+    Dataset,
     Registration,
 }
 
 impl RecordKind {
+    /// Every kind, for backends that read a kind back from its name.
+    pub const ALL: [RecordKind; 3] = [RecordKind::DataModel, RecordKind::Dataset, RecordKind::Registration];
+
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::DataModel => "dataModel",
+            RecordKind::Dataset => "dataset",
             RecordKind::Registration => "csourceRegistration",
         }
+    }
+
+    /// What a record of this kind is called in a refusal ("registration ... already exists").
+    pub fn noun(self) -> &'static str {
+        match self {
+            RecordKind::DataModel => "data model",
+            RecordKind::Dataset => "dataset",
+            RecordKind::Registration => "registration",
+        }
+    }
+
+    /// The kind a name stands for.
+    pub fn parse(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
