@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod catalog;
 mod demo;
 mod migrate;
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cityhub_http::{app, AppState, ContextLimits, HttpConfig, NotifyConfig};
+use cityhub_http::{app_with, AppState, ContextLimits, HttpConfig, NotifyConfig};
 use cityhub_postgres::PostgresStore;
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
@@ -42,6 +43,8 @@ enum Command {
     /// Copy a stopped hub's whole embedded store (its --data directory) into a new PostgreSQL
     /// database, then check the copy: counts of every part and a sample compared item by item.
     Migrate(migrate::MigrateArgs),
+    /// Data models (JSON Schemas every write of their entity type is checked against).
+    Models(catalog::ModelsArgs),
 }
 
 #[derive(Args)]
@@ -186,6 +189,9 @@ struct ServeArgs {
     /// Deprecated synonym of --alias (it used to take host:port, which is not an alias).
     #[arg(long, env = "CITYHUB_VIA_NAME", hide = true)]
     via_name: Option<String>,
+
+    #[command(flatten)]
+    catalog: catalog::CatalogArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -194,6 +200,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Federate(args) => federate(args),
         Command::Migrate(args) => migrate::migrate(args),
+        Command::Models(args) => catalog::models(args),
     }
 }
 
@@ -228,6 +235,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
             ),
         };
+        let (store, models) = catalog::enforce_models(store);
         if args.demo {
             let loaded = demo::load(store.as_ref()).await?;
             tracing::info!(entities = loaded, "demo city data loaded");
@@ -266,7 +274,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         let state = AppState::with_notify(store, config, notify);
         let notifier = state.notifier.clone();
-        let app = app(state);
+        let catalog = catalog::start(&args.catalog, models)?;
+        if args.demo {
+            let base = args.catalog.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+            let published = catalog::publish_demo_datasets(&catalog, &base).await?;
+            tracing::info!(datasets = published, "demo datasets published");
+        }
+        let app = app_with(state, cityhub_catalog::routes::routes(catalog));
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         let stored_in = match &args.store {

@@ -19,6 +19,9 @@
 pub mod ckan;
 pub mod dataset;
 pub mod dcat;
+pub mod download;
 pub mod model;
+pub mod retention;
+pub mod routes;
 pub mod rows;
 pub mod validating;
