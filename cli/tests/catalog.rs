@@ -505,3 +505,39 @@ fn ngsild_now_minus_hours(hours: i64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
+
+#[test]
+fn models_import_registers_a_smart_data_models_checkout_without_the_network() {
+    let hub = Hub::start();
+    let checkout = tempfile::tempdir().unwrap();
+    let model = air_quality_model();
+    let dir = checkout.path().join("dataModel.Environment").join("AirQualityObserved");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("schema.json"), model["schema"].to_string()).unwrap();
+    let common = checkout.path().join("data-models");
+    std::fs::create_dir_all(&common).unwrap();
+    std::fs::write(common.join("common-schema.json"), model["resources"][COMMON].to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["models", "import"])
+        .arg(checkout.path())
+        .args(["--hub", &hub.base])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("1 data models registered, 0 refused"), "{stdout}");
+    let (status, stored) =
+        json_of(hub.client.get(format!("{}/cityhub/v1/models/AirQualityObserved", hub.base)).send().unwrap());
+    assert_eq!(status, 200);
+    assert!(stored["resources"][COMMON].is_object(), "the common schema came from the checkout: {stored}");
+    let p = |v: Value| json!({"type": "Property", "value": v});
+    refused(&hub, &station(1, json!({"dataProvider": p(json!(7))})), &["dataProvider", "is not of type \"string\""]);
+    // Importing again replaces.
+    let again = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["models", "import"])
+        .arg(checkout.path())
+        .args(["--hub", &hub.base])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+}

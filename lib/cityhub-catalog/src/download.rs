@@ -23,7 +23,7 @@ use crate::dataset::{Dataset, DownloadFormat, Part};
 use crate::rows::Writer;
 
 /// Entities per page of the current state.
-pub const PAGE: usize = 2000;
+pub const PAGE: usize = 5000;
 /// Entities per page of the history.
 pub const HISTORY_PAGE: usize = 50;
 /// Instances of one attribute read at once.
