@@ -9,6 +9,14 @@
 //! for their instances, at most [`INSTANCES_PER_ATTRIBUTE`] per attribute and entity (the next
 //! come from `timerel=after` the last one's time, until an attribute is exhausted).
 //!
+//! Measured once (debug build, SQLite, 2 shared cores at load ~14): a 1,000,000-entity CSV
+//! download streamed all 1,000,000 rows (the selection's `count=true`), 92.9 MB in 524 s, the
+//! first byte after 64 s (the validators' query below); hub RSS 115 MB before, 286 MB at peak
+//! (fluctuating, not growing with the rows: one page, and on SQLite the type's id set each
+//! offset page walks), 193 MB after. Offset paging makes each page cost a walk of the
+//! selection's ids, so a download is quadratic in pages; keyset paging needs a `Paging` that
+//! starts after an id (a change of the storage seam, left for later).
+//!
 //! `ETag` and `Last-Modified` come from one query before the stream: the number of entities
 //! the selection holds now and the newest `modifiedAt` among them (`orderBy=modifiedAt;desc`,
 //! one entity), with the dataset's own `modifiedAt`, part and format.
