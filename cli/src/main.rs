@@ -4,6 +4,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod catalog;
 mod config;
 mod demo;
 mod guard;
@@ -49,6 +50,8 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Issue, list and revoke the API keys of the hubs of a store (`serve --auth-keys`).
     Keys(auth::KeysArgs),
+    /// Data models (JSON Schemas every write of their entity type is checked against).
+    Models(catalog::ModelsArgs),
 }
 
 #[derive(Args)]
@@ -211,6 +214,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     auth: auth::AuthArgs,
+
+    #[command(flatten)]
+    catalog: catalog::CatalogArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -252,6 +258,7 @@ fn main() -> anyhow::Result<()> {
         Command::Federate(args) => federate(args),
         Command::Migrate(args) => migrate::migrate(args),
         Command::Keys(args) => auth::keys(args),
+        Command::Models(args) => catalog::models(args),
     }
 }
 
@@ -287,6 +294,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
             ),
         };
+        let (store, models) = catalog::enforce_models(store);
         let identities = cityhub_auth::Auth::start(store.clone(), &args.auth.config())
             .await
             .map_err(|why| anyhow::anyhow!("cannot start checking identities: {why}"))?;
@@ -336,18 +344,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             groups_per_tenant: args.ingest.max_service_groups_per_tenant,
             devices_per_tenant: args.ingest.max_devices_per_tenant,
         };
-        let ingest = cityhub_ingest::Ingest::start(store.clone(), limits)
+        let state = AppState::with_auth(store, config, notify, identities);
+        // On the state's store, so that the live channel tells measurements too.
+        let ingest = cityhub_ingest::Ingest::start(state.store.clone(), limits)
             .await
             .context("cannot load the device provisioning")?;
         if let Some(url) = &args.ingest.mqtt_ingest {
             ingest.connect_mqtt(url).map_err(anyhow::Error::msg)?;
         }
-        let state = AppState::with_auth(store, config, notify, identities);
         if args.demo {
             demo::live::start(state.store.clone(), demo_interval(args.ui.demo_interval)?).await?;
         }
         let notifier = state.notifier.clone();
-        let routes = cityhub_ingest::routes(ingest, &state);
+        let catalog = catalog::start(&args.catalog, models)?;
+        if args.demo {
+            let base = args.catalog.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+            let published = catalog::publish_demo_datasets(&catalog, &base).await?;
+            tracing::info!(datasets = published, "demo datasets published");
+        }
+        let routes = cityhub_ingest::routes(ingest, &state).merge(cityhub_catalog::routes::routes(catalog));
         let app = cityhub_http::app_with(state, routes);
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");

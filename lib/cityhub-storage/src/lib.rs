@@ -468,18 +468,25 @@ pub enum RecordKind {
     ApiKey,
     /// A dashboard composed in the browser UI (`/cityhub/v1/dashboards`).
     Dashboard,
+    /// A JSON Schema an entity type's writes are checked against (`cityhub-catalog`).
+    DataModel,
+    /// A published selection of the hub's data with its metadata (`cityhub-catalog`).
+    Dataset,
     /// A device provisioned for ingestion (`/iot/devices`, cityhub-ingest).
     IngestDevice,
     /// A service group of devices (`/iot/services`, cityhub-ingest).
     IngestService,
+    /// A context source registration (`/csourceRegistrations`).
     Registration,
 }
 
 impl RecordKind {
-    /// Every kind, so that a dump or a migration reads each kind's name back.
-    pub const ALL: [RecordKind; 5] = [
+    /// Every kind, so that a dump, a migration or an event reads each kind's name back.
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::ApiKey,
         RecordKind::Dashboard,
+        RecordKind::DataModel,
+        RecordKind::Dataset,
         RecordKind::IngestDevice,
         RecordKind::IngestService,
         RecordKind::Registration,
@@ -489,6 +496,8 @@ impl RecordKind {
         match self {
             RecordKind::ApiKey => "apiKey",
             RecordKind::Dashboard => "dashboard",
+            RecordKind::DataModel => "dataModel",
+            RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "ingestDevice",
             RecordKind::IngestService => "ingestService",
             RecordKind::Registration => "csourceRegistration",
@@ -500,10 +509,17 @@ impl RecordKind {
         match self {
             RecordKind::ApiKey => "API key",
             RecordKind::Dashboard => "dashboard",
+            RecordKind::DataModel => "data model",
+            RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "device",
             RecordKind::IngestService => "service group",
             RecordKind::Registration => "registration",
         }
+    }
+
+    /// The kind a name stands for.
+    pub fn parse(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
