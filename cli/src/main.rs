@@ -4,7 +4,9 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod demo;
+mod import;
 mod migrate;
+mod ngsiv2;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ enum Command {
     /// Copy a stopped hub's whole embedded store (its --data directory) into a new PostgreSQL
     /// database, then check the copy: counts of every part and a sample compared item by item.
     Migrate(migrate::MigrateArgs),
+    /// Import a file (CSV, GeoJSON, NDJSON, an NGSI-LD JSON array) or an NGSIv2 broker's entities:
+    /// streamed, upserted in batches, resumable; exit 0 all stored, 3 some rows rejected, 1 stopped
+    /// by an error (run again to resume), 2 usage.
+    Import(import::ImportArgs),
 }
 
 #[derive(Args)]
@@ -194,6 +200,14 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Federate(args) => federate(args),
         Command::Migrate(args) => migrate::migrate(args),
+        Command::Import(args) => match import::import(args) {
+            Ok(outcome) => std::process::exit(outcome.code()),
+            Err(e) if e.is::<import::Usage>() => {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 
