@@ -200,7 +200,7 @@ pub(crate) fn decode_event(payload: &str) -> Option<StoreEvent> {
         }),
         "records" => {
             let kind = text("kind")?;
-            let kind = [RecordKind::Registration].into_iter().find(|k| k.name() == kind)?;
+            let kind = RecordKind::parse(&kind)?;
             Some(StoreEvent::Records { tenant: text("tenant")?, kind })
         }
         "context" => Some(StoreEvent::Context { id: text("id")? }),

@@ -13,9 +13,7 @@ use crate::{feed, OrBackend, PostgresStore};
 
 /// What the AlreadyExists of a record says.
 fn what(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::Registration => "registration",
-    }
+    kind.noun()
 }
 
 pub(crate) async fn create(

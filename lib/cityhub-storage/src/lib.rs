@@ -450,13 +450,38 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// An open-data poller's definition (`cityhub-pollers`).
+    Poller,
+    /// An open-data poller's last-run status, apart from its definition so that a run never
+    /// overwrites an edit.
+    PollerStatus,
+    /// A context source registration.
     Registration,
 }
 
 impl RecordKind {
+    /// Every kind, for reading kind names back.
+    pub const ALL: [RecordKind; 3] = [RecordKind::Poller, RecordKind::PollerStatus, RecordKind::Registration];
+
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::Poller => "poller",
+            RecordKind::PollerStatus => "pollerStatus",
             RecordKind::Registration => "csourceRegistration",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// What a record of this kind is called in messages (`poller x already exists`).
+    pub fn noun(self) -> &'static str {
+        match self {
+            RecordKind::Poller => "poller",
+            RecordKind::PollerStatus => "poller status",
+            RecordKind::Registration => "registration",
         }
     }
 }

@@ -651,6 +651,14 @@ pub async fn records_round_trip(store: DynStore) {
     // Created again after a delete, it is new: last in order.
     s.create_record("", r, "urn:r:2", doc("urn:r:2", 3)).await.unwrap().unwrap();
     assert_eq!(s.list_records("", r).await.unwrap(), [doc("urn:r:1", 1), doc("urn:r:2", 3)]);
+    // Kinds apart: the same id in another kind is another record, and a refusal names its kind.
+    let p = RecordKind::Poller;
+    s.create_record("", p, "urn:r:1", doc("urn:r:1", 7)).await.unwrap().unwrap();
+    assert_eq!(s.list_records("", p).await.unwrap(), [doc("urn:r:1", 7)]);
+    assert_eq!(s.list_records("", r).await.unwrap().len(), 2);
+    let taken = s.create_record("", p, "urn:r:1", doc("urn:r:1", 8)).await.unwrap().unwrap_err();
+    assert_eq!(taken.detail, "poller urn:r:1 already exists");
+    assert_eq!(RecordKind::ALL.map(|k| RecordKind::parse(k.name())), RecordKind::ALL.map(Some));
 }
 
 /// Concurrent creates of one record id: exactly one wins, the others are AlreadyExists.
