@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cityhub_http::{app, AppState, ContextLimits, HttpConfig, NotifyConfig};
+use cityhub_http::{AppState, ContextLimits, HttpConfig, NotifyConfig};
 use cityhub_postgres::PostgresStore;
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
@@ -192,6 +192,41 @@ struct ServeArgs {
     /// Deprecated synonym of --alias (it used to take host:port, which is not an alias).
     #[arg(long, env = "CITYHUB_VIA_NAME", hide = true)]
     via_name: Option<String>,
+
+    #[command(flatten)]
+    pollers: PollerArgs,
+}
+
+/// The open-data pollers (`/cityhub/v1/pollers`).
+#[derive(Args)]
+struct PollerArgs {
+    /// The shortest interval, in seconds, a poller may be given.
+    #[arg(long, default_value_t = 10.0, env = "CITYHUB_POLLER_MIN_INTERVAL")]
+    poller_min_interval: f64,
+
+    /// Run no pollers on this hub (the API still manages them; other hubs on the store run them).
+    #[arg(long, env = "CITYHUB_NO_POLLERS")]
+    no_pollers: bool,
+
+    /// The largest answer, in bytes, a poller's source may give.
+    #[arg(long, default_value_t = 64 << 20, env = "CITYHUB_POLLER_MAX_ANSWER_BYTES")]
+    poller_max_answer_bytes: usize,
+}
+
+impl PollerArgs {
+    fn config(&self) -> anyhow::Result<cityhub_pollers::PollerConfig> {
+        if !(0.1..=86_400.0).contains(&self.poller_min_interval) {
+            anyhow::bail!(
+                "--poller-min-interval {} is out of range: give seconds from 0.1 to 86400, e.g. 10",
+                self.poller_min_interval
+            );
+        }
+        Ok(cityhub_pollers::PollerConfig {
+            min_interval: std::time::Duration::from_secs_f64(self.poller_min_interval),
+            run: !self.no_pollers,
+            max_answer_bytes: self.poller_max_answer_bytes.max(1),
+        })
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -278,9 +313,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             lease_ttl: lease_ttl(args.notifier_lease_ttl)?,
             ..NotifyConfig::default()
         };
+        let pollers = args.pollers.config()?;
+        cityhub_pollers::start(store.clone(), pollers.clone());
         let state = AppState::with_notify(store, config, notify);
         let notifier = state.notifier.clone();
-        let app = app(state);
+        let app = cityhub_http::app_with(state, cityhub_pollers::routes(pollers));
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");
         let stored_in = match &args.store {

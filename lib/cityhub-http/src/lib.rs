@@ -28,7 +28,7 @@ mod csource;
 mod discovery;
 mod entities;
 mod error;
-mod extract;
+pub mod extract;
 mod federation;
 mod implicit_contexts;
 mod info;
@@ -36,7 +36,7 @@ mod jsonld_contexts;
 mod limits;
 mod provision;
 mod request;
-mod response;
+pub mod response;
 mod subscriptions;
 mod temporal;
 mod wire;
@@ -170,11 +170,22 @@ async fn drop_stale_caches(
 /// The service to serve: the router behind trailing-slash normalisation (clients, the ETSI suite
 /// among them, write `/entities/` as often as `/entities`).
 pub fn app(state: SharedState) -> NormalizePath<Router> {
-    NormalizePathLayer::trim_trailing_slash().layer(router(state))
+    app_with(state, Router::new())
+}
+
+/// [`app`] with the routes of other crates (built with [`extract`]'s extractors, so the one
+/// access decision covers them) beside the NGSI-LD API, behind the same guard and layers.
+pub fn app_with(state: SharedState, extra: Router<SharedState>) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router_with(state, extra))
 }
 
 /// The whole API under `/ngsi-ld/v1`, plus `/health`.
 pub fn router(state: SharedState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes merged beside the API.
+pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
     let api = Router::new()
         .route(
             "/entities",
@@ -238,6 +249,7 @@ pub fn router(state: SharedState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), federation::refuse_loops));
     let routes = Router::new()
         .nest("/ngsi-ld/v1", api)
+        .merge(extra)
         .route("/health", get(health))
         .fallback(error::not_found_fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));

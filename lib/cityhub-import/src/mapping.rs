@@ -44,6 +44,12 @@ pub struct Mapping {
     /// With listed attributes, also turn the unlisted columns into Properties.
     #[serde(default)]
     pub other_columns: bool,
+    /// Cell texts that mean "no value" besides the empty one (data.go.kr writes `-`).
+    #[serde(default)]
+    pub null_values: Vec<String>,
+    /// The UTC offset of times written without one (`2024-05-01 09:00` with `+09:00`);
+    /// default UTC.
+    pub timezone: Option<String>,
 }
 
 /// Where a record's location comes from: exactly one of `lat`+`lon`, `wkt` or `geojson`.
@@ -167,7 +173,7 @@ impl Mapping {
         entity.insert("id".into(), Value::String(id));
         entity.insert("type".into(), Value::String(self.entity_type().to_owned()));
         let observed = match self.observed_at.as_deref().or_else(|| self.auto_observed(record)) {
-            Some(path) => datetime_at(record, path)?,
+            Some(path) => self.datetime_at(record, path)?,
             None => None,
         };
         let mut used: Vec<String> = vec![id_path.to_owned()];
@@ -181,7 +187,7 @@ impl Mapping {
         for a in &self.attributes {
             let from = a.from.as_deref().unwrap_or(&a.name);
             used.push(from.to_owned());
-            let Some(value) = present(lookup(record, from)) else { continue };
+            let Some(value) = self.present(lookup(record, from)) else { continue };
             let mut attr = Map::new();
             match a.kind {
                 Kind::Property => {
@@ -203,7 +209,7 @@ impl Mapping {
                 attr.insert("unitCode".into(), unit.clone().into());
             }
             let own = match &a.observed_at {
-                Some(path) => datetime_at(record, path)?,
+                Some(path) => self.datetime_at(record, path)?,
                 None => observed.clone(),
             };
             if let Some(t) = own {
@@ -216,7 +222,7 @@ impl Mapping {
                 if used.iter().any(|u| u == column) || entity.contains_key(column) {
                     continue;
                 }
-                let Some(value) = present(Some(value)) else { continue };
+                let Some(value) = self.present(Some(value)) else { continue };
                 let name = attribute_name(column);
                 if entity.contains_key(&name) || ENTITY_MEMBERS.contains(&name.as_str()) {
                     continue;
@@ -277,7 +283,7 @@ impl Mapping {
         let name = location.name.clone().unwrap_or_else(|| "location".to_owned());
         let (value, from) = match (&location.lat, &location.lon, &location.wkt) {
             (Some(lat), Some(lon), _) => {
-                let value = match (present(lookup(record, lat)), present(lookup(record, lon))) {
+                let value = match (self.present(lookup(record, lat)), self.present(lookup(record, lon))) {
                     (None, None) => None,
                     (Some(y), Some(x)) => {
                         let (y, x) = (coordinate(y, lat, 90.0)?, coordinate(x, lon, 180.0)?);
@@ -288,11 +294,11 @@ impl Mapping {
                 (value, vec![lat.clone(), lon.clone()])
             }
             (_, _, Some(wkt)) => {
-                (present(lookup(record, wkt)).map(|v| geometry(v, wkt)).transpose()?, vec![wkt.clone()])
+                (self.present(lookup(record, wkt)).map(|v| geometry(v, wkt)).transpose()?, vec![wkt.clone()])
             }
             _ => {
                 let path = location.geojson.clone().unwrap_or_else(|| "geometry".to_owned());
-                (present(lookup(record, &path)).map(|v| geometry(v, &path)).transpose()?, vec![path])
+                (self.present(lookup(record, &path)).map(|v| geometry(v, &path)).transpose()?, vec![path])
             }
         };
         Ok(Some((name, value, from)))
@@ -337,12 +343,51 @@ pub fn lookup<'a>(record: &'a Record, path: &str) -> Option<&'a Value> {
     Some(value)
 }
 
-/// A value that counts as given: not null, not an empty or blank text.
-fn present(value: Option<&Value>) -> Option<&Value> {
-    match value {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.trim().is_empty() => None,
-        v => v,
+impl Mapping {
+    /// A value that counts as given: not null, not an empty or blank text, not a null value.
+    fn present<'a>(&self, value: Option<&'a Value>) -> Option<&'a Value> {
+        match value {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() || self.null_values.iter().any(|n| n == s.trim()) => None,
+            v => v,
+        }
+    }
+
+    /// The DateTime at `path`, as the hub writes times; None when the cell is empty.
+    fn datetime_at(&self, record: &Record, path: &str) -> Result<Option<String>, String> {
+        let Some(value) = self.present(lookup(record, path)) else { return Ok(None) };
+        let text = value.as_str().map(str::trim).unwrap_or_default();
+        let t = self.datetime(text).ok_or_else(|| {
+            format!("column {path:?}: {value} is not a DateTime (RFC 3339, e.g. 2024-05-01T09:00:00Z)")
+        })?;
+        Ok(Some(t))
+    }
+
+    /// An RFC 3339 time, or one of the common local forms (`2024-05-01 09:00[:00]`,
+    /// `202405010900`) in the mapping's timezone.
+    fn datetime(&self, text: &str) -> Option<String> {
+        if let Some(t) = parse_datetime(text) {
+            return Some(format_time(t));
+        }
+        let offset = match self.timezone.as_deref() {
+            Some(tz) => {
+                chrono::DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{tz}")).ok()?.offset().to_owned()
+            }
+            None => chrono::FixedOffset::east_opt(0)?,
+        };
+        let local = [
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+            "%Y-%m-%dT%H:%M",
+            "%Y%m%d%H%M%S",
+            "%Y%m%d%H%M",
+            "%Y/%m/%d %H:%M:%S",
+            "%Y/%m/%d %H:%M",
+        ]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())?;
+        let t = local.and_local_timezone(offset).single()?;
+        parse_datetime(&t.to_rfc3339()).map(format_time)
     }
 }
 
@@ -401,15 +446,6 @@ fn kind_name(kind: ValueType) -> &'static str {
         ValueType::DateTime => "DateTime (RFC 3339, e.g. 2024-05-01T09:00:00Z)",
         ValueType::Json => "JSON value",
     }
-}
-
-/// The DateTime at `path`, as the hub writes times; None when the cell is empty.
-fn datetime_at(record: &Record, path: &str) -> Result<Option<String>, String> {
-    let Some(value) = present(lookup(record, path)) else { return Ok(None) };
-    let text = value.as_str().map(str::trim).unwrap_or_default();
-    let t = parse_datetime(text)
-        .ok_or_else(|| format!("column {path:?}: {value} is not a DateTime (RFC 3339, e.g. 2024-05-01T09:00:00Z)"))?;
-    Ok(Some(format_time(t)))
 }
 
 /// A latitude or longitude within ±`limit`.
@@ -587,6 +623,24 @@ mod tests {
         assert_eq!(e["level"]["value"], 3);
         let record: Record = serde_json::from_value(json!({"properties": {"code": 1, "level": 2.5}})).unwrap();
         assert_eq!(m.map(&record).unwrap_err(), "column \"properties.level\": 2.5 is not an integer");
+    }
+
+    #[test]
+    fn local_times_read_in_the_mappings_timezone_and_null_values_are_empty() {
+        let m = Mapping::parse(r#"{"type": "T", "id": "stationName", "observedAt": "dataTime", "timezone": "+09:00", "nullValues": ["-"], "attributes": [{"name": "pm10", "from": "pm10Value", "valueType": "number"}]}"#)
+            .unwrap()
+            .complete(None, None)
+            .unwrap();
+        let e =
+            m.map(&row(&[("stationName", "Jongno"), ("pm10Value", "41"), ("dataTime", "2024-05-01 09:00")])).unwrap();
+        assert_eq!(e["pm10"]["observedAt"], "2024-05-01T00:00:00.000000Z");
+        let e =
+            m.map(&row(&[("stationName", "Jongno"), ("pm10Value", "-"), ("dataTime", "2024-05-01 09:00")])).unwrap();
+        assert!(e.get("pm10").is_none(), "`-` is no value");
+        assert!(m
+            .map(&row(&[("stationName", "J"), ("dataTime", "May 1st")]))
+            .unwrap_err()
+            .contains("is not a DateTime"));
     }
 
     #[test]
