@@ -117,6 +117,32 @@ pub struct ImportArgs {
     fiware_servicepath: Option<String>,
 }
 
+impl ImportArgs {
+    pub fn entity_type(&self) -> Option<&str> {
+        self.entity_type.as_deref()
+    }
+
+    pub fn report(&self) -> Option<&Path> {
+        self.report.as_deref()
+    }
+
+    pub fn tenant(&self) -> &str {
+        self.tenant.as_deref().unwrap_or_default()
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    pub fn fiware_service(&self) -> Option<&str> {
+        self.fiware_service.as_deref()
+    }
+
+    pub fn fiware_servicepath(&self) -> Option<&str> {
+        self.fiware_servicepath.as_deref()
+    }
+}
+
 /// How an import ended, as the process's exit code.
 pub enum Outcome {
     Complete,
@@ -144,7 +170,7 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-fn usage(why: impl Into<String>) -> anyhow::Error {
+pub fn usage(why: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(why.into()))
 }
 

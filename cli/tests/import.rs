@@ -286,3 +286,114 @@ unitCode = "MTK"
     assert_eq!(code, 2);
     assert!(stderr.contains("give --format csv, geojson, ndjson or ngsild"), "{stderr}");
 }
+
+/// A loopback broker shaped like Orion v2: `GET /v2/entities?limit&offset&options=count` pages
+/// through `entities` with `Fiware-Total-Count`; answers the request lines and service headers
+/// it saw.
+fn orion(entities: Vec<Value>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut service = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                // Header names are case-insensitive (HTTP/1.1 clients send them lower-case).
+                if lower.starts_with("fiware-service") {
+                    service.push(lower.trim().to_owned());
+                }
+            }
+            let target = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            log.lock().unwrap().push(format!("{target} {}", service.join(" ")));
+            let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .and_then(|v| v.parse::<usize>().ok())
+            };
+            let (limit, offset) = (param("limit").unwrap_or(20), param("offset").unwrap_or(0));
+            let page: Vec<Value> = entities.iter().skip(offset).take(limit).cloned().collect();
+            let body = Value::Array(page).to_string();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nFiware-Total-Count: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                entities.len(),
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (base, seen)
+}
+
+#[test]
+fn an_orion_v2_brokers_entities_are_copied_page_by_page_and_copying_again_changes_nothing() {
+    let hub = Hub::start();
+    let room = |id: &str, t: f64| {
+        json!({
+            "id": id, "type": "Room",
+            "temperature": {"type": "Number", "value": t, "metadata": {"TimeInstant": {"type": "DateTime", "value": "2024-05-01T09:00:00.000Z"}}},
+            "location": {"type": "geo:json", "value": {"type": "Point", "coordinates": [127.0, 37.5]}, "metadata": {}}
+        })
+    };
+    let (orion, seen) = orion(vec![
+        room("Room1", 23.5),
+        room("Room2", 21.0),
+        json!({"type": "Room"}),
+        room("Room4", 19.0),
+        room("Room5", 20.0),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.ndjson");
+    let args = [
+        "import",
+        "--from-ngsiv2",
+        &orion,
+        "--fiware-service",
+        "smartcity",
+        "--fiware-servicepath",
+        "/seoul",
+        "--hub",
+        &hub.base,
+        "--batch",
+        "2",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 3, "{stdout} {stderr}");
+    assert!(stdout.contains("imported 5 records: 4 stored, 0 unchanged, 1 rejected"), "{stdout}");
+    let rejected = report_lines(&report);
+    assert_eq!((rejected.len(), &rejected[0]["line"]), (1, &json!(3)), "{rejected:?}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [0, 2, 4].map(|o| format!(
+            "/v2/entities?limit=2&offset={o}&options=count fiware-service: smartcity fiware-servicepath: /seoul"
+        ))
+    );
+    let (status, room1) = hub.get_json("/entities/urn:ngsi-ld:Room:Room1");
+    assert_eq!(status, 200, "{room1}");
+    assert_eq!(room1["type"], "Room");
+    assert_eq!(room1["temperature"]["value"], 23.5);
+    assert!(room1["temperature"]["observedAt"].as_str().unwrap().starts_with("2024-05-01T09:00:00"), "{room1}");
+    assert_eq!(
+        room1["location"],
+        json!({"type": "GeoProperty", "value": {"type": "Point", "coordinates": [127.0, 37.5]}})
+    );
+    assert_eq!(count(&hub, "Room"), 4);
+
+    let (code, stdout, _) = run(&args);
+    assert_eq!(code, 3);
+    assert!(stdout.contains("imported 5 records: 0 stored, 4 unchanged, 1 rejected"), "{stdout}");
+}
