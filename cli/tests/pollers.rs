@@ -286,3 +286,33 @@ fn pollers_are_checked_and_managed_over_the_api_and_kept_across_a_restart() {
     assert_eq!(ids, ["p1"], "kept in the store across a restart");
     assert_eq!(all[0]["interval"], 120);
 }
+
+#[test]
+fn of_two_hubs_on_one_store_only_the_lease_holder_runs_a_poller() {
+    // Hubs share a store on PostgreSQL only; this runs there whatever CITYHUB_TEST_STORE says.
+    let source = Source::start();
+    source.set(200, "application/json", air_json("41", "30"));
+    let db = cityhub_pgtest::database();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--poller-min-interval", "0.5"];
+    let a = Hub::spawn_with_store(a_dir.path(), Some(db.clone()), &args);
+    let b = Hub::spawn_with_store(b_dir.path(), Some(db), &args);
+    assert_eq!(create(&a, &poller("shared", &format!("{}/api", source.base), "json")).status().as_u16(), 201);
+    let mut runners = std::collections::BTreeSet::new();
+    let mut last = 0;
+    for _ in 0..600 {
+        let status = shown(&b, "shared")["status"].clone();
+        let runs = status["runs"].as_u64().unwrap_or(0);
+        if runs > last {
+            last = runs;
+            runners.insert(status["lastRun"]["ranBy"].as_str().unwrap_or_default().to_owned());
+        }
+        if last >= 6 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(last >= 6, "six runs within 30 s; saw {last}");
+    assert_eq!(runners.len(), 1, "one hub ran them all: {runners:?}");
+    assert!(runners.iter().all(|r| r.starts_with("hub-")), "{runners:?}");
+}

@@ -164,6 +164,8 @@ pub struct Run {
     pub ended_at: String,
     /// `ok` or `failed`.
     pub outcome: String,
+    /// The hub that ran it (a name it drew at start): of the hubs on one store, the lease holder.
+    pub ran_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub attempts: u32,

@@ -215,7 +215,7 @@ impl Job {
             }
         }
         let started_at = ngsild_core::time::now();
-        let mut run = Run { started_at, ..Run::default() };
+        let mut run = Run { started_at, ran_by: self.holder.clone(), ..Run::default() };
         match self.fetch(&mut run).await {
             Ok(body) => {
                 if let Err(e) = self.write(&body, &mut run).await {
