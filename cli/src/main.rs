@@ -7,6 +7,7 @@ mod demo;
 mod import;
 mod migrate;
 mod ngsiv2;
+mod sink;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -237,7 +238,7 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => migrate::migrate(args),
         Command::Import(args) => match import::import(args) {
             Ok(outcome) => std::process::exit(outcome.code()),
-            Err(e) if e.is::<import::Usage>() => {
+            Err(e) if e.is::<sink::Usage>() => {
                 eprintln!("error: {e}");
                 std::process::exit(2)
             }

@@ -5,7 +5,7 @@
 //! order, until the `Fiware-Total-Count` it answers is reached (or a page comes back short);
 //! converts each entity with `cityhub_ingest::ngsiv2::entity_from_v2` (the same rules as the
 //! NGSIv2 notification intake) and upserts each page as one batch, like a file's
-//! (`import::Sink`): unchanged values write nothing, so copying again changes nothing. An entity
+//! (`sink::Sink`): unchanged values write nothing, so copying again changes nothing. An entity
 //! that does not convert, or that the hub refuses, is reported with its position in the listing
 //! (1-based) in place of a line.
 
@@ -16,21 +16,35 @@ use anyhow::Context as _;
 use cityhub_ingest::ngsiv2::{entity_from_v2, V2Options};
 use serde_json::{json, Map, Value};
 
-use crate::import::{body_detail, outgoing_client, ImportArgs, Outcome, Sink};
+use crate::sink::{body_detail, outgoing_client, usage, Outcome, Sink};
 
-pub async fn copy(args: &ImportArgs, url: &str, sink: &Sink) -> anyhow::Result<Outcome> {
+/// The broker to copy from, and how (from `cityhub import`'s flags).
+pub struct V2Source {
+    pub url: String,
+    pub service: Option<String>,
+    pub service_path: Option<String>,
+    /// The type of an entity that names none.
+    pub default_type: Option<String>,
+    pub report: Option<std::path::PathBuf>,
+    pub tenant: String,
+    /// Entities per page, and per batch.
+    pub page: usize,
+}
+
+pub async fn copy(args: &V2Source, sink: &Sink) -> anyhow::Result<Outcome> {
+    let url = &args.url;
     let base = url.trim_end_matches('/').trim_end_matches("/v2/entities").trim_end_matches("/v2").to_owned();
     if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(crate::import::usage(format!("--from-ngsiv2 must be an http(s) URL, not {url:?}")));
+        return Err(usage(format!("--from-ngsiv2 must be an http(s) URL, not {url:?}")));
     }
     let client = outgoing_client(Duration::from_secs(60))?;
-    let options = V2Options { default_type: args.entity_type().unwrap_or("Thing").to_owned() };
-    let mut report = match args.report() {
+    let options = V2Options { default_type: args.default_type.clone().unwrap_or_else(|| "Thing".to_owned()) };
+    let mut report = match &args.report {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("cannot write the report {}", p.display()))?),
         None => None,
     };
-    let tenant = args.tenant().to_owned();
-    let page = args.batch();
+    let tenant = args.tenant.clone();
+    let page = args.page;
     let (mut offset, mut stored, mut unchanged, mut rejected) = (0u64, 0u64, 0u64, 0u64);
     let started = Instant::now();
     let mut reject = |position: u64, id: Option<String>, why: String| {
@@ -44,10 +58,10 @@ pub async fn copy(args: &ImportArgs, url: &str, sink: &Sink) -> anyhow::Result<O
     };
     loop {
         let mut request = client.get(format!("{base}/v2/entities?limit={page}&offset={offset}&options=count"));
-        if let Some(service) = args.fiware_service() {
+        if let Some(service) = &args.service {
             request = request.header("Fiware-Service", service);
         }
-        if let Some(path) = args.fiware_servicepath() {
+        if let Some(path) = &args.service_path {
             request = request.header("Fiware-ServicePath", path);
         }
         let response = request.send().await.with_context(|| format!("GET {base}/v2/entities failed"))?;
