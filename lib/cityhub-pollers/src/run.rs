@@ -358,3 +358,30 @@ pub fn records(format: Format, body: &[u8], items: Option<&str>) -> Result<Vec<R
     })?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_reads_as_records_in_each_format() {
+        let csv = records(Format::Csv, b"id,v\n1,a\n2\n", None).unwrap();
+        assert_eq!(csv.len(), 2);
+        assert_eq!(csv[0].as_ref().unwrap()["v"], "a");
+        assert_eq!(csv[1], Err("the row has 1 fields, the header 2".into()));
+        let geo = br#"{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"id": "p"}, "geometry": null}]}"#;
+        assert_eq!(records(Format::GeoJson, geo, None).unwrap()[0].as_ref().unwrap()["id"], "p");
+        let xml = b"<response><body><items><item><a>1</a></item></items></body></response>";
+        assert_eq!(records(Format::Xml, xml, Some("response/body/items/item")).unwrap().len(), 1);
+        assert!(records(Format::Json, b"<html>", None).unwrap_err().starts_with("the answer is not JSON"));
+        assert_eq!(
+            records(
+                Format::Json,
+                br#"{"response": {"header": {"resultCode": "30"}}}"#,
+                Some("response.body.items.item")
+            )
+            .unwrap_err(),
+            "the document has no \"response.body.items.item\""
+        );
+    }
+}
