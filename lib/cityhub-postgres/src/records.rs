@@ -13,7 +13,7 @@ use crate::{feed, OrBackend, PostgresStore};
 
 /// What the AlreadyExists of a record says.
 fn what(kind: RecordKind) -> &'static str {
-    kind.noun()
+    kind.what()
 }
 
 pub(crate) async fn create(

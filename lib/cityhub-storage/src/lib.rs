@@ -477,7 +477,7 @@ impl RecordKind {
     }
 
     /// What a record of this kind is called in messages (`poller x already exists`).
-    pub fn noun(self) -> &'static str {
+    pub fn what(self) -> &'static str {
         match self {
             RecordKind::Poller => "poller",
             RecordKind::PollerStatus => "poller status",
