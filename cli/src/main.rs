@@ -8,7 +8,10 @@ mod catalog;
 mod config;
 mod demo;
 mod guard;
+mod import;
 mod migrate;
+mod ngsiv2;
+mod sink;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +55,10 @@ enum Command {
     Keys(auth::KeysArgs),
     /// Data models (JSON Schemas every write of their entity type is checked against).
     Models(catalog::ModelsArgs),
+    /// Import a file (CSV, GeoJSON, NDJSON, an NGSI-LD JSON array) or an NGSIv2 broker's entities:
+    /// streamed, upserted in batches, resumable; exit 0 all stored, 3 some rows rejected, 1 stopped
+    /// by an error (run again to resume), 2 usage.
+    Import(import::ImportArgs),
 }
 
 #[derive(Args)]
@@ -217,6 +224,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     catalog: catalog::CatalogArgs,
+
+    #[command(flatten)]
+    pollers: PollerArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -251,6 +261,39 @@ struct UiArgs {
     demo_interval: f64,
 }
 
+/// The open-data pollers (`/cityhub/v1/pollers`).
+#[derive(Args)]
+struct PollerArgs {
+    /// The shortest interval, in seconds, a poller may be given.
+    #[arg(long, default_value_t = 10.0, env = "CITYHUB_POLLER_MIN_INTERVAL")]
+    poller_min_interval: f64,
+
+    /// Run no pollers on this hub (the API still manages them; other hubs on the store run them).
+    #[arg(long, env = "CITYHUB_NO_POLLERS")]
+    no_pollers: bool,
+
+    /// The largest answer, in bytes, a poller's source may give.
+    #[arg(long, default_value_t = 64 << 20, env = "CITYHUB_POLLER_MAX_ANSWER_BYTES")]
+    poller_max_answer_bytes: usize,
+}
+
+impl PollerArgs {
+    fn config(&self, egress: &cityhub_egress::Egress) -> anyhow::Result<cityhub_pollers::PollerConfig> {
+        if !(0.1..=86_400.0).contains(&self.poller_min_interval) {
+            anyhow::bail!(
+                "--poller-min-interval {} is out of range: give seconds from 0.1 to 86400, e.g. 10",
+                self.poller_min_interval
+            );
+        }
+        Ok(cityhub_pollers::PollerConfig {
+            min_interval: std::time::Duration::from_secs_f64(self.poller_min_interval),
+            run: !self.no_pollers,
+            max_answer_bytes: self.poller_max_answer_bytes.max(1),
+            egress: egress.clone(),
+        })
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(config::expand(std::env::args_os().collect())?);
     match cli.command {
@@ -259,6 +302,14 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => migrate::migrate(args),
         Command::Keys(args) => auth::keys(args),
         Command::Models(args) => catalog::models(args),
+        Command::Import(args) => match import::import(args) {
+            Ok(outcome) => std::process::exit(outcome.code()),
+            Err(e) if e.is::<sink::Usage>() => {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 
@@ -355,6 +406,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if args.demo {
             demo::live::start(state.store.clone(), demo_interval(args.ui.demo_interval)?).await?;
         }
+        let pollers = args.pollers.config(&state.config.egress)?;
+        cityhub_pollers::start(state.store.clone(), pollers.clone());
         let notifier = state.notifier.clone();
         let catalog = catalog::start(&args.catalog, models)?;
         if args.demo {
@@ -362,7 +415,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let published = catalog::publish_demo_datasets(&catalog, &base).await?;
             tracing::info!(datasets = published, "demo datasets published");
         }
-        let routes = cityhub_ingest::routes(ingest, &state).merge(cityhub_catalog::routes::routes(catalog));
+        let routes = cityhub_ingest::routes(ingest, &state)
+            .merge(cityhub_catalog::routes::routes(catalog))
+            .merge(cityhub_pollers::routes(pollers));
         let app = cityhub_http::app_with(state, routes);
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
         println!("cityhub listening on http://{address}/ngsi-ld/v1");

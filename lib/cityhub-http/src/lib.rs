@@ -45,7 +45,7 @@ mod limits;
 pub mod live;
 mod provision;
 mod request;
-mod response;
+pub mod response;
 mod subscriptions;
 mod temporal;
 mod ui;
@@ -206,7 +206,12 @@ async fn drop_stale_caches(
         let event = events.recv().await;
         let Some(state) = state.upgrade() else { return };
         match event {
-            Ok(StoreEvent::Records { tenant, .. }) => state.federation.forget(Some(&tenant)),
+            // Only registrations are cached here; other records (pollers' statuses, written every
+            // run) leave the registration cache alone.
+            Ok(StoreEvent::Records { tenant, kind: cityhub_storage::RecordKind::Registration }) => {
+                state.federation.forget(Some(&tenant))
+            }
+            Ok(StoreEvent::Records { .. }) => {}
             Ok(StoreEvent::Tenant { tenant }) => state.limits.tenants.learn(&tenant).await,
             Ok(StoreEvent::Context { .. }) => state.contexts.invalidate(),
             Ok(StoreEvent::Journal | StoreEvent::Subscription { .. }) => {}

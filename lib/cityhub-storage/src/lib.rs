@@ -476,19 +476,26 @@ pub enum RecordKind {
     IngestDevice,
     /// A service group of devices (`/iot/services`, cityhub-ingest).
     IngestService,
+    /// An open-data poller's definition (`cityhub-pollers`).
+    Poller,
+    /// An open-data poller's last-run status, apart from its definition so that a run never
+    /// overwrites an edit.
+    PollerStatus,
     /// A context source registration (`/csourceRegistrations`).
     Registration,
 }
 
 impl RecordKind {
     /// Every kind, so that a dump, a migration or an event reads each kind's name back.
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 9] = [
         RecordKind::ApiKey,
         RecordKind::Dashboard,
         RecordKind::DataModel,
         RecordKind::Dataset,
         RecordKind::IngestDevice,
         RecordKind::IngestService,
+        RecordKind::Poller,
+        RecordKind::PollerStatus,
         RecordKind::Registration,
     ];
 
@@ -500,6 +507,8 @@ impl RecordKind {
             RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "ingestDevice",
             RecordKind::IngestService => "ingestService",
+            RecordKind::Poller => "poller",
+            RecordKind::PollerStatus => "pollerStatus",
             RecordKind::Registration => "csourceRegistration",
         }
     }
@@ -513,6 +522,8 @@ impl RecordKind {
             RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "device",
             RecordKind::IngestService => "service group",
+            RecordKind::Poller => "poller",
+            RecordKind::PollerStatus => "poller status",
             RecordKind::Registration => "registration",
         }
     }
