@@ -2,6 +2,7 @@
 //! attribute name (discovery), and to a query's filter, narrowed *before* it reaches the store so
 //! that paging and counts never count what the caller may not see.
 
+use ngsild_core::temporal::TemporalEntity;
 use ngsild_core::Entity;
 use ngsild_query::order::OrderPath;
 use ngsild_query::q::QTerm;
@@ -37,6 +38,20 @@ impl Scope {
                 Some(entity)
             }
         }
+    }
+
+    /// A temporal entity as the caller may see it (as [`Scope::redact`]): None when the entity
+    /// is not seen, else without the histories and aggregates of attributes it may not see.
+    pub fn redact_history(&self, mut history: TemporalEntity) -> Option<TemporalEntity> {
+        let Scope::Limited(v) = self else { return Some(history) };
+        let mut head = Entity::new(history.id.clone(), history.types.clone());
+        head.scope = history.scope.clone();
+        if !v.sees(&head) {
+            return None;
+        }
+        history.attrs.retain(|name, _| v.shows_attr(name));
+        history.aggregates.retain(|name, _| v.shows_attr(name));
+        Some(history)
     }
 
     pub fn shows_type(&self, ty: &str) -> bool {

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod batch;
 mod contexts;
 mod csource;
@@ -34,6 +35,7 @@ mod implicit_contexts;
 mod info;
 mod jsonld_contexts;
 mod limits;
+mod policies;
 mod provision;
 mod request;
 mod response;
@@ -118,6 +120,8 @@ pub struct AppState {
     pub federation: Arc<federation::Federation>,
     pub notifier: Notifier,
     pub limits: limits::Limits,
+    /// The access policies of each tenant, as this hub knows them.
+    pub policies: access::Policies,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -134,7 +138,8 @@ impl AppState {
         let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
         let limits = limits::Limits::new(&config);
         let events = store.events();
-        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits });
+        let policies = access::Policies::new(store.clone());
+        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, policies });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
         state
     }
@@ -147,18 +152,22 @@ async fn drop_stale_caches(
     state: std::sync::Weak<AppState>,
     mut events: tokio::sync::broadcast::Receiver<cityhub_storage::StoreEvent>,
 ) {
-    use cityhub_storage::StoreEvent;
+    use cityhub_storage::{RecordKind, StoreEvent};
     use tokio::sync::broadcast::error::RecvError;
     loop {
         let event = events.recv().await;
         let Some(state) = state.upgrade() else { return };
         match event {
-            Ok(StoreEvent::Records { tenant, .. }) => state.federation.forget(Some(&tenant)),
+            Ok(StoreEvent::Records { tenant, kind: RecordKind::Registration }) => {
+                state.federation.forget(Some(&tenant))
+            }
+            Ok(StoreEvent::Records { tenant, kind: RecordKind::Policy }) => state.policies.forget(Some(&tenant)),
             Ok(StoreEvent::Tenant { tenant }) => state.limits.tenants.learn(&tenant).await,
             Ok(StoreEvent::Context { .. }) => state.contexts.invalidate(),
             Ok(StoreEvent::Journal | StoreEvent::Subscription { .. }) => {}
             Err(RecvError::Lagged(_)) => {
                 state.federation.forget(None);
+                state.policies.forget(None);
                 state.limits.tenants.forget_all().await;
                 state.contexts.invalidate();
             }
@@ -175,6 +184,19 @@ pub fn app(state: SharedState) -> NormalizePath<Router> {
 
 /// The whole API under `/ngsi-ld/v1`, plus `/health`.
 pub fn router(state: SharedState) -> Router {
+    // Every route behind the one access decision (`access::gate`), those merged in included.
+    let routes = routes(&state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::gate))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let routes = observed(routes).with_state(state.clone());
+    // The guard wraps the whole router (a layer on the router itself would see a 405 before
+    // axum adds its Allow header).
+    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
+}
+
+/// Every route the hub serves, before the layers around them all. A crate that adds routes
+/// merges them here with one `.merge(...)`, and gives each a row of `access::TABLE`.
+fn routes(state: &SharedState) -> Router<SharedState> {
     let api = Router::new()
         .route(
             "/entities",
@@ -236,15 +258,11 @@ pub fn router(state: SharedState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit_tenants))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::bound_lists))
         .layer(axum::middleware::from_fn_with_state(state.clone(), federation::refuse_loops));
-    let routes = Router::new()
+    Router::new()
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
+        .merge(policies::routes())
         .fallback(error::not_found_fallback)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
-    let routes = observed(routes).with_state(state.clone());
-    // The guard wraps the whole router (a layer on the router itself would see a 405 before
-    // axum adds its Allow header).
-    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
 }
 
 /// The tower layers every route runs inside: a tracing span per request named by its matched

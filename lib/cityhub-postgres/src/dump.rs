@@ -122,10 +122,7 @@ fn subscription_kind(name: &str) -> Result<SubscriptionKind, StoreError> {
 }
 
 fn record_kind(name: &str) -> Result<RecordKind, StoreError> {
-    [RecordKind::Registration]
-        .into_iter()
-        .find(|k| k.name() == name)
-        .ok_or_else(|| bad(format!("unknown record kind {name:?}")))
+    RecordKind::parse(name).ok_or_else(|| bad(format!("unknown record kind {name:?}")))
 }
 
 async fn history(store: &PostgresStore, tenant: &str, row: &Row) -> Result<TemporalEntity, StoreError> {

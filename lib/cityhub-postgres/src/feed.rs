@@ -199,8 +199,7 @@ pub(crate) fn decode_event(payload: &str) -> Option<StoreEvent> {
             id: text("id")?,
         }),
         "records" => {
-            let kind = text("kind")?;
-            let kind = [RecordKind::Registration].into_iter().find(|k| k.name() == kind)?;
+            let kind = RecordKind::parse(&text("kind")?)?;
             Some(StoreEvent::Records { tenant: text("tenant")?, kind })
         }
         "context" => Some(StoreEvent::Context { id: text("id")? }),

@@ -1,4 +1,4 @@
-//! Records: context source registrations, one expanded document each, keyed by tenant, kind and
+//! Records: context source registrations and access policies, one expanded document each, keyed by tenant, kind and
 //! id, listed in the order first written. Creation is create-if-absent through the primary key (so
 //! two hubs creating the same id at once get one 201 and one AlreadyExists, with no lock in any
 //! process); every write tells every hub (`StoreEvent::Records`) in its transaction, so their
@@ -10,13 +10,6 @@ use serde_json::Value;
 use tokio_postgres::types::Json;
 
 use crate::{feed, OrBackend, PostgresStore};
-
-/// What the AlreadyExists of a record says.
-fn what(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::Registration => "registration",
-    }
-}
 
 pub(crate) async fn create(
     store: &PostgresStore,
@@ -36,7 +29,7 @@ pub(crate) async fn create(
         .or_backend()?
         .is_some();
     if !created {
-        return Ok(Err(NgsiLdError::already_exists(format!("{} {id} already exists", what(kind)))));
+        return Ok(Err(NgsiLdError::already_exists(format!("{} {id} already exists", kind.noun()))));
     }
     let remember = crate::tenants::touch(store, &tx, tenant).await?;
     let event = StoreEvent::Records { tenant: tenant.to_owned(), kind };

@@ -101,10 +101,7 @@ fn subscription_kind(name: &str) -> Result<SubscriptionKind, StoreError> {
 }
 
 fn record_kind(name: &str) -> Result<RecordKind, StoreError> {
-    [RecordKind::Registration]
-        .into_iter()
-        .find(|k| k.name() == name)
-        .ok_or_else(|| StoreError::Backend(format!("unknown record kind {name:?}")))
+    RecordKind::parse(name).ok_or_else(|| StoreError::Backend(format!("unknown record kind {name:?}")))
 }
 
 /// The whole history of one entity: its head and every instance of each series, oldest first.

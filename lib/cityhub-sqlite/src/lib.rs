@@ -717,7 +717,7 @@ impl Store for SqliteStore {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn, state| {
             if !records::create(conn, &tenant, kind, &id, &doc)? {
-                return Ok(Err(NgsiLdError::already_exists(format!("registration {id} already exists"))));
+                return Ok(Err(NgsiLdError::already_exists(format!("{} {id} already exists", kind.noun()))));
             }
             state.note_tenant(conn, &tenant)?;
             state.tell(StoreEvent::Records { tenant, kind });

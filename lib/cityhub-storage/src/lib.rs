@@ -303,7 +303,7 @@ pub enum StoreEvent {
     Journal,
     /// A subscription was created, replaced or deleted: read it again.
     Subscription { kind: SubscriptionKind, tenant: String, id: String },
-    /// Records (context source registrations) of a tenant changed.
+    /// Records (context source registrations, access policies) of a tenant changed.
     Records { tenant: String, kind: RecordKind },
     /// A hosted or cached @context was put or deleted.
     Context { id: String },
@@ -450,14 +450,33 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// An access policy (`cityhub-access`), kept by the HTTP crate's policy routes.
+    Policy,
+    /// A context source registration.
     Registration,
 }
 
 impl RecordKind {
+    pub const ALL: [RecordKind; 2] = [RecordKind::Policy, RecordKind::Registration];
+
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::Policy => "accessPolicy",
             RecordKind::Registration => "csourceRegistration",
         }
+    }
+
+    /// How an answer names a record of this kind ("registration urn:x already exists").
+    pub fn noun(self) -> &'static str {
+        match self {
+            RecordKind::Policy => "policy",
+            RecordKind::Registration => "registration",
+        }
+    }
+
+    /// The kind a stored name names.
+    pub fn parse(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 

@@ -40,11 +40,14 @@ pub enum ErrorKind {
     RequestHeaderFieldsTooLarge,
     /// A distributed request came back to a hub it already crossed (clause 6.3.18).
     LoopDetected,
+    /// HTTP 403: the caller may not do this (access control, issue 16). Not an NGSI-LD type:
+    /// `https://cityhub.dev/errors/Forbidden`.
+    Forbidden,
 }
 
 impl ErrorKind {
     /// Every kind, the NGSI-LD ones and the HTTP-level ones.
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::InvalidRequest,
         ErrorKind::BadRequestData,
         ErrorKind::AlreadyExists,
@@ -64,6 +67,7 @@ impl ErrorKind {
         ErrorKind::UriTooLong,
         ErrorKind::RequestHeaderFieldsTooLarge,
         ErrorKind::LoopDetected,
+        ErrorKind::Forbidden,
     ];
 
     /// Whether this kind is an NGSI-LD error type (Table 5.5.2-1) rather than an HTTP-level
@@ -77,6 +81,7 @@ impl ErrorKind {
                 | ErrorKind::MethodNotAllowed
                 | ErrorKind::UriTooLong
                 | ErrorKind::RequestHeaderFieldsTooLarge
+                | ErrorKind::Forbidden
         )
     }
 
@@ -103,6 +108,7 @@ impl ErrorKind {
             ErrorKind::UriTooLong => 414,
             ErrorKind::RequestHeaderFieldsTooLarge => 431,
             ErrorKind::LoopDetected => 508,
+            ErrorKind::Forbidden => 403,
         }
     }
 
@@ -127,13 +133,24 @@ impl ErrorKind {
             ErrorKind::UriTooLong => "UriTooLong",
             ErrorKind::RequestHeaderFieldsTooLarge => "RequestHeaderFieldsTooLarge",
             ErrorKind::LoopDetected => "LoopDetected",
+            ErrorKind::Forbidden => "Forbidden",
+        }
+    }
+
+    /// The `type` of a refusal that is cityhub's own, not NGSI-LD's nor plain HTTP's.
+    fn cityhub_type_uri(self) -> Option<&'static str> {
+        match self {
+            ErrorKind::Forbidden => Some("https://cityhub.dev/errors/Forbidden"),
+            _ => None,
         }
     }
 
     /// The ProblemDetails `type`: the NGSI-LD error type URI, or `about:blank` for an
     /// HTTP-level refusal.
     pub fn type_uri(self) -> String {
-        if self.is_ngsi_ld() {
+        if let Some(uri) = self.cityhub_type_uri() {
+            uri.to_owned()
+        } else if self.is_ngsi_ld() {
             format!("https://uri.etsi.org/ngsi-ld/errors/{}", self.name())
         } else {
             "about:blank".to_owned()
@@ -164,6 +181,7 @@ impl ErrorKind {
             ErrorKind::UriTooLong => "URI Too Long",
             ErrorKind::RequestHeaderFieldsTooLarge => "Request Header Fields Too Large",
             ErrorKind::LoopDetected => "The request already passed through this broker",
+            ErrorKind::Forbidden => "The caller may not do this",
         }
     }
 }
@@ -192,6 +210,9 @@ impl NgsiLdError {
     }
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::InternalError, detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, detail)
     }
 
     pub fn status(&self) -> u16 {
@@ -229,6 +250,8 @@ mod tests {
             if kind.is_ngsi_ld() {
                 assert_eq!(ty, format!("https://uri.etsi.org/ngsi-ld/errors/{}", kind.name()));
                 assert_eq!(ErrorKind::from_type_uri(ty), Some(kind));
+            } else if kind == ErrorKind::Forbidden {
+                assert_eq!(ty, "https://cityhub.dev/errors/Forbidden");
             } else {
                 assert_eq!(ty, "about:blank", "{kind:?}");
                 assert!(!body["title"].as_str().unwrap_or_default().is_empty());

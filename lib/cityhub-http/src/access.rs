@@ -1,0 +1,370 @@
+//! Where access is decided for every route: the table of actions, the gate every routed request
+//! passes, and the tenants' policies as this hub knows them.
+//!
+//! # How a request is decided
+//!
+//! The router matches the request; [`gate`] (a layer around every route, those other crates
+//! merge in included) looks the matched route and the method up in [`TABLE`] and hands the
+//! [`Action`] to [`crate::extract::admit`], which reads the caller and the tenant and asks
+//! [`cityhub_access::decide`] with the tenant's policies. A refusal is a 403 ProblemDetails
+//! naming the role needed and the tenant; an admission goes on with an [`Admitted`] in the
+//! request's extensions, which the extractors put in [`crate::extract::Call`] (`call.scope`:
+//! what the caller may see, which handlers apply to what they read).
+//!
+//! # A route no row covers is refused
+//!
+//! A route whose path has no row answers 403 naming the route ("no access rule covers it"),
+//! a method the path's rows do not name answers 405 with the methods they do. The unit test
+//! `every_route_has_an_action` walks the router's routes and fails on one without a row. A new
+//! route — here or in a crate merged in — is covered by one row `(METHOD, "/path/{param}",
+//! Action)` in [`TABLE`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cityhub_access::{Action, Group, Policy, Scope};
+use cityhub_storage::{DynStore, RecordKind};
+
+use crate::error::ApiError;
+use crate::SharedState;
+
+const fn r(group: Group) -> Action {
+    Action::read(group)
+}
+
+const fn w(group: Group) -> Action {
+    Action::write(group)
+}
+
+const V1: &str = "/ngsi-ld/v1";
+
+/// Every route and method with the action it does. Paths are the router's own (`{id}`), the
+/// NGSI-LD ones under `/ngsi-ld/v1` written without it.
+pub const TABLE: &[(&str, &str, Action)] = {
+    use Group::*;
+    &[
+        ("POST", "/entities", w(Entities)),
+        ("GET", "/entities", r(Entities)),
+        ("DELETE", "/entities", w(Purge)),
+        ("PUT", "/entities", w(Entities)),
+        ("PATCH", "/entities", w(Entities)),
+        ("GET", "/entities/{id}", r(Entities)),
+        ("DELETE", "/entities/{id}", w(Entities)),
+        ("PUT", "/entities/{id}", w(Entities)),
+        ("PATCH", "/entities/{id}", w(Entities)),
+        ("POST", "/entities/{id}/attrs", w(Entities)),
+        ("PATCH", "/entities/{id}/attrs", w(Entities)),
+        ("PATCH", "/entities/{id}/attrs/{attr}", w(Entities)),
+        ("PUT", "/entities/{id}/attrs/{attr}", w(Entities)),
+        ("DELETE", "/entities/{id}/attrs/{attr}", w(Entities)),
+        ("POST", "/entityOperations/create", w(Batch)),
+        ("POST", "/entityOperations/upsert", w(Batch)),
+        ("POST", "/entityOperations/update", w(Batch)),
+        ("POST", "/entityOperations/delete", w(Batch)),
+        ("POST", "/entityOperations/merge", w(Batch)),
+        ("POST", "/entityOperations/query", r(Entities)),
+        ("GET", "/types", r(Discovery)),
+        ("GET", "/types/{type}", r(Discovery)),
+        ("GET", "/attributes", r(Discovery)),
+        ("GET", "/attributes/{attr}", r(Discovery)),
+        ("POST", "/temporal/entities", w(Temporal)),
+        ("GET", "/temporal/entities", r(Temporal)),
+        ("GET", "/temporal/entities/{id}", r(Temporal)),
+        ("DELETE", "/temporal/entities/{id}", w(Temporal)),
+        ("POST", "/temporal/entities/{id}/attrs", w(Temporal)),
+        ("DELETE", "/temporal/entities/{id}/attrs/{attr}", w(Temporal)),
+        ("PATCH", "/temporal/entities/{id}/attrs/{attr}/{instance}", w(Temporal)),
+        ("DELETE", "/temporal/entities/{id}/attrs/{attr}/{instance}", w(Temporal)),
+        ("POST", "/temporal/entityOperations/query", r(Temporal)),
+        ("POST", "/subscriptions", w(Subscriptions)),
+        ("GET", "/subscriptions", r(Subscriptions)),
+        ("GET", "/subscriptions/{id}", r(Subscriptions)),
+        ("PATCH", "/subscriptions/{id}", w(Subscriptions)),
+        ("DELETE", "/subscriptions/{id}", w(Subscriptions)),
+        ("GET", "/jsonldContexts", r(Contexts)),
+        ("POST", "/jsonldContexts", w(Contexts)),
+        ("GET", "/jsonldContexts/{id}", r(Contexts)),
+        ("DELETE", "/jsonldContexts/{id}", w(Contexts)),
+        ("GET", "/info/sourceIdentity", r(Info)),
+        ("POST", "/csourceRegistrations", w(Registrations)),
+        ("GET", "/csourceRegistrations", r(Registrations)),
+        ("GET", "/csourceRegistrations/{id}", r(Registrations)),
+        ("PATCH", "/csourceRegistrations/{id}", w(Registrations)),
+        ("DELETE", "/csourceRegistrations/{id}", w(Registrations)),
+        ("POST", "/csourceSubscriptions", w(CsourceSubscriptions)),
+        ("GET", "/csourceSubscriptions", r(CsourceSubscriptions)),
+        ("GET", "/csourceSubscriptions/{id}", r(CsourceSubscriptions)),
+        ("PATCH", "/csourceSubscriptions/{id}", w(CsourceSubscriptions)),
+        ("DELETE", "/csourceSubscriptions/{id}", w(CsourceSubscriptions)),
+        // Outside /ngsi-ld/v1: written whole.
+        ("GET", "/health", r(Health)),
+        ("GET", "/cityhub/v1/policies", r(Policies)),
+        ("POST", "/cityhub/v1/policies", w(Policies)),
+        ("GET", "/cityhub/v1/policies/{id}", r(Policies)),
+        ("PUT", "/cityhub/v1/policies/{id}", w(Policies)),
+        ("DELETE", "/cityhub/v1/policies/{id}", w(Policies)),
+    ]
+};
+
+/// The path a row names, as the router matches it.
+fn full_path(path: &'static str) -> std::borrow::Cow<'static, str> {
+    if path == "/health" || path.starts_with("/cityhub/") {
+        path.into()
+    } else {
+        format!("{V1}{path}").into()
+    }
+}
+
+/// What the table says of a matched route and a method.
+pub enum Looked {
+    Action(Action),
+    /// The path has rows, not for this method: the methods they name.
+    OtherMethods(Vec<&'static str>),
+    /// No row names the path.
+    Uncovered,
+}
+
+pub fn look_up(method: &Method, route: &str) -> Looked {
+    // HEAD is answered by GET's handler.
+    let method = if method == Method::HEAD { "GET" } else { method.as_str() };
+    let rows: Vec<&(&str, &str, Action)> = TABLE.iter().filter(|(_, p, _)| full_path(p) == route).collect();
+    if let Some((_, _, action)) = rows.iter().find(|(m, _, _)| *m == method) {
+        return Looked::Action(*action);
+    }
+    if rows.is_empty() {
+        Looked::Uncovered
+    } else {
+        Looked::OtherMethods(rows.iter().map(|(m, _, _)| *m).collect())
+    }
+}
+
+/// What the gate hands on to the handler.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub scope: Scope,
+}
+
+/// The gate around every route (see the module docs).
+pub async fn gate(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let Some(route) = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()) else {
+        // No route matched: the fallback answers 404.
+        return next.run(request).await;
+    };
+    let action = match look_up(request.method(), &route) {
+        Looked::Action(action) => action,
+        Looked::OtherMethods(methods) => {
+            // Plain text with Allow: `error::guard` makes it the usual 405 ProblemDetails.
+            let allow = methods.join(",");
+            return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, allow)], "method not allowed").into_response();
+        }
+        Looked::Uncovered => {
+            return ApiError::forbidden(format!(
+                "no access rule covers {} {route}, so it is refused: the hub's access table must name it \
+                 (see ARCHITECTURE.md, cityhub-http access.rs)",
+                request.method()
+            ))
+            .into_response()
+        }
+    };
+    let (mut parts, body) = request.into_parts();
+    match crate::extract::admit(&state, &parts, action).await {
+        Ok(admitted) => {
+            parts.extensions.insert(admitted);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The policies of each tenant as this hub knows them: read from the store on first need,
+/// dropped on the store's `Records` event of their tenant (any hub's write).
+pub struct Policies {
+    store: DynStore,
+    known: Mutex<HashMap<String, Arc<Vec<Policy>>>>,
+}
+
+/// Tenants whose policies are held at once; more and all are read again.
+const MAX_TENANTS_HELD: usize = 10_000;
+
+impl Policies {
+    pub fn new(store: DynStore) -> Policies {
+        Policies { store, known: Mutex::new(HashMap::new()) }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Vec<Policy>>>> {
+        self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub async fn of(&self, tenant: &str) -> Result<Arc<Vec<Policy>>, ApiError> {
+        if let Some(held) = self.known().get(tenant) {
+            return Ok(held.clone());
+        }
+        let docs = self.store.list_records(tenant, RecordKind::Policy).await?;
+        let mut policies = Vec::with_capacity(docs.len());
+        for doc in docs {
+            match Policy::from_json(&doc, &|s| s.to_owned()) {
+                Ok(p) => policies.push(p),
+                // A stored policy that does not read back refuses every data read it could have
+                // narrowed, rather than widening by being left out.
+                Err(e) => {
+                    tracing::error!(tenant, error = %e, "a stored access policy does not read back");
+                    return Err(ApiError(ngsild_core::NgsiLdError::internal(format!(
+                        "an access policy of tenant '{tenant}' does not read back ({e}): an admin must replace it"
+                    ))));
+                }
+            }
+        }
+        let policies = Arc::new(policies);
+        let mut known = self.known();
+        if known.len() >= MAX_TENANTS_HELD {
+            known.clear();
+        }
+        known.insert(tenant.to_owned(), policies.clone());
+        Ok(policies)
+    }
+
+    /// Forgets one tenant's policies (None: every tenant's).
+    pub fn forget(&self, tenant: Option<&str>) {
+        match tenant {
+            Some(t) => self.known().remove(t),
+            None => {
+                self.known().clear();
+                None
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use cityhub_access::{Grant, Identity, Role, Via};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{AppState, HttpConfig};
+
+    fn state() -> (tempfile::TempDir, SharedState) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = cityhub_sqlite::SqliteStore::open(dir.path()).expect("a store");
+        (dir, AppState::new(Arc::new(store), HttpConfig::default()))
+    }
+
+    /// The routes and methods the router serves, read from its `Debug` form (axum offers no
+    /// other way to list them): each path with the methods of its `Allow` header.
+    fn served(router: &str) -> Vec<(String, BTreeSet<String>)> {
+        let id_path = regex::Regex::new(r#"RouteId\((\d+)\): "([^"]+)""#).expect("a regex");
+        let id_methods = regex::Regex::new(
+            r#"RouteId\((\d+)\): MethodRouter\(MethodRouter \{.*?allow_header: Bytes\(b"([A-Z,]*)"\)"#,
+        )
+        .expect("a regex");
+        let methods: HashMap<&str, &str> = id_methods
+            .captures_iter(router)
+            .map(|c| (c.get(1).map_or("", |m| m.as_str()), c.get(2).map_or("", |m| m.as_str())))
+            .collect();
+        id_path
+            .captures_iter(router)
+            .map(|c| {
+                let id = c.get(1).map_or("", |m| m.as_str());
+                let path = c.get(2).map_or("", |m| m.as_str()).to_owned();
+                let allow = methods.get(id).copied().unwrap_or("(none found)");
+                (path, allow.split(',').filter(|m| *m != "HEAD").map(str::to_owned).collect())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_route_has_an_action() {
+        let (_dir, state) = state();
+        let router = format!("{:?}", crate::routes(&state));
+        // The fallback's own router (every path, every method) answers 404: not a route.
+        let router = router.split("fallback_router:").next().unwrap_or_default().to_owned();
+        let served = served(&router);
+        assert!(served.len() >= 30, "the router's routes were not found in its Debug form: {router:.2000}");
+        let mut uncovered = Vec::new();
+        for (path, methods) in &served {
+            assert!(
+                !methods.is_empty() && !methods.contains("(none found)"),
+                "no methods read for {path}: {router:.2000}"
+            );
+            for method in methods {
+                let method = Method::from_bytes(method.as_bytes()).expect("a method");
+                if !matches!(look_up(&method, path), Looked::Action(_)) {
+                    uncovered.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert!(uncovered.is_empty(), "routes without a row in access::TABLE (add one each): {uncovered:?}");
+        // And no row names a route that is not served (a stale row would hide a typo).
+        for (method, path, _) in TABLE {
+            let full = full_path(path);
+            assert!(
+                served.iter().any(|(p, m)| *p == full && m.contains(*method)),
+                "a row for {method} {full}, which is not served"
+            );
+        }
+    }
+
+    async fn answer(
+        state: &SharedState,
+        identity: Option<Identity>,
+        method: &str,
+        uri: &str,
+        tenant: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("NGSILD-Tenant", tenant)
+            .body(Body::empty())
+            .expect("a request");
+        if let Some(identity) = identity {
+            request.extensions_mut().insert(identity);
+        }
+        let response = crate::router(state.clone()).oneshot(request).await.expect("an answer");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.expect("a body").to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn the_gate_refuses_with_the_role_and_tenant_and_admits_what_the_role_may() {
+        let (_dir, state) = state();
+        let reader = Identity {
+            subject: Some("k1".into()),
+            via: Via::Key,
+            grants: vec![Grant { tenant: Some("seoul".into()), role: Role::Reader }],
+        };
+        let (status, body) =
+            answer(&state, Some(reader.clone()), "DELETE", "/ngsi-ld/v1/entities/urn:x:1", "seoul").await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["type"], "https://cityhub.dev/errors/Forbidden");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("role editor") && detail.contains("'seoul'") && detail.contains("role reader"),
+            "{detail}"
+        );
+        // Its read passes the gate (and meets the handler: the entity is not there).
+        let (status, body) = answer(&state, Some(reader.clone()), "GET", "/ngsi-ld/v1/entities/urn:x:1", "").await;
+        assert_eq!(status, 403, "the default tenant is another tenant: {body}");
+        // No identity at all is public: only health.
+        let (status, body) = answer(&state, None, "GET", "/ngsi-ld/v1/types", "").await;
+        assert_eq!((status, body["type"].as_str()), (403, Some("https://cityhub.dev/errors/Forbidden")));
+        let (status, _) = answer(&state, None, "GET", "/health", "").await;
+        assert_eq!(status, 200);
+        // A method no row names is 405 with the methods there are, as before.
+        let (status, body) = answer(&state, Some(reader), "PUT", "/ngsi-ld/v1/types", "seoul").await;
+        assert_eq!(status, 405, "{body}");
+        assert!(body["detail"].as_str().unwrap_or_default().contains("GET"), "{body}");
+    }
+}
