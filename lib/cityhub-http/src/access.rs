@@ -26,7 +26,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cityhub_access::{Action, Group, Policy, Scope};
+use cityhub_access::{Action, Group, Identity, Policy, Scope, Via};
+use cityhub_notify::{Audience, Subscriber};
 use cityhub_storage::{DynStore, RecordKind};
 
 use crate::error::ApiError;
@@ -239,6 +240,55 @@ impl Policies {
     }
 }
 
+/// What a subscription keeps of the caller that made it.
+pub fn subscriber(caller: &Identity) -> Subscriber {
+    let via = match caller.via {
+        Via::Anonymous => "anonymous",
+        Via::Token => "token",
+        Via::Key => "key",
+    };
+    Subscriber {
+        subject: caller.subject.clone(),
+        via: via.to_owned(),
+        grants: caller.grants.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+/// The identity a stored subscriber stands for; a grant that does not read back is left out
+/// (narrower, never wider).
+fn identity(subscriber: &Subscriber) -> Identity {
+    let via = match subscriber.via.as_str() {
+        "token" => Via::Token,
+        "key" => Via::Key,
+        _ => Via::Anonymous,
+    };
+    let grants = subscriber.grants.iter().filter_map(|g| g.parse().ok()).collect();
+    Identity { subject: subscriber.subject.clone(), via, grants }
+}
+
+/// The notifier's [`Audience`]: what a subscriber may read when a notification is made, decided
+/// as a read of entities by the subscriber would be now.
+pub struct Readers(pub std::sync::Weak<crate::AppState>);
+
+#[async_trait::async_trait]
+impl Audience for Readers {
+    async fn scope(&self, tenant: &str, subscriber: Option<&Subscriber>) -> Option<Scope> {
+        let state = self.0.upgrade()?;
+        // A subscription made before the hub kept its subscriber reads as it did.
+        let Some(subscriber) = subscriber else { return Some(Scope::All) };
+        let identity = identity(subscriber);
+        let action = Action::read(Group::Entities);
+        let policies = match state.policies.of(tenant).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(tenant, error = ?e.0, "policies unreadable: a notification is held back");
+                return None;
+            }
+        };
+        cityhub_access::decide(&identity, tenant, action, &policies).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -246,7 +296,7 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::Request;
-    use cityhub_access::{Grant, Identity, Role, Via};
+    use cityhub_access::{Grant, Role};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 

@@ -93,7 +93,6 @@ pub async fn admit(state: &SharedState, parts: &Parts, action: cityhub_access::A
 pub struct Call {
     pub state: SharedState,
     pub headers: HeaderMap,
-    #[allow(dead_code, reason = "what subscriptions keep of their subscriber, and the audit log, read")]
     pub caller: Caller,
     /// What the caller may see of the tenant's data ([`admit`]'s answer).
     pub scope: Scope,

@@ -141,6 +141,7 @@ impl AppState {
         let policies = access::Policies::new(store.clone());
         let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, policies });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
+        state.notifier.set_audience(Arc::new(access::Readers(Arc::downgrade(&state))));
         state
     }
 }

@@ -80,8 +80,10 @@ params! {
 /// Creates a subscription of either kind; a csource subscription notifies at once of the
 /// registrations it matches (clause 5.11.2).
 pub async fn create<K: Kind>(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
-    let (Call { state, headers, tenant, .. }, kind) = (write.call, K::KIND);
+    let (Call { state, headers, tenant, caller, .. }, kind) = (write.call, K::KIND);
     let mut sub = subscription::from_payload(&as_object(value, "a subscription")?, &ld.ctx, ld.given.clone(), &now())?;
+    // Notified as what this caller may read when each notification is made.
+    sub.subscriber = Some(crate::access::subscriber(&caller));
     // A compound @context becomes an ImplicitlyCreated one the subscription names (clause 5.13).
     if let (None, Some(given)) = (&sub.jsonld_context, ld.given.as_ref().filter(|g| implicit_contexts::is_compound(g)))
     {
