@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod demo;
 mod migrate;
 
@@ -42,6 +43,8 @@ enum Command {
     /// Copy a stopped hub's whole embedded store (its --data directory) into a new PostgreSQL
     /// database, then check the copy: counts of every part and a sample compared item by item.
     Migrate(migrate::MigrateArgs),
+    /// Issue, list and revoke the API keys of the hubs of a store (`serve --auth-keys`).
+    Keys(auth::KeysArgs),
 }
 
 #[derive(Args)]
@@ -186,6 +189,9 @@ struct ServeArgs {
     /// Deprecated synonym of --alias (it used to take host:port, which is not an alias).
     #[arg(long, env = "CITYHUB_VIA_NAME", hide = true)]
     via_name: Option<String>,
+
+    #[command(flatten)]
+    auth: auth::AuthArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -194,6 +200,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Federate(args) => federate(args),
         Command::Migrate(args) => migrate::migrate(args),
+        Command::Keys(args) => auth::keys(args),
     }
 }
 
@@ -214,6 +221,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(why) = ngsild_federation::via::check_alias(&alias) {
         anyhow::bail!("--alias {alias:?} {why}; for example --alias seoul");
     }
+    args.auth.check_safe(args.listen)?;
     // reqwest is built without a default TLS provider; https @contexts and notifications use ring.
     // `Err` only says a provider is installed already, which serves as well.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -228,6 +236,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
             ),
         };
+        let identities = cityhub_auth::Auth::start(store.clone(), &args.auth.config())
+            .await
+            .map_err(|why| anyhow::anyhow!("cannot start checking identities: {why}"))?;
+        let mode = identities.mode();
         if args.demo {
             let loaded = demo::load(store.as_ref()).await?;
             tracing::info!(entities = loaded, "demo city data loaded");
@@ -257,6 +269,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_tenants: args.max_tenants,
             max_subscriptions_per_tenant: args.max_subscriptions_per_tenant,
             max_registrations_per_tenant: args.max_registrations_per_tenant,
+            max_in_flight: args.auth.max_in_flight.max(1),
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {
@@ -264,7 +277,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             lease_ttl: lease_ttl(args.notifier_lease_ttl)?,
             ..NotifyConfig::default()
         };
-        let state = AppState::with_notify(store, config, notify);
+        let state = AppState::with_auth(store, config, notify, identities);
         let notifier = state.notifier.clone();
         let app = app(state);
         // A plain line on stdout, for people and for scripts that start the hub on port 0.
@@ -273,8 +286,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(url) => redact(url),
             None => args.data.display().to_string(),
         };
-        tracing::info!(%address, %alias, store = %stored_in, "cityhub is serving NGSI-LD");
-        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        tracing::info!(%address, %alias, store = %stored_in, %mode, "cityhub is serving NGSI-LD");
+        // The client's address is what an anonymous caller's rate bucket is named by.
+        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            cityhub_http::PeerAddr,
+        >(app);
         axum::serve(cityhub_http::GuardedListener::new(listener), service)
             .with_graceful_shutdown(shutdown_signal())
             .await?;

@@ -17,7 +17,7 @@
 //! a method the path's rows do not name answers 405 with the methods they do. The unit test
 //! `every_route_has_an_action` walks the router's routes and fails on one without a row. A new
 //! route — here or in a crate merged in — is covered by one row `(METHOD, "/path/{param}",
-//! Action)` in [`TABLE`].
+//! Action)` in [`TABLE`] (under `/ngsi-ld/v1`) or [`ROOT_TABLE`] (any other path, written whole).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -101,8 +101,16 @@ pub const TABLE: &[(&str, &str, Action)] = {
         ("GET", "/csourceSubscriptions/{id}", r(CsourceSubscriptions)),
         ("PATCH", "/csourceSubscriptions/{id}", w(CsourceSubscriptions)),
         ("DELETE", "/csourceSubscriptions/{id}", w(CsourceSubscriptions)),
-        // Outside /ngsi-ld/v1: written whole.
+    ]
+};
+
+/// The routes outside `/ngsi-ld/v1`, their paths written whole.
+pub const ROOT_TABLE: &[(&str, &str, Action)] = {
+    use Group::*;
+    &[
         ("GET", "/health", r(Health)),
+        // Who the hub takes the caller for: anyone may ask.
+        ("GET", "/auth/whoami", r(Health)),
         ("GET", "/cityhub/v1/policies", r(Policies)),
         ("POST", "/cityhub/v1/policies", w(Policies)),
         ("GET", "/cityhub/v1/policies/{id}", r(Policies)),
@@ -111,13 +119,10 @@ pub const TABLE: &[(&str, &str, Action)] = {
     ]
 };
 
-/// The path a row names, as the router matches it.
-fn full_path(path: &'static str) -> std::borrow::Cow<'static, str> {
-    if path == "/health" || path.starts_with("/cityhub/") {
-        path.into()
-    } else {
-        format!("{V1}{path}").into()
-    }
+/// Every row, its path as the router matches it.
+fn rows() -> impl Iterator<Item = (&'static str, String, Action)> {
+    let api = TABLE.iter().map(|(m, p, a)| (*m, format!("{V1}{p}"), *a));
+    api.chain(ROOT_TABLE.iter().map(|(m, p, a)| (*m, (*p).to_owned(), *a)))
 }
 
 /// What the table says of a matched route and a method.
@@ -132,7 +137,7 @@ pub enum Looked {
 pub fn look_up(method: &Method, route: &str) -> Looked {
     // HEAD is answered by GET's handler.
     let method = if method == Method::HEAD { "GET" } else { method.as_str() };
-    let rows: Vec<&(&str, &str, Action)> = TABLE.iter().filter(|(_, p, _)| full_path(p) == route).collect();
+    let rows: Vec<(&str, String, Action)> = rows().filter(|(_, p, _)| p == route).collect();
     if let Some((_, _, action)) = rows.iter().find(|(m, _, _)| *m == method) {
         return Looked::Action(*action);
     }
@@ -277,6 +282,9 @@ impl Audience for Readers {
         // A subscription made before the hub kept its subscriber reads as it did.
         let Some(subscriber) = subscriber else { return Some(Scope::All) };
         let identity = identity(subscriber);
+        if identity.via == Via::Key && !key_in_force(&state, identity.subject.as_deref()).await {
+            return None;
+        }
         let action = Action::read(Group::Entities);
         let policies = match state.policies.of(tenant).await {
             Ok(p) => p,
@@ -286,6 +294,19 @@ impl Audience for Readers {
             }
         };
         cityhub_access::decide(&identity, tenant, action, &policies).ok()
+    }
+}
+
+/// Whether the API key a subscriber used is still in force (not revoked, not expired): a
+/// revoked key's subscriptions stop notifying. Read from the store, which every hub shares.
+async fn key_in_force(state: &crate::AppState, id: Option<&str>) -> bool {
+    let Some(id) = id else { return false };
+    match cityhub_auth::keys::list_keys(state.store.as_ref()).await {
+        Ok(keys) => keys.iter().any(|k| k.id == id && k.revoked.is_none() && !k.expired(chrono::Utc::now())),
+        Err(e) => {
+            tracing::warn!(error = %e, "the API keys could not be read: a notification is held back");
+            false
+        }
     }
 }
 
@@ -356,10 +377,9 @@ mod tests {
         }
         assert!(uncovered.is_empty(), "routes without a row in access::TABLE (add one each): {uncovered:?}");
         // And no row names a route that is not served (a stale row would hide a typo).
-        for (method, path, _) in TABLE {
-            let full = full_path(path);
+        for (method, full, _) in rows() {
             assert!(
-                served.iter().any(|(p, m)| *p == full && m.contains(*method)),
+                served.iter().any(|(p, m)| *p == full && m.contains(method)),
                 "a row for {method} {full}, which is not served"
             );
         }
@@ -381,10 +401,20 @@ mod tests {
         if let Some(identity) = identity {
             request.extensions_mut().insert(identity);
         }
-        let response = crate::router(state.clone()).oneshot(request).await.expect("an answer");
+        // The routes behind the gate alone: the identify layer of the full router would take the
+        // identity from credentials instead (open mode: admin).
+        let gated = crate::routes(state)
+            .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
+            .with_state(state.clone());
+        let response = gated.oneshot(request).await.expect("an answer");
         let status = response.status().as_u16();
+        let allow = response.headers().get(header::ALLOW).map(|v| v.to_str().unwrap_or_default().to_owned());
         let body = response.into_body().collect().await.expect("a body").to_bytes();
-        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+        let mut body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        if let Some(allow) = allow {
+            body = serde_json::json!({"allow": allow});
+        }
+        (status, body)
     }
 
     #[tokio::test]
@@ -404,7 +434,12 @@ mod tests {
             detail.contains("role editor") && detail.contains("'seoul'") && detail.contains("role reader"),
             "{detail}"
         );
-        // Its read passes the gate (and meets the handler: the entity is not there).
+        // Its read passes the gate (and meets the handler: the tenant is not there).
+        let (status, body) = answer(&state, Some(reader.clone()), "GET", "/ngsi-ld/v1/entities/urn:x:1", "seoul").await;
+        assert_eq!(
+            (status, body["type"].as_str()),
+            (404, Some("https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant"))
+        );
         let (status, body) = answer(&state, Some(reader.clone()), "GET", "/ngsi-ld/v1/entities/urn:x:1", "").await;
         assert_eq!(status, 403, "the default tenant is another tenant: {body}");
         // No identity at all is public: only health.
@@ -415,6 +450,6 @@ mod tests {
         // A method no row names is 405 with the methods there are, as before.
         let (status, body) = answer(&state, Some(reader), "PUT", "/ngsi-ld/v1/types", "seoul").await;
         assert_eq!(status, 405, "{body}");
-        assert!(body["detail"].as_str().unwrap_or_default().contains("GET"), "{body}");
+        assert_eq!(body["allow"], "GET", "{body}");
     }
 }

@@ -39,6 +39,17 @@ impl From<cityhub_storage::StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// 401: missing or bad credentials; `detail` says what is wrong and what to send. Answered
+    /// with `WWW-Authenticate: Bearer realm="cityhub"`.
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError(NgsiLdError::new(ErrorKind::Unauthorized, detail))
+    }
+}
+
+/// The challenge of every 401 (RFC 6750 clause 3).
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"cityhub\"";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.0.kind == ErrorKind::InternalError {
@@ -46,7 +57,11 @@ impl IntoResponse for ApiError {
         }
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = json_bytes(&self.0.problem_details());
-        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if self.0.kind == ErrorKind::Unauthorized {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(BEARER_CHALLENGE));
+        }
+        response
     }
 }
 

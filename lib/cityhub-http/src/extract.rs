@@ -64,9 +64,9 @@ params! {
 /// Who sends a request: its credentials checked ([`cityhub_access::Identity`]).
 pub type Caller = cityhub_access::Identity;
 
-/// The caller of a request: the one place a request's identity is read. The identify layer
-/// (issue 16, item 1) puts the checked [`Caller`] in the request's extensions; a request without
-/// one is anonymous.
+/// The caller of a request: the one place a request's identity is read, from what the identify
+/// layer (`crate::identify`) put in its extensions; a request that did not pass it is anonymous
+/// (fail closed).
 pub fn caller(parts: &Parts) -> Result<Caller, ApiError> {
     Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_else(Caller::anonymous))
 }

@@ -9,7 +9,10 @@
 //!
 //! # Before any handler
 //!
-//! What a request meets before its handler, in order: the connection is a `wire::Guarded` stream
+//! What a request meets before its handler, in order: `identify::bound_in_flight` (over
+//! `--max-in-flight` requests at once: 503 at once), `identify::identify` (the caller's
+//! credentials read once into a `cityhub_access::Identity` in the request's and the response's
+//! extensions, 401 for bad ones, 429 over its rate; `extract::caller` reads it there); the connection is a `wire::Guarded` stream
 //! (a request head hyper cannot parse gets a ProblemDetails instead of hyper's empty
 //! 400/414/431); `error::guard` refuses a declared body over `--max-body-bytes`, bad
 //! percent-escapes and non-ASCII header values, and rewrites the framework's own
@@ -31,6 +34,7 @@ mod entities;
 mod error;
 mod extract;
 mod federation;
+mod identify;
 mod implicit_contexts;
 mod info;
 mod jsonld_contexts;
@@ -60,7 +64,7 @@ use tower_http::trace::TraceLayer;
 pub use contexts::{ContextLimits, ContextService};
 pub use error::ApiError;
 use subscriptions::{CSources, Entities};
-pub use wire::{Guarded, GuardedListener};
+pub use wire::{Guarded, GuardedListener, PeerAddr};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -92,6 +96,8 @@ pub struct HttpConfig {
     pub alias: String,
     /// How long one context source may take to answer a forwarded request.
     pub forward_timeout: Duration,
+    /// The most requests served at once; one more answers 503 at once instead of queueing.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpConfig {
@@ -109,6 +115,7 @@ impl Default for HttpConfig {
             temporal_instance_limit: 30,
             alias: "cityhub".to_owned(),
             forward_timeout: Duration::from_secs(5),
+            max_in_flight: 512,
         }
     }
 }
@@ -120,6 +127,10 @@ pub struct AppState {
     pub federation: Arc<federation::Federation>,
     pub notifier: Notifier,
     pub limits: limits::Limits,
+    /// Who sends each request (identity sources, rate limits): read by the identify layer.
+    pub auth: Arc<cityhub_auth::Auth>,
+    /// Permits for requests in flight (`max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// The access policies of each tenant, as this hub knows them.
     pub policies: access::Policies,
 }
@@ -133,13 +144,26 @@ impl AppState {
     }
 
     pub fn with_notify(store: DynStore, config: HttpConfig, notify: NotifyConfig) -> SharedState {
+        AppState::with_auth(store, config, notify, cityhub_auth::Auth::open())
+    }
+
+    /// The state with the identity sources of `auth` (open mode: [`cityhub_auth::Auth::open`]).
+    pub fn with_auth(
+        store: DynStore,
+        config: HttpConfig,
+        notify: NotifyConfig,
+        auth: cityhub_auth::Auth,
+    ) -> SharedState {
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
         let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
         let limits = limits::Limits::new(&config);
         let events = store.events();
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
+        let auth = Arc::new(auth);
         let policies = access::Policies::new(store.clone());
-        let state = Arc::new(AppState { store, contexts, config, notifier, federation, limits, policies });
+        let state =
+            Arc::new(AppState { store, contexts, config, notifier, federation, limits, auth, in_flight, policies });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
         state.notifier.set_audience(Arc::new(access::Readers(Arc::downgrade(&state))));
         state
@@ -163,6 +187,8 @@ async fn drop_stale_caches(
                 state.federation.forget(Some(&tenant))
             }
             Ok(StoreEvent::Records { tenant, kind: RecordKind::Policy }) => state.policies.forget(Some(&tenant)),
+            // The key ring follows these itself (cityhub-auth).
+            Ok(StoreEvent::Records { kind: RecordKind::ApiKey, .. }) => {}
             Ok(StoreEvent::Tenant { tenant }) => state.limits.tenants.learn(&tenant).await,
             Ok(StoreEvent::Context { .. }) => state.contexts.invalidate(),
             Ok(StoreEvent::Journal | StoreEvent::Subscription { .. }) => {}
@@ -191,8 +217,13 @@ pub fn router(state: SharedState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let routes = observed(routes).with_state(state.clone());
     // The guard wraps the whole router (a layer on the router itself would see a 405 before
-    // axum adds its Allow header).
-    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, error::guard))
+    // axum adds its Allow header); the identity of a request is read before it, and the bound on
+    // requests in flight is met first of all.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), identify::identify))
+        .layer(axum::middleware::from_fn_with_state(state, identify::bound_in_flight))
 }
 
 /// Every route the hub serves, before the layers around them all. A crate that adds routes
@@ -263,6 +294,7 @@ fn routes(state: &SharedState) -> Router<SharedState> {
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
         .merge(policies::routes())
+        .merge(identify::routes())
         .fallback(error::not_found_fallback)
 }
 

@@ -61,6 +61,18 @@ impl axum::serve::Listener for GuardedListener {
     }
 }
 
+/// The client's address of a connection of a [`GuardedListener`] (serve with
+/// `into_make_service_with_connect_info::<PeerAddr>()`): what an anonymous caller's rate bucket
+/// is named by.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> PeerAddr {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// What is known about the request head being read.
 #[derive(Debug, Default)]
 struct Head {

@@ -450,6 +450,9 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// An API key the hub issued (its SHA-256, never the key; `cityhub-auth`), hub-wide: kept
+    /// in the default tenant.
+    ApiKey,
     /// An access policy (`cityhub-access`), kept by the HTTP crate's policy routes.
     Policy,
     /// A context source registration.
@@ -457,10 +460,11 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 2] = [RecordKind::Policy, RecordKind::Registration];
+    pub const ALL: [RecordKind; 3] = [RecordKind::ApiKey, RecordKind::Policy, RecordKind::Registration];
 
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::ApiKey => "apiKey",
             RecordKind::Policy => "accessPolicy",
             RecordKind::Registration => "csourceRegistration",
         }
@@ -469,6 +473,7 @@ impl RecordKind {
     /// How an answer names a record of this kind ("registration urn:x already exists").
     pub fn noun(self) -> &'static str {
         match self {
+            RecordKind::ApiKey => "API key",
             RecordKind::Policy => "policy",
             RecordKind::Registration => "registration",
         }

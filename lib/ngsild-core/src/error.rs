@@ -40,14 +40,19 @@ pub enum ErrorKind {
     RequestHeaderFieldsTooLarge,
     /// A distributed request came back to a hub it already crossed (clause 6.3.18).
     LoopDetected,
-    /// HTTP 403: the caller may not do this (access control, issue 16). Not an NGSI-LD type:
-    /// `https://cityhub.dev/errors/Forbidden`.
+    /// HTTP 401: missing, bad, expired or revoked credentials (a cityhub type).
+    Unauthorized,
+    /// HTTP 429: the caller is over its rate limit (a cityhub type).
+    TooManyRequests,
+    /// HTTP 503: the hub has as many requests in flight as it takes (a cityhub type).
+    Overloaded,
+    /// HTTP 403: the caller may not do this (access control; a cityhub type).
     Forbidden,
 }
 
 impl ErrorKind {
     /// Every kind, the NGSI-LD ones and the HTTP-level ones.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::InvalidRequest,
         ErrorKind::BadRequestData,
         ErrorKind::AlreadyExists,
@@ -67,6 +72,9 @@ impl ErrorKind {
         ErrorKind::UriTooLong,
         ErrorKind::RequestHeaderFieldsTooLarge,
         ErrorKind::LoopDetected,
+        ErrorKind::Unauthorized,
+        ErrorKind::TooManyRequests,
+        ErrorKind::Overloaded,
         ErrorKind::Forbidden,
     ];
 
@@ -81,7 +89,15 @@ impl ErrorKind {
                 | ErrorKind::MethodNotAllowed
                 | ErrorKind::UriTooLong
                 | ErrorKind::RequestHeaderFieldsTooLarge
-                | ErrorKind::Forbidden
+        ) && !self.is_cityhub()
+    }
+
+    /// Whether this kind is one of cityhub's own types (`https://cityhub.dev/errors/<Name>`):
+    /// refusals about who the caller is and how much it asks, which NGSI-LD has no type for.
+    pub fn is_cityhub(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Unauthorized | ErrorKind::TooManyRequests | ErrorKind::Overloaded | ErrorKind::Forbidden
         )
     }
 
@@ -108,6 +124,9 @@ impl ErrorKind {
             ErrorKind::UriTooLong => 414,
             ErrorKind::RequestHeaderFieldsTooLarge => 431,
             ErrorKind::LoopDetected => 508,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::TooManyRequests => 429,
+            ErrorKind::Overloaded => 503,
             ErrorKind::Forbidden => 403,
         }
     }
@@ -133,25 +152,20 @@ impl ErrorKind {
             ErrorKind::UriTooLong => "UriTooLong",
             ErrorKind::RequestHeaderFieldsTooLarge => "RequestHeaderFieldsTooLarge",
             ErrorKind::LoopDetected => "LoopDetected",
+            ErrorKind::Unauthorized => "Unauthorized",
+            ErrorKind::TooManyRequests => "TooManyRequests",
+            ErrorKind::Overloaded => "Overloaded",
             ErrorKind::Forbidden => "Forbidden",
-        }
-    }
-
-    /// The `type` of a refusal that is cityhub's own, not NGSI-LD's nor plain HTTP's.
-    fn cityhub_type_uri(self) -> Option<&'static str> {
-        match self {
-            ErrorKind::Forbidden => Some("https://cityhub.dev/errors/Forbidden"),
-            _ => None,
         }
     }
 
     /// The ProblemDetails `type`: the NGSI-LD error type URI, or `about:blank` for an
     /// HTTP-level refusal.
     pub fn type_uri(self) -> String {
-        if let Some(uri) = self.cityhub_type_uri() {
-            uri.to_owned()
-        } else if self.is_ngsi_ld() {
+        if self.is_ngsi_ld() {
             format!("https://uri.etsi.org/ngsi-ld/errors/{}", self.name())
+        } else if self.is_cityhub() {
+            format!("https://cityhub.dev/errors/{}", self.name())
         } else {
             "about:blank".to_owned()
         }
@@ -181,6 +195,9 @@ impl ErrorKind {
             ErrorKind::UriTooLong => "URI Too Long",
             ErrorKind::RequestHeaderFieldsTooLarge => "Request Header Fields Too Large",
             ErrorKind::LoopDetected => "The request already passed through this broker",
+            ErrorKind::Unauthorized => "The request carries no valid credentials",
+            ErrorKind::TooManyRequests => "The caller sent more requests than its rate limit allows",
+            ErrorKind::Overloaded => "The hub is serving as many requests as it takes",
             ErrorKind::Forbidden => "The caller may not do this",
         }
     }
@@ -250,8 +267,9 @@ mod tests {
             if kind.is_ngsi_ld() {
                 assert_eq!(ty, format!("https://uri.etsi.org/ngsi-ld/errors/{}", kind.name()));
                 assert_eq!(ErrorKind::from_type_uri(ty), Some(kind));
-            } else if kind == ErrorKind::Forbidden {
-                assert_eq!(ty, "https://cityhub.dev/errors/Forbidden");
+            } else if kind.is_cityhub() {
+                assert_eq!(ty, format!("https://cityhub.dev/errors/{}", kind.name()));
+                assert_eq!(ErrorKind::from_type_uri(ty), None);
             } else {
                 assert_eq!(ty, "about:blank", "{kind:?}");
                 assert!(!body["title"].as_str().unwrap_or_default().is_empty());
