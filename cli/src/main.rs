@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod auth;
 mod demo;
 mod migrate;
@@ -36,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub: the NGSI-LD API under /ngsi-ld/v1, a health check at /health.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Register another city's hub as a context source of this one, for the given entity types:
     /// queries at this hub then also ask the peer and merge its answers.
     Federate(FederateArgs),
@@ -192,12 +193,15 @@ struct ServeArgs {
 
     #[command(flatten)]
     auth: auth::AuthArgs,
+
+    #[command(flatten)]
+    access: access::AccessArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Federate(args) => federate(args),
         Command::Migrate(args) => migrate::migrate(args),
         Command::Keys(args) => auth::keys(args),
@@ -270,6 +274,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_subscriptions_per_tenant: args.max_subscriptions_per_tenant,
             max_registrations_per_tenant: args.max_registrations_per_tenant,
             max_in_flight: args.auth.max_in_flight.max(1),
+            federation_auth: args.access.federation_auth()?,
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {

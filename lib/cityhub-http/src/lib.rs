@@ -98,6 +98,19 @@ pub struct HttpConfig {
     pub forward_timeout: Duration,
     /// The most requests served at once; one more answers 503 at once instead of queueing.
     pub max_in_flight: usize,
+    /// Who a forwarded request says asks: the caller (its credentials) or the hub.
+    pub federation_auth: FederationAuth,
+}
+
+/// Whose credentials a request forwarded to a context source carries
+/// (`cityhub serve --federation-auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FederationAuth {
+    /// The caller's own `Authorization` / `X-API-Key`: the source decides on the caller.
+    #[default]
+    Caller,
+    /// The hub's: `Authorization: Bearer TOKEN` (`--federation-token`), or none.
+    Hub { token: Option<String> },
 }
 
 impl Default for HttpConfig {
@@ -116,6 +129,7 @@ impl Default for HttpConfig {
             alias: "cityhub".to_owned(),
             forward_timeout: Duration::from_secs(5),
             max_in_flight: 512,
+            federation_auth: FederationAuth::Caller,
         }
     }
 }
@@ -156,7 +170,10 @@ impl AppState {
     ) -> SharedState {
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
-        let federation = Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout));
+        let federation = Arc::new(
+            federation::Federation::new(config.alias.clone(), config.forward_timeout)
+                .credentials(config.federation_auth.clone()),
+        );
         let limits = limits::Limits::new(&config);
         let events = store.events();
         let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
