@@ -397,3 +397,57 @@ fn what_a_policy_hides_appears_nowhere() {
     assert_eq!(seen.len(), 3, "the reader is told");
     assert_eq!(receiver.of("urn:sub:narrow").len(), 1, "the revoked key's subscription told nothing more");
 }
+
+/// A forwarded request says who asks: the caller's own key (`--federation-auth caller`, the
+/// default), or the hub's token (`--federation-auth hub --federation-token`); the source decides
+/// on it like on any request.
+#[test]
+fn a_forwarded_request_carries_the_callers_or_the_hubs_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source_data, data) = (dir.path().join("source"), dir.path().join("hub"));
+    // The source enforces keys too; the hub's token there is a reader key of seoul.
+    let (_, source_root) = issue(&source_data, "*", "admin");
+    let (_, hub_token) = issue(&source_data, "seoul", "reader");
+    let source = Hub::spawn(&source_data, &["--auth-keys"]);
+    let source_root = Caller { role: "admin", key: Some(source_root) };
+    let remote =
+        json!([{"id": "urn:aq:remote", "type": "AirQualityObserved", "pm10": {"type": "Property", "value": 7}}]);
+    let (status, body, _) =
+        send(&source, &source_root, "seoul", Method::POST, "/entityOperations/upsert", Some(&remote));
+    assert_eq!(status, 201, "{body}");
+
+    let (_, root) = issue(&data, "*", "admin");
+    let root = Caller { role: "admin", key: Some(root) };
+    let registration = json!({"type": "ContextSourceRegistration", "id": "urn:reg:source",
+        "information": [{"entities": [{"type": "AirQualityObserved"}]}], "endpoint": source.base, "tenant": "seoul"});
+    let query = "/entities?type=AirQualityObserved";
+    // (flags, whether the source answers, what the source's refusal says when it does not)
+    for (flags, sees_remote, refusal) in [
+        // The caller's key goes on: not one the source issued, so the source answers 401.
+        (&["--auth-keys"][..], false, Some("401")),
+        (&["--auth-keys", "--federation-auth", "hub", "--federation-token", hub_token.as_str()][..], true, None),
+        // As the hub without a token: the source takes it for public (403).
+        (&["--auth-keys", "--federation-auth", "hub"][..], false, Some("403")),
+    ] {
+        let hub = Hub::spawn(&data, flags);
+        let _ = send(&hub, &root, "seoul", Method::POST, "/csourceRegistrations", Some(&registration));
+        let response = hub
+            .client
+            .get(hub.url(query))
+            .header("NGSILD-Tenant", "seoul")
+            .header("X-API-Key", root.key.as_deref().unwrap())
+            .send()
+            .unwrap();
+        let warning = response.headers().get("ngsild-warning").map(|v| v.to_str().unwrap().to_owned());
+        let (status, body) = common::json_of(response);
+        assert_eq!(status, 200, "{flags:?}: {body}");
+        assert_eq!(ids(&body) == vec!["urn:aq:remote".to_owned()], sees_remote, "{flags:?}: {body}");
+        match refusal {
+            Some(code) => {
+                assert!(warning.as_deref().is_some_and(|w| w.contains(code)), "{flags:?}: warning {warning:?}")
+            }
+            None => assert_eq!(warning, None, "{flags:?}"),
+        }
+        drop(hub);
+    }
+}

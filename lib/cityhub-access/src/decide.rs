@@ -5,7 +5,9 @@
 //!    ([`crate::Group::holds_data`]) it sees what the deny policies that apply to it leave.
 //! 3. Below that role, a data read is open only by allow policies that apply to the caller
 //!    (its subject's, else its role's): it sees their union, less what deny policies hide.
-//! 4. A deny policy that names neither types nor attributes refuses the data read outright.
+//! 4. A deny policy hides the types it names, or, when it names attributes, those attributes
+//!    (of every type: narrower than the types it names, never wider); one that names neither
+//!    refuses the data read outright.
 //!
 //! Deny wins: what a deny policy hides stays hidden whatever an allow policy opens.
 
@@ -108,7 +110,7 @@ pub fn decide(identity: &Identity, tenant: &str, action: Action, policies: &[Pol
             return Err(refuse(Some(deny.id.clone())));
         }
         match &deny.types {
-            // Types named: those types are hidden, or only their attributes when some are named.
+            // Types alone: those types are hidden. Attributes: hidden everywhere (never wider).
             Some(types) if deny.hidden.is_empty() => visibility.hidden_types.extend(types.iter().cloned()),
             _ => visibility.hidden.extend(deny.hidden.iter().cloned()),
         }
