@@ -350,6 +350,21 @@ fn what_a_policy_hides_appears_nowhere() {
     };
     subscribe(&narrow, "urn:sub:narrow");
     subscribe(&reader, "urn:sub:reader");
+    // A subscriber sees and changes its own subscriptions; an admin sees every one.
+    for (who, listed) in [
+        (&narrow, vec!["urn:sub:narrow"]),
+        (&reader, vec!["urn:sub:reader"]),
+        (&root, vec!["urn:sub:narrow", "urn:sub:reader"]),
+    ] {
+        let (status, body, _) = send(&hub, who, "seoul", Method::GET, "/subscriptions", None);
+        assert_eq!((status, ids(&body)), (200, listed.iter().map(|s| s.to_string()).collect::<Vec<_>>()), "{body}");
+    }
+    let (status, body, _) = send(&hub, &narrow, "seoul", Method::DELETE, "/subscriptions/urn:sub:reader", None);
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (404, Some("https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound")),
+        "{body}"
+    );
     for (id, attr, value) in [("urn:sl:1", "on", json!(false)), ("urn:aq:1", "pm10", json!(40))] {
         let patch =
             json!({attr: {"type": "Property", "value": value}, "deviceId": {"type": "Property", "value": "d2"}});
