@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cityhub_access::{Action, Group, Identity, Policy, Scope, Via};
@@ -323,7 +323,7 @@ mod tests {
     use std::sync::Arc;
 
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{header, Request};
     use cityhub_access::{Grant, Role};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
