@@ -399,6 +399,14 @@ fn what_a_policy_hides_appears_nowhere() {
     assert!(!body.to_string().contains("deviceId") && !body.to_string().contains("remote-device"), "{body}");
     let (status, body, _) = send(&hub, &reader, "seoul", Method::GET, federated, None);
     assert_eq!((status, ids(&body).len()), (200, 4), "the reader sees all four: {body}");
+    // Discovery with the source: nothing hidden named, whoever names it.
+    let (_, types, _) = send(&hub, &public, "seoul", Method::GET, "/types", None);
+    assert_eq!(types["typeList"], json!(["AirQualityObserved"]), "{types}");
+    let (status, info, _) = send(&hub, &public, "seoul", Method::GET, "/types/AirQualityObserved", None);
+    assert_eq!(status, 200, "{info}");
+    assert!(info.to_string().contains("pm10") && !info.to_string().contains("deviceId"), "{info}");
+    let (_, attrs, _) = send(&hub, &public, "seoul", Method::GET, "/attributes?details=true", None);
+    assert!(!attrs.to_string().contains("deviceId") && !attrs.to_string().contains("Streetlight"), "{attrs}");
 
     // A revoked key's subscription stops notifying (on SQLite the hub is stopped to revoke).
     drop(hub);

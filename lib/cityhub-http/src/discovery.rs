@@ -49,6 +49,17 @@ fn seen_names(names: &mut IndexMap<String, Vec<String>>, scope: &Scope, is_types
     });
 }
 
+/// The attributes and types a detail body names (what sources added included) that the caller
+/// may see: `attributeDetails` by their ids, `typeNames` by their expanded names.
+fn seen_details(body: &mut Value, scope: &Scope, ld: &Ld) {
+    if let Some(details) = body.get_mut("attributeDetails").and_then(Value::as_array_mut) {
+        details.retain(|d| d["id"].as_str().is_none_or(|a| scope.shows_attr(a)));
+    }
+    if let Some(types) = body.get_mut("typeNames").and_then(Value::as_array_mut) {
+        types.retain(|t| t.as_str().is_none_or(|t| scope.shows_type(&ld.ctx.expand_term(t))));
+    }
+}
+
 /// A type or attribute the caller may not see is not found, as if no entity had it.
 fn hidden(call: &Call, iri: &str, is_type: bool, missing: String) -> Result<(), NgsiLdError> {
     let seen = if is_type { call.scope.shows_type(iri) } else { call.scope.shows_attr(iri) };
@@ -220,7 +231,9 @@ async fn info_answer(
     if !known.found() {
         return Err(NgsiLdError::not_found(info.missing).into());
     }
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(iri, &ld.ctx), ld, accept), &failures))
+    let mut body = known.body(iri, &ld.ctx);
+    seen_details(&mut body, &call.scope, ld);
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, ld, accept), &failures))
 }
 
 /// The details of one type or one attribute the registered context sources hold (clause 5.7.7,
