@@ -474,3 +474,62 @@ fn a_forwarded_request_carries_the_callers_or_the_hubs_credentials() {
         drop(hub);
     }
 }
+
+/// Policies are kept in the store and every hub's cache follows its events: a policy put at one
+/// hub holds at another on the same PostgreSQL database, and so does its removal.
+#[test]
+fn a_policy_put_at_one_hub_holds_at_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = cityhub_pgtest::database();
+    let hub_on = |name: &str| {
+        let data = dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        // Under CITYHUB_TEST_STORE=postgres the harness reads the database from this file.
+        std::fs::write(data.join("test-store-url"), &db).unwrap();
+        let mut args = vec!["--auth-keys"];
+        if !common::store_is_postgres() {
+            args.extend(["--store", db.as_str()]);
+        }
+        (Hub::spawn(&data, &args), data)
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["keys", "--data", &dir.path().join("keys").display().to_string(), "--store", &db])
+        .args(["create", "--tenant", "*", "--role", "admin"])
+        .output()
+        .expect("cityhub runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let root = Caller {
+        role: "admin",
+        key: Some(String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_owned()),
+    };
+    let ((a, _), (b, _)) = (hub_on("a"), hub_on("b"));
+    let public = Caller { role: "public", key: None };
+    seed(&a, &root, "seoul");
+    let query = "/entities?type=AirQualityObserved,Streetlight";
+    let (status, body, _) = send(&b, &public, "seoul", Method::GET, query, None);
+    assert_eq!((status, body["type"].as_str()), (403, Some(FORBIDDEN)), "no policy yet: {body}");
+    air_quality_policy(&a, &root);
+    // Bounded: the other hub reads the policy once the store's event reaches it.
+    let mut seen = (0, Value::Null);
+    for _ in 0..100 {
+        let (status, body, _) = send(&b, &public, "seoul", Method::GET, query, None);
+        seen = (status, body);
+        if seen.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!((seen.0, ids(&seen.1)), (200, vec!["urn:aq:1".to_owned()]), "{}", seen.1);
+    assert!(!seen.1.to_string().contains("deviceId"), "{}", seen.1);
+    let (status, body, _) = send(&a, &root, "seoul", Method::DELETE, "/cityhub/v1/policies/urn:policy:air", None);
+    assert_eq!(status, 204, "{body}");
+    for _ in 0..100 {
+        let (status, body, _) = send(&b, &public, "seoul", Method::GET, query, None);
+        seen = (status, body);
+        if seen.0 == 403 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!((seen.0, seen.1["type"].as_str()), (403, Some(FORBIDDEN)), "the removal holds too: {}", seen.1);
+}
