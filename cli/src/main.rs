@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod auth;
 mod catalog;
 mod config;
@@ -40,11 +41,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-#[allow(clippy::large_enum_variant, reason = "parsed once per process; the serve flags are many")]
 enum Command {
     /// Run the hub: the NGSI-LD API under /ngsi-ld/v1, a health check at /health.
     #[command(args_override_self = true)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Register another city's hub as a context source of this one, for the given entity types:
     /// queries at this hub then also ask the peer and merge its answers.
     Federate(FederateArgs),
@@ -227,6 +227,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     pollers: PollerArgs,
+
+    #[command(flatten)]
+    access: access::AccessArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -297,7 +300,7 @@ impl PollerArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(config::expand(std::env::args_os().collect())?);
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Federate(args) => federate(args),
         Command::Migrate(args) => migrate::migrate(args),
         Command::Keys(args) => auth::keys(args),
@@ -384,6 +387,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             audit_retention: args.guard.audit_retention(),
             audit_queue: args.guard.audit_queue.max(1),
             max_in_flight: args.auth.max_in_flight.max(1),
+            federation_auth: args.access.federation_auth()?,
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {

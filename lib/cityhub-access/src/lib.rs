@@ -3,13 +3,31 @@
 //! An [`Identity`] is what the hub knows of the sender of a request once its credentials are
 //! checked (a bearer JWT, an API key, or none). It carries [`Grant`]s: a [`Role`] in every tenant
 //! (`admin`) or in one (`seoul:reader`). The HTTP crate reads the identity in one place and asks
-//! this crate, in one place, whether it may do what it asks.
+//! this crate, in one place, whether it may do what it asks: [`decide`] takes the identity, the
+//! tenant, the [`Action`] of the route and the tenant's [`Policy`]s, and answers a [`Scope`]
+//! (everything, or a [`Visibility`]: the types, ids, scopes and attributes it may see) or a
+//! [`Refusal`] naming the role needed. A `Scope` narrows a query's filter before it reaches the
+//! store ([`Scope::narrow`]) and hides what the caller may not see from an entity
+//! ([`Scope::redact`]) and from discovery ([`Scope::shows_type`], [`Scope::shows_attr`]).
+//!
+//! **May:** read identities, policies, entities and filters handed in. **Never:** I/O, HTTP
+//! types, the store, a clock; credentials are checked by the shell before they get here.
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt;
 use std::str::FromStr;
+
+mod action;
+mod decide;
+pub mod policy;
+mod visibility;
+
+pub use action::{Action, Group};
+pub use decide::{decide, Refusal, Scope, Visibility};
+pub use policy::{Assignee, Effect, Policy, PolicyError};
+pub use visibility::Unseen;
 
 /// A role, from the least to the most able.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -60,7 +60,7 @@ impl ApiKey {
         Some(Grant { tenant: self.tenant.clone(), role })
     }
 
-    fn expired(&self, now: DateTime<Utc>) -> bool {
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.as_deref().and_then(|e| DateTime::parse_from_rfc3339(e).ok()).is_some_and(|e| e <= now)
     }
 }

@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
+use cityhub_access::Scope;
 use cityhub_storage::{EntityFilter, Paging};
 use ngsild_core::discovery::{
     attribute_summaries, push_unique, type_summaries, AttributeInfo, DiscoveryInfo, SourceInfo, TypeInfo,
@@ -29,12 +30,44 @@ params! {
     Info = &["local", "via"];
 }
 
-async fn all_entities(state: &SharedState, tenant: &str) -> Result<Vec<Entity>, crate::ApiError> {
-    let page = state
-        .store
-        .query(tenant, &EntityFilter::default(), Paging { offset: 0, limit: usize::MAX, count: false })
-        .await?;
-    Ok(page.entities)
+/// Every entity of the tenant the caller sees, without the attributes it may not see: what
+/// the summaries are made of, so a hidden type or attribute is never named.
+async fn all_entities(call: &Call) -> Result<Vec<Entity>, crate::ApiError> {
+    let filter = call.scope.narrow(EntityFilter::default())?;
+    let page =
+        call.state.store.query(&call.tenant, &filter, Paging { offset: 0, limit: usize::MAX, count: false }).await?;
+    Ok(page.entities.into_iter().filter_map(|e| call.scope.redact(e)).collect())
+}
+
+/// The names the caller may not see left out of what sources answered: `is_types` says
+/// whether the keys are types (and the values attributes) or the other way round.
+fn seen_names(names: &mut IndexMap<String, Vec<String>>, scope: &Scope, is_types: bool) {
+    let seen = |name: &str, as_type: bool| if as_type { scope.shows_type(name) } else { scope.shows_attr(name) };
+    names.retain(|k, values| {
+        values.retain(|v| seen(v, !is_types));
+        seen(k, is_types) && (is_types || !values.is_empty())
+    });
+}
+
+/// The attributes and types a detail body names (what sources added included) that the caller
+/// may see: `attributeDetails` by their ids, `typeNames` by their expanded names.
+fn seen_details(body: &mut Value, scope: &Scope, ld: &Ld) {
+    if let Some(details) = body.get_mut("attributeDetails").and_then(Value::as_array_mut) {
+        details.retain(|d| d["id"].as_str().is_none_or(|a| scope.shows_attr(a)));
+    }
+    if let Some(types) = body.get_mut("typeNames").and_then(Value::as_array_mut) {
+        types.retain(|t| t.as_str().is_none_or(|t| scope.shows_type(&ld.ctx.expand_term(t))));
+    }
+}
+
+/// A type or attribute the caller may not see is not found, as if no entity had it.
+fn hidden(call: &Call, iri: &str, is_type: bool, missing: String) -> Result<(), NgsiLdError> {
+    let seen = if is_type { call.scope.shows_type(iri) } else { call.scope.shows_attr(iri) };
+    if seen {
+        Ok(())
+    } else {
+        Err(NgsiLdError::not_found(missing))
+    }
 }
 
 fn compact(ld: &Ld, iri: &str) -> Value {
@@ -51,14 +84,15 @@ fn details(params: &Params) -> Result<bool, NgsiLdError> {
 
 /// GET /types
 pub async fn types(Read { call, ld, .. }: Read<Details>, Accepting(accept): Accepting<false>) -> ApiResult {
-    let Call { state, headers, params, tenant, .. } = call;
-    let details = details(&params)?;
-    let summaries = type_summaries(&all_entities(&state, &tenant).await?);
+    let details = details(&call.params)?;
+    let summaries = type_summaries(&all_entities(&call).await?);
+    let Call { state, headers, params, tenant, scope, .. } = call;
     // type IRI -> attribute IRIs
     let mut names: IndexMap<String, Vec<String>> =
         summaries.iter().map(|(t, s)| (t.clone(), s.attributes.keys().cloned().collect())).collect();
     let sources = RemoteNames { operation: Operation::RetrieveTypes, path: "/types" };
     let failures = sources.merge_into(&mut names, &state, &headers, &tenant, &params, &ld).await?;
+    seen_names(&mut names, &scope, true);
     names.sort_keys();
     let body = if details {
         Value::Array(
@@ -167,7 +201,8 @@ pub async fn type_info(
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
     let iri = ld.ctx.expand_term(&name).into_owned();
-    let summaries = type_summaries(&all_entities(&call.state, &call.tenant).await?);
+    hidden(&call, &iri, true, format!("no entity of type {name}"))?;
+    let summaries = type_summaries(&all_entities(&call).await?);
     let known = TypeInfo::local(summaries.get(&iri));
     let types = ngsild_query::TypeExpr::parse(&iri, &ld.ctx).map_err(|e| NgsiLdError::bad_request(e.to_string()))?;
     let info = RemoteInfo {
@@ -196,7 +231,9 @@ async fn info_answer(
     if !known.found() {
         return Err(NgsiLdError::not_found(info.missing).into());
     }
-    Ok(crate::provision::warned(ld_json(StatusCode::OK, known.body(iri, &ld.ctx), ld, accept), &failures))
+    let mut body = known.body(iri, &ld.ctx);
+    seen_details(&mut body, &call.scope, ld);
+    Ok(crate::provision::warned(ld_json(StatusCode::OK, body, ld, accept), &failures))
 }
 
 /// The details of one type or one attribute the registered context sources hold (clause 5.7.7,
@@ -253,13 +290,14 @@ impl RemoteInfo {
 
 /// GET /attributes
 pub async fn attributes(Read { call, ld, .. }: Read<Details>, Accepting(accept): Accepting<false>) -> ApiResult {
-    let Call { state, headers, params, tenant, .. } = call;
-    let details = details(&params)?;
-    let summaries = attribute_summaries(&all_entities(&state, &tenant).await?);
+    let details = details(&call.params)?;
+    let summaries = attribute_summaries(&all_entities(&call).await?);
+    let Call { state, headers, params, tenant, scope, .. } = call;
     // attribute IRI -> type IRIs
     let mut names: IndexMap<String, Vec<String>> = summaries.into_iter().map(|(a, s)| (a, s.types)).collect();
     let sources = RemoteNames { operation: Operation::RetrieveAttrs, path: "/attributes" };
     let failures = sources.merge_into(&mut names, &state, &headers, &tenant, &params, &ld).await?;
+    seen_names(&mut names, &scope, false);
     let body = if details {
         Value::Array(
             names
@@ -292,7 +330,8 @@ pub async fn attribute_info(
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
     let iri = ld.ctx.expand_term(&name).into_owned();
-    let summaries = attribute_summaries(&all_entities(&call.state, &call.tenant).await?);
+    hidden(&call, &iri, false, format!("no attribute {name}"))?;
+    let summaries = attribute_summaries(&all_entities(&call).await?);
     let known = AttributeInfo::local(summaries.get(&iri));
     let info = RemoteInfo {
         operation: Operation::RetrieveAttrInfo,

@@ -24,6 +24,7 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use cityhub_access::Scope;
 use cityhub_storage::{modify_one, EntityFilter, Modified, Modifier, Paging};
 use ngsild_core::expand::{entity_from_input, expand_fragment, expand_raw_attribute, AttributeInput};
 use ngsild_core::ops;
@@ -144,14 +145,16 @@ pub async fn create(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>
 
 /// GET /entities/{id}
 pub async fn retrieve(EntityId(id): EntityId, read: Read<Retrieve>, Accepting(accept): Accepting<true>) -> ApiResult {
-    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
+    let (Call { state, headers, params, tenant, scope, .. }, ld) = (read.call, read.ld);
     let opts = render_options(&params, &ld.ctx)?;
     let local = state.store.get_entity(&tenant, &id).await?;
     let (entity, failures) = distributed_retrieve(&state, &headers, &tenant, &params, &ld, &id, local).await?;
-    let entity = entity.ok_or_else(|| NgsiLdError::not_found(format!("entity {id} not found")))?;
+    // An entity the caller may not see is not found, as if it were not there.
+    let entity =
+        entity.and_then(|e| scope.redact(e)).ok_or_else(|| NgsiLdError::not_found(format!("entity {id} not found")))?;
     of_requested_type(&params, &ld, &entity)?;
     let roots = std::slice::from_ref(&entity);
-    let linked = linked_entities(&state, &tenant, roots, &opts).await?;
+    let linked = linked_entities(&state, &tenant, &scope, roots, &opts).await?;
     let mut rendered = render_joined(roots, &ld, &opts, &linked);
     let rendered = rendered.pop().unwrap_or_default();
     // Nothing left to show (attributes asked for that the entity lacks, a pick that matches
@@ -194,6 +197,7 @@ fn of_requested_type(params: &Params, ld: &Ld, entity: &Entity) -> Result<(), Ng
 async fn linked_entities(
     state: &SharedState,
     tenant: &str,
+    scope: &Scope,
     roots: &[Entity],
     opts: &RenderOptions,
 ) -> Result<HashMap<String, Entity>, ApiError> {
@@ -214,9 +218,9 @@ async fn linked_entities(
             break;
         }
         let limit = ids.len();
-        let filter = EntityFilter { ids, ..Default::default() };
+        let filter = scope.narrow(EntityFilter { ids, ..Default::default() })?;
         let page = state.store.query(tenant, &filter, Paging { offset: 0, limit, count: false }).await?;
-        linked.extend(page.entities.into_iter().map(|e| (e.id.clone(), e)));
+        linked.extend(page.entities.into_iter().filter_map(|e| scope.redact(e)).map(|e| (e.id.clone(), e)));
         frontier =
             frontier.iter().filter_map(|(id, proj)| linked.get(id).map(|e| link_targets(e, proj))).flatten().collect();
     }
@@ -271,8 +275,9 @@ fn geojson_feature(rendered: Value, entity: &Entity, geometry_property: &str, ld
 
 /// GET /entities
 pub async fn query(read: Read<Query>, Accepting(accept): Accepting<true>) -> ApiResult {
-    let (Call { state, headers, params, tenant, .. }, ld) = (read.call, read.ld);
-    run_query(&state, &headers, &tenant, &params, &ld, accept, Some("/ngsi-ld/v1/entities")).await
+    let (Call { state, headers, params, tenant, scope, .. }, ld) = (read.call, read.ld);
+    let asked = Asked { headers: &headers, tenant: &tenant, scope: &scope, params: &params, ld: &ld };
+    run_query(&state, asked, accept, Some("/ngsi-ld/v1/entities")).await
 }
 
 /// POST /entityOperations/query: the same query, its terms in a Query body.
@@ -281,10 +286,11 @@ pub async fn query_post(
     Accepting(accept): Accepting<true>,
     LdBody { value, ld }: LdBody<false>,
 ) -> ApiResult {
-    let Call { state, headers, mut params, tenant, .. } = call.call;
+    let Call { state, headers, mut params, tenant, scope, .. } = call.call;
     push_query_body(&as_object(value, "a Query")?, &mut params);
     crate::limits::check_lists(&params, state.config.max_list_items)?;
-    run_query(&state, &headers, &tenant, &params, &ld, accept, None).await
+    let asked = Asked { headers: &headers, tenant: &tenant, scope: &scope, params: &params, ld: &ld };
+    run_query(&state, asked, accept, None).await
 }
 
 /// The refusal of a query that names nothing it selects by (clause 5.7.2: type, attrs, q, a
@@ -293,18 +299,22 @@ pub const TOO_WIDE_QUERY: &str = "a query must name at least one of type, attrs,
      (georel, geometry, coordinates) (clause 5.7.2); id and idPattern alone do not select: add type=<the entities' type> \
      (or retrieve one entity with its id in the path), or local=true to list every entity of this hub";
 
-async fn run_query(
-    state: &SharedState,
-    headers: &HeaderMap,
-    tenant: &str,
-    params: &Params,
-    ld: &Ld,
-    accept: Accept,
-    get_path: Option<&str>,
-) -> ApiResult {
+/// What a query asks, and of whom.
+struct Asked<'a> {
+    headers: &'a HeaderMap,
+    tenant: &'a str,
+    /// What the caller may see: the filter is narrowed to it before the store is asked, so
+    /// pages and counts hold only what it sees.
+    scope: &'a Scope,
+    params: &'a Params,
+    ld: &'a Ld,
+}
+
+async fn run_query(state: &SharedState, asked: Asked<'_>, accept: Accept, get_path: Option<&str>) -> ApiResult {
+    let Asked { headers, tenant, scope, params, ld } = asked;
     // GET needs a selector and answers paging links; POST carries its selectors in the body.
     let needs_selector = get_path.is_some();
-    let filter = entity_filter(params, &ld.ctx)?;
+    let filter = scope.narrow(entity_filter(params, &ld.ctx)?)?;
     // Ids alone do not select (clause 5.7.2): a query names types, attributes, q, a geo-query or
     // scopes.
     let selects = ["type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
@@ -324,11 +334,14 @@ async fn run_query(
         page.entities.truncate(limit);
         (page, has_next, Vec::new())
     } else {
-        let query = DistributedQuery { params, ld, filter: &filter, sources: &targets, paging };
+        let query = DistributedQuery { params, ld, filter: &filter, sources: &targets, paging, scope };
         distributed_page(state, headers, tenant, query).await?
     };
+    // What the store answered is narrowed already; the attributes the caller may not see go.
+    let mut page = page;
+    page.entities = std::mem::take(&mut page.entities).into_iter().filter_map(|e| scope.redact(e)).collect();
     let geometry_property = geometry_property(params, ld);
-    let linked = linked_entities(state, tenant, &page.entities, &opts).await?;
+    let linked = linked_entities(state, tenant, scope, &page.entities, &opts).await?;
     let mut body: Vec<Value> = page
         .entities
         .iter()
@@ -445,6 +458,9 @@ struct DistributedQuery<'a> {
     sources: &'a Sources,
     /// The page the client asks for.
     paging: Paging,
+    /// What the caller may see: a source's entities it may not see are left out, and so is
+    /// the source's count, which may count them.
+    scope: &'a Scope,
 }
 
 /// A query answered from the hub and its context sources together: each source is asked for
@@ -454,7 +470,7 @@ async fn distributed_page(
     state: &SharedState,
     headers: &HeaderMap,
     tenant: &str,
-    DistributedQuery { params, ld, filter, sources, paging }: DistributedQuery<'_>,
+    DistributedQuery { params, ld, filter, sources, paging, scope }: DistributedQuery<'_>,
 ) -> Result<(cityhub_storage::Page, bool, Vec<SourceFailure>), ApiError> {
     let Paging { offset, limit, count } = paging;
     let window = offset + limit;
@@ -469,6 +485,8 @@ async fn distributed_page(
     let mut total = MergedCount::new(local.entities.iter().map(|e| e.id.as_str()), local.total);
     let mut sources = vec![Fragments { entities: local.entities, auxiliary: false }];
     for (reg, entities, remote_count) in answers {
+        let entities: Vec<Entity> = entities.into_iter().filter_map(|e| scope.redact(e)).collect();
+        let remote_count = remote_count.filter(|_| *scope == Scope::All);
         total.add(entities.iter().map(|e| e.id.as_str()), remote_count);
         sources.push(Fragments { entities, auxiliary: reg.mode == Mode::Auxiliary });
     }

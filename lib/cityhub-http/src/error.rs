@@ -14,6 +14,25 @@ impl From<NgsiLdError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// 403: the caller may not do this; `detail` names the role needed and the tenant.
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError(NgsiLdError::forbidden(detail))
+    }
+}
+
+impl From<cityhub_access::Refusal> for ApiError {
+    fn from(refusal: cityhub_access::Refusal) -> Self {
+        ApiError::forbidden(refusal.detail())
+    }
+}
+
+impl From<cityhub_access::Unseen> for ApiError {
+    fn from(unseen: cityhub_access::Unseen) -> Self {
+        ApiError::forbidden(unseen.0)
+    }
+}
+
 impl From<cityhub_storage::StoreError> for ApiError {
     fn from(e: cityhub_storage::StoreError) -> Self {
         ApiError(e.into())

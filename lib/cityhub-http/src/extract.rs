@@ -17,10 +17,9 @@
 //! [`params!`]); an unknown one is `InvalidRequest`.
 //!
 //! Access: every request's [`Caller`] is read in one place, [`caller`], and whether the caller
-//! may act on the tenant it names is decided in one place, [`admit`], which every tenant goes
-//! through. The identity is read from the credentials once per request, before the router, by
-//! the identify layer (`crate::identify`); access control (issue 16) fills `admit` in and
-//! changes no handler.
+//! may do the route's action in the tenant it names is decided in one place, [`admit`], which
+//! [`crate::access::gate`] calls for every routed request before any extractor runs; [`Call`]
+//! carries its answer (`scope`: what the caller may see) to the handler.
 
 use std::marker::PhantomData;
 
@@ -31,6 +30,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
+use cityhub_access::Scope;
+
+use crate::access::Admitted;
 use crate::error::ApiError;
 use crate::request::{self, Accept, Ld, Params};
 use crate::SharedState;
@@ -69,33 +71,68 @@ pub fn caller(parts: &Parts) -> Result<Caller, ApiError> {
     Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_else(Caller::anonymous))
 }
 
-/// Whether `caller` may act on `tenant`: the one place that decides access. Everyone may, until
-/// access control (issue 16) decides here.
-pub fn admit(_caller: &Caller, _tenant: &str) -> Result<(), ApiError> {
-    Ok(())
+/// Whether the caller of `parts` may do `action` (the route's, from [`crate::access::TABLE`])
+/// in the tenant it names, and what it may see there: **the one place that decides access**.
+/// [`crate::access::gate`] calls it for every routed request.
+pub async fn admit(state: &SharedState, parts: &Parts, action: cityhub_access::Action) -> Result<Admitted, ApiError> {
+    let caller = caller(parts)?;
+    let tenant = admitted_tenant(parts)?;
+    let needs_policies =
+        action.group.holds_data() && !action.write && caller.role_in(&tenant) != cityhub_access::Role::Admin;
+    let policies = match needs_policies {
+        true => state.policies.of(&tenant).await?,
+        false => Default::default(),
+    };
+    let scope = cityhub_access::decide(&caller, &tenant, action, &policies)?;
+    Ok(Admitted { scope })
 }
 
 /// What every handler knows of its request: the state, the headers (forwarding reads `Via`,
-/// `Link`, the tenant), the caller, the checked parameters and the tenant (admitted).
+/// `Link`, the tenant), the caller, what it may see (`scope`), the checked parameters and the
+/// tenant (admitted).
 pub struct Call {
     pub state: SharedState,
     pub headers: HeaderMap,
-    #[allow(dead_code, reason = "what access control (issue 16) reads in the handlers that need more than admit")]
     pub caller: Caller,
+    /// What the caller may see of the tenant's data ([`admit`]'s answer).
+    pub scope: Scope,
     pub params: Params,
     pub tenant: String,
+}
+
+/// The decision [`admit`] made for this request; none (a route outside the gate) refuses.
+pub fn admitted(parts: &Parts) -> Result<Admitted, ApiError> {
+    parts.extensions.get::<Admitted>().cloned().ok_or_else(|| {
+        ApiError(ngsild_core::NgsiLdError::internal(
+            "this route is not behind the access gate, so it is refused: add the gate layer around it",
+        ))
+    })
+}
+
+/// The tenant a request is decided for: `NGSILD-Tenant`, and on the IoT Agent routes (`/iot/...`)
+/// also `fiware-service`, the name FIWARE's tooling sends it by (cityhub-ingest reads the same).
+fn admitted_tenant(parts: &Parts) -> Result<String, ApiError> {
+    let tenant = request::tenant(&parts.headers)?;
+    if !tenant.is_empty() || !parts.uri.path().starts_with("/iot/") {
+        return Ok(tenant);
+    }
+    let mut alias = HeaderMap::new();
+    if let Some(service) = parts.headers.get("fiware-service") {
+        alias.insert(request::TENANT_HEADER, service.clone());
+    }
+    request::tenant(&alias)
 }
 
 /// Reads the parameters `P` allows, the caller, and the tenant (`existing`: it must exist).
 async fn call<P: Allowed>(parts: &Parts, state: &SharedState, existing: bool) -> Result<Call, ApiError> {
     let params = Params::parse(parts.uri.query(), P::NAMES)?;
     let caller = caller(parts)?;
+    let Admitted { scope, .. } = admitted(parts)?;
     let tenant = match existing {
         true => request::existing_tenant(state, &parts.headers).await?,
         false => request::tenant(&parts.headers)?,
     };
-    admit(&caller, &tenant)?;
-    Ok(Call { state: state.clone(), headers: parts.headers.clone(), caller, params, tenant })
+    Ok(Call { state: state.clone(), headers: parts.headers.clone(), caller, scope, params, tenant })
 }
 
 /// Declares a request kind: a [`Call`] (dereferenced to), read with the parameters `P` allows.
@@ -208,6 +245,8 @@ path_id! {
     RegistrationId = "the registration id";
     /// `{id}` of `/subscriptions/{id}` and `/csourceSubscriptions/{id}`.
     SubscriptionId = "the subscription id";
+    /// `{id}` of `/cityhub/v1/policies/{id}`.
+    PolicyId = "the policy id";
 }
 
 /// `{id}` and `{attr}` of `/entities/{id}/attrs/{attr}` (the attribute is read by the handler,

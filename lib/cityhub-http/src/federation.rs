@@ -102,6 +102,8 @@ pub struct Federation {
     registry: RwLock<HashMap<String, Arc<Vec<Registration>>>>,
     /// How forwarding went per registration (tenant, id); kept in memory, not durable.
     stats: Mutex<HashMap<(String, String), SourceStatus>>,
+    /// How forwarded requests say who asks.
+    auth: crate::FederationAuth,
 }
 
 /// A source that did not answer well.
@@ -136,9 +138,21 @@ pub struct Forwarding {
     /// The hubs the request already crossed.
     pub hops: Vec<String>,
     pub ld: Ld,
+    /// The caller's credentials (`Authorization`, `X-API-Key`), sent on when the hub forwards
+    /// as its callers ([`crate::FederationAuth::Caller`]).
+    pub credentials: Vec<(reqwest::header::HeaderName, HeaderValue)>,
 }
 
+/// The request headers that carry a caller's credentials.
+pub const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "x-api-key"];
+
 impl Federation {
+    /// How forwarded requests say who asks (the caller, by default).
+    pub fn credentials(mut self, auth: crate::FederationAuth) -> Federation {
+        self.auth = auth;
+        self
+    }
+
     pub fn new(me: String, timeout: Duration, egress: &Egress) -> Federation {
         // Title-case header names (`Via`, not `via`): some context sources read them
         // case-sensitively. Every source is reached under the egress rules.
@@ -158,6 +172,7 @@ impl Federation {
             client,
             registry: RwLock::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
+            auth: crate::FederationAuth::Caller,
         }
     }
 
@@ -302,6 +317,18 @@ impl Federation {
         }
         if let Some(tenant) = &reg.tenant {
             request = request.header(TENANT_HEADER, tenant);
+        }
+        // Who asks: the caller (its own credentials, so the source decides on them) or the hub.
+        match &self.auth {
+            crate::FederationAuth::Caller => {
+                for (name, value) in &fwd.credentials {
+                    request = request.header(name.clone(), value.clone());
+                }
+            }
+            crate::FederationAuth::Hub { token: Some(token) } => {
+                request = request.header("Authorization", format!("Bearer {token}"));
+            }
+            crate::FederationAuth::Hub { token: None } => {}
         }
         for pair in reg.context_source_info.iter().flat_map(|v| v.as_array().into_iter().flatten()) {
             if let (Some(k), Some(v)) =

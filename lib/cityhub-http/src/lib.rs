@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod audit;
 mod batch;
 mod contexts;
@@ -43,6 +44,7 @@ mod info;
 mod jsonld_contexts;
 mod limits;
 pub mod live;
+mod policies;
 mod provision;
 mod request;
 pub mod response;
@@ -113,6 +115,19 @@ pub struct HttpConfig {
     pub audit_queue: usize,
     /// The most requests served at once; one more answers 503 at once instead of queueing.
     pub max_in_flight: usize,
+    /// Who a forwarded request says asks: the caller (its credentials) or the hub.
+    pub federation_auth: FederationAuth,
+}
+
+/// Whose credentials a request forwarded to a context source carries
+/// (`cityhub serve --federation-auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FederationAuth {
+    /// The caller's own `Authorization` / `X-API-Key`: the source decides on the caller.
+    #[default]
+    Caller,
+    /// The hub's: `Authorization: Bearer TOKEN` (`--federation-token`), or none.
+    Hub { token: Option<String> },
 }
 
 impl Default for HttpConfig {
@@ -135,6 +150,7 @@ impl Default for HttpConfig {
             audit_retention: Duration::from_secs(90 * 86_400),
             audit_queue: 10_000,
             max_in_flight: 512,
+            federation_auth: FederationAuth::Caller,
         }
     }
 }
@@ -153,6 +169,8 @@ pub struct AppState {
     pub auth: Arc<cityhub_auth::Auth>,
     /// Permits for requests in flight (`max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The access policies of each tenant, as this hub knows them.
+    pub policies: access::Policies,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -179,16 +197,31 @@ impl AppState {
         let (store, live) = live::watch(store);
         let contexts = Arc::new(ContextService::new(store.clone(), &config));
         let notifier = Notifier::start(store.clone(), contexts.clone(), notify);
-        let federation =
-            Arc::new(federation::Federation::new(config.alias.clone(), config.forward_timeout, &config.egress));
+        let federation = Arc::new(
+            federation::Federation::new(config.alias.clone(), config.forward_timeout, &config.egress)
+                .credentials(config.federation_auth.clone()),
+        );
         let limits = limits::Limits::new(&config);
         let audit = audit::AuditLog::start(store.clone(), config.audit_retention, config.audit_queue);
         let events = store.events();
         let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
         let auth = Arc::new(auth);
-        let state =
-            Arc::new(AppState { store, contexts, config, notifier, federation, limits, live, audit, auth, in_flight });
+        let policies = access::Policies::new(store.clone());
+        let state = Arc::new(AppState {
+            store,
+            contexts,
+            config,
+            notifier,
+            federation,
+            limits,
+            live,
+            audit,
+            auth,
+            in_flight,
+            policies,
+        });
         tokio::spawn(drop_stale_caches(Arc::downgrade(&state), events));
+        state.notifier.set_audience(Arc::new(access::Readers(Arc::downgrade(&state))));
         state
     }
 }
@@ -200,23 +233,26 @@ async fn drop_stale_caches(
     state: std::sync::Weak<AppState>,
     mut events: tokio::sync::broadcast::Receiver<cityhub_storage::StoreEvent>,
 ) {
-    use cityhub_storage::StoreEvent;
+    use cityhub_storage::{RecordKind, StoreEvent};
     use tokio::sync::broadcast::error::RecvError;
     loop {
         let event = events.recv().await;
         let Some(state) = state.upgrade() else { return };
         match event {
-            // Only registrations are cached here; other records (pollers' statuses, written every
-            // run) leave the registration cache alone.
-            Ok(StoreEvent::Records { tenant, kind: cityhub_storage::RecordKind::Registration }) => {
+            // Registrations and policies are cached here; other records (pollers' statuses, written
+            // every run) leave these caches alone.
+            Ok(StoreEvent::Records { tenant, kind: RecordKind::Registration }) => {
                 state.federation.forget(Some(&tenant))
             }
+            Ok(StoreEvent::Records { tenant, kind: RecordKind::Policy }) => state.policies.forget(Some(&tenant)),
+            // The key ring follows API keys itself (cityhub-auth); other crates follow theirs.
             Ok(StoreEvent::Records { .. }) => {}
             Ok(StoreEvent::Tenant { tenant }) => state.limits.tenants.learn(&tenant).await,
             Ok(StoreEvent::Context { .. }) => state.contexts.invalidate(),
             Ok(StoreEvent::Journal | StoreEvent::Subscription { .. }) => {}
             Err(RecvError::Lagged(_)) => {
                 state.federation.forget(None);
+                state.policies.forget(None);
                 state.limits.tenants.forget_all().await;
                 state.contexts.invalidate();
             }
@@ -242,8 +278,29 @@ pub fn router(state: SharedState) -> Router {
     router_with(state, Router::new())
 }
 
-/// [`router`] with `extra` routes merged beside the API.
+/// [`router`] with `extra` routes merged beside the API. Every route, those merged in included,
+/// is behind the one access decision (`access::gate`): each needs a row of `access::TABLE`.
 pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
+    let routes = routes(&state, extra)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::gate))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let routes = observed(routes).with_state(state.clone());
+    // The guard wraps the whole router (a layer on the router itself would see a 405 before
+    // axum adds its Allow header); the identity of a request is read before it; the audit layer
+    // sees every answer, the guard's and the identify layer's refusals included; the bound on
+    // requests in flight is met first of all.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), identify::identify))
+        .layer(axum::middleware::from_fn_with_state(state.audit.clone(), audit::record))
+        .layer(axum::middleware::from_fn_with_state(state, identify::bound_in_flight))
+}
+
+/// Every route the hub serves, before the layers around them all: the API, the routes of this
+/// crate beside it, and `extra` (other crates'). A route that is added gets a row of
+/// `access::TABLE`.
+fn routes(state: &SharedState, extra: Router<SharedState>) -> Router<SharedState> {
     let api = Router::new()
         .route(
             "/entities",
@@ -305,27 +362,16 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit_tenants))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::bound_lists))
         .layer(axum::middleware::from_fn_with_state(state.clone(), federation::refuse_loops));
-    let routes = Router::new()
+    Router::new()
         .nest("/ngsi-ld/v1", api)
         .route("/health", get(health))
         .merge(extra)
-        .merge(ui::routes(&state))
+        .merge(ui::routes(state))
         .merge(audit::routes())
+        .merge(policies::routes())
         .merge(identify::routes())
         .route_layer(axum::middleware::from_fn(audit::reached))
         .fallback(error::not_found_fallback)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
-    let routes = observed(routes).with_state(state.clone());
-    // The guard wraps the whole router (a layer on the router itself would see a 405 before
-    // axum adds its Allow header); the identity of a request is read before it; the audit layer
-    // sees every answer, the guard's and the identify layer's refusals included; the bound on
-    // requests in flight is met first of all.
-    Router::new()
-        .fallback_service(routes)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), error::guard))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), identify::identify))
-        .layer(axum::middleware::from_fn_with_state(state.audit.clone(), audit::record))
-        .layer(axum::middleware::from_fn_with_state(state, identify::bound_in_flight))
 }
 
 /// The tower layers every route runs inside: a tracing span per request named by its matched

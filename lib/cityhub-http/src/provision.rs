@@ -107,7 +107,11 @@ pub fn forwarded_query(params: &Params) -> Vec<(String, String)> {
 }
 
 pub fn forwarding(headers: &HeaderMap, tenant: &str, ld: &Ld) -> Forwarding {
-    Forwarding { tenant: tenant.to_owned(), hops: Federation::hops(headers), ld: ld.clone() }
+    let credentials = crate::federation::CREDENTIAL_HEADERS
+        .iter()
+        .filter_map(|name| Some((axum::http::HeaderName::from_static(name), headers.get(*name)?.clone())))
+        .collect();
+    Forwarding { tenant: tenant.to_owned(), hops: Federation::hops(headers), ld: ld.clone(), credentials }
 }
 
 /// The request a source of a provision operation gets: the same method and path (under

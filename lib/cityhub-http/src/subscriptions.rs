@@ -54,6 +54,24 @@ fn not_found(kind: SubscriptionKind, id: &str) -> ApiError {
     NgsiLdError::not_found(format!("{what} {id} not found")).into()
 }
 
+/// Whether the caller may see and change a subscription: an admin of the tenant any, another
+/// caller those it made (the same subject); one made by someone else is not found for it.
+fn owns(call: &Call, stored: &StoredSubscription) -> bool {
+    if call.caller.role_in(&call.tenant) == cityhub_access::Role::Admin {
+        return true;
+    }
+    let made_by = stored.doc.get("subscriber").and_then(|s| s.get("subject")).and_then(Value::as_str);
+    call.caller.subject.as_deref().is_some_and(|me| made_by == Some(me))
+}
+
+/// The subscription `id` if the caller owns it ([`owns`]).
+async fn owned(call: &Call, kind: SubscriptionKind, id: &str) -> Result<StoredSubscription, ApiError> {
+    match call.state.store.get_subscription(kind, &call.tenant, id).await? {
+        Some(stored) if owns(call, &stored) => Ok(stored),
+        _ => Err(not_found(kind, id)),
+    }
+}
+
 /// The kind of subscription a route serves: `/subscriptions` or `/csourceSubscriptions`; every
 /// operation of this module runs for either (`subscriptions::create::<Entities>`).
 pub trait Kind: Send + Sync + 'static {
@@ -80,8 +98,10 @@ params! {
 /// Creates a subscription of either kind; a csource subscription notifies at once of the
 /// registrations it matches (clause 5.11.2).
 pub async fn create<K: Kind>(write: Write<LocalOnly>, LdBody { value, ld }: LdBody<false>) -> ApiResult {
-    let (Call { state, headers, tenant, .. }, kind) = (write.call, K::KIND);
+    let (Call { state, headers, tenant, caller, .. }, kind) = (write.call, K::KIND);
     let mut sub = subscription::from_payload(&as_object(value, "a subscription")?, &ld.ctx, ld.given.clone(), &now())?;
+    // Notified as what this caller may read when each notification is made.
+    sub.subscriber = Some(crate::access::subscriber(&caller));
     // A compound @context becomes an ImplicitlyCreated one the subscription names (clause 5.13).
     if let (None, Some(given)) = (&sub.jsonld_context, ld.given.as_ref().filter(|g| implicit_contexts::is_compound(g)))
     {
@@ -125,9 +145,8 @@ pub async fn retrieve<K: Kind>(
     Read { call, ld, .. }: Read<RetrieveParams>,
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let (Call { state, params, tenant, .. }, kind) = (call, K::KIND);
-    let stored = state.store.get_subscription(kind, &tenant, &id).await?.ok_or_else(|| not_found(kind, &id))?;
-    Ok(ld_json(StatusCode::OK, render(&stored, &ld, params.sys_attrs_only()?)?, &ld, accept))
+    let stored = owned(&call, K::KIND, &id).await?;
+    Ok(ld_json(StatusCode::OK, render(&stored, &ld, call.params.sys_attrs_only()?)?, &ld, accept))
 }
 
 /// GET /subscriptions
@@ -135,11 +154,12 @@ pub async fn query<K: Kind>(
     Read { call, ld, .. }: Read<QueryParams>,
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let (Call { state, params, tenant, .. }, kind) = (call, K::KIND);
+    let mut all = call.state.store.list_subscriptions(Some(K::KIND), Some(&call.tenant)).await?;
+    all.retain(|s| owns(&call, s));
+    let (Call { state, params, .. }, kind) = (call, K::KIND);
     let paging = crate::request::page(&params, &state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
     let sys_attrs = params.sys_attrs_only()?;
-    let all = state.store.list_subscriptions(Some(kind), Some(&tenant)).await?;
     let total = all.len();
     let page: Vec<Value> =
         all.iter().skip(offset).take(limit).map(|s| render(s, &ld, sys_attrs)).collect::<Result<_, _>>()?;
@@ -158,9 +178,9 @@ pub async fn update<K: Kind>(
     update: Update<LocalOnly>,
     LdBody { value, ld }: LdBody<true>,
 ) -> ApiResult {
+    let stored = owned(&update, K::KIND, &id).await?;
     let (Call { state, headers, tenant, .. }, kind) = (update.call, K::KIND);
     let fragment = as_object(value, "a subscription fragment")?;
-    let stored = state.store.get_subscription(kind, &tenant, &id).await?.ok_or_else(|| not_found(kind, &id))?;
     let current: Subscription = serde_json::from_value(stored.doc)
         .map_err(|e| NgsiLdError::internal(format!("stored subscription {id} is unreadable: {e}")))?;
     // The fragment's names are read in the fragment's own context.
@@ -216,12 +236,9 @@ async fn follow_implicit_context(
 
 /// DELETE /subscriptions/{id}
 pub async fn delete<K: Kind>(SubscriptionId(id): SubscriptionId, update: Update<LocalOnly>) -> ApiResult {
+    let stored = owned(&update, K::KIND, &id).await?;
     let (Call { state, tenant, .. }, kind) = (update.call, K::KIND);
-    let implicit = state
-        .store
-        .get_subscription(kind, &tenant, &id)
-        .await?
-        .and_then(|s| s.doc.get("jsonldContext").and_then(Value::as_str).map(str::to_owned));
+    let implicit = stored.doc.get("jsonldContext").and_then(Value::as_str).map(str::to_owned);
     if !state.store.delete_subscription(kind, &tenant, &id).await? {
         return Err(not_found(kind, &id));
     }

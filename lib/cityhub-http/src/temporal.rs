@@ -249,9 +249,10 @@ pub async fn retrieve(
     Read { call, ld, .. }: Read<Retrieve>,
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let Call { state, headers, params, tenant, .. } = call;
+    let Call { state, headers, params, tenant, scope, .. } = call;
     let mut ask = temporal_ask(&params, &ld, state.config.temporal_instance_limit)?;
     ask.query.filter.ids = vec![id.clone()];
+    ask.query.filter = scope.narrow(std::mem::take(&mut ask.query.filter))?;
     ask.query.skip_empty = false;
     ask.query.paging = cityhub_storage::Paging { offset: 0, limit: 1, count: false };
     let page = state.store.temporal_query(&tenant, &ask.query).await?;
@@ -260,6 +261,8 @@ pub async fn retrieve(
     let read = HistoryRead { operation: Operation::RetrieveTemporal, filter: &selection, retrieval: Some(&id) };
     let remote = remote_history(&state, &headers, &tenant, &params, &ld, &ask, read).await?;
     let entities = remote.merged_with(page.entities, &ask);
+    // A history the caller may not see is not found; attributes it may not see are left out.
+    let entities: Vec<_> = entities.into_iter().filter_map(|e| scope.redact_history(e)).collect();
     if entities.is_empty() {
         return Err(NgsiLdError::not_found(format!("no temporal representation of {id}")).into());
     }
@@ -392,14 +395,15 @@ pub async fn query_post(
 
 /// A temporal query, in the @context of the `Link` header (GET) or of the Query body (POST).
 async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> ApiResult {
-    let Call { ref state, ref headers, ref params, ref tenant, .. } = call;
+    let Call { ref state, ref headers, ref params, ref tenant, ref scope, .. } = call;
     // Ids alone do not select, as in an entity query (clause 5.7.4).
     let selects = ["type", "attrs", "q", "georel", "scopeQ"].iter().any(|p| params.get(p).is_some());
     if needs_selector && !selects && !params.flag("local")? {
         return Err(NgsiLdError::bad_request(crate::entities::TOO_WIDE_QUERY).into());
     }
     let mut ask = temporal_ask(params, &ld, state.config.temporal_instance_limit)?;
-    let selection = entity_filter(params, &ld.ctx)?;
+    // Narrowed before the store is asked: pages and counts hold only what the caller sees.
+    let selection = scope.narrow(entity_filter(params, &ld.ctx)?)?;
     ask.query.filter = selection.clone();
     // attrs selects instances here, not entities.
     ask.query.filter.attrs.clear();
@@ -421,9 +425,12 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
         let page = state.store.temporal_query(tenant, &ask.query).await?;
         let mut total = MergedCount::new(page.entities.iter().map(|e| e.id.as_str()), page.total);
         for (ids, source_count) in &remote.counts {
-            total.add(ids.iter().map(String::as_str), *source_count);
+            // A source's count may count what the caller may not see: then only what it listed counts.
+            let source_count = source_count.filter(|_| *scope == cityhub_access::Scope::All);
+            total.add(ids.iter().map(String::as_str), source_count);
         }
-        let mut merged = remote.merged_with(page.entities, &ask);
+        let merged = remote.merged_with(page.entities, &ask);
+        let mut merged: Vec<_> = merged.into_iter().filter_map(|e| scope.redact_history(e)).collect();
         if let Some(order) = &selection.order {
             order.sort_histories(&mut merged);
         }
@@ -431,7 +438,7 @@ async fn run_query(call: Call, accept: Accept, ld: Ld, needs_selector: bool) -> 
     } else {
         ask.query.paging = cityhub_storage::Paging { offset, limit, count };
         let page = state.store.temporal_query(tenant, &ask.query).await?;
-        (page.entities, page.total)
+        (page.entities.into_iter().filter_map(|e| scope.redact_history(e)).collect(), page.total)
     };
     let mut response = respond(entities, &ask, params, &ld, accept, false, remote.cut.clone())?;
     if let Some(total) = total {

@@ -11,7 +11,7 @@
 //!
 //! The tenant is `NGSILD-Tenant`, or `fiware-service` when that is absent (what IoT Agent
 //! tooling and Orion send); `fiware-servicepath` is kept with what is provisioned. Every request
-//! goes through `cityhub_http::extract::{caller, admit}`, the hub's one access decision. Errors
+//! is admitted by the hub's one access decision (the gate, `cityhub_http::extract::admitted`). Errors
 //! are ProblemDetails that also carry the IoT Agent `name` and `message` members.
 
 use std::collections::HashMap;
@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bytes::Bytes;
-use cityhub_http::extract::{admit, caller};
+use cityhub_http::extract::admitted;
 use cityhub_http::{ApiError, SharedState};
 use ngsild_core::{ErrorKind, NgsiLdError};
 use serde_json::{json, Value};
@@ -165,13 +165,13 @@ impl<S: Send + Sync> FromRequestParts<S> for IotCall {
 }
 
 fn read_call(parts: &Parts) -> Result<IotCall, IotError> {
-    let who = caller(parts)?;
     let named = header_text(&parts.headers, "ngsild-tenant")?.or(header_text(&parts.headers, "fiware-service")?);
     let tenant = named.unwrap_or("").to_owned();
     if tenant.len() > 128 || tenant.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(IotError::syntax(format!("invalid tenant name {tenant:?}")));
     }
-    admit(&who, &tenant)?;
+    // The gate admitted the caller for this route and tenant (access::MERGED_TABLE).
+    admitted(parts)?;
     let servicepath = header_text(&parts.headers, "fiware-servicepath")?.unwrap_or("/").to_owned();
     let query = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     Ok(IotCall { tenant, named: named.is_some(), servicepath, query })

@@ -19,5 +19,5 @@ pub mod subscription;
 
 pub use csource::TriggerReason;
 pub use matching::Compiled;
-pub use notifier::{ContextResolver, Notifier, NotifyConfig, LEASE};
-pub use subscription::Subscription;
+pub use notifier::{Audience, ContextResolver, Notifier, NotifyConfig, LEASE};
+pub use subscription::{Subscriber, Subscription};

@@ -106,7 +106,17 @@ use tokio::task::JoinHandle;
 
 use crate::csource::TriggerReason;
 use crate::matching::Compiled;
-use crate::subscription::Subscription;
+use crate::subscription::{Subscriber, Subscription};
+use cityhub_access::Scope;
+
+/// What a subscriber may read of a tenant when a notification is made (access control, issue
+/// 16): the shell answers it from the subscriber's grants and the tenant's policies as they are
+/// then, so a revoked key or a narrowed policy holds from the next notification on.
+#[async_trait]
+pub trait Audience: Send + Sync + 'static {
+    /// None: the subscriber may read nothing of the tenant now, and is not notified.
+    async fn scope(&self, tenant: &str, subscriber: Option<&Subscriber>) -> Option<Scope>;
+}
 
 /// Resolves a subscription's @context (a URL, an object, an array; None: the core context).
 #[async_trait]
@@ -178,6 +188,8 @@ struct Inner {
     leading: watch::Sender<bool>,
     /// Set by `release`: the lease is not taken again.
     released: std::sync::atomic::AtomicBool,
+    /// Who may read what (None: every subscriber reads everything).
+    audience: RwLock<Option<Arc<dyn Audience>>>,
 }
 
 /// A handle on the notification machinery (cheap to clone).
@@ -213,6 +225,7 @@ impl Notifier {
             holder: format!("cityhub-{}", uuid::Uuid::new_v4()),
             leading: watch::channel(false).0,
             released: std::sync::atomic::AtomicBool::new(false),
+            audience: RwLock::new(None),
         });
         let notifier = Notifier { inner };
         let starting = notifier.clone();
@@ -228,6 +241,20 @@ impl Notifier {
             starting.tail_journal().await;
         });
         notifier
+    }
+
+    /// From now on a notification carries only what `audience` says its subscriber may read.
+    pub fn set_audience(&self, audience: Arc<dyn Audience>) {
+        *self.inner.audience.write() = Some(audience);
+    }
+
+    /// What the subscriber of `c` may read now; None: nothing (it is not notified).
+    async fn scope_of(&self, c: &Compiled) -> Option<Scope> {
+        let audience = self.inner.audience.read().clone();
+        match audience {
+            None => Some(Scope::All),
+            Some(a) => a.scope(&c.tenant, c.sub.subscriber.as_ref()).await,
+        }
     }
 
     /// Whether this process holds the notifier lease now.
@@ -477,6 +504,8 @@ impl Notifier {
             let now_time = chrono::Utc::now();
             let stamp = now();
             let mut notifications = Vec::new();
+            // What each subscriber may read, decided once per batch.
+            let mut scopes: HashMap<Key, Option<Scope>> = HashMap::new();
             for entry in &entries {
                 let watching = |c: &&Arc<Compiled>| {
                     c.kind == SubscriptionKind::Entity && c.tenant == entry.tenant && c.sub.time_interval.is_none()
@@ -486,7 +515,28 @@ impl Notifier {
                     if !c.is_live(now_time) || entry.at < c.sub.created_at {
                         continue;
                     }
-                    let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
+                    let scope = match scopes.get(&key(c)) {
+                        Some(scope) => scope.clone(),
+                        None => {
+                            let scope = self.scope_of(c).await;
+                            scopes.insert(key(c), scope.clone());
+                            scope
+                        }
+                    };
+                    let Some(scope) = scope else { continue };
+                    // The change as the subscriber may see it: an entity it may not see did not
+                    // change for it, an attribute it may not see is not there.
+                    let redacted;
+                    let (before, after) = if scope == Scope::All {
+                        (entry.before.as_ref(), entry.after.as_ref())
+                    } else {
+                        let redact = |e: &Option<Entity>| e.clone().and_then(|e| scope.redact(e));
+                        redacted = (redact(&entry.before), redact(&entry.after));
+                        (redacted.0.as_ref(), redacted.1.as_ref())
+                    };
+                    if before.is_none() && after.is_none() {
+                        continue;
+                    }
                     let Some(deleted) = c.fire(before, after) else {
                         continue;
                     };
@@ -494,7 +544,7 @@ impl Notifier {
                         continue;
                     }
                     let linked = match after.or(before) {
-                        Some(root) => self.linked(c, root).await,
+                        Some(root) => self.linked(c, root, &scope).await,
                         None => HashMap::new(),
                     };
                     let data = c.render_change(before, after, &deleted, &entry.at, &linked);
@@ -562,15 +612,17 @@ impl Notifier {
 
     /// The entities an entity subscription selects now, rendered; None when there are none.
     async fn current_entities(&self, c: &Compiled) -> Option<Vec<Value>> {
+        let scope = self.scope_of(c).await?;
         let mut data = Vec::new();
         let mut seen = HashSet::new();
         for filter in c.filters() {
             let paging = Paging { offset: 0, limit: 1000, count: false };
+            let Ok(filter) = scope.narrow(filter) else { continue };
             match self.inner.store.query(&c.tenant, &filter, paging).await {
                 Ok(page) => {
-                    for entity in page.entities {
+                    for entity in page.entities.into_iter().filter_map(|e| scope.redact(e)) {
                         if c.selects(&entity) && seen.insert(entity.id.clone()) {
-                            let linked = self.linked(c, &entity).await;
+                            let linked = self.linked(c, &entity, &scope).await;
                             data.extend(c.render_current(&entity, &linked));
                         }
                     }
@@ -655,7 +707,7 @@ impl Notifier {
     /// With `join`: the entities `root`'s shown relationships link to, `joinLevel` hops deep, one
     /// store query per hop (as Linked Entity retrieval does for queries). Empty without a join;
     /// an entity that cannot be read is left out.
-    async fn linked(&self, c: &Compiled, root: &Entity) -> HashMap<String, Entity> {
+    async fn linked(&self, c: &Compiled, root: &Entity, scope: &Scope) -> HashMap<String, Entity> {
         let mut linked: HashMap<String, Entity> = HashMap::new();
         let opts = c.render_options();
         let Some((_, levels)) = opts.join else {
@@ -673,7 +725,9 @@ impl Notifier {
             let limit = ids.len();
             let filter = EntityFilter { ids, ..Default::default() };
             match self.inner.store.query(&c.tenant, &filter, Paging { offset: 0, limit, count: false }).await {
-                Ok(page) => linked.extend(page.entities.into_iter().map(|e| (e.id.clone(), e))),
+                Ok(page) => {
+                    linked.extend(page.entities.into_iter().filter_map(|e| scope.redact(e)).map(|e| (e.id.clone(), e)))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "a joined notification could not read the linked entities");
                     break;

@@ -179,6 +179,20 @@ pub struct Subscription {
     pub context: Option<Value>,
     pub created_at: String,
     pub modified_at: String,
+    /// Who created it (access control, issue 16): a notification carries only what this
+    /// subscriber may read when it is made. None: made before the hub kept it (read as it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<Subscriber>,
+}
+
+/// The identity a subscription notifies for, as stored: its subject (a token's `sub`, a key's
+/// id), how it proved it, and its grants (`seoul:reader`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscriber {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub via: String,
+    pub grants: Vec<String>,
 }
 
 /// Members of the Subscription data type a client may write (others are refused).
@@ -423,6 +437,7 @@ pub fn from_payload(
         jsonld_context: None,
         dataset_ids: None,
         context: given,
+        subscriber: None,
         created_at: now.to_owned(),
         modified_at: now.to_owned(),
     };

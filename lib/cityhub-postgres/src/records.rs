@@ -1,4 +1,4 @@
-//! Records: context source registrations, one expanded document each, keyed by tenant, kind and
+//! Records: context source registrations and access policies, one expanded document each, keyed by tenant, kind and
 //! id, listed in the order first written. Creation is create-if-absent through the primary key (so
 //! two hubs creating the same id at once get one 201 and one AlreadyExists, with no lock in any
 //! process); every write tells every hub (`StoreEvent::Records`) in its transaction, so their

@@ -305,7 +305,7 @@ pub enum StoreEvent {
     Journal,
     /// A subscription was created, replaced or deleted: read it again.
     Subscription { kind: SubscriptionKind, tenant: String, id: String },
-    /// Records (context source registrations) of a tenant changed.
+    /// Records (context source registrations, access policies) of a tenant changed.
     Records { tenant: String, kind: RecordKind },
     /// A hosted or cached @context was put or deleted.
     Context { id: String },
@@ -476,6 +476,8 @@ pub enum RecordKind {
     IngestDevice,
     /// A service group of devices (`/iot/services`, cityhub-ingest).
     IngestService,
+    /// An access policy (`cityhub-access`), kept by the HTTP crate's policy routes.
+    Policy,
     /// An open-data poller's definition (`cityhub-pollers`).
     Poller,
     /// An open-data poller's last-run status, apart from its definition so that a run never
@@ -487,13 +489,14 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind, so that a dump, a migration or an event reads each kind's name back.
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 10] = [
         RecordKind::ApiKey,
         RecordKind::Dashboard,
         RecordKind::DataModel,
         RecordKind::Dataset,
         RecordKind::IngestDevice,
         RecordKind::IngestService,
+        RecordKind::Policy,
         RecordKind::Poller,
         RecordKind::PollerStatus,
         RecordKind::Registration,
@@ -507,6 +510,7 @@ impl RecordKind {
             RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "ingestDevice",
             RecordKind::IngestService => "ingestService",
+            RecordKind::Policy => "accessPolicy",
             RecordKind::Poller => "poller",
             RecordKind::PollerStatus => "pollerStatus",
             RecordKind::Registration => "csourceRegistration",
@@ -522,6 +526,7 @@ impl RecordKind {
             RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "device",
             RecordKind::IngestService => "service group",
+            RecordKind::Policy => "policy",
             RecordKind::Poller => "poller",
             RecordKind::PollerStatus => "poller status",
             RecordKind::Registration => "registration",

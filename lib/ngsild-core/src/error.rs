@@ -46,11 +46,13 @@ pub enum ErrorKind {
     TooManyRequests,
     /// HTTP 503: the hub has as many requests in flight as it takes (a cityhub type).
     Overloaded,
+    /// HTTP 403: the caller may not do this (access control; a cityhub type).
+    Forbidden,
 }
 
 impl ErrorKind {
     /// Every kind, the NGSI-LD ones and the HTTP-level ones.
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::InvalidRequest,
         ErrorKind::BadRequestData,
         ErrorKind::AlreadyExists,
@@ -73,6 +75,7 @@ impl ErrorKind {
         ErrorKind::Unauthorized,
         ErrorKind::TooManyRequests,
         ErrorKind::Overloaded,
+        ErrorKind::Forbidden,
     ];
 
     /// Whether this kind is an NGSI-LD error type (Table 5.5.2-1) rather than an HTTP-level
@@ -92,7 +95,10 @@ impl ErrorKind {
     /// Whether this kind is one of cityhub's own types (`https://cityhub.dev/errors/<Name>`):
     /// refusals about who the caller is and how much it asks, which NGSI-LD has no type for.
     pub fn is_cityhub(self) -> bool {
-        matches!(self, ErrorKind::Unauthorized | ErrorKind::TooManyRequests | ErrorKind::Overloaded)
+        matches!(
+            self,
+            ErrorKind::Unauthorized | ErrorKind::TooManyRequests | ErrorKind::Overloaded | ErrorKind::Forbidden
+        )
     }
 
     /// The kind a ProblemDetails `type` names (`https://uri.etsi.org/ngsi-ld/errors/<Name>`).
@@ -121,6 +127,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::TooManyRequests => 429,
             ErrorKind::Overloaded => 503,
+            ErrorKind::Forbidden => 403,
         }
     }
 
@@ -148,6 +155,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "Unauthorized",
             ErrorKind::TooManyRequests => "TooManyRequests",
             ErrorKind::Overloaded => "Overloaded",
+            ErrorKind::Forbidden => "Forbidden",
         }
     }
 
@@ -190,6 +198,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "The request carries no valid credentials",
             ErrorKind::TooManyRequests => "The caller sent more requests than its rate limit allows",
             ErrorKind::Overloaded => "The hub is serving as many requests as it takes",
+            ErrorKind::Forbidden => "The caller may not do this",
         }
     }
 }
@@ -218,6 +227,9 @@ impl NgsiLdError {
     }
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::InternalError, detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, detail)
     }
 
     pub fn status(&self) -> u16 {

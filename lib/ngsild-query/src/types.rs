@@ -10,6 +10,9 @@ pub enum TypeExpr {
     Type(String),
     And(Vec<TypeExpr>),
     Or(Vec<TypeExpr>),
+    /// Not this selection. No request parses to it: access control (`cityhub-access`) adds it
+    /// to hide the types a deny policy names.
+    Not(Box<TypeExpr>),
 }
 
 impl TypeExpr {
@@ -28,6 +31,7 @@ impl TypeExpr {
             TypeExpr::Type(t) => types.iter().any(|x| x == t),
             TypeExpr::And(all) => all.iter().all(|e| e.matches(types)),
             TypeExpr::Or(any) => any.iter().any(|e| e.matches(types)),
+            TypeExpr::Not(not) => !not.matches(types),
         }
     }
 
@@ -39,7 +43,7 @@ impl TypeExpr {
             TypeExpr::Or(any) => {
                 any.iter().map(|e| if let TypeExpr::Type(t) = e { Some(t.as_str()) } else { None }).collect()
             }
-            TypeExpr::And(_) => None,
+            TypeExpr::And(_) | TypeExpr::Not(_) => None,
         }
     }
 }
