@@ -1,6 +1,7 @@
 //! Egress rules, black-box (issue 16 item 4): where a hub may send notifications, forwarded
 //! requests and @context fetches. A hub listening on 0.0.0.0 (reached over 127.0.0.1 only, and
-//! killed at the end like every test hub) refuses internal destinations and itself unless
+//! killed at the end like every test hub; `--allow-anonymous`, since a hub serving other machines
+//! with no identity source refuses to start) refuses internal destinations and itself unless
 //! allowed; a loopback hub keeps delivering to loopback but never to itself.
 
 mod common;
@@ -38,7 +39,7 @@ fn assert_refused(response: reqwest::blocking::Response, endpoint: &str, words: 
 
 #[test]
 fn a_hub_on_all_addresses_refuses_internal_endpoints_and_itself() {
-    let hub = Hub::start_with(&["--listen", "0.0.0.0:0"]);
+    let hub = Hub::start_with(&["--listen", "0.0.0.0:0", "--allow-anonymous"]);
     let me = hub_port(&hub);
     let metadata = "http://169.254.169.254/latest/meta-data/";
     let ssh = "http://127.0.0.1:22/";
@@ -81,7 +82,13 @@ fn a_hub_on_all_addresses_refuses_internal_endpoints_and_itself() {
 
 #[test]
 fn refused_destinations_are_allowed_once_configured_but_never_the_hub_itself() {
-    let hub = Hub::start_with(&["--listen", "0.0.0.0:0", "--egress-allow", "127.0.0.1:22,169.254.169.254"]);
+    let hub = Hub::start_with(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-anonymous",
+        "--egress-allow",
+        "127.0.0.1:22,169.254.169.254",
+    ]);
     let me = hub_port(&hub);
     for (id, uri) in [("m", "http://169.254.169.254/latest/meta-data/"), ("s", "http://127.0.0.1:22/")] {
         let response = hub.post("/subscriptions", &subscription(&format!("urn:ngsi-ld:Subscription:{id}"), uri));
@@ -90,7 +97,8 @@ fn refused_destinations_are_allowed_once_configured_but_never_the_hub_itself() {
     // Allowing a port does not allow its neighbours.
     let response = hub.post("/subscriptions", &subscription("urn:ngsi-ld:Subscription:t", "http://127.0.0.1:23/"));
     assert_refused(response, "http://127.0.0.1:23/", &["--egress-allow 127.0.0.1:23"]);
-    let allowing_itself = Hub::start_with(&["--listen", "0.0.0.0:0", "--egress-allow", "127.0.0.0/8"]);
+    let allowing_itself =
+        Hub::start_with(&["--listen", "0.0.0.0:0", "--allow-anonymous", "--egress-allow", "127.0.0.0/8"]);
     let me2 = hub_port(&allowing_itself);
     let itself = format!("http://127.0.0.1:{me2}/ngsi-ld/v1/entities");
     let response = allowing_itself.post("/subscriptions", &subscription("urn:ngsi-ld:Subscription:self", &itself));
@@ -141,12 +149,24 @@ fn an_at_context_that_redirects_to_a_refused_address_is_refused() {
     // A hub on 0.0.0.0 allowed to fetch from one loopback port is refused the hop to another.
     let context = ContextServer::serve(json!({"@context": {"temperature": "https://example.org/temperature"}}));
     let bouncer = redirector(context.url.clone());
-    let open = Hub::start_with(&["--listen", "0.0.0.0:0", "--egress-allow", &format!("127.0.0.1:{bouncer}")]);
+    let open = Hub::start_with(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-anonymous",
+        "--egress-allow",
+        &format!("127.0.0.1:{bouncer}"),
+    ]);
     let bounced = format!("http://127.0.0.1:{bouncer}/ctx.jsonld");
     assert_context_refused(create_with_context(&open, &bounced), &bounced);
     assert_eq!(context.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the refused hop was never connected to");
     // Allowed directly, the same document serves.
-    let direct = Hub::start_with(&["--listen", "0.0.0.0:0", "--egress-allow", context.url.split('/').nth(2).unwrap()]);
+    let direct = Hub::start_with(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-anonymous",
+        "--egress-allow",
+        context.url.split('/').nth(2).unwrap(),
+    ]);
     let response = create_with_context(&direct, &context.url);
     assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
 }

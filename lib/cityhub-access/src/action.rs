@@ -128,15 +128,17 @@ impl Action {
     pub fn least_role(self) -> Role {
         use Group::*;
         match (self.group, self.write) {
-            (Health | Southbound, _) => Role::Public,
+            (Health, _) | (Southbound, true) => Role::Public,
             (Info, false) => Role::Public,
             (Entities | Temporal | Discovery | Registrations | Contexts, false) => Role::Reader,
             (Subscriptions | CsourceSubscriptions, _) => Role::Reader,
             (Entities | Batch | Temporal | Contexts, true) => Role::Editor,
             (Batch | Streams, false) => Role::Reader,
-            (Registrations | Purge | Info | Discovery | Policies | Keys | Tenants | Audit | Streams | Admin, _) => {
-                Role::Admin
-            }
+            (
+                Registrations | Purge | Info | Discovery | Policies | Keys | Tenants | Audit | Streams | Southbound
+                | Admin,
+                _,
+            ) => Role::Admin,
         }
     }
 }
@@ -156,10 +158,14 @@ mod tests {
     fn the_role_table_is_ordered_and_admin_does_everything() {
         for action in Action::all() {
             assert!(action.least_role() <= Role::Admin);
-            if action.write && action.group != Group::Health {
+            // Health answers anyone; device measurements carry their service group's API key.
+            if action.write && !matches!(action.group, Group::Health | Group::Southbound) {
                 assert!(action.least_role() >= Role::Editor.min(Role::Reader), "{action}");
             }
         }
+        assert_eq!(Action::read(Group::Streams).least_role(), Role::Reader, "readers take live changes and downloads");
+        assert_eq!(Action::write(Group::Streams).least_role(), Role::Admin);
+        assert_eq!(Action::read(Group::Southbound).least_role(), Role::Admin, "a device writes, never reads");
         assert_eq!(Action::read(Group::Entities).least_role(), Role::Reader);
         assert_eq!(Action::write(Group::Entities).least_role(), Role::Editor);
         assert_eq!(Action::write(Group::Subscriptions).least_role(), Role::Reader);
