@@ -15,9 +15,10 @@
 //!
 //! A route whose path has no row answers 403 naming the route ("no access rule covers it"),
 //! a method the path's rows do not name answers 405 with the methods they do. The unit test
-//! `every_route_has_an_action` walks the router's routes and fails on one without a row. A new
-//! route — here or in a crate merged in — is covered by one row `(METHOD, "/path/{param}",
-//! Action)` in [`TABLE`] (under `/ngsi-ld/v1`) or [`ROOT_TABLE`] (any other path, written whole).
+//! `every_route_has_an_action` walks this crate's routes and fails on one without a row. A new
+//! route is covered by one row `(METHOD, "/path/{param}", Action)` in [`TABLE`] (under
+//! `/ngsi-ld/v1`), [`ROOT_TABLE`] (this crate's other paths, written whole) or [`MERGED_TABLE`]
+//! (the routes other crates merge in with `app_with`, whose black-box tests fail without it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
