@@ -247,6 +247,14 @@ fn pollers_are_checked_and_managed_over_the_api_and_kept_across_a_restart() {
         body["detail"],
         "interval 1 is out of range: give seconds from 10 (this hub's --poller-min-interval) to 604800"
     );
+    // A source the egress rules refuse (link-local: the cloud metadata address) is refused at
+    // once, its key-bearing query not repeated.
+    let mut metadata = poller("p1", "http://169.254.169.254/latest?serviceKey=SECRET", "json");
+    metadata["interval"] = json!(60);
+    let body = assert_problem(create(&hub, &metadata), 400, "BadRequestData");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("the poller's url http://169.254.169.254/latest"), "{detail}");
+    assert!(detail.contains("egress rules") && !detail.contains("SECRET"), "{detail}");
     let mut p1 = poller("p1", url, "json");
     p1["interval"] = json!(60);
     assert_eq!(create(&hub, &p1).status().as_u16(), 201);

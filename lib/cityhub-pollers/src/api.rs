@@ -37,10 +37,25 @@ async fn find(call: &Call, id: &str) -> ApiResult<Value> {
     Ok(doc.ok_or_else(|| NgsiLdError::not_found(format!("no poller {id} in this tenant")))?)
 }
 
+/// A poller's source must be one the hub's egress rules let it reach: refused at once (400), as
+/// a subscription's endpoint is, rather than failing at every run. The URL is shown without its
+/// query, which may hold the source's API key.
+async fn vet(config: &PollerConfig, poller: &Poller) -> ApiResult<()> {
+    config.egress.vet(poller.url.as_str()).await.map_err(|refusal| {
+        NgsiLdError::bad_request(format!(
+            "the poller's url {} is refused by the hub's egress rules: {}",
+            poller.shown_url(),
+            refusal.detail()
+        ))
+        .into()
+    })
+}
+
 /// POST /cityhub/v1/pollers
 pub async fn create(Extension(config): Extension<PollerConfig>, write: Write<NoParams>, body: JsonBody) -> ApiResult {
     let Call { state, tenant, .. } = &write.call;
     let poller = Poller::read(body.value, config.min_interval)?;
+    vet(&config, &poller).await?;
     state.store.create_record(tenant, RecordKind::Poller, &poller.id, poller.doc.clone()).await??;
     Ok(created(&format!("{BASE}/{}", poller.id)))
 }
@@ -79,6 +94,7 @@ pub async fn replace(
         _ => {}
     }
     let poller = Poller::read(doc, config.min_interval)?;
+    vet(&config, &poller).await?;
     if !state.store.replace_record(tenant, RecordKind::Poller, &id, poller.doc).await? {
         return Err(NgsiLdError::not_found(format!("no poller {id} in this tenant")).into());
     }
