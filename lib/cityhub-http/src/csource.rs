@@ -6,7 +6,7 @@ use ngsild_core::time::now;
 use ngsild_core::NgsiLdError;
 use ngsild_federation::query::RegistrationQuery;
 use ngsild_federation::registration::{parse_registration, patch_registration, render_registration};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::ApiResult;
 use crate::extract::{params, Accepting, Call, LdBody, NoParams, Read, RegistrationId, Update, Write};
@@ -66,13 +66,22 @@ pub async fn create(write: Write<NoParams>, LdBody { value, ld }: LdBody<false>)
     Ok(created(&location(&id)))
 }
 
+/// A registration as its reader may see it: `contextSourceInfo` (the headers sent to the source,
+/// which may hold the source's credentials) only for the tenant's admins, who manage them.
+fn shown_to(caller: &crate::extract::Caller, tenant: &str, mut shown: Map<String, Value>) -> Map<String, Value> {
+    if caller.role_in(tenant) < cityhub_access::Role::Admin {
+        shown.remove("contextSourceInfo");
+    }
+    shown
+}
+
 /// GET /csourceRegistrations/{id}
 pub async fn retrieve(
     RegistrationId(id): RegistrationId,
     Read { call, ld, .. }: Read<RetrieveParams>,
     Accepting(accept): Accepting<false>,
 ) -> ApiResult {
-    let Call { state, params, tenant, .. } = call;
+    let Call { state, params, tenant, caller, .. } = call;
     let regs = state.federation.registrations(state.store.as_ref(), &tenant).await?;
     let reg = regs
         .iter()
@@ -80,12 +89,12 @@ pub async fn retrieve(
         .ok_or_else(|| NgsiLdError::not_found(format!("registration {id} not found")))?;
     let shown =
         render_registration(&state.federation.with_status(&tenant, reg), &ld.ctx, params.has_option("sysAttrs"));
-    Ok(ld_json(StatusCode::OK, Value::Object(shown), &ld, accept))
+    Ok(ld_json(StatusCode::OK, Value::Object(shown_to(&caller, &tenant, shown)), &ld, accept))
 }
 
 /// GET /csourceRegistrations
 pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): Accepting<false>) -> ApiResult {
-    let Call { state, params, tenant, .. } = call;
+    let Call { state, params, tenant, caller, .. } = call;
     let query = RegistrationQuery::parse(&params, &ld.ctx)?;
     let paging = crate::request::page(&params, &state.config)?;
     let cityhub_storage::Paging { offset, limit, count } = paging;
@@ -97,7 +106,8 @@ pub async fn query(Read { call, ld, .. }: Read<QueryParams>, Accepting(accept): 
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|r| Value::Object(render_registration(&state.federation.with_status(&tenant, r), &ld.ctx, sys_attrs)))
+        .map(|r| render_registration(&state.federation.with_status(&tenant, r), &ld.ctx, sys_attrs))
+        .map(|shown| Value::Object(shown_to(&caller, &tenant, shown)))
         .collect();
     let mut response = ld_json(StatusCode::OK, Value::Array(body), &ld, accept);
     if count {
