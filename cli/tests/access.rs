@@ -543,3 +543,38 @@ fn a_policy_put_at_one_hub_holds_at_another() {
     }
     assert_eq!((seen.0, seen.1["type"].as_str()), (403, Some(FORBIDDEN)), "the removal holds too: {}", seen.1);
 }
+
+/// The routes that take their tenant from `fiware-service` (device provisioning, the NGSIv2
+/// intake) are decided for that tenant: an editor of seoul may feed seoul that way, not busan.
+#[test]
+fn a_tenant_named_by_fiware_service_is_the_one_decided_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, editor) = issue(&data, "seoul", "editor");
+    let hub = Hub::spawn(&data, &["--auth-keys"]);
+    let notification = json!({"subscriptionId": "s1", "data": [{"id": "Room1", "type": "Room",
+        "temperature": {"type": "Number", "value": 21.5, "metadata": {}}}]});
+    let notify = |service: &str| {
+        hub.client
+            .post(format!("{}/cityhub/v1/ngsiv2/notify", hub.base))
+            .header("fiware-service", service)
+            .header("X-API-Key", &editor)
+            .json(&notification)
+            .send()
+            .unwrap()
+    };
+    let refused = notify("busan");
+    assert_eq!(refused.status().as_u16(), 403);
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["type"], FORBIDDEN, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("busan"), "{body}");
+    assert_eq!(notify("seoul").status().as_u16(), 204);
+    let stored = hub
+        .client
+        .get(hub.url("/entities/urn:ngsi-ld:Room:Room1"))
+        .header("NGSILD-Tenant", "seoul")
+        .header("X-API-Key", &editor)
+        .send()
+        .unwrap();
+    assert_eq!(stored.status().as_u16(), 200, "written in seoul");
+}

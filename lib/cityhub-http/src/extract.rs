@@ -109,11 +109,16 @@ pub fn admitted(parts: &Parts) -> Result<Admitted, ApiError> {
     })
 }
 
-/// The tenant a request is decided for: `NGSILD-Tenant`, and on the IoT Agent routes (`/iot/...`)
-/// also `fiware-service`, the name FIWARE's tooling sends it by (cityhub-ingest reads the same).
+/// The routes whose handlers take the tenant from `fiware-service` when `NGSILD-Tenant` is absent,
+/// as FIWARE's IoT Agent tooling and Orion v2 send it (cityhub-ingest).
+const FIWARE_SERVICE_ROUTES: [&str; 3] = ["/iot/", "/cityhub/v1/ingest/", "/cityhub/v1/ngsiv2/"];
+
+/// The tenant a request is decided for: `NGSILD-Tenant`, and on [`FIWARE_SERVICE_ROUTES`] also
+/// `fiware-service`, so that the decision is made for the tenant the handler writes in.
 fn admitted_tenant(parts: &Parts) -> Result<String, ApiError> {
     let tenant = request::tenant(&parts.headers)?;
-    if !tenant.is_empty() || !parts.uri.path().starts_with("/iot/") {
+    let path = parts.uri.path();
+    if !tenant.is_empty() || !FIWARE_SERVICE_ROUTES.iter().any(|prefix| path.starts_with(prefix)) {
         return Ok(tenant);
     }
     let mut alias = HeaderMap::new();
