@@ -12,6 +12,7 @@ import { mapPage } from './pages/map.js';
 import { browsePage } from './pages/browse.js';
 import { entityPage } from './pages/entity.js';
 import { adminPage } from './pages/admin.js';
+import { apiPage } from './pages/api.js';
 import { dashboardsPage, dashboardPage } from './pages/dashboards.js';
 import { renderChart } from './chart.js';
 
@@ -35,6 +36,7 @@ const ROUTES = [
   [/^#\/browse(?:\/([^/?]+))?$/, (m) => browsePage(m[1] ? decodeURIComponent(m[1]) : null)],
   [/^#\/entity\/(.+)$/, (m) => entityPage(decodeURIComponent(m[1]))],
   [/^#\/admin$/, () => adminPage()],
+  [/^#\/api$/, () => apiPage()],
   [/^#\/dashboards$/, () => dashboardsPage()],
   [/^#\/dashboards\/([^/]+)$/, (m) => dashboardPage(decodeURIComponent(m[1]), false)],
   [/^#\/share\/([^/]+)$/, (m) => dashboardPage(decodeURIComponent(m[1]), true)],
@@ -78,7 +80,7 @@ function chrome() {
   nav.setAttribute('aria-label', t('nav.main'));
   nav.append(
     h('ul', {},
-      [['#/', 'nav.home'], ['#/map', 'nav.map'], ['#/browse', 'nav.browse'], ['#/dashboards', 'nav.dashboards'], ['#/admin', 'nav.admin']]
+      [['#/', 'nav.home'], ['#/map', 'nav.map'], ['#/browse', 'nav.browse'], ['#/dashboards', 'nav.dashboards'], ['#/admin', 'nav.admin'], ['#/api', 'nav.api']]
         .map(([href, key]) => h('li', {}, h('a', { href }, t(key))))),
   );
   const select = document.getElementById('lang-select');

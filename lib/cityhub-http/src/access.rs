@@ -110,6 +110,8 @@ pub const ROOT_TABLE: &[(&str, &str, Action)] = {
     use Group::*;
     &[
         ("GET", "/health", r(Health)),
+        // The OpenAPI document (openapi.rs): public like the UI's files.
+        ("GET", "/openapi.json", r(Info)),
         // Who the hub takes the caller for: anyone may ask.
         ("GET", "/auth/whoami", r(Health)),
         ("GET", "/cityhub/v1/policies", r(Policies)),
@@ -185,7 +187,7 @@ pub const MERGED_TABLE: &[(&str, &str, Action)] = {
 };
 
 /// Every row, its path as the router matches it.
-fn rows() -> impl Iterator<Item = (&'static str, String, Action)> {
+pub(crate) fn rows() -> impl Iterator<Item = (&'static str, String, Action)> {
     let api = TABLE.iter().map(|(m, p, a)| (*m, format!("{V1}{p}"), *a));
     api.chain(ROOT_TABLE.iter().chain(MERGED_TABLE).map(|(m, p, a)| (*m, (*p).to_owned(), *a)))
 }
@@ -194,7 +196,6 @@ fn rows() -> impl Iterator<Item = (&'static str, String, Action)> {
 pub enum Looked {
     Action(Action),
     /// The path has rows, not for this method: the methods they name.
-    #[allow(dead_code, reason = "what a refusal could name; the router's 405 names them today")]
     OtherMethods(Vec<&'static str>),
     /// No row names the path.
     Uncovered,
@@ -233,11 +234,21 @@ pub async fn gate(State(state): State<SharedState>, request: Request, next: Next
     };
     let action = match look_up(request.method(), &route) {
         Looked::Action(action) => action,
-        Looked::OtherMethods(_) => {
-            // The router answers its own 405 (with the Allow header it knows) for a method it
-            // does not route; a routed method without a row goes on without an admission,
-            // which every extractor of a `Call` refuses (`extract::admitted`).
-            return next.run(request).await;
+        Looked::OtherMethods(methods) => {
+            // A method the path's rows do not name is answered here, before any layer of the
+            // route (a crate's own middleware reading the admission would otherwise meet a
+            // request the gate never admitted and fail as an internal error); `error::guard`
+            // makes the ProblemDetails naming the allowed methods. The route walk test keeps
+            // every routed method in the table, so these are the router's methods too.
+            let mut allow: Vec<&str> = methods;
+            if allow.contains(&"GET") {
+                allow.push("HEAD");
+            }
+            let mut refused = axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&allow.join(",")) {
+                refused.headers_mut().insert(axum::http::header::ALLOW, value);
+            }
+            return refused;
         }
         Looked::Uncovered => {
             return ApiError::forbidden(format!(

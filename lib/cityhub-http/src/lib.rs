@@ -44,6 +44,7 @@ mod info;
 mod jsonld_contexts;
 mod limits;
 pub mod live;
+mod openapi;
 mod policies;
 mod provision;
 mod request;
@@ -370,6 +371,7 @@ fn routes(state: &SharedState, extra: Router<SharedState>) -> Router<SharedState
         .merge(audit::routes())
         .merge(policies::routes())
         .merge(identify::routes())
+        .merge(openapi::routes())
         .route_layer(axum::middleware::from_fn(audit::reached))
         .fallback(error::not_found_fallback)
 }
