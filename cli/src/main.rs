@@ -5,6 +5,7 @@
 
 mod access;
 mod auth;
+mod backup;
 mod catalog;
 mod config;
 mod demo;
@@ -59,6 +60,11 @@ enum Command {
     /// streamed, upserted in batches, resumable; exit 0 all stored, 3 some rows rejected, 1 stopped
     /// by an error (run again to resume), 2 usage.
     Import(import::ImportArgs),
+    /// Write one point in time of a hub's store (--data DIR or --store postgres://...) to a file
+    /// with its SHA-256, while the hub runs.
+    Backup(backup::BackupArgs),
+    /// Put a backup file back into a new data directory or database, after checking its SHA-256.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Args)]
@@ -305,6 +311,8 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => migrate::migrate(args),
         Command::Keys(args) => auth::keys(args),
         Command::Models(args) => catalog::models(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Import(args) => match import::import(args) {
             Ok(outcome) => std::process::exit(outcome.code()),
             Err(e) if e.is::<sink::Usage>() => {
