@@ -205,6 +205,16 @@ try {
   await shot(page, 'admin');
   await axe(page, 'admin');
 
+  // The API reference renders the hub's own /openapi.json: every operation listed.
+  await page.goto(`${base}/?lang=en#/api`);
+  await page.waitForSelector('details.api-op');
+  const doc = await (await fetch(`${base}/openapi.json`)).json();
+  const documented = Object.values(doc.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+  const listed = await page.$$eval('details.api-op', (ops) => ops.map((o) => `${o.dataset.method} ${o.dataset.path}`));
+  check(listed.length === documented && listed.includes('GET /ngsi-ld/v1/entities'), 'the API page lists every documented operation', { listed: listed.length, documented });
+  await shot(page, 'api');
+  await axe(page, 'api');
+
   // Languages: Korean, Vietnamese, Chinese labels; the choice is remembered.
   for (const [lang, nav, title] of [['ko', '지도', '이 허브에 있는 데이터'], ['vi', 'Bản đồ', 'Dữ liệu trong trung tâm này'], ['zh-Hans', '地图', '本数据中心的内容']]) {
     await page.goto(`${base}/?lang=${lang}#/`);
