@@ -358,6 +358,9 @@ impl Federation {
             Err(_) => Err(fail(EgressError::Unreachable.to_string())),
         };
         let ok = answer.as_ref().is_ok_and(|a| a.status < 500);
+        let peer = cityhub_metrics::PEER_HOSTS.label(&cityhub_metrics::labels::host_of(&reg.endpoint));
+        let outcome = if ok { "answered" } else { "failed" };
+        metrics::counter!("cityhub_federation_requests_total", "peer" => peer, "outcome" => outcome).increment(1);
         self.record(&fwd.tenant, &reg.id, ok);
         answer
     }

@@ -62,8 +62,14 @@ fn describe() {
         "cityhub_federation_requests_total",
         "Requests forwarded to context sources, by peer and outcome"
     );
-    describe_counter!("cityhub_ingest_readings_total", "Device readings stored by the ingestion agent");
-    describe_counter!("cityhub_ingest_dead_letters_total", "Device messages the ingestion agent could not store");
+    describe_counter!(
+        "cityhub_ingest_readings_total",
+        "Device messages stored (ingestion agent, NGSIv2 intake, pollers, imports)"
+    );
+    describe_counter!(
+        "cityhub_ingest_dead_letters_total",
+        "Messages the ingestion could not store (kept as dead letters)"
+    );
     describe_counter!("cityhub_rate_limited_total", "Requests refused 429 over their caller's rate");
     describe_counter!("cityhub_in_flight_shed_total", "Requests refused 503 over --max-in-flight");
 }
