@@ -12,6 +12,7 @@ mod guard;
 mod import;
 mod migrate;
 mod ngsiv2;
+mod ops;
 mod sink;
 
 use std::net::SocketAddr;
@@ -24,7 +25,6 @@ use cityhub_postgres::PostgresStore;
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator took a fifth of the hub's CPU under GET-by-id load (malloc_consolidate,
 /// contended arenas between the runtime's and the blocking pool's threads); see
@@ -230,6 +230,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     access: access::AccessArgs,
+
+    #[command(flatten)]
+    ops: ops::OpsArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -317,11 +320,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&args.log).context("invalid --log filter")?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    args.ops.init_logging(&args.log)?;
+    let (refresh, grace) = (args.ops.refresh()?, args.ops.grace()?);
     let alias = match (&args.alias, &args.via_name) {
         (Some(alias), _) => alias.clone(),
         (None, Some(via_name)) => {
@@ -339,15 +339,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let store: DynStore = match &args.store {
-            Some(url) => Arc::new(
-                PostgresStore::connect(url).await.with_context(|| format!("cannot open the store {}", redact(url)))?,
-            ),
-            None => Arc::new(
-                SqliteStore::open(&args.data)
-                    .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
-            ),
+        let (store, figures): (DynStore, ops::Figures) = match &args.store {
+            Some(url) => {
+                let store = Arc::new(
+                    PostgresStore::connect(url)
+                        .await
+                        .with_context(|| format!("cannot open the store {}", redact(url)))?,
+                );
+                (store.clone(), ops::Figures::Postgres(store))
+            }
+            None => {
+                let store = Arc::new(
+                    SqliteStore::open(&args.data)
+                        .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
+                );
+                (store.clone(), ops::Figures::Sqlite(store))
+            }
         };
+        ops::start_metrics(figures.clone(), refresh);
         let (store, models) = catalog::enforce_models(store);
         let identities = cityhub_auth::Auth::start(store.clone(), &args.auth.config())
             .await
@@ -388,6 +397,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             audit_queue: args.guard.audit_queue.max(1),
             max_in_flight: args.auth.max_in_flight.max(1),
             federation_auth: args.access.federation_auth()?,
+            metrics_token: args.ops.metrics_token.clone().filter(|t| !t.is_empty()),
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {
@@ -436,9 +446,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cityhub_http::ClientAddr,
         >(app);
         let listener = cityhub_http::GuardedListener::new(listener).with_head_timeout(args.auth.header_timeout());
-        axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown_signal().await;
+            cityhub_http::ops::drain();
+            let _ = stopping.send(true);
+        };
+        let server =
+            std::future::IntoFuture::into_future(axum::serve(listener, service).with_graceful_shutdown(signal));
+        let outlasted = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = server => served?,
+            () = outlasted => tracing::warn!(
+                grace = ?grace,
+                "requests in flight outlasted --shutdown-grace: stopping without their answers"
+            ),
+        }
         // Another hub on the same store takes over the notifications at once.
         notifier.release().await;
+        // Every write acknowledged is committed already; the writer finishes what it was handed.
+        if let ops::Figures::Sqlite(store) = &figures {
+            store.close();
+        }
         tracing::info!("cityhub stopped");
         anyhow::Ok(())
     })
