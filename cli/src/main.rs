@@ -126,7 +126,7 @@ struct ServeArgs {
 
     /// Load the demo city data (air quality, parking, districts in Seoul, Busan, Ho Chi Minh City
     /// and Shenzhen) into the default tenant; entities that already exist are left as they are.
-    #[arg(long)]
+    #[arg(long, env = "CITYHUB_DEMO")]
     demo: bool,
 
     /// Largest request body accepted, in bytes; larger requests answer 413.
@@ -134,7 +134,7 @@ struct ServeArgs {
     max_body_bytes: usize,
 
     /// Seconds to wait for a remote JSON-LD @context before answering LdContextNotAvailable.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, env = "CITYHUB_CONTEXT_TIMEOUT_SECS")]
     context_timeout_secs: u64,
 
     /// The largest remote @context document read, in bytes; a larger one is refused
@@ -684,6 +684,27 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    /// Containers and systemd units set the hub up through its environment: every `serve` flag
+    /// has its `CITYHUB_*` variable.
+    #[test]
+    fn every_serve_flag_is_settable_from_the_environment() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        let serve = cli.find_subcommand("serve").expect("a serve subcommand");
+        let mut missing = Vec::new();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            match arg.get_env().and_then(|e| e.to_str()) {
+                Some(env) => assert!(env.starts_with("CITYHUB_"), "--{long} reads {env}"),
+                None => missing.push(long.to_owned()),
+            }
+        }
+        assert!(missing.is_empty(), "serve flags without a CITYHUB_* variable: {missing:?}");
+    }
 
     #[test]
     fn store_urls_are_logged_without_their_password() {
