@@ -410,3 +410,73 @@ fn serve_flags_are_read_from_the_environment() {
     assert_eq!(anonymous.status(), 403, "CITYHUB_AUTH_KEYS enforced identities");
     assert_eq!(scraped.status(), 200, "CITYHUB_METRICS_TOKEN is the scrape token");
 }
+
+#[test]
+fn a_request_forwarded_to_a_context_source_carries_the_callers_trace() {
+    let source = Receiver::start();
+    let hub = Hub::start();
+    let registration = json!({
+        "id": "urn:ngsi-ld:ContextSourceRegistration:traced",
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "Federated"}]}],
+        "endpoint": format!("http://127.0.0.1:{}", source.port),
+    });
+    assert_eq!(hub.post("/csourceRegistrations", &registration).status(), 201);
+    let response = hub.get("/entities?type=Federated").header("traceparent", TRACEPARENT).send().unwrap();
+    // The source answers 204 without a body: its part is missing, the hub's is answered.
+    assert_eq!(response.status(), 200);
+    let asked: Vec<Received> =
+        source.all().into_iter().filter(|r| r.path.starts_with("/ngsi-ld/v1/entities")).collect();
+    assert_eq!(
+        asked.len(),
+        1,
+        "the source is asked once: {:?}",
+        source.all().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    let header = asked[0].header("traceparent").expect("a traceparent on the forwarded request");
+    assert!(header.starts_with(&format!("00-{TRACE_ID}-")) && header != TRACEPARENT, "{header}");
+
+    let after = scrape(&hub);
+    let peer = format!("127.0.0.1:{}", source.port);
+    assert_eq!(counter(&after, "cityhub_federation_requests_total", &[("peer", peer.as_str())]), 1.0);
+}
+
+#[test]
+fn a_notification_pending_at_sigterm_is_delivered_after_the_restart_with_its_trace() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut hub = Hub::spawn(&data, &[]);
+    let subscription = json!({
+        "id": "urn:ngsi-ld:Subscription:pending",
+        "type": "Subscription",
+        "entities": [{"type": "Pending"}],
+        "notification": {"endpoint": {"uri": format!("http://127.0.0.1:{port}/notify"), "accept": "application/json"}},
+    });
+    assert_eq!(hub.post("/subscriptions", &subscription).status(), 201);
+    let entity = json!({"id": "urn:ngsi-ld:Pending:1", "type": "Pending", "n": {"type": "Property", "value": 1}});
+    let response =
+        hub.send_json(reqwest::Method::POST, "/entities", &entity).header("traceparent", TRACEPARENT).send().unwrap();
+    assert_eq!(response.status(), 201);
+    // Nothing listens at the endpoint: wait (bounded) for the failed attempt, so the notification
+    // is in the outbox.
+    let mut failed = false;
+    for _ in 0..200 {
+        let (_, sub) = hub.get_json("/subscriptions/urn:ngsi-ld:Subscription:pending");
+        if sub["notification"]["lastFailure"].is_string() {
+            failed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(failed, "the first delivery failed");
+    assert!(hub.terminate().success());
+
+    let receiver = Receiver::start_on(port);
+    let _hub = Hub::spawn(&data, &[]);
+    let got = receiver.wait_for("urn:ngsi-ld:Subscription:pending", 1, Duration::from_secs(30));
+    assert!(!got.is_empty(), "the restarted hub delivered the pending notification");
+    assert_eq!(got[0]["data"][0]["id"], "urn:ngsi-ld:Pending:1");
+    let header = receiver.all()[0].header("traceparent").map(str::to_owned).expect("its trace, kept in the outbox");
+    assert!(header.starts_with(&format!("00-{TRACE_ID}-")), "{header}");
+}

@@ -121,6 +121,18 @@ pub async fn scope<F: std::future::Future>(request: RequestTrace, future: F) -> 
     CURRENT.scope(request, future).await
 }
 
+/// `future` in the request this task serves (if it serves one), for a task it spawns: a
+/// task-local does not follow `tokio::spawn` by itself.
+pub fn carry<F: std::future::Future>(future: F) -> impl std::future::Future<Output = F::Output> {
+    let request = CURRENT.try_with(Clone::clone).ok();
+    async move {
+        match request {
+            Some(request) => CURRENT.scope(request, future).await,
+            None => future.await,
+        }
+    }
+}
+
 /// The trace of the request this task serves, if it serves one.
 pub fn current() -> Option<TraceParent> {
     CURRENT.try_with(|r| r.trace).ok()
