@@ -90,7 +90,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         method,
         path = %request.uri().path(),
     );
-    let scoped = RequestTrace { request_id: request_id.as_str().into(), trace: span_trace };
+    let scoped = RequestTrace { request_id: request_id.as_str().into(), trace: span_trace, continued: sent.is_some() };
     let mut response = trace::scope(scoped, next.run(request)).instrument(span).await;
     let route = response.extensions().get::<MatchedPath>().map_or(UNMATCHED, MatchedPath::as_str).to_owned();
     let status = response.status().as_u16().to_string();

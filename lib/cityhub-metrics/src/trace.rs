@@ -3,7 +3,7 @@
 //!
 //! The HTTP layer runs each request inside [`scope`]; the egress client adds [`current`]'s
 //! `traceparent` to every request sent from inside it (federation). Notifications are made later
-//! by the notifier, from the journal: a write notes the trace of its request beside its entity
+//! by the notifier, from the journal: a write whose client sent a `traceparent` notes it beside its entity
 //! ([`note_writes`], a bounded map of recent writes), and the notifier copies it
 //! ([`written`]) into the notification's headers, which the outbox keeps with the message — so a
 //! notification delivered after a restart still carries its write's trace. Only this hub's writes
@@ -110,6 +110,9 @@ pub struct RequestTrace {
     pub request_id: Arc<str>,
     /// The hub's span of the request (a child of the client's `traceparent`, or a new root).
     pub trace: TraceParent,
+    /// Whether the client sent the trace (else the hub started it): only then are its writes
+    /// noted for their notifications, which costs a map entry per entity written.
+    pub continued: bool,
 }
 
 tokio::task_local! {
@@ -150,10 +153,10 @@ struct Recent {
 
 static WRITES: Mutex<Option<Recent>> = Mutex::new(None);
 
-/// Notes that the request this task serves writes these entities of `tenant` (before the write,
+/// Notes that the request this task serves, when its client sent its trace, writes these entities of `tenant` (before the write,
 /// so that the notifier, which may see the commit before the writer is answered, finds it).
 pub fn note_writes<'a>(tenant: &str, ids: impl IntoIterator<Item = &'a str>) {
-    let Some(trace) = current() else { return };
+    let Some(trace) = CURRENT.try_with(|r| r.continued.then_some(r.trace)).ok().flatten() else { return };
     let mut guard = WRITES.lock();
     let recent = guard.get_or_insert_with(|| Recent { map: HashMap::new(), order: VecDeque::new() });
     for id in ids {
@@ -224,7 +227,12 @@ mod tests {
         let t = TraceParent::parse(SAMPLE).unwrap();
         note_writes("t", ["urn:outside"]);
         assert_eq!(written("t", "urn:outside"), None, "no request, no trace");
-        scope(RequestTrace { request_id: "r1".into(), trace: t }, async {
+        scope(RequestTrace { request_id: "r0".into(), trace: t, continued: false }, async {
+            note_writes("t", ["urn:started-here"]);
+        })
+        .await;
+        assert_eq!(written("t", "urn:started-here"), None, "a trace the hub started is not noted");
+        scope(RequestTrace { request_id: "r1".into(), trace: t, continued: true }, async {
             assert_eq!(current(), Some(t));
             note_writes("t", ["urn:a", "urn:b"]);
         })
