@@ -370,6 +370,7 @@ fn sigterm_under_concurrent_writers_answers_every_request_and_loses_no_acknowled
     let acknowledged: Vec<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     assert!(acknowledged.len() >= 40, "{} writes acknowledged", acknowledged.len());
     assert!(acknowledged.len() < WRITERS * PER_WRITER, "the hub stopped while the writers ran");
+    eprintln!("SIGTERM: {} of {} writes acknowledged before the hub stopped", acknowledged.len(), WRITERS * PER_WRITER);
 
     let hub = Hub::spawn(&data, &[]);
     for id in &acknowledged {
