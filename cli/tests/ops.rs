@@ -481,3 +481,24 @@ fn a_notification_pending_at_sigterm_is_delivered_after_the_restart_with_its_tra
     let header = receiver.all()[0].header("traceparent").map(str::to_owned).expect("its trace, kept in the outbox");
     assert!(header.starts_with(&format!("00-{TRACE_ID}-")), "{header}");
 }
+
+#[test]
+fn rate_limit_refusals_are_counted_and_the_scraper_is_not_limited() {
+    // One request per 1000 s, two at once: the third anonymous request is refused.
+    let hub = Hub::start_with(&["--auth-keys", "--rate-limit", "0.001", "--rate-burst", "2", "--metrics-token", "t0k"]);
+    let statuses: Vec<u16> =
+        (0..3).map(|_| hub.client.get(format!("{}/health", hub.base)).send().unwrap().status().as_u16()).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let scrape_once = || {
+        let response = hub.client.get(format!("{}/metrics", hub.base)).bearer_auth("t0k").send().unwrap();
+        assert_eq!(response.status(), 200, "the scraper has no rate bucket");
+        parse(&response.text().unwrap())
+    };
+    let first = scrape_once();
+    let after = scrape_once();
+    assert_eq!(counter(&first, "cityhub_rate_limited_total", &[]), 1.0);
+    assert_eq!(counter(&after, "cityhub_rate_limited_total", &[]), 1.0);
+    // Refused before any route: counted under `unmatched`, with its status.
+    assert_eq!(counter(&after, "cityhub_http_requests_total", &[("route", "unmatched"), ("status", "429")]), 1.0);
+    assert_eq!(counter(&after, "cityhub_http_requests_total", &[("route", "/health"), ("status", "200")]), 2.0);
+}
