@@ -423,6 +423,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let pollers = args.pollers.config(&state.config.egress)?;
         cityhub_pollers::start(state.store.clone(), pollers.clone());
         let notifier = state.notifier.clone();
+        let audit_stored = state.audit.stored();
         let catalog = catalog::start(&args.catalog, models)?;
         if args.demo {
             let base = args.catalog.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
@@ -467,6 +468,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         // Another hub on the same store takes over the notifications at once.
         notifier.release().await;
+        // The audit entries of the last requests, queued when they were answered: stored once
+        // the state (the queue's sender) went with the server, within a bound.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), audit_stored).await.is_err() {
+            tracing::warn!("the last audit entries were not stored within 5 s of the stop");
+        }
         // Every write acknowledged is committed already; the writer finishes what it was handed.
         if let ops::Figures::Sqlite(store) = &figures {
             store.close();

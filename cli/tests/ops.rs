@@ -378,6 +378,17 @@ fn sigterm_under_concurrent_writers_answers_every_request_and_loses_no_acknowled
         assert_eq!(status, 200, "{id} was acknowledged before SIGTERM");
         assert_eq!(body["id"], id.as_str());
     }
+    // And audited: the entries of the last requests were stored before the hub exited.
+    let audit = hub.client.get(format!("{}/cityhub/v1/audit?limit=1000", hub.base)).send().unwrap();
+    let (status, entries) = json_of(audit);
+    assert_eq!(status, 200, "{entries}");
+    let created = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "POST /ngsi-ld/v1/entities" && e["status"] == 201)
+        .count();
+    assert_eq!(created, acknowledged.len(), "one audit entry per acknowledged write");
 }
 
 #[test]
