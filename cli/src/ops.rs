@@ -4,8 +4,9 @@
 //!
 //! A SIGTERM (or Ctrl-C) makes `/ready` answer 503, stops accepting connections and lets the
 //! requests in flight finish — their commits included, as a write is answered only after its
-//! commit — for at most `--shutdown-grace` seconds; then the notifier's lease is released and the
-//! embedded store's writer drains its queue. Notifications need no hand-over: each is in the
+//! commit — for at most `--shutdown-grace` seconds; then the notifier's lease is released, the
+//! audit entries of the last requests are stored (at most 5 s more) and the embedded store's
+//! writer drains its queue. Notifications need no hand-over: each is in the
 //! outbox (or its change in the journal) from the commit of its write on, and a restarted hub, or
 //! another on the same store, delivers them from there.
 
