@@ -458,7 +458,7 @@ fn a_notification_pending_at_sigterm_is_delivered_after_the_restart_with_its_tra
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut hub = Hub::spawn(&data, &[]);
+    let mut hub = Hub::spawn(&data, &["--metrics-refresh", "1"]);
     let subscription = json!({
         "id": "urn:ngsi-ld:Subscription:pending",
         "type": "Subscription",
@@ -482,6 +482,20 @@ fn a_notification_pending_at_sigterm_is_delivered_after_the_restart_with_its_tra
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(failed, "the first delivery failed");
+    // The queue of the endpoint's host shows it (refreshed every second: bounded wait).
+    let host = format!("127.0.0.1:{port}");
+    let depth = |hub: &Hub| counter(&scrape(hub), "cityhub_notification_queue_depth", &[("endpoint_host", &host)]);
+    let mut queued = depth(&hub);
+    for _ in 0..100 {
+        if queued >= 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        queued = depth(&hub);
+    }
+    assert_eq!(queued, 1.0, "one notification waits for {host}");
+    let failures = [("endpoint_host", host.as_str()), ("outcome", "failed")];
+    assert!(counter(&scrape(&hub), "cityhub_notifications_total", &failures) >= 1.0);
     assert!(hub.terminate().success());
 
     let receiver = Receiver::start_on(port);
