@@ -13,6 +13,7 @@ mod guard;
 mod import;
 mod migrate;
 mod ngsiv2;
+mod ops;
 mod sink;
 
 use std::net::SocketAddr;
@@ -25,7 +26,6 @@ use cityhub_postgres::PostgresStore;
 use cityhub_sqlite::SqliteStore;
 use cityhub_storage::DynStore;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator took a fifth of the hub's CPU under GET-by-id load (malloc_consolidate,
 /// contended arenas between the runtime's and the blocking pool's threads); see
@@ -132,7 +132,7 @@ struct ServeArgs {
 
     /// Load the demo city data (air quality, parking, districts in Seoul, Busan, Ho Chi Minh City
     /// and Shenzhen) into the default tenant; entities that already exist are left as they are.
-    #[arg(long)]
+    #[arg(long, env = "CITYHUB_DEMO")]
     demo: bool,
 
     /// Largest request body accepted, in bytes; larger requests answer 413.
@@ -140,7 +140,7 @@ struct ServeArgs {
     max_body_bytes: usize,
 
     /// Seconds to wait for a remote JSON-LD @context before answering LdContextNotAvailable.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, env = "CITYHUB_CONTEXT_TIMEOUT_SECS")]
     context_timeout_secs: u64,
 
     /// The largest remote @context document read, in bytes; a larger one is refused
@@ -236,6 +236,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     access: access::AccessArgs,
+
+    #[command(flatten)]
+    ops: ops::OpsArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -325,11 +328,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&args.log).context("invalid --log filter")?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    args.ops.init_logging(&args.log)?;
+    let (refresh, grace) = (args.ops.refresh()?, args.ops.grace()?);
     let alias = match (&args.alias, &args.via_name) {
         (Some(alias), _) => alias.clone(),
         (None, Some(via_name)) => {
@@ -347,15 +347,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let store: DynStore = match &args.store {
-            Some(url) => Arc::new(
-                PostgresStore::connect(url).await.with_context(|| format!("cannot open the store {}", redact(url)))?,
-            ),
-            None => Arc::new(
-                SqliteStore::open(&args.data)
-                    .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
-            ),
+        let (store, figures): (DynStore, ops::Figures) = match &args.store {
+            Some(url) => {
+                let store = Arc::new(
+                    PostgresStore::connect(url)
+                        .await
+                        .with_context(|| format!("cannot open the store {}", redact(url)))?,
+                );
+                (store.clone(), ops::Figures::Postgres(store))
+            }
+            None => {
+                let store = Arc::new(
+                    SqliteStore::open(&args.data)
+                        .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
+                );
+                (store.clone(), ops::Figures::Sqlite(store))
+            }
         };
+        ops::start_metrics(figures.clone(), refresh);
         let (store, models) = catalog::enforce_models(store);
         let identities = cityhub_auth::Auth::start(store.clone(), &args.auth.config())
             .await
@@ -396,6 +405,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             audit_queue: args.guard.audit_queue.max(1),
             max_in_flight: args.auth.max_in_flight.max(1),
             federation_auth: args.access.federation_auth()?,
+            metrics_token: args.ops.metrics_token.clone().filter(|t| !t.is_empty()),
             ..HttpConfig::default()
         };
         let notify = NotifyConfig {
@@ -421,6 +431,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let pollers = args.pollers.config(&state.config.egress)?;
         cityhub_pollers::start(state.store.clone(), pollers.clone());
         let notifier = state.notifier.clone();
+        let audit_stored = state.audit.stored();
         let catalog = catalog::start(&args.catalog, models)?;
         if args.demo {
             let base = args.catalog.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
@@ -444,9 +455,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cityhub_http::ClientAddr,
         >(app);
         let listener = cityhub_http::GuardedListener::new(listener).with_head_timeout(args.auth.header_timeout());
-        axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown_signal().await;
+            cityhub_http::ops::drain();
+            let _ = stopping.send(true);
+        };
+        let server =
+            std::future::IntoFuture::into_future(axum::serve(listener, service).with_graceful_shutdown(signal));
+        let outlasted = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = server => served?,
+            () = outlasted => tracing::warn!(
+                grace = ?grace,
+                "requests in flight outlasted --shutdown-grace: stopping without their answers"
+            ),
+        }
         // Another hub on the same store takes over the notifications at once.
         notifier.release().await;
+        // The audit entries of the last requests, queued when they were answered: stored once
+        // the state (the queue's sender) went with the server, within a bound.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), audit_stored).await.is_err() {
+            tracing::warn!("the last audit entries were not stored within 5 s of the stop");
+        }
+        // Every write acknowledged is committed already; the writer finishes what it was handed.
+        if let ops::Figures::Sqlite(store) = &figures {
+            store.close();
+        }
         tracing::info!("cityhub stopped");
         anyhow::Ok(())
     })
@@ -660,6 +698,27 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    /// Containers and systemd units set the hub up through its environment: every `serve` flag
+    /// has its `CITYHUB_*` variable.
+    #[test]
+    fn every_serve_flag_is_settable_from_the_environment() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        let serve = cli.find_subcommand("serve").expect("a serve subcommand");
+        let mut missing = Vec::new();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            match arg.get_env().and_then(|e| e.to_str()) {
+                Some(env) => assert!(env.starts_with("CITYHUB_"), "--{long} reads {env}"),
+                None => missing.push(long.to_owned()),
+            }
+        }
+        assert!(missing.is_empty(), "serve flags without a CITYHUB_* variable: {missing:?}");
+    }
 
     #[test]
     fn store_urls_are_logged_without_their_password() {

@@ -363,10 +363,20 @@ impl EgressClient {
         self.http.request(method, url)
     }
 
-    /// Sends a request built with this client, after judging its URL.
+    /// Sends a request built with this client, after judging its URL; inside a request the hub
+    /// serves, with that request's `traceparent`.
     pub async fn execute(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, EgressError> {
-        let request = request.build().map_err(|_| EgressError::Failed)?;
+        let mut request = request.build().map_err(|_| EgressError::Failed)?;
         self.egress.judge_url(request.url()).map_err(EgressError::Refused)?;
+        // Sent while serving a request: its trace goes on (W3C trace context), unless the caller
+        // set one.
+        if let Some(trace) = cityhub_metrics::trace::current() {
+            if !request.headers().contains_key("traceparent") {
+                if let Ok(value) = reqwest::header::HeaderValue::from_str(&trace.header()) {
+                    request.headers_mut().insert("traceparent", value);
+                }
+            }
+        }
         let port = host_port(request.url()).map(|(_, p)| p);
         HOP_PORT.scope(Cell::new(port), self.http.execute(request)).await.map_err(|e| EgressError::of(&e))
     }

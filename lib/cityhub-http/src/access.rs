@@ -120,6 +120,11 @@ pub const ROOT_TABLE: &[(&str, &str, Action)] = {
         ("PUT", "/cityhub/v1/policies/{id}", w(Policies)),
         ("DELETE", "/cityhub/v1/policies/{id}", w(Policies)),
         ("GET", "/cityhub/v1/audit", r(Audit)),
+        // Whether the hub serves: anyone may ask (load balancers, orchestrators).
+        ("GET", "/ready", r(Health)),
+        // Prometheus text: the gate lets it through, the handler admits admins of the default
+        // tenant and a scraper holding --metrics-token (ops.rs).
+        ("GET", "/metrics", r(Health)),
         // The browser UI (cityhub-ui, ui.rs): its files are public, what it shows is read through
         // the API under the caller's own identity.
         ("GET", "/", r(Info)),

@@ -50,13 +50,21 @@ const BATCH: usize = 256;
 pub struct AuditLog {
     queue: mpsc::Sender<AuditEntry>,
     dropped: AtomicU64,
+    /// Turns true once the appending task stored the last entry queued (the log was dropped).
+    stored: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AuditLog {
     /// Starts the appending and the retention tasks (on the current tokio runtime).
     pub fn start(store: DynStore, retention: Duration, queue: usize) -> Arc<AuditLog> {
-        let (log, rx) = AuditLog::queue(queue);
-        tokio::spawn(append(store.clone(), rx));
+        let (mut log, rx) = AuditLog::queue(queue);
+        let (stored, stored_rx) = tokio::sync::watch::channel(false);
+        log.stored = stored_rx;
+        let appending = store.clone();
+        tokio::spawn(async move {
+            append(appending, rx).await;
+            let _ = stored.send(true);
+        });
         tokio::spawn(retain(store, retention));
         Arc::new(log)
     }
@@ -64,7 +72,17 @@ impl AuditLog {
     /// The log and the receiving end of its queue.
     fn queue(queue: usize) -> (AuditLog, mpsc::Receiver<AuditEntry>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        (AuditLog { queue: tx, dropped: AtomicU64::new(0) }, rx)
+        let (_, stored) = tokio::sync::watch::channel(false);
+        (AuditLog { queue: tx, dropped: AtomicU64::new(0), stored }, rx)
+    }
+
+    /// Resolves once every entry queued is stored, after the log is dropped with the hub's
+    /// state (at shutdown: the entries of the last requests are not lost with the process).
+    pub fn stored(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stored = self.stored.clone();
+        async move {
+            let _ = stored.wait_for(|done| *done).await;
+        }
     }
 
     /// Queues an entry without waiting; a full queue drops it and counts it.

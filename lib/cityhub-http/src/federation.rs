@@ -358,6 +358,9 @@ impl Federation {
             Err(_) => Err(fail(EgressError::Unreachable.to_string())),
         };
         let ok = answer.as_ref().is_ok_and(|a| a.status < 500);
+        let peer = cityhub_metrics::PEER_HOSTS.label(&cityhub_metrics::labels::host_of(&reg.endpoint));
+        let outcome = if ok { "answered" } else { "failed" };
+        metrics::counter!("cityhub_federation_requests_total", "peer" => peer, "outcome" => outcome).increment(1);
         self.record(&fwd.tenant, &reg.id, ok);
         answer
     }
@@ -424,7 +427,8 @@ impl Federation {
             };
             let (me, reg, fwd, read) = (self.clone(), target.registration.clone(), fwd.clone(), read.clone());
             let tolerate_missing = retrieval.is_some();
-            tasks.spawn(async move {
+            // A task of its own, in the request's trace all the same.
+            tasks.spawn(cityhub_metrics::trace::carry(async move {
                 let answer = me.send(&reg, &fwd, method, &path, &query, body).await;
                 let fail = |detail: String| SourceFailure {
                     registration_id: reg.id.clone(),
@@ -438,7 +442,7 @@ impl Federation {
                     _ => Err(status_failure(&reg, &a)),
                 });
                 (index, reg, result)
-            });
+            }));
         }
         let mut answers = Vec::new();
         let mut failures = Vec::new();
@@ -536,10 +540,10 @@ impl Federation {
         for (index, (reg, attrs, body)) in parts.into_iter().enumerate() {
             let (me, fwd, method, path, query) =
                 (self.clone(), fwd.clone(), method.clone(), path.to_owned(), query.to_vec());
-            tasks.spawn(async move {
+            tasks.spawn(cityhub_metrics::trace::carry(async move {
                 let result = me.send(&reg, &fwd, method, &path, &query, body).await;
                 (index, ProvisionAnswer { registration: reg, attrs, result })
-            });
+            }));
         }
         let mut answers = Vec::new();
         while let Some(joined) = tasks.join_next().await {

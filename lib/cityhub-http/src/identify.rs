@@ -28,6 +28,7 @@ use crate::SharedState;
 /// Over `--max-in-flight` requests at once: 503 at once.
 pub async fn bound_in_flight(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        metrics::counter!("cityhub_in_flight_shed_total").increment(1);
         let mut response = ApiError(NgsiLdError::new(
             ErrorKind::Overloaded,
             format!(
@@ -45,12 +46,20 @@ pub async fn bound_in_flight(State(state): State<SharedState>, request: Request,
 
 /// Reads the caller's identity into the request's and the response's extensions.
 pub async fn identify(State(state): State<SharedState>, mut request: Request, next: Next) -> Response {
+    // The operator's scrape token is no credential of the identity sources: on `/metrics` it
+    // passes as itself, anonymous everywhere else.
+    if crate::ops::is_scrape(&state, &request) {
+        request.extensions_mut().insert(crate::ops::Scraper);
+        request.extensions_mut().insert(Identity::anonymous());
+        return next.run(request).await;
+    }
     let verified = match state.auth.identify(request.headers()).await {
         Ok(verified) => verified,
         Err(refused) => return unauthorized(&refused),
     };
     let peer = request.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0 .0.ip());
     if let Err(wait) = state.auth.admit_rate(&verified, peer) {
+        metrics::counter!("cityhub_rate_limited_total").increment(1);
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut response = ApiError(NgsiLdError::new(
             ErrorKind::TooManyRequests,

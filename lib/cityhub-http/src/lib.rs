@@ -22,7 +22,8 @@
 //! `limits::bound_lists` (`attrs`/`pick`/`omit`/`id`/`type` lengths) and `limits::admit_tenants`
 //! (a write that would create one tenant too many). Outside all of it, `audit::record` records
 //! every write that reached a handler and every 401/403/429 (the route layer `audit::reached`
-//! tags answers with their matched route); see `audit` for how.
+//! tags answers with their matched route); see `audit` for how. Outermost of all, `ops::observe`
+//! gives the request its id and trace, the span of its log lines, and counts it (`/metrics`).
 
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -45,6 +46,7 @@ mod jsonld_contexts;
 mod limits;
 pub mod live;
 mod openapi;
+pub mod ops;
 mod policies;
 mod provision;
 mod request;
@@ -118,6 +120,9 @@ pub struct HttpConfig {
     pub max_in_flight: usize,
     /// Who a forwarded request says asks: the caller (its credentials) or the hub.
     pub federation_auth: FederationAuth,
+    /// The bearer token a Prometheus scraper sends for `/metrics` (`--metrics-token`); admins
+    /// may read it without.
+    pub metrics_token: Option<String>,
 }
 
 /// Whose credentials a request forwarded to a context source carries
@@ -152,6 +157,7 @@ impl Default for HttpConfig {
             audit_queue: 10_000,
             max_in_flight: 512,
             federation_auth: FederationAuth::Caller,
+            metrics_token: None,
         }
     }
 }
@@ -296,6 +302,7 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), identify::identify))
         .layer(axum::middleware::from_fn_with_state(state.audit.clone(), audit::record))
         .layer(axum::middleware::from_fn_with_state(state, identify::bound_in_flight))
+        .layer(axum::middleware::from_fn(ops::observe))
 }
 
 /// Every route the hub serves, before the layers around them all: the API, the routes of this
@@ -372,6 +379,7 @@ fn routes(state: &SharedState, extra: Router<SharedState>) -> Router<SharedState
         .merge(policies::routes())
         .merge(identify::routes())
         .merge(openapi::routes())
+        .merge(ops::routes())
         .route_layer(axum::middleware::from_fn(audit::reached))
         .fallback(error::not_found_fallback)
 }
@@ -389,7 +397,7 @@ fn observed<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
             tracing::info_span!("request", method = %request.method(), route)
         })
         .on_failure(());
-    routes.layer(CatchPanicLayer::custom(error::panicked)).layer(trace)
+    routes.layer(CatchPanicLayer::custom(error::panicked)).layer(trace).layer(axum::middleware::from_fn(ops::tag_route))
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -88,6 +88,8 @@ impl Store for Watched {
         tenant: &Tenant,
         modifications: Vec<(String, Modifier)>,
     ) -> Result<Vec<Result<Change, NgsiLdError>>, StoreError> {
+        // Before the commit: the notifier may read the journal before this call returns.
+        cityhub_metrics::trace::note_writes(tenant, modifications.iter().map(|(id, _)| id.as_str()));
         // Nothing is copied for the live channel while nobody listens.
         if self.live.sender.receiver_count() == 0 {
             return self.inner.modify(tenant, modifications).await;
@@ -110,6 +112,7 @@ impl Store for Watched {
         id: &str,
         write: TemporalWrite,
     ) -> Result<Result<TemporalOutcome, NgsiLdError>, StoreError> {
+        cityhub_metrics::trace::note_writes(tenant, [id]);
         let outcome = self.inner.temporal_write(tenant, id, write).await?;
         if outcome.is_ok() && self.live.sender.receiver_count() > 0 {
             let after = self.inner.get_entity(tenant, id).await?;

@@ -100,11 +100,13 @@ impl StatusBook {
 
     /// A message of `keys` was stored (durably).
     pub fn stored(&self, keys: &[SourceKey], at: &str) {
+        metrics::counter!("cityhub_ingest_readings_total").increment(1);
         self.with(keys, at, |c| c.stored += 1);
     }
 
     /// A message of `keys` was rejected for `reason`: counted, and kept as a dead letter.
     pub fn rejected(&self, keys: &[SourceKey], at: &str, source: &str, reason: &str, payload: &[u8]) {
+        metrics::counter!("cityhub_ingest_dead_letters_total").increment(1);
         self.with(keys, at, |c| {
             c.rejected += 1;
             c.last_error = Some(reason.to_owned());

@@ -548,7 +548,8 @@ impl Notifier {
                         None => HashMap::new(),
                     };
                     let data = c.render_change(before, after, &deleted, &entry.at, &linked);
-                    notifications.push(outbox_item(c, c.message(data, &stamp), &stamp));
+                    let message = traced(c.message(data, &stamp), &c.tenant, after.or(before).map(|e| e.id.as_str()));
+                    notifications.push(outbox_item(c, message, &stamp));
                 }
             }
             match self.commit(Some((cursor, last)), notifications).await {
@@ -824,6 +825,14 @@ impl Notifier {
             if let Err(e) = self.inner.store.record_delivery(item, outcome, &now()).await {
                 tracing::error!(error = %e, "cannot record a delivery");
             }
+            let host = cityhub_metrics::ENDPOINT_HOSTS.label(&cityhub_metrics::labels::host_of(&item.endpoint));
+            let counted = match outcome {
+                DeliveryOutcome::Sent => "sent",
+                DeliveryOutcome::GaveUp => "gave_up",
+                _ => "failed",
+            };
+            metrics::counter!("cityhub_notifications_total", "endpoint_host" => host, "outcome" => counted)
+                .increment(1);
             if outcome != DeliveryOutcome::Failed {
                 return;
             }
@@ -831,6 +840,19 @@ impl Notifier {
             delay = (delay * 2).min(config.retry_max);
         }
     }
+}
+
+/// A notification of a change with the `traceparent` of the request that wrote it, when this hub
+/// served that request lately (`cityhub_metrics::trace`): kept in the outbox with the message, so
+/// a delivery after a restart carries it too.
+fn traced(mut message: Value, tenant: &str, id: Option<&str>) -> Value {
+    let Some(trace) = id.and_then(|id| cityhub_metrics::trace::written(tenant, id)) else { return message };
+    if let Some(headers) = message.get_mut("headers").and_then(Value::as_object_mut) {
+        if !headers.keys().any(|k| k.eq_ignore_ascii_case("traceparent")) {
+            headers.insert("traceparent".to_owned(), Value::String(trace.child().header()));
+        }
+    }
+    message
 }
 
 fn outbox_item(c: &Compiled, message: Value, stamp: &str) -> OutboxItem {

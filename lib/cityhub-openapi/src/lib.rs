@@ -291,6 +291,8 @@ pub const OPERATIONS: &[Operation] = &[
     op!("DELETE", v1!("/csourceSubscriptions/{id}"), "Context sources", "Delete a registration subscription", &["local"], None, NONE),
     // The hub itself.
     op!("GET", "/health", "Operations", "Alive", &[], None, OBJECT),
+    op!("GET", "/ready", "Operations", "Ready to serve: the store answers a read (503 while stopping)", &[], None, OBJECT),
+    op!("GET", "/metrics", "Operations", "Prometheus metrics (default-tenant admins, or Bearer --metrics-token)", &[], None, &[("200", Some("Text"))]),
     op!("GET", "/openapi.json", "Operations", "This document", &[], None, OBJECT),
     op!("GET", "/auth/whoami", "Access", "Who the hub takes the caller for", &[], None, OBJECT),
     op!("GET", "/cityhub/v1/policies", "Access", "List the tenant's access policies", &[], None, LIST),

@@ -78,6 +78,10 @@ pub(crate) async fn modify(
         journaled = crate::feed::journal(&tx, tenant, &changes, &now).await?;
     }
     tx.commit().await.or_backend()?;
+    // No group commit here: each call is its own transaction.
+    metrics::counter!("cityhub_store_commits_total").increment(1);
+    metrics::counter!("cityhub_store_writes_total").increment(answers.iter().filter(|a| a.is_ok()).count() as u64);
+    metrics::histogram!("cityhub_store_group_commit_size").record(1.0);
     if remember {
         store.remember_tenant(tenant);
     }

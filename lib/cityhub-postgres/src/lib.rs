@@ -23,6 +23,7 @@ mod query;
 mod records;
 mod rows;
 mod schema;
+mod stats;
 mod subscriptions;
 mod temporal;
 mod tenants;
@@ -112,6 +113,12 @@ impl PostgresStore {
     }
 
     /// A pooled connection.
+    /// The figures `/metrics` shows of this store (see `stats`), for a caller that refreshes
+    /// them every so often.
+    pub async fn stats(&self) -> Result<cityhub_metrics::StoreStats, StoreError> {
+        stats::read(self).await
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool.get().await.or_backend()
     }

@@ -27,6 +27,7 @@ mod entities;
 mod index;
 mod migrate;
 mod records;
+mod stats;
 mod subscriptions;
 mod temporal;
 
@@ -190,6 +191,13 @@ impl SqliteStore {
     /// number of modifications under concurrent load).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// The figures `/metrics` shows of this store (see `stats`): a few counts over the tables,
+    /// for a caller that refreshes them every so often.
+    pub async fn stats(&self) -> Result<cityhub_metrics::StoreStats, StoreError> {
+        let dir = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.read(move |conn| stats::read(conn, &dir).map_err(backend)).await
     }
 
     /// Stops the writer after the work already queued.
@@ -453,6 +461,17 @@ fn run_group(
     match outcome {
         Ok(pending) => {
             commits.fetch_add(1, Ordering::Relaxed);
+            let writes: usize = pending
+                .iter()
+                .map(|p| match p {
+                    Pending::Modify(_, answers) => answers.iter().filter(|a| a.is_ok()).count(),
+                    Pending::Temporal(_, Ok(_)) => 1,
+                    _ => 0,
+                })
+                .sum();
+            metrics::counter!("cityhub_store_commits_total").increment(1);
+            metrics::counter!("cityhub_store_writes_total").increment(writes as u64);
+            metrics::histogram!("cityhub_store_group_commit_size").record(pending.len() as f64);
             for event in state.events.drain(..) {
                 // No receiver: nobody listens yet, which is no error.
                 let _ = events.send(event);
