@@ -72,22 +72,37 @@ pub async fn version(
     Ok(Version { etag: format!("\"{:016x}\"", hasher.finish()), last_modified, count })
 }
 
-type Sender = tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>;
+/// Where a download's lines go, and how many rows and bytes went.
+struct Sender {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    rows: u64,
+    bytes: u64,
+}
 
-/// The body of a download: its pages as they are read.
+/// What a download sent: rows (entities or history instances) and bytes; told when it ends,
+/// whole or not.
+pub type Done = Box<dyn FnOnce(u64, u64) + Send>;
+
+/// The body of a download: its pages as they are read; `done` is told what was sent.
 pub fn stream(
     store: DynStore,
     tenant: String,
     dataset: Dataset,
     part: Part,
     format: DownloadFormat,
+    done: Option<Done>,
 ) -> axum::body::Body {
     let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_PAGES);
     tokio::spawn(async move {
+        let mut tx = Sender { tx, rows: 0, bytes: 0 };
         let outcome = match part {
-            Part::Current => current(&store, &tenant, &dataset, format, &tx).await,
-            Part::History => history(&store, &tenant, &dataset, format, &tx).await,
+            Part::Current => current(&store, &tenant, &dataset, format, &mut tx).await,
+            Part::History => history(&store, &tenant, &dataset, format, &mut tx).await,
         };
+        if let Some(done) = done {
+            done(tx.rows, tx.bytes);
+        }
+        let tx = tx.tx;
         match outcome {
             Ok(()) | Err(Stop::Gone) => {}
             Err(Stop::Failed(why)) => {
@@ -118,11 +133,12 @@ impl From<NgsiLdError> for Stop {
     }
 }
 
-async fn send(tx: &Sender, text: String) -> Result<(), Stop> {
+async fn send(tx: &mut Sender, text: String) -> Result<(), Stop> {
     if text.is_empty() {
         return Ok(());
     }
-    tx.send(Ok(Bytes::from(text))).await.map_err(|_| Stop::Gone)
+    tx.bytes += text.len() as u64;
+    tx.tx.send(Ok(Bytes::from(text))).await.map_err(|_| Stop::Gone)
 }
 
 fn projection(dataset: &Dataset) -> Result<Vec<String>, NgsiLdError> {
@@ -135,7 +151,7 @@ async fn current(
     tenant: &str,
     dataset: &Dataset,
     format: DownloadFormat,
-    tx: &Sender,
+    tx: &mut Sender,
 ) -> Result<(), Stop> {
     let filter = dataset.filter()?;
     let mut writer = Writer::new(format, Part::Current, &projection(dataset)?);
@@ -144,6 +160,7 @@ async fn current(
     loop {
         let page = store.query(tenant, &filter, Paging { offset, limit: PAGE, count: false }).await?;
         let n = page.entities.len();
+        tx.rows += n as u64;
         send(tx, writer.entities(&page.entities)).await?;
         if n < PAGE {
             break;
@@ -158,7 +175,7 @@ async fn history(
     tenant: &str,
     dataset: &Dataset,
     format: DownloadFormat,
-    tx: &Sender,
+    tx: &mut Sender,
 ) -> Result<(), Stop> {
     let filter = dataset.filter()?;
     let attrs = projection(dataset)?;
@@ -192,7 +209,7 @@ async fn instances_of(
     attrs: &[String],
     window: Option<TimeRel>,
     writer: &mut Writer,
-    tx: &Sender,
+    tx: &mut Sender,
 ) -> Result<(), Stop> {
     // Each attribute still to read, with the window left of it.
     let mut pending: Vec<Pending> = vec![(attrs.to_vec(), window.clone(), None)];
@@ -220,6 +237,7 @@ async fn instances_of(
                     })
                     .cloned()
                     .collect();
+                tx.rows += fresh.len() as u64;
                 send(tx, writer.instances(&entity.id, &entity.types, attr, &fresh)).await?;
                 if instances.len() < INSTANCES_PER_ATTRIBUTE {
                     continue;
