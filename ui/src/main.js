@@ -13,6 +13,7 @@ import { browsePage } from './pages/browse.js';
 import { entityPage } from './pages/entity.js';
 import { adminPage } from './pages/admin.js';
 import { dashboardsPage, dashboardPage } from './pages/dashboards.js';
+import { catalogPage, datasetPage, requestsPage } from './pages/catalog.js';
 import { renderChart } from './chart.js';
 
 // What the browser tests and operators can read: render timings, the chart function.
@@ -35,6 +36,9 @@ const ROUTES = [
   [/^#\/browse(?:\/([^/?]+))?$/, (m) => browsePage(m[1] ? decodeURIComponent(m[1]) : null)],
   [/^#\/entity\/(.+)$/, (m) => entityPage(decodeURIComponent(m[1]))],
   [/^#\/admin$/, () => adminPage()],
+  [/^#\/data$/, () => catalogPage()],
+  [/^#\/data\/([^/?]+)$/, (m) => datasetPage(decodeURIComponent(m[1]))],
+  [/^#\/requests$/, () => requestsPage()],
   [/^#\/dashboards$/, () => dashboardsPage()],
   [/^#\/dashboards\/([^/]+)$/, (m) => dashboardPage(decodeURIComponent(m[1]), false)],
   [/^#\/share\/([^/]+)$/, (m) => dashboardPage(decodeURIComponent(m[1]), true)],
@@ -78,7 +82,7 @@ function chrome() {
   nav.setAttribute('aria-label', t('nav.main'));
   nav.append(
     h('ul', {},
-      [['#/', 'nav.home'], ['#/map', 'nav.map'], ['#/browse', 'nav.browse'], ['#/dashboards', 'nav.dashboards'], ['#/admin', 'nav.admin']]
+      [['#/', 'nav.home'], ['#/map', 'nav.map'], ['#/browse', 'nav.browse'], ['#/dashboards', 'nav.dashboards'], ['#/data', 'nav.data'], ['#/requests', 'nav.requests'], ['#/admin', 'nav.admin']]
         .map(([href, key]) => h('li', {}, h('a', { href }, t(key))))),
   );
   const select = document.getElementById('lang-select');
