@@ -14,6 +14,7 @@ import { entityPage } from './pages/entity.js';
 import { adminPage } from './pages/admin.js';
 import { apiPage } from './pages/api.js';
 import { dashboardsPage, dashboardPage } from './pages/dashboards.js';
+import { catalogPage, datasetPage, requestsPage } from './pages/catalog.js';
 import { renderChart } from './chart.js';
 
 // What the browser tests and operators can read: render timings, the chart function.
@@ -37,6 +38,9 @@ const ROUTES = [
   [/^#\/entity\/(.+)$/, (m) => entityPage(decodeURIComponent(m[1]))],
   [/^#\/admin$/, () => adminPage()],
   [/^#\/api$/, () => apiPage()],
+  [/^#\/data$/, () => catalogPage()],
+  [/^#\/data\/([^/?]+)$/, (m) => datasetPage(decodeURIComponent(m[1]))],
+  [/^#\/requests$/, () => requestsPage()],
   [/^#\/dashboards$/, () => dashboardsPage()],
   [/^#\/dashboards\/([^/]+)$/, (m) => dashboardPage(decodeURIComponent(m[1]), false)],
   [/^#\/share\/([^/]+)$/, (m) => dashboardPage(decodeURIComponent(m[1]), true)],
@@ -80,7 +84,7 @@ function chrome() {
   nav.setAttribute('aria-label', t('nav.main'));
   nav.append(
     h('ul', {},
-      [['#/', 'nav.home'], ['#/map', 'nav.map'], ['#/browse', 'nav.browse'], ['#/dashboards', 'nav.dashboards'], ['#/admin', 'nav.admin'], ['#/api', 'nav.api']]
+      [['#/', 'nav.home'], ['#/map', 'nav.map'], ['#/browse', 'nav.browse'], ['#/dashboards', 'nav.dashboards'], ['#/data', 'nav.data'], ['#/requests', 'nav.requests'], ['#/admin', 'nav.admin'], ['#/api', 'nav.api']]
         .map(([href, key]) => h('li', {}, h('a', { href }, t(key))))),
   );
   const select = document.getElementById('lang-select');

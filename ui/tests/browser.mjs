@@ -214,6 +214,52 @@ try {
   check(listed.length === documented && listed.includes('GET /ngsi-ld/v1/entities'), 'the API page lists every documented operation', { listed: listed.length, documented });
   await shot(page, 'api');
   await axe(page, 'api');
+  // Open data: the catalogue is searched, a dataset's page previews its entities, a request for
+  // a restricted dataset appears in the admins' list, and approving it shows its key once.
+  const restricted = { name: 'air-restricted', title: { en: 'Air quality, raw', ko: '대기질 원자료' }, description: { en: 'Raw station readings, on approval.' },
+    publisher: { id: 'city', name: { en: 'City' } }, license: 'CC-BY-4.0', accessLevel: 'restricted', selection: { types: ['AirQualityObserved'] } };
+  const published = await api(`${base}/cityhub/v1/datasets`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(restricted) });
+  check(published.status === 201, 'a restricted dataset is published', published);
+  await page.goto(`${base}/?lang=en#/data`);
+  await page.waitForSelector('#cat-status[data-count]');
+  await page.fill('#cat-q', 'pm25');
+  await page.click('#cat-q ~ button[type=submit]');
+  const ckan = (await api(`${base}/api/3/action/package_search?q=pm25`)).body.result;
+  await page.waitForFunction((n) => document.querySelector('#cat-status')?.dataset.count === String(n), ckan.count);
+  const found = await page.$$eval('#cat-results li', (els) => els.map((e) => e.dataset.name));
+  check(found.includes('air-quality') && found.length === ckan.count, 'the catalogue search finds the demo dataset as CKAN does', { found, ckan: ckan.count });
+  await shot(page, 'catalog');
+  await axe(page, 'catalog');
+  await page.click('#cat-results li[data-name="air-quality"] a');
+  await page.waitForSelector('#ds-preview-status[data-count]');
+  const preview = await page.$eval('#ds-preview-status', (el) => ({ ...el.dataset }));
+  check(Number(preview.count) === Number(aqCount) && Number(preview.placed) === Number(aqCount), 'the dataset page previews its entities on the map', { preview, aqCount });
+  const links = await page.$$eval('#ds-downloads a', (els) => els.map((a) => a.getAttribute('href')));
+  check(['csv', 'geojson', 'ndjson'].every((f) => links.some((l) => l.includes(`/cityhub/v1/datasets/air-quality/download?format=${f}`))), 'the dataset page links a download per format', links);
+  check(!(await page.$('#ar-form')), 'a public dataset asks for no request', {});
+  await shot(page, 'dataset');
+  await axe(page, 'dataset');
+  await page.goto(`${base}/?lang=en#/data/air-restricted`);
+  await page.waitForSelector('#ar-form');
+  await page.fill('#ar-purpose', 'A bus app that avoids polluted streets');
+  await page.fill('#ar-name', 'Kim');
+  await page.fill('#ar-email', 'kim@bus.example');
+  await page.click('#ar-form button[type=submit]');
+  await page.waitForSelector('#ar-result[data-id]');
+  const requestId = await page.getAttribute('#ar-result', 'data-id');
+  await axe(page, 'dataset-restricted');
+  await page.goto(`${base}/?lang=en#/requests`);
+  await page.waitForSelector(`#ar-table tr[data-id="${requestId}"][data-status="pending"]`);
+  await axe(page, 'requests');
+  await page.click(`#ar-table tr[data-id="${requestId}"] .ar-approve button[type=submit]`);
+  await page.waitForSelector(`#ar-table tr[data-id="${requestId}"][data-status="approved"]`);
+  const issued = await page.textContent('#ar-key-value');
+  const stored = (await api(`${base}/cityhub/v1/access-requests/${requestId}`)).body;
+  check(issued.startsWith('chk_') && stored.status === 'approved' && stored.keyId && !JSON.stringify(stored).includes(issued), 'approving shows the key once, and the hub keeps only its id', { stored });
+  await shot(page, 'requests');
+  await page.reload();
+  await page.waitForSelector(`#ar-table tr[data-id="${requestId}"][data-status="approved"]`);
+  check(!(await page.$('#ar-key-value')), 'the key is not shown again', {});
 
   // Languages: Korean, Vietnamese, Chinese labels; the choice is remembered.
   for (const [lang, nav, title] of [['ko', '지도', '이 허브에 있는 데이터'], ['vi', 'Bản đồ', 'Dữ liệu trong trung tâm này'], ['zh-Hans', '地图', '本数据中心的内容']]) {

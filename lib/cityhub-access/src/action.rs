@@ -44,12 +44,17 @@ pub enum Group {
     /// Device measurements sent to the southbound (`/iot/json`, `/iot/d`), authorized by their
     /// service group's API key as IoT Agents do, not by the caller's role.
     Southbound,
+    /// Open data: dataset downloads and access requests (`cityhub-catalog`). Anyone may reach
+    /// them; the handlers decide by the dataset's access level and the caller's identity and
+    /// grants (`cityhub_catalog::grant`), and show a caller its own requests. Approving,
+    /// refusing, revoking and usage are `Admin`.
+    OpenData,
     /// Anything else a crate adds that only admins may use.
     Admin,
 }
 
 impl Group {
-    pub const ALL: [Group; 18] = [
+    pub const ALL: [Group; 19] = [
         Group::Entities,
         Group::Batch,
         Group::Temporal,
@@ -67,6 +72,7 @@ impl Group {
         Group::Audit,
         Group::Streams,
         Group::Southbound,
+        Group::OpenData,
         Group::Admin,
     ];
 
@@ -89,6 +95,7 @@ impl Group {
             Group::Audit => "the audit log",
             Group::Streams => "live changes, downloads and dashboards",
             Group::Southbound => "device measurements",
+            Group::OpenData => "open data: downloads by access level, access requests",
             Group::Admin => "administration",
         }
     }
@@ -128,7 +135,7 @@ impl Action {
     pub fn least_role(self) -> Role {
         use Group::*;
         match (self.group, self.write) {
-            (Health, _) | (Southbound, true) => Role::Public,
+            (Health | OpenData, _) | (Southbound, true) => Role::Public,
             (Info, false) => Role::Public,
             (Entities | Temporal | Discovery | Registrations | Contexts, false) => Role::Reader,
             (Subscriptions | CsourceSubscriptions, _) => Role::Reader,
@@ -159,7 +166,7 @@ mod tests {
         for action in Action::all() {
             assert!(action.least_role() <= Role::Admin);
             // Health answers anyone; device measurements carry their service group's API key.
-            if action.write && !matches!(action.group, Group::Health | Group::Southbound) {
+            if action.write && !matches!(action.group, Group::Health | Group::Southbound | Group::OpenData) {
                 assert!(action.least_role() >= Role::Editor.min(Role::Reader), "{action}");
             }
         }

@@ -36,6 +36,8 @@ pub struct Visibility {
     pub id_pattern: Option<String>,
     /// Only entities in one of these scopes (each a `scopeQ`).
     pub scopes: Option<Vec<String>>,
+    /// Only entities this `q` (in the core @context) selects.
+    pub q: Option<String>,
     /// Attributes never shown, nor queried on.
     pub hidden: BTreeSet<String>,
     /// Only these attributes are shown (None: every attribute not hidden).
@@ -132,12 +134,15 @@ fn union(allows: &[&Policy]) -> Option<Visibility> {
         hidden_types: BTreeSet::new(),
         id_pattern: first.id_pattern.clone(),
         scopes: first.scopes.clone(),
+        q: first.q.clone(),
         hidden: first.hidden.clone(),
         attributes: first.attributes.clone(),
     };
     // Policies of one assignee share id pattern and scopes (checked when a policy is put); one
     // that does not is left out, so the union never shows what no policy names.
-    for p in allows[1..].iter().filter(|p| p.id_pattern == first.id_pattern && p.scopes == first.scopes) {
+    for p in
+        allows[1..].iter().filter(|p| p.id_pattern == first.id_pattern && p.scopes == first.scopes && p.q == first.q)
+    {
         v.types = match (v.types.take(), &p.types) {
             (Some(mut a), Some(b)) => {
                 a.extend(b.iter().cloned());
@@ -348,6 +353,30 @@ mod tests {
             let narrowed = scope.narrow(filter.clone()).unwrap();
             prop_assert_eq!(narrowed.matches(&e), filter.matches(&e) && scope.sees(&e));
         }
+    }
+
+    #[test]
+    fn a_subject_policy_with_q_opens_only_what_the_q_selects() {
+        let ctx = ngsild_jsonld::Context::core();
+        let pm = ctx.expand_term("pm10").into_owned();
+        let grant =
+            policy(json!({"id": "urn:p:g", "subject": "k1", "effect": "allow", "entityTypes": ["A"], "q": "pm10>20"}));
+        let scope = decide(&caller(Role::Public, "t"), "t", READ, &[grant]).unwrap();
+        let with = |v: i64| {
+            let mut e = entity("urn:e:1", "A", &[]);
+            e.attrs.insert(pm.clone(), vec![Attribute::new(AttributeKind::Property, json!(v))]);
+            e
+        };
+        assert!(scope.sees(&with(30)) && !scope.sees(&with(10)));
+        assert!(!scope.sees(&entity("urn:e:2", "B", &[])));
+        // The narrowed filter ANDs the policy's q with the asked one.
+        let asked = ngsild_query::QExpr::parse("pm10<100", &ctx).unwrap();
+        let narrowed = scope.narrow(ngsild_query::EntityFilter { q: Some(asked), ..Default::default() }).unwrap();
+        assert!(narrowed.matches(&with(30)) && !narrowed.matches(&with(10)) && !narrowed.matches(&with(200)));
+        // Another subject sees nothing through it.
+        let other = Identity { subject: Some("k2".into()), ..caller(Role::Public, "t") };
+        let g2 = policy(json!({"id": "urn:p:g", "subject": "k1", "effect": "allow", "q": "pm10>20"}));
+        assert!(decide(&other, "t", READ, &[g2]).is_err());
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Policy {
     pub id_pattern: Option<String>,
     /// Allow only: entities in one of these scopes (a `scopeQ` each).
     pub scopes: Option<Vec<String>>,
+    /// Allow only: entities this NGSI-LD `q` selects, read in the core @context (as a dataset's
+    /// selection is); how an access request's grant opens a dataset's entities only.
+    pub q: Option<String>,
     /// Attributes hidden from the entities it concerns.
     pub hidden: BTreeSet<String>,
     /// Allow only: the only attributes shown (None: every attribute not hidden).
@@ -63,8 +66,8 @@ fn bad(field: &'static str, why: impl Into<String>) -> PolicyError {
     PolicyError { field, why: why.into() }
 }
 
-const FIELDS: [&str; 9] =
-    ["id", "role", "subject", "effect", "entityTypes", "idPattern", "scopes", "hiddenAttributes", "attributes"];
+const FIELDS: [&str; 10] =
+    ["id", "role", "subject", "effect", "entityTypes", "idPattern", "scopes", "q", "hiddenAttributes", "attributes"];
 
 fn names(
     doc: &Map<String, Value>,
@@ -137,12 +140,22 @@ impl Policy {
         if let Some(scope) = scopes.iter().flatten().find(|s| !s.starts_with('/')) {
             return Err(bad("scopes", format!("'{scope}' is not a scope: a scope starts with /")));
         }
+        let q = match doc.get("q") {
+            None => None,
+            Some(Value::String(q)) => {
+                ngsild_query::QExpr::parse(q, &ngsild_jsonld::Context::core())
+                    .map_err(|e| bad("q", format!("is not an NGSI-LD q (read in the core @context): {e}")))?;
+                Some(q.clone())
+            }
+            Some(_) => return Err(bad("q", "must be a string (an NGSI-LD q)")),
+        };
         let hidden = names(doc, "hiddenAttributes", expand)?.unwrap_or_default();
         let attributes = names(doc, "attributes", expand)?;
         if effect == Effect::Deny {
             for (field, given) in [
                 ("idPattern", id_pattern.is_some()),
                 ("scopes", scopes.is_some()),
+                ("q", q.is_some()),
                 ("attributes", attributes.is_some()),
             ] {
                 if given {
@@ -150,7 +163,7 @@ impl Policy {
                 }
             }
         }
-        Ok(Policy { id, assignee, effect, types, id_pattern, scopes, hidden, attributes })
+        Ok(Policy { id, assignee, effect, types, id_pattern, scopes, q, hidden, attributes })
     }
 
     /// The document as stored (names expanded).
@@ -170,6 +183,9 @@ impl Policy {
         }
         if let Some(s) = &self.scopes {
             doc.insert("scopes".into(), json!(s));
+        }
+        if let Some(q) = &self.q {
+            doc.insert("q".into(), json!(q));
         }
         if !self.hidden.is_empty() {
             doc.insert("hiddenAttributes".into(), json!(self.hidden));
@@ -203,6 +219,9 @@ impl Policy {
         }
         if self.scopes != other.scopes {
             return Some(bad("scopes", format!("allow policy {} for the same role or subject opens other scopes: allow policies of one assignee share scopes", other.id)));
+        }
+        if self.q != other.q {
+            return Some(bad("q", format!("allow policy {} for the same role or subject selects by another q: allow policies of one assignee share q", other.id)));
         }
         None
     }
@@ -240,6 +259,8 @@ mod tests {
             (json!({"id": "urn:p", "role": "public", "effect": "allow", "idPattern": "("}), "idPattern"),
             (json!({"id": "urn:p", "role": "public", "effect": "allow", "scopes": ["a"]}), "scopes"),
             (json!({"id": "urn:p", "role": "public", "effect": "deny", "idPattern": "a"}), "idPattern"),
+            (json!({"id": "urn:p", "role": "public", "effect": "allow", "q": "pm25>"}), "q"),
+            (json!({"id": "urn:p", "role": "public", "effect": "deny", "q": "pm25>1"}), "q"),
             (json!({"id": "urn:p", "role": "public", "subject": "k", "effect": "deny"}), "subject"),
             (json!({"id": "urn:p", "role": "public", "effect": "deny", "colour": 1}), "(body)"),
         ];

@@ -83,6 +83,16 @@ impl Visibility {
             && !entity.types.iter().any(|t| self.hidden_types.contains(t))
             && self.id_pattern.as_ref().is_none_or(|p| regex::Regex::new(p).is_ok_and(|re| re.is_match(&entity.id)))
             && self.scope_expr().is_none_or(|s| s.matches(&entity.scope))
+            && self.q_expr().is_none_or(|q| q.is_ok_and(|q| q.matches(entity)))
+    }
+
+    /// The policy's `q`, read in the core @context; one that does not parse matches nothing.
+    fn q_expr(&self) -> Option<Result<QExpr, Unseen>> {
+        let q = self.q.as_ref()?;
+        Some(
+            QExpr::parse(q, &ngsild_jsonld::Context::core())
+                .map_err(|e| Unseen(format!("a policy's q does not parse: {e}"))),
+        )
     }
 
     pub fn shows_type(&self, ty: &str) -> bool {
@@ -159,6 +169,13 @@ impl Visibility {
             let re = regex::Regex::new(pattern)
                 .map_err(|e| Unseen(format!("a policy's idPattern does not compile: {e}")))?;
             filter.id_pattern = Some(re);
+        }
+        if let Some(q) = self.q_expr() {
+            let q = q?;
+            filter.q = Some(match filter.q.take() {
+                None => q,
+                Some(asked) => QExpr::And(vec![asked, q]),
+            });
         }
         if let Some(scopes) = self.scope_expr() {
             filter.scope_q = Some(match filter.scope_q.take() {

@@ -55,8 +55,13 @@ pub const THEMES: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccessLevel {
+    /// Anyone downloads it, anonymously too.
     Public,
+    /// Any identity (an API key or a token) downloads it.
     Registered,
+    /// Restricted: only the tenant's readers and the keys an approved access request issued
+    /// (`crate::grant`) download it. Written `on-approval` or `restricted`.
+    #[serde(alias = "restricted")]
     OnApproval,
 }
 

@@ -7,7 +7,8 @@
 //! | `PUT`/`DELETE /cityhub/v1/models/{type}`, `/cityhub/v1/datasets/{name}` | `Update` | manage the catalogue |
 //! | `GET /cityhub/v1/models[/{type}]` | `Read` | read the tenant |
 //! | `GET /cityhub/v1/datasets[/{name}]`, `GET /catalog`, `/api/3/action/*`, `/api/action/*` | `Read` | read the catalogue (public metadata) |
-//! | `GET /cityhub/v1/datasets/{name}/download` | `Read` | read the dataset, by its access level |
+//! | `GET /cityhub/v1/datasets/{name}/download` | `Read` | open data: the handler decides by the dataset's access level ([`crate::grant::may_download`]) |
+//! | `/cityhub/v1/access-requests...` | see [`crate::requests`] | |
 //!
 //! Errors are ProblemDetails, except under the CKAN API, which answers CKAN's error envelope.
 
@@ -92,7 +93,7 @@ impl Catalog {
         Ok(all)
     }
 
-    async fn dataset(&self, tenant: &str, name: &str) -> Result<Dataset, NgsiLdError> {
+    pub(crate) async fn dataset(&self, tenant: &str, name: &str) -> Result<Dataset, NgsiLdError> {
         self.datasets(tenant).await?.iter().find(|d| d.name == name).cloned().ok_or_else(|| {
             NgsiLdError::not_found(format!("no dataset named {name:?}: GET /cityhub/v1/datasets lists them"))
         })
@@ -192,6 +193,7 @@ pub fn routes(catalog: Arc<Catalog>) -> Router<SharedState> {
         .route("/catalog", get(catalog_graph))
         .route("/api/3/action/{action}", get(ckan_action).post(ckan_action))
         .route("/api/action/{action}", get(ckan_action).post(ckan_action))
+        .merge(crate::requests::routes())
         .layer(Extension(catalog))
 }
 
@@ -359,6 +361,8 @@ async fn delete_dataset(
 
 async fn download(Extension(c): Extension<Arc<Catalog>>, Path(name): Path<String>, r: Read<DownloadParams>) -> Answer {
     let d = c.dataset(&r.tenant, &name).await?;
+    let requests = crate::requests::requests(&c.store, &r.tenant).await?;
+    crate::grant::may_download(&d, &r.caller, &r.tenant, &requests, &ngsild_core::time::now())?;
     let format_name = r.params.get("format").unwrap_or("csv");
     let format = DownloadFormat::parse(format_name).ok_or_else(|| {
         NgsiLdError::bad_request(format!("format {format_name:?} is not one of csv, geojson, ndjson"))
@@ -392,7 +396,16 @@ async fn download(Extension(c): Extension<Arc<Catalog>>, Path(name): Path<String
     };
     put(header::CONTENT_TYPE, format.media_type());
     put(header::CONTENT_DISPOSITION, &format!("attachment; filename=\"{}-{}.{ext}\"", d.name, part.name()));
-    let body = crate::download::stream(c.store.clone(), r.tenant.clone(), d, part, format);
+    // Usage is counted per dataset and consumer (an identified caller: a key or a token).
+    let done = crate::grant::consumer(&r.caller).map(|consumer| {
+        let (store, tenant, dataset) = (c.store.clone(), r.tenant.clone(), d.name.clone());
+        Box::new(move |rows, bytes| {
+            tokio::spawn(async move {
+                crate::requests::count(&store, &tenant, &dataset, &consumer, rows, bytes).await;
+            });
+        }) as crate::download::Done
+    });
+    let body = crate::download::stream(c.store.clone(), r.tenant.clone(), d, part, format, done);
     Ok((StatusCode::OK, headers, body).into_response())
 }
 

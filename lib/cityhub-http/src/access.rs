@@ -170,8 +170,10 @@ pub const MERGED_TABLE: &[(&str, &str, Action)] = {
         ("GET", "/cityhub/v1/pollers/{id}", r(Admin)),
         ("PUT", "/cityhub/v1/pollers/{id}", w(Admin)),
         ("DELETE", "/cityhub/v1/pollers/{id}", w(Admin)),
-        // The catalogue (cityhub-catalog): its metadata is public, downloads are entity data
-        // for readers, models and datasets are the admins' to change.
+        // The catalogue (cityhub-catalog): its metadata is public, downloads are decided by the
+        // dataset's access level and the caller's grants (cityhub_catalog::grant), access
+        // requests are anyone's with an identity, their decisions the admins'; models and
+        // datasets are the admins' to change.
         ("GET", "/catalog", r(Info)),
         ("GET", "/api/3/action/{action}", r(Info)),
         ("POST", "/api/3/action/{action}", r(Info)),
@@ -187,7 +189,14 @@ pub const MERGED_TABLE: &[(&str, &str, Action)] = {
         ("GET", "/cityhub/v1/datasets/{name}", r(Info)),
         ("PUT", "/cityhub/v1/datasets/{name}", w(Admin)),
         ("DELETE", "/cityhub/v1/datasets/{name}", w(Admin)),
-        ("GET", "/cityhub/v1/datasets/{name}/download", r(Streams)),
+        ("GET", "/cityhub/v1/datasets/{name}/download", r(OpenData)),
+        ("GET", "/cityhub/v1/access-requests", r(OpenData)),
+        ("POST", "/cityhub/v1/access-requests", w(OpenData)),
+        ("GET", "/cityhub/v1/access-requests/{id}", r(OpenData)),
+        ("POST", "/cityhub/v1/access-requests/{id}/approve", w(Admin)),
+        ("POST", "/cityhub/v1/access-requests/{id}/refuse", w(Admin)),
+        ("POST", "/cityhub/v1/access-requests/{id}/revoke", w(Admin)),
+        ("GET", "/cityhub/v1/access-requests/{id}/usage", r(Admin)),
     ]
 };
 

@@ -350,6 +350,13 @@ pub const OPERATIONS: &[Operation] = &[
     op!("PUT", "/cityhub/v1/datasets/{name}", "Catalogue", "Replace a dataset", &[], Some("Object"), &[("200", Some("Any")), ("204", None)]),
     op!("DELETE", "/cityhub/v1/datasets/{name}", "Catalogue", "Delete a dataset", &[], None, NONE),
     op!("GET", "/cityhub/v1/datasets/{name}/download", "Catalogue", "Download a dataset's data", &["format", "part"], None, &[("200", None)]),
+    op!("GET", "/cityhub/v1/access-requests", "Catalogue", "List access requests (the caller's own; admins see the tenant's)", &[], None, LIST),
+    op!("POST", "/cityhub/v1/access-requests", "Catalogue", "Ask for access to a dataset", &[], Some("Object"), CREATED),
+    op!("GET", "/cityhub/v1/access-requests/{id}", "Catalogue", "Retrieve an access request", &[], None, OBJECT),
+    op!("POST", "/cityhub/v1/access-requests/{id}/approve", "Catalogue", "Approve: issue a key limited to the dataset (shown once)", &[], Some("Object"), OBJECT),
+    op!("POST", "/cityhub/v1/access-requests/{id}/refuse", "Catalogue", "Refuse an access request", &[], Some("Object"), OBJECT),
+    op!("POST", "/cityhub/v1/access-requests/{id}/revoke", "Catalogue", "Revoke an approved request's key", &[], None, OBJECT),
+    op!("GET", "/cityhub/v1/access-requests/{id}/usage", "Catalogue", "Usage of an approved request's key", &[], None, OBJECT),
 ];
 
 /// The type of a query parameter by its name.

@@ -7,7 +7,8 @@
 //! part was answered exactly, the database pages (`ORDER BY id LIMIT/OFFSET` on the ids, then
 //! the documents of the page only) and counts; otherwise
 //! the candidates stream out in id order and the whole filter (`EntityFilter::matches`, the
-//! definition) decides. Geo-queries always leave the last word to it: PostGIS narrows with a
+//! definition) decides. A filter's `id_after` (keyset paging) is a condition on the primary key
+//! in both. Geo-queries always leave the last word to it: PostGIS narrows with a
 //! bounding box, or with `ST_DWithin` on geography for `near` (a little wider than asked, since
 //! PostGIS measures on the spheroid and NGSI-LD on the sphere).
 //!
@@ -115,6 +116,13 @@ pub(crate) fn plan(tenant: &str, filter: &EntityFilter) -> Sql {
         params: vec![Box::new(tenant.to_owned())],
         residual: plan.residual,
     };
+    // Keyset paging: on the primary key, and in each probe's id list, so a page starts where
+    // the last ended.
+    let after = filter.id_after.as_ref().map(|after| sql.bind(Box::new(after.clone())));
+    let after_in = |alias: &str| after.as_ref().map(|p| format!(" AND {alias}.id > {p}")).unwrap_or_default();
+    if let Some(p) = &after {
+        sql.conditions.push(format!("e.id > {p}"));
+    }
     let of_types = |sql: &mut Sql, types: &Option<Vec<String>>| match types {
         Some(types) => format!(" AND f.type = ANY({})", sql.bind(Box::new(types.clone()))),
         None => String::new(),
@@ -128,21 +136,22 @@ pub(crate) fn plan(tenant: &str, filter: &EntityFilter) -> Sql {
             }
             Probe::Types(types) => {
                 let p = sql.bind(Box::new(types.clone()));
-                format!("SELECT t.id FROM entity_types t WHERE t.tenant = $1 AND t.type = ANY({p})")
+                format!("SELECT t.id FROM entity_types t WHERE t.tenant = $1 AND t.type = ANY({p}){}", after_in("t"))
             }
             Probe::Attrs { attrs, types } => {
                 let a = sql.bind(Box::new(attrs.clone()));
                 let t = of_types(&mut sql, types);
                 format!(
                     "SELECT f.id FROM facets f WHERE f.tenant = $1 AND f.attr = ANY({a}){t}
-                     AND f.num IS NULL AND f.str IS NULL"
+                     AND f.num IS NULL AND f.str IS NULL{}",
+                    after_in("f")
                 )
             }
             Probe::Scalar { attr, types, condition } => {
                 let a = sql.bind(Box::new(attr.clone()));
                 let t = of_types(&mut sql, types);
                 let c = facet_condition(&mut sql, condition);
-                format!("SELECT f.id FROM facets f WHERE f.tenant = $1 AND f.attr = {a}{t} AND {c}")
+                format!("SELECT f.id FROM facets f WHERE f.tenant = $1 AND f.attr = {a}{t} AND {c}{}", after_in("f"))
             }
             Probe::Geo { query, search_box } => {
                 // PostGIS narrows; the filter decides (see the module's documentation).

@@ -352,6 +352,13 @@ pub fn plan(tenant: &str, filter: &EntityFilter) -> Plan {
         };
         lookups.push(Lookup { sql, args });
     }
+    if let Some(after) = &filter.id_after {
+        // Keyset paging: only the ids after it (the entities table is keyed by tenant and id).
+        lookups.push(Lookup {
+            sql: "SELECT eid FROM entities WHERE tenant = ? AND id > ?".to_owned(),
+            args: vec![tenant.to_owned().into(), after.clone().into()],
+        });
+    }
     Plan { lookups, geo, residual: neutral.residual }
 }
 
@@ -388,6 +395,9 @@ fn geo_eids(conn: &Connection, lookup: &Lookup, query: &GeoQuery) -> rusqlite::R
 
 /// The entities matching `filter`, ordered by id, one page of them, with the count when asked.
 pub fn query(conn: &Connection, tenant: &str, filter: &EntityFilter, paging: Paging) -> rusqlite::Result<Page> {
+    if let Some(page) = keyset_page(conn, tenant, filter, paging)? {
+        return Ok(page);
+    }
     let plan = plan(tenant, filter);
     let mut candidates: Option<EidSet> = None;
     let mut residual = plan.residual;
@@ -505,6 +515,39 @@ fn ordered_page(
     }
     let entities = first.finish().into_iter().skip(paging.offset).collect();
     Ok(Page { entities, total: paging.count.then_some(matched) })
+}
+
+/// A keyset page of one type (`id_after`, no count, in id order): the type's ids walked from
+/// the key on, each entity judged by the whole filter, until the page is full. Its cost follows
+/// the page, not the type's size, so a reader walking a large type page by page (a dataset
+/// download) reads it once. None when the filter is not of that shape.
+fn keyset_page(
+    conn: &Connection,
+    tenant: &str,
+    filter: &EntityFilter,
+    paging: Paging,
+) -> rusqlite::Result<Option<Page>> {
+    let Some(after) = &filter.id_after else { return Ok(None) };
+    let by_id = filter.order.as_ref().is_none_or(|o| o.is_by_id());
+    let one_type = filter.types.as_ref().and_then(|t| t.as_type_list()).filter(|l| l.len() == 1);
+    let (Some(list), true, false) = (one_type, by_id, paging.count) else { return Ok(None) };
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.doc FROM entity_types t JOIN entities e ON e.eid = t.eid
+         WHERE t.tenant = ?1 AND t.type = ?2 AND t.id > ?3 ORDER BY t.id",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![tenant, list[0], after])?;
+    let (mut page, mut matched) = (Page::default(), 0usize);
+    while page.entities.len() < paging.limit {
+        let Some(row) = rows.next()? else { break };
+        let entity = decode(&row.get::<_, String>(0)?)?;
+        if filter.matches(&entity) {
+            if matched >= paging.offset {
+                page.entities.push(entity);
+            }
+            matched += 1;
+        }
+    }
+    Ok(Some(page))
 }
 
 /// The first `wanted` members of `set` in id order, with their ids.

@@ -463,6 +463,11 @@ pub trait Store: Send + Sync + 'static {
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// A request for access to a dataset, its decision and its grant (`cityhub-catalog`).
+    AccessRequest,
+    /// What a consumer took of a dataset: requests, rows and bytes downloaded
+    /// (`cityhub-catalog`), apart from the request so that counting never overwrites a decision.
+    AccessUsage,
     /// An API key the hub issued (its SHA-256, never the key; `cityhub-auth`), hub-wide: kept
     /// in the default tenant.
     ApiKey,
@@ -489,7 +494,9 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind, so that a dump, a migration or an event reads each kind's name back.
-    pub const ALL: [RecordKind; 10] = [
+    pub const ALL: [RecordKind; 12] = [
+        RecordKind::AccessRequest,
+        RecordKind::AccessUsage,
         RecordKind::ApiKey,
         RecordKind::Dashboard,
         RecordKind::DataModel,
@@ -504,6 +511,8 @@ impl RecordKind {
 
     pub fn name(self) -> &'static str {
         match self {
+            RecordKind::AccessRequest => "accessRequest",
+            RecordKind::AccessUsage => "accessUsage",
             RecordKind::ApiKey => "apiKey",
             RecordKind::Dashboard => "dashboard",
             RecordKind::DataModel => "dataModel",
@@ -520,6 +529,8 @@ impl RecordKind {
     /// What a refusal calls a record of this kind ("registration urn:x already exists").
     pub fn what(self) -> &'static str {
         match self {
+            RecordKind::AccessRequest => "access request",
+            RecordKind::AccessUsage => "access usage",
             RecordKind::ApiKey => "API key",
             RecordKind::Dashboard => "dashboard",
             RecordKind::DataModel => "data model",

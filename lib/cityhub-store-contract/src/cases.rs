@@ -179,6 +179,30 @@ pub async fn query_pages_and_counts(store: DynStore) {
         walked.extend(s.query("", &counters, page(offset, 4, false)).await.unwrap().entities.into_iter().map(|e| e.id));
     }
     assert_eq!(walked, expected);
+    // Keyset paging (`id_after`): each page starts after the last id of the one before, and
+    // every match is visited once; a count counts the matches after the key.
+    let mut walked: Vec<String> = Vec::new();
+    for _ in 0..30 {
+        let after = EntityFilter { id_after: walked.last().cloned(), ..counters.clone() };
+        let got = s.query("", &after, page(0, 4, false)).await.unwrap();
+        let n = got.entities.len();
+        walked.extend(got.entities.into_iter().map(|e| e.id));
+        if n < 4 {
+            break;
+        }
+    }
+    assert_eq!(walked, expected, "keyset pages");
+    let after = EntityFilter { id_after: Some("urn:c:20".into()), ..counters.clone() };
+    let got = s.query("", &after, page(1, 2, true)).await.unwrap();
+    assert_eq!(ids(&got.entities), vec!["urn:c:22".to_owned(), "urn:c:23".to_owned()]);
+    assert_eq!(got.total, Some(8), "21..29 but 24: the count is of the matches after the key");
+    let q = ngsild_query::QExpr::parse("n>=10", &ngsild_jsonld::Context::core()).expect("a q");
+    let some = EntityFilter { q: Some(q), id_after: Some("urn:c:25".into()), ..counters.clone() };
+    let got = s.query("", &some, page(0, 10, false)).await.unwrap();
+    assert_eq!(
+        ids(&got.entities),
+        vec!["urn:c:26".to_owned(), "urn:c:27".to_owned(), "urn:c:28".to_owned(), "urn:c:29".to_owned()]
+    );
 }
 
 const STATION: &str = "urn:ngsi-ld:Station:1";

@@ -81,6 +81,10 @@ pub struct EntityFilter {
     pub geo: Option<GeoQuery>,
     /// `orderBy`: the order of the results (None = by id). It selects nothing.
     pub order: Option<OrderBy>,
+    /// Keyset paging: only entities whose id sorts after this one (byte order, the order the
+    /// stores answer in), so a reader walking a large selection in id order starts each page
+    /// where the last ended instead of skipping an offset. No query parameter sets it.
+    pub id_after: Option<String>,
 }
 
 impl EntityFilter {
@@ -92,5 +96,6 @@ impl EntityFilter {
             && self.q.as_ref().is_none_or(|q| q.matches(entity))
             && self.scope_q.as_ref().is_none_or(|s| s.matches(&entity.scope))
             && self.geo.as_ref().is_none_or(|g| g.matches(entity))
+            && self.id_after.as_ref().is_none_or(|after| entity.id.as_str() > after.as_str())
     }
 }
