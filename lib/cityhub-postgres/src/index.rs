@@ -4,12 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use cityhub_storage::StoreError;
 use ngsild_core::model::{Attribute, AttributeKind};
 use ngsild_core::Entity;
 use serde_json::Value;
 
-use crate::OrBackend;
+use crate::pipeline::Batch;
 
 /// A row of `facets`: the attribute is there, or one scalar its values hold.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,67 +134,59 @@ impl<'a> Delta<'a> {
         }
     }
 
-    /// Writes the delta inside `tx`.
-    pub(crate) async fn apply(&self, tx: &tokio_postgres::Transaction<'_>, tenant: &str) -> Result<(), StoreError> {
+    /// Adds the statements that write the delta to `batch`.
+    pub(crate) fn apply(self, batch: &mut Batch<'a>, tenant: &'a str) {
         if !self.wipe.is_empty() {
             for table in ["entity_types", "facets", "geometries"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE tenant = $1 AND id = ANY($2)"), &[&tenant, &self.wipe])
-                    .await
-                    .or_backend()?;
+                batch.push(
+                    format!("DELETE FROM {table} WHERE tenant = $1 AND id = ANY($2)"),
+                    vec![Box::new(tenant), Box::new(self.wipe.clone())],
+                );
             }
         }
-        for (table, (ids, attrs)) in [("facets", &self.wipe_facets), ("geometries", &self.wipe_geo)] {
+        for (table, (ids, attrs)) in [("facets", self.wipe_facets), ("geometries", self.wipe_geo)] {
             if !ids.is_empty() {
-                tx.execute(
+                batch.push(
                     // The rows found by index probes per (id, attr) (LATERAL, kept from being
                     // flattened by OFFSET), deleted by their ctid: a join with the pairs let the
                     // planner hash the whole table instead, a scan of it on every write.
-                    &format!(
+                    format!(
                         "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
                              SELECT x.ctid FROM unnest($2::text[], $3::text[]) AS u(id, attr)
                              CROSS JOIN LATERAL (SELECT t.ctid FROM {table} t
                                                  WHERE t.tenant = $1 AND t.id = u.id AND t.attr = u.attr OFFSET 0) x))"
                     ),
-                    &[&tenant, ids, attrs],
-                )
-                .await
-                .or_backend()?;
+                    vec![Box::new(tenant), Box::new(ids), Box::new(attrs)],
+                );
             }
         }
         if !self.types.0.is_empty() {
-            tx.execute(
+            batch.push(
                 "INSERT INTO entity_types (tenant, type, id) SELECT $1, u.t, u.id FROM unnest($2::text[], $3::text[]) AS u(t, id)
                  ON CONFLICT DO NOTHING",
-                &[&tenant, &self.types.0, &self.types.1],
-            )
-            .await
-            .or_backend()?;
+                vec![Box::new(tenant), Box::new(self.types.0), Box::new(self.types.1)],
+            );
         }
-        let f = &self.facets;
+        let f = self.facets;
         if !f.0.is_empty() {
-            tx.execute(
+            batch.push(
                 "INSERT INTO facets (tenant, attr, type, id, num, str)
                  SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::text[]) AS u",
-                &[&tenant, &f.0, &f.1, &f.2, &f.3, &f.4],
-            )
-            .await
-            .or_backend()?;
+                vec![Box::new(tenant), Box::new(f.0), Box::new(f.1), Box::new(f.2), Box::new(f.3), Box::new(f.4)],
+            );
         }
-        let g = &self.geo;
+        let g = self.geo;
         if !g.0.is_empty() {
             // A geometry PostGIS cannot read is left out of the index (cityhub_geometry answers
             // NULL) instead of failing the write.
-            tx.execute(
+            batch.push(
                 "WITH u AS MATERIALIZED (
                      SELECT u.id, u.attr, u.n, cityhub_geometry(u.g) AS geom
                      FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[]) AS u(id, attr, n, g))
                  INSERT INTO geometries (tenant, id, attr, n, geom)
                  SELECT $1, u.id, u.attr, u.n, u.geom FROM u WHERE u.geom IS NOT NULL",
-                &[&tenant, &g.0, &g.1, &g.2, &g.3],
-            )
-            .await
-            .or_backend()?;
+                vec![Box::new(tenant), Box::new(g.0), Box::new(g.1), Box::new(g.2), Box::new(g.3)],
+            );
         }
-        Ok(())
     }
 }
