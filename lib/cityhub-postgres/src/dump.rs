@@ -20,9 +20,9 @@ use ngsild_core::time::{format_time, from_micros, parse_datetime};
 use ngsild_core::Entity;
 use serde_json::Value;
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Row;
 
-use crate::{OrBackend, PostgresStore};
+use crate::{OrBackend, PostgresStore, Tx as Transaction};
 
 const INSTANCE_PREFIX: &str = "urn:ngsi-ld:Instance:";
 
@@ -391,6 +391,7 @@ async fn import(store: &PostgresStore, items: Vec<Dumped>) -> Result<(), StoreEr
                 .or_backend()?;
             }
             Dumped::Entity { tenant, entity } => {
+                crate::rows::lock(&tx, tenant, &[entity.id.as_str()]).await?;
                 let before = crate::rows::load_for_update(&tx, tenant, &[entity.id.as_str()]).await?;
                 crate::rows::save(&tx, tenant, &[(entity.id.as_str(), before.get(&entity.id), Some(entity))]).await?;
             }

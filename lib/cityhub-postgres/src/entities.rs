@@ -2,18 +2,20 @@
 //!
 //! `modify` runs all its modifiers in one transaction. Before reading anything it takes a
 //! transaction-scoped advisory lock per entity, in one global order (so two batches never
-//! deadlock), then reads the rows `FOR UPDATE`: a writer at any hub on the database waits for the
-//! one before it, including on an entity that does not exist yet (which a row lock cannot
+//! deadlock), then reads the rows (with no row lock: every writer of `entities` holds the
+//! advisory locks first): a writer at any hub on the database waits for the one before it, including on an entity that does not exist yet (which a row lock cannot
 //! protect, and which a retry could not resolve, since a modifier runs only once). A modifier's
-//! refusal leaves its entity as it was; the answers go back only after the commit.
+//! refusal leaves its entity as it was; the answers go back only after the commit. The
+//! transaction costs four round trips whatever its size (BEGIN; locks and reads; every write,
+//! pipelined; COMMIT), two more when the tenant's changes are journaled.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use cityhub_storage::{Change, Modification, Modifier, StoreError};
 use ngsild_core::{Entity, NgsiLdError};
 
-use crate::rows::{load_for_update, lock, save};
+use crate::pipeline::Batch;
+use crate::rows::{lock_and_load, save_into};
 use crate::{OrBackend, PostgresStore};
 
 pub(crate) async fn modify(
@@ -27,9 +29,8 @@ pub(crate) async fn modify(
     let mut client = store.client().await?;
     let tx = client.transaction().await.or_backend()?;
     let ids: Vec<&str> = modifications.iter().map(|(id, _)| id.as_str()).collect();
-    lock(&tx, tenant, &ids).await?;
-    let loaded: HashMap<String, Entity> = load_for_update(&tx, tenant, &ids).await?;
-    // What this transaction wrote so far, over what it loaded; in the order first written.
+    let (loaded, temporal_types) = lock_and_load(&tx, tenant, &ids).await?;
+    drop(ids);
     let mut written: Vec<(String, Option<Entity>)> = Vec::new();
     let mut answers = Vec::with_capacity(modifications.len());
     let mut any_ok = false;
@@ -64,19 +65,32 @@ pub(crate) async fn modify(
     }
     let states: Vec<(&str, Option<&Entity>, Option<&Entity>)> =
         written.iter().map(|(id, after)| (id.as_str(), loaded.get(id), after.as_ref())).collect();
-    save(&tx, tenant, &states).await?;
     let changes: Vec<&Change> =
         answers.iter().filter_map(|a| a.as_ref().ok()).filter(|c| c.before.is_some() || c.after.is_some()).collect();
     let remember = any_ok && crate::tenants::touch(store, &tx, tenant).await?;
-    let mut journaled = false;
+    let now = ngsild_core::time::now();
+    // Every write of the transaction in one pipeline (see `pipeline`): the entities and their
+    // index rows, the history and the temporal representation.
+    let mut batch = Batch::default();
+    save_into(&mut batch, tenant, &states);
     if !changes.is_empty() {
-        let now = ngsild_core::time::now();
-        crate::temporal::record_changes(store, &tx, tenant, &changes, &now).await?;
-        // Same transaction as the change: a change is never acknowledged without its journal
-        // entry, and never journaled without being committed. Last before the commit: the
-        // journal serialises journaling transactions from here to their commit.
-        journaled = crate::feed::journal(&tx, tenant, &changes, &now).await?;
+        crate::temporal::record_changes(store, &tx, &mut batch, tenant, &changes, &now, &temporal_types).await?;
     }
+    let mut journaled = false;
+    if changes.is_empty() {
+        batch.run(&tx).await?;
+    } else {
+        let (_, watched) = futures_util::future::try_join(batch.run(&tx), crate::feed::watched(&tx, tenant)).await?;
+        if watched {
+            // Same transaction as the change: a change is never acknowledged without its journal
+            // entry, and never journaled without being committed. Last before the commit: the
+            // journal serialises journaling transactions from here to their commit.
+            crate::feed::journal_watched(&tx, tenant, &changes, &now).await?;
+            journaled = true;
+        }
+    }
+    drop(batch);
+    drop(changes);
     tx.commit().await.or_backend()?;
     // No group commit here: each call is its own transaction.
     metrics::counter!("cityhub_store_commits_total").increment(1);

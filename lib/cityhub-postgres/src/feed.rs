@@ -232,29 +232,35 @@ pub(crate) async fn commit_telling(
 /// each, before or after is an entity; in the order they happened): writes their journal entries
 /// when the tenant has an entity subscription. Answers whether it journaled.
 pub(crate) async fn journal(
-    tx: &Transaction<'_>,
+    tx: &crate::Tx<'_>,
     tenant: &str,
     changes: &[&Change],
     at: &str,
 ) -> Result<bool, StoreError> {
-    if changes.is_empty() {
+    if changes.is_empty() || !watched(tx, tenant).await? {
         return Ok(false);
     }
-    let watched = tx
-        .query_opt(
-            "SELECT 1 FROM subscriptions WHERE tenant = $1 AND kind = $2 LIMIT 1",
-            &[&tenant, &SubscriptionKind::Entity.name()],
-        )
-        .await
-        .or_backend()?
-        .is_some();
-    if !watched {
-        return Ok(false);
-    }
+    journal_watched(tx, tenant, changes, at).await?;
+    Ok(true)
+}
+
+/// Whether `tenant` has an entity subscription, so that its changes are journaled.
+pub(crate) async fn watched(tx: &crate::Tx<'_>, tenant: &str) -> Result<bool, StoreError> {
+    let statement =
+        tx.prepare_cached("SELECT 1 FROM subscriptions WHERE tenant = $1 AND kind = $2 LIMIT 1").await.or_backend()?;
+    Ok(tx.query_opt(&statement, &[&tenant, &SubscriptionKind::Entity.name()]).await.or_backend()?.is_some())
+}
+
+/// `journal` once `watched` said yes.
+pub(crate) async fn journal_watched(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    changes: &[&Change],
+    at: &str,
+) -> Result<(), StoreError> {
     let befores: Vec<Option<Json<&Entity>>> = changes.iter().map(|c| c.before.as_ref().map(Json)).collect();
     let afters: Vec<Option<Json<&Entity>>> = changes.iter().map(|c| c.after.as_ref().map(Json)).collect();
-    append_journal(tx, tenant, &befores, &afters, &vec![at; changes.len()]).await?;
-    Ok(true)
+    append_journal(tx, tenant, &befores, &afters, &vec![at; changes.len()]).await
 }
 
 /// Under the journal lock: numbers the entries consecutively (in the order given) and inserts

@@ -19,6 +19,7 @@ mod dump;
 mod entities;
 mod feed;
 mod index;
+mod pipeline;
 mod query;
 mod records;
 mod rows;
@@ -42,6 +43,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use ngsild_core::{Entity, NgsiLdError};
 use serde_json::Value;
 use tokio_postgres::NoTls;
+
+/// A transaction on a pooled connection (its prepared statements cached per connection).
+pub(crate) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 /// Connections a hub keeps to the database at most.
 const DEFAULT_POOL_SIZE: usize = 16;

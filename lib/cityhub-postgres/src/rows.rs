@@ -9,7 +9,8 @@ use cityhub_storage::StoreError;
 use ngsild_core::Entity;
 use tokio_postgres::types::Json;
 
-use crate::{OrBackend, PostgresStore};
+use crate::pipeline::Batch;
+use crate::{OrBackend, PostgresStore, Tx};
 
 pub(crate) async fn get(store: &PostgresStore, tenant: &str, id: &str) -> Result<Option<Entity>, StoreError> {
     let client = store.client().await?;
@@ -31,37 +32,84 @@ pub(crate) fn lock_key(tenant: &str, id: &str) -> i64 {
     (hash | (1 << 63)) as i64
 }
 
-/// Inside `tx`: waits until this transaction alone may write these entities.
-pub(crate) async fn lock(tx: &tokio_postgres::Transaction<'_>, tenant: &str, ids: &[&str]) -> Result<(), StoreError> {
+const LOCK_SQL: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n)";
+/// No `FOR UPDATE`: every writer of `entities` holds the entity's advisory lock first (`lock`), so
+/// a row lock would add nothing but a write to each row (and its WAL) before the row's update.
+const LOAD_SQL: &str = "SELECT id, doc FROM entities WHERE tenant = $1 AND id = ANY($2)";
+const TEMPORAL_TYPES_SQL: &str = "SELECT id, types FROM temporal_entities WHERE tenant = $1 AND id = ANY($2)";
+
+fn lock_keys(tenant: &str, ids: &[&str]) -> Vec<i64> {
     let mut keys: Vec<i64> = ids.iter().map(|id| lock_key(tenant, id)).collect();
     keys.sort_unstable();
     keys.dedup();
-    tx.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n)", &[&keys])
-        .await
-        .or_backend()?;
+    keys
+}
+
+/// Inside `tx`: waits until this transaction alone may write these entities.
+pub(crate) async fn lock(tx: &Tx<'_>, tenant: &str, ids: &[&str]) -> Result<(), StoreError> {
+    let statement = tx.prepare_cached(LOCK_SQL).await.or_backend()?;
+    tx.execute(&statement, &[&lock_keys(tenant, ids)]).await.or_backend()?;
     Ok(())
 }
 
 /// Inside `tx`, after `lock`: the current state of these entities.
 pub(crate) async fn load_for_update(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: &str,
     ids: &[&str],
 ) -> Result<HashMap<String, Entity>, StoreError> {
-    let rows = tx
-        .query("SELECT id, doc FROM entities WHERE tenant = $1 AND id = ANY($2) FOR UPDATE", &[&tenant, &ids])
-        .await
-        .or_backend()?;
+    let statement = tx.prepare_cached(LOAD_SQL).await.or_backend()?;
+    let rows = tx.query(&statement, &[&tenant, &ids]).await.or_backend()?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get::<_, Json<Entity>>(1).0)).collect())
+}
+
+/// What a write of these entities reads before it runs its modifiers, all in one round trip:
+/// `lock`, then the current state of each (`load_for_update`) and the types of its temporal
+/// representation (which tell `temporal` whether its type index must change).
+pub(crate) async fn lock_and_load(
+    tx: &Tx<'_>,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<(HashMap<String, Entity>, HashMap<String, Vec<String>>), StoreError> {
+    let (lock, load, types) = futures_util::future::try_join3(
+        tx.prepare_cached(LOCK_SQL),
+        tx.prepare_cached(LOAD_SQL),
+        tx.prepare_cached(TEMPORAL_TYPES_SQL),
+    )
+    .await
+    .or_backend()?;
+    let keys = lock_keys(tenant, ids);
+    // Sent in this order on first poll; the server runs the reads after the lock is granted.
+    let (_, current, temporal) = futures_util::future::try_join3(
+        tx.execute(&lock, &[&keys]),
+        tx.query(&load, &[&tenant, &ids]),
+        tx.query(&types, &[&tenant, &ids]),
+    )
+    .await
+    .or_backend()?;
+    let current = current.into_iter().map(|r| (r.get(0), r.get::<_, Json<Entity>>(1).0)).collect();
+    let temporal = temporal.into_iter().map(|r| (r.get(0), r.get::<_, Json<Vec<String>>>(1).0)).collect();
+    Ok((current, temporal))
 }
 
 /// Inside `tx`: writes the final state of each entity (None deletes it), whose stored state
 /// was `before`, and brings its indexes up to date.
 pub(crate) async fn save(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: &str,
     states: &[(&str, Option<&Entity>, Option<&Entity>)],
 ) -> Result<(), StoreError> {
+    let mut batch = Batch::default();
+    save_into(&mut batch, tenant, states);
+    batch.run(tx).await.map(drop)
+}
+
+/// `save` as statements added to `batch`.
+pub(crate) fn save_into<'a>(
+    batch: &mut Batch<'a>,
+    tenant: &'a str,
+    states: &[(&'a str, Option<&'a Entity>, Option<&'a Entity>)],
+) {
     let (mut ids, mut docs, mut gone) = (Vec::new(), Vec::new(), Vec::new());
     let mut delta = crate::index::Delta::default();
     for &(id, before, after) in states {
@@ -75,16 +123,14 @@ pub(crate) async fn save(
         delta.change(id, before, after);
     }
     if !ids.is_empty() {
-        tx.execute(
+        batch.push(
             "INSERT INTO entities (tenant, id, doc) SELECT $1, u.id, u.doc FROM unnest($2::text[], $3::json[]) AS u(id, doc)
              ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc",
-            &[&tenant, &ids, &docs],
-        )
-        .await
-        .or_backend()?;
+            vec![Box::new(tenant), Box::new(ids), Box::new(docs)],
+        );
     }
     if !gone.is_empty() {
-        tx.execute("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2)", &[&tenant, &gone]).await.or_backend()?;
+        batch.push("DELETE FROM entities WHERE tenant = $1 AND id = ANY($2)", vec![Box::new(tenant), Box::new(gone)]);
     }
-    delta.apply(tx, tenant).await
+    delta.apply(batch, tenant);
 }

@@ -32,6 +32,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_feed.sql"),
     },
     Migration { version: 3, name: "audit log", sql: include_str!("../migrations/0003_audit.sql") },
+    Migration {
+        version: 4,
+        name: "LZ4 documents, one history index less",
+        sql: include_str!("../migrations/0004_leaner_writes.sql"),
+    },
 ];
 
 /// The key of the advisory lock that serialises migrations across processes ("cityhub" in ASCII).

@@ -14,9 +14,9 @@ use ngsild_core::temporal::{AggrMethod, AggregateSeries, Instance, TemporalEntit
 use ngsild_core::time::{datetime_of_micros, format_time, micros, micros_of, now};
 use ngsild_core::{Entity, NgsiLdError};
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::Transaction;
 
-use crate::{OrBackend, PostgresStore};
+use crate::pipeline::Batch;
+use crate::{OrBackend, PostgresStore, Tx as Transaction};
 
 type Params<'a> = Vec<Box<dyn ToSql + Sync + Send + 'a>>;
 
@@ -128,48 +128,6 @@ impl InstanceRow {
     }
 }
 
-/// The series ids of (entity, attribute) pairs, created when missing.
-async fn series_ids(
-    tx: &Transaction<'_>,
-    tenant: &str,
-    pairs: &[(&str, &str)],
-) -> Result<HashMap<(String, String), i64>, StoreError> {
-    let wanted: BTreeSet<(&str, &str)> = pairs.iter().copied().collect();
-    let (ids, attrs): (Vec<&str>, Vec<&str>) = wanted.iter().copied().unzip();
-    let mut found: HashMap<(String, String), i64> = HashMap::new();
-    let rows = tx
-        .query(
-            // One primary-key probe per pair (LATERAL, kept from being flattened by LIMIT): a plain
-            // join let the planner hash the whole table instead, a scan of every series of the
-            // tenant on every write (80 ms of a 200-entity upsert over 10k entities).
-            "SELECT u.e, u.a, s.sid FROM unnest($2::text[], $3::text[]) AS u(e, a)
-             CROSS JOIN LATERAL (SELECT s.sid FROM attr_series s
-                                 WHERE s.tenant = $1 AND s.entity_id = u.e AND s.attr = u.a LIMIT 1) s",
-            &[&tenant, &ids, &attrs],
-        )
-        .await
-        .or_backend()?;
-    for r in rows {
-        found.insert((r.get(0), r.get(1)), r.get(2));
-    }
-    let (missing_ids, missing_attrs): (Vec<&str>, Vec<&str>) =
-        wanted.iter().filter(|(e, a)| !found.contains_key(&((*e).to_owned(), (*a).to_owned()))).copied().unzip();
-    if !missing_ids.is_empty() {
-        let rows = tx
-            .query(
-                "INSERT INTO attr_series (tenant, entity_id, attr) SELECT $1, u.e, u.a FROM unnest($2::text[], $3::text[]) AS u(e, a)
-                 RETURNING entity_id, attr, sid",
-                &[&tenant, &missing_ids, &missing_attrs],
-            )
-            .await
-            .or_backend()?;
-        for r in rows {
-            found.insert((r.get(0), r.get(1)), r.get(2));
-        }
-    }
-    Ok(found)
-}
-
 async fn series(tx: &Transaction<'_>, tenant: &str, entity_id: &str, attr: &str) -> Result<Option<i64>, StoreError> {
     Ok(tx
         .query_opt(
@@ -182,37 +140,94 @@ async fn series(tx: &Transaction<'_>, tenant: &str, entity_id: &str, attr: &str)
 }
 
 /// Appends instances to the history (after `ensure_partitions` for their times).
-async fn insert_instances(tx: &Transaction<'_>, tenant: &str, rows: &[InstanceRow]) -> Result<(), StoreError> {
+async fn insert_instances(tx: &Transaction<'_>, tenant: &str, rows: Vec<InstanceRow>) -> Result<(), StoreError> {
+    let mut batch = Batch::default();
+    insert_instances_into(&mut batch, tenant, rows);
+    batch.run(tx).await.map(drop)
+}
+
+/// `insert_instances` as one statement added to `batch`. The statement finds the series id of
+/// each (entity, attribute) itself, creating the missing series, so it needs no answer from an
+/// earlier statement and can be pipelined with the rest of the write.
+fn insert_instances_into<'a>(batch: &mut Batch<'a>, tenant: &'a str, rows: Vec<InstanceRow>) {
     if rows.is_empty() {
-        return Ok(());
+        return;
     }
-    let pairs: Vec<(&str, &str)> = rows.iter().map(|r| (r.entity_id.as_str(), r.attr.as_str())).collect();
-    let sids = series_ids(tx, tenant, &pairs).await?;
-    let mut sid = Vec::with_capacity(rows.len());
-    for r in rows {
-        sid.push(*sids.get(&(r.entity_id.clone(), r.attr.clone())).ok_or_else(|| bad("a series was not created"))?);
-    }
+    // The distinct series, in (entity, attribute) order (the order new series get their sid);
+    // each row names its series by position in them (1-based, as ORDINALITY counts).
+    let pairs: BTreeSet<(&str, &str)> = rows.iter().map(|r| (r.entity_id.as_str(), r.attr.as_str())).collect();
+    let position: HashMap<(&str, &str), i64> =
+        pairs.iter().enumerate().map(|(k, pair)| (*pair, i64::try_from(k).unwrap_or(i64::MAX) + 1)).collect();
+    let series: Vec<i64> =
+        rows.iter().map(|r| position.get(&(r.entity_id.as_str(), r.attr.as_str())).copied().unwrap_or(0)).collect();
+    let (entity_ids, attrs): (Vec<String>, Vec<String>) =
+        pairs.iter().map(|(e, a)| ((*e).to_owned(), (*a).to_owned())).unzip();
+    drop(position);
     let part: Vec<i64> = rows.iter().map(InstanceRow::part).collect();
-    let dataset: Vec<Option<&str>> = rows.iter().map(|r| r.cols.dataset_id.as_deref()).collect();
-    let doc: Vec<&str> = rows.iter().map(|r| r.doc.as_str()).collect();
-    let val: Vec<&str> = rows.iter().map(|r| r.cols.val.as_str()).collect();
-    let num: Vec<Option<f64>> = rows.iter().map(|r| r.cols.num).collect();
     let observed: Vec<Option<i64>> = rows.iter().map(|r| r.cols.observed).collect();
     let created: Vec<i64> = rows.iter().map(|r| r.cols.created).collect();
     let modified: Vec<i64> = rows.iter().map(|r| r.cols.modified).collect();
     let deleted: Vec<Option<i64>> = rows.iter().map(|r| r.cols.deleted).collect();
-    // ORDINALITY keeps the order of the rows in the order of their seq.
-    tx.execute(
-        "INSERT INTO attr_history (tenant, sid, t_part, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
-         SELECT $1, u.sid, u.part, u.ds, u.doc::json, u.val, u.num, u.tobs, u.tcre, u.tmod, u.tdel
-         FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::int8[], $9::int8[],
-                     $10::int8[], $11::int8[]) WITH ORDINALITY AS u(sid, part, ds, doc, val, num, tobs, tcre, tmod, tdel, n)
+    let num: Vec<Option<f64>> = rows.iter().map(|r| r.cols.num).collect();
+    let (mut dataset, mut doc, mut val) =
+        (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
+    for r in rows {
+        dataset.push(r.cols.dataset_id);
+        doc.push(r.doc);
+        val.push(r.cols.val);
+    }
+    batch.push(
+        // Existing series: one primary-key probe per pair (LATERAL, kept from being flattened by
+        // LIMIT): a plain join let the planner hash the whole table instead, a scan of every
+        // series of the tenant on every write (80 ms of a 200-entity upsert over 10k entities).
+        // Missing ones are created (the entity lock keeps any other writer of them out).
+        // ORDINALITY keeps the order of the rows in the order of their seq.
+        "WITH p AS (SELECT * FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS p(e, a, k)),
+              f AS MATERIALIZED (
+                  SELECT p.k, s.sid FROM p CROSS JOIN LATERAL (
+                      SELECT s.sid FROM attr_series s WHERE s.tenant = $1 AND s.entity_id = p.e AND s.attr = p.a LIMIT 1) s),
+              m AS (INSERT INTO attr_series (tenant, entity_id, attr)
+                    SELECT $1, p.e, p.a FROM p WHERE NOT EXISTS (SELECT 1 FROM f WHERE f.k = p.k) ORDER BY p.k
+                    RETURNING entity_id, attr, sid),
+              s AS (SELECT f.k, f.sid FROM f
+                    UNION ALL SELECT p.k, m.sid FROM m JOIN p ON p.e = m.entity_id AND p.a = m.attr)
+         INSERT INTO attr_history (tenant, sid, t_part, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
+         SELECT $1, s.sid, u.part, u.ds, u.doc::json, u.val, u.num, u.tobs, u.tcre, u.tmod, u.tdel
+         FROM unnest($4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::int8[], $11::int8[],
+                     $12::int8[], $13::int8[]) WITH ORDINALITY AS u(k, part, ds, doc, val, num, tobs, tcre, tmod, tdel, n)
+         JOIN s ON s.k = u.k
          ORDER BY u.n",
-        &[&tenant, &sid, &part, &dataset, &doc, &val, &num, &observed, &created, &modified, &deleted],
-    )
-    .await
-    .or_backend()?;
-    Ok(())
+        vec![
+            Box::new(tenant),
+            Box::new(entity_ids),
+            Box::new(attrs),
+            Box::new(series),
+            Box::new(part),
+            Box::new(dataset),
+            Box::new(doc),
+            Box::new(val),
+            Box::new(num),
+            Box::new(observed),
+            Box::new(created),
+            Box::new(modified),
+            Box::new(deleted),
+        ],
+    );
+}
+
+/// The types of the temporal representation of these entities, for `touch_entities_into`.
+async fn temporal_types(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<HashMap<String, Vec<String>>, StoreError> {
+    Ok(tx
+        .query("SELECT id, types FROM temporal_entities WHERE tenant = $1 AND id = ANY($2)", &[&tenant, &ids])
+        .await
+        .or_backend()?
+        .into_iter()
+        .map(|r| (r.get(0), r.get::<_, Json<Vec<String>>>(1).0))
+        .collect())
 }
 
 /// Creates or refreshes the temporal representation of these entities (None: it was deleted).
@@ -222,35 +237,39 @@ async fn touch_entities(
     states: &[(&str, Option<&Entity>)],
     now: &str,
 ) -> Result<(), StoreError> {
+    let ids: Vec<&str> = states.iter().map(|(id, _)| *id).collect();
+    let stored = temporal_types(tx, tenant, &ids).await?;
+    let mut batch = Batch::default();
+    touch_entities_into(&mut batch, tenant, states, &stored, now);
+    batch.run(tx).await.map(drop)
+}
+
+/// `touch_entities` as statements added to `batch`; `stored` holds the types each entity's
+/// temporal representation had (none: it had none).
+fn touch_entities_into<'a>(
+    batch: &mut Batch<'a>,
+    tenant: &'a str,
+    states: &[(&'a str, Option<&'a Entity>)],
+    stored: &HashMap<String, Vec<String>>,
+    now: &'a str,
+) {
     let live: Vec<&Entity> = states.iter().filter_map(|(_, e)| *e).collect();
     if !live.is_empty() {
         let ids: Vec<&str> = live.iter().map(|e| e.id.as_str()).collect();
-        let stored: HashMap<String, Json<Vec<String>>> = tx
-            .query("SELECT id, types FROM temporal_entities WHERE tenant = $1 AND id = ANY($2)", &[&tenant, &ids])
-            .await
-            .or_backend()?
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
         let types: Vec<Json<&Vec<String>>> = live.iter().map(|e| Json(&e.types)).collect();
         let scopes: Vec<Json<&Vec<String>>> = live.iter().map(|e| Json(&e.scope)).collect();
-        tx.execute(
+        batch.push(
             "INSERT INTO temporal_entities (tenant, id, types, scope, created_at, modified_at, deleted_at)
              SELECT $1, u.id, u.types, u.scope, $5, $5, NULL FROM unnest($2::text[], $3::json[], $4::json[]) AS u(id, types, scope)
              ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, scope = excluded.scope,
                  modified_at = excluded.modified_at, deleted_at = NULL",
-            &[&tenant, &ids, &types, &scopes, &now],
-        )
-        .await
-        .or_backend()?;
+            vec![Box::new(tenant), Box::new(ids), Box::new(types), Box::new(scopes), Box::new(now)],
+        );
         // Most writes keep the types; rewriting the type index on each would double their work.
         let changed: Vec<&Entity> =
-            live.iter().copied().filter(|e| stored.get(&e.id).is_none_or(|t| t.0 != e.types)).collect();
+            live.iter().copied().filter(|e| stored.get(&e.id).is_none_or(|t| *t != e.types)).collect();
         if !changed.is_empty() {
             let ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
-            tx.execute("DELETE FROM temporal_types WHERE tenant = $1 AND id = ANY($2)", &[&tenant, &ids])
-                .await
-                .or_backend()?;
             let (mut t, mut i) = (Vec::new(), Vec::new());
             for e in &changed {
                 for ty in &e.types {
@@ -258,25 +277,24 @@ async fn touch_entities(
                     i.push(e.id.as_str());
                 }
             }
-            tx.execute(
+            batch.push(
+                "DELETE FROM temporal_types WHERE tenant = $1 AND id = ANY($2)",
+                vec![Box::new(tenant), Box::new(ids)],
+            );
+            batch.push(
                 "INSERT INTO temporal_types (tenant, type, id) SELECT $1, u.t, u.id FROM unnest($2::text[], $3::text[]) AS u(t, id)
                  ON CONFLICT DO NOTHING",
-                &[&tenant, &t, &i],
-            )
-            .await
-            .or_backend()?;
+                vec![Box::new(tenant), Box::new(t), Box::new(i)],
+            );
         }
     }
     let gone: Vec<&str> = states.iter().filter(|(_, e)| e.is_none()).map(|(id, _)| *id).collect();
     if !gone.is_empty() {
-        tx.execute(
+        batch.push(
             "UPDATE temporal_entities SET deleted_at = $3, modified_at = $3 WHERE tenant = $1 AND id = ANY($2)",
-            &[&tenant, &gone, &now],
-        )
-        .await
-        .or_backend()?;
+            vec![Box::new(tenant), Box::new(gone), Box::new(now)],
+        );
     }
-    Ok(())
 }
 
 /// The instances a change through the entity API records (`ngsild_core::history::recorded`).
@@ -288,14 +306,18 @@ fn change_rows(before: Option<&Entity>, after: Option<&Entity>, now: &str) -> Re
         .collect()
 }
 
-/// Inside the transaction of `changes` (in the order they happened): records the instances each
-/// one made new or changed, and the temporal representation of each entity.
-pub(crate) async fn record_changes(
+/// Inside the transaction of `changes` (in the order they happened): adds to `batch` what
+/// records the instances each one made new or changed, and the temporal representation of each
+/// entity; `stored` holds the types of the temporal representations before the transaction
+/// (`rows::lock_and_load`).
+pub(crate) async fn record_changes<'a>(
     store: &PostgresStore,
     tx: &Transaction<'_>,
-    tenant: &str,
-    changes: &[&Change],
-    now: &str,
+    batch: &mut Batch<'a>,
+    tenant: &'a str,
+    changes: &[&'a Change],
+    now: &'a str,
+    stored: &HashMap<String, Vec<String>>,
 ) -> Result<(), StoreError> {
     let mut rows = Vec::new();
     // The temporal representation follows each entity's last state in this transaction.
@@ -311,17 +333,18 @@ pub(crate) async fn record_changes(
     let times: Vec<i64> = rows.iter().map(InstanceRow::part).collect();
     ensure_partitions(store, tx, &times).await?;
     // An entity created and deleted in one transaction: its row exists before it is marked.
-    let created: Vec<(&str, Option<&Entity>)> = changes
-        .iter()
-        .filter_map(|c| c.after.as_ref())
-        .filter(|e| last.iter().any(|(id, state)| *id == e.id && state.is_none()))
-        .map(|e| (e.id.as_str(), Some(e)))
-        .collect();
-    if !created.is_empty() {
-        touch_entities(tx, tenant, &created, now).await?;
+    let mut created: Vec<(&str, Option<&Entity>)> = Vec::new();
+    for e in changes.iter().filter_map(|c| c.after.as_ref()) {
+        if last.iter().any(|(id, state)| *id == e.id && state.is_none()) && !created.iter().any(|(id, _)| *id == e.id) {
+            created.push((e.id.as_str(), Some(e)));
+        }
     }
-    touch_entities(tx, tenant, &last, now).await?;
-    insert_instances(tx, tenant, &rows).await
+    if !created.is_empty() {
+        touch_entities_into(batch, tenant, &created, stored, now);
+    }
+    touch_entities_into(batch, tenant, &last, stored, now);
+    insert_instances_into(batch, tenant, rows);
+    Ok(())
 }
 
 // ---- the temporal API's writes ----------------------------------------------------------------
@@ -428,7 +451,7 @@ async fn apply_write(
                 }
                 rows.push(InstanceRow::of(id, name, attr, None)?);
             }
-            insert_instances(tx, tenant, &rows).await?;
+            insert_instances(tx, tenant, rows).await?;
             save_entity(tx, tenant, current, Some(&fold.entity)).await?;
             touch_entities(tx, tenant, &[(id, Some(&fold.entity))], now).await?;
             Ok(Ok(if exists { TemporalOutcome::Updated } else { TemporalOutcome::Created }))

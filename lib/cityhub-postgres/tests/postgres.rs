@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cityhub_postgres::PostgresStore;
 use cityhub_storage::{Store, TemporalQuery, TemporalWrite, TimeProperty};
-use cityhub_store_contract::support::{create, entity, iri};
+use cityhub_store_contract::support::{create, ctx, entity, iri, put};
 use ngsild_core::model::{Attribute, AttributeKind};
 use ngsild_core::ErrorKind;
 use serde_json::json;
@@ -112,4 +112,61 @@ async fn documents_read_back_in_member_order() {
     let back = store.get_entity("", "urn:ngsi-ld:Bin:1").await.unwrap().unwrap();
     let names: Vec<&str> = back.attrs.keys().map(|k| k.rsplit('/').next().unwrap()).collect();
     assert_eq!(names, ["zeta", "alpha", "mu"], "json keeps the order the attributes were written in");
+}
+
+/// The facet rows of one entity, without its id: (attr, type, num, str), sorted.
+async fn facets_of(admin: &tokio_postgres::Client, id: &str) -> Vec<(String, String, Option<f64>, Option<String>)> {
+    let rows = admin
+        .query("SELECT attr, type, num, str FROM facets WHERE id = $1 ORDER BY attr, type, num, str", &[&id])
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_rows_kept_by_difference_are_those_written_afresh() {
+    let url = cityhub_pgtest::database();
+    let store = open(&url).await;
+    let admin = cityhub_pgtest::connect(&url).await;
+    let ds = |n: u32| format!("urn:ngsi-ld:Dataset:{n}");
+    // One value changing, one added and one gone, values held twice (across datasetIds), an
+    // attribute gone and back, a number turned to text, and the type changing.
+    let states = [
+        json!({"id": "urn:ngsi-ld:Hive:a", "type": "Hive", "w": 1, "s": "ok", "t": [
+            {"type": "Property", "value": 5, "datasetId": ds(1)}, {"type": "Property", "value": 6, "datasetId": ds(2)}]}),
+        json!({"id": "urn:ngsi-ld:Hive:a", "type": "Hive", "w": 2, "s": "ok", "t": [
+            {"type": "Property", "value": 6, "datasetId": ds(1)}, {"type": "Property", "value": 7, "datasetId": ds(2)}]}),
+        json!({"id": "urn:ngsi-ld:Hive:a", "type": "Hive", "w": 2, "s": "warning", "t": [
+            {"type": "Property", "value": 7, "datasetId": ds(1)}, {"type": "Property", "value": 7, "datasetId": ds(2)}]}),
+        json!({"id": "urn:ngsi-ld:Hive:a", "type": "Hive", "w": "heavy", "t": [
+            {"type": "Property", "value": 7, "datasetId": ds(1)}, {"type": "Property", "value": 8, "datasetId": ds(2)}]}),
+        json!({"id": "urn:ngsi-ld:Hive:a", "type": "Hive", "w": 3, "s": "ok", "t": {"type": "Property", "value": 8}}),
+        json!({"id": "urn:ngsi-ld:Hive:a", "type": ["Hive", "Box"], "w": 4, "s": "ok", "t": {"type": "Property", "value": 8}}),
+        json!({"id": "urn:ngsi-ld:Hive:a", "type": ["Hive", "Box"], "w": 5, "s": "new", "t": {"type": "Property", "value": 9}}),
+    ];
+    for (n, state) in states.iter().enumerate() {
+        cityhub_storage::modify_one(store.as_ref(), "", "urn:ngsi-ld:Hive:a", put(entity(state.clone())))
+            .await
+            .unwrap();
+        let mut fresh = state.clone();
+        let fresh_id = format!("urn:ngsi-ld:Hive:fresh{n}");
+        fresh["id"] = json!(fresh_id);
+        cityhub_storage::modify_one(store.as_ref(), "", &fresh_id, create(entity(fresh))).await.unwrap();
+        let kept = facets_of(&admin, "urn:ngsi-ld:Hive:a").await;
+        assert!(!kept.is_empty());
+        assert_eq!(kept, facets_of(&admin, &fresh_id).await, "state {n}: {state}");
+    }
+    let hits = |q: &str| {
+        let store = store.clone();
+        let q = q.to_owned();
+        async move {
+            let filter = cityhub_storage::EntityFilter {
+                q: Some(ngsild_query::QExpr::parse(&q, &ctx()).unwrap()),
+                ..Default::default()
+            };
+            let page = store.query("", &filter, cityhub_storage::Paging { offset: 0, limit: 100, count: false }).await;
+            page.unwrap().entities.into_iter().map(|e| e.id).filter(|id| id.ends_with(":a")).count()
+        }
+    };
+    assert_eq!((hits("w==5").await, hits("w==4").await, hits("t==9").await, hits("t==8").await), (1, 0, 1, 0));
 }
