@@ -477,3 +477,82 @@ fn the_mqtt_southbound_reconnects_to_a_restarted_broker() {
     let last = dead_letters(&hub, Some("")).pop().unwrap();
     assert!(last["reason"].as_str().unwrap().contains("no service group has apikey \"probe\""), "{last}");
 }
+
+/// Publishes every message at QoS 1 before waiting for any acknowledgement: a burst.
+fn publish_burst(device: &Publisher, messages: &[(String, String)]) {
+    for (topic, payload) in messages {
+        device.client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).unwrap();
+    }
+    for _ in messages {
+        device.acks.recv_timeout(WAIT).expect("the broker acknowledges every publish of the burst");
+    }
+}
+
+#[test]
+fn a_burst_of_many_devices_is_stored_reading_by_reading_with_each_observed_at() {
+    const DEVICES: usize = 40;
+    const EACH: usize = 5;
+    let broker = mosquitto();
+    let hub = Hub::start_with(&["--mqtt-ingest", &format!("mqtt://127.0.0.1:{}", broker.port)]);
+    let group = json!({"services": [{"apikey": "burst", "entity_type": "Meter",
+        "attributes": [{"object_id": "v", "name": "reading", "type": "Number"}]}]});
+    assert_eq!(iot(&hub, reqwest::Method::POST, "/iot/services", Some(&group)).status(), 201);
+    let device = Publisher::connect(broker.port);
+    probe_until_read(&hub, broker.port, 1);
+
+    // Every device sends EACH readings, JSON and UltraLight alternating, interleaved with the
+    // other devices', all published before the first acknowledgement is awaited.
+    let observed = |d: usize, i: usize| format!("2026-06-01T{:02}:{:02}:{i:02}Z", d / 60, d % 60);
+    let mut messages = Vec::new();
+    for i in 0..EACH {
+        for d in 0..DEVICES {
+            let (topic, payload) = match (d + i) % 2 {
+                0 => (
+                    format!("/json/burst/m{d}/attrs"),
+                    format!(r#"{{"v": {}, "TimeInstant": "{}"}}"#, d * 100 + i, observed(d, i)),
+                ),
+                _ => (format!("/ul/burst/m{d}/attrs"), format!("{}|v|{}", observed(d, i), d * 100 + i)),
+            };
+            messages.push((topic, payload));
+        }
+    }
+    publish_burst(&device, &messages);
+
+    let total = (DEVICES * EACH) as u64;
+    let deadline = Instant::now() + WAIT;
+    let group_status = loop {
+        let s = status_of(&hub, "service", "burst");
+        if s["stored"].as_u64().unwrap_or(0) + s["rejected"].as_u64().unwrap_or(0) >= total {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the burst's {total} readings are all counted: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (group_status["received"].clone(), group_status["stored"].clone()),
+        (json!(total), json!(total)),
+        "{group_status}"
+    );
+    assert_eq!(group_status["rejected"], 0, "{group_status}");
+
+    for d in 0..DEVICES {
+        let id = format!("urn:ngsi-ld:Meter:m{d}");
+        let entity = get(&hub, &format!("/ngsi-ld/v1/entities/{id}"));
+        let last = EACH - 1;
+        assert_eq!(
+            entity["reading"],
+            json!({"type": "Property", "value": d * 100 + last, "observedAt": observed(d, last)}),
+            "{id}: the last reading is the entity's"
+        );
+        let history = get(&hub, &format!("/ngsi-ld/v1/temporal/entities/{id}?attrs=reading"));
+        let mut instances: Vec<(Value, Value)> = history["reading"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{id} has a history: {history}"))
+            .iter()
+            .map(|i| (i["value"].clone(), i["observedAt"].clone()))
+            .collect();
+        instances.sort_by_key(|(v, _)| v.as_u64());
+        let expected: Vec<(Value, Value)> = (0..EACH).map(|i| (json!(d * 100 + i), json!(observed(d, i)))).collect();
+        assert_eq!(instances, expected, "{id}: every reading of the burst is in the history, with its observedAt");
+    }
+}

@@ -17,9 +17,10 @@
 //! given. Roles are read at `--auth-roles-claim` (a dotted path, default `roles`): strings
 //! `ROLE` or `TENANT:ROLE`; those that are no role are ignored (logged at debug).
 //!
-//! A verified token is cached (at most [`CACHE_ENTRIES`], keyed by the SHA-256 of the token,
-//! for at most five minutes and never past its `exp`), so a client sending the same token on
-//! every request costs one hash and one lookup per request, not a signature check.
+//! A verified token is cached ([`crate::cache`]: at most [`CACHE_ENTRIES`] tokens and
+//! [`CACHE_BYTES`] bytes, keyed by the token's own bytes, for at most five minutes and never past
+//! its `exp`), so a client sending the same token on every request costs one map lookup per
+//! request and shares the cached `Arc<Identity>`, not a signature check.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
+use crate::cache::{Limits, TokenCache};
 use crate::{AuthConfig, Unauthorized};
 
 /// Seconds of clock skew allowed on `exp` and `nbf`.
@@ -41,7 +43,11 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the JWKS is read again regardless.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
 /// Verified tokens kept.
-pub const CACHE_ENTRIES: u64 = 10_000;
+pub const CACHE_ENTRIES: usize = 10_000;
+/// Bytes of verified tokens kept.
+pub const CACHE_BYTES: usize = 16 << 20;
+/// How long a verified token is kept at most.
+pub const CACHE_SECS: i64 = 300;
 /// The longest token read; a longer one is refused before it is hashed or decoded.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// The largest JWKS document read.
@@ -58,11 +64,6 @@ struct Key {
     key: DecodingKey,
 }
 
-struct Cached {
-    identity: Identity,
-    exp: i64,
-}
-
 pub struct Verifier {
     source: Source,
     keys: RwLock<Arc<Vec<Key>>>,
@@ -71,7 +72,7 @@ pub struct Verifier {
     issuer: Option<String>,
     audience: Option<String>,
     roles_claim: Vec<String>,
-    cache: moka::sync::Cache<[u8; 32], Arc<Cached>>,
+    cache: TokenCache,
     client: Option<cityhub_egress::EgressClient>,
 }
 
@@ -100,10 +101,7 @@ impl Verifier {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             roles_claim: claim.split('.').map(str::to_owned).collect(),
-            cache: moka::sync::Cache::builder()
-                .max_capacity(CACHE_ENTRIES)
-                .time_to_live(Duration::from_secs(300))
-                .build(),
+            cache: TokenCache::new(Limits { entries: CACHE_ENTRIES, bytes: CACHE_BYTES }),
             client,
         });
         let keys = verifier.fetch().await.map_err(|e| format!("--auth-jwks {}: {e}", verifier.source()))?;
@@ -180,7 +178,7 @@ impl Verifier {
     }
 
     /// The identity a token proves, or why it proves none.
-    pub async fn verify(&self, token: &str) -> Result<Identity, Unauthorized> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, Unauthorized> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Unauthorized::token(format!(
                 "the bearer token is {} bytes, longer than the {MAX_TOKEN_BYTES} this hub reads: send the token the \
@@ -188,15 +186,9 @@ impl Verifier {
                 token.len()
             )));
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(digest.as_ref());
         let now = chrono::Utc::now().timestamp();
-        if let Some(hit) = self.cache.get(&hash) {
-            if hit.exp + LEEWAY_SECS as i64 > now {
-                return Ok(hit.identity.clone());
-            }
-            self.cache.invalidate(&hash);
+        if let Some(hit) = self.cache.get(token, now) {
+            return Ok(hit);
         }
         let (alg, kid) = header(token)?;
         let keys = match self.candidates(alg, kid.as_deref()) {
@@ -218,9 +210,10 @@ impl Verifier {
         for key in keys.iter().filter(|k| k.alg == alg && (kid.is_none() || k.kid == kid)) {
             match jsonwebtoken::decode::<Value>(token, &key.key, &validation) {
                 Ok(data) => {
-                    let identity = self.identity(&data.claims);
+                    let identity = Arc::new(self.identity(&data.claims));
                     let exp = data.claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
-                    self.cache.insert(hash, Arc::new(Cached { identity: identity.clone(), exp }));
+                    let until = (exp + LEEWAY_SECS as i64).min(now + CACHE_SECS);
+                    self.cache.insert(token, identity.clone(), until);
                     return Ok(identity);
                 }
                 Err(e) => last = Some(e),
@@ -406,8 +399,15 @@ mod tests {
         let claims =
             json!({"sub": "bob", "exp": exp, "realm_access": {"roles": ["seoul:editor", "uma_authorization"]}});
         let signed = token(&pkcs8, "ed-1", &claims);
+        let first = verifier.verify(&signed).await.unwrap();
+        // The second time from the cache: the same identity, shared, not built again.
+        assert!(Arc::ptr_eq(&first, &verifier.verify(&signed).await.unwrap()));
+        // The cached token with its signature's last character changed is checked, not found.
+        let mut tampered = signed.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(verifier.verify(&tampered).await.is_err());
         for _ in 0..2 {
-            // The second time from the cache.
             let id = verifier.verify(&signed).await.unwrap();
             assert_eq!(id.subject.as_deref(), Some("bob"));
             assert_eq!(id.via, Via::Token);

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cache;
 pub mod jwt;
 pub mod keys;
 pub mod limit;
@@ -67,7 +68,8 @@ impl Unauthorized {
 /// An identity and the rate of its own it has (an API key's `--rate`).
 #[derive(Debug, Clone)]
 pub struct Verified {
-    pub identity: Identity,
+    /// Shared: a cached token's identity is handed out, not built again, on every request.
+    pub identity: Arc<Identity>,
     pub rate: Option<f64>,
 }
 
@@ -76,12 +78,26 @@ pub struct Auth {
     keys: Option<Arc<KeyRing>>,
     jwt: Option<Arc<jwt::Verifier>>,
     limits: limit::RateLimits,
+    /// The identity of every caller in open mode, and of a caller without credentials in
+    /// enforced mode: built once.
+    admin: Arc<Identity>,
+    anonymous: Arc<Identity>,
+}
+
+fn everyone_admin() -> Arc<Identity> {
+    Arc::new(Identity { subject: None, via: Via::Anonymous, grants: vec![Grant { tenant: None, role: Role::Admin }] })
 }
 
 impl Auth {
     /// Open mode without rate limits: every caller an admin.
     pub fn open() -> Auth {
-        Auth { keys: None, jwt: None, limits: limit::RateLimits::new(None) }
+        Auth {
+            keys: None,
+            jwt: None,
+            limits: limit::RateLimits::new(None),
+            admin: everyone_admin(),
+            anonymous: Arc::new(Identity::anonymous()),
+        }
     }
 
     /// The sources `config` names, read once now (a JWKS that cannot be read, or the store's
@@ -101,7 +117,13 @@ impl Auth {
             Some(source) => Some(jwt::Verifier::start(source, config).await?),
             None => None,
         };
-        Ok(Auth { keys, jwt, limits: limit::RateLimits::new(config.rate) })
+        Ok(Auth {
+            keys,
+            jwt,
+            limits: limit::RateLimits::new(config.rate),
+            admin: everyone_admin(),
+            anonymous: Arc::new(Identity::anonymous()),
+        })
     }
 
     /// Whether an identity source is configured (enforced mode).
@@ -127,15 +149,10 @@ impl Auth {
     /// The identity of the sender of `headers`.
     pub async fn identify(&self, headers: &HeaderMap) -> Result<Verified, Unauthorized> {
         if !self.enforced() {
-            let admin = Identity {
-                subject: None,
-                via: Via::Anonymous,
-                grants: vec![Grant { tenant: None, role: Role::Admin }],
-            };
-            return Ok(Verified { identity: admin, rate: None });
+            return Ok(Verified { identity: self.admin.clone(), rate: None });
         }
         match credential(headers)? {
-            None => Ok(Verified { identity: Identity::anonymous(), rate: None }),
+            None => Ok(Verified { identity: self.anonymous.clone(), rate: None }),
             Some(Credential::Key(secret)) => {
                 let Some(ring) = &self.keys else {
                     return Err(Unauthorized::token(
@@ -144,7 +161,7 @@ impl Auth {
                     ));
                 };
                 let (identity, rate) = ring.identify(secret)?;
-                Ok(Verified { identity, rate })
+                Ok(Verified { identity: Arc::new(identity), rate })
             }
             Some(Credential::Bearer(token)) => {
                 let Some(jwt) = &self.jwt else {

@@ -497,7 +497,7 @@ mod tests {
             .body(Body::empty())
             .expect("a request");
         if let Some(identity) = identity {
-            request.extensions_mut().insert(identity);
+            request.extensions_mut().insert(std::sync::Arc::new(identity));
         }
         // The routes behind the gate alone: the identify layer of the full router would take the
         // identity from credentials instead (open mode: admin).

@@ -177,7 +177,7 @@ pub async fn record(State(log): State<Arc<AuditLog>>, request: Request, next: Ne
         return response;
     }
     let anonymous = Identity::anonymous();
-    let identity = response.extensions().get::<Identity>().unwrap_or(&anonymous);
+    let identity = response.extensions().get::<Arc<Identity>>().map_or(&anonymous, |i| &**i);
     let (subject, via) = match (identity.via, &identity.subject) {
         (Via::Token, Some(sub)) => (sub.clone(), "token"),
         (Via::Key, Some(id)) => (format!("key:{id}"), "key"),
@@ -293,13 +293,13 @@ mod tests {
             let mut response = ApiError(NgsiLdError::new(ErrorKind::BadRequestData, "not for alice")).into_response();
             *response.status_mut() = StatusCode::FORBIDDEN;
             let alice = Identity { subject: Some("alice".into()), via: Via::Token, grants: vec![] };
-            response.extensions_mut().insert(alice);
+            response.extensions_mut().insert(Arc::new(alice));
             response
         }
         async fn busy() -> Response {
             let mut response = StatusCode::TOO_MANY_REQUESTS.into_response();
             let key = Identity { subject: Some("k1".into()), via: Via::Key, grants: vec![] };
-            response.extensions_mut().insert(key);
+            response.extensions_mut().insert(Arc::new(key));
             response
         }
         Router::new()

@@ -61,14 +61,15 @@ params! {
     LocalOnly = &["local"];
 }
 
-/// Who sends a request: its credentials checked ([`cityhub_access::Identity`]).
-pub type Caller = cityhub_access::Identity;
+/// Who sends a request: its credentials checked ([`cityhub_access::Identity`]), shared with the
+/// identify layer's cache (cloning a `Caller` copies a pointer).
+pub type Caller = std::sync::Arc<cityhub_access::Identity>;
 
 /// The caller of a request: the one place a request's identity is read, from what the identify
 /// layer (`crate::identify`) put in its extensions; a request that did not pass it is anonymous
 /// (fail closed).
 pub fn caller(parts: &Parts) -> Result<Caller, ApiError> {
-    Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_else(Caller::anonymous))
+    Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_else(|| Caller::new(cityhub_access::Identity::anonymous())))
 }
 
 /// Whether the caller of `parts` may do `action` (the route's, from [`crate::access::TABLE`])

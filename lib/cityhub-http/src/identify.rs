@@ -6,7 +6,8 @@
 //! [`identify`] hands the headers to [`cityhub_auth::Auth::identify`] (open mode: an admin
 //! everywhere; enforced mode: the key's or the token's identity, or the anonymous public one),
 //! takes a token from the caller's rate bucket (429 `TooManyRequests` with `Retry-After`), and
-//! puts the [`cityhub_access::Identity`] into the request's extensions — where
+//! puts the caller's `Arc<cityhub_access::Identity>` (shared, never copied per request)
+//! into the request's extensions — where
 //! `extract::caller` reads it for every handler, those of routes other crates merge in too —
 //! and into the response's (for the audit log). Bad, expired or revoked credentials answer 401
 //! here, with `WWW-Authenticate: Bearer realm="cityhub", error="invalid_token",
@@ -73,6 +74,7 @@ pub async fn identify(State(state): State<SharedState>, mut request: Request, ne
         response.extensions_mut().insert(verified.identity);
         return response;
     }
+    // One `Arc<Identity>` shared by the request, the response and every handler (no copy).
     let identity = verified.identity;
     request.extensions_mut().insert(identity.clone());
     let mut response = next.run(request).await;
@@ -107,7 +109,7 @@ pub fn routes() -> Router<SharedState> {
 
 async fn whoami(request: Request) -> axum::Json<serde_json::Value> {
     let (parts, _) = request.into_parts();
-    let caller = crate::extract::caller(&parts).unwrap_or_else(|_| Identity::anonymous());
+    let caller = crate::extract::caller(&parts).unwrap_or_else(|_| std::sync::Arc::new(Identity::anonymous()));
     let via = match caller.via {
         Via::Anonymous => "anonymous",
         Via::Token => "token",

@@ -106,29 +106,54 @@ struct Head {
 }
 
 impl Head {
+    /// Reads `bytes` of the head: the plain runs between special bytes (below 0x20, and DEL)
+    /// in bulk, the special ones one by one, so a request costs a few instructions per head
+    /// byte (a bearer token is a few hundred of them on every request).
     fn observe(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if self.complete {
-                return;
+        let mut rest = bytes;
+        while !rest.is_empty() && !self.complete {
+            let plain = rest.iter().position(|&b| b < 0x20 || b == 0x7f).unwrap_or(rest.len());
+            if plain > 0 {
+                self.plain(&rest[..plain]);
+                rest = &rest[plain..];
+                continue;
             }
-            if self.kept.len() < KEPT_HEAD_BYTES {
-                self.kept.push(b);
-            }
-            self.len += 1;
-            if b == b'\n' {
-                if self.request_line.is_none() {
-                    self.request_line = Some(self.len);
-                }
-                // `\n\n` or `\r\n\r\n`: the empty line that ends the head.
-                if self.tail[2] == b'\n' || (self.tail[2] == b'\r' && self.tail[1] == b'\n') {
-                    self.complete = true;
-                }
-                self.lines += 1;
-            } else if (b < 0x20 && b != b'\t' && b != b'\r') || b == 0x7f {
-                self.control.get_or_insert((self.lines, b));
-            }
-            self.tail = [self.tail[1], self.tail[2], b];
+            self.special(rest[0]);
+            rest = &rest[1..];
         }
+    }
+
+    /// A run of bytes none of which is a line feed or a control character.
+    fn plain(&mut self, run: &[u8]) {
+        let room = KEPT_HEAD_BYTES.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&run[..run.len().min(room)]);
+        self.len += run.len();
+        self.tail = match run {
+            [.., a, b, c] => [*a, *b, *c],
+            [a, b] => [self.tail[2], *a, *b],
+            [a] => [self.tail[1], self.tail[2], *a],
+            [] => self.tail,
+        };
+    }
+
+    fn special(&mut self, b: u8) {
+        if self.kept.len() < KEPT_HEAD_BYTES {
+            self.kept.push(b);
+        }
+        self.len += 1;
+        if b == b'\n' {
+            if self.request_line.is_none() {
+                self.request_line = Some(self.len);
+            }
+            // `\n\n` or `\r\n\r\n`: the empty line that ends the head.
+            if self.tail[2] == b'\n' || (self.tail[2] == b'\r' && self.tail[1] == b'\n') {
+                self.complete = true;
+            }
+            self.lines += 1;
+        } else if (b < 0x20 && b != b'\t' && b != b'\r') || b == 0x7f {
+            self.control.get_or_insert((self.lines, b));
+        }
+        self.tail = [self.tail[1], self.tail[2], b];
     }
 }
 
@@ -441,6 +466,42 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The head as it was read byte by byte before the bulk reading: the reference.
+    fn bytewise(bytes: &[u8]) -> Head {
+        let mut h = Head::default();
+        for &b in bytes {
+            if h.complete {
+                break;
+            }
+            h.special(b);
+        }
+        h
+    }
+
+    #[test]
+    fn the_head_read_in_bulk_is_the_head_read_byte_by_byte() {
+        let heads: [&[u8]; 6] = [
+            b"GET /ngsi-ld/v1/entities/urn:x:1 HTTP/1.1\r\nhost: a\r\nauthorization: Bearer eyJ.eyJ.sig\r\n\r\nbody",
+            b"GET / HTTP/1.1\nhost: a\n\nrest",
+            b"GET / HTTP/1.1\r\nx: a\x01b\x7f\r\nbad\x00\r\n\r\n",
+            b"\n\n",
+            b"GET / HTTP/1.1\r\nx: \tta\tb\r\n",
+            b"ab\r\n\r\n",
+        ];
+        let long = [b"GET / HTTP/1.1\r\nx: ".as_slice(), &vec![b'a'; KEPT_HEAD_BYTES + 10], b"\r\n\r\n"].concat();
+        for bytes in heads.iter().copied().chain([long.as_slice()]) {
+            let want = bytewise(bytes);
+            for size in [1, 2, 3, 5, 7, 64, bytes.len().max(1)] {
+                let mut got = Head::default();
+                for chunk in bytes.chunks(size) {
+                    got.observe(chunk);
+                }
+                let key = |h: &Head| (h.kept.clone(), h.len, h.lines, h.request_line, h.control, h.complete, h.tail);
+                assert_eq!(key(&got), key(&want), "{:?} in chunks of {size}", String::from_utf8_lossy(bytes));
+            }
+        }
+    }
 
     fn head(bytes: &[u8]) -> Head {
         let mut h = Head::default();

@@ -375,14 +375,11 @@ async fn southbound_ul(Extension(ingest): Extension<Arc<Ingest>>, call: IotCall,
 
 async fn status(Extension(ingest): Extension<Arc<Ingest>>, call: IotCall) -> IotResult {
     call.known(&["kind", "name"])?;
-    let wanted = |key: &SourceKey| {
-        call.query.get("kind").is_none_or(|k| k == key.kind) && call.query.get("name").is_none_or(|n| *n == key.name)
-    };
+    let (kind, name) = (call.query.get("kind").map(|k| k.as_str()), call.query.get("name").map(|n| n.as_str()));
     let sources: Vec<Value> = ingest
         .status
-        .sources(Some(&call.tenant))
+        .sources_where(Some(&call.tenant), kind, name)
         .into_iter()
-        .filter(|(key, _)| wanted(key))
         .map(|(key, counters)| {
             let mut doc = json!({"kind": key.kind, "name": key.name});
             if let (Some(doc), Value::Object(c)) = (doc.as_object_mut(), json!(counters)) {

@@ -87,8 +87,18 @@ impl StatusBook {
                     book.sources.remove(&oldest);
                 }
             }
-            let counters = book.sources.entry(key.clone()).or_default();
-            counters.last_seen = Some(at.to_owned());
+            // The key is copied only for a source seen the first time.
+            let counters = match book.sources.get_mut(key) {
+                Some(counters) => counters,
+                None => book.sources.entry(key.clone()).or_default(),
+            };
+            match &mut counters.last_seen {
+                Some(seen) => {
+                    seen.clear();
+                    seen.push_str(at);
+                }
+                None => counters.last_seen = Some(at.to_owned()),
+            }
             f(counters);
         }
     }
@@ -130,11 +140,27 @@ impl StatusBook {
 
     /// Every source of `tenant` (all tenants: None), ordered by kind and name.
     pub fn sources(&self, tenant: Option<&str>) -> Vec<(SourceKey, Counters)> {
+        self.sources_where(tenant, None, None)
+    }
+
+    /// The sources of `tenant` (all: None) of `kind` and `name` (any: None), ordered by kind
+    /// and name. Only the sources that match are copied out of the book and sorted, so a client
+    /// polling one source's counters (a dashboard, the bench) costs the ingestion little.
+    pub fn sources_where(
+        &self,
+        tenant: Option<&str>,
+        kind: Option<&str>,
+        name: Option<&str>,
+    ) -> Vec<(SourceKey, Counters)> {
         let book = self.book.lock();
         let mut out: Vec<(SourceKey, Counters)> = book
             .sources
             .iter()
-            .filter(|(k, _)| tenant.is_none_or(|t| k.tenant == t))
+            .filter(|(k, _)| {
+                tenant.is_none_or(|t| k.tenant == t)
+                    && kind.is_none_or(|want| k.kind == want)
+                    && name.is_none_or(|want| k.name == want)
+            })
             .map(|(k, c)| (k.clone(), c.clone()))
             .collect();
         out.sort_by(|a, b| (a.0.kind, &a.0.name).cmp(&(b.0.kind, &b.0.name)));
@@ -191,5 +217,29 @@ mod tests {
         assert_eq!(book.sources(None).len(), 2, "at most max_sources");
         assert!(book.get(&group).is_none(), "the least recently seen went");
         assert!(book.dead_letters(Some("other")).is_empty());
+    }
+
+    #[test]
+    fn sources_are_filtered_by_tenant_kind_and_name_in_order() {
+        let book = StatusBook::new(100, 1);
+        for (tenant, kind, name) in
+            [("t", "device", "d2"), ("t", "device", "d1"), ("t", "service", "k"), ("u", "device", "d1")]
+        {
+            book.received(&[SourceKey::new(tenant, kind, name)], "1");
+        }
+        let names = |found: Vec<(SourceKey, Counters)>| -> Vec<String> {
+            found.into_iter().map(|(k, _)| format!("{}/{}/{}", k.tenant, k.kind, k.name)).collect()
+        };
+        assert_eq!(names(book.sources(Some("t"))), ["t/device/d1", "t/device/d2", "t/service/k"]);
+        assert_eq!(names(book.sources_where(Some("t"), Some("device"), None)), ["t/device/d1", "t/device/d2"]);
+        assert_eq!(names(book.sources_where(Some("t"), Some("device"), Some("d1"))), ["t/device/d1"]);
+        // Across tenants the order is by kind and name only: compared as a set.
+        let mut everywhere = names(book.sources_where(None, None, Some("d1")));
+        everywhere.sort();
+        assert_eq!(everywhere, ["t/device/d1", "u/device/d1"]);
+        assert!(book.sources_where(Some("t"), Some("poller"), Some("d1")).is_empty());
+        book.stored(&[SourceKey::new("t", "device", "d1")], "2");
+        let (_, c) = book.sources_where(Some("t"), Some("device"), Some("d1")).pop().unwrap();
+        assert_eq!((c.received, c.stored, c.last_seen.as_deref()), (1, 1, Some("2")));
     }
 }
