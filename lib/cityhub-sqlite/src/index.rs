@@ -192,17 +192,46 @@ fn write_facets(
     Ok(())
 }
 
-fn erase_facets(
+/// What `old` has that `new` has not, and the reverse, as multisets (a scalar held twice is
+/// two rows).
+fn difference(old: &[Scalar], new: &[Scalar]) -> (Vec<Scalar>, Vec<Scalar>) {
+    let mut added: Vec<Option<&Scalar>> = new.iter().map(Some).collect();
+    let mut gone = Vec::new();
+    for scalar in old {
+        match added.iter_mut().find(|a| a.is_some_and(|a| a == scalar)) {
+            Some(kept) => *kept = None,
+            None => gone.push(scalar.clone()),
+        }
+    }
+    (gone, added.into_iter().flatten().cloned().collect())
+}
+
+/// Deletes one facet row per scalar of `scalars`.
+fn unwrite_facets(
     conn: &Connection,
     keys: &mut Keys,
     tenant: &str,
     eid: i64,
     types: &[String],
     attr: &str,
+    scalars: &[Scalar],
 ) -> rusqlite::Result<()> {
+    if scalars.is_empty() {
+        return Ok(());
+    }
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM facets WHERE rowid =
+             (SELECT rowid FROM facets WHERE eid = ?1 AND key = ?2 AND num IS ?3 AND str IS ?4 LIMIT 1)",
+    )?;
     for ty in types {
         let key = facet_key(conn, keys, tenant, ty, attr)?;
-        conn.prepare_cached("DELETE FROM facets WHERE eid = ?1 AND key = ?2")?.execute(params![eid, key])?;
+        for scalar in scalars {
+            match scalar {
+                Scalar::Present => delete.execute(params![eid, key, None::<f64>, None::<String>])?,
+                Scalar::Num(n) => delete.execute(params![eid, key, n, None::<String>])?,
+                Scalar::Str(s) => delete.execute(params![eid, key, None::<f64>, s])?,
+            };
+        }
     }
     Ok(())
 }
@@ -283,8 +312,11 @@ pub fn reindex(
         let old_scalars = if old.is_empty() { Vec::new() } else { attribute_scalars(old) };
         let new_scalars = if new.is_empty() { Vec::new() } else { attribute_scalars(new) };
         if old_scalars != new_scalars {
-            erase_facets(conn, keys, tenant, eid, new_types, name)?;
-            write_facets(conn, keys, tenant, eid, new_types, name, &new_scalars)?;
+            // Only the rows that differ: a changed value is one row out and one in; the
+            // attribute's presence and its unchanged scalars stay where they are.
+            let (gone, added) = difference(&old_scalars, &new_scalars);
+            unwrite_facets(conn, keys, tenant, eid, new_types, name, &gone)?;
+            write_facets(conn, keys, tenant, eid, new_types, name, &added)?;
         }
         let (old_geo, new_geo) = (geo_values(old), geo_values(new));
         if old_geo != new_geo {
@@ -616,4 +648,21 @@ fn ordered(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{difference, Scalar};
+
+    #[test]
+    fn a_changed_scalar_is_one_row_out_and_one_in() {
+        let old = [Scalar::Present, Scalar::Num(1.0), Scalar::Str("a".into()), Scalar::Str("a".into())];
+        let new = [Scalar::Present, Scalar::Num(2.0), Scalar::Str("a".into())];
+        let (gone, added) = difference(&old, &new);
+        assert_eq!(gone, vec![Scalar::Num(1.0), Scalar::Str("a".into())]);
+        assert_eq!(added, vec![Scalar::Num(2.0)]);
+        let (gone, added) = difference(&old, &[]);
+        assert_eq!(gone.len(), 4);
+        assert!(added.is_empty());
+    }
 }
