@@ -6,7 +6,7 @@ use ngsild_core::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::codec::{decode, to_json};
-use crate::index;
+use crate::index::{self, Keys};
 
 pub const TENANTS: &str = "CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY) WITHOUT ROWID;";
 
@@ -49,7 +49,13 @@ pub fn load_entity(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Resul
 }
 
 /// Writes `entity`, whose stored state was `before`, and brings its indexes up to date.
-pub fn save_entity(conn: &Connection, tenant: &str, before: Option<&Entity>, entity: &Entity) -> rusqlite::Result<()> {
+pub fn save_entity(
+    conn: &Connection,
+    keys: &mut Keys,
+    tenant: &str,
+    before: Option<&Entity>,
+    entity: &Entity,
+) -> rusqlite::Result<()> {
     let doc = to_json(entity)?;
     let eid: i64 = conn
         .prepare_cached(
@@ -57,17 +63,17 @@ pub fn save_entity(conn: &Connection, tenant: &str, before: Option<&Entity>, ent
              ON CONFLICT (tenant, id) DO UPDATE SET doc = excluded.doc RETURNING eid",
         )?
         .query_row(params![tenant, entity.id, doc], |r| r.get(0))?;
-    index::reindex(conn, tenant, eid, before, Some(entity))
+    index::reindex(conn, keys, tenant, eid, before, Some(entity))
 }
 
 /// Deletes the entity whose stored state is `before`, with its index rows.
-pub fn delete_entity(conn: &Connection, tenant: &str, before: &Entity) -> rusqlite::Result<()> {
+pub fn delete_entity(conn: &Connection, keys: &mut Keys, tenant: &str, before: &Entity) -> rusqlite::Result<()> {
     let eid: Option<i64> = conn
         .prepare_cached("DELETE FROM entities WHERE tenant = ?1 AND id = ?2 RETURNING eid")?
         .query_row(params![tenant, before.id], |r| r.get(0))
         .optional()?;
     match eid {
-        Some(eid) => index::reindex(conn, tenant, eid, Some(before), None),
+        Some(eid) => index::reindex(conn, keys, tenant, eid, Some(before), None),
         None => Ok(()),
     }
 }

@@ -101,7 +101,63 @@ fn geo_values(instances: &[Attribute]) -> Vec<&Value> {
     instances.iter().filter(|a| a.kind == AttributeKind::GeoProperty).map(|a| &a.value).collect()
 }
 
-fn facet_key(conn: &Connection, tenant: &str, ty: &str, attr: &str) -> rusqlite::Result<i64> {
+/// Integer keys the writer has looked up or made in this store (facet keys, history series), so
+/// that a write need not ask SQLite again for each attribute: a batch of 200 Stellio entities
+/// asked ~4,600 such lookups. Only the writer thread holds one; it forgets everything when a
+/// transaction rolls back (a key made inside it is gone) and the series whenever a temporal
+/// write may have deleted some. Bounded: past `KEYS_CAP` entries a map starts over.
+#[derive(Default)]
+pub struct Keys {
+    facets: std::collections::HashMap<String, i64>,
+    pub(crate) series: std::collections::HashMap<String, i64>,
+}
+
+/// Entries a map of [`Keys`] holds at most (~130 bytes each: ~2 MiB, not a cost per entity in
+/// the memory figures). The series of 1,600 entities of ten attributes fit.
+const KEYS_CAP: usize = 16_384;
+
+impl Keys {
+    /// The key of three text parts (joined by NUL, which none of them holds).
+    pub(crate) fn name(a: &str, b: &str, c: &str) -> String {
+        let mut key = String::with_capacity(a.len() + b.len() + c.len() + 2);
+        key.push_str(a);
+        key.push('\0');
+        key.push_str(b);
+        key.push('\0');
+        key.push_str(c);
+        key
+    }
+
+    pub(crate) fn remember(map: &mut std::collections::HashMap<String, i64>, name: String, key: i64) {
+        if map.len() >= KEYS_CAP {
+            map.clear();
+        }
+        map.insert(name, key);
+    }
+
+    /// Forgets everything (the transaction that made some of these keys rolled back).
+    pub fn forget(&mut self) {
+        self.facets.clear();
+        self.series.clear();
+    }
+
+    /// Forgets the history series (a temporal write may have deleted some).
+    pub fn forget_series(&mut self) {
+        self.series.clear();
+    }
+}
+
+fn facet_key(conn: &Connection, keys: &mut Keys, tenant: &str, ty: &str, attr: &str) -> rusqlite::Result<i64> {
+    let name = Keys::name(tenant, attr, ty);
+    if let Some(key) = keys.facets.get(&name) {
+        return Ok(*key);
+    }
+    let key = stored_facet_key(conn, tenant, ty, attr)?;
+    Keys::remember(&mut keys.facets, name, key);
+    Ok(key)
+}
+
+fn stored_facet_key(conn: &Connection, tenant: &str, ty: &str, attr: &str) -> rusqlite::Result<i64> {
     let found: Option<i64> = conn
         .prepare_cached("SELECT key FROM facet_keys WHERE tenant = ?1 AND attr = ?2 AND type = ?3")?
         .query_row(params![tenant, attr, ty], |r| r.get(0))
@@ -116,6 +172,7 @@ fn facet_key(conn: &Connection, tenant: &str, ty: &str, attr: &str) -> rusqlite:
 
 fn write_facets(
     conn: &Connection,
+    keys: &mut Keys,
     tenant: &str,
     eid: i64,
     types: &[String],
@@ -124,7 +181,7 @@ fn write_facets(
 ) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached("INSERT INTO facets (key, num, str, eid) VALUES (?1, ?2, ?3, ?4)")?;
     for ty in types {
-        let key = facet_key(conn, tenant, ty, attr)?;
+        let key = facet_key(conn, keys, tenant, ty, attr)?;
         for scalar in scalars {
             match scalar {
                 Scalar::Present => insert.execute(params![key, None::<f64>, None::<String>, eid])?,
@@ -136,13 +193,46 @@ fn write_facets(
     Ok(())
 }
 
-fn erase_facets(conn: &Connection, tenant: &str, eid: i64, types: &[String], attr: &str) -> rusqlite::Result<()> {
+/// What `old` has that `new` has not, and the reverse, as multisets (a scalar held twice is
+/// two rows).
+fn difference(old: &[Scalar], new: &[Scalar]) -> (Vec<Scalar>, Vec<Scalar>) {
+    let mut added: Vec<Option<&Scalar>> = new.iter().map(Some).collect();
+    let mut gone = Vec::new();
+    for scalar in old {
+        match added.iter_mut().find(|a| a.is_some_and(|a| a == scalar)) {
+            Some(kept) => *kept = None,
+            None => gone.push(scalar.clone()),
+        }
+    }
+    (gone, added.into_iter().flatten().cloned().collect())
+}
+
+/// Deletes one facet row per scalar of `scalars`.
+fn unwrite_facets(
+    conn: &Connection,
+    keys: &mut Keys,
+    tenant: &str,
+    eid: i64,
+    types: &[String],
+    attr: &str,
+    scalars: &[Scalar],
+) -> rusqlite::Result<()> {
+    if scalars.is_empty() {
+        return Ok(());
+    }
     let mut delete = conn.prepare_cached(
-        "DELETE FROM facets WHERE eid = ?1 AND key =
-             (SELECT key FROM facet_keys WHERE tenant = ?2 AND attr = ?3 AND type = ?4)",
+        "DELETE FROM facets WHERE rowid =
+             (SELECT rowid FROM facets WHERE eid = ?1 AND key = ?2 AND num IS ?3 AND str IS ?4 LIMIT 1)",
     )?;
     for ty in types {
-        delete.execute(params![eid, tenant, attr, ty])?;
+        let key = facet_key(conn, keys, tenant, ty, attr)?;
+        for scalar in scalars {
+            match scalar {
+                Scalar::Present => delete.execute(params![eid, key, None::<f64>, None::<String>])?,
+                Scalar::Num(n) => delete.execute(params![eid, key, n, None::<String>])?,
+                Scalar::Str(s) => delete.execute(params![eid, key, None::<f64>, s])?,
+            };
+        }
     }
     Ok(())
 }
@@ -181,6 +271,7 @@ fn erase_geo(conn: &Connection, eid: i64, attr: Option<&str>) -> rusqlite::Resul
 /// Brings the indexes of entity `eid` from `before` to `after` (either may be absent).
 pub fn reindex(
     conn: &Connection,
+    keys: &mut Keys,
     tenant: &str,
     eid: i64,
     before: Option<&Entity>,
@@ -190,10 +281,14 @@ pub fn reindex(
     let old_types = before.map_or(no_types, |e| &e.types[..]);
     let new_types = after.map_or(no_types, |e| &e.types[..]);
     if old_types != new_types {
-        // Facet keys depend on the types: start again from nothing.
-        conn.prepare_cached("DELETE FROM entity_types WHERE eid = ?1")?.execute([eid])?;
-        conn.prepare_cached("DELETE FROM facets WHERE eid = ?1")?.execute([eid])?;
-        erase_geo(conn, eid, None)?;
+        // Facet keys depend on the types: start again from nothing. A new entity has a new eid,
+        // and no index row refers to it yet (deleting an entity deletes its rows): nothing to
+        // erase, and three statements fewer per created entity.
+        if before.is_some() {
+            conn.prepare_cached("DELETE FROM entity_types WHERE eid = ?1")?.execute([eid])?;
+            conn.prepare_cached("DELETE FROM facets WHERE eid = ?1")?.execute([eid])?;
+            erase_geo(conn, eid, None)?;
+        }
         if let Some(entity) = after {
             let mut insert = conn
                 .prepare_cached("INSERT OR IGNORE INTO entity_types (tenant, type, id, eid) VALUES (?1, ?2, ?3, ?4)")?;
@@ -201,7 +296,7 @@ pub fn reindex(
                 insert.execute(params![tenant, t, entity.id, eid])?;
             }
             for (name, instances) in &entity.attrs {
-                write_facets(conn, tenant, eid, &entity.types, name, &attribute_scalars(instances))?;
+                write_facets(conn, keys, tenant, eid, &entity.types, name, &attribute_scalars(instances))?;
                 write_geo(conn, tenant, eid, name, &geo_values(instances))?;
             }
         }
@@ -218,8 +313,11 @@ pub fn reindex(
         let old_scalars = if old.is_empty() { Vec::new() } else { attribute_scalars(old) };
         let new_scalars = if new.is_empty() { Vec::new() } else { attribute_scalars(new) };
         if old_scalars != new_scalars {
-            erase_facets(conn, tenant, eid, new_types, name)?;
-            write_facets(conn, tenant, eid, new_types, name, &new_scalars)?;
+            // Only the rows that differ: a changed value is one row out and one in; the
+            // attribute's presence and its unchanged scalars stay where they are.
+            let (gone, added) = difference(&old_scalars, &new_scalars);
+            unwrite_facets(conn, keys, tenant, eid, new_types, name, &gone)?;
+            write_facets(conn, keys, tenant, eid, new_types, name, &added)?;
         }
         let (old_geo, new_geo) = (geo_values(old), geo_values(new));
         if old_geo != new_geo {
@@ -594,4 +692,21 @@ fn ordered(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{difference, Scalar};
+
+    #[test]
+    fn a_changed_scalar_is_one_row_out_and_one_in() {
+        let old = [Scalar::Present, Scalar::Num(1.0), Scalar::Str("a".into()), Scalar::Str("a".into())];
+        let new = [Scalar::Present, Scalar::Num(2.0), Scalar::Str("a".into())];
+        let (gone, added) = difference(&old, &new);
+        assert_eq!(gone, vec![Scalar::Num(1.0), Scalar::Str("a".into())]);
+        assert_eq!(added, vec![Scalar::Num(2.0)]);
+        let (gone, added) = difference(&old, &[]);
+        assert_eq!(gone.len(), 4);
+        assert!(added.is_empty());
+    }
 }

@@ -97,6 +97,8 @@ struct WriterState {
     journaled_tenants: HashSet<String>,
     /// What the current group changed, told (`StoreEvent`) once it has committed.
     events: Vec<StoreEvent>,
+    /// Facet keys and history series looked up or made (forgotten when a group rolls back).
+    keys: index::Keys,
 }
 
 impl WriterState {
@@ -156,6 +158,7 @@ impl SqliteStore {
         let state = WriterState {
             journaled_tenants: subscriptions::journaled_tenants(&conn).map_err(backend)?,
             events: Vec::new(),
+            keys: index::Keys::default(),
         };
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
@@ -374,6 +377,7 @@ fn writer_loop(
         state.events.clear();
         if !run_group(&mut conn, &mut state, group, &commits, &events) {
             state.journaled_tenants = saved;
+            state.keys.forget();
         }
         state.events.clear();
     }
@@ -433,6 +437,8 @@ fn run_group(
                     let before = if journaled { entities::load_entity(&tx, &tenant, &id)? } else { None };
                     let sp = tx.savepoint()?;
                     let answer = temporal::apply_write(&sp, &tenant, &id, *write)?;
+                    // It keeps keys of its own, and may have deleted series the cache names.
+                    state.keys.forget_series();
                     if answer.is_ok() {
                         sp.commit()?;
                         if journaled {
@@ -527,17 +533,17 @@ fn apply(
             if entity.id != id {
                 return Ok(Err(NgsiLdError::internal("a modification changed the entity id")));
             }
-            entities::save_entity(tx, tenant, before.as_ref(), entity)?;
+            entities::save_entity(tx, &mut state.keys, tenant, before.as_ref(), entity)?;
         }
         None => {
             if let Some(before) = &before {
-                entities::delete_entity(tx, tenant, before)?
+                entities::delete_entity(tx, &mut state.keys, tenant, before)?
             }
         }
     }
     if before.is_some() || after.is_some() {
         let now = ngsild_core::time::now();
-        temporal::record_change(tx, tenant, before.as_ref(), after.as_ref(), &now)?;
+        temporal::record_change(tx, &mut state.keys, tenant, before.as_ref(), after.as_ref(), &now)?;
         // Same transaction as the change: a change is never acknowledged without its journal
         // entry, and never journaled without being committed.
         if state.journaled_tenants.contains(tenant) {

@@ -26,8 +26,15 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // When the WAL starts over, a file grown by a burst of writes shrinks back to this size.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // The writer runs ~40 distinct statements per entity write (entity, index, facet, geo,
+    // history, journal); rusqlite keeps 16 by default, so every write evicted and parsed again
+    // statements it had just used (SQLite's parser was ~4 % of the writer's CPU in batches).
+    conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
     Ok(())
 }
+
+/// Prepared statements the writer connection keeps (more than it uses, so none is evicted).
+const WRITER_STATEMENTS: usize = 256;
 
 pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "busy_timeout", 10_000)?;
@@ -85,7 +92,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (eid, tenant, doc) in rows {
-            index::reindex(&tx, &tenant, eid, None, Some(&decode(&doc)?))?;
+            index::reindex(&tx, &mut index::Keys::default(), &tenant, eid, None, Some(&decode(&doc)?))?;
         }
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;

@@ -16,6 +16,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::codec::{from_json, one_of, sql_err, to_json};
 use crate::entities;
+use crate::index::Keys;
 
 pub const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS temporal_entities (
@@ -113,7 +114,7 @@ pub fn move_text_keyed(conn: &Connection) -> rusqlite::Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for ((tenant, entity_id, attr, instance_id, dataset_id, doc, val, num), times) in rows {
-        let sid = series_id(conn, &tenant, &entity_id, &attr)?;
+        let sid = series_id(conn, &mut Keys::default(), &tenant, &entity_id, &attr)?;
         let [observed, created, modified, deleted] = times.map(|t| micros_of(t.as_deref()));
         insert.execute(params![
             sid,
@@ -153,13 +154,21 @@ fn series(conn: &Connection, tenant: &str, entity_id: &str, attr: &str) -> rusql
 }
 
 /// The series id of (entity, attribute), created when it has none yet.
-fn series_id(conn: &Connection, tenant: &str, entity_id: &str, attr: &str) -> rusqlite::Result<i64> {
-    if let Some(sid) = series(conn, tenant, entity_id, attr)? {
-        return Ok(sid);
+fn series_id(conn: &Connection, keys: &mut Keys, tenant: &str, entity_id: &str, attr: &str) -> rusqlite::Result<i64> {
+    let name = Keys::name(tenant, entity_id, attr);
+    if let Some(sid) = keys.series.get(&name) {
+        return Ok(*sid);
     }
-    conn.prepare_cached("INSERT INTO attr_series (tenant, entity_id, attr) VALUES (?1, ?2, ?3)")?
-        .execute(params![tenant, entity_id, attr])?;
-    Ok(conn.last_insert_rowid())
+    let sid = match series(conn, tenant, entity_id, attr)? {
+        Some(sid) => sid,
+        None => {
+            conn.prepare_cached("INSERT INTO attr_series (tenant, entity_id, attr) VALUES (?1, ?2, ?3)")?
+                .execute(params![tenant, entity_id, attr])?;
+            conn.last_insert_rowid()
+        }
+    };
+    Keys::remember(&mut keys.series, name, sid);
+    Ok(sid)
 }
 
 fn column(property: TimeProperty) -> &'static str {
@@ -202,13 +211,14 @@ impl InstanceRow {
 /// Appends an instance to the history of `attr_name`.
 fn insert_instance(
     conn: &Connection,
+    keys: &mut Keys,
     tenant: &str,
     entity_id: &str,
     attr_name: &str,
     attr: &Attribute,
     deleted_at: Option<&str>,
 ) -> rusqlite::Result<()> {
-    let sid = series_id(conn, tenant, entity_id, attr_name)?;
+    let sid = series_id(conn, keys, tenant, entity_id, attr_name)?;
     InstanceRow::of(attr, deleted_at)?.write(
         conn,
         "INSERT INTO attr_history (sid, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
@@ -249,6 +259,7 @@ fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> 
 /// every instance that is new or different, and a deletion for every instance that went).
 pub fn record_change(
     conn: &Connection,
+    keys: &mut Keys,
     tenant: &str,
     before: Option<&Entity>,
     after: Option<&Entity>,
@@ -259,7 +270,7 @@ pub fn record_change(
         touch_entity(conn, tenant, after, now)?;
     }
     for r in history::recorded(before, after, now) {
-        insert_instance(conn, tenant, id, &r.attr, &r.attribute, r.deleted_at.as_deref())?;
+        insert_instance(conn, keys, tenant, id, &r.attr, &r.attribute, r.deleted_at.as_deref())?;
     }
     if before.is_some() && after.is_none() {
         conn.prepare_cached(
@@ -278,6 +289,8 @@ pub fn apply_write(
     write: TemporalWrite,
 ) -> rusqlite::Result<Result<TemporalOutcome, NgsiLdError>> {
     let now = now();
+    // Its own keys: this write may delete series the writer's cache would still name.
+    let keys = &mut Keys::default();
     let exists = conn
         .prepare_cached("SELECT 1 FROM temporal_entities WHERE tenant = ?1 AND id = ?2")?
         .query_row(params![tenant, id], |_| Ok(()))
@@ -302,9 +315,9 @@ pub fn apply_write(
                     )?
                     .execute(params![sid, observed, attr.dataset_id])?;
                 }
-                insert_instance(conn, tenant, id, name, attr, None)?;
+                insert_instance(conn, keys, tenant, id, name, attr, None)?;
             }
-            entities::save_entity(conn, tenant, current.as_ref(), &fold.entity)?;
+            entities::save_entity(conn, keys, tenant, current.as_ref(), &fold.entity)?;
             touch_entity(conn, tenant, &fold.entity, &now)?;
             Ok(Ok(if exists { TemporalOutcome::Updated } else { TemporalOutcome::Created }))
         }
@@ -321,7 +334,7 @@ pub fn apply_write(
                 conn.execute(&format!("DELETE FROM {table}"), params![tenant, id])?;
             }
             if let Some(current) = entities::load_entity(conn, tenant, id)? {
-                entities::delete_entity(conn, tenant, &current)?;
+                entities::delete_entity(conn, keys, tenant, &current)?;
             }
             Ok(Ok(TemporalOutcome::Updated))
         }
@@ -348,7 +361,7 @@ pub fn apply_write(
                 let mut entity = current.clone();
                 if entity.remove_instances(&attr, dataset_id.as_deref(), all) > 0 {
                     entity.modified_at = Some(now.clone());
-                    entities::save_entity(conn, tenant, Some(&current), &entity)?;
+                    entities::save_entity(conn, keys, tenant, Some(&current), &entity)?;
                 }
             }
             Ok(Ok(TemporalOutcome::Updated))

@@ -617,3 +617,36 @@ async fn a_modifier_report_comes_back_in_its_change() {
     assert_eq!(change.after.as_ref().map(value_of), Some(0));
     assert_eq!(modify_one(&store, "", "urn:ngsi-ld:E:1", increment()).await.unwrap().report, None);
 }
+
+/// The writer remembers each attribute's history series; a temporal delete of the attribute
+/// removes the series, and the next entity write must record into a new one, not the old key.
+#[tokio::test]
+async fn history_after_a_temporal_attribute_delete_goes_to_a_new_series() {
+    use cityhub_storage::{TemporalQuery, TemporalWrite};
+    const N: &str = "https://example.org/n";
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    modify_one(&store, "", "urn:c:h", create(counter("urn:c:h", 1))).await.unwrap();
+    modify_one(&store, "", "urn:c:h", increment()).await.unwrap();
+    let gone = TemporalWrite::DeleteAttribute { attr: N.into(), dataset_id: None, all: true };
+    store.temporal_write("", "urn:c:h", gone).await.unwrap().unwrap();
+    let put_back: Modifier = Box::new(|current| {
+        let mut e = current.ok_or_else(|| NgsiLdError::not_found("missing"))?;
+        e.attrs.insert(N.into(), vec![Attribute::new(AttributeKind::Property, json!(7))]);
+        Ok(Modified::entity(e))
+    });
+    modify_one(&store, "", "urn:c:h", put_back).await.unwrap();
+    let query = TemporalQuery {
+        filter: EntityFilter { ids: vec!["urn:c:h".into()], ..Default::default() },
+        per_attribute: 100,
+        paging: Paging { offset: 0, limit: 10, count: false },
+        ..Default::default()
+    };
+    let page = store.temporal_query("", &query).await.unwrap();
+    let values: Vec<i64> = page.entities[0]
+        .attrs
+        .get(N)
+        .map(|is| is.iter().map(|i| i.attribute.value.as_i64().unwrap()).collect())
+        .unwrap_or_default();
+    assert_eq!(values, vec![7], "the history of n after its deletion holds the one new instance");
+}
