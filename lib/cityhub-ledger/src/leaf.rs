@@ -1,0 +1,77 @@
+//! What one leaf of a tenant's log holds: one committed change of the NGSI-LD history (an
+//! attribute instance recorded, a deletion recorded, or an instance of the temporal API replaced
+//! or removed), as an RFC 8785 canonical JSON object:
+//!
+//! ```json
+//! {"at":"<commit time>","attr":"<expanded attribute name>","datasetId":null,
+//!  "entity":"<entity id>","instance":{<the stored instance, or null when removed>},
+//!  "instanceId":"urn:ngsi-ld:Instance:<n>","op":"record|replace|remove","tenant":"<tenant>"}
+//! ```
+//!
+//! The leaf hash is [`crate::merkle::leaf_hash`] of those bytes. Which changes are leaves is what
+//! `ngsild_core::history` records (a backend appends one leaf per history row it writes).
+
+use serde_json::{json, Value};
+
+use crate::canon::canonical;
+
+/// What a leaf records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// An instance appended to the history (a new or changed value, or a deletion, whose instance
+    /// carries `deletedAt`).
+    Record,
+    /// An instance of the temporal API replaced in place (clause 5.6.14 style writes).
+    Replace,
+    /// An instance, an attribute's history or an entity's history removed through the temporal
+    /// API: `instance` is null.
+    Remove,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Record => "record",
+            Op::Replace => "replace",
+            Op::Remove => "remove",
+        }
+    }
+}
+
+/// One change, as a backend hands it in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change<'a> {
+    pub tenant: &'a str,
+    pub entity: &'a str,
+    /// Expanded attribute name; `None` when a whole entity's history is removed.
+    pub attr: Option<&'a str>,
+    pub dataset_id: Option<&'a str>,
+    /// The instance's id; `None` when more than one instance is removed.
+    pub instance_id: Option<&'a str>,
+    /// The stored instance document (`None` for [`Op::Remove`]).
+    pub instance: Option<Value>,
+    pub op: Op,
+    /// The commit time (RFC 3339).
+    pub at: &'a str,
+}
+
+impl Change<'_> {
+    /// The leaf as a JSON object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "tenant": self.tenant,
+            "entity": self.entity,
+            "attr": self.attr,
+            "datasetId": self.dataset_id,
+            "instanceId": self.instance_id,
+            "instance": self.instance.clone().unwrap_or(Value::Null),
+            "op": self.op.name(),
+            "at": self.at,
+        })
+    }
+
+    /// The leaf's bytes (canonical JSON).
+    pub fn bytes(&self) -> Vec<u8> {
+        canonical(&self.to_json())
+    }
+}
