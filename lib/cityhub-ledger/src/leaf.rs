@@ -4,7 +4,7 @@
 //!
 //! ```json
 //! {"at":"<commit time>","attr":"<expanded attribute name>","datasetId":null,
-//!  "entity":"<entity id>","instance":{<the stored instance, or null when removed>},
+//!  "deletedAt":null,"entity":"<entity id>","instance":{<the stored instance, or null when removed>},
 //!  "instanceId":"urn:ngsi-ld:Instance:<n>","op":"record|replace|remove","tenant":"<tenant>"}
 //! ```
 //!
@@ -23,8 +23,8 @@ pub enum Op {
     Record,
     /// An instance of the temporal API replaced in place (clause 5.6.14 style writes).
     Replace,
-    /// An instance, an attribute's history or an entity's history removed through the temporal
-    /// API: `instance` is null.
+    /// An instance removed through the temporal API (one leaf per instance, also when a whole
+    /// attribute's or entity's history goes): `instance` is null.
     Remove,
 }
 
@@ -43,14 +43,17 @@ impl Op {
 pub struct Change<'a> {
     pub tenant: &'a str,
     pub entity: &'a str,
-    /// Expanded attribute name; `None` when a whole entity's history is removed.
+    /// Expanded attribute name.
     pub attr: Option<&'a str>,
     pub dataset_id: Option<&'a str>,
-    /// The instance's id; `None` when more than one instance is removed.
+    /// The instance's id.
     pub instance_id: Option<&'a str>,
     /// The stored instance document (`None` for [`Op::Remove`]).
     pub instance: Option<Value>,
     pub op: Op,
+    /// For a recorded deletion: when the instance was deleted (the history keeps it beside the
+    /// instance's document).
+    pub deleted_at: Option<&'a str>,
     /// The commit time (RFC 3339).
     pub at: &'a str,
 }
@@ -66,6 +69,7 @@ impl Change<'_> {
             "instanceId": self.instance_id,
             "instance": self.instance.clone().unwrap_or(Value::Null),
             "op": self.op.name(),
+            "deletedAt": self.deleted_at,
             "at": self.at,
         })
     }

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod dump;
+pub mod ledger;
 pub mod plan;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use serde_json::Value;
 pub use ngsild_core::ops::UpdateReport;
 
 pub use audit::{AuditEntry, AuditFilter, AuditOutcome, AuditPage};
+pub use ledger::{LedgerHead, LedgerLeaf};
 pub use ngsild_core::temporal::{AggrMethod, Instance, TemporalEntity, TimeProperty, TimeRel};
 pub use ngsild_query::EntityFilter;
 
@@ -458,6 +460,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the entries older than `before_micros`; answers how many went.
     async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError>;
+
+    /// The tenant's ledger now ([`ledger`]): its size and right edge. A backend that keeps no
+    /// ledger answers `Backend` (the default).
+    async fn ledger_head(&self, _tenant: &Tenant) -> Result<LedgerHead, StoreError> {
+        Err(StoreError::Backend("this store keeps no ledger".into()))
+    }
+
+    /// The hashes of the tenant's leaves `0..to` (fewer when the log is shorter), to prove from.
+    async fn ledger_hashes(&self, _tenant: &Tenant, _to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
+        Err(StoreError::Backend("this store keeps no ledger".into()))
+    }
+
+    /// At most `limit` leaves of the tenant from index `from`, in order, with the history rows
+    /// they record as stored now.
+    async fn ledger_leaves(&self, _tenant: &Tenant, _from: u64, _limit: usize) -> Result<Vec<LedgerLeaf>, StoreError> {
+        Err(StoreError::Backend("this store keeps no ledger".into()))
+    }
+
+    /// The indexes of the leaves that record the history instance `instance_id`, oldest first.
+    async fn ledger_find(&self, _tenant: &Tenant, _instance_id: &str) -> Result<Vec<u64>, StoreError> {
+        Err(StoreError::Backend("this store keeps no ledger".into()))
+    }
 }
 
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
@@ -476,6 +500,8 @@ pub enum RecordKind {
     IngestDevice,
     /// A service group of devices (`/iot/services`, cityhub-ingest).
     IngestService,
+    /// A signed checkpoint of the tenant's ledger (`cityhub-transparency`), one per tree size.
+    LedgerCheckpoint,
     /// An access policy (`cityhub-access`), kept by the HTTP crate's policy routes.
     Policy,
     /// An open-data poller's definition (`cityhub-pollers`).
@@ -485,21 +511,26 @@ pub enum RecordKind {
     PollerStatus,
     /// A context source registration (`/csourceRegistrations`).
     Registration,
+    /// The last checkpoint of another hub's ledger this hub co-signed as its witness, one per
+    /// origin (`cityhub-transparency`), in the default tenant.
+    WitnessedCheckpoint,
 }
 
 impl RecordKind {
     /// Every kind, so that a dump, a migration or an event reads each kind's name back.
-    pub const ALL: [RecordKind; 10] = [
+    pub const ALL: [RecordKind; 12] = [
         RecordKind::ApiKey,
         RecordKind::Dashboard,
         RecordKind::DataModel,
         RecordKind::Dataset,
         RecordKind::IngestDevice,
         RecordKind::IngestService,
+        RecordKind::LedgerCheckpoint,
         RecordKind::Policy,
         RecordKind::Poller,
         RecordKind::PollerStatus,
         RecordKind::Registration,
+        RecordKind::WitnessedCheckpoint,
     ];
 
     pub fn name(self) -> &'static str {
@@ -510,10 +541,12 @@ impl RecordKind {
             RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "ingestDevice",
             RecordKind::IngestService => "ingestService",
+            RecordKind::LedgerCheckpoint => "ledgerCheckpoint",
             RecordKind::Policy => "accessPolicy",
             RecordKind::Poller => "poller",
             RecordKind::PollerStatus => "pollerStatus",
             RecordKind::Registration => "csourceRegistration",
+            RecordKind::WitnessedCheckpoint => "witnessedCheckpoint",
         }
     }
 
@@ -526,10 +559,12 @@ impl RecordKind {
             RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "device",
             RecordKind::IngestService => "service group",
+            RecordKind::LedgerCheckpoint => "ledger checkpoint",
             RecordKind::Policy => "policy",
             RecordKind::Poller => "poller",
             RecordKind::PollerStatus => "poller status",
             RecordKind::Registration => "registration",
+            RecordKind::WitnessedCheckpoint => "witnessed checkpoint",
         }
     }
 
