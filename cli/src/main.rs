@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod guard;
 mod import;
+mod ledger;
 mod migrate;
 mod ngsiv2;
 mod sink;
@@ -59,6 +60,9 @@ enum Command {
     /// streamed, upserted in batches, resumable; exit 0 all stored, 3 some rows rejected, 1 stopped
     /// by an error (run again to resume), 2 usage.
     Import(import::ImportArgs),
+    /// The tamper-evident history: export a stopped hub's ledger, verify an export against a
+    /// signed checkpoint (docs/ledger.md).
+    Ledger(ledger::LedgerCmd),
 }
 
 #[derive(Args)]
@@ -230,6 +234,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     access: access::AccessArgs,
+
+    #[command(flatten)]
+    ledger: ledger::LedgerArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -305,6 +312,7 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => migrate::migrate(args),
         Command::Keys(args) => auth::keys(args),
         Command::Models(args) => catalog::models(args),
+        Command::Ledger(args) => ledger::run(args),
         Command::Import(args) => match import::import(args) {
             Ok(outcome) => std::process::exit(outcome.code()),
             Err(e) if e.is::<sink::Usage>() => {
@@ -338,6 +346,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // `Err` only says a provider is installed already, which serves as well.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    args.ledger.apply();
     runtime.block_on(async move {
         let store: DynStore = match &args.store {
             Some(url) => Arc::new(
@@ -419,7 +428,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let published = catalog::publish_demo_datasets(&catalog, &base).await?;
             tracing::info!(datasets = published, "demo datasets published");
         }
+        let ledger = args.ledger.start(&args.data, &alias, state.store.clone(), &state.config.egress)?;
         let routes = cityhub_ingest::routes(ingest, &state)
+            .merge(cityhub_transparency::routes(ledger))
             .merge(cityhub_catalog::routes::routes(catalog))
             .merge(cityhub_pollers::routes(pollers));
         let app = cityhub_http::app_with(state, routes);

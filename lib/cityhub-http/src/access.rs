@@ -181,6 +181,15 @@ pub const MERGED_TABLE: &[(&str, &str, Action)] = {
         ("PUT", "/cityhub/v1/datasets/{name}", w(Admin)),
         ("DELETE", "/cityhub/v1/datasets/{name}", w(Admin)),
         ("GET", "/cityhub/v1/datasets/{name}/download", r(Streams)),
+        // The ledger (cityhub-transparency): key, checkpoints and proofs are hashes and
+        // signatures, public like the hub's info; the leaves hold the tenant's data.
+        ("GET", "/ledger/key", r(Info)),
+        ("GET", "/ledger/checkpoint", r(Info)),
+        ("GET", "/ledger/proof/inclusion", r(Info)),
+        ("GET", "/ledger/proof/consistency", r(Info)),
+        ("GET", "/ledger/leaves", r(Admin)),
+        ("GET", "/ledger/witnessed", r(Info)),
+        ("GET", "/ledger/witness/refusals", r(Info)),
     ]
 };
 

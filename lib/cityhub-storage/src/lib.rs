@@ -462,26 +462,18 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError>;
 
     /// The tenant's ledger now ([`ledger`]): its size and right edge. A backend that keeps no
-    /// ledger answers `Backend` (the default).
-    async fn ledger_head(&self, _tenant: &Tenant) -> Result<LedgerHead, StoreError> {
-        Err(StoreError::Backend("this store keeps no ledger".into()))
-    }
+    /// ledger answers `Backend`, saying so.
+    async fn ledger_head(&self, tenant: &Tenant) -> Result<LedgerHead, StoreError>;
 
     /// The hashes of the tenant's leaves `0..to` (fewer when the log is shorter), to prove from.
-    async fn ledger_hashes(&self, _tenant: &Tenant, _to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
-        Err(StoreError::Backend("this store keeps no ledger".into()))
-    }
+    async fn ledger_hashes(&self, tenant: &Tenant, to: u64) -> Result<Vec<[u8; 32]>, StoreError>;
 
     /// At most `limit` leaves of the tenant from index `from`, in order, with the history rows
     /// they record as stored now.
-    async fn ledger_leaves(&self, _tenant: &Tenant, _from: u64, _limit: usize) -> Result<Vec<LedgerLeaf>, StoreError> {
-        Err(StoreError::Backend("this store keeps no ledger".into()))
-    }
+    async fn ledger_leaves(&self, tenant: &Tenant, from: u64, limit: usize) -> Result<Vec<LedgerLeaf>, StoreError>;
 
     /// The indexes of the leaves that record the history instance `instance_id`, oldest first.
-    async fn ledger_find(&self, _tenant: &Tenant, _instance_id: &str) -> Result<Vec<u64>, StoreError> {
-        Err(StoreError::Backend("this store keeps no ledger".into()))
-    }
+    async fn ledger_find(&self, tenant: &Tenant, instance_id: &str) -> Result<Vec<u64>, StoreError>;
 }
 
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
