@@ -79,3 +79,27 @@ impl Change<'_> {
         canonical(&self.to_json())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leaf_is_its_canonical_json() {
+        let change = Change {
+            tenant: "",
+            entity: "urn:e:1",
+            attr: Some("https://example.org/p"),
+            dataset_id: None,
+            instance_id: Some("urn:ngsi-ld:Instance:7"),
+            instance: Some(json!({"value": 7.0, "type": "Property"})),
+            op: Op::Record,
+            deleted_at: None,
+            at: "2026-01-01T00:00:00Z",
+        };
+        assert_eq!(
+            String::from_utf8(change.bytes()).unwrap(),
+            r#"{"at":"2026-01-01T00:00:00Z","attr":"https://example.org/p","datasetId":null,"deletedAt":null,"entity":"urn:e:1","instance":{"type":"Property","value":7},"instanceId":"urn:ngsi-ld:Instance:7","op":"record","tenant":""}"#
+        );
+    }
+}
