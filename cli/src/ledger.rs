@@ -33,9 +33,11 @@ pub struct LedgerArgs {
     #[arg(long, default_value_t = 10, env = "CITYHUB_LEDGER_CHECKPOINT_SECS")]
     pub ledger_checkpoint_secs: u64,
 
-    /// Whether each history row gets its ledger leaf (on, the default; off only to measure the
-    /// cost: a log with writes made while it was off misses them for good).
-    #[arg(long, default_value = "on", value_parser = ["on", "off"], env = "CITYHUB_LEDGER")]
+    /// Whether each history row gets its ledger leaf. Off by default: measured in release, the
+    /// ledger costs batch upserts about 40 % more CPU and bytes written per request (well over
+    /// the 10 % budget; docs/ledger.md). A log with writes made while it was off misses
+    /// them for good: turn it on from a hub's first start.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"], env = "CITYHUB_LEDGER")]
     pub ledger: String,
 
     /// Witness another hub's ledger: co-sign its checkpoints when consistent with the last one

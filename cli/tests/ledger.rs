@@ -65,7 +65,7 @@ fn every_temporal_instance_is_provable_and_checkpoints_are_consistent() {
     if !sqlite_only("every_temporal_instance_is_provable_and_checkpoints_are_consistent") {
         return;
     }
-    let hub = Hub::start_with(&["--ledger-checkpoint-secs", "0"]);
+    let hub = Hub::start_with(&["--ledger", "on", "--ledger-checkpoint-secs", "0"]);
     let (_, empty, _) = checkpoint(&hub);
     assert_eq!(empty.size, 0);
     write_history(&hub);
@@ -160,7 +160,7 @@ fn verify_names_the_first_bad_leaf() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut hub = Hub::spawn(&data, &["--ledger-checkpoint-secs", "0"]);
+    let mut hub = Hub::spawn(&data, &["--ledger", "on", "--ledger-checkpoint-secs", "0"]);
     write_history(&hub);
     let (key, cp, note) = checkpoint(&hub);
     hub.terminate();
@@ -233,7 +233,16 @@ fn a_witness_refuses_a_rewritten_history() {
     let listen = format!("127.0.0.1:{port}");
     let key_file = dir.path().join("a.key");
     let key_arg = key_file.to_str().unwrap().to_owned();
-    let a_args = ["--listen", listen.as_str(), "--ledger-key", key_arg.as_str(), "--ledger-checkpoint-secs", "0"];
+    let a_args = [
+        "--listen",
+        listen.as_str(),
+        "--ledger",
+        "on",
+        "--ledger-key",
+        key_arg.as_str(),
+        "--ledger-checkpoint-secs",
+        "0",
+    ];
     let mut a = Hub::spawn(&dir.path().join("a1"), &a_args);
     write_history(&a);
     let (_, cp, _) = checkpoint(&a);
