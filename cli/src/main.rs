@@ -11,6 +11,7 @@ mod config;
 mod demo;
 mod guard;
 mod import;
+mod ledger;
 mod migrate;
 mod ngsiv2;
 mod ops;
@@ -65,6 +66,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Put a backup file back into a new data directory or database, after checking its SHA-256.
     Restore(backup::RestoreArgs),
+    /// The tamper-evident history: export a stopped hub's ledger, verify an export against a
+    /// signed checkpoint (docs/ledger.md).
+    Ledger(ledger::LedgerCmd),
 }
 
 #[derive(Args)]
@@ -239,6 +243,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     ops: ops::OpsArgs,
+
+    #[command(flatten)]
+    ledger: ledger::LedgerArgs,
 }
 
 /// Device ingestion (cityhub-ingest): the IoT Agent API and HTTP southbound are always served;
@@ -316,6 +323,7 @@ fn main() -> anyhow::Result<()> {
         Command::Models(args) => catalog::models(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
+        Command::Ledger(args) => ledger::run(args),
         Command::Import(args) => match import::import(args) {
             Ok(outcome) => std::process::exit(outcome.code()),
             Err(e) if e.is::<sink::Usage>() => {
@@ -346,6 +354,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // `Err` only says a provider is installed already, which serves as well.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    args.ledger.apply();
     runtime.block_on(async move {
         let (store, figures): (DynStore, ops::Figures) = match &args.store {
             Some(url) => {
@@ -438,7 +447,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let published = catalog::publish_demo_datasets(&catalog, &base).await?;
             tracing::info!(datasets = published, "demo datasets published");
         }
+        let ledger = args.ledger.start(&args.data, &alias, state.store.clone(), &state.config.egress)?;
         let routes = cityhub_ingest::routes(ingest, &state)
+            .merge(cityhub_transparency::routes(ledger))
             .merge(cityhub_catalog::routes::routes(catalog))
             .merge(cityhub_pollers::routes(pollers));
         let app = cityhub_http::app_with(state, routes);

@@ -301,6 +301,27 @@ impl Store for ValidatingStore {
     async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError> {
         self.inner.purge_audit(before_micros).await
     }
+
+    async fn ledger_head(&self, tenant: &Tenant) -> Result<cityhub_storage::LedgerHead, StoreError> {
+        self.inner.ledger_head(tenant).await
+    }
+
+    async fn ledger_hashes(&self, tenant: &Tenant, to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.inner.ledger_hashes(tenant, to).await
+    }
+
+    async fn ledger_leaves(
+        &self,
+        tenant: &Tenant,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<cityhub_storage::LedgerLeaf>, StoreError> {
+        self.inner.ledger_leaves(tenant, from, limit).await
+    }
+
+    async fn ledger_find(&self, tenant: &Tenant, instance_id: &str) -> Result<Vec<u64>, StoreError> {
+        self.inner.ledger_find(tenant, instance_id).await
+    }
 }
 
 impl ValidatingStore {

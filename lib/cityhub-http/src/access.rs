@@ -197,6 +197,15 @@ pub const MERGED_TABLE: &[(&str, &str, Action)] = {
         ("POST", "/cityhub/v1/access-requests/{id}/refuse", w(Admin)),
         ("POST", "/cityhub/v1/access-requests/{id}/revoke", w(Admin)),
         ("GET", "/cityhub/v1/access-requests/{id}/usage", r(Admin)),
+        // The ledger (cityhub-transparency): key, checkpoints and proofs are hashes and
+        // signatures, public like the hub's info; the leaves hold the tenant's data.
+        ("GET", "/ledger/key", r(Info)),
+        ("GET", "/ledger/checkpoint", r(Info)),
+        ("GET", "/ledger/proof/inclusion", r(Info)),
+        ("GET", "/ledger/proof/consistency", r(Info)),
+        ("GET", "/ledger/leaves", r(Admin)),
+        ("GET", "/ledger/witnessed", r(Info)),
+        ("GET", "/ledger/witness/refusals", r(Info)),
     ]
 };
 

@@ -357,6 +357,14 @@ pub const OPERATIONS: &[Operation] = &[
     op!("POST", "/cityhub/v1/access-requests/{id}/refuse", "Catalogue", "Refuse an access request", &[], Some("Object"), OBJECT),
     op!("POST", "/cityhub/v1/access-requests/{id}/revoke", "Catalogue", "Revoke an approved request's key", &[], None, OBJECT),
     op!("GET", "/cityhub/v1/access-requests/{id}/usage", "Catalogue", "Usage of an approved request's key", &[], None, OBJECT),
+    // The tamper-evident history (cityhub-transparency, docs/ledger.md).
+    op!("GET", "/ledger/key", "Ledger", "The hub's signed-note verifier key", &[], None, &[("200", Some("Text"))]),
+    op!("GET", "/ledger/checkpoint", "Ledger", "The tenant's signed checkpoint (C2SP signed note)", &[], None, &[("200", Some("Text"))]),
+    op!("GET", "/ledger/proof/inclusion", "Ledger", "Inclusion proof of a leaf (by index or instanceId) in a tree size", &["leaf", "instance", "size"], None, OBJECT),
+    op!("GET", "/ledger/proof/consistency", "Ledger", "Consistency proof between two tree sizes", &["from", "to"], None, OBJECT),
+    op!("GET", "/ledger/leaves", "Ledger", "The tenant's leaves as NDJSON (admins)", &["from", "limit"], None, &[("200", None)]),
+    op!("GET", "/ledger/witnessed", "Ledger", "The checkpoint of a peer this hub co-signed", &["origin"], None, &[("200", Some("Text"))]),
+    op!("GET", "/ledger/witness/refusals", "Ledger", "Checkpoints this hub refused to co-sign", &[], None, LIST),
 ];
 
 /// The type of a query parameter by its name.
@@ -365,9 +373,8 @@ pub fn parameter(name: &str) -> (Value, &'static str) {
     let count = json!({"type": "integer", "minimum": 0});
     let boolean = json!({"type": "boolean"});
     match name {
-        "limit" | "offset" | "lastN" | "joinLevel" | "rows" | "start" | "facet.limit" => {
-            (count, "a non-negative integer")
-        }
+        "limit" | "offset" | "lastN" | "joinLevel" | "rows" | "start" | "facet.limit" | "leaf" | "size" | "from"
+        | "to" => (count, "a non-negative integer"),
         "count" | "local" | "deleteAll" | "details" | "reload" | "expandValues" => (boolean, "true or false"),
         "geometry" => (
             json!({"type": "string", "enum": ["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]}),
@@ -455,6 +462,7 @@ fn operation(op: &Operation) -> Value {
     for (status, schema) in op.ok {
         let mut response = json!({"description": describe(status)});
         if let Some(schema) = schema {
+            let media: &[&str] = if *schema == "Text" { &["text/plain"] } else { media };
             let content: Map<String, Value> = media
                 .iter()
                 .map(|m| ((*m).to_owned(), json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}})))

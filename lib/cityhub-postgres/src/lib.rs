@@ -342,4 +342,29 @@ impl Store for PostgresStore {
     async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError> {
         audit::purge(self, before_micros).await
     }
+
+    // The ledger (issue 22) is the embedded store's so far: PostgreSQL says it keeps none, and
+    // the contract's ledger cases skip it.
+    async fn ledger_head(&self, _tenant: &Tenant) -> Result<cityhub_storage::LedgerHead, StoreError> {
+        Err(StoreError::Backend(NO_LEDGER.into()))
+    }
+
+    async fn ledger_hashes(&self, _tenant: &Tenant, _to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
+        Err(StoreError::Backend(NO_LEDGER.into()))
+    }
+
+    async fn ledger_leaves(
+        &self,
+        _tenant: &Tenant,
+        _from: u64,
+        _limit: usize,
+    ) -> Result<Vec<cityhub_storage::LedgerLeaf>, StoreError> {
+        Err(StoreError::Backend(NO_LEDGER.into()))
+    }
+
+    async fn ledger_find(&self, _tenant: &Tenant, _instance_id: &str) -> Result<Vec<u64>, StoreError> {
+        Err(StoreError::Backend(NO_LEDGER.into()))
+    }
 }
+
+const NO_LEDGER: &str = "this store keeps no ledger (the PostgreSQL backend has none yet; use the embedded store)";

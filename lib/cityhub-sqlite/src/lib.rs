@@ -25,6 +25,7 @@ mod contexts;
 mod dump;
 mod entities;
 mod index;
+pub mod ledger;
 mod migrate;
 mod records;
 mod stats;
@@ -155,6 +156,8 @@ impl SqliteStore {
         // writer): leases a previous process held died with it, so this one need not wait
         // for them to expire.
         conn.execute("DELETE FROM leases", []).map_err(backend)?;
+        // The ledger's tables come with every schema version (issue 22; no migration of their own).
+        conn.execute_batch(ledger::SCHEMA).map_err(backend)?;
         let state = WriterState {
             journaled_tenants: subscriptions::journaled_tenants(&conn).map_err(backend)?,
             events: Vec::new(),
@@ -798,6 +801,31 @@ impl Store for SqliteStore {
 
     async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError> {
         self.write(move |conn, _| audit::purge(conn, before_micros)).await
+    }
+
+    async fn ledger_head(&self, tenant: &Tenant) -> Result<cityhub_storage::LedgerHead, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| ledger::head(conn, &tenant).map_err(backend)).await
+    }
+
+    async fn ledger_hashes(&self, tenant: &Tenant, to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| ledger::hashes(conn, &tenant, to).map_err(backend)).await
+    }
+
+    async fn ledger_leaves(
+        &self,
+        tenant: &Tenant,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<cityhub_storage::LedgerLeaf>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| ledger::leaves(conn, &tenant, from, limit).map_err(backend)).await
+    }
+
+    async fn ledger_find(&self, tenant: &Tenant, instance_id: &str) -> Result<Vec<u64>, StoreError> {
+        let (tenant, instance_id) = (tenant.to_owned(), instance_id.to_owned());
+        self.read(move |conn| ledger::find(conn, &tenant, &instance_id).map_err(backend)).await
     }
 }
 

@@ -15,8 +15,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::codec::{from_json, one_of, sql_err, to_json};
-use crate::entities;
 use crate::index::Keys;
+use crate::{entities, ledger};
 
 pub const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS temporal_entities (
@@ -219,13 +219,15 @@ fn insert_instance(
     deleted_at: Option<&str>,
 ) -> rusqlite::Result<()> {
     let sid = series_id(conn, keys, tenant, entity_id, attr_name)?;
-    InstanceRow::of(attr, deleted_at)?.write(
+    let row = InstanceRow::of(attr, deleted_at)?;
+    row.write(
         conn,
         "INSERT INTO attr_history (sid, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         sid,
     )?;
-    Ok(())
+    let seq = conn.last_insert_rowid();
+    ledger::record(conn, tenant, entity_id, attr_name, attr.dataset_id.as_deref(), seq, &row.doc, deleted_at)
 }
 
 /// Creates or refreshes the entity's row of the temporal representation.
@@ -310,6 +312,8 @@ pub fn apply_write(
                 if let (Some(observed), Some(sid)) =
                     (micros_of(attr.observed_at.as_deref()), series(conn, tenant, id, name)?)
                 {
+                    let dataset_id = attr.dataset_id.as_deref();
+                    ledger::removing(conn, tenant, ledger::Removal::Observation { sid, observed, dataset_id })?;
                     conn.prepare_cached(
                         "DELETE FROM attr_history WHERE sid = ?1 AND t_observed = ?2 AND dataset_id IS ?3",
                     )?
@@ -325,6 +329,7 @@ pub fn apply_write(
             if !exists {
                 return not_found();
             }
+            ledger::removing(conn, tenant, ledger::Removal::Entity { entity: id })?;
             for table in [
                 "attr_history WHERE sid IN (SELECT sid FROM attr_series WHERE tenant = ?1 AND entity_id = ?2)",
                 "attr_series WHERE tenant = ?1 AND entity_id = ?2",
@@ -346,13 +351,18 @@ pub fn apply_write(
             let deleted = match sid {
                 None => 0,
                 Some(sid) if all => {
+                    ledger::removing(conn, tenant, ledger::Removal::Series { sid, dataset_id: None })?;
                     conn.execute("DELETE FROM attr_series WHERE sid = ?1", [sid])?;
                     conn.execute("DELETE FROM attr_history WHERE sid = ?1", [sid])?
                 }
-                Some(sid) => conn.execute(
-                    "DELETE FROM attr_history WHERE sid = ?1 AND dataset_id IS ?2",
-                    params![sid, dataset_id],
-                )?,
+                Some(sid) => {
+                    let removal = ledger::Removal::Series { sid, dataset_id: Some(dataset_id.as_deref()) };
+                    ledger::removing(conn, tenant, removal)?;
+                    conn.execute(
+                        "DELETE FROM attr_history WHERE sid = ?1 AND dataset_id IS ?2",
+                        params![sid, dataset_id],
+                    )?
+                }
             };
             if deleted == 0 {
                 return Ok(Err(NgsiLdError::not_found(format!("{id} has no history of attribute {attr}"))));
@@ -379,12 +389,14 @@ pub fn apply_write(
                 attribute.dataset_id = old.dataset_id.clone();
             }
             // In place, so that the instance keeps its id.
-            InstanceRow::of(&attribute, None)?.write(
+            let row = InstanceRow::of(&attribute, None)?;
+            row.write(
                 conn,
                 "UPDATE attr_history SET dataset_id = ?2, doc = ?3, val = ?4, num = ?5, t_observed = ?6,
                  t_created = ?7, t_modified = ?8, t_deleted = ?9 WHERE seq = ?1",
                 seq,
             )?;
+            ledger::replaced(conn, tenant, seq, &row.doc)?;
             Ok(Ok(TemporalOutcome::Updated))
         }
         TemporalWrite::DeleteInstance { attr, instance_id } => {
@@ -395,6 +407,7 @@ pub fn apply_write(
             let Some(seq) = seq else {
                 return Ok(Err(NgsiLdError::not_found(format!("no instance {instance_id} of {attr} in {id}"))));
             };
+            ledger::removing(conn, tenant, ledger::Removal::Row { seq })?;
             conn.execute("DELETE FROM attr_history WHERE seq = ?1", [seq])?;
             Ok(Ok(TemporalOutcome::Updated))
         }

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod dump;
+pub mod ledger;
 pub mod plan;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use serde_json::Value;
 pub use ngsild_core::ops::UpdateReport;
 
 pub use audit::{AuditEntry, AuditFilter, AuditOutcome, AuditPage};
+pub use ledger::{LedgerHead, LedgerLeaf};
 pub use ngsild_core::temporal::{AggrMethod, Instance, TemporalEntity, TimeProperty, TimeRel};
 pub use ngsild_query::EntityFilter;
 
@@ -458,6 +460,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the entries older than `before_micros`; answers how many went.
     async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError>;
+
+    /// The tenant's ledger now ([`ledger`]): its size and right edge. A backend that keeps no
+    /// ledger answers `Backend`, saying so.
+    async fn ledger_head(&self, tenant: &Tenant) -> Result<LedgerHead, StoreError>;
+
+    /// The hashes of the tenant's leaves `0..to` (fewer when the log is shorter), to prove from.
+    async fn ledger_hashes(&self, tenant: &Tenant, to: u64) -> Result<Vec<[u8; 32]>, StoreError>;
+
+    /// At most `limit` leaves of the tenant from index `from`, in order, with the history rows
+    /// they record as stored now.
+    async fn ledger_leaves(&self, tenant: &Tenant, from: u64, limit: usize) -> Result<Vec<LedgerLeaf>, StoreError>;
+
+    /// The indexes of the leaves that record the history instance `instance_id`, oldest first.
+    async fn ledger_find(&self, tenant: &Tenant, instance_id: &str) -> Result<Vec<u64>, StoreError>;
 }
 
 /// What a record is: documents the hub keeps beside entities, in expanded, context-free form.
@@ -481,6 +497,8 @@ pub enum RecordKind {
     IngestDevice,
     /// A service group of devices (`/iot/services`, cityhub-ingest).
     IngestService,
+    /// A signed checkpoint of the tenant's ledger (`cityhub-transparency`), one per tree size.
+    LedgerCheckpoint,
     /// An access policy (`cityhub-access`), kept by the HTTP crate's policy routes.
     Policy,
     /// An open-data poller's definition (`cityhub-pollers`).
@@ -490,11 +508,14 @@ pub enum RecordKind {
     PollerStatus,
     /// A context source registration (`/csourceRegistrations`).
     Registration,
+    /// The last checkpoint of another hub's ledger this hub co-signed as its witness, one per
+    /// origin (`cityhub-transparency`), in the default tenant.
+    WitnessedCheckpoint,
 }
 
 impl RecordKind {
     /// Every kind, so that a dump, a migration or an event reads each kind's name back.
-    pub const ALL: [RecordKind; 12] = [
+    pub const ALL: [RecordKind; 14] = [
         RecordKind::AccessRequest,
         RecordKind::AccessUsage,
         RecordKind::ApiKey,
@@ -503,10 +524,12 @@ impl RecordKind {
         RecordKind::Dataset,
         RecordKind::IngestDevice,
         RecordKind::IngestService,
+        RecordKind::LedgerCheckpoint,
         RecordKind::Policy,
         RecordKind::Poller,
         RecordKind::PollerStatus,
         RecordKind::Registration,
+        RecordKind::WitnessedCheckpoint,
     ];
 
     pub fn name(self) -> &'static str {
@@ -519,10 +542,12 @@ impl RecordKind {
             RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "ingestDevice",
             RecordKind::IngestService => "ingestService",
+            RecordKind::LedgerCheckpoint => "ledgerCheckpoint",
             RecordKind::Policy => "accessPolicy",
             RecordKind::Poller => "poller",
             RecordKind::PollerStatus => "pollerStatus",
             RecordKind::Registration => "csourceRegistration",
+            RecordKind::WitnessedCheckpoint => "witnessedCheckpoint",
         }
     }
 
@@ -537,10 +562,12 @@ impl RecordKind {
             RecordKind::Dataset => "dataset",
             RecordKind::IngestDevice => "device",
             RecordKind::IngestService => "service group",
+            RecordKind::LedgerCheckpoint => "ledger checkpoint",
             RecordKind::Policy => "policy",
             RecordKind::Poller => "poller",
             RecordKind::PollerStatus => "poller status",
             RecordKind::Registration => "registration",
+            RecordKind::WitnessedCheckpoint => "witnessed checkpoint",
         }
     }
 

@@ -53,6 +53,7 @@
 //! Sizes are bounded for a debug build on 2 cores. The cases panic (they are tests).
 
 pub mod cases;
+pub mod ledger;
 pub mod oracle;
 pub mod support;
 
@@ -139,6 +140,7 @@ macro_rules! contract_suite {
             query_equals_definition,
         );
         $crate::contract_suite!(@owned $factory; acknowledged_writes_survive_a_restart);
+        $crate::contract_suite!(@ledger $factory; ledger_leaf_per_history_row, ledger_records_temporal_writes);
         $crate::contract_suite!(@shared $factory;
             audit_log_is_one_log_for_every_handle,
             records_create_if_absent_under_concurrency,
@@ -153,6 +155,16 @@ macro_rules! contract_suite {
             async fn $case() {
                 let fixture: $crate::Fixture = $factory().await;
                 $crate::cases::$case(fixture.store.clone()).await;
+                drop(fixture);
+            }
+        )*
+    };
+    (@ledger $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture: $crate::Fixture = $factory().await;
+                $crate::ledger::$case(fixture.store.clone()).await;
                 drop(fixture);
             }
         )*
