@@ -30,4 +30,5 @@ pub mod requests;
 pub mod retention;
 pub mod routes;
 pub mod rows;
+pub mod state;
 pub mod validating;

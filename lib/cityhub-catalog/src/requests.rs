@@ -32,7 +32,7 @@ use ngsild_core::NgsiLdError;
 use serde_json::{json, Value};
 
 use crate::grant::{self, AccessRequest, Approval, Usage};
-use crate::routes::{Catalog, NoParams};
+use crate::state::{Catalog, NoParams};
 
 type Answer = Result<Response, ApiError>;
 
