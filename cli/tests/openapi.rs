@@ -93,7 +93,10 @@ fn schemathesis_finds_no_server_error_and_no_contradiction() {
         .arg(format!("{}/openapi.json", hub.base))
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
         .args(["--max-examples", &max_examples, "--max-time", "120", "--request-timeout", "20"])
-        .args(["--phases", "examples,coverage,fuzzing", "--workers", "2", "--seed", "21"])
+        // One worker: with two, hypothesis's lambda descriptions parse source in two threads at
+        // once, and CPython 3.11's parser then fails ("AST constructor recursion depth
+        // mismatch"), a runtime error of the tool, not of the hub (seen once in CI).
+        .args(["--phases", "examples,coverage,fuzzing", "--workers", "1", "--seed", "21"])
         .args(["--generation-database", "none", "--no-color", "--suppress-health-check", "all"])
         // The live channel streams forever (Server-Sent Events): no answer to judge.
         .args(["--exclude-path", "/cityhub/v1/live"])
