@@ -302,3 +302,28 @@ fn cosigner_key(v: &Verifier) -> String {
     key.extend_from_slice(&v.public);
     format!("{}+{hash:08x}+{}", v.name, B64.encode(key))
 }
+
+/// A hub that keeps no ledger — the default `--ledger off`, or a PostgreSQL store, which has none
+/// yet — says so on every ledger read, as the client's request the hub cannot serve (422
+/// OperationNotSupported, a detail naming what would keep one), never as a failure of its own.
+#[test]
+fn a_hub_without_a_ledger_says_so_on_every_ledger_read() {
+    let hub = Hub::start();
+    let created = hub
+        .post("/entities", &json!({"id": ID, "type": "AirQualityObserved", "pm25": {"type": "Property", "value": 3}}));
+    assert_eq!(created.status(), 201);
+    for path in [
+        "/ledger/checkpoint",
+        "/ledger/leaves",
+        "/ledger/proof/inclusion?leaf=0&size=1",
+        "/ledger/proof/consistency?from=1&to=1",
+    ] {
+        let (status, body) = get_json_root(&hub, path);
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(body["type"], "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported", "{path}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("keeps no ledger") && detail.contains("--ledger on"), "{path}: {detail}");
+    }
+    // The verifier key is the hub's own, ledger or not (a witness of other hubs signs with it).
+    assert!(get_text(&hub, "/ledger/key").contains('+'));
+}

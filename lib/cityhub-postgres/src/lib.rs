@@ -346,11 +346,11 @@ impl Store for PostgresStore {
     // The ledger (issue 22) is the embedded store's so far: PostgreSQL says it keeps none, and
     // the contract's ledger cases skip it.
     async fn ledger_head(&self, _tenant: &Tenant) -> Result<cityhub_storage::LedgerHead, StoreError> {
-        Err(StoreError::Backend(NO_LEDGER.into()))
+        Err(StoreError::Unsupported(NO_LEDGER.into()))
     }
 
     async fn ledger_hashes(&self, _tenant: &Tenant, _to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
-        Err(StoreError::Backend(NO_LEDGER.into()))
+        Err(StoreError::Unsupported(NO_LEDGER.into()))
     }
 
     async fn ledger_leaves(
@@ -359,12 +359,13 @@ impl Store for PostgresStore {
         _from: u64,
         _limit: usize,
     ) -> Result<Vec<cityhub_storage::LedgerLeaf>, StoreError> {
-        Err(StoreError::Backend(NO_LEDGER.into()))
+        Err(StoreError::Unsupported(NO_LEDGER.into()))
     }
 
     async fn ledger_find(&self, _tenant: &Tenant, _instance_id: &str) -> Result<Vec<u64>, StoreError> {
-        Err(StoreError::Backend(NO_LEDGER.into()))
+        Err(StoreError::Unsupported(NO_LEDGER.into()))
     }
 }
 
-const NO_LEDGER: &str = "this store keeps no ledger (the PostgreSQL backend has none yet; use the embedded store)";
+const NO_LEDGER: &str =
+    "this hub keeps no ledger: the PostgreSQL store has none yet (the embedded store keeps one with `serve --ledger on`)";

@@ -805,11 +805,13 @@ impl Store for SqliteStore {
 
     async fn ledger_head(&self, tenant: &Tenant) -> Result<cityhub_storage::LedgerHead, StoreError> {
         let tenant = tenant.to_owned();
+        ledger_kept()?;
         self.read(move |conn| ledger::head(conn, &tenant).map_err(backend)).await
     }
 
     async fn ledger_hashes(&self, tenant: &Tenant, to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
         let tenant = tenant.to_owned();
+        ledger_kept()?;
         self.read(move |conn| ledger::hashes(conn, &tenant, to).map_err(backend)).await
     }
 
@@ -819,15 +821,29 @@ impl Store for SqliteStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<cityhub_storage::LedgerLeaf>, StoreError> {
+        ledger_kept()?;
         let tenant = tenant.to_owned();
         self.read(move |conn| ledger::leaves(conn, &tenant, from, limit).map_err(backend)).await
     }
 
     async fn ledger_find(&self, tenant: &Tenant, instance_id: &str) -> Result<Vec<u64>, StoreError> {
         let (tenant, instance_id) = (tenant.to_owned(), instance_id.to_owned());
+        ledger_kept()?;
         self.read(move |conn| ledger::find(conn, &tenant, &instance_id).map_err(backend)).await
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+/// The ledger's reads answer only while its leaves are written: a log that missed writes (the
+/// hub runs with `--ledger off`, the default) would prove a history that is not the store's.
+fn ledger_kept() -> Result<(), StoreError> {
+    if ledger::enabled() {
+        Ok(())
+    } else {
+        Err(StoreError::Unsupported(
+            "this hub keeps no ledger: it runs with `--ledger off` (the default); start it with `--ledger on`".into(),
+        ))
+    }
+}

@@ -286,6 +286,9 @@ pub enum StoreError {
     /// A compare-and-set found another value than expected (another process wrote first):
     /// nothing was written; read again and retry.
     Conflict(String),
+    /// The backend (or this hub's configuration of it) does not keep what was asked for, e.g.
+    /// a ledger: nothing was read or written; the text says what would provide it.
+    Unsupported(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -293,6 +296,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Backend(why) => write!(f, "storage failure: {why}"),
             StoreError::Conflict(why) => write!(f, "storage conflict: {why}"),
+            StoreError::Unsupported(why) => write!(f, "{why}"),
         }
     }
 }
@@ -319,7 +323,11 @@ impl std::error::Error for StoreError {}
 
 impl From<StoreError> for NgsiLdError {
     fn from(e: StoreError) -> Self {
-        NgsiLdError::internal(e.to_string())
+        match e {
+            // Not the hub failing: the client asked for something this hub does not keep.
+            StoreError::Unsupported(why) => NgsiLdError::new(ngsild_core::ErrorKind::OperationNotSupported, why),
+            e => NgsiLdError::internal(e.to_string()),
+        }
     }
 }
 
