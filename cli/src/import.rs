@@ -5,8 +5,10 @@
 //! file. Each record is mapped (`cityhub_import::Mapping`; an NGSI-LD array's items are entities
 //! already), and each batch is written either
 //! - to a running hub (`--hub`): the batch's entities are read back first
-//!   (`GET /entities?id=...`) and only the attributes that differ are sent, with
-//!   `POST /entityOperations/upsert?options=update`; or
+//!   (`GET /entities?id=...`); those it does not hold are created (`POST
+//!   /entityOperations/create`; one the hub committed meanwhile — a killed run's batch still in
+//!   flight — answers AlreadyExists and is compared again), and of the others only the attributes
+//!   that differ are sent, with `POST /entityOperations/upsert?options=update`; or
 //! - into a stopped hub's store (`--data` or `--store`) through `Store::modify`, the NGSI-LD API's
 //!   own write path (history, journal for subscriptions), with `cityhub_import::upsert`'s modifier.
 //!

@@ -2,9 +2,11 @@
 //! `Store::modify` (see `import.rs` for the whole flow), and what the import commands share:
 //! their outcome as an exit code, usage errors, the outgoing HTTP client.
 //!
-//! Over HTTP a batch's entities are read back first (`GET /entities?id=...&local=true`) and only
-//! the attributes that differ are sent (`POST /entityOperations/upsert?options=update`), so an
-//! unchanged value records no history at the hub; into a store, `cityhub_import::upsert`'s
+//! Over HTTP a batch's entities are read back first (`GET /entities?id=...&local=true`); those
+//! the hub does not hold are created (`POST /entityOperations/create`: one committed meanwhile
+//! answers AlreadyExists and is compared again, so it is never stored twice) and of the others
+//! only the attributes that differ are sent (`POST /entityOperations/upsert?options=update`), so
+//! an unchanged value records no history at the hub; into a store, `cityhub_import::upsert`'s
 //! modifier keeps unchanged instances as they are. Transient failures (network, 5xx, 429) are
 //! retried five times with backoff; anything else fails the batch.
 
@@ -120,11 +122,22 @@ impl Sink {
 
     /// Upserts a batch of `(line, entity)`; an `Err` is a failure of the whole batch (nothing of
     /// it is counted; run again to resume).
+    ///
+    /// A record whose id an earlier record of the batch has is written after it, in a later
+    /// part: each part is compared with what the hub holds *after* the parts before it, so the
+    /// file's last record of an id is what stays, on the first import and on every one after.
     pub async fn write(&self, tenant: &str, batch: Vec<(u64, Map<String, Value>)>) -> anyhow::Result<Written> {
-        match self {
-            Sink::Hub(hub) => hub.write(tenant, batch).await,
-            Sink::Store(store) => write_store(store, tenant, batch).await,
+        let mut written = Written::default();
+        for part in distinct_ids(batch) {
+            let w = match self {
+                Sink::Hub(hub) => hub.write(tenant, part).await?,
+                Sink::Store(store) => write_store(store, tenant, part).await?,
+            };
+            written.stored += w.stored;
+            written.unchanged += w.unchanged;
+            written.rejected.extend(w.rejected);
         }
+        Ok(written)
     }
 }
 
@@ -160,6 +173,24 @@ async fn write_store(store: &DynStore, tenant: &str, batch: Vec<(u64, Map<String
 #[expect(clippy::disallowed_methods, reason = "a command-line client of URLs the operator names, not the hub's egress")]
 pub fn outgoing_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().timeout(timeout).build()?)
+}
+
+/// `batch` cut, in order, into parts in which no id is there twice (a record without an id
+/// repeats nothing).
+fn distinct_ids(batch: Vec<(u64, Map<String, Value>)>) -> Vec<Vec<(u64, Map<String, Value>)>> {
+    let mut parts = vec![Vec::new()];
+    let mut seen = std::collections::HashSet::new();
+    for record in batch {
+        if let Some(id) = entity_id(&record.1) {
+            if !seen.insert(id) {
+                seen.clear();
+                seen.extend(entity_id(&record.1));
+                parts.push(Vec::new());
+            }
+        }
+        parts.last_mut().expect("one part at least").push(record);
+    }
+    parts
 }
 
 fn entity_id(entity: &Map<String, Value>) -> Option<String> {
@@ -207,6 +238,11 @@ impl Hub {
         anyhow::bail!("unreachable")
     }
 
+    /// Writes a batch: entities the hub does not hold are created, those it holds get the
+    /// attributes that differ. An entity seen absent is *created*, never upserted, so that a
+    /// write of it the hub commits between the read and this batch (a killed import's batch still
+    /// in flight, another writer) answers AlreadyExists instead of being stored a second time:
+    /// those are read again and only what still differs is sent.
     async fn write(&self, tenant: &str, batch: Vec<(u64, Map<String, Value>)>) -> anyhow::Result<Written> {
         let mut written = Written::default();
         if batch.is_empty() {
@@ -214,46 +250,89 @@ impl Hub {
         }
         let held = self.held(tenant, &batch).await?;
         let mut lines: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-        let mut items = Vec::new();
+        let (mut new, mut changed) = (Vec::new(), Vec::new());
         for (line, entity) in batch {
             let Some(id) = entity_id(&entity) else {
                 written.rejected.push((line, None, "the entity has no id".into()));
                 continue;
             };
+            let listed = held.contains_key(&id) || id.contains(',');
             match changed_part(entity, held.get(&id)) {
                 Some(part) => {
                     lines.insert(id, line);
-                    items.push(Value::Object(part));
+                    // An id with a comma cannot be read back by `id=`: it is upserted whole.
+                    if listed {
+                        changed.push(part)
+                    } else {
+                        new.push(part)
+                    }
                 }
                 None => written.unchanged += 1,
             }
         }
+        let exists = self.send_batch(tenant, "create", new, &lines, &mut written).await?;
+        if !exists.is_empty() {
+            let again = self.held(tenant, &exists).await?;
+            for (_, entity) in exists {
+                let id = entity_id(&entity).unwrap_or_default();
+                match changed_part(entity, again.get(&id)) {
+                    Some(part) => changed.push(part),
+                    None => written.unchanged += 1,
+                }
+            }
+        }
+        let exists = self.send_batch(tenant, "upsert?options=update", changed, &lines, &mut written).await?;
+        debug_assert!(exists.is_empty(), "an upsert never answers AlreadyExists");
+        Ok(written)
+    }
+
+    /// Sends `items` to `/entityOperations/{operation}` and counts what was stored and rejected;
+    /// answers the items refused as AlreadyExists (only a create refuses so), not counted yet.
+    async fn send_batch(
+        &self,
+        tenant: &str,
+        operation: &str,
+        items: Vec<Map<String, Value>>,
+        lines: &std::collections::HashMap<String, u64>,
+        written: &mut Written,
+    ) -> anyhow::Result<Vec<(u64, Map<String, Value>)>> {
         if items.is_empty() {
-            return Ok(written);
+            return Ok(Vec::new());
         }
         let sent = items.len() as u64;
-        let body = Value::Array(items);
+        let body = Value::Array(items.iter().cloned().map(Value::Object).collect()).to_string();
         let (status, answer) = self
             .send(|| {
-                self.request(reqwest::Method::POST, "/entityOperations/upsert?options=update", tenant)
+                self.request(reqwest::Method::POST, &format!("/entityOperations/{operation}"), tenant)
                     .header("Content-Type", "application/json")
-                    .body(body.to_string())
+                    .body(body.clone())
             })
             .await?;
+        let mut exists = Vec::new();
         match status {
             200..=206 => written.stored += sent,
             207 => {
                 let errors = answer.get("errors").and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut by_id: std::collections::HashMap<String, Map<String, Value>> =
+                    items.into_iter().filter_map(|e| Some((entity_id(&e)?, e))).collect();
+                let mut refused = 0;
                 for e in &errors {
                     let id = e.get("entityId").and_then(Value::as_str).unwrap_or_default().to_owned();
                     let line = lines.get(&id).copied().unwrap_or(0);
-                    written.rejected.push((line, Some(id), body_detail(e.get("error").unwrap_or(&Value::Null))));
+                    let error = e.get("error").unwrap_or(&Value::Null);
+                    refused += 1;
+                    let already =
+                        error.get("type").and_then(Value::as_str).is_some_and(|t| t.ends_with("/AlreadyExists"));
+                    match by_id.remove(&id) {
+                        Some(entity) if already => exists.push((line, entity)),
+                        _ => written.rejected.push((line, Some(id), body_detail(error))),
+                    }
                 }
-                written.stored += sent.saturating_sub(errors.len() as u64);
+                written.stored += sent.saturating_sub(refused);
             }
             _ => anyhow::bail!("the hub refused the batch: {status} {}", body_detail(&answer)),
         }
-        Ok(written)
+        Ok(exists)
     }
 
     /// The batch's entities as the hub holds them now (normalized, in the core @context), by id.
@@ -347,5 +426,28 @@ mod tests {
             json!({"id": "urn:a", "type": ["T", "U"], "b": {"type": "Property", "value": 2}, "a": {"type": "Property", "value": 1}, "c": {"type": "Property", "value": 0}}),
         );
         assert_eq!(changed_part(mine, Some(&same)), None, "attribute order and other attributes do not count");
+    }
+
+    #[test]
+    fn a_batch_is_cut_before_each_id_it_has_already() {
+        let record = |line: u64, id: Option<&str>| {
+            let mut m = Map::new();
+            if let Some(id) = id {
+                m.insert("id".into(), json!(id));
+            }
+            (line, m)
+        };
+        let batch = vec![
+            record(1, Some("a")),
+            record(2, Some("b")),
+            record(3, None),
+            record(4, Some("a")),
+            record(5, Some("c")),
+            record(6, Some("c")),
+        ];
+        let lines: Vec<Vec<u64>> =
+            distinct_ids(batch).into_iter().map(|p| p.into_iter().map(|(l, _)| l).collect()).collect();
+        assert_eq!(lines, vec![vec![1, 2, 3], vec![4, 5], vec![6]]);
+        assert_eq!(distinct_ids(Vec::new()).len(), 1, "an empty batch is one empty part");
     }
 }

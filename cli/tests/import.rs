@@ -397,3 +397,37 @@ fn an_orion_v2_brokers_entities_are_copied_page_by_page_and_copying_again_change
     assert_eq!(code, 3);
     assert!(stdout.contains("imported 5 records: 0 stored, 4 unchanged, 1 rejected"), "{stdout}");
 }
+
+/// A file may give one id twice in one batch: the later record is what stays, on the first
+/// import and on the one after, into a running hub and into a stopped hub's store alike.
+#[test]
+fn the_last_record_of_an_id_repeated_in_one_batch_is_what_stays_import_after_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("repeated.csv");
+    std::fs::write(&csv, "id,pm10\ns1,10\ns2,20\ns1,11\n").unwrap();
+    let base = ["import", csv.to_str().unwrap(), "--type", "AirQualityObserved", "--id", "id", "--restart"];
+    let value = |hub: &Hub| hub.get_json("/entities/urn:ngsi-ld:AirQualityObserved:s1").1["pm10"]["value"].clone();
+
+    let hub = Hub::start();
+    let mut args = base.to_vec();
+    args.extend(["--hub", &hub.base]);
+    for round in 0..2 {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 0, "{stdout} {stderr}");
+        assert!(stdout.contains("imported 3 records:") && stdout.contains(", 0 rejected"), "{stdout}");
+        assert_eq!(value(&hub), json!(11), "round {round}: the file's last pm10 of s1");
+    }
+    assert_eq!(hub.get_json("/entities/urn:ngsi-ld:AirQualityObserved:s2").1["pm10"]["value"], json!(20));
+
+    let data = dir.path().join("data");
+    Hub::spawn(&data, &[]).terminate();
+    let mut args: Vec<String> = base.map(String::from).to_vec();
+    args.extend(store_args(&data));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for _ in 0..2 {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 0, "{stdout} {stderr}");
+    }
+    let hub = Hub::spawn(&data, &[]);
+    assert_eq!(value(&hub), json!(11), "into the store too");
+}
