@@ -178,18 +178,19 @@ pub fn outgoing_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 /// `batch` cut, in order, into parts in which no id is there twice (a record without an id
 /// repeats nothing).
 fn distinct_ids(batch: Vec<(u64, Map<String, Value>)>) -> Vec<Vec<(u64, Map<String, Value>)>> {
-    let mut parts = vec![Vec::new()];
+    let (mut parts, mut part) = (Vec::new(), Vec::new());
     let mut seen = std::collections::HashSet::new();
     for record in batch {
         if let Some(id) = entity_id(&record.1) {
             if !seen.insert(id) {
                 seen.clear();
                 seen.extend(entity_id(&record.1));
-                parts.push(Vec::new());
+                parts.push(std::mem::take(&mut part));
             }
         }
-        parts.last_mut().expect("one part at least").push(record);
+        part.push(record);
     }
+    parts.push(part);
     parts
 }
 
