@@ -125,3 +125,66 @@ fn schemathesis_finds_no_server_error_and_no_contradiction() {
     // The hub is still healthy after it.
     assert_eq!(hub.client.get(format!("{}/health", hub.base)).send().unwrap().status().as_u16(), 200);
 }
+
+/// Each operation's documented query parameters are those its handler takes: a request of every
+/// operation with a parameter no operation has is refused 400 with a detail naming exactly the
+/// parameters the document lists for it (`ngsild_core::params::unknown`'s words), so the
+/// document cannot drift from the handlers, whichever crate serves the route.
+#[test]
+fn every_operation_documents_exactly_the_query_parameters_its_handler_takes() {
+    let hub = Hub::start();
+    let client = reqwest::blocking::Client::new();
+    let document: serde_json::Value =
+        client.get(format!("{}/openapi.json", hub.base)).send().expect("the document").json().expect("JSON");
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("a path item") {
+            let documented: std::collections::BTreeSet<String> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let p = match p.get("$ref").and_then(serde_json::Value::as_str) {
+                        Some(r) => &document["components"]["parameters"][r.rsplit('/').next().unwrap_or_default()],
+                        None => p,
+                    };
+                    (p["in"] == "query").then(|| p["name"].as_str().unwrap_or_default().to_owned())
+                })
+                .collect();
+            let concrete = path
+                .replace("{id}", "urn:ngsi-ld:T:1")
+                .replace("{instance}", "urn:ngsi-ld:Instance:1")
+                .replace("{action}", "package_list")
+                .replace('{', "")
+                .replace('}', "");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+            let response = client
+                .request(method.clone(), format!("{}{concrete}?cityhubNoSuchParameter=1", hub.base))
+                .header("Content-Type", "application/json")
+                .body("{}")
+                .send()
+                .expect("an answer");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().unwrap_or_default();
+            let detail = body["detail"].as_str().unwrap_or_default();
+            let taken: Option<std::collections::BTreeSet<String>> =
+                if detail.ends_with("this operation takes no query parameter") {
+                    Some(Default::default())
+                } else {
+                    detail
+                        .split_once("this operation takes ")
+                        .map(|(_, list)| list.split(", ").map(str::to_owned).collect())
+                };
+            checked += 1;
+            // What takes no parameter may ignore a query string (health probes, static files
+            // behind cache-busting `?v=`): documented with none, and not refused.
+            let ignores = documented.is_empty() && status != 400 && !detail.contains("query parameter");
+            if !ignores && (status != 400 || taken.as_ref() != Some(&documented)) {
+                wrong.push(format!("{method} {path}: {status} {detail:?}, documented {documented:?}"));
+            }
+        }
+    }
+    assert!(checked >= 100, "only {checked} operations in the document");
+    assert!(wrong.is_empty(), "{} of {checked} operations differ:\n{}", wrong.len(), wrong.join("\n"));
+}

@@ -156,7 +156,5 @@ macro_rules! allowed {
 allowed! {
     NoParams = &[];
     DownloadParams = &["format", "part"];
-    CkanParams = &["id", "q", "fq", "rows", "start", "sort", "all_fields", "include_datasets", "limit", "offset",
-        "include_extras", "include_private", "facet", "facet.field", "facet.limit", "use_default_schema",
-        "include_tracking", "name", "organizations", "order_by", "include_dataset_count", "callback"];
+    CkanParams = cityhub_openapi::query::CKAN_QUERY;
 }

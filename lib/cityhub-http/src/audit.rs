@@ -202,7 +202,7 @@ pub async fn record(State(log): State<Arc<AuditLog>>, request: Request, next: Ne
 }
 
 params! {
-    AuditParams = &["tenant", "subject", "operation", "outcome", "since", "until", "limit", "offset", "count"];
+    AuditParams = cityhub_openapi::query::AUDIT_QUERY;
 }
 
 /// The routes of the audit log (merged into the router once).

@@ -14,28 +14,7 @@ use crate::request::as_object;
 use crate::response::{created, ld_json, no_content, page_links, path_segment, with_header, LinkStyle};
 
 params! {
-    QueryParams = &[
-    "id",
-    "idPattern",
-    "type",
-    "attrs",
-    "q",
-    "csf",
-    "georel",
-    "geometry",
-    "coordinates",
-    "geoproperty",
-    "timeproperty",
-    "timerel",
-    "timeAt",
-    "endTimeAt",
-    "limit",
-    "offset",
-    "count",
-    "options",
-    "lang",
-    "local",
-];
+    QueryParams = cityhub_openapi::query::CSOURCE_QUERY;
     RetrieveParams = &["options", "lang", "local"];
 }
 

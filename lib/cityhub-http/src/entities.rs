@@ -39,7 +39,7 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{params, Accepting, Call, EntityAttr, EntityId, LdBody, LocalOnly, Read, Update, Write};
+use crate::extract::{params, Accepting, Call, EntityAttr, EntityId, LdBody, LocalOnly, NoParams, Read, Update, Write};
 use crate::federation::{Federation, ProvisionAnswer, SourceFailure};
 use crate::provision::{self, ForwardRequest};
 use crate::request::{as_object, Accept, Ld, Params};
@@ -54,56 +54,9 @@ use ngsild_federation::{Mode, Registration, Target};
 use ngsild_query::params::{entity_filter, push_query_body, render_options};
 
 params! {
-    Retrieve = &[
-    "attrs",
-    "pick",
-    "omit",
-    "options",
-    "format",
-    "lang",
-    "geometryProperty",
-    "local",
-    "type",
-    "datasetId",
-    "join",
-    "joinLevel",
-    "containedBy",
-    "entityMap",
-    "via",
-];
-    Query = &[
-    "id",
-    "idPattern",
-    "type",
-    "attrs",
-    "pick",
-    "omit",
-    "q",
-    "scopeQ",
-    "georel",
-    "geometry",
-    "coordinates",
-    "geoproperty",
-    "geometryProperty",
-    "lang",
-    "limit",
-    "offset",
-    "count",
-    "options",
-    "format",
-    "local",
-    "csf",
-    "datasetId",
-    "expandValues",
-    "join",
-    "joinLevel",
-    "containedBy",
-    "entityMap",
-    "orderBy",
-    "collation",
-    "jsonKeys",
-];
-    QueryPost = &["limit", "offset", "count", "options", "format", "local", "lang", "join", "joinLevel", "orderBy", "collation"];
+    Retrieve = cityhub_openapi::query::ENTITY_RETRIEVE;
+    Query = cityhub_openapi::query::ENTITY_QUERY;
+    QueryPost = cityhub_openapi::query::ENTITY_QUERY_POST;
     Append = &["options", "local"];
     Purge = &["id", "idPattern", "type", "q", "scopeQ", "keep", "drop", "local"];
     LocalAndType = &["local", "type"];
@@ -764,8 +717,9 @@ async fn write_attribute(
     provision::answer(local, remote, &plan, &attrs, no_content())
 }
 
-/// PUT or PATCH on /entities without an id.
-pub async fn missing_id() -> ApiError {
+/// PUT or PATCH on /entities without an id (after the parameters are checked, as every
+/// operation's).
+pub async fn missing_id(_: Write<NoParams>) -> ApiError {
     NgsiLdError::bad_request("the entity id is missing from the path").into()
 }
 

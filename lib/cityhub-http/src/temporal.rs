@@ -24,57 +24,9 @@ use crate::SharedState;
 use ngsild_query::params::{entity_filter, push_query_body, render_options};
 
 params! {
-    Retrieve = &[
-    "attrs",
-    "pick",
-    "omit",
-    "options",
-    "format",
-    "lang",
-    "local",
-    "datasetId",
-    "timerel",
-    "timeAt",
-    "endTimeAt",
-    "timeproperty",
-    "lastN",
-    "aggrMethods",
-    "aggrPeriodDuration",
-    "via",
-];
-    Query = &[
-    "id",
-    "idPattern",
-    "type",
-    "attrs",
-    "pick",
-    "omit",
-    "q",
-    "scopeQ",
-    "georel",
-    "geometry",
-    "coordinates",
-    "geoproperty",
-    "lang",
-    "limit",
-    "offset",
-    "count",
-    "options",
-    "format",
-    "local",
-    "datasetId",
-    "timerel",
-    "timeAt",
-    "endTimeAt",
-    "timeproperty",
-    "lastN",
-    "aggrMethods",
-    "aggrPeriodDuration",
-    "orderBy",
-    "csf",
-    "via",
-];
-    QueryPost = &["limit", "offset", "count", "options", "format", "local", "lang", "lastN", "orderBy", "collation"];
+    Retrieve = cityhub_openapi::query::TEMPORAL_RETRIEVE;
+    Query = cityhub_openapi::query::TEMPORAL_QUERY;
+    QueryPost = cityhub_openapi::query::TEMPORAL_QUERY_POST;
     LocalAndType = &["local", "type"];
     DeleteAttr = &["datasetId", "deleteAll", "local"];
 }

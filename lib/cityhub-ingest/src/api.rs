@@ -184,7 +184,7 @@ impl IotCall {
             Some(unknown) => Err(IotError::new(
                 ErrorKind::InvalidRequest,
                 "WRONG_SYNTAX",
-                format!("unknown query parameter {unknown:?}; this resource knows {}", known.join(", ")),
+                ngsild_core::params::unknown(unknown, known),
             )),
             None => Ok(()),
         }

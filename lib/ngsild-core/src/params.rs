@@ -7,11 +7,21 @@ use crate::NgsiLdError;
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, String)>);
 
+/// The detail of a refused parameter: its name and what the operation takes instead (the
+/// same words every endpoint's refusal uses, so a client, or a test, can read the list).
+pub fn unknown(name: &str, allowed: &[&str]) -> String {
+    if allowed.is_empty() {
+        format!("unknown query parameter {name:?}: this operation takes no query parameter")
+    } else {
+        format!("unknown query parameter {name:?}: this operation takes {}", allowed.join(", "))
+    }
+}
+
 impl Params {
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, NgsiLdError> {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect();
         if let Some((name, _)) = pairs.iter().find(|(name, _)| !allowed.contains(&name.as_str())) {
-            return Err(NgsiLdError::invalid_request(format!("unknown query parameter {name:?}")));
+            return Err(NgsiLdError::invalid_request(unknown(name, allowed)));
         }
         Ok(Params(pairs))
     }
