@@ -156,8 +156,7 @@ fn every_operation_documents_exactly_the_query_parameters_its_handler_takes() {
                 .replace("{id}", "urn:ngsi-ld:T:1")
                 .replace("{instance}", "urn:ngsi-ld:Instance:1")
                 .replace("{action}", "package_list")
-                .replace('{', "")
-                .replace('}', "");
+                .replace(['{', '}'], "");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
             let response = client
                 .request(method.clone(), format!("{}{concrete}?cityhubNoSuchParameter=1", hub.base))
