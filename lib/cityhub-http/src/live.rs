@@ -3,7 +3,7 @@
 //!
 //! # Where changes come from
 //!
-//! [`watch`] wraps the hub's store in [`Watched`], a [`Store`] that forwards every call and,
+//! [`watch`] wraps the hub's store in [`Watched`], a store [`Layer`] that forwards every call and,
 //! after a successful `modify` or `temporal_write` commit, tells the change on a bounded
 //! broadcast channel ([`Live`]). Every write of this hub goes through that store — the NGSI-LD
 //! API, batches, the temporal API, the notifier's writes, `serve --demo` — so no write path can
@@ -82,7 +82,11 @@ pub struct Watched {
 }
 
 #[async_trait]
-impl Store for Watched {
+impl Layer for Watched {
+    fn inner(&self) -> &DynStore {
+        &self.inner
+    }
+
     async fn modify(
         &self,
         tenant: &Tenant,
@@ -119,175 +123,6 @@ impl Store for Watched {
             self.live.tell(LiveChange { tenant: tenant.to_owned(), id: id.to_owned(), after });
         }
         Ok(outcome)
-    }
-
-    async fn tenant_exists(&self, tenant: &Tenant) -> Result<bool, StoreError> {
-        self.inner.tenant_exists(tenant).await
-    }
-
-    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.tenants().await
-    }
-
-    async fn get_entity(&self, tenant: &Tenant, id: &str) -> Result<Option<Entity>, StoreError> {
-        self.inner.get_entity(tenant, id).await
-    }
-
-    async fn query(&self, tenant: &Tenant, filter: &EntityFilter, paging: Paging) -> Result<Page, StoreError> {
-        self.inner.query(tenant, filter, paging).await
-    }
-
-    async fn temporal_query(&self, tenant: &Tenant, query: &TemporalQuery) -> Result<TemporalPage, StoreError> {
-        self.inner.temporal_query(tenant, query).await
-    }
-
-    async fn put_context(&self, context: StoredContext) -> Result<(), StoreError> {
-        self.inner.put_context(context).await
-    }
-
-    async fn get_context(&self, id: &str) -> Result<Option<StoredContext>, StoreError> {
-        self.inner.get_context(id).await
-    }
-
-    async fn list_contexts(&self) -> Result<Vec<StoredContext>, StoreError> {
-        self.inner.list_contexts().await
-    }
-
-    async fn delete_context(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_context(id).await
-    }
-
-    async fn create_subscription(
-        &self,
-        kind: SubscriptionKind,
-        tenant: &Tenant,
-        id: &str,
-        doc: Value,
-    ) -> Result<Result<(), NgsiLdError>, StoreError> {
-        self.inner.create_subscription(kind, tenant, id, doc).await
-    }
-
-    async fn replace_subscription(
-        &self,
-        kind: SubscriptionKind,
-        tenant: &Tenant,
-        id: &str,
-        doc: Value,
-    ) -> Result<bool, StoreError> {
-        self.inner.replace_subscription(kind, tenant, id, doc).await
-    }
-
-    async fn delete_subscription(&self, kind: SubscriptionKind, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_subscription(kind, tenant, id).await
-    }
-
-    async fn get_subscription(
-        &self,
-        kind: SubscriptionKind,
-        tenant: &Tenant,
-        id: &str,
-    ) -> Result<Option<StoredSubscription>, StoreError> {
-        self.inner.get_subscription(kind, tenant, id).await
-    }
-
-    async fn list_subscriptions(
-        &self,
-        kind: Option<SubscriptionKind>,
-        tenant: Option<&Tenant>,
-    ) -> Result<Vec<StoredSubscription>, StoreError> {
-        self.inner.list_subscriptions(kind, tenant).await
-    }
-
-    async fn journal_after(&self, cursor: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
-        self.inner.journal_after(cursor, limit).await
-    }
-
-    async fn notifier_cursor(&self) -> Result<u64, StoreError> {
-        self.inner.notifier_cursor().await
-    }
-
-    async fn commit_notifications(&self, commit: NotifierCommit) -> Result<Vec<OutboxItem>, StoreError> {
-        self.inner.commit_notifications(commit).await
-    }
-
-    async fn outbox_endpoints(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.outbox_endpoints().await
-    }
-
-    async fn outbox(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.inner.outbox(endpoint, limit).await
-    }
-
-    async fn record_delivery(&self, item: &OutboxItem, outcome: DeliveryOutcome, at: &str) -> Result<(), StoreError> {
-        self.inner.record_delivery(item, outcome, at).await
-    }
-
-    fn events(&self) -> broadcast::Receiver<StoreEvent> {
-        self.inner.events()
-    }
-
-    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.inner.try_lease(name, holder, ttl).await
-    }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(name, holder).await
-    }
-
-    async fn create_record(
-        &self,
-        tenant: &Tenant,
-        kind: RecordKind,
-        id: &str,
-        doc: Value,
-    ) -> Result<Result<(), NgsiLdError>, StoreError> {
-        self.inner.create_record(tenant, kind, id, doc).await
-    }
-
-    async fn replace_record(
-        &self,
-        tenant: &Tenant,
-        kind: RecordKind,
-        id: &str,
-        doc: Value,
-    ) -> Result<bool, StoreError> {
-        self.inner.replace_record(tenant, kind, id, doc).await
-    }
-
-    async fn list_records(&self, tenant: &Tenant, kind: RecordKind) -> Result<Vec<Value>, StoreError> {
-        self.inner.list_records(tenant, kind).await
-    }
-
-    async fn delete_record(&self, tenant: &Tenant, kind: RecordKind, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_record(tenant, kind, id).await
-    }
-
-    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
-        self.inner.append_audit(entries).await
-    }
-
-    async fn read_audit(&self, filter: &AuditFilter, offset: usize, limit: usize) -> Result<AuditPage, StoreError> {
-        self.inner.read_audit(filter, offset, limit).await
-    }
-
-    async fn purge_audit(&self, before_micros: i64) -> Result<u64, StoreError> {
-        self.inner.purge_audit(before_micros).await
-    }
-
-    async fn ledger_head(&self, tenant: &Tenant) -> Result<LedgerHead, StoreError> {
-        self.inner.ledger_head(tenant).await
-    }
-
-    async fn ledger_hashes(&self, tenant: &Tenant, to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
-        self.inner.ledger_hashes(tenant, to).await
-    }
-
-    async fn ledger_leaves(&self, tenant: &Tenant, from: u64, limit: usize) -> Result<Vec<LedgerLeaf>, StoreError> {
-        self.inner.ledger_leaves(tenant, from, limit).await
-    }
-
-    async fn ledger_find(&self, tenant: &Tenant, instance_id: &str) -> Result<Vec<u64>, StoreError> {
-        self.inner.ledger_find(tenant, instance_id).await
     }
 }
 

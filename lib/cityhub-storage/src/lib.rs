@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod dump;
+pub mod layer;
 pub mod ledger;
 pub mod plan;
 
@@ -26,6 +27,7 @@ use serde_json::Value;
 pub use ngsild_core::ops::UpdateReport;
 
 pub use audit::{AuditEntry, AuditFilter, AuditOutcome, AuditPage};
+pub use layer::Layer;
 pub use ledger::{LedgerHead, LedgerLeaf};
 pub use ngsild_core::temporal::{AggrMethod, Instance, TemporalEntity, TimeProperty, TimeRel};
 pub use ngsild_query::EntityFilter;
