@@ -577,3 +577,94 @@ fn anonymous_callers_share_their_address_bucket_and_a_key_holder_has_its_own() {
     let (status, me, _) = whoami(&hub, Some(("X-API-Key", &key)));
     assert_eq!((status, me["via"].clone()), (200, json!("key")), "the key's bucket is its own");
 }
+
+/// `/cityhub/v1/keys`: an admin issues, lists and revokes keys while the hub runs; an issued
+/// key works at once and a revoked one is refused at once; a tenant's admin manages its
+/// tenant's keys only; bad requests say what to change; the key is never listed or stored.
+#[test]
+fn admins_issue_list_and_revoke_keys_over_http_while_the_hub_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, root) = issue(&data, &["--tenant", "*", "--role", "admin", "--name", "operator"]);
+    let (_, seoul_admin) = issue(&data, &["--tenant", "seoul", "--role", "admin"]);
+    let hub = Hub::spawn(&data, &["--auth-keys"]);
+    let keys_url = format!("{}/cityhub/v1/keys", hub.base);
+    let send = |method: reqwest::Method, url: &str, key: &str, tenant: Option<&str>, body: Option<Value>| {
+        let mut request = hub.client.request(method, url).header("X-API-Key", key);
+        if let Some(t) = tenant {
+            request = request.header("NGSILD-Tenant", t);
+        }
+        if let Some(b) = body {
+            request = request.header("Content-Type", "application/json").body(b.to_string());
+        }
+        common::json_of(request.send().expect("request sent"))
+    };
+    let post =
+        |key: &str, tenant: Option<&str>, body: Value| send(reqwest::Method::POST, &keys_url, key, tenant, Some(body));
+
+    // The operator issues a reader of seoul; it works at once.
+    let (status, issued) =
+        post(&root, Some("seoul"), json!({"role": "reader", "name": "dashboard", "expires": "2999-01-01T00:00:00Z"}));
+    assert_eq!(status, 201, "{issued}");
+    let (id, secret) = (issued["id"].as_str().unwrap().to_owned(), issued["key"].as_str().unwrap().to_owned());
+    assert!(secret.starts_with("chk_"), "{issued}");
+    assert_eq!(
+        (&issued["tenant"], &issued["role"], &issued["name"], &issued["state"], &issued["allTenants"]),
+        (&json!("seoul"), &json!("reader"), &json!("dashboard"), &json!("active"), &json!(false))
+    );
+    assert!(issued.get("sha256").is_none(), "the hash is not shown: {issued}");
+    let (status, me, _) = whoami(&hub, Some(("X-API-Key", &secret)));
+    assert_eq!((status, me), (200, json!({"subject": id, "via": "key", "grants": ["seoul:reader"]})));
+
+    // Listed without the key; retrievable; the store holds no key in clear.
+    let (status, listed) = send(reqwest::Method::GET, &keys_url, &root, None, None);
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|k| k["id"].as_str()).collect();
+    assert_eq!(ids.len(), 3, "the operator sees every key: {listed}");
+    assert!(ids.contains(&id.as_str()) && !listed.to_string().contains(&secret), "{listed}");
+    let one = format!("{keys_url}/{id}");
+    let (status, got) = send(reqwest::Method::GET, &one, &root, None, None);
+    assert_eq!((status, &got["name"]), (200, &json!("dashboard")), "{got}");
+    assert!(!contains(&store_bytes(&data), &secret), "a key is stored in clear");
+
+    // Seoul's admin sees seoul's keys only, issues for seoul, not for every tenant.
+    let (status, listed) = send(reqwest::Method::GET, &keys_url, &seoul_admin, Some("seoul"), None);
+    assert_eq!(status, 200, "{listed}");
+    assert!(listed.as_array().unwrap().iter().all(|k| k["tenant"] == "seoul"), "{listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let (status, refused) = post(&seoul_admin, Some("seoul"), json!({"role": "admin", "allTenants": true}));
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("leave allTenants out"), "{refused}");
+    let (status, refused) = post(&seoul_admin, Some("busan"), json!({"role": "reader"}));
+    assert_eq!(status, 403, "an admin of seoul is no admin of busan: {refused}");
+    let (status, other) = send(reqwest::Method::GET, &format!("{keys_url}/{id}"), &seoul_admin, Some("busan"), None);
+    assert_eq!(status, 403, "{other}");
+    // A reader may not manage keys.
+    let (status, refused) = send(reqwest::Method::GET, &keys_url, &secret, Some("seoul"), None);
+    assert_eq!((status, refused["type"].as_str()), (403, Some("https://cityhub.dev/errors/Forbidden")), "{refused}");
+
+    // Bad requests say what to change, and issue nothing.
+    for (body, says) in [
+        (json!({"role": "superuser"}), "give one of public, reader, editor, admin"),
+        (json!({}), "role is needed"),
+        (json!({"role": "reader", "expires": "2001-01-01T00:00:00Z"}), "is past"),
+        (json!({"role": "reader", "expires": "tomorrow"}), "is not a DateTime"),
+        (json!({"role": "reader", "rateLimit": -1}), "above 0"),
+        (json!({"role": "reader", "tenant": "x"}), "no field \"tenant\""),
+        (json!(["reader"]), "a JSON object"),
+    ] {
+        let (status, problem) = post(&root, Some("seoul"), body.clone());
+        assert_eq!(status, 400, "{body}: {problem}");
+        assert_eq!(problem["type"], "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains(says), "{body}: {problem}");
+    }
+    let (_, listed) = send(reqwest::Method::GET, &keys_url, &root, None, None);
+    assert_eq!(listed.as_array().unwrap().len(), 3, "nothing issued by a bad request");
+
+    // Revoked by seoul's admin: refused at once, listed as revoked.
+    let (status, revoked) = send(reqwest::Method::DELETE, &one, &seoul_admin, Some("seoul"), None);
+    assert_eq!((status, &revoked["state"]), (200, &json!("revoked")), "{revoked}");
+    assert_unauthorized(whoami(&hub, Some(("X-API-Key", &secret))), &format!("the API key {id} was revoked"));
+    let (status, missing) = send(reqwest::Method::DELETE, &format!("{keys_url}/key-0000"), &root, None, None);
+    assert_eq!((status, missing["type"].as_str()), (404, Some("https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound")));
+}

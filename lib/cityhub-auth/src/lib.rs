@@ -126,6 +126,16 @@ impl Auth {
         })
     }
 
+    /// Reads the keys again now, after this hub issued or revoked one: the store's event would
+    /// do it too, but on a shared store it arrives a moment later, and a key revoked here must
+    /// be refused here from the answer on.
+    pub async fn keys_changed(&self, store: &dyn cityhub_storage::Store) -> Result<(), cityhub_storage::StoreError> {
+        match &self.keys {
+            Some(ring) => ring.reload(store).await,
+            None => Ok(()),
+        }
+    }
+
     /// Whether an identity source is configured (enforced mode).
     pub fn enforced(&self) -> bool {
         self.keys.is_some() || self.jwt.is_some()

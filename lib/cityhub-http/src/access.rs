@@ -114,6 +114,10 @@ pub const ROOT_TABLE: &[(&str, &str, Action)] = {
         ("GET", "/openapi.json", r(Info)),
         // Who the hub takes the caller for: anyone may ask.
         ("GET", "/auth/whoami", r(Health)),
+        ("GET", "/cityhub/v1/keys", r(Keys)),
+        ("POST", "/cityhub/v1/keys", w(Keys)),
+        ("GET", "/cityhub/v1/keys/{id}", r(Keys)),
+        ("DELETE", "/cityhub/v1/keys/{id}", w(Keys)),
         ("GET", "/cityhub/v1/policies", r(Policies)),
         ("POST", "/cityhub/v1/policies", w(Policies)),
         ("GET", "/cityhub/v1/policies/{id}", r(Policies)),

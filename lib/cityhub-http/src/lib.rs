@@ -43,6 +43,7 @@ mod identify;
 mod implicit_contexts;
 mod info;
 mod jsonld_contexts;
+mod keys;
 mod limits;
 pub mod live;
 mod openapi;
@@ -377,6 +378,7 @@ fn routes(state: &SharedState, extra: Router<SharedState>) -> Router<SharedState
         .merge(ui::routes(state))
         .merge(audit::routes())
         .merge(policies::routes())
+        .merge(keys::routes())
         .merge(identify::routes())
         .merge(openapi::routes())
         .merge(ops::routes())
