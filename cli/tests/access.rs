@@ -578,3 +578,77 @@ fn a_tenant_named_by_fiware_service_is_the_one_decided_for() {
         .unwrap();
     assert_eq!(stored.status().as_u16(), 200, "written in seoul");
 }
+
+/// The live channel (`/cityhub/v1/live`) hides what the listener's policies hide, as every read
+/// does: no entity of a denied type (nor its deletion), no hidden attribute.
+#[test]
+fn the_live_channel_tells_a_listener_only_what_its_policies_let_it_see() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, root) = issue(&data, "*", "admin");
+    let (narrow_id, narrow) = issue(&data, "seoul", "reader");
+    let hub = Hub::spawn(&data, &["--auth-keys"]);
+    let root = Caller { role: "admin", key: Some(root) };
+    for (n, policy) in [
+        ("lights", json!({"subject": narrow_id, "effect": "deny", "entityTypes": ["Streetlight"]})),
+        ("device", json!({"subject": narrow_id, "effect": "deny", "hiddenAttributes": ["deviceId"]})),
+    ] {
+        let mut policy = policy;
+        policy["id"] = json!(format!("urn:policy:{n}"));
+        let (status, body, _) = send(&hub, &root, "seoul", Method::POST, "/cityhub/v1/policies", Some(&policy));
+        assert_eq!(status, 201, "{body}");
+    }
+    let light = json!({"id": "urn:sl:1", "type": "Streetlight", "on": {"type": "Property", "value": true}});
+    let (status, body, _) = send(&hub, &root, "seoul", Method::POST, "/entities", Some(&light));
+    assert_eq!(status, 201, "{body}");
+
+    // The narrow reader listens (the stream is read on a thread; lines come through a channel).
+    let response = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap()
+        .get(format!("{}/cityhub/v1/live", hub.base))
+        .header("NGSILD-Tenant", "seoul")
+        .header("X-API-Key", &narrow)
+        .send()
+        .expect("the stream opens");
+    assert_eq!(response.status().as_u16(), 200);
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(response).lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    let aq = json!({"id": "urn:aq:1", "type": "AirQualityObserved", "pm10": {"type": "Property", "value": 9},
+                    "deviceId": {"type": "Property", "value": "d-secret"}});
+    let (status, body, _) = send(&hub, &root, "seoul", Method::POST, "/entities", Some(&aq));
+    assert_eq!(status, 201, "{body}");
+    let patch = json!({"on": {"type": "Property", "value": false}});
+    let (status, body, _) = send(&hub, &root, "seoul", Method::PATCH, "/entities/urn:sl:1/attrs", Some(&patch));
+    assert_eq!(status, 204, "{body}");
+    let (status, body, _) = send(&hub, &root, "seoul", Method::DELETE, "/entities/urn:sl:1", None);
+    assert_eq!(status, 204, "{body}");
+    let last = json!({"id": "urn:aq:last", "type": "AirQualityObserved", "pm10": {"type": "Property", "value": 1}});
+    let (status, body, _) = send(&hub, &root, "seoul", Method::POST, "/entities", Some(&last));
+    assert_eq!(status, 201, "{body}");
+
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !events.iter().any(|e: &Value| e["id"] == "urn:aq:last") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = received.recv_timeout(left).unwrap_or_else(|_| panic!("urn:aq:last never told: {events:?}"));
+        if let Some(data) = line.strip_prefix("data:") {
+            events.push(serde_json::from_str(data.trim()).expect("an event's data is JSON"));
+        }
+    }
+    let ids: Vec<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, ["urn:aq:1", "urn:aq:last"], "no streetlight, not even its deletion: {events:?}");
+    assert_eq!(events[0]["entity"]["pm10"], 9, "{events:?}");
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains("deviceId") && !text.contains("d-secret"), "the hidden attribute is not told: {text}");
+}

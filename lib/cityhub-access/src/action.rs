@@ -101,9 +101,9 @@ impl Group {
     }
 
     /// Whether reading this group reads entity data, which policies narrow or open (a
-    /// [`crate::Visibility`] applies to it).
+    /// [`crate::Visibility`] applies to it). Streams do: the live channel tells entities.
     pub fn holds_data(self) -> bool {
-        matches!(self, Group::Entities | Group::Temporal | Group::Discovery)
+        matches!(self, Group::Entities | Group::Temporal | Group::Discovery | Group::Streams)
     }
 }
 

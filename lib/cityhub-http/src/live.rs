@@ -33,6 +33,8 @@ use ngsild_core::{Entity, NgsiLdError};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use cityhub_access::Scope;
+
 use crate::extract::{params, Read};
 use crate::ApiError;
 
@@ -44,6 +46,9 @@ pub const CLIENT_BACKLOG: usize = 1024;
 pub struct LiveChange {
     pub tenant: String,
     pub id: String,
+    /// The entity before the change (None: it was new, or a temporal write, which does not
+    /// read it): whether a listener saw it decides whether it hears of its deletion.
+    pub before: Option<Entity>,
     /// The entity after the change; None when it was deleted.
     pub after: Option<Entity>,
 }
@@ -103,7 +108,12 @@ impl Layer for Watched {
         for (id, result) in ids.into_iter().zip(&results) {
             if let Ok(change) = result {
                 if change.before != change.after {
-                    self.live.tell(LiveChange { tenant: tenant.to_owned(), id, after: change.after.clone() });
+                    self.live.tell(LiveChange {
+                        tenant: tenant.to_owned(),
+                        id,
+                        before: change.before.clone(),
+                        after: change.after.clone(),
+                    });
                 }
             }
         }
@@ -120,7 +130,7 @@ impl Layer for Watched {
         let outcome = self.inner.temporal_write(tenant, id, write).await?;
         if outcome.is_ok() && self.live.sender.receiver_count() > 0 {
             let after = self.inner.get_entity(tenant, id).await?;
-            self.live.tell(LiveChange { tenant: tenant.to_owned(), id: id.to_owned(), after });
+            self.live.tell(LiveChange { tenant: tenant.to_owned(), id: id.to_owned(), before: None, after });
         }
         Ok(outcome)
     }
@@ -139,12 +149,13 @@ pub async fn stream(read: Read<LiveParams>) -> Result<impl IntoResponse, ApiErro
     };
     let tenant = read.tenant.clone();
     let ctx = read.ld.ctx.clone();
+    let scope = read.scope.clone();
     let receiver = read.state.live.subscribe();
     let events = futures_util::stream::unfold(Some(receiver), move |receiver| {
-        let (tenant, types, ctx) = (tenant.clone(), types.clone(), ctx.clone());
+        let (tenant, types, ctx, scope) = (tenant.clone(), types.clone(), ctx.clone(), scope.clone());
         async move {
             let mut receiver = receiver?;
-            match next(&mut receiver, &tenant, types.as_deref()).await? {
+            match next(&mut receiver, &tenant, types.as_deref(), &scope).await? {
                 Next::Change(change) => Some((Ok::<_, Infallible>(change_event(&change, &ctx)), Some(receiver))),
                 // The last event of a listener that fell behind: its stream ends after it.
                 Next::Lagged(missed) => {
@@ -166,12 +177,18 @@ enum Next {
     Lagged(u64),
 }
 
-/// The next change of `tenant` (of one of `types`, when given) on `receiver`; None once the hub
-/// stops telling.
+/// The next change of `tenant` (of one of `types`, when given) on `receiver`, as `scope` lets
+/// the listener see it; None once the hub stops telling.
+///
+/// What the caller's policies hide is hidden here as in every read (`Scope::redact`): an
+/// entity it does not see is not told, its hidden attributes are left out, and an entity that
+/// leaves its view (deleted, or changed out of a policy's `q`) is told as a deletion only when
+/// it saw it before.
 async fn next(
     receiver: &mut broadcast::Receiver<Arc<LiveChange>>,
     tenant: &str,
     types: Option<&[String]>,
+    scope: &Scope,
 ) -> Option<Next> {
     loop {
         match receiver.recv().await {
@@ -182,7 +199,20 @@ async fn next(
                         continue;
                     }
                 }
-                return Some(Next::Change(change));
+                if matches!(scope, Scope::All) {
+                    return Some(Next::Change(change));
+                }
+                let after = change.after.clone().and_then(|a| scope.redact(a));
+                let saw = change.before.as_ref().is_some_and(|b| scope.sees(b));
+                if after.is_none() && !saw {
+                    continue;
+                }
+                return Some(Next::Change(Arc::new(LiveChange {
+                    tenant: change.tenant.clone(),
+                    id: change.id.clone(),
+                    before: None,
+                    after,
+                })));
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => return Some(Next::Lagged(missed)),
             Err(broadcast::error::RecvError::Closed) => return None,
@@ -209,7 +239,12 @@ mod tests {
     use super::*;
 
     fn change(tenant: &str, id: &str, ty: &str) -> LiveChange {
-        LiveChange { tenant: tenant.to_owned(), id: id.to_owned(), after: Some(Entity::new(id, vec![ty.to_owned()])) }
+        LiveChange {
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+            before: None,
+            after: Some(Entity::new(id, vec![ty.to_owned()])),
+        }
     }
 
     #[tokio::test]
@@ -220,16 +255,68 @@ mod tests {
         live.tell(change("other", "urn:a", "T"));
         live.tell(change("", "urn:b", "U"));
         live.tell(change("", "urn:c", "T"));
-        live.tell(LiveChange { tenant: String::new(), id: "urn:d".into(), after: None });
+        live.tell(LiveChange { tenant: String::new(), id: "urn:d".into(), before: None, after: None });
         let types = ["T".to_owned()];
-        match next(&mut receiver, "", Some(&types)).await {
+        match next(&mut receiver, "", Some(&types), &Scope::All).await {
             Some(Next::Change(c)) => assert_eq!(c.id, "urn:c"),
             other => panic!("{other:?}"),
         }
         // A deletion has no type left to filter on: every listener of the tenant is told.
-        match next(&mut receiver, "", Some(&types)).await {
+        match next(&mut receiver, "", Some(&types), &Scope::All).await {
             Some(Next::Change(c)) => assert!(c.id == "urn:d" && c.after.is_none()),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A listener whose policy limits it to type T, without attribute `secret`, with `q=open==true`.
+    #[tokio::test]
+    async fn a_listener_hears_only_what_its_policies_let_it_see() {
+        let (sender, _) = broadcast::channel(CLIENT_BACKLOG);
+        let live = Live { sender };
+        let mut receiver = live.subscribe();
+        let core = ngsild_jsonld::Context::core();
+        let scope = Scope::Limited(cityhub_access::Visibility {
+            types: Some(["T".to_owned()].into()),
+            hidden: [core.expand_term("secret").into_owned()].into(),
+            q: Some("open==true".to_owned()),
+            ..Default::default()
+        });
+        let entity = |id: &str, ty: &str, open: bool| {
+            let mut e = Entity::new(id, vec![ty.to_owned()]);
+            let attr = |v: Value| serde_json::from_value(json!({"type": "Property", "value": v})).unwrap();
+            e.attrs.insert(ngsild_jsonld::Context::core().expand_term("open").into_owned(), vec![attr(json!(open))]);
+            e.attrs.insert(ngsild_jsonld::Context::core().expand_term("secret").into_owned(), vec![attr(json!(1))]);
+            e
+        };
+        let tell = |id: &str, before: Option<Entity>, after: Option<Entity>| {
+            live.tell(LiveChange { tenant: String::new(), id: id.into(), before, after })
+        };
+        tell("urn:u", None, Some(entity("urn:u", "U", true)));
+        tell("urn:closed", None, Some(entity("urn:closed", "T", false)));
+        tell("urn:gone-unseen", Some(entity("urn:gone-unseen", "U", true)), None);
+        tell("urn:t", None, Some(entity("urn:t", "T", true)));
+        tell("urn:t", Some(entity("urn:t", "T", true)), Some(entity("urn:t", "T", false)));
+        tell("urn:t", Some(entity("urn:t", "T", false)), None);
+        let mut heard = Vec::new();
+        for _ in 0..2 {
+            match next(&mut receiver, "", None, &scope).await {
+                Some(Next::Change(c)) => heard.push(c),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(heard[0].id, "urn:t", "U, a closed T and an unseen deletion are not told");
+        let after = heard[0].after.as_ref().unwrap();
+        assert_eq!(after.attrs.len(), 1, "the hidden attribute is left out: {after:?}");
+        assert!(after.attrs.keys().all(|k| !k.ends_with("secret")));
+        assert!(
+            heard[1].id == "urn:t" && heard[1].after.is_none(),
+            "changed out of the policy's q: told as gone, once (the deletion after it was not seen)"
+        );
+        live.tell(change("", "urn:last", "T"));
+        match tokio::time::timeout(Duration::from_millis(200), next(&mut receiver, "", None, &scope)).await {
+            Ok(Some(Next::Change(c))) => panic!("{c:?} has no `open`, so the q does not select it"),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => {}
         }
     }
 
@@ -241,7 +328,7 @@ mod tests {
         for i in 0..CLIENT_BACKLOG + 10 {
             live.tell(change("", &format!("urn:{i}"), "T"));
         }
-        match next(&mut slow, "", None).await {
+        match next(&mut slow, "", None, &Scope::All).await {
             Some(Next::Lagged(missed)) => assert_eq!(missed, 10),
             other => panic!("{other:?}"),
         }
