@@ -337,7 +337,7 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.ops.init_logging(&args.log)?;
-    let (refresh, grace) = (args.ops.refresh()?, args.ops.grace()?);
+    let (refresh, grace, delay) = (args.ops.refresh()?, args.ops.grace()?, args.ops.delay()?);
     let alias = match (&args.alias, &args.via_name) {
         (Some(alias), _) => alias.clone(),
         (None, Some(via_name)) => {
@@ -470,6 +470,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let signal = async move {
             shutdown_signal().await;
             cityhub_http::ops::drain();
+            if !delay.is_zero() {
+                tracing::info!(?delay, "stopping: /ready answers 503; still serving for --shutdown-delay");
+                tokio::time::sleep(delay).await;
+            }
             let _ = stopping.send(true);
         };
         let server =

@@ -2,7 +2,9 @@
 //! shutdown grace; and what `serve` runs for them: the logger, the store figures refreshed in the
 //! background for `/metrics`, and the bounded graceful stop.
 //!
-//! A SIGTERM (or Ctrl-C) makes `/ready` answer 503, stops accepting connections and lets the
+//! A SIGTERM (or Ctrl-C) makes `/ready` answer 503, goes on serving for `--shutdown-delay`
+//! seconds (0 by default: a load balancer polling `/ready` stops sending meanwhile), then stops
+//! accepting connections and lets the
 //! requests in flight finish — their commits included, as a write is answered only after its
 //! commit — for at most `--shutdown-grace` seconds; then the notifier's lease is released, the
 //! audit entries of the last requests are stored (at most 5 s more) and the embedded store's
@@ -36,6 +38,12 @@ pub struct OpsArgs {
     /// anyway.
     #[arg(long, default_value_t = 30.0, env = "CITYHUB_SHUTDOWN_GRACE")]
     pub shutdown_grace: f64,
+
+    /// On SIGTERM, seconds the hub goes on accepting requests while `/ready` answers 503, so a
+    /// load balancer polling it sends no new request before the listener closes (set it to the
+    /// balancer's check interval times its failure threshold); 0: close at once.
+    #[arg(long, default_value_t = 0.0, env = "CITYHUB_SHUTDOWN_DELAY")]
+    pub shutdown_delay: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,6 +70,10 @@ impl OpsArgs {
 
     pub fn grace(&self) -> anyhow::Result<Duration> {
         seconds("--shutdown-grace", self.shutdown_grace, 0.0, 3600.0)
+    }
+
+    pub fn delay(&self) -> anyhow::Result<Duration> {
+        seconds("--shutdown-delay", self.shutdown_delay, 0.0, 600.0)
     }
 }
 

@@ -249,6 +249,16 @@ fn over_max_in_flight_a_request_is_shed_at_once_with_503() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(served);
+    // And the shed requests are counted for the operator.
+    let metrics = hub.client.get(format!("{}/metrics", hub.base)).send().unwrap().text().unwrap();
+    let shed_total: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cityhub_in_flight_shed_total "))
+        .unwrap_or_else(|| panic!("no cityhub_in_flight_shed_total in /metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(shed_total >= 1.0, "{shed_total} requests counted shed");
 }
 
 #[test]

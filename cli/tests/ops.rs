@@ -527,3 +527,30 @@ fn rate_limit_refusals_are_counted_and_the_scraper_is_not_limited() {
     assert_eq!(counter(&after, "cityhub_http_requests_total", &[("route", "unmatched"), ("status", "429")]), 1.0);
     assert_eq!(counter(&after, "cityhub_http_requests_total", &[("route", "/health"), ("status", "200")]), 2.0);
 }
+
+/// `--shutdown-delay`: after SIGTERM the hub answers `/ready` 503 (so a load balancer stops
+/// sending) while it still serves, then stops and exits 0.
+#[test]
+fn during_the_shutdown_delay_ready_answers_503_and_requests_are_still_served() {
+    let mut hub = Hub::start_with(&["--shutdown-delay", "3"]);
+    let ready = |hub: &Hub| json_of(hub.client.get(format!("{}/ready", hub.base)).send().expect("an answer"));
+    assert_eq!(ready(&hub), (200, json!({"status": "ready"})));
+    hub.sigterm();
+    let mut answer = ready(&hub);
+    for _ in 0..40 {
+        if answer.0 == 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        answer = ready(&hub);
+    }
+    let (status, body) = answer;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "https://cityhub.dev/errors/NotReady", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("shutting down"), "{body}");
+    let (status, body) = hub.get_json("/entities?type=Thing");
+    assert_eq!((status, body), (200, json!([])), "still served during the delay");
+    let response = hub.client.get(format!("{}/ready", hub.base)).send().expect("an answer");
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert!(hub.wait().success(), "exits 0 after the delay");
+}

@@ -119,11 +119,21 @@ impl Hub {
 
     /// Stops the process with SIGTERM and waits for it.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.child.wait().expect("cityhub exits")
+    }
+
+    /// Sends SIGTERM and returns at once (the process stops on its own time; [`Hub::wait`]).
+    pub fn sigterm(&self) {
         #[allow(unsafe_code, reason = "std cannot send SIGTERM to a child")]
-        // SAFETY: signals our own child, not reaped before the wait below.
+        // SAFETY: signals our own child, not reaped before it is waited for.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("cityhub exits")
     }
 }
