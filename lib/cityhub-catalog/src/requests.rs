@@ -192,6 +192,8 @@ async fn approve(
         store.delete_record(&u.tenant, RecordKind::Policy, &request.policy_id()).await?;
         return Err(e.into());
     }
+    // The key works at this hub from the answer on (the store's event reaches the others).
+    u.state.auth.keys_changed(store).await?;
     let mut shown = view(&request, None);
     shown["key"] = json!(secret);
     shown["keyNote"] = json!("the key is shown this once and cannot be read back: hand it to the requester now");
@@ -216,6 +218,7 @@ async fn revoke(Extension(c): Extension<Arc<Catalog>>, Path(id): Path<String>, u
     request.revoke(&ngsild_core::time::now())?;
     if let Some(key) = &request.key_id {
         cityhub_auth::revoke_key(c.store.as_ref(), key).await?;
+        u.state.auth.keys_changed(c.store.as_ref()).await?;
     }
     c.store.delete_record(&u.tenant, RecordKind::Policy, &request.policy_id()).await?;
     save(&c.store, &u.tenant, &request).await?;
