@@ -8,6 +8,9 @@ use ngsild_query::order::OrderPath;
 use ngsild_query::q::QTerm;
 use ngsild_query::{EntityFilter, QExpr, ScopeExpr, TypeExpr};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use crate::{Scope, Visibility};
 
 /// A query that names what the caller may not see (a hidden attribute), or asks for an id
@@ -15,6 +18,28 @@ use crate::{Scope, Visibility};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Unseen(pub String);
+
+type Memo<T> = std::sync::LazyLock<Mutex<HashMap<String, Arc<T>>>>;
+
+static ID_PATTERNS: Memo<Option<regex::Regex>> = std::sync::LazyLock::new(Mutex::default);
+static SCOPES: Memo<Option<ScopeExpr>> = std::sync::LazyLock::new(Mutex::default);
+static QS: Memo<Option<Result<QExpr, Unseen>>> = std::sync::LazyLock::new(Mutex::default);
+
+/// The parsed form of a policy's expression `text`, made once: policies are few and their texts
+/// repeat on every entity checked. Bounded: forgotten past 1,024 texts (a policy edited many
+/// times), so a changed policy is parsed again and an old text costs memory only until then.
+fn parsed<T>(memo: &Memo<T>, text: &str, make: impl FnOnce() -> T) -> Arc<T> {
+    let mut map = memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = map.get(text) {
+        return found.clone();
+    }
+    if map.len() >= 1024 {
+        map.clear();
+    }
+    let made = Arc::new(make());
+    map.insert(text.to_owned(), made.clone());
+    made
+}
 
 impl Scope {
     /// Whether the entity is seen at all.
@@ -78,12 +103,28 @@ impl Scope {
 }
 
 impl Visibility {
+    /// Whether the entity is seen. Called for every entity of an answer (a page, a download, a
+    /// live change), so the policy's id pattern, scopes and `q` are parsed once per text
+    /// ([`parsed`]), not once per entity.
     pub fn sees(&self, entity: &Entity) -> bool {
         self.types.as_ref().is_none_or(|ts| entity.types.iter().any(|t| ts.contains(t)))
             && !entity.types.iter().any(|t| self.hidden_types.contains(t))
-            && self.id_pattern.as_ref().is_none_or(|p| regex::Regex::new(p).is_ok_and(|re| re.is_match(&entity.id)))
-            && self.scope_expr().is_none_or(|s| s.matches(&entity.scope))
-            && self.q_expr().is_none_or(|q| q.is_ok_and(|q| q.matches(entity)))
+            && self.id_pattern.as_ref().is_none_or(|p| {
+                parsed(&ID_PATTERNS, p, || regex::Regex::new(p).ok())
+                    .as_ref()
+                    .as_ref()
+                    .is_some_and(|re| re.is_match(&entity.id))
+            })
+            && self.scopes.as_ref().is_none_or(|scopes| {
+                let key = scopes.join("\u{0}");
+                parsed(&SCOPES, &key, || self.scope_expr()).as_ref().as_ref().is_none_or(|s| s.matches(&entity.scope))
+            })
+            && self.q.as_ref().is_none_or(|q| {
+                parsed(&QS, q, || self.q_expr())
+                    .as_ref()
+                    .as_ref()
+                    .is_some_and(|q| q.as_ref().is_ok_and(|q| q.matches(entity)))
+            })
     }
 
     /// The policy's `q`, read in the core @context; one that does not parse matches nothing.
