@@ -37,6 +37,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "LZ4 documents, one history index less",
         sql: include_str!("../migrations/0004_leaner_writes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "series generation of each temporal representation",
+        sql: include_str!("../migrations/0005_series_generation.sql"),
+    },
 ];
 
 /// The key of the advisory lock that serialises migrations across processes ("cityhub" in ASCII).
