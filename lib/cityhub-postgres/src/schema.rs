@@ -42,6 +42,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "series generation of each temporal representation",
         sql: include_str!("../migrations/0005_series_generation.sql"),
     },
+    Migration {
+        version: 6,
+        name: "history observed index narrowed to (sid, t_observed)",
+        sql: include_str!("../migrations/0006_narrow_observed_index.sql"),
+    },
 ];
 
 /// The key of the advisory lock that serialises migrations across processes ("cityhub" in ASCII).

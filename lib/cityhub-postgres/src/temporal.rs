@@ -936,7 +936,7 @@ async fn aggregate(
         return Ok(Vec::new());
     };
     let kind = kind_row.get::<_, Json<Attribute>>(0).0.kind;
-    // One pass over the window (through the covering index over observedAt), accumulated here
+    // One pass over the window (through the (sid, t_observed) index), accumulated here
     // per datasetId and period. SQL's GROUP BY would sort every row by datasetId and period
     // first; streaming keeps one accumulator per period and is the embedded store's arithmetic.
     let rows = tx.query(&format!("SELECT dataset_id, {col}, num{val} {base}"), &args).await.or_backend()?;
