@@ -29,7 +29,7 @@ pub(crate) async fn modify(
     let mut client = store.client().await?;
     let tx = client.transaction().await.or_backend()?;
     let ids: Vec<&str> = modifications.iter().map(|(id, _)| id.as_str()).collect();
-    let (loaded, temporal_types) = lock_and_load(&tx, tenant, &ids).await?;
+    let loaded = lock_and_load(&tx, tenant, &ids).await?;
     drop(ids);
     let mut written: Vec<(String, Option<Entity>)> = Vec::new();
     let mut answers = Vec::with_capacity(modifications.len());
@@ -37,7 +37,7 @@ pub(crate) async fn modify(
     for (id, modifier) in modifications {
         let before = match written.iter().find(|(w, _)| *w == id) {
             Some((_, state)) => state.clone(),
-            None => loaded.get(&id).cloned(),
+            None => loaded.current.get(&id).cloned(),
         };
         let result: Modification = match catch_unwind(AssertUnwindSafe(|| modifier(before.clone()))) {
             Ok(result) => result,
@@ -64,7 +64,7 @@ pub(crate) async fn modify(
         answers.push(Ok(Change { before, after, report }));
     }
     let states: Vec<(&str, Option<&Entity>, Option<&Entity>)> =
-        written.iter().map(|(id, after)| (id.as_str(), loaded.get(id), after.as_ref())).collect();
+        written.iter().map(|(id, after)| (id.as_str(), loaded.current.get(id), after.as_ref())).collect();
     let changes: Vec<&Change> =
         answers.iter().filter_map(|a| a.as_ref().ok()).filter(|c| c.before.is_some() || c.after.is_some()).collect();
     let remember = any_ok && crate::tenants::touch(store, &tx, tenant).await?;
@@ -73,14 +73,17 @@ pub(crate) async fn modify(
     // index rows, the history and the temporal representation.
     let mut batch = Batch::default();
     save_into(&mut batch, tenant, &states);
+    let mut finding = None;
     if !changes.is_empty() {
-        crate::temporal::record_changes(store, &tx, &mut batch, tenant, &changes, &now, &temporal_types).await?;
+        finding = crate::temporal::record_changes(store, &tx, &mut batch, tenant, &changes, &now, &loaded).await?;
     }
     let mut journaled = false;
+    let answers_of_batch;
     if changes.is_empty() {
-        batch.run(&tx).await?;
+        answers_of_batch = batch.run(&tx).await?;
     } else {
-        let (_, watched) = futures_util::future::try_join(batch.run(&tx), crate::feed::watched(&tx, tenant)).await?;
+        let (ran, watched) = futures_util::future::try_join(batch.run(&tx), crate::feed::watched(&tx, tenant)).await?;
+        answers_of_batch = ran;
         if watched {
             // Same transaction as the change: a change is never acknowledged without its journal
             // entry, and never journaled without being committed. Last before the commit: the
@@ -92,6 +95,11 @@ pub(crate) async fn modify(
     drop(batch);
     drop(changes);
     tx.commit().await.or_backend()?;
+    // Series ids are learnt from committed transactions only.
+    let found = finding.and_then(|n| answers_of_batch.into_iter().nth(n));
+    if let Some(crate::pipeline::Answer::Rows(rows)) = found {
+        crate::temporal::learn(store, tenant, rows, &loaded.gens);
+    }
     // No group commit here: each call is its own transaction.
     metrics::counter!("cityhub_store_commits_total").increment(1);
     metrics::counter!("cityhub_store_writes_total").increment(answers.iter().filter(|a| a.is_ok()).count() as u64);

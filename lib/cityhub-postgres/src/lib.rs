@@ -24,6 +24,7 @@ mod query;
 mod records;
 mod rows;
 mod schema;
+mod series;
 mod stats;
 mod subscriptions;
 mod temporal;
@@ -59,6 +60,9 @@ pub struct PostgresStore {
     known_tenants: RwLock<HashSet<String>>,
     /// Months whose history partition this process saw exist (a partition is never dropped by a hub).
     partitions: RwLock<HashSet<i64>>,
+    /// History series ids of entities written lately, checked against each entity's series
+    /// generation in the transaction that uses them (see `series`).
+    pub(crate) series: series::SeriesIds,
 }
 
 impl PostgresStore {
@@ -93,6 +97,7 @@ impl PostgresStore {
             feed,
             known_tenants: RwLock::new(HashSet::new()),
             partitions: RwLock::new(HashSet::new()),
+            series: series::SeriesIds::default(),
         })
     }
 

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use cityhub_storage::StoreError;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use crate::{OrBackend, Tx};
 
@@ -23,24 +24,42 @@ pub(crate) type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 /// Statements to run in one transaction, in order.
 #[derive(Default)]
 pub(crate) struct Batch<'a> {
-    statements: Vec<(Cow<'static, str>, Vec<Param<'a>>)>,
+    statements: Vec<(Cow<'static, str>, Vec<Param<'a>>, bool)>,
+}
+
+/// What one statement of a batch answered.
+pub(crate) enum Answer {
+    /// It ran (how many rows it affected is nobody's concern yet).
+    Done,
+    /// The rows it returned (a statement pushed with [`Batch::push_rows`]).
+    Rows(Vec<Row>),
 }
 
 impl<'a> Batch<'a> {
     pub(crate) fn push(&mut self, sql: impl Into<Cow<'static, str>>, params: Vec<Param<'a>>) {
-        self.statements.push((sql.into(), params));
+        self.statements.push((sql.into(), params, false));
     }
 
-    /// Runs the statements in `tx`; answers the rows each one affected.
-    pub(crate) async fn run(&self, tx: &Tx<'_>) -> Result<Vec<u64>, StoreError> {
+    /// Adds a statement whose returned rows are wanted; answers its place in the batch.
+    pub(crate) fn push_rows(&mut self, sql: impl Into<Cow<'static, str>>, params: Vec<Param<'a>>) -> usize {
+        self.statements.push((sql.into(), params, true));
+        self.statements.len() - 1
+    }
+
+    /// Runs the statements in `tx`; answers what each one did, in order.
+    pub(crate) async fn run(&self, tx: &Tx<'_>) -> Result<Vec<Answer>, StoreError> {
         if self.statements.is_empty() {
             return Ok(Vec::new());
         }
         let prepared =
-            try_join_all(self.statements.iter().map(|(sql, _)| tx.prepare_cached(sql))).await.or_backend()?;
-        let runs = prepared.iter().zip(&self.statements).map(|(statement, (_, params))| async move {
+            try_join_all(self.statements.iter().map(|(sql, _, _)| tx.prepare_cached(sql))).await.or_backend()?;
+        let runs = prepared.iter().zip(&self.statements).map(|(statement, (_, params, rows))| async move {
             let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-            tx.execute(statement, &refs).await
+            // Both send their request on first poll, so the order holds for either.
+            match rows {
+                true => tx.query(statement, &refs).await.map(Answer::Rows),
+                false => tx.execute(statement, &refs).await.map(|_| Answer::Done),
+            }
         });
         try_join_all(runs).await.or_backend()
     }

@@ -36,7 +36,10 @@ const LOCK_SQL: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::b
 /// No `FOR UPDATE`: every writer of `entities` holds the entity's advisory lock first (`lock`), so
 /// a row lock would add nothing but a write to each row (and its WAL) before the row's update.
 const LOAD_SQL: &str = "SELECT id, doc FROM entities WHERE tenant = $1 AND id = ANY($2)";
-const TEMPORAL_TYPES_SQL: &str = "SELECT id, types FROM temporal_entities WHERE tenant = $1 AND id = ANY($2)";
+/// After the lock, so the series generation read is the one no other writer can change before
+/// this transaction ends (see `series`).
+const TEMPORAL_TYPES_SQL: &str =
+    "SELECT id, types, COALESCE(series_gen, 0) FROM temporal_entities WHERE tenant = $1 AND id = ANY($2)";
 
 fn lock_keys(tenant: &str, ids: &[&str]) -> Vec<i64> {
     let mut keys: Vec<i64> = ids.iter().map(|id| lock_key(tenant, id)).collect();
@@ -64,13 +67,10 @@ pub(crate) async fn load_for_update(
 }
 
 /// What a write of these entities reads before it runs its modifiers, all in one round trip:
-/// `lock`, then the current state of each (`load_for_update`) and the types of its temporal
-/// representation (which tell `temporal` whether its type index must change).
-pub(crate) async fn lock_and_load(
-    tx: &Tx<'_>,
-    tenant: &str,
-    ids: &[&str],
-) -> Result<(HashMap<String, Entity>, HashMap<String, Vec<String>>), StoreError> {
+/// `lock`, then the current state of each (`load_for_update`), the types of its temporal
+/// representation (which tell `temporal` whether its type index must change) and its series
+/// generation (none: it has no temporal representation).
+pub(crate) async fn lock_and_load(tx: &Tx<'_>, tenant: &str, ids: &[&str]) -> Result<Loaded, StoreError> {
     let (lock, load, types) = futures_util::future::try_join3(
         tx.prepare_cached(LOCK_SQL),
         tx.prepare_cached(LOAD_SQL),
@@ -88,8 +88,24 @@ pub(crate) async fn lock_and_load(
     .await
     .or_backend()?;
     let current = current.into_iter().map(|r| (r.get(0), r.get::<_, Json<Entity>>(1).0)).collect();
-    let temporal = temporal.into_iter().map(|r| (r.get(0), r.get::<_, Json<Vec<String>>>(1).0)).collect();
-    Ok((current, temporal))
+    let mut types = HashMap::with_capacity(temporal.len());
+    let mut gens = HashMap::with_capacity(temporal.len());
+    for r in temporal {
+        let id: String = r.get(0);
+        gens.insert(id.clone(), r.get(2));
+        types.insert(id, r.get::<_, Json<Vec<String>>>(1).0);
+    }
+    Ok(Loaded { current, types, gens })
+}
+
+/// What `lock_and_load` read.
+pub(crate) struct Loaded {
+    /// The current state of each entity that has one.
+    pub current: HashMap<String, Entity>,
+    /// The types of each temporal representation.
+    pub types: HashMap<String, Vec<String>>,
+    /// The series generation of each temporal representation.
+    pub gens: HashMap<String, i64>,
 }
 
 /// Inside `tx`: writes the final state of each entity (None deletes it), whose stored state

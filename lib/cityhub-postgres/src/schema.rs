@@ -37,6 +37,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "LZ4 documents, one history index less",
         sql: include_str!("../migrations/0004_leaner_writes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "series generation of each temporal representation",
+        sql: include_str!("../migrations/0005_series_generation.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "history observed index narrowed to (sid, t_observed)",
+        sql: include_str!("../migrations/0006_narrow_observed_index.sql"),
+    },
 ];
 
 /// The key of the advisory lock that serialises migrations across processes ("cityhub" in ASCII).

@@ -142,20 +142,66 @@ async fn series(tx: &Transaction<'_>, tenant: &str, entity_id: &str, attr: &str)
 /// Appends instances to the history (after `ensure_partitions` for their times).
 async fn insert_instances(tx: &Transaction<'_>, tenant: &str, rows: Vec<InstanceRow>) -> Result<(), StoreError> {
     let mut batch = Batch::default();
-    insert_instances_into(&mut batch, tenant, rows);
+    let known = vec![None; rows.len()];
+    insert_instances_into(&mut batch, tenant, rows, known);
     batch.run(tx).await.map(drop)
 }
 
-/// `insert_instances` as one statement added to `batch`. The statement finds the series id of
-/// each (entity, attribute) itself, creating the missing series, so it needs no answer from an
-/// earlier statement and can be pipelined with the rest of the write.
-fn insert_instances_into<'a>(batch: &mut Batch<'a>, tenant: &'a str, rows: Vec<InstanceRow>) {
+/// History rows with every series id known: no lookup in `attr_series` at all.
+const INSERT_KNOWN_SQL: &str = "INSERT INTO attr_history (tenant, sid, t_part, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
+     SELECT $1, u.sid, u.part, u.ds, u.doc::json, u.val, u.num, u.tobs, u.tcre, u.tmod, u.tdel
+     FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::int8[], $9::int8[],
+                 $10::int8[], $11::int8[]) WITH ORDINALITY AS u(sid, part, ds, doc, val, num, tobs, tcre, tmod, tdel, n)
+     ORDER BY u.n";
+
+/// History rows some of whose series ids are to be found (or made): answers (entity, attribute,
+/// sid, this transaction's id) of each series it found or made, for `series::SeriesIds::learn`.
+/// Existing series: one primary-key probe per pair (LATERAL, kept from being flattened by LIMIT):
+/// a plain join let the planner hash the whole table instead, a scan of every series of the
+/// tenant on every write (80 ms of a 200-entity upsert over 10k entities). Missing ones are
+/// created (the entity lock keeps any other writer of them out). ORDINALITY keeps the order of
+/// the rows in the order of their seq.
+const INSERT_FINDING_SQL: &str = "WITH p AS (SELECT * FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS p(e, a, k)),
+      f AS MATERIALIZED (
+          SELECT p.k, s.sid FROM p CROSS JOIN LATERAL (
+              SELECT s.sid FROM attr_series s WHERE s.tenant = $1 AND s.entity_id = p.e AND s.attr = p.a LIMIT 1) s),
+      m AS (INSERT INTO attr_series (tenant, entity_id, attr)
+            SELECT $1, p.e, p.a FROM p WHERE NOT EXISTS (SELECT 1 FROM f WHERE f.k = p.k) ORDER BY p.k
+            RETURNING entity_id, attr, sid),
+      s AS MATERIALIZED (SELECT f.k, f.sid FROM f
+            UNION ALL SELECT p.k, m.sid FROM m JOIN p ON p.e = m.entity_id AND p.a = m.attr),
+      h AS (INSERT INTO attr_history (tenant, sid, t_part, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
+            SELECT $1, COALESCE(u.sid, s.sid), u.part, u.ds, u.doc::json, u.val, u.num, u.tobs, u.tcre, u.tmod, u.tdel
+            FROM unnest($4::int8[], $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::float8[], $11::int8[],
+                        $12::int8[], $13::int8[], $14::int8[])
+                 WITH ORDINALITY AS u(k, sid, part, ds, doc, val, num, tobs, tcre, tmod, tdel, n)
+            LEFT JOIN s ON s.k = u.k
+            ORDER BY u.n)
+ SELECT p.e, p.a, s.sid, pg_current_xact_id()::text::bigint FROM s JOIN p ON p.k = s.k";
+
+/// `insert_instances` as one statement added to `batch`; `known` holds the series id of each row
+/// where this hub knows it (`series`). Needs no answer from an earlier statement, so it is
+/// pipelined with the rest of the write. Answers the statement's place in the batch when it
+/// returns series ids found or made.
+fn insert_instances_into<'a>(
+    batch: &mut Batch<'a>,
+    tenant: &'a str,
+    rows: Vec<InstanceRow>,
+    known: Vec<Option<i64>>,
+) -> Option<usize> {
     if rows.is_empty() {
-        return;
+        return None;
     }
-    // The distinct series, in (entity, attribute) order (the order new series get their sid);
-    // each row names its series by position in them (1-based, as ORDINALITY counts).
-    let pairs: BTreeSet<(&str, &str)> = rows.iter().map(|r| (r.entity_id.as_str(), r.attr.as_str())).collect();
+    let all_known = known.iter().all(Option::is_some);
+    // The distinct series to find, in (entity, attribute) order (the order new series get their
+    // sid); each row names its series by position in them (1-based, as ORDINALITY counts), 0
+    // when its id is known.
+    let pairs: BTreeSet<(&str, &str)> = rows
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| k.is_none())
+        .map(|(r, _)| (r.entity_id.as_str(), r.attr.as_str()))
+        .collect();
     let position: HashMap<(&str, &str), i64> =
         pairs.iter().enumerate().map(|(k, pair)| (*pair, i64::try_from(k).unwrap_or(i64::MAX) + 1)).collect();
     let series: Vec<i64> =
@@ -176,43 +222,28 @@ fn insert_instances_into<'a>(batch: &mut Batch<'a>, tenant: &'a str, rows: Vec<I
         doc.push(r.doc);
         val.push(r.cols.val);
     }
-    batch.push(
-        // Existing series: one primary-key probe per pair (LATERAL, kept from being flattened by
-        // LIMIT): a plain join let the planner hash the whole table instead, a scan of every
-        // series of the tenant on every write (80 ms of a 200-entity upsert over 10k entities).
-        // Missing ones are created (the entity lock keeps any other writer of them out).
-        // ORDINALITY keeps the order of the rows in the order of their seq.
-        "WITH p AS (SELECT * FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS p(e, a, k)),
-              f AS MATERIALIZED (
-                  SELECT p.k, s.sid FROM p CROSS JOIN LATERAL (
-                      SELECT s.sid FROM attr_series s WHERE s.tenant = $1 AND s.entity_id = p.e AND s.attr = p.a LIMIT 1) s),
-              m AS (INSERT INTO attr_series (tenant, entity_id, attr)
-                    SELECT $1, p.e, p.a FROM p WHERE NOT EXISTS (SELECT 1 FROM f WHERE f.k = p.k) ORDER BY p.k
-                    RETURNING entity_id, attr, sid),
-              s AS (SELECT f.k, f.sid FROM f
-                    UNION ALL SELECT p.k, m.sid FROM m JOIN p ON p.e = m.entity_id AND p.a = m.attr)
-         INSERT INTO attr_history (tenant, sid, t_part, dataset_id, doc, val, num, t_observed, t_created, t_modified, t_deleted)
-         SELECT $1, s.sid, u.part, u.ds, u.doc::json, u.val, u.num, u.tobs, u.tcre, u.tmod, u.tdel
-         FROM unnest($4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::int8[], $11::int8[],
-                     $12::int8[], $13::int8[]) WITH ORDINALITY AS u(k, part, ds, doc, val, num, tobs, tcre, tmod, tdel, n)
-         JOIN s ON s.k = u.k
-         ORDER BY u.n",
-        vec![
-            Box::new(tenant),
-            Box::new(entity_ids),
-            Box::new(attrs),
-            Box::new(series),
-            Box::new(part),
-            Box::new(dataset),
-            Box::new(doc),
-            Box::new(val),
-            Box::new(num),
-            Box::new(observed),
-            Box::new(created),
-            Box::new(modified),
-            Box::new(deleted),
-        ],
-    );
+    let columns: Vec<crate::pipeline::Param<'a>> = vec![
+        Box::new(part),
+        Box::new(dataset),
+        Box::new(doc),
+        Box::new(val),
+        Box::new(num),
+        Box::new(observed),
+        Box::new(created),
+        Box::new(modified),
+        Box::new(deleted),
+    ];
+    if all_known {
+        let sids: Vec<i64> = known.into_iter().flatten().collect();
+        let mut params: Vec<crate::pipeline::Param<'a>> = vec![Box::new(tenant), Box::new(sids)];
+        params.extend(columns);
+        batch.push(INSERT_KNOWN_SQL, params);
+        return None;
+    }
+    let mut params: Vec<crate::pipeline::Param<'a>> =
+        vec![Box::new(tenant), Box::new(entity_ids), Box::new(attrs), Box::new(series), Box::new(known)];
+    params.extend(columns);
+    Some(batch.push_rows(INSERT_FINDING_SQL, params))
 }
 
 /// The types of the temporal representation of these entities, for `touch_entities_into`.
@@ -308,8 +339,9 @@ fn change_rows(before: Option<&Entity>, after: Option<&Entity>, now: &str) -> Re
 
 /// Inside the transaction of `changes` (in the order they happened): adds to `batch` what
 /// records the instances each one made new or changed, and the temporal representation of each
-/// entity; `stored` holds the types of the temporal representations before the transaction
-/// (`rows::lock_and_load`).
+/// entity; `loaded` holds the types and the series generations of the temporal representations
+/// before the transaction (`rows::lock_and_load`). Answers the place in
+/// `batch` of the statement whose rows are series ids to learn once committed ([`learn`]).
 pub(crate) async fn record_changes<'a>(
     store: &PostgresStore,
     tx: &Transaction<'_>,
@@ -317,8 +349,9 @@ pub(crate) async fn record_changes<'a>(
     tenant: &'a str,
     changes: &[&'a Change],
     now: &'a str,
-    stored: &HashMap<String, Vec<String>>,
-) -> Result<(), StoreError> {
+    loaded: &crate::rows::Loaded,
+) -> Result<Option<usize>, StoreError> {
+    let (stored, gens) = (&loaded.types, &loaded.gens);
     let mut rows = Vec::new();
     // The temporal representation follows each entity's last state in this transaction.
     let mut last: Vec<(&str, Option<&Entity>)> = Vec::new();
@@ -343,8 +376,36 @@ pub(crate) async fn record_changes<'a>(
         touch_entities_into(batch, tenant, &created, stored, now);
     }
     touch_entities_into(batch, tenant, &last, stored, now);
-    insert_instances_into(batch, tenant, rows);
-    Ok(())
+    // Series ids this hub knows, for entities whose series generation this transaction read
+    // under their locks (one without a temporal representation has its series found).
+    let wanted: Vec<(usize, (&str, &str, i64))> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(n, r)| gens.get(&r.entity_id).map(|g| (n, (r.entity_id.as_str(), r.attr.as_str(), *g))))
+        .collect();
+    let mut known = vec![None; rows.len()];
+    let asked: Vec<(&str, &str, i64)> = wanted.iter().map(|(_, w)| *w).collect();
+    for ((n, _), sid) in wanted.iter().zip(store.series.resolve(tenant, &asked)) {
+        known[*n] = sid;
+    }
+    drop(asked);
+    drop(wanted);
+    Ok(insert_instances_into(batch, tenant, rows, known))
+}
+
+/// After the commit of a transaction whose history insert answered `rows` (entity, attribute,
+/// sid, transaction id): keeps those series ids, each under the entity's generation, `gens`' when
+/// the entity had a temporal representation before, else the transaction's (which made it).
+pub(crate) fn learn(store: &PostgresStore, tenant: &str, rows: Vec<tokio_postgres::Row>, gens: &HashMap<String, i64>) {
+    let learnt = rows
+        .into_iter()
+        .map(|r| {
+            let entity_id: String = r.get(0);
+            let gen = gens.get(&entity_id).copied().unwrap_or_else(|| r.get(3));
+            crate::series::Learnt { entity_id, attr: r.get(1), sid: r.get(2), gen }
+        })
+        .collect();
+    store.series.learn(tenant, learnt);
 }
 
 // ---- the temporal API's writes ----------------------------------------------------------------
@@ -489,6 +550,14 @@ async fn apply_write(
                     tx.execute("DELETE FROM attr_series WHERE tenant = $1 AND sid = $2", &[&tenant, &sid])
                         .await
                         .or_backend()?;
+                    // A series is gone: every hub's memory of this entity's series ids is void.
+                    tx.execute(
+                        "UPDATE temporal_entities SET series_gen = pg_current_xact_id()::text::bigint
+                         WHERE tenant = $1 AND id = $2",
+                        &[&tenant, &id],
+                    )
+                    .await
+                    .or_backend()?;
                     tx.execute("DELETE FROM attr_history WHERE tenant = $1 AND sid = $2", &[&tenant, &sid])
                         .await
                         .or_backend()?
@@ -867,7 +936,7 @@ async fn aggregate(
         return Ok(Vec::new());
     };
     let kind = kind_row.get::<_, Json<Attribute>>(0).0.kind;
-    // One pass over the window (through the covering index over observedAt), accumulated here
+    // One pass over the window (through the (sid, t_observed) index), accumulated here
     // per datasetId and period. SQL's GROUP BY would sort every row by datasetId and period
     // first; streaming keeps one accumulator per period and is the embedded store's arithmetic.
     let rows = tx.query(&format!("SELECT dataset_id, {col}, num{val} {base}"), &args).await.or_backend()?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cityhub_postgres::PostgresStore;
 use cityhub_storage::{Store, TemporalQuery, TemporalWrite, TimeProperty};
-use cityhub_store_contract::support::{create, ctx, entity, iri, put};
+use cityhub_store_contract::support::{counter, create, ctx, entity, iri, put};
 use ngsild_core::model::{Attribute, AttributeKind};
 use ngsild_core::ErrorKind;
 use serde_json::json;
@@ -169,4 +169,58 @@ async fn index_rows_kept_by_difference_are_those_written_afresh() {
         }
     };
     assert_eq!((hits("w==5").await, hits("w==4").await, hits("t==9").await, hits("t==8").await), (1, 0, 1, 0));
+}
+
+/// The values of `n` in the history of `id`, as `hub` reads it.
+async fn history_of_n(hub: &PostgresStore, id: &str) -> Vec<serde_json::Value> {
+    let mut q = TemporalQuery { per_attribute: 100, time_property: TimeProperty::ObservedAt, ..Default::default() };
+    q.filter.ids = vec![id.into()];
+    q.paging.limit = 10;
+    let page = hub.temporal_query("", &q).await.unwrap();
+    let Some(entity) = page.entities.first() else { return Vec::new() };
+    entity.attrs.get(&iri("n")).map(|i| i.iter().map(|i| i.attribute.value.clone()).collect()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_deleted_at_one_hub_is_not_reused_by_another_hubs_memory() {
+    let url = cityhub_pgtest::database();
+    let (a, b) = (open(&url).await, open(&url).await);
+    let admin = cityhub_pgtest::connect(&url).await;
+    let id = "urn:ngsi-ld:Counter:1";
+    let put_at = |hub: &Arc<PostgresStore>, n: i64| {
+        let hub = hub.clone();
+        async move { cityhub_storage::modify_one(hub.as_ref(), "", id, put(counter(id, n))).await.unwrap() }
+    };
+    // B's second write names the series from what its first one learnt.
+    put_at(&b, 1).await;
+    put_at(&b, 2).await;
+    assert_eq!(history_of_n(&a, id).await, [json!(1), json!(2)]);
+
+    // A drops the series; B writes at once, before any notification could have reached it.
+    let drop_n = TemporalWrite::DeleteAttribute { attr: iri("n"), dataset_id: None, all: true };
+    a.temporal_write("", id, drop_n).await.unwrap().unwrap();
+    put_at(&b, 3).await;
+    put_at(&b, 4).await;
+    assert_eq!(history_of_n(&a, id).await, [json!(3), json!(4)], "B recorded into the series A made anew");
+
+    // The same when A deletes the whole temporal representation.
+    a.temporal_write("", id, TemporalWrite::DeleteEntity).await.unwrap().unwrap();
+    put_at(&b, 5).await;
+    put_at(&b, 6).await;
+    assert_eq!(history_of_n(&a, id).await, [json!(5), json!(6)], "B recorded into the entity's new series");
+    assert_eq!(history_of_n(&b, id).await, [json!(5), json!(6)]);
+
+    let orphans: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM attr_history h
+             WHERE NOT EXISTS (SELECT 1 FROM attr_series s WHERE s.tenant = h.tenant AND s.sid = h.sid)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orphans, 0, "no history row names a series that is gone");
+    let series: i64 =
+        admin.query_one("SELECT count(*) FROM attr_series WHERE entity_id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!(series, 1, "one series of n");
 }
