@@ -82,6 +82,11 @@ pub fn number(v: f64) -> String {
     if v == 0.0 {
         return "0".to_owned();
     }
+    // An integer below 2^53: its shortest digits are all of its digits, and no tie is possible
+    // (the common case of sensor data; the general path below may cost an exact expansion).
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        return (v as i64).to_string();
+    }
     let sign = if v < 0.0 { "-" } else { "" };
     // `{:e}` is the shortest round-trip form: d[.ddd]e[-]x.
     let sci = format!("{:e}", v.abs());
@@ -117,6 +122,19 @@ pub fn number(v: f64) -> String {
 /// 1424953923781206.25: ECMAScript writes ...206.2, Rust ...206.3). The exact decimal expansion
 /// (a double has at most 767 significant digits) tells a tie.
 fn even_of_tie(v: f64, digits: &str, exp10: i32) -> Option<String> {
+    // A tie's exact expansion is the shortest digits (at most 17) and a 5: at most 18 digits,
+    // which 18 significant digits show exactly. Nearly every value fails this cheap test, and
+    // is spared the 800-digit expansion below.
+    let short = format!("{v:.17e}");
+    let (mantissa, exp) = short.split_once('e')?;
+    if exp.parse::<i32>().ok()? != exp10 {
+        return None;
+    }
+    let all: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let rest = all.get(digits.len()..)?;
+    if !(rest.starts_with('5') && rest[1..].bytes().all(|b| b == b'0')) {
+        return None;
+    }
     let exact = format!("{v:.800e}");
     let (mantissa, exp) = exact.split_once('e')?;
     if exp.parse::<i32>().ok()? != exp10 {
@@ -140,4 +158,23 @@ fn even_of_tie(v: f64, digits: &str, exp10: i32) -> Option<String> {
     };
     let back: f64 = format!("{}.{}e{exp10}", &even[..1], &even[1..]).parse().ok()?;
     (back == v).then_some(even)
+}
+
+#[cfg(test)]
+mod fast_paths {
+    use super::number;
+
+    /// The integer and no-tie shortcuts write what ECMAScript writes.
+    #[test]
+    fn shortcuts_write_what_ecmascript_writes() {
+        for v in [1.0, -7.0, 1e15, 9_007_199_254_740_991.0, -9_007_199_254_740_991.0, 123456.0] {
+            assert_eq!(number(v), format!("{}", v as i64), "{v}");
+        }
+        // Past 2^53 the shortest digits, not the exact integer: 2^60 is 1152921504606847000.
+        assert_eq!(number(1_152_921_504_606_846_976.0), "1152921504606847000");
+        assert_eq!(number(9_007_199_254_740_994.0), "9007199254740994");
+        assert_eq!(number(5e-324), "5e-324");
+        assert_eq!(number(23.5), "23.5");
+        assert_eq!(number(-0.1 - 0.2), "-0.30000000000000004");
+    }
 }
