@@ -29,8 +29,12 @@ pub fn start(store: DynStore, ledger: Ledger) {
             tick.tick().await;
             match round(&store, &ledger, &mut last).await {
                 Ok(()) => {}
-                // This hub keeps no ledger (`--ledger off`, or a backend without one): nothing to sign.
-                Err(StoreError::Unsupported(_)) => {}
+                // This hub keeps no ledger (`--ledger off`, or a backend without one), and will
+                // not start keeping one while it runs: nothing to sign, ever.
+                Err(StoreError::Unsupported(why)) => {
+                    tracing::debug!(%why, "no ledger: no checkpoints to sign");
+                    return;
+                }
                 Err(e) => tracing::warn!(error = %e, "could not make the ledger's checkpoints"),
             }
         }
@@ -43,6 +47,8 @@ async fn round(
     ledger: &Ledger,
     last: &mut HashMap<String, StoredCheckpoint>,
 ) -> Result<(), StoreError> {
+    // First the default tenant's head: a store that keeps no ledger says so here.
+    store.ledger_head("").await?;
     let mut tenants = store.tenants().await?;
     if !tenants.iter().any(String::is_empty) {
         tenants.insert(0, String::new());
