@@ -21,7 +21,8 @@ pub fn canonical_string(value: &Value) -> String {
     out
 }
 
-fn write_value(value: &Value, out: &mut String) {
+/// Appends the canonical form of `value` to `out`.
+pub fn write_value(value: &Value, out: &mut String) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -39,7 +40,7 @@ fn write_value(value: &Value, out: &mut String) {
         }
         Value::Object(members) => {
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            sorted.sort_by(|a, b| utf16_order(a.0, b.0));
             out.push('{');
             for (i, (name, item)) in sorted.into_iter().enumerate() {
                 if i > 0 {
@@ -54,7 +55,20 @@ fn write_value(value: &Value, out: &mut String) {
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
+/// The order of two names as UTF-16 code units. Below U+E000 it is the order of code points,
+/// which is UTF-8's byte order: only names with a character from U+E000 on (a UTF-8 byte from
+/// 0xEE on) need their UTF-16 units compared.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let high = |s: &str| s.bytes().any(|b| b >= 0xEE);
+    if high(a) || high(b) {
+        a.encode_utf16().cmp(b.encode_utf16())
+    } else {
+        a.as_bytes().cmp(b.as_bytes())
+    }
+}
+
+/// Appends `s` as a canonical JSON string to `out`.
+pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
