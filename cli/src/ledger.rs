@@ -40,8 +40,8 @@ pub struct LedgerArgs {
     pub ledger_checkpoint_leaves: u64,
 
     /// Whether each history row gets its ledger leaf. Off by default: measured in release, the
-    /// ledger costs batch upserts about 39 % more hub CPU per request (over the 10 % budget;
-    /// partial updates about 6 %, bytes written within 7 %; docs/ledger.md). A log with writes
+    /// ledger costs batch upserts about 22 % more hub CPU per request (over the 10 % budget;
+    /// partial updates within the noise, bytes written within 7 %; docs/ledger.md). A log with writes
     /// made while it was off misses them for good: turn it on from a hub's first start.
     #[arg(long, default_value = "off", value_parser = ["on", "off"], env = "CITYHUB_LEDGER")]
     pub ledger: String,
