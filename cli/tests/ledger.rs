@@ -327,3 +327,64 @@ fn a_hub_without_a_ledger_says_so_on_every_ledger_read() {
     // The verifier key is the hub's own, ledger or not (a witness of other hubs signs with it).
     assert!(get_text(&hub, "/ledger/key").contains('+'));
 }
+
+/// The size of the checkpoint the hub keeps for the default tenant, read from its database
+/// beside the running hub (not through GET /ledger/checkpoint, which may sign one itself).
+fn kept_checkpoint_size(data: &Path) -> Option<u64> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let db = rusqlite::Connection::open_with_flags(data.join("cityhub.sqlite"), flags).ok()?;
+    let sql = "SELECT doc FROM records WHERE tenant = '' AND kind = 'ledgerCheckpoint' AND id = 'latest'";
+    let doc: String = db.query_row(sql, [], |r| r.get(0)).ok()?;
+    serde_json::from_str::<Value>(&doc).ok()?["size"].as_u64()
+}
+
+/// Waits (bounded) until the kept checkpoint covers `size` leaves; answers the last size seen.
+fn kept_after_waiting(data: &Path, size: u64) -> Option<u64> {
+    let mut seen = None;
+    for _ in 0..150 {
+        seen = kept_checkpoint_size(data);
+        if seen == Some(size) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    seen
+}
+
+fn post_counters(hub: &Hub, from: u64, to: u64) {
+    for n in from..to {
+        let body =
+            json!({"id": format!("urn:ngsi-ld:Counter:{n}"), "type": "Counter", "n": {"type": "Property", "value": n}});
+        assert_eq!(hub.post("/entities", &body).status(), 201);
+    }
+}
+
+#[test]
+fn checkpoints_are_signed_in_the_background_every_n_leaves_or_seconds() {
+    if !sqlite_only("checkpoints_are_signed_in_the_background_every_n_leaves_or_seconds") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Every 4 leaves (an hour is never reached here): one leaf per new entity.
+    let data = dir.path().join("leaves");
+    let hub =
+        Hub::spawn(&data, &["--ledger", "on", "--ledger-checkpoint-secs", "3600", "--ledger-checkpoint-leaves", "4"]);
+    post_counters(&hub, 0, 4);
+    assert_eq!(kept_after_waiting(&data, 4), Some(4), "4 leaves: signed with no read asking for it");
+    post_counters(&hub, 4, 6);
+    let (_, cp, _) = checkpoint(&hub);
+    assert_eq!(cp.size, 4, "2 leaves more, and the checkpoint is young: the kept one is served");
+    post_counters(&hub, 6, 8);
+    assert_eq!(kept_after_waiting(&data, 8), Some(8), "4 leaves more: signed again");
+    let (_, cp, _) = checkpoint(&hub);
+    assert_eq!(cp.size, 8);
+    drop(hub);
+
+    // Every second, with no leaf bound.
+    let data = dir.path().join("secs");
+    let hub =
+        Hub::spawn(&data, &["--ledger", "on", "--ledger-checkpoint-secs", "1", "--ledger-checkpoint-leaves", "0"]);
+    post_counters(&hub, 0, 1);
+    assert_eq!(kept_after_waiting(&data, 1), Some(1), "a grown log gets its checkpoint within the period, unread");
+    drop(hub);
+}

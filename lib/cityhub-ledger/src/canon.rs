@@ -21,7 +21,8 @@ pub fn canonical_string(value: &Value) -> String {
     out
 }
 
-fn write_value(value: &Value, out: &mut String) {
+/// Appends the canonical form of `value` to `out`.
+pub fn write_value(value: &Value, out: &mut String) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -39,7 +40,7 @@ fn write_value(value: &Value, out: &mut String) {
         }
         Value::Object(members) => {
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            sorted.sort_by(|a, b| utf16_order(a.0, b.0));
             out.push('{');
             for (i, (name, item)) in sorted.into_iter().enumerate() {
                 if i > 0 {
@@ -54,7 +55,20 @@ fn write_value(value: &Value, out: &mut String) {
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
+/// The order of two names as UTF-16 code units. Below U+E000 it is the order of code points,
+/// which is UTF-8's byte order: only names with a character from U+E000 on (a UTF-8 byte from
+/// 0xEE on) need their UTF-16 units compared.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let high = |s: &str| s.bytes().any(|b| b >= 0xEE);
+    if high(a) || high(b) {
+        a.encode_utf16().cmp(b.encode_utf16())
+    } else {
+        a.as_bytes().cmp(b.as_bytes())
+    }
+}
+
+/// Appends `s` as a canonical JSON string to `out`.
+pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -81,6 +95,11 @@ pub fn number(v: f64) -> String {
     }
     if v == 0.0 {
         return "0".to_owned();
+    }
+    // An integer below 2^53: its shortest digits are all of its digits, and no tie is possible
+    // (the common case of sensor data; the general path below may cost an exact expansion).
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        return (v as i64).to_string();
     }
     let sign = if v < 0.0 { "-" } else { "" };
     // `{:e}` is the shortest round-trip form: d[.ddd]e[-]x.
@@ -117,6 +136,19 @@ pub fn number(v: f64) -> String {
 /// 1424953923781206.25: ECMAScript writes ...206.2, Rust ...206.3). The exact decimal expansion
 /// (a double has at most 767 significant digits) tells a tie.
 fn even_of_tie(v: f64, digits: &str, exp10: i32) -> Option<String> {
+    // A tie's exact expansion is the shortest digits (at most 17) and a 5: at most 18 digits,
+    // which 18 significant digits show exactly. Nearly every value fails this cheap test, and
+    // is spared the 800-digit expansion below.
+    let short = format!("{v:.17e}");
+    let (mantissa, exp) = short.split_once('e')?;
+    if exp.parse::<i32>().ok()? != exp10 {
+        return None;
+    }
+    let all: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let rest = all.get(digits.len()..)?;
+    if !(rest.starts_with('5') && rest[1..].bytes().all(|b| b == b'0')) {
+        return None;
+    }
     let exact = format!("{v:.800e}");
     let (mantissa, exp) = exact.split_once('e')?;
     if exp.parse::<i32>().ok()? != exp10 {
@@ -140,4 +172,23 @@ fn even_of_tie(v: f64, digits: &str, exp10: i32) -> Option<String> {
     };
     let back: f64 = format!("{}.{}e{exp10}", &even[..1], &even[1..]).parse().ok()?;
     (back == v).then_some(even)
+}
+
+#[cfg(test)]
+mod fast_paths {
+    use super::number;
+
+    /// The integer and no-tie shortcuts write what ECMAScript writes.
+    #[test]
+    fn shortcuts_write_what_ecmascript_writes() {
+        for v in [1.0, -7.0, 1e15, 9_007_199_254_740_991.0, -9_007_199_254_740_991.0, 123456.0] {
+            assert_eq!(number(v), format!("{}", v as i64), "{v}");
+        }
+        // Past 2^53 the shortest digits, not the exact integer: 2^60 is 1152921504606847000.
+        assert_eq!(number(1_152_921_504_606_846_976.0), "1152921504606847000");
+        assert_eq!(number(9_007_199_254_740_994.0), "9007199254740994");
+        assert_eq!(number(5e-324), "5e-324");
+        assert_eq!(number(23.5), "23.5");
+        assert_eq!(number(-0.1 - 0.2), "-0.30000000000000004");
+    }
 }

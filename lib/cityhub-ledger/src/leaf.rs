@@ -13,7 +13,7 @@
 
 use serde_json::{json, Value};
 
-use crate::canon::canonical;
+use crate::canon::{write_string, write_value};
 
 /// What a leaf records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,15 +74,68 @@ impl Change<'_> {
         })
     }
 
-    /// The leaf's bytes (canonical JSON).
+    /// The leaf's bytes (canonical JSON): `canonical(&self.to_json())`, written directly, the
+    /// members in their canonical order (no object built, sorted or cloned per leaf).
     pub fn bytes(&self) -> Vec<u8> {
-        canonical(&self.to_json())
+        let mut out = String::with_capacity(256);
+        let text = |out: &mut String, name: &str, v: Option<&str>| {
+            out.push_str(name);
+            match v {
+                Some(v) => write_string(v, out),
+                None => out.push_str("null"),
+            }
+        };
+        out.push('{');
+        text(&mut out, "\"at\":", Some(self.at));
+        text(&mut out, ",\"attr\":", self.attr);
+        text(&mut out, ",\"datasetId\":", self.dataset_id);
+        text(&mut out, ",\"deletedAt\":", self.deleted_at);
+        text(&mut out, ",\"entity\":", Some(self.entity));
+        out.push_str(",\"instance\":");
+        match &self.instance {
+            Some(v) => write_value(v, &mut out),
+            None => out.push_str("null"),
+        }
+        text(&mut out, ",\"instanceId\":", self.instance_id);
+        text(&mut out, ",\"op\":", Some(self.op.name()));
+        text(&mut out, ",\"tenant\":", Some(self.tenant));
+        out.push('}');
+        out.into_bytes()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canon::canonical;
+
+    /// The leaf written directly is the canonical form of its JSON object, whatever it holds.
+    #[test]
+    fn bytes_are_the_canonical_json_of_the_leaf() {
+        let instance =
+            json!({"value": 0.1, "type": "Property", "\u{e000}x": [1.5e300, "\u{1F600}"], "datasetId": "urn:d"});
+        for (instance, attr, dataset_id, deleted_at, op) in [
+            (Some(instance.clone()), Some("https://example.org/p\"q\\"), Some("urn:d\n"), None, Op::Record),
+            (None, None, None, Some("2026-01-01T00:00:00.000001Z"), Op::Remove),
+            (Some(json!({})), Some("\u{fb33}"), None, None, Op::Replace),
+        ] {
+            let change = Change {
+                tenant: "t\u{7}",
+                entity: "urn:e:\u{10000}",
+                attr,
+                dataset_id,
+                instance_id: Some("urn:ngsi-ld:Instance:1"),
+                instance,
+                op,
+                deleted_at,
+                at: "2026-01-01T00:00:00.000000Z",
+            };
+            assert_eq!(
+                String::from_utf8(change.bytes()).unwrap(),
+                String::from_utf8(canonical(&change.to_json())).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn a_leaf_is_its_canonical_json() {

@@ -157,7 +157,7 @@ impl SqliteStore {
         // for them to expire.
         conn.execute("DELETE FROM leases", []).map_err(backend)?;
         // The ledger's tables come with every schema version (issue 22; no migration of their own).
-        conn.execute_batch(ledger::SCHEMA).map_err(backend)?;
+        ledger::open(&conn).map_err(backend)?;
         let state = WriterState {
             journaled_tenants: subscriptions::journaled_tenants(&conn).map_err(backend)?,
             events: Vec::new(),
@@ -378,7 +378,9 @@ fn writer_loop(
         // leave it changed.
         let saved = state.journaled_tenants.clone();
         state.events.clear();
-        if !run_group(&mut conn, &mut state, group, &commits, &events) {
+        let committed = run_group(&mut conn, &mut state, group, &commits, &events);
+        ledger::settle(committed);
+        if !committed {
             state.journaled_tenants = saved;
             state.keys.forget();
         }
@@ -439,6 +441,7 @@ fn run_group(
                     let journaled = state.journaled_tenants.contains(&tenant);
                     let before = if journaled { entities::load_entity(&tx, &tenant, &id)? } else { None };
                     let sp = tx.savepoint()?;
+                    let ledger_mark = ledger::mark(&tenant);
                     let answer = temporal::apply_write(&sp, &tenant, &id, *write)?;
                     // It keeps keys of its own, and may have deleted series the cache names.
                     state.keys.forget_series();
@@ -453,6 +456,8 @@ fn run_group(
                             }
                         }
                         state.note_tenant(&tx, &tenant)?;
+                    } else {
+                        ledger::rewind(&tenant, ledger_mark);
                     }
                     pending.push(Pending::Temporal(reply, answer));
                 }
@@ -464,6 +469,8 @@ fn run_group(
                 }
             }
         }
+        // Each tenant's ledger head once per group, not once per leaf.
+        ledger::flush(&tx)?;
         tx.commit()?;
         Ok(pending)
     })();

@@ -389,6 +389,7 @@ pub fn apply_write(
                 attribute.dataset_id = old.dataset_id.clone();
             }
             // In place, so that the instance keeps its id.
+            ledger::replacing(conn, seq)?;
             let row = InstanceRow::of(&attribute, None)?;
             row.write(
                 conn,

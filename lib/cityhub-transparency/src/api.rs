@@ -12,7 +12,7 @@ use cityhub_http::ApiError;
 use cityhub_ledger::merkle::{consistency_proof, inclusion_proof, ProofError};
 use cityhub_ledger::note::{Checkpoint, Note};
 use cityhub_ledger::Frontier;
-use cityhub_storage::{DynStore, LedgerLeaf, RecordKind, StoreError};
+use cityhub_storage::{DynStore, LedgerHead, LedgerLeaf, RecordKind, StoreError};
 use ngsild_core::NgsiLdError;
 use serde_json::{json, Value};
 
@@ -67,35 +67,62 @@ pub async fn key(Extension(ledger): Extension<Ledger>, _read: Read<NoParams>) ->
     Ok(text(format!("{}\n", ledger.signer.verifier())))
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// The tenant's current signed checkpoint (see the crate doc for when a new one is signed).
-pub async fn current_checkpoint(ledger: &Ledger, store: &DynStore, tenant: &str) -> Result<String, ApiError> {
-    let head = store.ledger_head(tenant).await?;
+/// The tenant's last signed checkpoint, as kept (its `LedgerCheckpoint` record `latest`).
+#[derive(Debug, Clone, Default)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// When it was signed (Unix seconds).
+    pub made: u64,
+    pub note: Option<String>,
+}
+
+pub async fn stored_checkpoint(store: &DynStore, tenant: &str) -> Result<Option<StoredCheckpoint>, StoreError> {
     let records = store.list_records(tenant, RecordKind::LedgerCheckpoint).await?;
     let latest = records.into_iter().find(|d| d.get("id").and_then(Value::as_str) == Some("latest"));
-    if let Some(doc) = &latest {
-        let size = doc.get("size").and_then(Value::as_u64);
-        let made = doc.get("madeAt").and_then(Value::as_u64).unwrap_or(0);
-        let fresh = now_secs().saturating_sub(made) < ledger.checkpoint_every.as_secs();
-        if let (Some(size), Some(note)) = (size, doc.get("note").and_then(Value::as_str)) {
-            if size == head.size || (fresh && size < head.size) {
-                return Ok(note.to_owned());
-            }
-        }
-    }
-    let frontier = Frontier::restore(head.size, &head.frontier)
-        .ok_or_else(|| NgsiLdError::internal("the ledger's head is damaged: its right edge does not fit its size"))?;
+    Ok(latest.map(|doc| StoredCheckpoint {
+        size: doc.get("size").and_then(Value::as_u64).unwrap_or(0),
+        made: doc.get("madeAt").and_then(Value::as_u64).unwrap_or(0),
+        note: doc.get("note").and_then(Value::as_str).map(str::to_owned),
+    }))
+}
+
+/// Signs the checkpoint of `head` and keeps it as the tenant's latest.
+pub async fn sign_and_keep(
+    ledger: &Ledger,
+    store: &DynStore,
+    tenant: &str,
+    head: &LedgerHead,
+) -> Result<StoredCheckpoint, StoreError> {
+    let frontier = Frontier::restore(head.size, &head.frontier).ok_or_else(|| {
+        StoreError::Backend("the ledger's head is damaged: its right edge does not fit its size".into())
+    })?;
     let checkpoint = Checkpoint { origin: ledger.origin(tenant), size: head.size, root: frontier.root() };
     let note = checkpoint.sign(&ledger.signer).to_string();
-    let doc = json!({"id": "latest", "size": head.size, "note": note, "madeAt": now_secs()});
+    let made = now_secs();
+    let doc = json!({"id": "latest", "size": head.size, "note": note, "madeAt": made});
     if !store.replace_record(tenant, RecordKind::LedgerCheckpoint, "latest", doc.clone()).await? {
         // Another hub on the store may create it at the same time: either checkpoint is valid.
         let _ = store.create_record(tenant, RecordKind::LedgerCheckpoint, "latest", doc).await?;
     }
-    Ok(note)
+    Ok(StoredCheckpoint { size: head.size, made, note: Some(note) })
+}
+
+/// The tenant's current signed checkpoint: the kept one, unless the log has grown past it and
+/// it is due ([`Ledger::due`]: the background task, `checkpoints`, normally signed it already).
+pub async fn current_checkpoint(ledger: &Ledger, store: &DynStore, tenant: &str) -> Result<String, ApiError> {
+    let head = store.ledger_head(tenant).await?;
+    if let Some(kept) = stored_checkpoint(store, tenant).await? {
+        if let Some(note) = &kept.note {
+            if kept.size == head.size || (kept.size < head.size && !ledger.due(&kept, head.size)) {
+                return Ok(note.clone());
+            }
+        }
+    }
+    Ok(sign_and_keep(ledger, store, tenant, &head).await?.note.unwrap_or_default())
 }
 
 /// GET /ledger/checkpoint

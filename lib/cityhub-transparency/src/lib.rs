@@ -2,9 +2,11 @@
 //! witnesses a peer's.
 //!
 //! - `GET /ledger/key`: the hub's verifier key (C2SP signed-note form).
-//! - `GET /ledger/checkpoint` (per tenant, `NGSILD-Tenant`): the latest signed checkpoint; a new
-//!   one is signed when the log grew and the last one is older than `--ledger-checkpoint-secs`
-//!   (kept as the tenant's `LedgerCheckpoint` record, so every hub on a store serves the same).
+//! - `GET /ledger/checkpoint` (per tenant, `NGSILD-Tenant`): the latest signed checkpoint, kept
+//!   as the tenant's `LedgerCheckpoint` record (so every hub on a store serves the same). A
+//!   background task ([`checkpoints`]) signs a new one once the log has grown and the last one
+//!   is `--ledger-checkpoint-secs` old or `--ledger-checkpoint-leaves` behind; a read signs
+//!   one itself only when the kept one is past a bound.
 //! - `GET /ledger/proof/inclusion?leaf=N&size=S` (or `instance=<instanceId>`): the audit path of
 //!   a leaf; `GET /ledger/proof/consistency?from=M&to=N`. Hashes only: public like the checkpoint.
 //! - `GET /ledger/leaves?from=&limit=`: the leaves themselves as NDJSON, the export's format
@@ -21,6 +23,7 @@
 //! transaction), log or serve the signer key.
 
 pub mod api;
+pub mod checkpoints;
 pub mod keys;
 pub mod witness;
 
@@ -36,11 +39,23 @@ use cityhub_ledger::note::Signer;
 #[derive(Clone)]
 pub struct Ledger {
     pub signer: Arc<Signer>,
-    /// How old the last checkpoint may get before a read of a grown log signs a new one.
+    /// How old the last checkpoint may get once the log has grown (`--ledger-checkpoint-secs`;
+    /// zero: a read of a grown log signs a new one).
     pub checkpoint_every: Duration,
+    /// How many leaves the log may grow by before a new checkpoint is signed, however young the
+    /// last one (`--ledger-checkpoint-leaves`; 0: no such bound).
+    pub checkpoint_leaves: u64,
 }
 
 impl Ledger {
+    /// Whether a log of `size` leaves is due a checkpoint newer than `last`: it grew, and `last`
+    /// is `checkpoint_every` old or `checkpoint_leaves` behind.
+    pub fn due(&self, last: &api::StoredCheckpoint, size: u64) -> bool {
+        let old = api::now_secs().saturating_sub(last.made) >= self.checkpoint_every.as_secs();
+        let behind = self.checkpoint_leaves > 0 && size.saturating_sub(last.size) >= self.checkpoint_leaves;
+        size > last.size && (old || behind)
+    }
+
     /// The checkpoint origin of a tenant's log: the key name, and `/tenant/<name>` but for the
     /// default tenant.
     pub fn origin(&self, tenant: &str) -> String {
