@@ -3,9 +3,11 @@
 //! Every entity row has an integer key, `eid`. Three indexes refer to it:
 //! - `entity_types`: (tenant, type, id) -> eid, in id order per type;
 //! - `facets`: one row per (type, attribute) of an entity saying the attribute is there, and one
-//!   per scalar its instances hold, under an integer key for (tenant, type, attribute) from
-//!   `facet_keys`. Keying by type makes `type=T&q=...` one range scan per term, over T's entities
-//!   only, not over every entity that has the attribute;
+//!   per distinct scalar its instances hold, under an integer key for (tenant, type, attribute)
+//!   from `facet_keys`. Keying by type makes `type=T&q=...` one range scan per term, over T's
+//!   entities only, not over every entity that has the attribute. One WITHOUT ROWID table keyed
+//!   (key, v, eid), numbers and texts in one untyped column `v`, plus the (eid, key) index: two
+//!   b-tree inserts per row (schema version 13; up to 12 a rowid table with three indexes, four);
 //! - `geo_entries` + the `geo_boxes` R*Tree: the bounding box of every GeoProperty instance, with
 //!   the exact coordinates of points.
 //!
