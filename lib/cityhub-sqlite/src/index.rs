@@ -3,9 +3,11 @@
 //! Every entity row has an integer key, `eid`. Three indexes refer to it:
 //! - `entity_types`: (tenant, type, id) -> eid, in id order per type;
 //! - `facets`: one row per (type, attribute) of an entity saying the attribute is there, and one
-//!   per scalar its instances hold, under an integer key for (tenant, type, attribute) from
-//!   `facet_keys`. Keying by type makes `type=T&q=...` one range scan per term, over T's entities
-//!   only, not over every entity that has the attribute;
+//!   per distinct scalar its instances hold, under an integer key for (tenant, type, attribute)
+//!   from `facet_keys`. Keying by type makes `type=T&q=...` one range scan per term, over T's
+//!   entities only, not over every entity that has the attribute. One WITHOUT ROWID table keyed
+//!   (key, v, eid), numbers and texts in one untyped column `v`, plus the (eid, key) index: two
+//!   b-tree inserts per row (schema version 13; up to 12 a rowid table with three indexes, four);
 //! - `geo_entries` + the `geo_boxes` R*Tree: the bounding box of every GeoProperty instance, with
 //!   the exact coordinates of points.
 //!
@@ -18,7 +20,7 @@
 //! Writes keep the indexes by difference: only the attributes whose scalars changed are rewritten,
 //! the types only when they changed, the R*Tree only when a geometry moved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use cityhub_storage::plan::{self, Probe};
 use cityhub_storage::{EntityFilter, Page, Paging};
@@ -47,15 +49,18 @@ pub const SCHEMA: &str = "
         type TEXT NOT NULL,
         UNIQUE (tenant, attr, type)
     );
-    -- num and str both NULL: the attribute is there. Otherwise one scalar of its values.
+    -- `v` is an empty blob when the row says the attribute is there, else one scalar of its
+    -- values, a REAL or a TEXT. The column has no affinity, so SQLite keeps each value as it
+    -- came and orders numbers < texts < blobs: a comparison bounded to its kind's range is one
+    -- range of the primary key. A set, not a multiset: a scalar two instances hold is one row.
+    -- WITHOUT ROWID, so a row costs two b-tree inserts (this table and the (eid, key) index);
+    -- the rowid table of schema version 12 with its three indexes cost four (`FACETS_V12`).
     CREATE TABLE IF NOT EXISTS facets (
         key INTEGER NOT NULL,
-        num REAL,
-        str TEXT,
-        eid INTEGER NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS facets_num ON facets (key, num, eid);
-    CREATE INDEX IF NOT EXISTS facets_str ON facets (key, str, eid);
+        v NOT NULL,
+        eid INTEGER NOT NULL,
+        PRIMARY KEY (key, v, eid)
+    ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS facets_entity ON facets (eid, key);
     CREATE VIRTUAL TABLE IF NOT EXISTS geo_boxes USING rtree (rowid, min_lon, max_lon, min_lat, max_lat);
     -- lon/lat: the exact position when the geometry is a Point (the R*Tree rounds to 32 bits).
@@ -79,6 +84,44 @@ pub const DROP_OLD: &str = "
     DROP TABLE IF EXISTS geo_boxes;
 ";
 
+/// The facets table of schema versions 4 to 12: a rowid table, one row per scalar held (a
+/// multiset), with three indexes: how tests make a file `convert_v12_facets` converts.
+#[cfg(test)]
+pub const FACETS_V12: &str = "
+    CREATE TABLE facets (
+        key INTEGER NOT NULL,
+        num REAL,
+        str TEXT,
+        eid INTEGER NOT NULL
+    );
+    CREATE INDEX facets_num ON facets (key, num, eid);
+    CREATE INDEX facets_str ON facets (key, str, eid);
+    CREATE INDEX facets_entity ON facets (eid, key);
+";
+
+/// Whether the `facets` table is the one of `FACETS_V12`.
+pub fn has_v12_facets(conn: &Connection) -> rusqlite::Result<bool> {
+    crate::codec::has_column(conn, "facets", "num")
+}
+
+/// Converts the facets of schema version 12 (`FACETS_V12`) to the current table, row for row
+/// (a scalar held twice becomes one row), before `SCHEMA` runs. The facet keys stay.
+pub fn convert_v12_facets(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE facets_v13 (
+             key INTEGER NOT NULL,
+             v NOT NULL,
+             eid INTEGER NOT NULL,
+             PRIMARY KEY (key, v, eid)
+         ) WITHOUT ROWID;
+         INSERT OR IGNORE INTO facets_v13 (key, v, eid)
+             SELECT key, CASE WHEN num IS NOT NULL THEN num WHEN str IS NOT NULL THEN str ELSE x'' END, eid
+             FROM facets ORDER BY 1, 2, 3;
+         DROP TABLE facets;
+         ALTER TABLE facets_v13 RENAME TO facets;",
+    )
+}
+
 /// A facet row: the attribute is there, or one of its scalars (`plan::indexed_scalars`).
 #[derive(Debug, Clone, PartialEq)]
 enum Scalar {
@@ -87,14 +130,44 @@ enum Scalar {
     Str(String),
 }
 
-/// The facet rows of one attribute, over all its instances.
+/// `v` of the row that says an attribute is there: an empty blob, after every number and text.
+const PRESENT: &[u8] = &[];
+
+/// The facet rows of one attribute, over all its instances: a set (the table's key holds each
+/// (key, value, eid) once), in the order first seen.
 fn attribute_scalars(instances: &[Attribute]) -> Vec<Scalar> {
-    let mut out = vec![Scalar::Present];
-    out.extend(plan::indexed_scalars(instances).into_iter().map(|s| match s {
+    let mut all = vec![Scalar::Present];
+    all.extend(plan::indexed_scalars(instances).into_iter().map(|s| match s {
         plan::Scalar::Num(n) => Scalar::Num(n),
         plan::Scalar::Str(s) => Scalar::Str(s),
     }));
-    out
+    if all.len() <= 2 {
+        return all;
+    }
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::new();
+        all.iter().map(|s| seen.insert(s.identity())).collect()
+    };
+    all.into_iter().zip(keep).filter_map(|(s, keep)| keep.then_some(s)).collect()
+}
+
+/// What makes two facet rows of one attribute the same row, hashable.
+#[derive(PartialEq, Eq, Hash)]
+enum Identity<'a> {
+    Present,
+    Num(u64),
+    Str(&'a str),
+}
+
+impl Scalar {
+    fn identity(&self) -> Identity<'_> {
+        match self {
+            Scalar::Present => Identity::Present,
+            // Equal as SQLite compares them: 0.0 and -0.0 are one row.
+            Scalar::Num(n) => Identity::Num(if *n == 0.0 { 0 } else { n.to_bits() }),
+            Scalar::Str(s) => Identity::Str(s),
+        }
+    }
 }
 
 fn geo_values(instances: &[Attribute]) -> Vec<&Value> {
@@ -179,35 +252,35 @@ fn write_facets(
     attr: &str,
     scalars: &[Scalar],
 ) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached("INSERT INTO facets (key, num, str, eid) VALUES (?1, ?2, ?3, ?4)")?;
+    if scalars.is_empty() {
+        return Ok(());
+    }
+    // OR IGNORE: a row already there (the same scalar under a key) is the same fact.
+    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO facets (key, v, eid) VALUES (?1, ?2, ?3)")?;
     for ty in types {
         let key = facet_key(conn, keys, tenant, ty, attr)?;
         for scalar in scalars {
             match scalar {
-                Scalar::Present => insert.execute(params![key, None::<f64>, None::<String>, eid])?,
-                Scalar::Num(n) => insert.execute(params![key, n, None::<String>, eid])?,
-                Scalar::Str(s) => insert.execute(params![key, None::<f64>, s, eid])?,
+                Scalar::Present => insert.execute(params![key, PRESENT, eid])?,
+                Scalar::Num(n) => insert.execute(params![key, n, eid])?,
+                Scalar::Str(s) => insert.execute(params![key, s, eid])?,
             };
         }
     }
     Ok(())
 }
 
-/// What `old` has that `new` has not, and the reverse, as multisets (a scalar held twice is
-/// two rows).
+/// What `old` has that `new` has not, and the reverse (both sets, as `attribute_scalars` makes
+/// them).
 fn difference(old: &[Scalar], new: &[Scalar]) -> (Vec<Scalar>, Vec<Scalar>) {
-    let mut added: Vec<Option<&Scalar>> = new.iter().map(Some).collect();
-    let mut gone = Vec::new();
-    for scalar in old {
-        match added.iter_mut().find(|a| a.is_some_and(|a| a == scalar)) {
-            Some(kept) => *kept = None,
-            None => gone.push(scalar.clone()),
-        }
-    }
-    (gone, added.into_iter().flatten().cloned().collect())
+    let old_ids: HashSet<Identity<'_>> = old.iter().map(Scalar::identity).collect();
+    let new_ids: HashSet<Identity<'_>> = new.iter().map(Scalar::identity).collect();
+    let gone = old.iter().filter(|s| !new_ids.contains(&s.identity())).cloned().collect();
+    let added = new.iter().filter(|s| !old_ids.contains(&s.identity())).cloned().collect();
+    (gone, added)
 }
 
-/// Deletes one facet row per scalar of `scalars`.
+/// Deletes the facet row of each scalar of `scalars`.
 fn unwrite_facets(
     conn: &Connection,
     keys: &mut Keys,
@@ -220,17 +293,14 @@ fn unwrite_facets(
     if scalars.is_empty() {
         return Ok(());
     }
-    let mut delete = conn.prepare_cached(
-        "DELETE FROM facets WHERE rowid =
-             (SELECT rowid FROM facets WHERE eid = ?1 AND key = ?2 AND num IS ?3 AND str IS ?4 LIMIT 1)",
-    )?;
+    let mut delete = conn.prepare_cached("DELETE FROM facets WHERE key = ?1 AND v = ?2 AND eid = ?3")?;
     for ty in types {
         let key = facet_key(conn, keys, tenant, ty, attr)?;
         for scalar in scalars {
             match scalar {
-                Scalar::Present => delete.execute(params![eid, key, None::<f64>, None::<String>])?,
-                Scalar::Num(n) => delete.execute(params![eid, key, n, None::<String>])?,
-                Scalar::Str(s) => delete.execute(params![eid, key, None::<f64>, s])?,
+                Scalar::Present => delete.execute(params![key, PRESENT, eid])?,
+                Scalar::Num(n) => delete.execute(params![key, n, eid])?,
+                Scalar::Str(s) => delete.execute(params![key, s, eid])?,
             };
         }
     }
@@ -342,35 +412,38 @@ fn intersect(a: &EidSet, b: &EidSet) -> EidSet {
     small.iter().copied().filter(|e| large.binary_search(e).is_ok()).collect()
 }
 
-/// The SQL condition on `facets` of a scalar probe's condition.
+/// The SQL condition on `facets.v` of a scalar probe's condition. A comparison is bounded to the
+/// range of its kind (numbers sort before every text, texts before the blob of presence), so
+/// `v > 3` selects no text and `v < 'b'` no number.
 fn facet_condition(condition: &plan::Condition, args: &mut Vec<SqlValue>) -> String {
-    let column = |scalar: &plan::Scalar| match scalar {
-        plan::Scalar::Num(n) => ("num", SqlValue::Real(*n)),
-        plan::Scalar::Str(t) => ("str", SqlValue::Text(t.clone())),
+    let value = |scalar: &plan::Scalar| match scalar {
+        plan::Scalar::Num(n) => SqlValue::Real(*n),
+        plan::Scalar::Str(t) => SqlValue::Text(t.clone()),
+    };
+    let range = |scalar: &plan::Scalar| match scalar {
+        plan::Scalar::Num(_) => "v < ''",
+        plan::Scalar::Str(_) => "v >= '' AND v < x''",
     };
     match condition {
-        plan::Condition::Compare(op, value) => {
-            let (col, value) = column(value);
-            args.push(value);
-            format!("{col} {} ?", op.sql())
+        plan::Condition::Compare(op, scalar) => {
+            args.push(value(scalar));
+            format!("v {} ? AND {}", op.sql(), range(scalar))
         }
         plan::Condition::Between(lo, hi) => {
-            let ((col, lo), (_, hi)) = (column(lo), column(hi));
-            args.extend([lo, hi]);
-            format!("{col} BETWEEN ? AND ?")
+            // Both bounds are of one kind (`plan`), so the range holds that kind only.
+            args.extend([value(lo), value(hi)]);
+            "v BETWEEN ? AND ?".to_owned()
         }
         plan::Condition::OneOf { numbers, texts } => {
-            // One JSON list per column, however long the list of values.
-            let mut parts = Vec::new();
-            if !numbers.is_empty() {
-                parts.push(format!("num IN {IN_LIST}"));
-                args.push(json_list(numbers));
-            }
-            if !texts.is_empty() {
-                parts.push(format!("str IN {IN_LIST}"));
-                args.push(json_list(texts));
-            }
-            format!("({})", parts.join(" OR "))
+            // One JSON list of numbers and texts, however long: json_each gives each back as a
+            // REAL or a TEXT, which equals only a value of its own kind.
+            let items: Vec<Value> = numbers
+                .iter()
+                .map(|n| serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number))
+                .chain(texts.iter().map(|t| Value::String(t.clone())))
+                .collect();
+            args.push(json_list(&items));
+            format!("v IN {IN_LIST}")
         }
     }
 }
@@ -422,7 +495,7 @@ pub fn plan(tenant: &str, filter: &EntityFilter) -> Plan {
             }
             Probe::Attrs { attrs, types } => {
                 let keys = keys_subquery(tenant, attrs, types.as_deref(), &mut args);
-                format!("SELECT eid FROM facets WHERE key IN ({keys}) AND num IS NULL AND str IS NULL")
+                format!("SELECT eid FROM facets WHERE key IN ({keys}) AND v = x''")
             }
             Probe::Scalar { attr, types, condition } => {
                 let keys = keys_subquery(tenant, std::slice::from_ref(attr), types.as_deref(), &mut args);
@@ -696,17 +769,36 @@ fn ordered(
 
 #[cfg(test)]
 mod tests {
-    use super::{difference, Scalar};
+    use super::{attribute_scalars, difference, Scalar};
+    use ngsild_core::model::{Attribute, AttributeKind};
+    use serde_json::json;
 
     #[test]
     fn a_changed_scalar_is_one_row_out_and_one_in() {
-        let old = [Scalar::Present, Scalar::Num(1.0), Scalar::Str("a".into()), Scalar::Str("a".into())];
+        let old = [Scalar::Present, Scalar::Num(1.0), Scalar::Str("a".into()), Scalar::Str("b".into())];
         let new = [Scalar::Present, Scalar::Num(2.0), Scalar::Str("a".into())];
         let (gone, added) = difference(&old, &new);
-        assert_eq!(gone, vec![Scalar::Num(1.0), Scalar::Str("a".into())]);
+        assert_eq!(gone, vec![Scalar::Num(1.0), Scalar::Str("b".into())]);
         assert_eq!(added, vec![Scalar::Num(2.0)]);
         let (gone, added) = difference(&old, &[]);
         assert_eq!(gone.len(), 4);
         assert!(added.is_empty());
+        // 0.0 and -0.0 are one value to SQLite, and so one row here.
+        assert_eq!(difference(&[Scalar::Num(0.0)], &[Scalar::Num(-0.0)]), (vec![], vec![]));
+    }
+
+    #[test]
+    fn an_attribute_is_a_set_of_rows_in_the_order_first_held() {
+        let instances = [
+            Attribute::new(AttributeKind::Property, json!([3, "x", 3, 0.0, "x"])),
+            Attribute::new(AttributeKind::Property, json!(-0.0)),
+            Attribute::new(AttributeKind::Property, json!("3")),
+        ];
+        assert_eq!(
+            attribute_scalars(&instances),
+            vec![Scalar::Present, Scalar::Num(3.0), Scalar::Str("x".into()), Scalar::Num(0.0), Scalar::Str("3".into())]
+        );
+        let one = [Attribute::new(AttributeKind::Property, json!(7))];
+        assert_eq!(attribute_scalars(&one), vec![Scalar::Present, Scalar::Num(7.0)]);
     }
 }

@@ -8,8 +8,8 @@ use crate::codec::decode;
 use crate::{audit, contexts, entities, index, records, subscriptions, temporal};
 
 /// Bumped whenever the schema changes; `migrate` brings older files forward (version 11 added
-/// the `leases` table, 12 the `audit_log`).
-const SCHEMA_VERSION: i64 = 12;
+/// the `leases` table, 12 the `audit_log`, 13 made `facets` one WITHOUT ROWID table).
+pub(crate) const SCHEMA_VERSION: i64 = 13;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable against
@@ -67,6 +67,10 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     if version < 4 {
         tx.execute_batch("ALTER TABLE entities_v4 RENAME TO entities")?;
+    }
+    if (4..13).contains(&version) && index::has_v12_facets(&tx)? {
+        // Versions 4 to 12 kept facets in a rowid table with three indexes.
+        index::convert_v12_facets(&tx)?;
     }
     tx.execute_batch(index::SCHEMA)?;
     if version > 0 && version < 5 {

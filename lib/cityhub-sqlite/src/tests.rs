@@ -184,7 +184,7 @@ async fn queries_over_100k_entities_use_indexes() {
         lines.join("\n")
     };
     let q_plan = plan(&type_and_q);
-    assert!(q_plan.contains("facets_num") && q_plan.contains("facets_str"), "type+q plan:\n{q_plan}");
+    assert!(q_plan.contains("facets USING PRIMARY KEY"), "type+q plan:\n{q_plan}");
     assert!(!q_plan.contains("SCAN"), "type+q must not scan a table:\n{q_plan}");
     let geo_plan = plan(&near);
     assert!(geo_plan.contains("VIRTUAL TABLE INDEX"), "near plan uses the R*Tree:\n{geo_plan}");
@@ -649,4 +649,145 @@ async fn history_after_a_temporal_attribute_delete_goes_to_a_new_series() {
         .map(|is| is.iter().map(|i| i.attribute.value.as_i64().unwrap()).collect())
         .unwrap_or_default();
     assert_eq!(values, vec![7], "the history of n after its deletion holds the one new instance");
+}
+
+/// A store whose facets are in the shape of schema versions 4 to 12 (a rowid table, a row per
+/// scalar held, duplicates included, three indexes) opens converted to the WITHOUT ROWID table of
+/// version 13, and every query answers as before the conversion and as `EntityFilter::matches`
+/// says, attributes mixing numbers and texts included (a number comparison selects no text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_12_facets_convert_and_answer_the_same() {
+    use cityhub_storage::plan;
+    use ngsild_jsonld::core_context;
+    use ngsild_query::QExpr;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = core_context();
+    const N: usize = 240;
+    // Entity i with the values of k.
+    let body = |i: usize, k: usize| {
+        let ty = if i.is_multiple_of(3) { json!(["Sensor", "Bin"]) } else { json!("Sensor") };
+        let mut b = json!({
+            "id": format!("urn:ngsi-ld:E:{i:04}"), "type": ty,
+            "pm25": (k % 50) as f64,
+            "status": (["free", "occupied", "broken"][k % 3]),
+            // The same scalar twice: two rows in version 12, one in 13.
+            "dup": {"type": "Property", "value": [k % 4, k % 4, format!("d{}", k % 2)]},
+            // Numbers and texts in one attribute, texts that read as numbers among them.
+            "mixed": {"type": "Property", "value": [k % 7, format!("{}", k % 5), (["a", "b", "c"][k % 3])]},
+            "name": {"type": "LanguageProperty", "languageMap": {"en": format!("n{}", k % 5)}},
+        });
+        if i.is_multiple_of(4) {
+            b["owner"] = json!({"type": "Relationship", "object": format!("urn:ngsi-ld:Owner:{}", i % 3)});
+        }
+        ngsild_core::expand::expand_entity(b.as_object().unwrap(), &ctx).unwrap().0
+    };
+    let q = |text: &str| Some(QExpr::parse(text, &ctx).unwrap());
+    let types = |text: &str| Some(TypeExpr::parse(text, &ctx).unwrap());
+    let filters = vec![
+        EntityFilter { types: types("Sensor"), q: q("pm25>20;status==\"free\""), ..Default::default() },
+        EntityFilter { types: types("Bin"), q: q("pm25==3..9"), ..Default::default() },
+        EntityFilter { q: q("mixed>3"), ..Default::default() },
+        EntityFilter { q: q("mixed<=2"), ..Default::default() },
+        EntityFilter { q: q("mixed<\"b\""), ..Default::default() },
+        EntityFilter { q: q("mixed>=\"3\""), ..Default::default() },
+        EntityFilter { q: q("mixed==\"4\""), ..Default::default() },
+        EntityFilter { q: q("mixed==4"), ..Default::default() },
+        EntityFilter { q: q("mixed==1,\"1\",\"c\""), ..Default::default() },
+        EntityFilter { q: q("mixed==\"1\"..\"3\""), ..Default::default() },
+        EntityFilter { q: q("dup==3;dup==\"d1\""), ..Default::default() },
+        EntityFilter { q: q("owner"), types: types("Bin"), ..Default::default() },
+        EntityFilter { q: q("name==\"n2\""), ..Default::default() },
+        EntityFilter { q: q("!owner"), ..Default::default() },
+    ];
+    async fn answers(store: &SqliteStore, filters: &[EntityFilter]) -> Vec<Vec<String>> {
+        let everything = EntityFilter::default();
+        let all = store.query("", &everything, Paging { offset: 0, limit: 10_000, count: true }).await.unwrap();
+        let mut out = Vec::new();
+        for (n, filter) in filters.iter().enumerate() {
+            let page = store.query("", filter, Paging { offset: 0, limit: 10_000, count: true }).await.unwrap();
+            let ids: Vec<String> = page.entities.iter().map(|e| e.id.clone()).collect();
+            let want: Vec<String> = all.entities.iter().filter(|e| filter.matches(e)).map(|e| e.id.clone()).collect();
+            assert_eq!(ids, want, "filter #{n} against the definition");
+            assert_eq!(page.total, Some(want.len()), "filter #{n} count");
+            assert!(!want.is_empty(), "filter #{n} should match something, or it tests little");
+            out.push(ids);
+        }
+        out
+    }
+    let before = {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let mods = (0..N).map(|i| (format!("urn:ngsi-ld:E:{i:04}"), create(body(i, i)))).collect();
+        store.modify("", mods).await.unwrap();
+        answers(&store, &filters).await
+    };
+    // Back to the layout of version 12, rows as its writer made them: a presence row (both
+    // columns NULL) and one row per scalar held, for each type of the entity.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("cityhub.sqlite")).unwrap();
+        conn.execute_batch(&format!("DROP TABLE facets; {}", crate::index::FACETS_V12)).unwrap();
+        let docs: Vec<(i64, String)> = conn
+            .prepare("SELECT eid, doc FROM entities")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut rows = 0;
+        let mut insert = conn.prepare("INSERT INTO facets (key, num, str, eid) VALUES (?1, ?2, ?3, ?4)").unwrap();
+        for (eid, doc) in docs {
+            let entity = crate::codec::decode(&doc).unwrap();
+            for ty in &entity.types {
+                for (attr, instances) in &entity.attrs {
+                    let key: i64 = conn
+                        .query_row(
+                            "SELECT key FROM facet_keys WHERE tenant = '' AND attr = ?1 AND type = ?2",
+                            [attr, ty],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    insert.execute(rusqlite::params![key, None::<f64>, None::<String>, eid]).unwrap();
+                    for scalar in plan::indexed_scalars(instances) {
+                        match scalar {
+                            plan::Scalar::Num(n) => insert.execute(rusqlite::params![key, n, None::<String>, eid]),
+                            plan::Scalar::Str(s) => insert.execute(rusqlite::params![key, None::<f64>, s, eid]),
+                        }
+                        .unwrap();
+                        rows += 1;
+                    }
+                    rows += 1;
+                }
+            }
+        }
+        drop(insert);
+        conn.pragma_update(None, "user_version", 12).unwrap();
+        let duplicates: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) - (SELECT COUNT(*) FROM (SELECT DISTINCT key, num, str, eid FROM facets)) FROM facets",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(duplicates > 0, "version 12 kept a scalar held twice as two rows ({rows} rows)");
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(answers(&store, &filters).await, before, "the converted store answers as before");
+    let conn = rusqlite::Connection::open(dir.path().join("cityhub.sqlite")).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, crate::migrate::SCHEMA_VERSION);
+    assert!(!crate::index::has_v12_facets(&conn).unwrap(), "the rowid table is gone");
+    let old_indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('facets_num', 'facets_str', 'facets_v13')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_indexes, 0);
+    // Writes after the conversion keep the index right: values move, an entity goes.
+    let replace = |e: Entity| -> Modifier { Box::new(move |_| Ok(Modified::entity(e))) };
+    let mods = (0..N).step_by(5).map(|i| (format!("urn:ngsi-ld:E:{i:04}"), replace(body(i, i + 1)))).collect();
+    store.modify("", mods).await.unwrap();
+    modify_one(&store, "", "urn:ngsi-ld:E:0007", Box::new(|_| Ok(Modified::delete()))).await.unwrap();
+    answers(&store, &filters).await;
 }
