@@ -1193,8 +1193,8 @@ enum Step {
     Reading(i64, u32),
     Refuse,
     Panic,
-    /// The location moved to (lon, lat).
-    Move(f64, f64),
+    /// The location moved to (lon, lat), observed at the minute given.
+    Move(f64, f64, u32),
     /// One more type.
     Retype,
     /// `n` removed (its history records the deletion).
@@ -1211,8 +1211,11 @@ impl Step {
                 Ok(Modified::entity(e))
             })
         };
-        let point = |lon: f64, lat: f64| {
-            Attribute::new(AttributeKind::GeoProperty, json!({"type": "Point", "coordinates": [lon, lat]}))
+        // Every instance but a deletion has an observedAt: the temporal API answers in its order.
+        let point = |lon: f64, lat: f64, minute: u32| {
+            let mut a = Attribute::new(AttributeKind::GeoProperty, json!({"type": "Point", "coordinates": [lon, lat]}));
+            a.observed_at = Some(format!("2026-01-01T00:{minute:02}:00Z"));
+            a
         };
         match self {
             Step::Create(n, minute) => {
@@ -1220,7 +1223,7 @@ impl Step {
                 for a in e.attrs.get_mut(&iri("n")).into_iter().flatten() {
                     a.observed_at = Some(format!("2026-01-01T00:{minute:02}:00Z"));
                 }
-                e.attrs.insert(LOCATION.into(), vec![point(126.97, 37.56)]);
+                e.attrs.insert(LOCATION.into(), vec![point(126.97, 37.56, minute)]);
                 Box::new(move |current: Option<ngsild_core::Entity>| match current {
                     Some(_) => Err(NgsiLdError::already_exists("exists")),
                     None => Ok(Modified::entity(e)),
@@ -1234,8 +1237,8 @@ impl Step {
             })),
             Step::Refuse => refuse(),
             Step::Panic => Box::new(|_| panic!("a bug in a modifier (expected by the contract suite)")),
-            Step::Move(lon, lat) => edit(Box::new(move |e| {
-                e.attrs.insert(LOCATION.into(), vec![point(lon, lat)]);
+            Step::Move(lon, lat, minute) => edit(Box::new(move |e| {
+                e.attrs.insert(LOCATION.into(), vec![point(lon, lat, minute)]);
             })),
             Step::Retype => edit(Box::new(|e| e.types.push(iri("Sensor")))),
             Step::DropN => edit(Box::new(|e| {
@@ -1287,12 +1290,12 @@ pub async fn one_call_equals_separate_calls(store: DynStore) {
         (a, Create(1, 0)),
         (b, Create(10, 0)),
         (a, Reading(2, 1)),
-        (d, Increment),
+        (d, Reading(51, 0)),
         (a, Refuse),
         (a, Reading(3, 2)),
         (b, Reading(11, 1)),
         (a, Panic),
-        (a, Move(126.5, 37.2)),
+        (a, Move(126.5, 37.2, 3)),
         (c, Create(7, 0)),
         (a, Reading(3, 3)),
         (d, Reading(52, 1)),
@@ -1304,7 +1307,7 @@ pub async fn one_call_equals_separate_calls(store: DynStore) {
         (a, Create(100, 6)),
         (a, Reading(101, 7)),
         (d, DropN),
-        (b, Move(127.0, 37.0)),
+        (b, Move(127.0, 37.0, 3)),
         (d, Create(9, 0)),
         (b, Reading(12, 2)),
         (c, Increment),
