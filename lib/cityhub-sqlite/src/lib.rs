@@ -31,6 +31,7 @@ mod records;
 mod stats;
 mod subscriptions;
 mod temporal;
+mod unsaved;
 
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -410,13 +411,19 @@ fn run_group(
     let outcome = (|| -> Result<Vec<Pending>, rusqlite::Error> {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut pending = Vec::with_capacity(group.len());
+        // The entities the group's modifiers changed, saved once each (`unsaved`): before any
+        // other kind of job, which may read them from their tables, and before the commit.
+        let mut unsaved = unsaved::Unsaved::default();
         for job in group {
+            if !matches!(job, Job::Modify { .. }) {
+                unsaved.save(&tx, &mut state.keys)?;
+            }
             match job {
                 Job::Modify { tenant, modifications, reply } => {
                     let mut answers = Vec::with_capacity(modifications.len());
                     let mut wrote = false;
                     for (id, modifier) in modifications {
-                        let answer = apply(&tx, state, &tenant, &id, modifier)?;
+                        let answer = apply(&tx, state, &mut unsaved, &tenant, &id, modifier)?;
                         wrote |= answer.is_ok();
                         answers.push(answer);
                     }
@@ -469,6 +476,7 @@ fn run_group(
                 }
             }
         }
+        unsaved.save(&tx, &mut state.keys)?;
         // Each tenant's ledger head once per group, not once per leaf.
         ledger::flush(&tx)?;
         tx.commit()?;
@@ -520,16 +528,19 @@ fn run_group(
     }
 }
 
-/// Applies one modifier inside the transaction. The outer error is a storage failure (aborts the
-/// group); the inner one is the modifier's refusal (this entity only).
+/// Applies one modifier inside the transaction, on the state the group's previous modifiers of
+/// the entity left (`unsaved`, which saves the entity's last state once, later). Its history and
+/// journal entry are written now, from its own before and after. The outer error is a storage
+/// failure (aborts the group); the inner one is the modifier's refusal (this entity only).
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     state: &mut WriterState,
+    unsaved: &mut unsaved::Unsaved,
     tenant: &str,
     id: &str,
     modifier: Modifier,
 ) -> Result<Result<Change, NgsiLdError>, rusqlite::Error> {
-    let before = entities::load_entity(tx, tenant, id)?;
+    let before = unsaved.load(tx, tenant, id)?;
     let result: Modification = match catch_unwind(AssertUnwindSafe(|| modifier(before.clone()))) {
         Ok(result) => result,
         Err(_) => Err(NgsiLdError::internal(format!("the modification of {id} failed unexpectedly"))),
@@ -538,20 +549,11 @@ fn apply(
         Ok(modified) => (modified.next, modified.report),
         Err(e) => return Ok(Err(e)),
     };
-    match &after {
-        Some(entity) => {
-            if entity.id != id {
-                return Ok(Err(NgsiLdError::internal("a modification changed the entity id")));
-            }
-            entities::save_entity(tx, &mut state.keys, tenant, before.as_ref(), entity)?;
-        }
-        None => {
-            if let Some(before) = &before {
-                entities::delete_entity(tx, &mut state.keys, tenant, before)?
-            }
-        }
+    if after.as_ref().is_some_and(|entity| entity.id != id) {
+        return Ok(Err(NgsiLdError::internal("a modification changed the entity id")));
     }
     if before.is_some() || after.is_some() {
+        unsaved.changed(tenant, id, &before, after.clone());
         let now = ngsild_core::time::now();
         temporal::record_change(tx, &mut state.keys, tenant, before.as_ref(), after.as_ref(), &now)?;
         // Same transaction as the change: a change is never acknowledged without its journal

@@ -791,3 +791,60 @@ async fn version_12_facets_convert_and_answer_the_same() {
     modify_one(&store, "", "urn:ngsi-ld:E:0007", Box::new(|_| Ok(Modified::delete()))).await.unwrap();
     answers(&store, &filters).await;
 }
+
+/// A group saves each entity its modifiers changed once (`unsaved`); a temporal-API write queued
+/// behind them in the same group reads and updates the entity in its table, so it must find the
+/// modifiers' last state there, and the group's end must not write an older state over its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporal_write_behind_modifiers_in_one_group_sees_their_state() {
+    use cityhub_storage::{TemporalQuery, TemporalWrite};
+    const N: &str = "https://example.org/n";
+    const M: &str = "https://example.org/m";
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    modify_one(&store, "", "urn:c:t", create(counter("urn:c:t", 0))).await.unwrap();
+    // Keeps the writer busy, so the two writes after it queue into one group.
+    let busy: Vec<(String, Modifier)> =
+        (0..300).map(|i| format!("urn:c:busy{i}")).map(|id| (id.clone(), create(counter(&id, 0)))).collect();
+    let add_m: Modifier = Box::new(|current| {
+        let mut e = current.ok_or_else(|| NgsiLdError::not_found("missing"))?;
+        e.attrs.insert(M.into(), vec![Attribute::new(AttributeKind::Property, json!("kept"))]);
+        Ok(Modified::entity(e))
+    });
+    let changes =
+        vec![("urn:c:t".to_owned(), increment()), ("urn:c:t".to_owned(), add_m), ("urn:c:t".to_owned(), increment())];
+    let mut observed = counter("urn:c:t", 42);
+    observed.attrs.get_mut(N).unwrap()[0].observed_at = Some("2030-01-01T00:00:00Z".into());
+    let write = TemporalWrite::AddInstances { entity: observed, must_exist: true };
+    let (busy, changed, written) =
+        tokio::join!(store.modify("", busy), store.modify("", changes), store.temporal_write("", "urn:c:t", write));
+    assert!(busy.unwrap().iter().all(|r| r.is_ok()));
+    let changed = changed.unwrap();
+    assert_eq!(
+        changed.iter().map(|c| value_of(c.as_ref().unwrap().after.as_ref().unwrap())).collect::<Vec<_>>(),
+        [1, 1, 2]
+    );
+    written.unwrap().unwrap();
+    let e = store.get_entity("", "urn:c:t").await.unwrap().unwrap();
+    assert_eq!(value_of(&e), 42, "the temporal write's latest observation is the current n: {e:?}");
+    assert_eq!(e.attrs[M][0].value, json!("kept"), "the modifiers' attribute survived the temporal write: {e:?}");
+    let query = TemporalQuery {
+        filter: EntityFilter { ids: vec!["urn:c:t".into()], ..Default::default() },
+        per_attribute: 100,
+        paging: Paging { offset: 0, limit: 10, count: false },
+        ..Default::default()
+    };
+    let page = store.temporal_query("", &query).await.unwrap();
+    let mut values: Vec<i64> = page.entities[0].attrs[N].iter().map(|i| i.attribute.value.as_i64().unwrap()).collect();
+    values.sort_unstable();
+    assert_eq!(values, [0, 1, 2, 42], "every change's instance and the temporal one");
+    let found = store
+        .query(
+            "",
+            &EntityFilter { attrs: vec![M.into()], ..Default::default() },
+            Paging { offset: 0, limit: 10, count: true },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.total, Some(1), "the index rows follow the entity as stored");
+}

@@ -1182,3 +1182,227 @@ pub async fn acknowledged_writes_survive_a_restart(fixture: Fixture) {
     assert_eq!(s.list_records("seoul", RecordKind::Registration).await.unwrap(), [json!({"id": "urn:r:1"})]);
     assert_eq!(s.get_context("c1").await.unwrap(), Some(context("c1", "seoul", 2)));
 }
+
+/// One step of [`one_call_equals_separate_calls`], made into a fresh modifier for each run.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// A counter with `n` observed at the minute given, at a fixed location.
+    Create(i64, u32),
+    Increment,
+    /// A reading: `n` set with an observedAt, as a device agent writes it.
+    Reading(i64, u32),
+    Refuse,
+    Panic,
+    /// The location moved to (lon, lat), observed at the minute given.
+    Move(f64, f64, u32),
+    /// One more type.
+    Retype,
+    /// `n` removed (its history records the deletion).
+    DropN,
+    Delete,
+}
+
+impl Step {
+    fn modifier(self) -> Modifier {
+        let edit = |f: Box<dyn FnOnce(&mut ngsild_core::Entity) + Send>| -> Modifier {
+            Box::new(move |e| {
+                let mut e = e.ok_or_else(|| NgsiLdError::not_found("missing"))?;
+                f(&mut e);
+                Ok(Modified::entity(e))
+            })
+        };
+        // Every instance but a deletion has an observedAt: the temporal API answers in its order.
+        let point = |lon: f64, lat: f64, minute: u32| {
+            let mut a = Attribute::new(AttributeKind::GeoProperty, json!({"type": "Point", "coordinates": [lon, lat]}));
+            a.observed_at = Some(format!("2026-01-01T00:{minute:02}:00Z"));
+            a
+        };
+        match self {
+            Step::Create(n, minute) => {
+                let mut e = counter("", n);
+                for a in e.attrs.get_mut(&iri("n")).into_iter().flatten() {
+                    a.observed_at = Some(format!("2026-01-01T00:{minute:02}:00Z"));
+                }
+                e.attrs.insert(LOCATION.into(), vec![point(126.97, 37.56, minute)]);
+                Box::new(move |current: Option<ngsild_core::Entity>| match current {
+                    Some(_) => Err(NgsiLdError::already_exists("exists")),
+                    None => Ok(Modified::entity(e)),
+                })
+            }
+            Step::Increment => increment(),
+            Step::Reading(n, minute) => edit(Box::new(move |e| {
+                let mut a = Attribute::new(AttributeKind::Property, json!(n));
+                a.observed_at = Some(format!("2026-01-01T00:{minute:02}:00Z"));
+                e.attrs.insert(iri("n"), vec![a]);
+            })),
+            Step::Refuse => refuse(),
+            Step::Panic => Box::new(|_| panic!("a bug in a modifier (expected by the contract suite)")),
+            Step::Move(lon, lat, minute) => edit(Box::new(move |e| {
+                e.attrs.insert(LOCATION.into(), vec![point(lon, lat, minute)]);
+            })),
+            Step::Retype => edit(Box::new(|e| e.types.push(iri("Sensor")))),
+            Step::DropN => edit(Box::new(|e| {
+                e.attrs.shift_remove(&iri("n"));
+            })),
+            Step::Delete => delete(),
+        }
+    }
+}
+
+/// A create step names its entity's id when it runs: `Step::Create` builds a counter without one.
+fn modifier_for(id: &str, step: Step) -> Modifier {
+    let m = step.modifier();
+    if !matches!(step, Step::Create(..)) {
+        return m;
+    }
+    let id = id.to_owned();
+    Box::new(move |current| {
+        m(current).map(|mut modified| {
+            if let Some(e) = modified.next.as_mut() {
+                e.id = id;
+            }
+            modified
+        })
+    })
+}
+
+/// One `modify` call that changes the same entities several times, interleaved, equals the same
+/// modifiers in separate calls: the answers, the final entities, every history instance (count,
+/// values, order), the journal, and the queries the index rows answer (judged by
+/// `EntityFilter::matches`). A backend may save an entity once per call (SQLite does); nothing a
+/// caller, a subscriber or the temporal API sees may show it.
+pub async fn one_call_equals_separate_calls(store: DynStore) {
+    let s = store.as_ref();
+    let (one, many) = ("one", "many");
+    let start = s.notifier_cursor().await.unwrap();
+    for tenant in [one, many] {
+        let sub = subscription_doc(&format!("urn:s:{tenant}"), 1);
+        s.create_subscription(SubscriptionKind::Entity, tenant, &format!("urn:s:{tenant}"), sub)
+            .await
+            .unwrap()
+            .unwrap();
+        // Stored before the call: the call starts from its state in the tables.
+        modify_one(s, tenant, "urn:c:d", create(counter("urn:c:d", 50))).await.unwrap();
+    }
+    use Step::*;
+    let (a, b, c, d) = ("urn:c:a", "urn:c:b", "urn:c:c", "urn:c:d");
+    let steps: Vec<(&str, Step)> = vec![
+        (a, Create(1, 0)),
+        (b, Create(10, 0)),
+        (a, Reading(2, 1)),
+        (d, Reading(51, 0)),
+        (a, Refuse),
+        (a, Reading(3, 2)),
+        (b, Reading(11, 1)),
+        (a, Panic),
+        (a, Move(126.5, 37.2, 3)),
+        (c, Create(7, 0)),
+        (a, Reading(3, 3)),
+        (d, Reading(52, 1)),
+        (a, Retype),
+        (c, Delete),
+        (a, Reading(4, 4)),
+        (a, Delete),
+        (a, Increment),
+        (a, Create(100, 6)),
+        (a, Reading(101, 7)),
+        (d, DropN),
+        (b, Move(127.0, 37.0, 3)),
+        (d, Create(9, 0)),
+        (b, Reading(12, 2)),
+        (c, Increment),
+    ];
+    let together = s
+        .modify(one, steps.iter().map(|(id, step)| (id.to_string(), modifier_for(id, *step))).collect())
+        .await
+        .unwrap();
+    let mut apart = Vec::new();
+    for (id, step) in &steps {
+        apart.push(modify_one(s, many, id, modifier_for(id, *step)).await);
+    }
+    assert_eq!(together.len(), steps.len(), "one answer per modifier");
+    for (i, (x, y)) in together.iter().zip(&apart).enumerate() {
+        match (x, y) {
+            (Ok(x), Ok(y)) => assert_eq!(x, y, "step {i} {:?}: the same change", steps[i]),
+            (Err(x), Err(y)) => assert_eq!(x.kind, y.kind, "step {i} {:?}: the same refusal", steps[i]),
+            _ => panic!("step {i} {:?}: {x:?} in one call, {y:?} in separate calls", steps[i]),
+        }
+    }
+    let refused: Vec<usize> = together.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
+    assert_eq!(refused, [4, 7, 16, 21, 23], "the refusals, and only they: {together:?}");
+    let a_before_move = together[8].as_ref().unwrap().before.as_ref().map(n_of);
+    assert_eq!(a_before_move, Some(3), "a refused or panicking modifier leaves the state before it");
+
+    let (final_one, final_many) = (all(s, one).await, all(s, many).await);
+    assert_eq!(final_one, final_many, "the same entities at the end");
+    assert_eq!(ids(&final_one), [a, b, d]);
+    assert_eq!(n_of(&final_one[0]), 101);
+    assert!(!final_one[2].attrs.contains_key(&iri("n")), "d lost n");
+    for id in [a, b, c, d] {
+        assert_eq!(s.get_entity(one, id).await.unwrap(), s.get_entity(many, id).await.unwrap(), "{id} read by id");
+    }
+
+    // Every history instance, in order, with its value, observedAt and deletion.
+    let history = |tenant: &'static str, id: &'static str| async move {
+        let page = s.temporal_query(tenant, &history_of(id)).await.unwrap();
+        let mut seen: Vec<(String, Value, Option<String>, bool)> = Vec::new();
+        for e in &page.entities {
+            for (attr, instances) in &e.attrs {
+                for i in instances {
+                    let at = i.attribute.observed_at.clone();
+                    seen.push((attr.clone(), i.attribute.value.clone(), at, i.deleted_at.is_some()));
+                }
+            }
+        }
+        seen
+    };
+    for id in [a, b, c, d] {
+        let (x, y) = (history(one, id).await, history(many, id).await);
+        assert_eq!(x, y, "{id}: the same history instances in one call as in separate calls");
+    }
+    let a_n: Vec<Value> =
+        history(one, a).await.into_iter().filter(|(attr, ..)| attr == &iri("n")).map(|(_, v, ..)| v).collect();
+    // In observedAt order: 1, 2, 3 (then a refusal, a panic, a move), 3 again observed later, 4,
+    // (deleted, refused), 100, 101; the deletion has no observedAt and comes last.
+    let null = json!(ngsild_core::temporal::NULL);
+    assert_eq!(a_n, [json!(1), json!(2), json!(3), json!(3), json!(4), json!(100), json!(101), null], "a's n");
+
+    // The journal: each change once, in order, in both tenants alike.
+    let journal = s.journal_after(start, 1000).await.unwrap();
+    let of = |tenant: &str| -> Vec<(Option<ngsild_core::Entity>, Option<ngsild_core::Entity>)> {
+        journal.iter().filter(|j| j.tenant == tenant).map(|j| (j.before.clone(), j.after.clone())).collect()
+    };
+    let changes: Vec<_> =
+        together.iter().filter_map(|r| r.as_ref().ok()).map(|c| (c.before.clone(), c.after.clone())).collect();
+    assert_eq!(of(one)[1..], changes[..], "one journal entry per change of the call, in order, as answered");
+    assert_eq!(of(one), of(many), "the same journal");
+
+    // The index rows (types, facets, geo) follow the last state: queries answer as the definition.
+    let ctx = ctx();
+    let near = |at: &str, metres: u32| {
+        ngsild_query::GeoQuery::parse(&format!("near;maxDistance=={metres}"), "Point", at, LOCATION).unwrap()
+    };
+    let filters = [
+        EntityFilter { q: Some(ngsild_query::QExpr::parse("n>50", &ctx).unwrap()), ..Default::default() },
+        EntityFilter { q: Some(ngsild_query::QExpr::parse("n==3|n==12|n==101", &ctx).unwrap()), ..Default::default() },
+        EntityFilter { types: Some(TypeExpr::parse("Sensor", &ctx).unwrap()), ..Default::default() },
+        EntityFilter { types: Some(TypeExpr::parse("Counter", &ctx).unwrap()), ..Default::default() },
+        EntityFilter { attrs: vec![iri("n")], ..Default::default() },
+        EntityFilter { geo: Some(near("[126.97,37.56]", 1000)), ..Default::default() },
+        EntityFilter { geo: Some(near("[126.5,37.2]", 1000)), ..Default::default() },
+        EntityFilter { geo: Some(near("[127.0,37.0]", 1000)), ..Default::default() },
+    ];
+    let everything = all(s, one).await;
+    for (i, f) in filters.iter().enumerate() {
+        let expected: Vec<&str> = everything.iter().filter(|e| f.matches(e)).map(|e| e.id.as_str()).collect();
+        for tenant in [one, many] {
+            let page = s.query(tenant, f, Paging { offset: 0, limit: 100, count: true }).await.unwrap();
+            assert_eq!(ids(&page.entities), expected, "filter #{i} in {tenant}: as EntityFilter::matches says");
+            assert_eq!(page.total, Some(expected.len()), "filter #{i} in {tenant}: the count");
+        }
+    }
+    let sensors = s.query(one, &filters[2], Paging { offset: 0, limit: 100, count: true }).await.unwrap();
+    assert!(sensors.entities.is_empty(), "a was retyped, then deleted and made again as a Counter: {sensors:?}");
+    let moved = s.query(one, &filters[7], Paging { offset: 0, limit: 100, count: true }).await.unwrap();
+    assert_eq!(ids(&moved.entities), [b], "b is found where it moved, not where it was");
+}

@@ -40,7 +40,7 @@
 //! ```
 //!
 //! The cases: every trait operation (entities, modify with several modifiers and independent
-//! failures, query paging and counts, temporal writes and queries with aggregation, history of
+//! failures, one call changing the same entities many times equal to separate calls, query paging and counts, temporal writes and queries with aggregation, history of
 //! modifications, contexts, subscriptions, journal, outbox, delivery status, records
 //! create-if-absent/replace/delete, the audit log (filters, paging, order, purge), tenants, modifier reports, events, leases, the cursor);
 //! concurrent writers on one entity (no lost update); journal and outbox under concurrency; and
@@ -122,6 +122,7 @@ macro_rules! contract_suite {
             entities_round_trip,
             tenants_come_into_being_with_their_first_write,
             modify_answers_each_modifier_independently,
+            one_call_equals_separate_calls,
             modifier_reports_come_back,
             query_pages_and_counts,
             temporal_instances_round_trip,
