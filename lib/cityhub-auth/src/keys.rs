@@ -170,7 +170,7 @@ impl KeyRing {
     /// Keeps the ring true to the store while it lives: reads the keys again on each API key
     /// event, after missed events, and every minute.
     pub fn follow(self: &Arc<Self>, store: cityhub_storage::DynStore) {
-        use tokio::sync::broadcast::error::RecvError;
+        use cityhub_storage::Heard;
         let ring = Arc::downgrade(self);
         let mut events = store.events();
         tokio::spawn(async move {
@@ -178,10 +178,10 @@ impl KeyRing {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let reload = tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(StoreEvent::Records { kind: RecordKind::ApiKey, .. }) | Err(RecvError::Lagged(_)) => true,
-                        Ok(_) => false,
-                        Err(RecvError::Closed) => return,
+                    event = events.recv() => match cityhub_storage::heard(event) {
+                        Heard::Event(StoreEvent::Records { kind: RecordKind::ApiKey, .. }) | Heard::Missed => true,
+                        Heard::Event(_) => false,
+                        Heard::Closed => return,
                     },
                     _ = tick.tick() => true,
                 };

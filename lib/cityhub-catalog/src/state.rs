@@ -131,15 +131,15 @@ impl Catalog {
 }
 
 async fn follow(catalog: std::sync::Weak<Catalog>, mut events: tokio::sync::broadcast::Receiver<StoreEvent>) {
-    use tokio::sync::broadcast::error::RecvError;
+    use cityhub_storage::Heard;
     loop {
-        let event = events.recv().await;
+        let event = cityhub_storage::heard(events.recv().await);
         let Some(catalog) = catalog.upgrade() else { return };
         match event {
-            Ok(StoreEvent::Records { tenant, kind: RecordKind::Dataset }) => catalog.forget(&tenant),
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => catalog.datasets.write().clear(),
-            Err(RecvError::Closed) => return,
+            Heard::Event(StoreEvent::Records { tenant, kind: RecordKind::Dataset }) => catalog.forget(&tenant),
+            Heard::Event(_) => {}
+            Heard::Missed => catalog.datasets.write().clear(),
+            Heard::Closed => return,
         }
     }
 }

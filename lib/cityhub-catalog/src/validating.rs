@@ -74,17 +74,17 @@ async fn follow(
     cache: std::sync::Weak<RwLock<HashMap<String, Arc<TenantModels>>>>,
     mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
+    use cityhub_storage::Heard;
     loop {
-        let event = events.recv().await;
+        let event = cityhub_storage::heard(events.recv().await);
         let Some(cache) = cache.upgrade() else { return };
         match event {
-            Ok(StoreEvent::Records { tenant, kind: RecordKind::DataModel }) => {
+            Heard::Event(StoreEvent::Records { tenant, kind: RecordKind::DataModel }) => {
                 cache.write().remove(&tenant);
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => cache.write().clear(),
-            Err(RecvError::Closed) => return,
+            Heard::Event(_) => {}
+            Heard::Missed => cache.write().clear(),
+            Heard::Closed => return,
         }
     }
 }

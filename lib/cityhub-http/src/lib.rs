@@ -241,30 +241,31 @@ async fn drop_stale_caches(
     state: std::sync::Weak<AppState>,
     mut events: tokio::sync::broadcast::Receiver<cityhub_storage::StoreEvent>,
 ) {
-    use cityhub_storage::{RecordKind, StoreEvent};
-    use tokio::sync::broadcast::error::RecvError;
+    use cityhub_storage::{Heard, RecordKind, StoreEvent};
     loop {
-        let event = events.recv().await;
+        let event = cityhub_storage::heard(events.recv().await);
         let Some(state) = state.upgrade() else { return };
         match event {
             // Registrations and policies are cached here; other records (pollers' statuses, written
             // every run) leave these caches alone.
-            Ok(StoreEvent::Records { tenant, kind: RecordKind::Registration }) => {
+            Heard::Event(StoreEvent::Records { tenant, kind: RecordKind::Registration }) => {
                 state.federation.forget(Some(&tenant))
             }
-            Ok(StoreEvent::Records { tenant, kind: RecordKind::Policy }) => state.policies.forget(Some(&tenant)),
+            Heard::Event(StoreEvent::Records { tenant, kind: RecordKind::Policy }) => {
+                state.policies.forget(Some(&tenant))
+            }
             // The key ring follows API keys itself (cityhub-auth); other crates follow theirs.
-            Ok(StoreEvent::Records { .. }) => {}
-            Ok(StoreEvent::Tenant { tenant }) => state.limits.tenants.learn(&tenant).await,
-            Ok(StoreEvent::Context { .. }) => state.contexts.invalidate(),
-            Ok(StoreEvent::Journal | StoreEvent::Subscription { .. }) => {}
-            Err(RecvError::Lagged(_)) => {
+            Heard::Event(StoreEvent::Records { .. }) => {}
+            Heard::Event(StoreEvent::Tenant { tenant }) => state.limits.tenants.learn(&tenant).await,
+            Heard::Event(StoreEvent::Context { .. }) => state.contexts.invalidate(),
+            Heard::Event(StoreEvent::Journal | StoreEvent::Subscription { .. } | StoreEvent::Missed) => {}
+            Heard::Missed => {
                 state.federation.forget(None);
                 state.policies.forget(None);
                 state.limits.tenants.forget_all().await;
                 state.contexts.invalidate();
             }
-            Err(RecvError::Closed) => return,
+            Heard::Closed => return,
         }
     }
 }

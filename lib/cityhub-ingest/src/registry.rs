@@ -285,17 +285,18 @@ fn overlay(doc: &mut Value, patch: &Value, fixed: &[&str]) -> Result<(), Refusal
 }
 
 async fn follow(registry: Weak<Registry>, mut events: tokio::sync::broadcast::Receiver<StoreEvent>) {
-    use tokio::sync::broadcast::error::RecvError;
+    use cityhub_storage::Heard;
     loop {
-        let event = events.recv().await;
+        let event = cityhub_storage::heard(events.recv().await);
         let Some(registry) = registry.upgrade() else { return };
         let outcome = match event {
-            Ok(StoreEvent::Records { tenant, kind: kind @ (RecordKind::IngestService | RecordKind::IngestDevice) }) => {
-                registry.reload(&tenant, kind).await
-            }
-            Ok(_) => Ok(()),
-            Err(RecvError::Lagged(_)) => registry.reload_all().await,
-            Err(RecvError::Closed) => return,
+            Heard::Event(StoreEvent::Records {
+                tenant,
+                kind: kind @ (RecordKind::IngestService | RecordKind::IngestDevice),
+            }) => registry.reload(&tenant, kind).await,
+            Heard::Event(_) => Ok(()),
+            Heard::Missed => registry.reload_all().await,
+            Heard::Closed => return,
         };
         if let Err(e) = outcome {
             tracing::warn!(error = %e, "the provisioning cache could not be reloaded; it is reloaded on the next change");

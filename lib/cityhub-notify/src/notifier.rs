@@ -91,7 +91,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cityhub_storage::{
-    DeliveryOutcome, DynStore, NotifierCommit, OutboxItem, Paging, RecordKind, StoreError, StoreEvent, SubscriptionKind,
+    DeliveryOutcome, DynStore, Heard, NotifierCommit, OutboxItem, Paging, RecordKind, StoreError, StoreEvent,
+    SubscriptionKind,
 };
 use ngsild_core::render::{link_targets, Projection};
 use ngsild_core::time::{now, parse_datetime};
@@ -100,7 +101,6 @@ use ngsild_federation::Registration;
 use ngsild_jsonld::Context;
 use ngsild_query::EntityFilter;
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -330,16 +330,16 @@ impl Notifier {
     /// anywhere is read again, and after a lag everything is.
     async fn follow_events(&self, mut events: tokio::sync::broadcast::Receiver<StoreEvent>) {
         loop {
-            match events.recv().await {
-                Ok(StoreEvent::Journal) => self.inner.journal_wake.notify_one(),
-                Ok(StoreEvent::Subscription { kind, tenant, id }) => self.reload(kind, &tenant, &id).await,
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "store events lagged: reloading the subscriptions");
+            match cityhub_storage::heard(events.recv().await) {
+                Heard::Event(StoreEvent::Journal) => self.inner.journal_wake.notify_one(),
+                Heard::Event(StoreEvent::Subscription { kind, tenant, id }) => self.reload(kind, &tenant, &id).await,
+                Heard::Event(_) => {}
+                Heard::Missed => {
+                    tracing::debug!("store events missed: reloading the subscriptions");
                     self.load().await;
                     self.inner.journal_wake.notify_one();
                 }
-                Err(RecvError::Closed) => return,
+                Heard::Closed => return,
             }
         }
     }

@@ -103,15 +103,15 @@ async fn schedule(store: DynStore, config: PollerConfig) {
     loop {
         tokio::select! {
             event = events.recv() => {
-                use tokio::sync::broadcast::error::RecvError;
-                match event {
-                    Ok(StoreEvent::Records { tenant, kind: RecordKind::Poller }) => {
+                use cityhub_storage::Heard;
+                match cityhub_storage::heard(event) {
+                    Heard::Event(StoreEvent::Records { tenant, kind: RecordKind::Poller }) => {
                         reload(&store, &config, Some(&tenant), &mut entries).await
                     }
-                    Ok(StoreEvent::Tenant { tenant }) => reload(&store, &config, Some(&tenant), &mut entries).await,
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => reload(&store, &config, None, &mut entries).await,
-                    Err(RecvError::Closed) => return,
+                    Heard::Event(StoreEvent::Tenant { tenant }) => reload(&store, &config, Some(&tenant), &mut entries).await,
+                    Heard::Event(_) => {}
+                    Heard::Missed => reload(&store, &config, None, &mut entries).await,
+                    Heard::Closed => return,
                 }
             }
             _ = tick.tick() => {

@@ -93,11 +93,7 @@ impl Feed {
 
 /// Makes every receiver lag: the broadcast's way of saying "everything may have changed".
 fn everything_changed(events: &broadcast::Sender<StoreEvent>) {
-    // StoreEvent has no "everything" variant; a receiver learns it as RecvError::Lagged, which
-    // overflowing the channel by one guarantees for every receiver.
-    for _ in 0..=EVENT_CAPACITY {
-        let _ = events.send(StoreEvent::Journal);
-    }
+    let _ = events.send(StoreEvent::Missed);
 }
 
 type Listening = (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<Option<String>>);
@@ -179,6 +175,8 @@ pub(crate) fn encode_event(event: &StoreEvent) -> String {
         StoreEvent::Records { tenant, kind } => json!({"e": "records", "tenant": tenant, "kind": kind.name()}),
         StoreEvent::Context { id } => json!({"e": "context", "id": id}),
         StoreEvent::Tenant { tenant } => json!({"e": "tenant", "tenant": tenant}),
+        // Read back as "everything changed" by every hub.
+        StoreEvent::Missed => json!({"e": "lagged"}),
     };
     let text = value.to_string();
     if text.len() > MAX_PAYLOAD {

@@ -305,8 +305,10 @@ impl std::fmt::Display for StoreError {
 
 /// Told after a commit, for the commits of this process and (shared backends) of every other
 /// process on the same store, so that caches and the notifier follow changes made anywhere.
-/// Delivery is best effort and bounded: a receiver that lagged (`RecvError::Lagged`) must act
-/// as if everything changed.
+/// Delivery is best effort and bounded: a receiver that lagged (`RecvError::Lagged`) or is told
+/// [`StoreEvent::Missed`] must act as if everything changed. Followers read their receiver
+/// through [`heard`], which folds both into [`Heard::Missed`], so that neither can fall into a
+/// catch-all arm.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEvent {
     /// New journal entries were committed.
@@ -319,6 +321,33 @@ pub enum StoreEvent {
     Context { id: String },
     /// A tenant came into being.
     Tenant { tenant: String },
+    /// Events of other processes may have been lost (a shared backend's feed was cut and came
+    /// back): every cache of stored state is to be read again. Sent once to every receiver;
+    /// overflowing the channel instead, to make receivers lag, fails for a receiver that keeps
+    /// pace with the overflow.
+    Missed,
+}
+
+/// What a follower of [`Store::events`] heard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Heard {
+    /// One change (never [`StoreEvent::Missed`]).
+    Event(StoreEvent),
+    /// Changes may have been missed: read everything again.
+    Missed,
+    /// The store is gone.
+    Closed,
+}
+
+/// Reads a receiver's result as a follower must act on it: a lag and [`StoreEvent::Missed`]
+/// alike are [`Heard::Missed`].
+pub fn heard(received: Result<StoreEvent, tokio::sync::broadcast::error::RecvError>) -> Heard {
+    use tokio::sync::broadcast::error::RecvError;
+    match received {
+        Ok(StoreEvent::Missed) | Err(RecvError::Lagged(_)) => Heard::Missed,
+        Ok(event) => Heard::Event(event),
+        Err(RecvError::Closed) => Heard::Closed,
+    }
 }
 
 impl std::error::Error for StoreError {}
@@ -598,4 +627,20 @@ pub async fn modify_one(
 ) -> Result<Change, NgsiLdError> {
     let mut results = store.modify(tenant, vec![(id.to_owned(), modifier)]).await?;
     results.pop().unwrap_or_else(|| Err(NgsiLdError::internal("the store answered no result")))
+}
+
+#[cfg(test)]
+mod heard_tests {
+    use super::*;
+    use tokio::sync::broadcast::error::RecvError;
+
+    #[test]
+    fn a_lag_and_a_missed_event_are_both_missed_and_nothing_else_is() {
+        assert_eq!(heard(Ok(StoreEvent::Missed)), Heard::Missed);
+        assert_eq!(heard(Err(RecvError::Lagged(3))), Heard::Missed);
+        assert_eq!(heard(Err(RecvError::Closed)), Heard::Closed);
+        assert_eq!(heard(Ok(StoreEvent::Journal)), Heard::Event(StoreEvent::Journal));
+        let tenant = StoreEvent::Tenant { tenant: "t".into() };
+        assert_eq!(heard(Ok(tenant.clone())), Heard::Event(tenant));
+    }
 }
