@@ -553,8 +553,15 @@ fn apply(
         return Ok(Err(NgsiLdError::internal("a modification changed the entity id")));
     }
     if before.is_some() || after.is_some() {
-        unsaved.changed(tenant, id, &before, after.clone());
         let now = ngsild_core::time::now();
+        if after.is_none() {
+            // The deletion marks the temporal row: the pending refresh (a creation) goes first.
+            unsaved.flush_touch(tx, tenant, id, before.as_ref())?;
+        }
+        unsaved.changed(tenant, id, &before, after.clone());
+        if after.is_some() {
+            unsaved.touched(tenant, id, &now);
+        }
         temporal::record_change(tx, &mut state.keys, tenant, before.as_ref(), after.as_ref(), &now)?;
         // Same transaction as the change: a change is never acknowledged without its journal
         // entry, and never journaled without being committed.

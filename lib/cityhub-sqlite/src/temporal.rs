@@ -230,8 +230,15 @@ fn insert_instance(
     ledger::record(conn, tenant, entity_id, attr_name, attr.dataset_id.as_deref(), seq, &row.doc, deleted_at)
 }
 
-/// Creates or refreshes the entity's row of the temporal representation.
-fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> rusqlite::Result<()> {
+/// Creates or refreshes the entity's row of the temporal representation: `created` is its
+/// creation time if the row is new, `modified` its modification time.
+pub fn touch_entity(
+    conn: &Connection,
+    tenant: &str,
+    entity: &Entity,
+    created: &str,
+    modified: &str,
+) -> rusqlite::Result<()> {
     let types = to_json(&entity.types)?;
     let scope = to_json(&entity.scope)?;
     let stored_types: Option<String> = conn
@@ -240,10 +247,10 @@ fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> 
         .optional()?;
     conn.prepare_cached(
         "INSERT INTO temporal_entities (tenant, id, types, scope, created_at, modified_at, deleted_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL)
-         ON CONFLICT (tenant, id) DO UPDATE SET types = ?3, scope = ?4, modified_at = ?5, deleted_at = NULL",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
+         ON CONFLICT (tenant, id) DO UPDATE SET types = ?3, scope = ?4, modified_at = ?6, deleted_at = NULL",
     )?
-    .execute(params![tenant, entity.id, types, scope, now])?;
+    .execute(params![tenant, entity.id, types, scope, created, modified])?;
     // Most writes keep the types; rewriting the type index on each would double their work.
     if stored_types.as_deref() != Some(types.as_str()) {
         conn.prepare_cached("DELETE FROM temporal_types WHERE tenant = ?1 AND id = ?2")?
@@ -259,6 +266,9 @@ fn touch_entity(conn: &Connection, tenant: &str, entity: &Entity, now: &str) -> 
 
 /// Records what a modification through the entity API changed (`ngsild_core::history::recorded`:
 /// every instance that is new or different, and a deletion for every instance that went).
+/// The entity's row of the temporal representation is the caller's to refresh when the change
+/// leaves the entity existing ([`touch_entity`]; the writer does it once per entity per group),
+/// and must be refreshed before a deletion is recorded here.
 pub fn record_change(
     conn: &Connection,
     keys: &mut Keys,
@@ -268,9 +278,6 @@ pub fn record_change(
     now: &str,
 ) -> rusqlite::Result<()> {
     let Some(id) = after.or(before).map(|e| e.id.as_str()) else { return Ok(()) };
-    if let Some(after) = after {
-        touch_entity(conn, tenant, after, now)?;
-    }
     for r in history::recorded(before, after, now) {
         insert_instance(conn, keys, tenant, id, &r.attr, &r.attribute, r.deleted_at.as_deref())?;
     }
@@ -322,7 +329,7 @@ pub fn apply_write(
                 insert_instance(conn, keys, tenant, id, name, attr, None)?;
             }
             entities::save_entity(conn, keys, tenant, current.as_ref(), &fold.entity)?;
-            touch_entity(conn, tenant, &fold.entity, &now)?;
+            touch_entity(conn, tenant, &fold.entity, &now, &now)?;
             Ok(Ok(if exists { TemporalOutcome::Updated } else { TemporalOutcome::Created }))
         }
         TemporalWrite::DeleteEntity => {

@@ -9,6 +9,10 @@
 //! before anything else of the group could read them (a temporal-API write, any other job) and
 //! before the commit. What every change records on its own — its history instances, its journal
 //! entry, its answer — is still written change by change by the writer, from the states held here.
+//! The entity's row of the temporal representation (`temporal_entities`: types, scope, created
+//! and modified times) is refreshed once too, with the times of the group's first and last
+//! change ([`Unsaved::touched`]), and at once before a deletion is recorded ([`Unsaved::flush_touch`]),
+//! so that the deletion marks a row that exists.
 //!
 //! Nothing here outlives its group: a group that rolls back drops it with everything else.
 
@@ -19,6 +23,7 @@ use rusqlite::Connection;
 
 use crate::entities;
 use crate::index::Keys;
+use crate::temporal;
 
 /// One entity the group changed: its stored state (what its rows in the tables say) and its
 /// state after the group's last successful modifier.
@@ -26,6 +31,8 @@ struct Slot {
     tenant: String,
     stored: Option<Entity>,
     current: Option<Entity>,
+    /// The times (first, last) of the changes whose refresh of the temporal row is pending.
+    touch: Option<(String, String)>,
 }
 
 /// The group's changed entities, in the order of their first change (so new entities get their
@@ -55,16 +62,51 @@ impl Unsaved {
             Some(&i) => self.slots[i].current = after,
             None => {
                 self.at.insert(key, self.slots.len());
-                self.slots.push(Slot { tenant: tenant.to_owned(), stored: before.clone(), current: after });
+                self.slots.push(Slot {
+                    tenant: tenant.to_owned(),
+                    stored: before.clone(),
+                    current: after,
+                    touch: None,
+                });
             }
         }
     }
 
+    /// Notes that a change made at `now`, noted with [`Unsaved::changed`], left the entity
+    /// existing: its temporal row is refreshed at [`Unsaved::save`] (or [`Unsaved::flush_touch`]).
+    pub fn touched(&mut self, tenant: &str, id: &str, now: &str) {
+        if let Some(&i) = self.at.get(&(tenant.to_owned(), id.to_owned())) {
+            let slot = &mut self.slots[i];
+            let first = slot.touch.take().map_or_else(|| now.to_owned(), |(first, _)| first);
+            slot.touch = Some((first, now.to_owned()));
+        }
+    }
+
+    /// Refreshes the entity's temporal row now, from `state` (the entity as the pending changes
+    /// left it), if a refresh is pending: before a deletion is recorded.
+    pub fn flush_touch(
+        &mut self,
+        conn: &Connection,
+        tenant: &str,
+        id: &str,
+        state: Option<&Entity>,
+    ) -> rusqlite::Result<()> {
+        let Some(&i) = self.at.get(&(tenant.to_owned(), id.to_owned())) else { return Ok(()) };
+        if let (Some((first, last)), Some(entity)) = (self.slots[i].touch.take(), state) {
+            temporal::touch_entity(conn, tenant, entity, &first, &last)?;
+        }
+        Ok(())
+    }
+
     /// Writes every changed entity's last state with its index rows (from its stored state to
-    /// its last one, so an entity changed k times is re-indexed once), then holds nothing.
+    /// its last one, so an entity changed k times is re-indexed once) and its temporal row,
+    /// then holds nothing.
     pub fn save(&mut self, conn: &Connection, keys: &mut Keys) -> rusqlite::Result<()> {
         self.at.clear();
         for slot in self.slots.drain(..) {
+            if let (Some((first, last)), Some(entity)) = (&slot.touch, &slot.current) {
+                temporal::touch_entity(conn, &slot.tenant, entity, first, last)?;
+            }
             match (&slot.stored, &slot.current) {
                 (stored, Some(entity)) => entities::save_entity(conn, keys, &slot.tenant, stored.as_ref(), entity)?,
                 (Some(stored), None) => entities::delete_entity(conn, keys, &slot.tenant, stored)?,
