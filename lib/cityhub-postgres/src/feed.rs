@@ -20,8 +20,9 @@
 //! journal does `pg_notify('cityhub_events', payload)` in the transaction itself, so the event is
 //! delivered (to every hub, this one included) exactly when the commit happened. [`Feed`] keeps
 //! one dedicated connection doing `LISTEN cityhub_events` and forwards each payload into a tokio
-//! broadcast. When that connection is lost it reconnects and makes every receiver lag (the
-//! receivers' "everything changed"), since notifications sent meanwhile are gone. The hub that
+//! broadcast. When that connection is lost it reconnects and tells every receiver
+//! [`StoreEvent::Missed`] (the receivers' "everything changed"), since notifications sent
+//! meanwhile are gone. The hub that
 //! committed also tells its own receivers at once after the commit ([`Feed::tell`]), so its own
 //! caches never wait for the round trip.
 
@@ -91,7 +92,8 @@ impl Feed {
     }
 }
 
-/// Makes every receiver lag: the broadcast's way of saying "everything may have changed".
+/// Tells every receiver that events may have been missed ([`StoreEvent::Missed`]): everything
+/// may have changed.
 fn everything_changed(events: &broadcast::Sender<StoreEvent>) {
     let _ = events.send(StoreEvent::Missed);
 }
