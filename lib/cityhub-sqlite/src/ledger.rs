@@ -250,6 +250,21 @@ struct RowNow {
     deleted: Option<i64>,
 }
 
+impl RowNow {
+    /// The fields from a result row that selects `s.tenant, s.entity_id, s.attr, h.dataset_id,
+    /// h.doc, h.t_deleted` from column `first` on.
+    fn read(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RowNow> {
+        Ok(RowNow {
+            tenant: r.get(first)?,
+            entity: r.get(first + 1)?,
+            attr: r.get(first + 2)?,
+            dataset_id: r.get(first + 3)?,
+            doc: r.get(first + 4)?,
+            deleted: r.get(first + 5)?,
+        })
+    }
+}
+
 /// The bytes of the leaf `op` at `at` (µs) about the history row `seq` as it is now.
 fn rebuilt(row: &RowNow, seq: i64, op: Op, at: i64) -> Vec<u8> {
     let instance = row.doc.as_deref().map(|doc| serde_json::from_str(doc).unwrap_or_else(|_| doc.into()));
@@ -276,16 +291,7 @@ fn row_now(conn: &Connection, seq: i64) -> rusqlite::Result<RowNow> {
             "SELECT s.tenant, s.entity_id, s.attr, h.dataset_id, h.doc, h.t_deleted
              FROM attr_history h JOIN attr_series s ON s.sid = h.sid WHERE h.seq = ?1",
         )?
-        .query_row([seq], |r| {
-            Ok(RowNow {
-                tenant: r.get(0)?,
-                entity: r.get(1)?,
-                attr: r.get(2)?,
-                dataset_id: r.get(3)?,
-                doc: r.get(4)?,
-                deleted: r.get(5)?,
-            })
-        })
+        .query_row([seq], |r| RowNow::read(r, 0))
         .optional()?
         .unwrap_or_default())
 }
@@ -468,14 +474,7 @@ pub fn leaves(conn: &Connection, tenant: &str, from: u64, limit: usize) -> rusql
     let rows = stmt.query_map(params![tenant, from.min(i64::MAX as u64) as i64, limit as i64], |r| {
         let hash: Vec<u8> = r.get(1)?;
         let stored: Option<Vec<u8>> = r.get(2)?;
-        let row = RowNow {
-            tenant: r.get(6)?,
-            entity: r.get(7)?,
-            attr: r.get(8)?,
-            dataset_id: r.get(9)?,
-            doc: r.get(10)?,
-            deleted: r.get(11)?,
-        };
+        let row = RowNow::read(r, 6)?;
         let bytes = match stored {
             Some(bytes) => bytes,
             None => {
