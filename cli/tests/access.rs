@@ -172,6 +172,19 @@ fn rows(n: &str, receiver: &str) -> Vec<Row> {
     ]
 }
 
+/// Two deny policies on the key `subject`: no entity of type Streetlight, no attribute deviceId.
+fn deny_lights_and_device_ids(hub: &Hub, root: &Caller, subject: &str) {
+    for (n, policy) in [
+        ("lights", json!({"subject": subject, "effect": "deny", "entityTypes": ["Streetlight"]})),
+        ("device", json!({"subject": subject, "effect": "deny", "hiddenAttributes": ["deviceId"]})),
+    ] {
+        let mut policy = policy;
+        policy["id"] = json!(format!("urn:policy:{n}"));
+        let (status, body, _) = send(hub, root, "seoul", Method::POST, "/cityhub/v1/policies", Some(&policy));
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
 fn air_quality_policy(hub: &Hub, admin: &Caller) {
     let policy = json!({"id": "urn:policy:air", "role": "public", "effect": "allow",
         "entityTypes": ["AirQualityObserved"], "hiddenAttributes": ["deviceId"]});
@@ -266,15 +279,7 @@ fn what_a_policy_hides_appears_nowhere() {
     seed(&hub, &root, "seoul");
     air_quality_policy(&hub, &root);
     // The narrow reader may not see streetlights, nor any deviceId (two deny policies on its key).
-    for (n, policy) in [
-        ("lights", json!({"subject": narrow_id, "effect": "deny", "entityTypes": ["Streetlight"]})),
-        ("device", json!({"subject": narrow_id, "effect": "deny", "hiddenAttributes": ["deviceId"]})),
-    ] {
-        let mut policy = policy;
-        policy["id"] = json!(format!("urn:policy:{n}"));
-        let (status, body, _) = send(&hub, &root, "seoul", Method::POST, "/cityhub/v1/policies", Some(&policy));
-        assert_eq!(status, 201, "{body}");
-    }
+    deny_lights_and_device_ids(&hub, &root, &narrow_id);
     // A bad policy names its field.
     let bad = json!({"id": "urn:policy:bad", "role": "public", "effect": "allow", "entityTypes": "AirQualityObserved"});
     let (status, body, _) = send(&hub, &root, "seoul", Method::POST, "/cityhub/v1/policies", Some(&bad));
@@ -590,15 +595,7 @@ fn the_live_channel_tells_a_listener_only_what_its_policies_let_it_see() {
     let (narrow_id, narrow) = issue(&data, "seoul", "reader");
     let hub = Hub::spawn(&data, &["--auth-keys"]);
     let root = Caller { role: "admin", key: Some(root) };
-    for (n, policy) in [
-        ("lights", json!({"subject": narrow_id, "effect": "deny", "entityTypes": ["Streetlight"]})),
-        ("device", json!({"subject": narrow_id, "effect": "deny", "hiddenAttributes": ["deviceId"]})),
-    ] {
-        let mut policy = policy;
-        policy["id"] = json!(format!("urn:policy:{n}"));
-        let (status, body, _) = send(&hub, &root, "seoul", Method::POST, "/cityhub/v1/policies", Some(&policy));
-        assert_eq!(status, 201, "{body}");
-    }
+    deny_lights_and_device_ids(&hub, &root, &narrow_id);
     let light = json!({"id": "urn:sl:1", "type": "Streetlight", "on": {"type": "Property", "value": true}});
     let (status, body, _) = send(&hub, &root, "seoul", Method::POST, "/entities", Some(&light));
     assert_eq!(status, 201, "{body}");
