@@ -554,14 +554,7 @@ fn apply(
     }
     if before.is_some() || after.is_some() {
         let now = ngsild_core::time::now();
-        if after.is_none() {
-            // The deletion marks the temporal row: the pending refresh (a creation) goes first.
-            unsaved.flush_touch(tx, tenant, id, before.as_ref())?;
-        }
-        unsaved.changed(tenant, id, &before, after.clone());
-        if after.is_some() {
-            unsaved.touched(tenant, id, &now);
-        }
+        unsaved.changed(tx, tenant, id, &before, after.clone(), &now)?;
         temporal::record_change(tx, &mut state.keys, tenant, before.as_ref(), after.as_ref(), &now)?;
         // Same transaction as the change: a change is never acknowledged without its journal
         // entry, and never journaled without being committed.

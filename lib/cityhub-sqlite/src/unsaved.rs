@@ -11,8 +11,8 @@
 //! entry, its answer — is still written change by change by the writer, from the states held here.
 //! The entity's row of the temporal representation (`temporal_entities`: types, scope, created
 //! and modified times) is refreshed once too, with the times of the group's first and last
-//! change ([`Unsaved::touched`]), and at once before a deletion is recorded ([`Unsaved::flush_touch`]),
-//! so that the deletion marks a row that exists.
+//! change, and at once before a deletion is recorded, so that the deletion marks a row that
+//! exists ([`Unsaved::changed`]).
 //!
 //! Nothing here outlives its group: a group that rolls back drops it with everything else.
 
@@ -54,47 +54,39 @@ impl Unsaved {
         }
     }
 
-    /// Notes a change of the entity from `before` (what [`Unsaved::load`] answered) to `after`,
-    /// to be saved by [`Unsaved::save`].
-    pub fn changed(&mut self, tenant: &str, id: &str, before: &Option<Entity>, after: Option<Entity>) {
-        let key = (tenant.to_owned(), id.to_owned());
-        match self.at.get(&key) {
-            Some(&i) => self.slots[i].current = after,
-            None => {
-                self.at.insert(key, self.slots.len());
-                self.slots.push(Slot {
-                    tenant: tenant.to_owned(),
-                    stored: before.clone(),
-                    current: after,
-                    touch: None,
-                });
-            }
-        }
-    }
-
-    /// Notes that a change made at `now`, noted with [`Unsaved::changed`], left the entity
-    /// existing: its temporal row is refreshed at [`Unsaved::save`] (or [`Unsaved::flush_touch`]).
-    pub fn touched(&mut self, tenant: &str, id: &str, now: &str) {
-        if let Some(&i) = self.at.get(&(tenant.to_owned(), id.to_owned())) {
-            let slot = &mut self.slots[i];
-            let first = slot.touch.take().map_or_else(|| now.to_owned(), |(first, _)| first);
-            slot.touch = Some((first, now.to_owned()));
-        }
-    }
-
-    /// Refreshes the entity's temporal row now, from `state` (the entity as the pending changes
-    /// left it), if a refresh is pending: before a deletion is recorded.
-    pub fn flush_touch(
+    /// Notes a change of the entity, made at `now`, from `before` (what [`Unsaved::load`]
+    /// answered) to `after`, to be saved by [`Unsaved::save`]. A change that leaves the entity
+    /// existing puts off the refresh of its temporal row to the save; a deletion first makes the
+    /// refresh put off so far (from `before`, the state those changes left), since the deletion
+    /// marks that row.
+    pub fn changed(
         &mut self,
         conn: &Connection,
         tenant: &str,
         id: &str,
-        state: Option<&Entity>,
+        before: &Option<Entity>,
+        after: Option<Entity>,
+        now: &str,
     ) -> rusqlite::Result<()> {
-        let Some(&i) = self.at.get(&(tenant.to_owned(), id.to_owned())) else { return Ok(()) };
-        if let (Some((first, last)), Some(entity)) = (self.slots[i].touch.take(), state) {
+        let key = (tenant.to_owned(), id.to_owned());
+        let i = match self.at.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.at.insert(key, self.slots.len());
+                let slot = Slot { tenant: tenant.to_owned(), stored: before.clone(), current: None, touch: None };
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[i];
+        let pending = slot.touch.take();
+        if after.is_some() {
+            let first = pending.map_or_else(|| now.to_owned(), |(first, _)| first);
+            slot.touch = Some((first, now.to_owned()));
+        } else if let (Some((first, last)), Some(entity)) = (pending, before) {
             temporal::touch_entity(conn, tenant, entity, &first, &last)?;
         }
+        slot.current = after;
         Ok(())
     }
 
